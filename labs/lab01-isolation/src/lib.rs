@@ -1,0 +1,42 @@
+//! lab01: a small container runtime core.
+//!
+//! Chapter 1 of the kubelings book builds this crate: a process in its own
+//! namespaces, on its own root filesystem, inside cgroup limits. Chapter 3's
+//! pods and chapter 5's node agent build on it: [`Container::spawn`],
+//! [`Container::wait`], [`Container::signal`], joining another container's
+//! namespaces ([`ContainerSpec::join`]), [`Resources`], and cleanup on drop.
+//!
+//! The pure parts (limits, cgroup settings, probing) build on any OS; the
+//! kernel parts only on Linux.
+
+pub mod cgroup;
+pub mod limits;
+pub mod namespaces;
+pub mod probe;
+
+#[cfg(target_os = "linux")]
+pub mod capabilities;
+#[cfg(target_os = "linux")]
+mod child;
+#[cfg(target_os = "linux")]
+pub mod container;
+#[cfg(target_os = "linux")]
+pub mod error;
+#[cfg(target_os = "linux")]
+pub mod init;
+#[cfg(target_os = "linux")]
+pub mod mounts;
+#[cfg(target_os = "linux")]
+pub mod network;
+#[cfg(target_os = "linux")]
+pub mod rootfs;
+
+#[cfg(target_os = "linux")]
+pub use child::Stage;
+#[cfg(target_os = "linux")]
+pub use container::{run_captured, Container, ContainerSpec, ExitStatus, Output, Stdio};
+#[cfg(target_os = "linux")]
+pub use error::{Error, Result};
+pub use limits::{CpuQuota, Resources};
+#[cfg(target_os = "linux")]
+pub use rootfs::RootfsBuilder;

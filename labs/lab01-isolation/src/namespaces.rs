@@ -1,0 +1,101 @@
+//! Linux namespaces: each gives a process its own copy of one kind of
+//! global resource (hostname, process IDs, mounts, network, …).
+
+use std::fmt;
+
+/// The kinds of namespace a container can get.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+pub enum Namespace {
+    /// Hostname and domain name (UNIX Time-sharing System).
+    Uts,
+    /// Process IDs: the first process inside is PID 1.
+    Pid,
+    /// The mount table.
+    Mount,
+    /// Network devices, addresses, routes, ports.
+    Net,
+    /// System V IPC and POSIX message queues.
+    Ipc,
+    /// User and group IDs: root inside, an ordinary user outside.
+    User,
+    /// The view of the cgroup tree: the container's cgroup looks like the root.
+    Cgroup,
+}
+
+impl Namespace {
+    pub const ALL: [Namespace; 7] = [
+        Namespace::Uts,
+        Namespace::Pid,
+        Namespace::Mount,
+        Namespace::Net,
+        Namespace::Ipc,
+        Namespace::User,
+        Namespace::Cgroup,
+    ];
+
+    /// Its name under `/proc/PID/ns/`.
+    pub fn proc_name(self) -> &'static str {
+        match self {
+            Namespace::Uts => "uts",
+            Namespace::Pid => "pid",
+            Namespace::Mount => "mnt",
+            Namespace::Net => "net",
+            Namespace::Ipc => "ipc",
+            Namespace::User => "user",
+            Namespace::Cgroup => "cgroup",
+        }
+    }
+
+    /// The flag that asks `clone(2)` or `unshare(2)` for a new one.
+    #[cfg(target_os = "linux")]
+    pub fn clone_flag(self) -> nix::sched::CloneFlags {
+        use nix::sched::CloneFlags as F;
+        match self {
+            Namespace::Uts => F::CLONE_NEWUTS,
+            Namespace::Pid => F::CLONE_NEWPID,
+            Namespace::Mount => F::CLONE_NEWNS,
+            Namespace::Net => F::CLONE_NEWNET,
+            Namespace::Ipc => F::CLONE_NEWIPC,
+            Namespace::User => F::CLONE_NEWUSER,
+            Namespace::Cgroup => F::CLONE_NEWCGROUP,
+        }
+    }
+}
+
+impl fmt::Display for Namespace {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.proc_name())
+    }
+}
+
+/// The namespaces a container gets by default: all but the user namespace,
+/// which is only needed when the caller is not root.
+pub const DEFAULT: [Namespace; 6] = [
+    Namespace::Uts,
+    Namespace::Pid,
+    Namespace::Mount,
+    Namespace::Net,
+    Namespace::Ipc,
+    Namespace::Cgroup,
+];
+
+/// The `clone(2)` flags for a set of new namespaces.
+#[cfg(target_os = "linux")]
+pub fn clone_flags(new: &[Namespace]) -> nix::sched::CloneFlags {
+    new.iter()
+        .fold(nix::sched::CloneFlags::empty(), |flags, ns| {
+            flags | ns.clone_flag()
+        })
+}
+
+// ANCHOR: set_hostname
+/// Sets the hostname of the UTS namespace the calling process is in.
+/// Runs inside the new container, before the command starts.
+#[cfg(target_os = "linux")]
+pub fn set_hostname(name: &std::ffi::CStr) -> nix::Result<()> {
+    // EXERCISE: lab01-hostname
+    use std::os::unix::ffi::OsStrExt;
+    nix::unistd::sethostname(std::ffi::OsStr::from_bytes(name.to_bytes()))
+    // EXERCISE_END: lab01-hostname
+}
+// ANCHOR_END: set_hostname

@@ -1,0 +1,28 @@
+//! A new network namespace starts with one device, `lo`, and even that is down.
+
+// ANCHOR: loopback_up
+/// Brings the loopback device of the current network namespace up, the way
+/// `ip link set lo up` does: read its flags, add IFF_UP, write them back.
+pub fn loopback_up() -> nix::Result<()> {
+    // EXERCISE: lab01-loopback
+    use nix::errno::Errno;
+    // Any socket will do: the ioctls address the device by name.
+    let sock = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if sock < 0 {
+        return Err(Errno::last());
+    }
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (dst, src) in req.ifr_name.iter_mut().zip(b"lo\0") {
+        *dst = *src as libc::c_char;
+    }
+    let result = (|| {
+        Errno::result(unsafe { libc::ioctl(sock, libc::SIOCGIFFLAGS as _, &mut req) })?;
+        unsafe { req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short };
+        Errno::result(unsafe { libc::ioctl(sock, libc::SIOCSIFFLAGS as _, &req) })?;
+        Ok(())
+    })();
+    unsafe { libc::close(sock) };
+    result
+    // EXERCISE_END: lab01-loopback
+}
+// ANCHOR_END: loopback_up

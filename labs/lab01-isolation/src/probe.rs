@@ -1,0 +1,166 @@
+//! What this machine can do: the facts `kubelings doctor` prints and the
+//! self-checks use to decide whether they can run here.
+
+use std::fmt;
+use std::path::Path;
+
+/// What a self-check needs from the machine before it can run at all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Privilege {
+    /// Pure code: runs anywhere, any user.
+    None,
+    /// Unprivileged user namespaces (or root).
+    Userns,
+    /// Real root: cgroups, device nodes, the full container.
+    Root,
+}
+
+/// The cgroup layout the kernel mounted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CgroupMode {
+    /// Only cgroup v2, at /sys/fs/cgroup, with controllers.
+    Unified,
+    /// v1 controllers in their own hierarchies, and maybe an empty cgroup2 beside them.
+    Hybrid,
+    /// Only v1 hierarchies.
+    Legacy,
+    /// No cgroup filesystem this program can use.
+    Unavailable,
+}
+
+impl fmt::Display for CgroupMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            CgroupMode::Unified => "v2 (unified)",
+            CgroupMode::Hybrid => "hybrid (v1 controllers, cgroup2 without controllers)",
+            CgroupMode::Legacy => "v1 (legacy)",
+            CgroupMode::Unavailable => "unavailable",
+        })
+    }
+}
+
+/// One reading of the machine.
+#[derive(Debug, Clone)]
+pub struct Host {
+    pub os: &'static str,
+    pub kernel: String,
+    pub is_root: bool,
+    pub userns: bool,
+    pub cgroups: CgroupMode,
+    pub overlayfs: bool,
+    pub runc: Option<String>,
+    pub qemu: Option<String>,
+}
+
+impl Host {
+    /// Whether a test that needs `need` can run on this machine.
+    pub fn allows(&self, need: Privilege) -> Result<(), String> {
+        if self.os != "linux" && need != Privilege::None {
+            return Err(format!("needs Linux (this is {})", self.os));
+        }
+        match need {
+            Privilege::None => Ok(()),
+            Privilege::Userns if self.is_root || self.userns => Ok(()),
+            Privilege::Userns => Err("needs root or unprivileged user namespaces \
+                 (sysctl kernel.unprivileged_userns_clone=1, user.max_user_namespaces>0)"
+                .into()),
+            Privilege::Root if self.is_root => Ok(()),
+            Privilege::Root => Err("needs root (run the tests with sudo -E)".into()),
+        }
+    }
+}
+
+/// Reads the machine once.
+pub fn probe() -> Host {
+    Host {
+        os: std::env::consts::OS,
+        kernel: read_trim("/proc/sys/kernel/osrelease").unwrap_or_else(|| "unknown".into()),
+        is_root: is_root(),
+        userns: userns_available(),
+        cgroups: cgroup_mode(Path::new("/sys/fs/cgroup")),
+        overlayfs: read_trim("/proc/filesystems")
+            .map(|s| s.lines().any(|l| l.trim_end().ends_with("overlay")))
+            .unwrap_or(false),
+        runc: find_program("runc"),
+        qemu: find_program("qemu-system-x86_64"),
+    }
+}
+
+/// Decides whether a self-check runs. Prints why it skips; under `CI=true`
+/// a missing capability is a failure instead, so CI never passes silently.
+pub fn require(need: Privilege) -> bool {
+    match probe().allows(need) {
+        Ok(()) => true,
+        Err(why) if ci() => panic!("CI=true and this test cannot run here: {why}"),
+        Err(why) => {
+            eprintln!("SKIP: {why}");
+            println!("kubelings: skipped: {why}");
+            false
+        }
+    }
+}
+
+/// `CI=true` (or `1`) in the environment.
+pub fn ci() -> bool {
+    matches!(std::env::var("CI").as_deref(), Ok("true") | Ok("1"))
+}
+
+fn read_trim(path: &str) -> Option<String> {
+    std::fs::read_to_string(path)
+        .ok()
+        .map(|s| s.trim().to_string())
+}
+
+fn is_root() -> bool {
+    #[cfg(target_os = "linux")]
+    {
+        nix::unistd::geteuid().is_root()
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        false
+    }
+}
+
+fn userns_available() -> bool {
+    if std::env::consts::OS != "linux" {
+        return false;
+    }
+    let max = read_trim("/proc/sys/user/max_user_namespaces")
+        .and_then(|s| s.parse::<u64>().ok())
+        .unwrap_or(1);
+    // Debian and Ubuntu kernels have an extra switch; others do not.
+    let debian_switch = read_trim("/proc/sys/kernel/unprivileged_userns_clone")
+        .map(|s| s != "0")
+        .unwrap_or(true);
+    // Ubuntu 24.04+ restricts them through AppArmor.
+    let apparmor = read_trim("/proc/sys/kernel/apparmor_restrict_unprivileged_userns")
+        .map(|s| s == "0")
+        .unwrap_or(true);
+    max > 0 && debian_switch && apparmor
+}
+
+/// Tells the layout from what is mounted at `root` (normally /sys/fs/cgroup).
+pub fn cgroup_mode(root: &Path) -> CgroupMode {
+    if root.join("cgroup.controllers").exists() {
+        CgroupMode::Unified
+    } else if root.join("memory").is_dir() || root.join("pids").is_dir() {
+        if root.join("unified").is_dir() {
+            CgroupMode::Hybrid
+        } else {
+            CgroupMode::Legacy
+        }
+    } else {
+        CgroupMode::Unavailable
+    }
+}
+
+/// Looks `name` up on PATH.
+pub fn find_program(name: &str) -> Option<String> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(name))
+        .find(|p| p.is_file())
+        .map(|p| p.display().to_string())
+}
