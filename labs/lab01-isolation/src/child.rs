@@ -162,6 +162,8 @@ pub(crate) fn run(plan: &Plan) -> ! {
         libc::sigprocmask(libc::SIG_BLOCK, &all, std::ptr::null_mut());
         // Its own session: the terminal's Ctrl-C goes to the runtime, which forwards it.
         libc::setsid();
+        // Shown by `ps` inside as PID 1, instead of the runtime's own name.
+        libc::prctl(libc::PR_SET_NAME, c"init".as_ptr(), 0, 0, 0);
     }
     for (i, fd) in plan.stdio.iter().enumerate() {
         if let Some(fd) = fd {

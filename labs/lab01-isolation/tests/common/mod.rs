@@ -1,0 +1,51 @@
+//! Shared by the self-checks: a rootfs built once per test binary, and
+//! helpers to run a container and read what it printed.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use lab01::probe::{require, Privilege};
+use lab01::{run_captured, ContainerSpec, Output, RootfsBuilder};
+
+/// A rootfs with the default programs, built once for the whole test binary.
+pub fn rootfs() -> &'static Path {
+    static DIR: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
+    &DIR.get_or_init(|| {
+        let dir = tempfile::Builder::new()
+            .prefix("kubelings-test-rootfs-")
+            .tempdir()
+            .expect("create a temporary directory");
+        let root = dir.path().join("rootfs");
+        RootfsBuilder::new()
+            .file("/etc/marker", "inside the container\n")
+            .build(&root)
+            .expect("build the test rootfs");
+        (dir, root)
+    })
+    .1
+}
+
+/// A container spec on the shared test rootfs.
+pub fn spec(args: &[&str]) -> ContainerSpec {
+    ContainerSpec::new(args.iter().copied())
+        .rootfs(rootfs())
+        .hostname("kubelings")
+}
+
+/// Runs `sh -c SCRIPT` in a container and returns its output.
+pub fn sh(script: &str) -> Output {
+    run(spec(&["sh", "-c", script]))
+}
+
+pub fn run(spec: ContainerSpec) -> Output {
+    match run_captured(&spec) {
+        Ok(out) => out,
+        Err(e) => panic!("the container did not run: {e}"),
+    }
+}
+
+/// Root is needed for every container test on this lab.
+pub fn root() -> bool {
+    require(Privilege::Root)
+}
