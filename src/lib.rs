@@ -1,0 +1,22 @@
+//! The kubelings workbook CLI, as a library so tests can reach its parts.
+//!
+//! Library modules (typed errors): [`workspace`] finds the workbook,
+//! [`manifest`] reads `labs/exercises.yaml`, [`markers`] finds and replaces
+//! exercise regions, [`export`] writes a student workspace, [`runner`] runs
+//! `cargo test` and reads libtest output, [`progress`] keeps
+//! `.kubelings/progress.json`, [`book`] checks and builds the book.
+//!
+//! Command modules (anyhow, they print): [`cli`] parses arguments and holds
+//! the small commands; [`check`], [`verify`] and [`doctor`] the larger ones.
+
+pub mod book;
+pub mod check;
+pub mod cli;
+pub mod doctor;
+pub mod export;
+pub mod manifest;
+pub mod markers;
+pub mod progress;
+pub mod runner;
+pub mod verify;
+pub mod workspace;
