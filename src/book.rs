@@ -223,7 +223,10 @@ impl Checker {
             };
             // `:10`, `:10:20`, `::20` and `:` are line ranges: the file is enough.
             let Some(anchor) = selector.filter(|s| {
-                !s.is_empty() && !s.split(':').all(|n| n.is_empty() || n.parse::<usize>().is_ok())
+                !s.is_empty()
+                    && !s
+                        .split(':')
+                        .all(|n| n.is_empty() || n.parse::<usize>().is_ok())
             }) else {
                 continue;
             };
@@ -253,9 +256,8 @@ impl Checker {
         let mut own_ids: Option<Vec<String>> = None;
         for (event, range) in parser(text).into_offset_iter() {
             let dest = match &event {
-                Event::Start(Tag::Link { dest_url, .. }) | Event::Start(Tag::Image { dest_url, .. }) => {
-                    dest_url.to_string()
-                }
+                Event::Start(Tag::Link { dest_url, .. })
+                | Event::Start(Tag::Image { dest_url, .. }) => dest_url.to_string(),
                 _ => continue,
             };
             if dest.is_empty() || dest.starts_with('/') || has_scheme(&dest) {
@@ -271,7 +273,11 @@ impl Checker {
                 if let Some(frag) = fragment {
                     let ids = own_ids.get_or_insert_with(|| heading_ids(text));
                     if !ids.iter().any(|id| id == frag) {
-                        self.problem(page, line, format!("link to #{frag}: no such heading on this page"));
+                        self.problem(
+                            page,
+                            line,
+                            format!("link to #{frag}: no such heading on this page"),
+                        );
                     }
                 }
                 continue;
@@ -298,7 +304,11 @@ impl Checker {
                 .map(|t| heading_ids(&t))
                 .unwrap_or_default();
             if !ids.iter().any(|id| id == frag) {
-                self.problem(page, line, format!("link to {dest}: {path} has no heading #{frag}"));
+                self.problem(
+                    page,
+                    line,
+                    format!("link to {dest}: {path} has no heading #{frag}"),
+                );
             }
         }
     }
@@ -387,7 +397,8 @@ pub fn build(book_dir: &Path, out_dir: Option<&Path>) -> Result<PathBuf, BookErr
     }
     let book = MDBook::load_with_config(book_dir, config)
         .map_err(|e| BookError::Build(format!("{e:#}")))?;
-    book.build().map_err(|e| BookError::Build(format!("{e:#}")))?;
+    book.build()
+        .map_err(|e| BookError::Build(format!("{e:#}")))?;
     Ok(book.build_dir_for("html").join("index.html"))
 }
 
@@ -398,7 +409,10 @@ mod tests {
     #[test]
     fn slugs_like_mdbook() {
         assert_eq!(slug("Limits as data"), "limits-as-data");
-        assert_eq!(slug("`--passes`: add more rustdoc passes"), "--passes-add-more-rustdoc-passes");
+        assert_eq!(
+            slug("`--passes`: add more rustdoc passes"),
+            "--passes-add-more-rustdoc-passes"
+        );
         assert_eq!(slug("1.5 Limits: 64M, or more?"), "15-limits-64m-or-more");
         assert_eq!(slug("  Über_alles  "), "über_alles");
     }
@@ -408,7 +422,14 @@ mod tests {
         let md = "# Cgroups\n\n## Limits as data\n\n```sh\n# not a heading\n```\n\n## `parse_size` in *Rust*\n\n## Limits as data\n\n### Custom {#my-id}\n\nSetext\n------\n";
         assert_eq!(
             heading_ids(md),
-            vec!["cgroups", "limits-as-data", "parse_size-in-rust", "limits-as-data-1", "my-id", "setext"]
+            vec![
+                "cgroups",
+                "limits-as-data",
+                "parse_size-in-rust",
+                "limits-as-data-1",
+                "my-id",
+                "setext"
+            ]
         );
     }
 
@@ -418,7 +439,11 @@ mod tests {
         let found: Vec<(&str, &str)> = directives(md).iter().map(|d| (d.name, d.args)).collect();
         assert_eq!(
             found,
-            vec![("include", "../x.rs:anchor"), ("title", "T"), ("rustdoc_include", "z.rs:1:5")]
+            vec![
+                ("include", "../x.rs:anchor"),
+                ("title", "T"),
+                ("rustdoc_include", "z.rs:1:5")
+            ]
         );
     }
 
@@ -441,7 +466,11 @@ mod tests {
             "# Summary\n\n- [One](ch01/README.md)\n- [Two](ch01/missing.md)\n- [Draft]()\n",
         )
         .unwrap();
-        std::fs::write(tmp.path().join("code.rs"), "// ANCHOR: a\nfn a() {}\n// ANCHOR_END: a\n").unwrap();
+        std::fs::write(
+            tmp.path().join("code.rs"),
+            "// ANCHOR: a\nfn a() {}\n// ANCHOR_END: a\n",
+        )
+        .unwrap();
         std::fs::write(
             book.join("src/ch01/README.md"),
             "# One\n\n## Limits as data\n\n[ok](#limits-as-data) [bad](#nope)\n\
@@ -450,7 +479,11 @@ mod tests {
              {{#include ../../../code.rs:2:3}}\n{{#include ../../../nope.rs}}\n```\n",
         )
         .unwrap();
-        let problems: Vec<String> = check(&book).unwrap().iter().map(|p| p.to_string()).collect();
+        let problems: Vec<String> = check(&book)
+            .unwrap()
+            .iter()
+            .map(|p| p.to_string())
+            .collect();
         assert_eq!(
             problems,
             vec![

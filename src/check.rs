@@ -149,7 +149,11 @@ pub fn run(ws: &Workspace, target: Option<&str>) -> Result<bool> {
                     println!("        test {test_name} failed:");
                     println!("{}", indent(&message, "          "));
                     explain(e);
-                    progress.set_status(&e.id, Status::Failing, Some(format!("{test_name} failed")));
+                    progress.set_status(
+                        &e.id,
+                        Status::Failing,
+                        Some(format!("{test_name} failed")),
+                    );
                 }
                 Verdict::Ignored | Verdict::NotRun(_) => {
                     failed += 1;

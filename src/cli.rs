@@ -117,7 +117,11 @@ fn list(ws: &Workspace) -> Result<bool> {
     println!("kubelings: {done} of {} exercises done", exercises.len());
 
     let id_width = exercises.iter().map(|e| e.id.len()).max().unwrap_or(0);
-    let sec_width = exercises.iter().map(|e| e.section.len() + 1).max().unwrap_or(0);
+    let sec_width = exercises
+        .iter()
+        .map(|e| e.section.len() + 1)
+        .max()
+        .unwrap_or(0);
     for lab in ws.manifest.labs() {
         println!();
         match ws.labs.get(lab) {
@@ -154,15 +158,18 @@ fn list(ws: &Workspace) -> Result<bool> {
                     "  write  {}:{line} (between the EXERCISE markers)",
                     file.display()
                 ),
-                None => println!("  write  (no EXERCISE marker for it yet in labs/{}*)", e.lab),
+                None => println!(
+                    "  write  (no EXERCISE marker for it yet in labs/{}*)",
+                    e.lab
+                ),
             }
             println!("  check  kubelings check {}", e.id);
             println!("  stuck? kubelings hint {}", e.id);
         }
         None if done == exercises.len() => println!("All exercises done. Well built!"),
-        None => println!(
-            "Every exercise left is skipped on this machine; `kubelings doctor` says why."
-        ),
+        None => {
+            println!("Every exercise left is skipped on this machine; `kubelings doctor` says why.")
+        }
     }
     Ok(true)
 }
@@ -188,7 +195,10 @@ fn hint(ws: &Workspace, id: &str, level: Option<u8>) -> Result<bool> {
     println!();
     println!("Read: {}", e.book_ref());
     if level < count {
-        println!("More: kubelings hint {id}   (hint {} of {count})", level + 1);
+        println!(
+            "More: kubelings hint {id}   (hint {} of {count})",
+            level + 1
+        );
     }
     // u8: there are exactly three hints, and `level` is at most their number.
     progress.saw_hint(id, u8::try_from(level).unwrap_or(u8::MAX));
@@ -221,7 +231,10 @@ fn book(ws: &Workspace) -> Result<bool> {
         for p in &problems {
             eprintln!("{p}");
         }
-        bail!("the book has {} broken references (listed above)", problems.len());
+        bail!(
+            "the book has {} broken references (listed above)",
+            problems.len()
+        );
     }
     let index = crate::book::build(&book_dir, Some(&ws.root.join("target/book")))?;
     println!("Built the book: {}", index.display());

@@ -79,7 +79,13 @@ pub fn list_files(root: &Path) -> Result<Vec<PathBuf>, ExportError> {
 
 fn git_files(root: &Path) -> Result<Vec<PathBuf>, ExportError> {
     let output = Command::new("git")
-        .args(["ls-files", "-z", "--cached", "--others", "--exclude-standard"])
+        .args([
+            "ls-files",
+            "-z",
+            "--cached",
+            "--others",
+            "--exclude-standard",
+        ])
         .current_dir(root)
         .output()
         .map_err(|e| ExportError::Git {
@@ -126,7 +132,12 @@ fn replacements(ws: &Workspace) -> HashMap<String, String> {
     ws.manifest
         .exercises
         .iter()
-        .map(|e| (e.id.clone(), markers::todo_line(&e.id, &e.title, &e.section)))
+        .map(|e| {
+            (
+                e.id.clone(),
+                markers::todo_line(&e.id, &e.title, &e.section),
+            )
+        })
         .collect()
 }
 
@@ -200,12 +211,11 @@ fn copy_all(ws: &Workspace, files: &[PathBuf], into: &Path) -> Result<ExportRepo
                     id: r.id.clone(),
                 });
             }
-            let out = markers::replace(&text, &replacements).map_err(|source| {
-                ExportError::Marker {
+            let out =
+                markers::replace(&text, &replacements).map_err(|source| ExportError::Marker {
                     file: rel.clone(),
                     source,
-                }
-            })?;
+                })?;
             std::fs::write(&to, out).map_err(io(&to))?;
             std::fs::set_permissions(&to, meta.permissions()).map_err(io(&to))?;
             report
@@ -237,9 +247,15 @@ mod tests {
     #[test]
     fn knows_lab_sources() {
         assert!(is_lab_source(Path::new("labs/lab01-isolation/src/lib.rs")));
-        assert!(is_lab_source(Path::new("labs/lab01-isolation/src/cgroup/limits.rs")));
-        assert!(!is_lab_source(Path::new("labs/lab01-isolation/tests/limits.rs")));
-        assert!(!is_lab_source(Path::new("labs/lab01-isolation/src/notes.md")));
+        assert!(is_lab_source(Path::new(
+            "labs/lab01-isolation/src/cgroup/limits.rs"
+        )));
+        assert!(!is_lab_source(Path::new(
+            "labs/lab01-isolation/tests/limits.rs"
+        )));
+        assert!(!is_lab_source(Path::new(
+            "labs/lab01-isolation/src/notes.md"
+        )));
         assert!(!is_lab_source(Path::new("src/main.rs")));
     }
 }

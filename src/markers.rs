@@ -83,7 +83,8 @@ fn marker(line: &str) -> Option<(Kind, &str)> {
     if let Some(id) = rest.strip_prefix("EXERCISE_END:") {
         Some((Kind::End, id.trim()))
     } else {
-        rest.strip_prefix("EXERCISE:").map(|id| (Kind::Start, id.trim()))
+        rest.strip_prefix("EXERCISE:")
+            .map(|id| (Kind::Start, id.trim()))
     }
 }
 
@@ -192,7 +193,11 @@ pub fn replace(text: &str, replacements: &HashMap<String, String>) -> Result<Str
             out.push_str(line);
         }
         let marker_line = lines[region.start - 1];
-        let eol = if marker_line.ends_with("\r\n") { "\r\n" } else { "\n" };
+        let eol = if marker_line.ends_with("\r\n") {
+            "\r\n"
+        } else {
+            "\n"
+        };
         let body = &lines[region.start..region.end - 1];
         for line in body.iter().filter(|l| anchor(l) == Some(Kind::Start)) {
             out.push_str(line);

@@ -81,7 +81,9 @@ impl Progress {
         };
         let dir = path.parent().unwrap_or(root);
         std::fs::create_dir_all(dir).map_err(write)?;
-        let mut json = serde_json::to_string_pretty(self).map_err(std::io::Error::other).map_err(write)?;
+        let mut json = serde_json::to_string_pretty(self)
+            .map_err(std::io::Error::other)
+            .map_err(write)?;
         json.push('\n');
         let tmp = tempfile::NamedTempFile::new_in(dir).map_err(write)?;
         std::fs::write(tmp.path(), json).map_err(write)?;

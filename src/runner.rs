@@ -109,7 +109,10 @@ impl TestRun {
                     break;
                 }
                 let line = String::from_utf8_lossy(&buf);
-                if tx.send(line.trim_end_matches(['\n', '\r']).to_string()).is_err() {
+                if tx
+                    .send(line.trim_end_matches(['\n', '\r']).to_string())
+                    .is_err()
+                {
                     break;
                 }
                 buf.clear();
@@ -259,6 +262,7 @@ pub fn panic_message(output: &[String]) -> String {
     let lines: Vec<&str> = output[start..]
         .iter()
         .map(String::as_str)
+        .take_while(|l| *l != "stack backtrace:")
         .filter(|l| !l.starts_with("note: run with `RUST_BACKTRACE"))
         .take(MAX_LINES)
         .collect();
@@ -476,7 +480,10 @@ error: 1 target failed:
     fn maps_results_to_targets() {
         let report = RunReport::from_log(LOG.to_string(), false);
         assert_eq!(report.build_error, None);
-        assert_eq!(report.verdict(&t("lab01::limits::parses_sizes_with_units")), Verdict::Pass);
+        assert_eq!(
+            report.verdict(&t("lab01::limits::parses_sizes_with_units")),
+            Verdict::Pass
+        );
         assert_eq!(
             report.verdict(&t("lab01::limits::rejects_bad_sizes")),
             Verdict::Fail(
@@ -489,8 +496,14 @@ error: 1 target failed:
             report.verdict(&t("lab01::limits::needs_root")),
             Verdict::Skipped("needs root (run the tests with sudo -E)".into())
         );
-        assert_eq!(report.verdict(&t("lab01::other::parses_sizes_with_units")), Verdict::Ignored);
-        assert!(matches!(report.verdict(&t("lab01::limits::nope")), Verdict::NotRun(_)));
+        assert_eq!(
+            report.verdict(&t("lab01::other::parses_sizes_with_units")),
+            Verdict::Ignored
+        );
+        assert!(matches!(
+            report.verdict(&t("lab01::limits::nope")),
+            Verdict::NotRun(_)
+        ));
     }
 
     #[test]
@@ -527,9 +540,6 @@ error: could not compile `lab01` (lib) due to 1 previous error
             filters: vec!["parses".into()],
             ..TestRun::default()
         };
-        assert_eq!(
-            run.display(),
-            "cargo test -p lab01 --test limits -- parses"
-        );
+        assert_eq!(run.display(), "cargo test -p lab01 --test limits -- parses");
     }
 }

@@ -53,10 +53,17 @@ pub fn static_checks(ws: &Workspace) -> Vec<Problem> {
     for e in &ws.manifest.exercises {
         *seen.entry(e.id.as_str()).or_default() += 1;
     }
-    let mut dupes: Vec<&str> = seen.iter().filter(|(_, n)| **n > 1).map(|(id, _)| *id).collect();
+    let mut dupes: Vec<&str> = seen
+        .iter()
+        .filter(|(_, n)| **n > 1)
+        .map(|(id, _)| *id)
+        .collect();
     dupes.sort();
     for id in dupes {
-        problems.push(problem(id, "the id appears more than once in labs/exercises.yaml"));
+        problems.push(problem(
+            id,
+            "the id appears more than once in labs/exercises.yaml",
+        ));
     }
 
     for e in &ws.manifest.exercises {
@@ -89,7 +96,10 @@ fn check_fields(ws: &Workspace, e: &Exercise, problems: &mut Vec<Problem>) {
         problems.push(problem(id, "the section is empty"));
     }
     if e.hints.len() != 3 {
-        problems.push(problem(id, format!("has {} hints; it needs exactly 3", e.hints.len())));
+        problems.push(problem(
+            id,
+            format!("has {} hints; it needs exactly 3", e.hints.len()),
+        ));
     }
     for (i, h) in e.hints.iter().enumerate() {
         if h.trim().is_empty() {
@@ -126,7 +136,10 @@ fn check_fields(ws: &Workspace, e: &Exercise, problems: &mut Vec<Problem>) {
     let Ok(lab) = ws.lab(&e.lab) else {
         problems.push(problem(
             id,
-            format!("lab {}: no directory under labs/ has a Cargo.toml with name = \"{}\"", e.lab, e.lab),
+            format!(
+                "lab {}: no directory under labs/ has a Cargo.toml with name = \"{}\"",
+                e.lab, e.lab
+            ),
         ));
         return;
     };
@@ -144,7 +157,10 @@ fn check_fields(ws: &Workspace, e: &Exercise, problems: &mut Vec<Problem>) {
         if t.package != e.lab {
             problems.push(problem(
                 id,
-                format!("test {t} is in package {}, but the exercise is in lab {}", t.package, e.lab),
+                format!(
+                    "test {t} is in package {}, but the exercise is in lab {}",
+                    t.package, e.lab
+                ),
             ));
             continue;
         }
@@ -195,7 +211,10 @@ fn check_markers(ws: &Workspace, problems: &mut Vec<Problem>) {
                 // A file with malformed markers was already reported.
                 problems.push(problem(
                     &e.id,
-                    format!("no `// EXERCISE: {}` ... `// EXERCISE_END: {}` in labs/*/src", e.id, e.id),
+                    format!(
+                        "no `// EXERCISE: {}` ... `// EXERCISE_END: {}` in labs/*/src",
+                        e.id, e.id
+                    ),
                 ));
             }
             [(file, region)] => {
@@ -215,7 +234,11 @@ fn check_markers(ws: &Workspace, problems: &mut Vec<Problem>) {
                 if region.body_lines() == 0 {
                     problems.push(problem(
                         &e.id,
-                        format!("{}:{}: nothing between the markers", file.display(), region.start),
+                        format!(
+                            "{}:{}: nothing between the markers",
+                            file.display(),
+                            region.start
+                        ),
                     ));
                 }
             }
@@ -262,7 +285,10 @@ pub fn run(ws: &Workspace, static_only: bool) -> Result<bool> {
     }
     if !problems.is_empty() {
         println!();
-        println!("verify: {} problems in the manifest, markers or book", problems.len());
+        println!(
+            "verify: {} problems in the manifest, markers or book",
+            problems.len()
+        );
         return Ok(false);
     }
     println!(
@@ -296,7 +322,10 @@ pub fn run(ws: &Workspace, static_only: bool) -> Result<bool> {
             match host.allows(e.privilege) {
                 Ok(()) => runnable.push(e),
                 Err(why) if ci => {
-                    problems.push(problem(&e.id, format!("CI=true, but this machine cannot run it: {why}")));
+                    problems.push(problem(
+                        &e.id,
+                        format!("CI=true, but this machine cannot run it: {why}"),
+                    ));
                     rows.push(Row {
                         id: e.id.clone(),
                         starter: "-".into(),
@@ -320,7 +349,10 @@ pub fn run(ws: &Workspace, static_only: bool) -> Result<bool> {
 
         let mut reference_run = plan(&ws.root, lab, &refs);
         reference_run.env = env.clone();
-        println!("verify: {lab}: testing the reference ({})", reference_run.display());
+        println!(
+            "verify: {lab}: testing the reference ({})",
+            reference_run.display()
+        );
         let reference = reference_run.run(|_| {})?;
 
         let mut starter_run = plan(&starter, lab, &refs);
@@ -351,7 +383,9 @@ pub fn run(ws: &Workspace, static_only: bool) -> Result<bool> {
     print_table(&rows);
     if problems.is_empty() {
         println!();
-        println!("verify: every verifiable exercise fails in the starter and passes in the reference");
+        println!(
+            "verify: every verifiable exercise fails in the starter and passes in the reference"
+        );
         return Ok(true);
     }
     println!();
@@ -370,9 +404,16 @@ enum Expect {
 }
 
 /// The table cell and the problems for one exercise's tests in one run.
-fn judge(report: &RunReport, refs: &[crate::manifest::TestRef], expect: Expect) -> (String, Vec<String>) {
+fn judge(
+    report: &RunReport,
+    refs: &[crate::manifest::TestRef],
+    expect: Expect,
+) -> (String, Vec<String>) {
     if let Some(errors) = &report.build_error {
-        return ("build error".into(), vec![format!("does not build:\n{errors}")]);
+        return (
+            "build error".into(),
+            vec![format!("does not build:\n{errors}")],
+        );
     }
     let mut problems = Vec::new();
     let mut cell = match expect {
@@ -385,15 +426,21 @@ fn judge(report: &RunReport, refs: &[crate::manifest::TestRef], expect: Expect) 
             (Verdict::Pass, Expect::Pass) | (Verdict::Fail(_), Expect::Fail) => None,
             (Verdict::Pass, Expect::Fail) => Some((
                 "PASSES",
-                format!("test {name} passes without the solution, so it does not check the exercise"),
+                format!(
+                    "test {name} passes without the solution, so it does not check the exercise"
+                ),
             )),
-            (Verdict::Fail(msg), Expect::Pass) => Some(("FAILS", format!("test {name} fails:\n{msg}"))),
+            (Verdict::Fail(msg), Expect::Pass) => {
+                Some(("FAILS", format!("test {name} fails:\n{msg}")))
+            }
             (Verdict::Skipped(why), _) => Some((
                 "skipped",
                 format!("test {name} skipped itself under CI=true ({why}); it must panic instead"),
             )),
             (Verdict::Ignored, _) => Some(("ignored", format!("test {name} is #[ignore]d"))),
-            (Verdict::NotRun(why), _) => Some(("not run", format!("test {name} did not run: {why}"))),
+            (Verdict::NotRun(why), _) => {
+                Some(("not run", format!("test {name} did not run: {why}")))
+            }
         };
         if let Some((label, msg)) = bad {
             cell = label.to_string();
@@ -428,7 +475,8 @@ mod tests {
 
     #[test]
     fn finds_fn_definitions() {
-        let src = "#[test]\nfn parses_sizes() {}\nfn rejects_bad_sizes ()\nfn parses_sizes_more() {}\n";
+        let src =
+            "#[test]\nfn parses_sizes() {}\nfn rejects_bad_sizes ()\nfn parses_sizes_more() {}\n";
         assert!(defines_fn(src, "parses_sizes"));
         assert!(defines_fn(src, "rejects_bad_sizes"));
         assert!(!defines_fn(src, "parses"));

@@ -24,9 +24,7 @@ pub enum WorkspaceError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error(
-        "lab `{0}`: no directory under labs/ has a Cargo.toml with name = \"{0}\""
-    )]
+    #[error("lab `{0}`: no directory under labs/ has a Cargo.toml with name = \"{0}\"")]
     LabNotFound(String),
 }
 
@@ -244,6 +242,7 @@ mod tests {
         std::fs::write(tmp.path().join(MANIFEST_PATH), "exercises: []\n").unwrap();
         let root = find_root(&tmp.path().join("labs/x/src")).unwrap();
         assert_eq!(root, tmp.path());
-        assert!(find_root(&tmp.path().join("..")).is_err());
+        let elsewhere = tempfile::tempdir().unwrap();
+        assert!(find_root(elsewhere.path()).is_err());
     }
 }

@@ -1,0 +1,268 @@
+//! End-to-end tests of the `kubelings` binary. None of them runs cargo (a
+//! cargo inside `cargo test` would wait on the build lock forever), so
+//! `check` and the full `verify` are left to CI's `kubelings verify`.
+
+use std::path::{Path, PathBuf};
+
+use assert_cmd::Command;
+use kubelings::manifest::{Exercise, Manifest};
+use predicates::prelude::*;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn kubelings(dir: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_kubelings"));
+    cmd.current_dir(dir).env_remove("CI");
+    cmd
+}
+
+fn manifest() -> Manifest {
+    Manifest::load(&root()).expect("labs/exercises.yaml loads")
+}
+
+fn parse_size() -> Exercise {
+    manifest()
+        .get("lab01-parse-size")
+        .cloned()
+        .expect("lab01-parse-size is in the manifest")
+}
+
+/// A fresh student workspace, so tests that record progress leave the
+/// repository's own `.kubelings/` alone.
+fn exported() -> (tempfile::TempDir, PathBuf) {
+    let tmp = tempfile::tempdir().unwrap();
+    let ws = tmp.path().join("ws");
+    kubelings(&root()).arg("start").arg(&ws).assert().success();
+    (tmp, ws)
+}
+
+/// Every `.rs` file under `dir`, recursively.
+fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            rust_files(&path, out);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            out.push(path);
+        }
+    }
+}
+
+/// The file under `dir` holding `// EXERCISE: id`, and its text.
+fn file_with_marker(dir: &Path, id: &str) -> (PathBuf, String) {
+    let mut files = Vec::new();
+    rust_files(dir, &mut files);
+    let marker = format!("// EXERCISE: {id}");
+    files
+        .into_iter()
+        .find_map(|f| {
+            let text = std::fs::read_to_string(&f).ok()?;
+            text.lines()
+                .any(|l| l.trim() == marker)
+                .then_some((f, text))
+        })
+        .unwrap_or_else(|| panic!("no file under {} has `{marker}`", dir.display()))
+}
+
+#[test]
+fn list_shows_exercises_and_what_to_do_next() {
+    let m = manifest();
+    let assert = kubelings(&root()).arg("list").assert().success();
+    let out = String::from_utf8_lossy(&assert.get_output().stdout).into_owned();
+    for e in &m.exercises {
+        assert!(out.contains(&e.id), "list lacks {}:\n{out}", e.id);
+    }
+    assert!(out.contains("Next:"), "{out}");
+    assert!(out.contains("kubelings check "), "{out}");
+}
+
+#[test]
+fn no_command_means_list() {
+    kubelings(&root())
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("lab01-parse-size"));
+}
+
+#[test]
+fn hint_prints_the_requested_level() {
+    let e = parse_size();
+    let (_tmp, ws) = exported();
+    kubelings(&ws)
+        .args(["hint", "lab01-parse-size", "--level", "1"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(&e.hints[0]))
+        .stdout(predicate::str::contains(format!("§{}", e.section)))
+        .stdout(predicate::str::contains(&e.hints[1]).not());
+}
+
+#[test]
+fn hint_without_level_moves_to_the_next_one() {
+    let e = parse_size();
+    let (_tmp, ws) = exported();
+    for expected in [&e.hints[0], &e.hints[1], &e.hints[2], &e.hints[2]] {
+        kubelings(&ws)
+            .args(["hint", "lab01-parse-size"])
+            .assert()
+            .success()
+            .stdout(predicate::str::contains(expected.as_str()));
+    }
+    assert!(ws.join(".kubelings/progress.json").is_file());
+}
+
+#[test]
+fn hint_level_out_of_range_is_refused() {
+    kubelings(&root())
+        .args(["hint", "lab01-parse-size", "--level", "4"])
+        .assert()
+        .failure();
+}
+
+#[test]
+fn unknown_exercise_is_a_clear_error() {
+    kubelings(&root())
+        .args(["hint", "no-such-exercise"])
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains(
+            "unknown exercise `no-such-exercise`",
+        ));
+    kubelings(&root())
+        .args(["check", "no-such-exercise"])
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains(
+            "unknown exercise or lab `no-such-exercise`",
+        ));
+}
+
+#[test]
+fn outside_a_workbook_says_so() {
+    let tmp = tempfile::tempdir().unwrap();
+    kubelings(tmp.path())
+        .arg("list")
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("labs/exercises.yaml"));
+}
+
+#[test]
+fn start_replaces_every_exercise_with_a_todo() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ws = tmp.path().join("ws");
+    kubelings(&root())
+        .arg("start")
+        .arg(&ws)
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(format!("cd {}", ws.display())))
+        .stdout(predicate::str::contains("cargo run -- list"));
+
+    assert!(ws.join("Cargo.toml").is_file());
+    assert!(ws.join("Cargo.lock").is_file());
+    assert!(ws.join("labs/exercises.yaml").is_file());
+    assert!(ws.join("src/main.rs").is_file());
+    assert!(!ws.join("target").exists());
+    assert!(!ws.join(".git").exists());
+
+    for e in &manifest().exercises {
+        let (reference_file, reference) = file_with_marker(&root().join("labs"), &e.id);
+        let rel = reference_file.strip_prefix(root()).unwrap();
+        let (starter_file, starter) = file_with_marker(&ws.join("labs"), &e.id);
+        assert_eq!(starter_file.strip_prefix(&ws).unwrap(), rel);
+
+        // The marker lines stay; exactly the todo! sits between them.
+        let lines: Vec<&str> = starter.lines().collect();
+        let start = lines
+            .iter()
+            .position(|l| l.trim() == format!("// EXERCISE: {}", e.id))
+            .unwrap();
+        let indent = &lines[start][..lines[start].len() - lines[start].trim_start().len()];
+        let todo = format!(
+            "{indent}todo!(\"{}: {} (book §{})\")",
+            e.id, e.title, e.section
+        );
+        assert_eq!(lines[start + 1], todo, "in {}", rel.display());
+        assert_eq!(
+            lines[start + 2].trim(),
+            format!("// EXERCISE_END: {}", e.id),
+            "in {}",
+            rel.display()
+        );
+
+        // The rest of the file is untouched.
+        let ref_lines: Vec<&str> = reference.lines().collect();
+        let ref_start = ref_lines
+            .iter()
+            .position(|l| l.trim() == format!("// EXERCISE: {}", e.id))
+            .unwrap();
+        assert_eq!(lines[..=start], ref_lines[..=ref_start]);
+        let ref_end = ref_lines
+            .iter()
+            .position(|l| l.trim() == format!("// EXERCISE_END: {}", e.id))
+            .unwrap();
+        assert!(ref_end > ref_start + 1, "{}: empty region", e.id);
+    }
+
+    // The CLI works in the student workspace, from a subdirectory too.
+    kubelings(&ws.join("labs"))
+        .arg("list")
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("0 of"));
+}
+
+#[test]
+fn start_refuses_a_non_empty_directory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ws = tmp.path().join("ws");
+    std::fs::create_dir(&ws).unwrap();
+    std::fs::write(ws.join("notes.txt"), "mine\n").unwrap();
+    kubelings(&root())
+        .arg("start")
+        .arg(&ws)
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("not empty"));
+    // Nothing was touched, and no temporary copy is left beside it.
+    let names: Vec<String> = std::fs::read_dir(&ws)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, vec!["notes.txt"]);
+    assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 1);
+}
+
+#[test]
+fn start_into_an_empty_directory_works() {
+    let tmp = tempfile::tempdir().unwrap();
+    kubelings(&root())
+        .arg("start")
+        .arg(tmp.path())
+        .assert()
+        .success();
+    assert!(tmp.path().join("labs/exercises.yaml").is_file());
+}
+
+#[test]
+fn manifest_agrees_with_code_and_book() {
+    kubelings(&root())
+        .args(["verify", "--static-only"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("agree"));
+}
+
+#[test]
+fn doctor_reports_the_host_and_every_exercise() {
+    let assert = kubelings(&root()).arg("doctor").assert().success();
+    let out = String::from_utf8_lossy(&assert.get_output().stdout).into_owned();
+    assert!(out.contains("kernel"), "{out}");
+    assert!(out.contains("cgroups"), "{out}");
+    for e in &manifest().exercises {
+        assert!(out.contains(&e.id), "doctor lacks {}:\n{out}", e.id);
+    }
+}
