@@ -22,7 +22,7 @@ use crate::error::{Error, Result};
 use crate::init::Ended;
 use crate::limits::Resources;
 use crate::namespaces::{self, Namespace};
-use crate::{capabilities, probe};
+use crate::capabilities;
 
 /// Where one of the command's standard streams goes.
 #[derive(Debug, Clone, Copy, Default)]
@@ -50,6 +50,9 @@ pub struct ContainerSpec {
     /// Existing namespaces to enter instead (`/proc/PID/ns/net`, …): chapter 3's pods.
     pub join: Vec<(Namespace, PathBuf)>,
     pub resources: Resources,
+    /// Put the container in a cgroup of its own (root only). On by default;
+    /// off only to measure what bare namespaces cost.
+    pub cgroup: bool,
     /// Capabilities kept, as a bit mask.
     pub capabilities: u64,
     pub stdio: [Stdio; 3],
@@ -71,6 +74,7 @@ impl ContainerSpec {
             namespaces: namespaces::DEFAULT.to_vec(),
             join: Vec::new(),
             resources: Resources::default(),
+            cgroup: true,
             capabilities: capabilities::default_mask(),
             stdio: [Stdio::Inherit; 3],
         }
@@ -201,13 +205,15 @@ impl Container {
                 return Err(Error::Rootfs(format!("{} is not a directory", root.display())));
             }
         }
-        let host = probe::probe();
-        let cgroup = if host.is_root {
+        let is_root = nix::unistd::geteuid().is_root();
+        let cgroup = if is_root && spec.cgroup {
             Some(Cgroup::create(&name, &spec.resources)?)
         } else if !spec.resources.is_empty() {
-            return Err(Error::Unsupported(
-                "memory, CPU and process limits need cgroups, which need root".into(),
-            ));
+            return Err(Error::Unsupported(if is_root {
+                "memory, CPU and process limits need a cgroup".into()
+            } else {
+                "memory, CPU and process limits need cgroups, which need root".into()
+            }));
         } else {
             None
         };
@@ -216,7 +222,7 @@ impl Container {
         let (report_read, report_write) = pipe()?;
         let (status_read, status_write) = pipe()?;
         let join_files = open_joins(spec)?;
-        let plan = build_plan(spec, &sync_read, &report_write, &status_write, &join_files)?;
+        let plan = build_plan(spec, is_root, &sync_read, &report_write, &status_write, &join_files)?;
 
         let mut stack = vec![0u8; 256 * 1024];
         let flags = namespaces::clone_flags(&spec.namespaces);
@@ -376,6 +382,15 @@ impl Drop for Container {
 
 /// Runs a container to the end and collects what it printed.
 pub fn run_captured(spec: &ContainerSpec) -> Result<Output> {
+    run_captured_inspect(spec, |_| ()).map(|(out, ())| out)
+}
+
+/// Like [`run_captured`], and calls `inspect` while the container still
+/// exists (to read its cgroup, say).
+pub fn run_captured_inspect<T>(
+    spec: &ContainerSpec,
+    inspect: impl FnOnce(&Container) -> T,
+) -> Result<(Output, T)> {
     let (out_read, out_write) = pipe()?;
     let (err_read, err_write) = pipe()?;
     let spec = spec.clone().stdio(
@@ -385,15 +400,17 @@ pub fn run_captured(spec: &ContainerSpec) -> Result<Output> {
     );
     let mut container = Container::spawn(&spec)?;
     drop((out_write, err_write));
+    let inspected = inspect(&container);
     let stderr = std::thread::spawn(move || read_all(err_read));
     let stdout = read_all(out_read);
     let status = container.wait()?;
     let stderr = stderr.join().unwrap_or_default();
-    Ok(Output {
+    let output = Output {
         status,
         stdout,
         stderr,
-    })
+    };
+    Ok((output, inspected))
 }
 
 fn read_all(fd: OwnedFd) -> String {
@@ -444,6 +461,7 @@ fn path_cstring(path: &Path) -> Result<CString> {
 // ANCHOR: build_plan
 fn build_plan(
     spec: &ContainerSpec,
+    is_root: bool,
     sync_read: &OwnedFd,
     report_write: &OwnedFd,
     status_write: &OwnedFd,
@@ -549,7 +567,7 @@ fn build_plan(
         keep_fds,
         caps_keep: spec.capabilities,
         last_cap: capabilities::last_cap(),
-        protect_init_from_oom: nix::unistd::geteuid().is_root(),
+        protect_init_from_oom: is_root,
     })
 }
 // ANCHOR_END: build_plan

@@ -7,30 +7,8 @@ use lab01::limits::Resources;
 use lab01::Container;
 use nix::sys::signal::Signal;
 
-fn leftovers() -> Vec<String> {
-    let prefix = format!("kubelings-{}-", std::process::id());
-    let mut found = Vec::new();
-    let own = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
-    for line in own.lines() {
-        let mut parts = line.splitn(3, ':');
-        let (Some(_), Some(names), Some(path)) = (parts.next(), parts.next(), parts.next()) else {
-            continue;
-        };
-        let base = match names {
-            "" => format!("/sys/fs/cgroup/{path}"),
-            n if n.starts_with("name=") => continue,
-            n => format!("/sys/fs/cgroup/{}/{path}", n.split(',').next().unwrap_or(n)),
-        };
-        if let Ok(entries) = std::fs::read_dir(&base) {
-            for e in entries.flatten() {
-                let name = e.file_name().to_string_lossy().into_owned();
-                if name.starts_with(&prefix) {
-                    found.push(e.path().display().to_string());
-                }
-            }
-        }
-    }
-    found
+fn leftovers() -> Vec<std::path::PathBuf> {
+    lab01::cgroup::find_leftovers(&format!("kubelings-{}-", std::process::id()))
 }
 
 #[test]
@@ -70,5 +48,5 @@ fn nothing_is_left_behind() {
             "process {pid} is still there"
         );
     }
-    assert_eq!(leftovers(), Vec::<String>::new());
+    assert_eq!(leftovers(), Vec::<std::path::PathBuf>::new());
 }

@@ -1,6 +1,8 @@
 //! A cgroup that exists: created for one container, removed when it ends.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use super::{controllers, oom_file, settings, Version};
@@ -20,7 +22,8 @@ pub struct Cgroup {
 impl Cgroup {
     /// Creates `name` beneath this process's own cgroup(s) and writes the limits.
     pub fn create(name: &str, resources: &Resources) -> Result<Cgroup> {
-        match cgroup_mode(Path::new("/sys/fs/cgroup")) {
+        static MODE: OnceLock<CgroupMode> = OnceLock::new();
+        match MODE.get_or_init(|| cgroup_mode(Path::new("/sys/fs/cgroup"))) {
             CgroupMode::Unified => Self::create_v2(name, resources),
             CgroupMode::Hybrid | CgroupMode::Legacy => Self::create_v1(name, resources),
             CgroupMode::Unavailable => Err(Error::Cgroup(
@@ -30,7 +33,15 @@ impl Cgroup {
     }
 
     fn create_v1(name: &str, resources: &Resources) -> Result<Cgroup> {
-        let own = super::v1::own_dirs()?;
+        // Where this process sits does not change while it runs: read it once.
+        static OWN: OnceLock<HashMap<String, PathBuf>> = OnceLock::new();
+        let own = match OWN.get() {
+            Some(own) => own,
+            None => {
+                let read = super::v1::own_dirs()?;
+                OWN.get_or_init(|| read)
+            }
+        };
         let mut cg = Cgroup {
             version: Version::V1,
             dirs: Vec::new(),
@@ -106,6 +117,15 @@ impl Cgroup {
         Ok(())
     }
 
+    /// The memory limit in bytes, if there is one.
+    pub fn memory_limit(&self) -> Option<u64> {
+        let file = match self.version {
+            Version::V1 => "memory.limit_in_bytes",
+            Version::V2 => "memory.max",
+        };
+        read_limit(&self.file("memory", file))
+    }
+
     /// How many times the OOM killer struck inside this cgroup.
     pub fn oom_kills(&self) -> u64 {
         if !self.dirs.iter().any(|(c, _)| c.is_empty() || *c == "memory") {
@@ -175,4 +195,43 @@ impl Drop for Cgroup {
     fn drop(&mut self) {
         let _ = self.remove();
     }
+}
+
+/// The memory limit of the cgroup this process runs in, if there is one.
+pub fn own_memory_limit() -> Option<u64> {
+    match cgroup_mode(Path::new("/sys/fs/cgroup")) {
+        CgroupMode::Unified => read_limit(&super::v2::own_dir().ok()?.join("memory.max")),
+        CgroupMode::Hybrid | CgroupMode::Legacy => {
+            read_limit(&super::v1::own_dirs().ok()?.get("memory")?.join("memory.limit_in_bytes"))
+        }
+        CgroupMode::Unavailable => None,
+    }
+}
+
+/// A limit file's value; "max" (v2) and v1's huge "unlimited" are `None`.
+fn read_limit(path: &Path) -> Option<u64> {
+    let text = std::fs::read_to_string(path).ok()?;
+    text.trim().parse().ok().filter(|n| *n < 1 << 62)
+}
+
+/// Cgroups whose names start with `prefix` beneath this process's own
+/// cgroup(s): what a crashed or careless runtime would leave behind.
+pub fn find_leftovers(prefix: &str) -> Vec<PathBuf> {
+    let parents: Vec<PathBuf> = match cgroup_mode(Path::new("/sys/fs/cgroup")) {
+        CgroupMode::Unified => super::v2::own_dir().into_iter().collect(),
+        CgroupMode::Hybrid | CgroupMode::Legacy => super::v1::own_dirs()
+            .map(|dirs| dirs.into_values().collect())
+            .unwrap_or_default(),
+        CgroupMode::Unavailable => Vec::new(),
+    };
+    let mut found: Vec<PathBuf> = parents
+        .iter()
+        .filter_map(|p| std::fs::read_dir(p).ok())
+        .flat_map(|entries| entries.flatten())
+        .filter(|e| e.file_name().to_string_lossy().starts_with(prefix))
+        .map(|e| e.path())
+        .collect();
+    found.sort();
+    found.dedup();
+    found
 }

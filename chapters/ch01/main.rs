@@ -1,0 +1,44 @@
+//! `ch01`: chapter 1's program. Runs a command in a container built from
+//! lab01, compares what a process sees on the host and in a container, and
+//! measures how fast each kind of isolation starts.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod compare;
+mod run;
+mod startup;
+
+#[derive(Parser)]
+#[command(name = "ch01", about = "Chapter 1: VMs vs containers (namespaces, cgroups)")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a command in a container; its exit status becomes ch01's.
+    Run(run::Args),
+    /// Show side by side what a process sees on the host and in a container.
+    Compare,
+    /// Measure start-to-exit latency of `true`: process, namespaces, container, runc, VM.
+    Startup(startup::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Run(args) => run::run(args),
+        Command::Compare => compare::print(),
+        Command::Startup(args) => startup::run(args).map(|()| 0),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code as u8),
+        Err(e) => {
+            eprintln!("ch01: {e:#}");
+            ExitCode::from(run::error_code(&e))
+        }
+    }
+}

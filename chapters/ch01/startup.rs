@@ -1,0 +1,275 @@
+//! `ch01 startup`: how long it takes to start `true` and see it exit, with
+//! more and more isolation around it. A benchmark, not a test: it prints
+//! figures for the book and asserts nothing.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use lab01::{Container, ContainerSpec, Resources, RootfsBuilder};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Runs per row (the VM row does at most 5).
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    runs: u32,
+}
+
+struct Row {
+    name: String,
+    result: Result<Vec<Duration>, String>,
+}
+
+pub fn run(args: Args) -> Result<()> {
+    if !nix::unistd::geteuid().is_root() {
+        bail!("ch01 startup needs root (namespaces, cgroups, runc): run it with sudo");
+    }
+    let temp = tempfile::Builder::new()
+        .prefix("kubelings-startup-")
+        .tempdir()
+        .context("create a temporary directory")?;
+    let rootfs = temp.path().join("rootfs");
+    RootfsBuilder::new().build(&rootfs).context("build the rootfs")?;
+    let runs = args.runs as usize;
+
+    let mut rows = vec![
+        Row {
+            name: "plain process".into(),
+            result: time(runs, || {
+                Command::new("true").status().map(|_| ()).map_err(|e| e.to_string())
+            }),
+        },
+        Row {
+            name: "namespaces only".into(),
+            result: time(runs, || {
+                let mut spec = ContainerSpec::new(["true"]);
+                spec.cgroup = false;
+                run_container(&spec)
+            }),
+        },
+        Row {
+            name: "ch01 container".into(),
+            result: time(runs, || {
+                let spec = ContainerSpec::new(["true"]).rootfs(&rootfs).resources(Resources {
+                    memory: Some(64 << 20),
+                    pids: Some(64),
+                    cpu: None,
+                });
+                run_container(&spec)
+            }),
+        },
+    ];
+    rows.push(match lab01::probe::find_program("runc") {
+        Some(runc) => Row {
+            name: runc_version(&runc),
+            result: runc_rows(&runc, &rootfs, temp.path(), runs),
+        },
+        None => Row {
+            name: "runc".into(),
+            result: Err("skipped: runc is not installed (apt-get install runc)".into()),
+        },
+    });
+    rows.push(Row {
+        name: "VM boot (qemu)".into(),
+        result: vm_boot(runs.min(5)),
+    });
+    print_table(&rows, runs);
+    Ok(())
+}
+
+fn run_container(spec: &ContainerSpec) -> Result<(), String> {
+    let mut c = Container::spawn(spec).map_err(|e| e.to_string())?;
+    let status = c.wait().map_err(|e| e.to_string())?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("true {status}"))
+    }
+}
+
+fn time(runs: usize, mut once: impl FnMut() -> Result<(), String>) -> Result<Vec<Duration>, String> {
+    once()?; // warm-up: page cache, first-use allocations
+    let mut all = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        let start = Instant::now();
+        once()?;
+        all.push(start.elapsed());
+    }
+    Ok(all)
+}
+
+fn runc_version(runc: &str) -> String {
+    Command::new(runc)
+        .arg("--version")
+        .output()
+        .ok()
+        .and_then(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .next()
+                .map(|l| l.replace(" version", ""))
+        })
+        .unwrap_or_else(|| "runc".into())
+}
+
+/// runc runs an OCI bundle of the same rootfs. Its cgroups go beneath ours:
+/// left alone, runc would create them at the root of every hierarchy.
+fn runc_rows(runc: &str, rootfs: &Path, work: &Path, runs: usize) -> Result<Vec<Duration>, String> {
+    let bundle = work.join("bundle");
+    let state = work.join("runc-state");
+    std::fs::create_dir_all(&bundle).map_err(|e| e.to_string())?;
+    let status = Command::new(runc)
+        .args(["spec", "--bundle"])
+        .arg(&bundle)
+        .status()
+        .map_err(|e| format!("runc spec: {e}"))?;
+    if !status.success() {
+        return Err("runc spec failed".into());
+    }
+    let config_path = bundle.join("config.json");
+    let text = std::fs::read_to_string(&config_path).map_err(|e| e.to_string())?;
+    let mut config: serde_json::Value = serde_json::from_str(&text).map_err(|e| e.to_string())?;
+    config["process"]["terminal"] = false.into();
+    config["process"]["args"] = serde_json::json!(["/bin/true"]);
+    config["root"]["path"] = rootfs.display().to_string().into();
+    let parent = cgroup_parent_for_runc()?;
+    let mut made = Vec::new();
+    let mut n = 0;
+    let result = time(runs, || {
+        n += 1;
+        let id = format!("kubelings-bench-{}-{n}", std::process::id());
+        config["linux"]["cgroupsPath"] = format!("{}/{id}", parent.display()).into();
+        std::fs::write(&config_path, config.to_string()).map_err(|e| e.to_string())?;
+        if made.is_empty() {
+            made = missing_parents(&parent);
+        }
+        let status = Command::new(runc)
+            .arg("--root")
+            .arg(&state)
+            .args(["run", "--bundle"])
+            .arg(&bundle)
+            .arg(&id)
+            .stdin(Stdio::null())
+            .status()
+            .map_err(|e| format!("runc run: {e}"))?;
+        if status.success() {
+            Ok(())
+        } else {
+            Err(format!("runc run exited with {status}"))
+        }
+    });
+    // The intermediate directories runc made in hierarchies where we sit at the root.
+    for dir in made.iter().rev() {
+        let _ = std::fs::remove_dir(dir);
+    }
+    result
+}
+
+/// The deepest cgroup this process is in (v1: the controllers may differ;
+/// a path beneath the deepest is beneath every one of ours).
+fn cgroup_parent_for_runc() -> Result<PathBuf, String> {
+    let text = std::fs::read_to_string("/proc/self/cgroup").map_err(|e| e.to_string())?;
+    let deepest = text
+        .lines()
+        .filter_map(|l| l.splitn(3, ':').nth(2))
+        .max_by_key(|p| p.len())
+        .unwrap_or("/");
+    Ok(PathBuf::from(deepest))
+}
+
+/// Directories of `parent` that do not exist yet in some v1 hierarchy, to
+/// remove after the runs.
+fn missing_parents(parent: &Path) -> Vec<PathBuf> {
+    let mut missing = Vec::new();
+    let Ok(entries) = std::fs::read_dir("/sys/fs/cgroup") else {
+        return missing;
+    };
+    for hierarchy in entries.flatten() {
+        let mut dir = hierarchy.path();
+        if !dir.join("cgroup.procs").exists() {
+            continue;
+        }
+        for part in parent.components().skip(1) {
+            dir = dir.join(part);
+            if !dir.exists() {
+                missing.push(dir.clone());
+            }
+        }
+    }
+    missing
+}
+
+/// Boots a kernel under qemu until it gives up looking for a root
+/// filesystem: the part of a VM's start that a container never has.
+fn vm_boot(runs: usize) -> Result<Vec<Duration>, String> {
+    let qemu = lab01::probe::find_program("qemu-system-x86_64").ok_or(
+        "skipped: qemu-system-x86_64 is not installed (apt-get install qemu-system-x86 linux-image-amd64)",
+    )?;
+    let kernel = std::fs::read_dir("/boot")
+        .ok()
+        .and_then(|d| {
+            d.flatten()
+                .map(|e| e.path())
+                .find(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("vmlinuz")))
+        })
+        .ok_or("skipped: no kernel image in /boot (apt-get install linux-image-amd64)")?;
+    let accel = if Path::new("/dev/kvm").exists() { "kvm:tcg" } else { "tcg" };
+    time(runs, || {
+        let status = Command::new(&qemu)
+            .args(["-accel", accel, "-m", "256", "-nographic", "-no-reboot", "-serial", "null"])
+            .arg("-kernel")
+            .arg(&kernel)
+            .args(["-append", "console=ttyS0 panic=-1 quiet"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .map_err(|e| format!("qemu: {e}"))?;
+        let _ = status; // it "fails" by design: no root filesystem
+        Ok(())
+    })
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2} ms", d.as_secs_f64() * 1e3)
+}
+
+fn print_table(rows: &[Row], runs: usize) {
+    println!("start-to-exit latency of `true`, {runs} runs per row\n");
+    println!("{:<26}{:>12}{:>12}{:>16}", "", "median", "p90", "vs container");
+    let container_median = rows
+        .iter()
+        .find(|r| r.name == "ch01 container")
+        .and_then(|r| r.result.as_ref().ok())
+        .map(|d| {
+            let mut d = d.clone();
+            d.sort();
+            percentile(&d, 0.5)
+        });
+    for row in rows {
+        match &row.result {
+            Ok(durations) => {
+                let mut d = durations.clone();
+                d.sort();
+                let median = percentile(&d, 0.5);
+                let ratio = container_median
+                    .map(|c| format!("{:.1}x", median.as_secs_f64() / c.as_secs_f64()))
+                    .unwrap_or_default();
+                println!(
+                    "{:<26}{:>12}{:>12}{:>16}",
+                    row.name,
+                    ms(median),
+                    ms(percentile(&d, 0.9)),
+                    ratio
+                );
+            }
+            Err(why) => println!("{:<26}  {why}", row.name),
+        }
+    }
+}
