@@ -294,7 +294,8 @@ pub fn parse(log: &str) -> (BTreeMap<(String, String), TestResult>, bool) {
     let mut ran = false;
     // (test name, lines) of the output block being read.
     let mut block: Option<(String, Vec<String>)> = None;
-    let mut in_failure_list = false;
+    // Inside the closing `successes:` / `failures:` name lists.
+    let mut list: Option<Outcome> = None;
 
     let finish =
         |block: &mut Option<(String, Vec<String>)>, target: &str, results: &mut BTreeMap<_, _>| {
@@ -320,7 +321,7 @@ pub fn parse(log: &str) -> (BTreeMap<(String, String), TestResult>, bool) {
             finish(&mut block, &target, &mut results);
             target = t;
             ran = true;
-            in_failure_list = false;
+            list = None;
             continue;
         }
         if let Some(name) = stdout_header(line) {
@@ -330,7 +331,11 @@ pub fn parse(log: &str) -> (BTreeMap<(String, String), TestResult>, bool) {
         }
         if line == "successes:" || line == "failures:" || line.starts_with("test result: ") {
             finish(&mut block, &target, &mut results);
-            in_failure_list = line == "failures:";
+            list = match line {
+                "successes:" => Some(Outcome::Ok),
+                "failures:" => Some(Outcome::Failed),
+                _ => None,
+            };
             continue;
         }
         if let Some((_, lines)) = &mut block {
@@ -347,17 +352,17 @@ pub fn parse(log: &str) -> (BTreeMap<(String, String), TestResult>, bool) {
                 });
             continue;
         }
-        // The closing list of failed tests, in case a result line was
-        // garbled by a child process writing to the terminal directly.
-        if in_failure_list {
+        // The closing lists of passed and failed tests, in case a result
+        // line was garbled by a child process writing to the terminal.
+        if let Some(outcome) = list {
             if let Some(name) = line.strip_prefix("    ") {
                 let name = name.trim();
                 if !name.is_empty() && !name.contains(' ') {
                     results
                         .entry((target.clone(), name.to_string()))
-                        .and_modify(|r| r.outcome = Outcome::Failed)
+                        .and_modify(|r| r.outcome = outcome)
                         .or_insert(TestResult {
-                            outcome: Outcome::Failed,
+                            outcome,
                             output: Vec::new(),
                         });
                 }
@@ -368,10 +373,14 @@ pub fn parse(log: &str) -> (BTreeMap<(String, String), TestResult>, bool) {
     (results, ran)
 }
 
-/// `test <name> ... ok|FAILED|ignored[, reason]`
+/// `test <name> ... ok|FAILED|ignored[, reason]`. Output of a child process
+/// may stand before `test` on the same line; test names have no spaces.
 fn result_line(line: &str) -> Option<(&str, Outcome)> {
-    let rest = line.strip_prefix("test ")?;
-    let (name, result) = rest.split_once(" ... ")?;
+    let (left, result) = line.rsplit_once(" ... ")?;
+    let (before, name) = left.rsplit_once(' ')?;
+    if !before.ends_with("test") || name.is_empty() {
+        return None;
+    }
     let result = result.trim();
     let outcome = if result == "ok" {
         Outcome::Ok
@@ -382,7 +391,7 @@ fn result_line(line: &str) -> Option<(&str, Outcome)> {
     } else {
         return None;
     };
-    Some((name.trim(), outcome))
+    Some((name, outcome))
 }
 
 /// The compiler's error messages from a failed build: each `error...` block
@@ -504,6 +513,36 @@ error: 1 target failed:
             report.verdict(&t("lab01::limits::nope")),
             Verdict::NotRun(_)
         ));
+    }
+
+    #[test]
+    fn survives_child_output_on_result_lines() {
+        let log = "     Running tests/cgroups.rs (target/debug/deps/cgroups-1)
+test a ... ok
+Cannot forktest fork_bomb ... ok
+test slow ... Cannot fork
+ok
+test result: ok. 3 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out; finished in 0.01s
+";
+        let (results, ran) = parse(log);
+        assert!(ran);
+        let outcome = |n: &str| {
+            results
+                .get(&("cgroups".to_string(), n.to_string()))
+                .map(|r| r.outcome)
+        };
+        assert_eq!(outcome("a"), Some(Outcome::Ok));
+        assert_eq!(outcome("fork_bomb"), Some(Outcome::Ok));
+        // Garbled beyond repair without --show-output's closing list.
+        assert_eq!(outcome("slow"), None);
+        let with_list = format!("{log}\nsuccesses:\n    a\n    fork_bomb\n    slow\n");
+        let (results, _) = parse(&with_list);
+        assert_eq!(
+            results
+                .get(&("cgroups".to_string(), "slow".to_string()))
+                .map(|r| r.outcome),
+            Some(Outcome::Ok)
+        );
     }
 
     #[test]

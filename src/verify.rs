@@ -279,30 +279,32 @@ struct Row {
 }
 
 pub fn run(ws: &Workspace, static_only: bool) -> Result<bool> {
-    let problems = static_checks(ws);
+    let mut problems = static_checks(ws);
     for p in &problems {
         println!("problem: {p}");
     }
-    if !problems.is_empty() {
+    if problems.is_empty() {
+        println!(
+            "verify: manifest, markers and book agree ({} exercises in {} labs)",
+            ws.manifest.exercises.len(),
+            ws.manifest.labs().len()
+        );
+    } else {
         println!();
         println!(
             "verify: {} problems in the manifest, markers or book",
             problems.len()
         );
-        return Ok(false);
     }
-    println!(
-        "verify: manifest, markers and book agree ({} exercises in {} labs)",
-        ws.manifest.exercises.len(),
-        ws.manifest.labs().len()
-    );
     if static_only {
-        return Ok(true);
+        return Ok(problems.is_empty());
     }
+    // The tests still run: a book problem says nothing about the code, and
+    // one run that shows everything beats fixing things one at a time.
+    let static_count = problems.len();
 
     let host = probe();
     let ci = ci();
-    let mut problems: Vec<Problem> = Vec::new();
     let mut rows: Vec<Row> = Vec::new();
 
     let tmp = tempfile::Builder::new()
@@ -310,7 +312,10 @@ pub fn run(ws: &Workspace, static_only: bool) -> Result<bool> {
         .tempdir()
         .context("cannot create a temporary directory for the starter")?;
     let starter = tmp.path().join("starter");
-    crate::export::export(ws, &starter).context("cannot export the starter")?;
+    if let Err(err) = crate::export::export(ws, &starter) {
+        println!("problem: cannot export the starter: {err}");
+        return Ok(false);
+    }
     // Its own target dir: path packages hash by their path relative to the
     // workspace root, the same in both copies, so sharing one would make the
     // starter and the reference overwrite each other's lab builds.
@@ -344,7 +349,16 @@ pub fn run(ws: &Workspace, static_only: bool) -> Result<bool> {
         if runnable.is_empty() {
             continue;
         }
-        let refs = test_refs(lab, &runnable)?;
+        let refs = match test_refs(lab, &runnable) {
+            Ok(refs) => refs,
+            Err(err) => {
+                problems.push(Problem {
+                    exercise: None,
+                    message: format!("{lab}: cannot run its tests: {err}"),
+                });
+                continue;
+            }
+        };
         let env = vec![("CI".to_string(), "true".to_string())];
 
         let mut reference_run = plan(&ws.root, lab, &refs);
@@ -381,15 +395,14 @@ pub fn run(ws: &Workspace, static_only: bool) -> Result<bool> {
     }
 
     print_table(&rows);
+    println!();
     if problems.is_empty() {
-        println!();
         println!(
             "verify: every verifiable exercise fails in the starter and passes in the reference"
         );
         return Ok(true);
     }
-    println!();
-    for p in &problems {
+    for p in &problems[static_count..] {
         println!("problem: {p}");
         println!();
     }
