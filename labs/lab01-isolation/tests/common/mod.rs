@@ -17,7 +17,9 @@ pub fn rootfs() -> &'static Path {
             .tempdir()
             .expect("create a temporary directory");
         let root = dir.path().join("rootfs");
+        // The host's programs, not busybox: their output is what the snapshots hold.
         RootfsBuilder::new()
+            .busybox(false)
             .file("/etc/marker", "inside the container\n")
             .build(&root)
             .expect("build the test rootfs");
