@@ -24,7 +24,9 @@ fn rootfs() -> &'static Path {
             .tempdir()
             .expect("temporary directory");
         let root = dir.path().join("rootfs");
-        lab01::RootfsBuilder::new().build(&root).expect("build rootfs");
+        lab01::RootfsBuilder::new()
+            .build(&root)
+            .expect("build rootfs");
         (dir, root)
     })
     .1
@@ -41,14 +43,20 @@ fn stderr_of(out: &std::process::Output) -> String {
 
 #[test]
 fn bad_memory_value_is_named() {
-    let out = ch01().args(["run", "--memory", "64X", "--", "true"]).output().expect("run");
+    let out = ch01()
+        .args(["run", "--memory", "64X", "--", "true"])
+        .output()
+        .expect("run");
     assert_eq!(out.status.code(), Some(2));
     insta::assert_snapshot!(stderr_of(&out));
 }
 
 #[test]
 fn unknown_flag_is_rejected() {
-    let out = ch01().args(["run", "--bogus", "--", "true"]).output().expect("run");
+    let out = ch01()
+        .args(["run", "--bogus", "--", "true"])
+        .output()
+        .expect("run");
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr_of(&out).contains("unexpected argument '--bogus'"));
 }
@@ -59,7 +67,15 @@ fn exit_code_propagates() {
         return;
     }
     ch01()
-        .args(["run", "--hostname", "kubia", "--", "sh", "-c", "hostname; exit 3"])
+        .args([
+            "run",
+            "--hostname",
+            "kubia",
+            "--",
+            "sh",
+            "-c",
+            "hostname; exit 3",
+        ])
         .assert()
         .code(3)
         .stdout("kubia\n");
@@ -90,7 +106,14 @@ fn oom_kill_is_reported() {
         .arg("run")
         .arg("--rootfs")
         .arg(rootfs())
-        .args(["--memory", "16M", "--", "sh", "-c", "x=a; while :; do x=$x$x; done"])
+        .args([
+            "--memory",
+            "16M",
+            "--",
+            "sh",
+            "-c",
+            "x=a; while :; do x=$x$x; done",
+        ])
         .output()
         .expect("run");
     assert_eq!(out.status.code(), Some(137));
@@ -121,7 +144,13 @@ fn compare_shows_both_views() {
 
 fn regex_escape(text: &str) -> String {
     text.chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c.to_string() } else { format!("\\{c}") })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_string()
+            } else {
+                format!("\\{c}")
+            }
+        })
         .collect()
 }
 
@@ -141,8 +170,11 @@ fn signals_and_kills_leave_nothing() {
         .expect("spawn ch01");
     std::thread::sleep(Duration::from_millis(300));
     let pid = child.id();
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::SIGINT)
-        .expect("send SIGINT");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::SIGINT,
+    )
+    .expect("send SIGINT");
     let status = child.wait().expect("wait");
     assert_eq!(status.code(), Some(130), "ch01 exits as the command did");
     assert_eq!(leftovers_of(pid), Vec::<PathBuf>::new());
@@ -156,7 +188,11 @@ fn signals_and_kills_leave_nothing() {
         .output()
         .expect("run");
     assert_eq!(out.status.code(), Some(137));
-    assert!(stderr_of(&out).contains("killed by SIGKILL"), "{}", stderr_of(&out));
+    assert!(
+        stderr_of(&out).contains("killed by SIGKILL"),
+        "{}",
+        stderr_of(&out)
+    );
 }
 
 #[test]
@@ -190,10 +226,19 @@ fn startup_prints_its_table() {
     if !root() {
         return;
     }
-    let out = ch01().args(["startup", "--runs", "3"]).output().expect("run");
+    let out = ch01()
+        .args(["startup", "--runs", "3"])
+        .output()
+        .expect("run");
     assert!(out.status.success(), "{}", stderr_of(&out));
     let text = String::from_utf8_lossy(&out.stdout);
-    for row in ["plain process", "namespaces only", "ch01 container", "runc", "VM boot"] {
+    for row in [
+        "plain process",
+        "namespaces only",
+        "ch01 container",
+        "runc",
+        "VM boot",
+    ] {
         assert!(text.contains(row), "no {row} row in:\n{text}");
     }
 }

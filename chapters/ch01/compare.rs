@@ -35,7 +35,9 @@ pub fn rows() -> Result<Vec<(String, String, String)>> {
         .tempdir()
         .context("create a temporary directory")?;
     let rootfs = temp.path().join("rootfs");
-    RootfsBuilder::new().build(&rootfs).context("build the rootfs")?;
+    RootfsBuilder::new()
+        .build(&rootfs)
+        .context("build the rootfs")?;
     let is_root = nix::unistd::geteuid().is_root();
     let mut spec = ContainerSpec::new(["sh", "-c", SCRIPT])
         .rootfs(&rootfs)
@@ -68,7 +70,8 @@ pub fn rows() -> Result<Vec<(String, String, String)>> {
             (what, value, host_value)
         })
         .collect();
-    let show = |limit: Option<u64>| limit.map_or("none".to_string(), |b| format!("{} MiB", b >> 20));
+    let show =
+        |limit: Option<u64>| limit.map_or("none".to_string(), |b| format!("{} MiB", b >> 20));
     rows.push((
         "memory limit".into(),
         show(limit),

@@ -11,7 +11,10 @@ mod run;
 mod startup;
 
 #[derive(Parser)]
-#[command(name = "ch01", about = "Chapter 1: VMs vs containers (namespaces, cgroups)")]
+#[command(
+    name = "ch01",
+    about = "Chapter 1: VMs vs containers (namespaces, cgroups)"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -14,6 +14,9 @@ pub struct Args {
     /// Runs per row (the VM row does at most 5).
     #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     runs: u32,
+    /// Also write the table, with a line describing this machine, to FILE.
+    #[arg(long, value_name = "FILE")]
+    save: Option<PathBuf>,
 }
 
 struct Row {
@@ -30,14 +33,19 @@ pub fn run(args: Args) -> Result<()> {
         .tempdir()
         .context("create a temporary directory")?;
     let rootfs = temp.path().join("rootfs");
-    RootfsBuilder::new().build(&rootfs).context("build the rootfs")?;
+    RootfsBuilder::new()
+        .build(&rootfs)
+        .context("build the rootfs")?;
     let runs = args.runs as usize;
 
     let mut rows = vec![
         Row {
             name: "plain process".into(),
             result: time(runs, || {
-                Command::new("true").status().map(|_| ()).map_err(|e| e.to_string())
+                Command::new("true")
+                    .status()
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
             }),
         },
         Row {
@@ -51,11 +59,13 @@ pub fn run(args: Args) -> Result<()> {
         Row {
             name: "ch01 container".into(),
             result: time(runs, || {
-                let spec = ContainerSpec::new(["true"]).rootfs(&rootfs).resources(Resources {
-                    memory: Some(64 << 20),
-                    pids: Some(64),
-                    cpu: None,
-                });
+                let spec = ContainerSpec::new(["true"])
+                    .rootfs(&rootfs)
+                    .resources(Resources {
+                        memory: Some(64 << 20),
+                        pids: Some(64),
+                        cpu: None,
+                    });
                 run_container(&spec)
             }),
         },
@@ -74,8 +84,32 @@ pub fn run(args: Args) -> Result<()> {
         name: "VM boot (qemu)".into(),
         result: vm_boot(runs.min(5)),
     });
-    print_table(&rows, runs);
+    let table = format!("{}\n{}", machine(), table(&rows, runs));
+    print!("{table}");
+    if let Some(file) = args.save {
+        // Written whole or not at all.
+        let tmp = file.with_extension("tmp");
+        std::fs::write(&tmp, &table).with_context(|| format!("write {}", tmp.display()))?;
+        std::fs::rename(&tmp, &file).with_context(|| format!("write {}", file.display()))?;
+    }
     Ok(())
+}
+
+/// One line on what the figures were measured on.
+fn machine() -> String {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("model name"))
+        .and_then(|l| l.split_once(':'))
+        .map(|(_, m)| m.trim().to_string())
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let host = lab01::probe::probe();
+    format!(
+        "machine: {model}, {cores} cores, Linux {}, cgroups {}\n",
+        host.kernel, host.cgroups
+    )
 }
 
 fn run_container(spec: &ContainerSpec) -> Result<(), String> {
@@ -88,7 +122,10 @@ fn run_container(spec: &ContainerSpec) -> Result<(), String> {
     }
 }
 
-fn time(runs: usize, mut once: impl FnMut() -> Result<(), String>) -> Result<Vec<Duration>, String> {
+fn time(
+    runs: usize,
+    mut once: impl FnMut() -> Result<(), String>,
+) -> Result<Vec<Duration>, String> {
     once()?; // warm-up: page cache, first-use allocations
     let mut all = Vec::with_capacity(runs);
     for _ in 0..runs {
@@ -209,15 +246,29 @@ fn vm_boot(runs: usize) -> Result<Vec<Duration>, String> {
     let kernel = std::fs::read_dir("/boot")
         .ok()
         .and_then(|d| {
-            d.flatten()
-                .map(|e| e.path())
-                .find(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("vmlinuz")))
+            d.flatten().map(|e| e.path()).find(|p| {
+                p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with("vmlinuz"))
+            })
         })
         .ok_or("skipped: no kernel image in /boot (apt-get install linux-image-amd64)")?;
-    let accel = if Path::new("/dev/kvm").exists() { "kvm:tcg" } else { "tcg" };
+    let accel = if Path::new("/dev/kvm").exists() {
+        "kvm:tcg"
+    } else {
+        "tcg"
+    };
     time(runs, || {
         let status = Command::new(&qemu)
-            .args(["-accel", accel, "-m", "256", "-nographic", "-no-reboot", "-serial", "null"])
+            .args([
+                "-accel",
+                accel,
+                "-m",
+                "256",
+                "-nographic",
+                "-no-reboot",
+                "-serial",
+                "null",
+            ])
             .arg("-kernel")
             .arg(&kernel)
             .args(["-append", "console=ttyS0 panic=-1 quiet"])
@@ -240,9 +291,18 @@ fn ms(d: Duration) -> String {
     format!("{:.2} ms", d.as_secs_f64() * 1e3)
 }
 
-fn print_table(rows: &[Row], runs: usize) {
-    println!("start-to-exit latency of `true`, {runs} runs per row\n");
-    println!("{:<26}{:>12}{:>12}{:>16}", "", "median", "p90", "vs container");
+fn table(rows: &[Row], runs: usize) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "start-to-exit latency of `true`, {runs} runs per row\n"
+    );
+    let _ = writeln!(
+        out,
+        "{:<26}{:>12}{:>12}{:>16}",
+        "", "median", "p90", "vs container"
+    );
     let container_median = rows
         .iter()
         .find(|r| r.name == "ch01 container")
@@ -261,7 +321,8 @@ fn print_table(rows: &[Row], runs: usize) {
                 let ratio = container_median
                     .map(|c| format!("{:.1}x", median.as_secs_f64() / c.as_secs_f64()))
                     .unwrap_or_default();
-                println!(
+                let _ = writeln!(
+                    out,
                     "{:<26}{:>12}{:>12}{:>16}",
                     row.name,
                     ms(median),
@@ -269,7 +330,10 @@ fn print_table(rows: &[Row], runs: usize) {
                     ratio
                 );
             }
-            Err(why) => println!("{:<26}  {why}", row.name),
+            Err(why) => {
+                let _ = writeln!(out, "{:<26}  {why}", row.name);
+            }
         }
     }
+    out
 }

@@ -59,11 +59,19 @@ pub fn drop_capabilities(keep: u64, last_cap: u32) -> nix::Result<()> {
     // The bounding set limits what any later exec can grant.
     for cap in 0..=last_cap {
         if keep & (1 << cap) == 0 {
-            Errno::result(unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) })?;
+            Errno::result(unsafe {
+                libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0)
+            })?;
         }
     }
     Errno::result(unsafe {
-        libc::prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong, 0, 0, 0)
+        libc::prctl(
+            libc::PR_CAP_AMBIENT,
+            libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong,
+            0,
+            0,
+            0,
+        )
     })?;
     let header = CapHeader {
         version: LINUX_CAPABILITY_VERSION_3,
@@ -71,8 +79,16 @@ pub fn drop_capabilities(keep: u64, last_cap: u32) -> nix::Result<()> {
     };
     let half = |shift: u32| (keep >> shift) as u32;
     let data = [
-        CapData { effective: half(0), permitted: half(0), inheritable: 0 },
-        CapData { effective: half(32), permitted: half(32), inheritable: 0 },
+        CapData {
+            effective: half(0),
+            permitted: half(0),
+            inheritable: 0,
+        },
+        CapData {
+            effective: half(32),
+            permitted: half(32),
+            inheritable: 0,
+        },
     ];
     Errno::result(unsafe { libc::syscall(libc::SYS_capset, &header, data.as_ptr()) })?;
     Errno::result(unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) })?;

@@ -193,7 +193,11 @@ pub(crate) fn run(plan: &Plan) -> ! {
         for (slot, (host, target)) in devices.iter_mut().zip(&rootfs.devices) {
             *slot = (host.as_c_str(), target.as_c_str());
         }
-        check(plan, Stage::MountDev, mounts::mount_dev(&rootfs.dev, &devices[..n]));
+        check(
+            plan,
+            Stage::MountDev,
+            mounts::mount_dev(&rootfs.dev, &devices[..n]),
+        );
         check(plan, Stage::PivotRoot, mounts::pivot_into(&rootfs.root));
         if plan.proc {
             check(plan, Stage::MountProc, mounts::mount_proc(c"/proc"));
@@ -265,7 +269,10 @@ fn exec_command(plan: &Plan) -> ! {
 
 fn write_oom_score_adj(value: &std::ffi::CStr) {
     unsafe {
-        let fd = libc::open(c"/proc/self/oom_score_adj".as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+        let fd = libc::open(
+            c"/proc/self/oom_score_adj".as_ptr(),
+            libc::O_WRONLY | libc::O_CLOEXEC,
+        );
         if fd >= 0 {
             libc::write(fd, value.as_ptr().cast(), value.to_bytes().len());
             libc::close(fd);

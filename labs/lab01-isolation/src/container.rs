@@ -16,13 +16,13 @@ use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::{pipe2, Pid};
 
+use crate::capabilities;
 use crate::cgroup::Cgroup;
 use crate::child::{self, Plan, RootfsPlan, Stage};
 use crate::error::{Error, Result};
 use crate::init::Ended;
 use crate::limits::Resources;
 use crate::namespaces::{self, Namespace};
-use crate::capabilities;
 
 /// Where one of the command's standard streams goes.
 #[derive(Debug, Clone, Copy, Default)]
@@ -202,7 +202,10 @@ impl Container {
         }
         if let Some(root) = &spec.rootfs {
             if !root.is_dir() {
-                return Err(Error::Rootfs(format!("{} is not a directory", root.display())));
+                return Err(Error::Rootfs(format!(
+                    "{} is not a directory",
+                    root.display()
+                )));
             }
         }
         let is_root = nix::unistd::geteuid().is_root();
@@ -222,7 +225,14 @@ impl Container {
         let (report_read, report_write) = pipe()?;
         let (status_read, status_write) = pipe()?;
         let join_files = open_joins(spec)?;
-        let plan = build_plan(spec, is_root, &sync_read, &report_write, &status_write, &join_files)?;
+        let plan = build_plan(
+            spec,
+            is_root,
+            &sync_read,
+            &report_write,
+            &status_write,
+            &join_files,
+        )?;
 
         let mut stack = vec![0u8; 256 * 1024];
         let flags = namespaces::clone_flags(&spec.namespaces);
@@ -279,9 +289,7 @@ impl Container {
             }
             match child::decode_report(record) {
                 (Some(Stage::Started), _) => started = true,
-                (Some(Stage::Exec), errno)
-                    if errno == libc::ENOENT || errno == libc::ENOTDIR =>
-                {
+                (Some(Stage::Exec), errno) if errno == libc::ENOENT || errno == libc::ENOTDIR => {
                     return Err(Error::CommandNotFound(spec.args[0].clone()))
                 }
                 (Some(stage), errno) => {
@@ -346,10 +354,15 @@ impl Container {
             }
         };
         let mut bytes = [0u8; 8];
-        let mut file = std::fs::File::from(self.status_read.try_clone().map_err(|e| {
-            Error::io("read", "the container's status pipe", e)
-        })?);
-        let reported = file.read_exact(&mut bytes).ok().and_then(|_| child::decode_status(bytes));
+        let mut file = std::fs::File::from(
+            self.status_read
+                .try_clone()
+                .map_err(|e| Error::io("read", "the container's status pipe", e))?,
+        );
+        let reported = file
+            .read_exact(&mut bytes)
+            .ok()
+            .and_then(|_| child::decode_status(bytes));
         let status = match (reported, init_status) {
             (Some(Ended::Exited(code)), _) => ExitStatus::Exited(code),
             (Some(Ended::Signaled(sig)), _) => ExitStatus::Signaled(sig),
@@ -604,7 +617,9 @@ fn setup_hint(stage: Stage, errno: i32) -> &'static str {
         (Stage::PivotRoot, libc::EINVAL) => {
             " (is the rootfs on a filesystem that allows pivot_root? A ramfs root does not)"
         }
-        (_, libc::EPERM) | (_, libc::EACCES) => " (not permitted: run as root, or with a user namespace)",
+        (_, libc::EPERM) | (_, libc::EACCES) => {
+            " (not permitted: run as root, or with a user namespace)"
+        }
         _ => "",
     }
 }

@@ -34,7 +34,9 @@ pub mod rootfs;
 #[cfg(target_os = "linux")]
 pub use child::Stage;
 #[cfg(target_os = "linux")]
-pub use container::{run_captured, run_captured_inspect, Container, ContainerSpec, ExitStatus, Output, Stdio};
+pub use container::{
+    run_captured, run_captured_inspect, Container, ContainerSpec, ExitStatus, Output, Stdio,
+};
 #[cfg(target_os = "linux")]
 pub use error::{Error, Result};
 pub use limits::{CpuQuota, Resources};

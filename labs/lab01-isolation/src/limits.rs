@@ -67,7 +67,9 @@ pub fn parse_size(text: &str) -> Result<u64, ParseError> {
     if text.is_empty() {
         return Err(ParseError::Empty);
     }
-    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
     let (digits, unit) = text.split_at(split);
     if digits.is_empty() {
         return Err(ParseError::NotANumber(text.to_string()));

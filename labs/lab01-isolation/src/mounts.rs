@@ -13,7 +13,13 @@ const NONE: Option<&CStr> = None;
 /// Stops mounts made inside the container from propagating back to the host
 /// (systemd makes `/` shared, so without this they would).
 pub fn make_private() -> nix::Result<()> {
-    mount(NONE, c"/", NONE, MsFlags::MS_REC | MsFlags::MS_PRIVATE, NONE)
+    mount(
+        NONE,
+        c"/",
+        NONE,
+        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+        NONE,
+    )
 }
 
 // ANCHOR: pivot_into

@@ -109,9 +109,16 @@ impl RootfsBuilder {
         } else {
             for name in &self.programs {
                 let host = find_program(name).ok_or_else(|| {
-                    Error::Rootfs(format!("the program {name:?} is not on this machine's PATH"))
+                    Error::Rootfs(format!(
+                        "the program {name:?} is not on this machine's PATH"
+                    ))
                 })?;
-                install(Path::new(&host), &dest.join("bin").join(name), &mut built, dest)?;
+                install(
+                    Path::new(&host),
+                    &dest.join("bin").join(name),
+                    &mut built,
+                    dest,
+                )?;
             }
         }
         built.programs = self.programs.clone();
@@ -139,7 +146,12 @@ fn install(host: &Path, target: &Path, built: &mut Built, root: &Path) -> Result
         .insert(Path::new("/").join(target.strip_prefix(root).unwrap_or(target)));
     let tree = lddtree::DependencyAnalyzer::new(PathBuf::from("/"))
         .analyze(&real)
-        .map_err(|e| Error::Rootfs(format!("reading the ELF headers of {}: {e}", real.display())))?;
+        .map_err(|e| {
+            Error::Rootfs(format!(
+                "reading the ELF headers of {}: {e}",
+                real.display()
+            ))
+        })?;
     let mut needed: Vec<(PathBuf, PathBuf)> = Vec::new();
     if let Some(interp) = &tree.interpreter {
         needed.push((PathBuf::from(interp), PathBuf::from(interp)));

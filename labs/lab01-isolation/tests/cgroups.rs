@@ -12,7 +12,11 @@ use lab01::{Container, ExitStatus};
 use nix::sys::signal::Signal;
 
 fn show(settings: Vec<lab01::cgroup::Setting>) -> String {
-    settings.iter().map(|s| s.to_string()).collect::<Vec<_>>().join("\n")
+    settings
+        .iter()
+        .map(|s| s.to_string())
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 #[test]
@@ -113,7 +117,10 @@ fn cpu_quota_is_enforced() {
     let mut spinner = Container::spawn(&spec).expect("spawn");
     let start = Instant::now();
     std::thread::sleep(Duration::from_millis(1000));
-    let used = spinner.cgroup().and_then(|c| c.cpu_usage()).expect("cpu usage");
+    let used = spinner
+        .cgroup()
+        .and_then(|c| c.cpu_usage())
+        .expect("cpu usage");
     let wall = start.elapsed();
     spinner.signal(Signal::SIGKILL).expect("kill");
     spinner.wait().expect("wait");

@@ -19,15 +19,15 @@ fn rejects_bad_sizes() {
     assert_eq!(parse_size("M"), Err(ParseError::NotANumber("M".into())));
     assert_eq!(parse_size("0"), Err(ParseError::Zero));
     assert_eq!(parse_size("99999999999999G"), Err(ParseError::Overflow));
-    assert_eq!(
-        parse_size("-5M"),
-        Err(ParseError::NotANumber("-5M".into()))
-    );
+    assert_eq!(parse_size("-5M"), Err(ParseError::NotANumber("-5M".into())));
 }
 
 #[test]
 fn parses_cpu_shares_and_pid_counts() {
-    assert_eq!(parse_cpus("0.5").map(|q| (q.quota_us, q.period_us)), Ok((50_000, 100_000)));
+    assert_eq!(
+        parse_cpus("0.5").map(|q| (q.quota_us, q.period_us)),
+        Ok((50_000, 100_000))
+    );
     assert_eq!(parse_cpus("2").map(|q| q.quota_us), Ok(200_000));
     assert_eq!(parse_cpus("0.001").map(|q| q.quota_us), Ok(1_000));
     assert!(parse_cpus("half").is_err());

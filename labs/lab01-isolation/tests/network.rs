@@ -8,7 +8,9 @@ fn only_loopback_and_it_is_up() {
         return;
     }
     // flags 0x9 = IFF_UP | IFF_LOOPBACK; a fresh namespace has 0x8 (down).
-    let out = common::sh("for d in /sys/class/net/*; do echo ${d##*/} $(cat $d/flags) $(cat $d/operstate); done");
+    let out = common::sh(
+        "for d in /sys/class/net/*; do echo ${d##*/} $(cat $d/flags) $(cat $d/operstate); done",
+    );
     assert!(out.status.success(), "{out:?}");
     insta::assert_snapshot!(out.stdout);
 }

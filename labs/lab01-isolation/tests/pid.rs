@@ -23,6 +23,10 @@ fn proc_is_the_containers() {
     assert_eq!(lines.next(), Some("init"));
     // init, sh and ls, never the host's hundreds.
     let pids: Vec<&str> = lines.filter(|l| l.parse::<u32>().is_ok()).collect();
-    assert_eq!(pids.len(), 3, "the container sees other processes: {pids:?}");
+    assert_eq!(
+        pids.len(),
+        3,
+        "the container sees other processes: {pids:?}"
+    );
     assert_eq!(&pids[..2], ["1", "2"]);
 }

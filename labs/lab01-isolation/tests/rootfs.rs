@@ -24,7 +24,9 @@ fn the_old_root_is_gone() {
         return;
     }
     // Mount points as the container sees them; the host's are all absent.
-    let out = common::sh("while read src dst type rest; do echo \"$dst $type\"; done < /proc/self/mounts");
+    let out = common::sh(
+        "while read src dst type rest; do echo \"$dst $type\"; done < /proc/self/mounts",
+    );
     assert!(out.status.success(), "{out:?}");
     // The root's and the bound devices' filesystem types are the host's
     // (ext4 or tmpfs, devtmpfs or tmpfs): shown by what they are instead.

@@ -128,7 +128,11 @@ impl Cgroup {
 
     /// How many times the OOM killer struck inside this cgroup.
     pub fn oom_kills(&self) -> u64 {
-        if !self.dirs.iter().any(|(c, _)| c.is_empty() || *c == "memory") {
+        if !self
+            .dirs
+            .iter()
+            .any(|(c, _)| c.is_empty() || *c == "memory")
+        {
             return 0;
         }
         let (controller, file) = oom_file(self.version);
@@ -201,9 +205,12 @@ impl Drop for Cgroup {
 pub fn own_memory_limit() -> Option<u64> {
     match cgroup_mode(Path::new("/sys/fs/cgroup")) {
         CgroupMode::Unified => read_limit(&super::v2::own_dir().ok()?.join("memory.max")),
-        CgroupMode::Hybrid | CgroupMode::Legacy => {
-            read_limit(&super::v1::own_dirs().ok()?.get("memory")?.join("memory.limit_in_bytes"))
-        }
+        CgroupMode::Hybrid | CgroupMode::Legacy => read_limit(
+            &super::v1::own_dirs()
+                .ok()?
+                .get("memory")?
+                .join("memory.limit_in_bytes"),
+        ),
         CgroupMode::Unavailable => None,
     }
 }
