@@ -227,7 +227,7 @@ fn startup_prints_its_table() {
         return;
     }
     let out = ch01()
-        .args(["startup", "--runs", "3"])
+        .args(["startup", "--runs", "3", "--skip-vm"])
         .output()
         .expect("run");
     assert!(out.status.success(), "{}", stderr_of(&out));

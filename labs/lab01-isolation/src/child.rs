@@ -87,6 +87,9 @@ impl fmt::Display for Stage {
 pub(crate) struct RootfsPlan {
     pub root: CString,
     pub dev: CString,
+    pub proc: CString,
+    pub sys: CString,
+    pub tmp: CString,
     /// (host device, its place under the new /dev)
     pub devices: Vec<(CString, CString)>,
 }
@@ -198,12 +201,14 @@ pub(crate) fn run(plan: &Plan) -> ! {
             Stage::MountDev,
             mounts::mount_dev(&rootfs.dev, &devices[..n]),
         );
-        check(plan, Stage::PivotRoot, mounts::pivot_into(&rootfs.root));
+        // Before pivot_root: in a user namespace the kernel lets us mount
+        // proc and sysfs only while the host's are still visible here.
         if plan.proc {
-            check(plan, Stage::MountProc, mounts::mount_proc(c"/proc"));
+            check(plan, Stage::MountProc, mounts::mount_proc(&rootfs.proc));
         }
-        check(plan, Stage::MountSys, mounts::mount_sys(c"/sys"));
-        check(plan, Stage::MountTmp, mounts::mount_tmp(c"/tmp"));
+        check(plan, Stage::MountSys, mounts::mount_sys(&rootfs.sys));
+        check(plan, Stage::MountTmp, mounts::mount_tmp(&rootfs.tmp));
+        check(plan, Stage::PivotRoot, mounts::pivot_into(&rootfs.root));
     } else if plan.proc {
         check(plan, Stage::MountProc, mounts::mount_proc(c"/proc"));
     }

@@ -532,6 +532,9 @@ fn build_plan(
                 .collect::<Result<_>>()?;
             Some(RootfsPlan {
                 dev: path_cstring(&root.join("dev"))?,
+                proc: path_cstring(&root.join("proc"))?,
+                sys: path_cstring(&root.join("sys"))?,
+                tmp: path_cstring(&root.join("tmp"))?,
                 root: path_cstring(&root)?,
                 devices,
             })
