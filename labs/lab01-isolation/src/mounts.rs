@@ -36,7 +36,7 @@ pub fn pivot_into(rootfs: &CStr) -> nix::Result<()> {
         NONE,
     )?;
     chdir(rootfs)?;
-    // With "." twice, the old root ends up stacked under the new one, at "/".
+    // With "." twice, the old root ends up stacked on top of the new one, at "/".
     pivot_root(c".", c".")?;
     // Detach it: from here on the host's tree is unreachable.
     umount2(c".", MntFlags::MNT_DETACH)?;

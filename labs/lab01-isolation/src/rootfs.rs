@@ -98,27 +98,27 @@ impl RootfsBuilder {
         write(&dest.join("etc/group"), b"root:x:0:\n")?;
 
         let mut built = Built::default();
-        if let Some(busybox) = &self.busybox {
-            built.busybox = true;
-            install(busybox, &dest.join("bin/busybox"), &mut built, dest)?;
-            for name in &self.programs {
-                let link = dest.join("bin").join(name);
-                std::os::unix::fs::symlink("busybox", &link)
-                    .map_err(|e| Error::io("link", &link, e))?;
+        let applets = match &self.busybox {
+            Some(busybox) => {
+                built.busybox = true;
+                install(busybox, &dest.join("bin/busybox"), &mut built, dest)?;
+                busybox_applets(busybox)
             }
-        } else {
-            for name in &self.programs {
+            None => BTreeSet::new(),
+        };
+        for name in &self.programs {
+            let target = dest.join("bin").join(name);
+            if applets.contains(name.as_str()) {
+                std::os::unix::fs::symlink("busybox", &target)
+                    .map_err(|e| Error::io("link", &target, e))?;
+            } else {
+                // Not a busybox applet (or no busybox): the host's own program.
                 let host = find_program(name).ok_or_else(|| {
                     Error::Rootfs(format!(
                         "the program {name:?} is not on this machine's PATH"
                     ))
                 })?;
-                install(
-                    Path::new(&host),
-                    &dest.join("bin").join(name),
-                    &mut built,
-                    dest,
-                )?;
+                install(Path::new(&host), &target, &mut built, dest)?;
             }
         }
         built.programs = self.programs.clone();
@@ -133,6 +133,20 @@ impl RootfsBuilder {
         Ok(built)
     }
     // ANCHOR_END: build
+}
+
+/// The programs a busybox binary provides (`busybox --list`).
+fn busybox_applets(busybox: &Path) -> BTreeSet<String> {
+    std::process::Command::new(busybox)
+        .arg("--list")
+        .output()
+        .map(|out| {
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// Copies program `host` to `target`, with every library it needs.

@@ -1,4 +1,4 @@
-//! Self-checks for §1.5: memory, process and CPU limits through cgroups.
+//! Self-checks for §1.4: memory, process and CPU limits through cgroups.
 //! The settings are plain data (checked anywhere); the limits are then
 //! proven on a real container (root).
 

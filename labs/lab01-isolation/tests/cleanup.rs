@@ -1,4 +1,4 @@
-//! Nothing outlives a container (§1.6): not its cgroup, not its processes,
+//! Nothing outlives a container (§1.5): not its cgroup, not its processes,
 //! whether it exits, is OOM-killed, is killed by a signal or is dropped.
 
 mod common;

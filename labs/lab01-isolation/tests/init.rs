@@ -1,4 +1,4 @@
-//! Self-checks for §1.6: init reaps orphans, forwards signals, and the
+//! Self-checks for §1.5: init reaps orphans, forwards signals, and the
 //! command's exit status reaches the caller.
 
 mod common;

@@ -1,4 +1,4 @@
-//! Self-checks for §1.5: limits as data. Pure code: runs anywhere.
+//! Self-checks for §1.4: limits as data. Pure code: runs anywhere.
 
 use lab01::limits::{parse_cpus, parse_pids, parse_size, ParseError};
 

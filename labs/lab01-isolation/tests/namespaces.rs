@@ -1,4 +1,4 @@
-//! Self-checks for §1.3: the UTS namespace and the hostname.
+//! Self-checks for §1.2: the UTS namespace and the hostname.
 
 mod common;
 

@@ -1,4 +1,4 @@
-//! Self-checks for §1.3: a network namespace with only a loopback device, up.
+//! Self-checks for §1.2: a network namespace with only a loopback device, up.
 
 mod common;
 

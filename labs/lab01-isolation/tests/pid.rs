@@ -1,4 +1,4 @@
-//! Self-checks for §1.3: the PID namespace and its own /proc.
+//! Self-checks for §1.2: the PID namespace and its own /proc.
 
 mod common;
 

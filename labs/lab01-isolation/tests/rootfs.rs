@@ -1,4 +1,4 @@
-//! Self-checks for §1.4: pivot_root into a root filesystem of our own.
+//! Self-checks for §1.3: pivot_root into a root filesystem of our own.
 
 mod common;
 

@@ -1,4 +1,4 @@
-//! What the container may not do: §1.7. No exercise here; these hold the
+//! What the container may not do: §1.6. No exercise here; these hold the
 //! reference to its promises (capabilities, no_new_privs, isolation).
 
 mod common;

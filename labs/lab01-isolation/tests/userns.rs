@@ -1,4 +1,4 @@
-//! The user namespace (§1.3): root inside, the caller outside.
+//! The user namespace (§1.2): root inside, the caller outside.
 
 mod common;
 

@@ -61,7 +61,7 @@ impl Cgroup {
     }
 
     fn create_v2(name: &str, resources: &Resources) -> Result<Cgroup> {
-        let parent = super::v2::own_dir()?;
+        let parent = super::v2::parent_dir()?;
         super::v2::enable_controllers(&parent, &controllers(resources))?;
         let dir = parent.join(name);
         std::fs::create_dir(&dir).map_err(|e| Error::io("create cgroup", &dir, e))?;
@@ -225,7 +225,7 @@ fn read_limit(path: &Path) -> Option<u64> {
 /// cgroup(s): what a crashed or careless runtime would leave behind.
 pub fn find_leftovers(prefix: &str) -> Vec<PathBuf> {
     let parents: Vec<PathBuf> = match cgroup_mode(Path::new("/sys/fs/cgroup")) {
-        CgroupMode::Unified => super::v2::own_dir().into_iter().collect(),
+        CgroupMode::Unified => super::v2::parent_dir().into_iter().collect(),
         CgroupMode::Hybrid | CgroupMode::Legacy => super::v1::own_dirs()
             .map(|dirs| dirs.into_values().collect())
             .unwrap_or_default(),

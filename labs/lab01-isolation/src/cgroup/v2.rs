@@ -7,6 +7,18 @@ use crate::error::{Error, Result};
 
 pub const ROOT: &str = "/sys/fs/cgroup";
 
+/// The directory containers go beneath: the cgroup this process was in when
+/// it first asked. Read once, because [`enable_controllers`] may move the
+/// process into a leaf below it, and containers must not follow it there.
+pub fn parent_dir() -> Result<PathBuf> {
+    static PARENT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    if let Some(dir) = PARENT.get() {
+        return Ok(dir.clone());
+    }
+    let dir = own_dir()?;
+    Ok(PARENT.get_or_init(|| dir).clone())
+}
+
 /// The directory of the cgroup this process is in (the `0::` line).
 pub fn own_dir() -> Result<PathBuf> {
     let text = std::fs::read_to_string("/proc/self/cgroup")
