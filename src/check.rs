@@ -86,7 +86,13 @@ pub fn exercise_verdict(report: &RunReport, refs: &[TestRef]) -> (Verdict, Optio
 
 fn indent(text: &str, by: &str) -> String {
     text.lines()
-        .map(|l| format!("{by}{l}"))
+        .map(|l| {
+            if l.trim().is_empty() {
+                String::new()
+            } else {
+                format!("{by}{l}")
+            }
+        })
         .collect::<Vec<_>>()
         .join("\n")
 }
@@ -189,5 +195,68 @@ fn explain(e: &Exercise) {
 fn save(ws: &Workspace, progress: &crate::progress::Progress) {
     if let Err(err) = progress.save(&ws.root) {
         eprintln!("kubelings: warning: {err}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LOG: &str = "     Running tests/t.rs (target/debug/deps/t-1)
+test a ... ok
+test b ... FAILED
+test c ... ok
+
+successes:
+
+---- c stdout ----
+kubelings: skipped: needs root
+
+successes:
+    a
+    c
+
+failures:
+
+---- b stdout ----
+thread 'b' panicked at tests/t.rs:1:1:
+boom
+
+failures:
+    b
+
+test result: FAILED. 2 passed; 1 failed; 0 ignored; 0 measured; 0 filtered out; finished in 0.00s
+";
+
+    fn refs(names: &[&str]) -> Vec<TestRef> {
+        names
+            .iter()
+            .map(|n| TestRef::parse(&format!("lab01::t::{n}")).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn a_failure_outweighs_a_skip_which_outweighs_a_pass() {
+        let report = RunReport::from_log(LOG.into(), false);
+        let verdict = |names: &[&str]| exercise_verdict(&report, &refs(names)).0;
+        assert_eq!(verdict(&["a"]), Verdict::Pass);
+        assert_eq!(verdict(&["a", "c"]), Verdict::Skipped("needs root".into()));
+        assert_eq!(
+            verdict(&["c", "b", "a"]),
+            Verdict::Fail("thread 'b' panicked at tests/t.rs:1:1:\nboom".into())
+        );
+        assert!(matches!(verdict(&["a", "zzz"]), Verdict::NotRun(_)));
+    }
+
+    #[test]
+    fn plans_one_run_per_lab() {
+        let r = vec![
+            ("x".to_string(), refs(&["a", "b"])),
+            ("y".to_string(), refs(&["b", "c"])),
+        ];
+        let run = plan(std::path::Path::new("/w"), "lab01", &r);
+        assert_eq!(run.targets, vec!["t"]);
+        assert_eq!(run.filters, vec!["a", "b", "c"]);
+        assert_eq!(run.package, "lab01");
     }
 }
