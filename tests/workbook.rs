@@ -290,3 +290,102 @@ fn doctor_reports_the_host_and_every_exercise() {
         assert!(out.contains(&e.id), "doctor lacks {}:\n{out}", e.id);
     }
 }
+
+/// Writes `files` (path, text) under `dir`.
+fn write_tree(dir: &Path, files: &[(&str, &str)]) {
+    for (path, text) in files {
+        let path = dir.join(path);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    }
+}
+
+#[test]
+fn verify_names_each_broken_exercise() {
+    let tmp = tempfile::tempdir().unwrap();
+    write_tree(
+        tmp.path(),
+        &[
+            (
+                "labs/exercises.yaml",
+                r#"exercises:
+  - id: labx-good
+    lab: labx
+    title: Good
+    section: "9.1"
+    page: ch09/page.md#a-heading
+    privilege: none
+    hints: [one, two, three]
+    tests: [labx::t::good_test]
+  - id: labx-bad
+    lab: labx
+    title: Bad
+    section: "9.2"
+    page: ch09/page.md#no-such-heading
+    privilege: root
+    hints: [one, ""]
+    tests: [labx::t::missing_test, labx::nofile::x, other::t::good_test]
+  - id: labx-unmarked
+    lab: labx
+    title: Unmarked
+    section: "9.3"
+    page: ch09/nope.md#x
+    privilege: userns
+    hints: [one, two, three]
+    tests: []
+"#,
+            ),
+            ("labs/labx-dir/Cargo.toml", "[package]\nname = \"labx\"\n"),
+            (
+                "labs/labx-dir/src/lib.rs",
+                "pub fn good() -> u32 {\n    // EXERCISE: labx-good\n    1\n    // EXERCISE_END: labx-good\n}\n\
+                 pub fn bad() -> u32 {\n    // EXERCISE: labx-bad\n    2\n    // EXERCISE_END: labx-bad\n}\n\
+                 pub fn orphan() -> u32 {\n    // EXERCISE: labx-orphan\n    3\n    // EXERCISE_END: labx-orphan\n}\n",
+            ),
+            ("labs/labx-dir/tests/t.rs", "#[test]\nfn good_test() {}\n"),
+            ("book/book.toml", "[book]\ntitle = \"x\"\n"),
+            ("book/src/SUMMARY.md", "# Summary\n\n- [Nine](ch09/page.md)\n"),
+            ("book/src/ch09/page.md", "# Nine\n\n## A heading\n\n[broken](gone.md)\n"),
+        ],
+    );
+    let assert = kubelings(tmp.path())
+        .args(["verify", "--static-only"])
+        .assert()
+        .failure();
+    let out = String::from_utf8_lossy(&assert.get_output().stdout).into_owned();
+    for expected in [
+        "labx-bad: book/src/ch09/page.md has no heading with id `no-such-heading`",
+        "labx-bad: has 2 hints; it needs exactly 3",
+        "labx-bad: hint 2 is empty",
+        "labx-bad: test labx::t::missing_test: labs/labx-dir/tests/t.rs has no `fn missing_test(`",
+        "labx-bad: test labx::nofile::x: no test file labs/labx-dir/tests/nofile.rs",
+        "labx-bad: test other::t::good_test is in package other",
+        "labx-unmarked: page book/src/ch09/nope.md does not exist",
+        "labx-unmarked: lists no tests",
+        "labx-unmarked: no `// EXERCISE: labx-unmarked`",
+        "labs/labx-dir/src/lib.rs:12: EXERCISE: labx-orphan has no entry in labs/exercises.yaml",
+        "book: book/src/ch09/page.md:5: link to gone.md: no file gone.md",
+    ] {
+        assert!(out.contains(expected), "missing `{expected}` in:\n{out}");
+    }
+    assert!(!out.contains("labx-good:"), "{out}");
+
+    // The export refuses to ship a region it cannot describe.
+    kubelings(tmp.path())
+        .arg("start")
+        .arg(tmp.path().join("student"))
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("labx-orphan"));
+    assert!(!tmp.path().join("student").exists());
+    let leftovers: Vec<_> = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with(".kubelings-start")
+        })
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
