@@ -425,7 +425,7 @@ fn judge(
     if let Some(errors) = &report.build_error {
         return (
             "build error".into(),
-            vec![format!("does not build:\n{errors}")],
+            vec![format!("does not build:\n{}", indent(errors))],
         );
     }
     let mut problems = Vec::new();
@@ -444,7 +444,7 @@ fn judge(
                 ),
             )),
             (Verdict::Fail(msg), Expect::Pass) => {
-                Some(("FAILS", format!("test {name} fails:\n{msg}")))
+                Some(("FAILS", format!("test {name} fails:\n{}", indent(&msg))))
             }
             (Verdict::Skipped(why), _) => Some((
                 "skipped",
@@ -461,6 +461,14 @@ fn judge(
         }
     }
     (cell, problems)
+}
+
+/// Indents a multi-line message under its `problem:` line.
+fn indent(text: &str) -> String {
+    text.lines()
+        .map(|l| format!("    {l}"))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 fn print_table(rows: &[Row]) {
