@@ -15,7 +15,7 @@ use crate::workspace::Workspace;
     name = "kubelings",
     version,
     about = "The kubelings workbook: exercises, self-checks, hints and the book",
-    after_help = "Run without a command to see your progress and what to do next."
+    after_help = "Run without a command to see your progress, what to do next, and chapter 1's demo."
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -61,7 +61,14 @@ pub enum Cmd {
 pub fn run() -> Result<ExitCode> {
     let cli = Cli::parse();
     let ws = Workspace::discover()?;
-    let ok = match cli.command.unwrap_or(Cmd::List) {
+    let Some(command) = cli.command else {
+        return Ok(if overview(&ws)? {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        });
+    };
+    let ok = match command {
         Cmd::List => list(&ws)?,
         Cmd::Check { target } => crate::check::run(&ws, target.as_deref())?,
         Cmd::Hint { id, level } => hint(&ws, &id, level)?,
@@ -75,6 +82,22 @@ pub fn run() -> Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// The main job (`cargo run --release`): the workbook's state, then the
+/// demo of the latest chapter, the host and a container side by side.
+fn overview(ws: &Workspace) -> Result<bool> {
+    let ok = list(ws)?;
+    println!(
+        "\nChapter 1's demo (`ch01 compare`): the same script on the host and in a container.\n"
+    );
+    match crate::ch01_compare::table() {
+        Ok(table) => print!("{table}"),
+        Err(e) => println!(
+            "The demo could not run here: {e:#}\n`kubelings doctor` says what this machine can do."
+        ),
+    }
+    Ok(ok)
 }
 
 /// Loads the progress file; a corrupt one is reported and ignored, since it

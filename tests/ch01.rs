@@ -17,19 +17,14 @@ fn root() -> bool {
 }
 
 fn rootfs() -> &'static Path {
-    static DIR: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
-    &DIR.get_or_init(|| {
-        let dir = tempfile::Builder::new()
-            .prefix("kubelings-test-")
-            .tempdir()
-            .expect("temporary directory");
-        let root = dir.path().join("rootfs");
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("ch01-test-rootfs");
         lab01::RootfsBuilder::new()
-            .build(&root)
+            .build_once(&dir)
             .expect("build rootfs");
-        (dir, root)
+        dir
     })
-    .1
 }
 
 /// Cgroups that a ch01 process with this pid left behind.

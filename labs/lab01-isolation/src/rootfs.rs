@@ -133,6 +133,31 @@ impl RootfsBuilder {
         Ok(built)
     }
     // ANCHOR_END: build
+
+    /// Builds into `dest` unless it is already there: for a rootfs kept and
+    /// shared between runs (tests, benchmarks). Built beside it and renamed,
+    /// so a half-built one is never seen, even with several builders at once.
+    pub fn build_once(&self, dest: &Path) -> Result<()> {
+        if dest.is_dir() {
+            return Ok(());
+        }
+        let name = dest.file_name().map(|n| n.to_string_lossy().into_owned());
+        let temp = dest.with_file_name(format!(
+            ".{}.{}.partial",
+            name.unwrap_or_default(),
+            std::process::id()
+        ));
+        let _ = std::fs::remove_dir_all(&temp);
+        let built = self.build(&temp);
+        let result = built.and_then(|_| match std::fs::rename(&temp, dest) {
+            Ok(()) => Ok(()),
+            // Another builder got there first; theirs is as good as ours.
+            Err(_) if dest.is_dir() => Ok(()),
+            Err(e) => Err(Error::io("rename", &temp, e)),
+        });
+        let _ = std::fs::remove_dir_all(&temp);
+        result
+    }
 }
 
 /// The programs a busybox binary provides (`busybox --list`).

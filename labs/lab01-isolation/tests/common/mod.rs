@@ -8,24 +8,20 @@ use std::sync::OnceLock;
 use lab01::probe::{require, Privilege};
 use lab01::{run_captured, ContainerSpec, Output, RootfsBuilder};
 
-/// A rootfs with the default programs, built once for the whole test binary.
+/// A rootfs with the default programs, built once and kept under cargo's
+/// temporary directory for integration tests (inside target/).
 pub fn rootfs() -> &'static Path {
-    static DIR: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
-    &DIR.get_or_init(|| {
-        let dir = tempfile::Builder::new()
-            .prefix("kubelings-test-rootfs-")
-            .tempdir()
-            .expect("create a temporary directory");
-        let root = dir.path().join("rootfs");
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("lab01-test-rootfs");
         // The host's programs, not busybox: their output is what the snapshots hold.
         RootfsBuilder::new()
             .busybox(false)
             .file("/etc/marker", "inside the container\n")
-            .build(&root)
+            .build_once(&dir)
             .expect("build the test rootfs");
-        (dir, root)
+        dir
     })
-    .1
 }
 
 /// A container spec on the shared test rootfs.
