@@ -135,11 +135,21 @@ fn fail(plan: &Plan, stage: Stage, errno: Errno) -> ! {
     unsafe { libc::_exit(1) }
 }
 
-fn check(plan: &Plan, stage: Stage, result: nix::Result<()>) {
-    if let Err(errno) = result {
-        fail(plan, stage, errno)
+/// Runs one setup step. A panic (a `todo!()` not done yet, say) is caught
+/// and reported with its stage, so the runtime can say which step it was.
+fn check(plan: &Plan, stage: Stage, step: impl FnOnce() -> nix::Result<()>) {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(step)) {
+        Ok(Ok(())) => {}
+        Ok(Err(errno)) => fail(plan, stage, errno),
+        Err(_) => {
+            report(plan, stage, PANICKED);
+            unsafe { libc::_exit(1) }
+        }
     }
 }
+
+/// The errno slot's value for "the step panicked".
+pub(crate) const PANICKED: i32 = -1;
 
 /// Closes every descriptor not in `keep` (sorted), so neither init nor the
 /// command holds the pipes of other containers started at the same moment.
@@ -184,46 +194,44 @@ pub(crate) fn run(plan: &Plan) -> ! {
 
     for (fd, kind) in &plan.joins {
         let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(*fd) };
-        check(plan, Stage::JoinNamespace, nix::sched::setns(fd, *kind));
+        check(plan, Stage::JoinNamespace, || nix::sched::setns(fd, *kind));
     }
     if let Some(name) = &plan.hostname {
-        check(plan, Stage::Hostname, namespaces::set_hostname(name));
+        check(plan, Stage::Hostname, || namespaces::set_hostname(name));
     }
-    check(plan, Stage::MakePrivate, mounts::make_private());
+    check(plan, Stage::MakePrivate, mounts::make_private);
     if let Some(rootfs) = &plan.rootfs {
         let mut devices: [(&std::ffi::CStr, &std::ffi::CStr); 8] = [(c"", c""); 8];
         let n = rootfs.devices.len().min(devices.len());
         for (slot, (host, target)) in devices.iter_mut().zip(&rootfs.devices) {
             *slot = (host.as_c_str(), target.as_c_str());
         }
-        check(
-            plan,
-            Stage::MountDev,
-            mounts::mount_dev(&rootfs.dev, &devices[..n]),
-        );
+        check(plan, Stage::MountDev, || {
+            mounts::mount_dev(&rootfs.dev, &devices[..n])
+        });
         // Before pivot_root: in a user namespace the kernel lets us mount
         // proc and sysfs only while the host's are still visible here.
         if plan.proc {
-            check(plan, Stage::MountProc, mounts::mount_proc(&rootfs.proc));
+            check(plan, Stage::MountProc, || mounts::mount_proc(&rootfs.proc));
         }
-        check(plan, Stage::MountSys, mounts::mount_sys(&rootfs.sys));
-        check(plan, Stage::MountTmp, mounts::mount_tmp(&rootfs.tmp));
-        check(plan, Stage::PivotRoot, mounts::pivot_into(&rootfs.root));
+        check(plan, Stage::MountSys, || mounts::mount_sys(&rootfs.sys));
+        check(plan, Stage::MountTmp, || mounts::mount_tmp(&rootfs.tmp));
+        check(plan, Stage::PivotRoot, || mounts::pivot_into(&rootfs.root));
     } else if plan.proc {
-        check(plan, Stage::MountProc, mounts::mount_proc(c"/proc"));
+        check(plan, Stage::MountProc, || mounts::mount_proc(c"/proc"));
     }
     if plan.loopback {
-        check(plan, Stage::Loopback, network::loopback_up());
+        check(plan, Stage::Loopback, network::loopback_up);
     }
-    check(plan, Stage::Chdir, nix::unistd::chdir(plan.cwd.as_c_str()));
+    check(plan, Stage::Chdir, || {
+        nix::unistd::chdir(plan.cwd.as_c_str())
+    });
     if plan.protect_init_from_oom {
         write_oom_score_adj(c"-1000");
     }
-    check(
-        plan,
-        Stage::Capabilities,
-        capabilities::drop_capabilities(plan.caps_keep, plan.last_cap),
-    );
+    check(plan, Stage::Capabilities, || {
+        capabilities::drop_capabilities(plan.caps_keep, plan.last_cap)
+    });
 
     // A raw clone instead of fork(): glibc's fork takes malloc's locks, which
     // another thread of the parent may have held when we were cloned.
@@ -237,8 +245,11 @@ pub(crate) fn run(plan: &Plan) -> ! {
     report(plan, Stage::Started, 0);
     unsafe { libc::close(plan.report_write) };
 
-    let ended = supervise(Pid::from_raw(pid as i32));
-    let bytes = ended.encode();
+    let workload = Pid::from_raw(pid as i32);
+    let bytes = match std::panic::catch_unwind(|| supervise(workload)) {
+        Ok(ended) => ended.encode(),
+        Err(_) => Ended::PANICKED,
+    };
     unsafe {
         libc::write(plan.status_write, bytes.as_ptr().cast(), bytes.len());
         libc::_exit(0)

@@ -289,6 +289,7 @@ impl Container {
             }
             match child::decode_report(record) {
                 (Some(Stage::Started), _) => started = true,
+                (Some(stage), child::PANICKED) => return Err(Error::SetupPanicked(stage)),
                 (Some(Stage::Exec), errno) if errno == libc::ENOENT || errno == libc::ENOTDIR => {
                     return Err(Error::CommandNotFound(spec.args[0].clone()))
                 }
@@ -359,10 +360,13 @@ impl Container {
                 .try_clone()
                 .map_err(|e| Error::io("read", "the container's status pipe", e))?,
         );
-        let reported = file
-            .read_exact(&mut bytes)
-            .ok()
-            .and_then(|_| child::decode_status(bytes));
+        let read = file.read_exact(&mut bytes).is_ok();
+        let panicked = read && bytes == Ended::PANICKED;
+        let reported = if read {
+            child::decode_status(bytes)
+        } else {
+            None
+        };
         let status = match (reported, init_status) {
             (Some(Ended::Exited(code)), _) => ExitStatus::Exited(code),
             (Some(Ended::Signaled(sig)), _) => ExitStatus::Signaled(sig),
@@ -379,6 +383,9 @@ impl Container {
         self.status = Some(status);
         if let Some(cg) = &mut self.cgroup {
             cg.remove()?;
+        }
+        if panicked {
+            return Err(Error::InitPanicked);
         }
         Ok(status)
     }

@@ -42,6 +42,12 @@ pub enum Error {
     #[error("container init died before starting the command ({0}); its panic message, if any, is on stderr")]
     InitDied(String),
 
+    #[error("container setup panicked while trying to {0} (a todo!() not done yet?); the panic message is on the container's stderr")]
+    SetupPanicked(crate::child::Stage),
+
+    #[error("the container's init panicked while supervising the command (a todo!() not done yet?); the panic message is on the container's stderr")]
+    InitPanicked,
+
     #[error("rootfs: {0}")]
     Rootfs(String),
 }

@@ -16,6 +16,9 @@ pub enum Ended {
 }
 
 impl Ended {
+    /// What init sends instead when its own loop panicked.
+    pub const PANICKED: [u8; 8] = [0xff; 8];
+
     /// Eight bytes for the status pipe.
     pub fn encode(self) -> [u8; 8] {
         let (kind, value) = match self {
