@@ -32,6 +32,7 @@ pub enum Stage {
     Chdir,
     Capabilities,
     Fork,
+    User,
     Exec,
     Started,
 }
@@ -53,6 +54,7 @@ impl Stage {
             Chdir,
             Capabilities,
             Fork,
+            User,
             Exec,
             Started,
         ]
@@ -77,6 +79,7 @@ impl fmt::Display for Stage {
             Stage::Chdir => "change to the working directory",
             Stage::Capabilities => "drop capabilities",
             Stage::Fork => "fork the command",
+            Stage::User => "switch to the image's user",
             Stage::Exec => "execute the command",
             Stage::Started => "start",
         })
@@ -117,6 +120,8 @@ pub(crate) struct Plan {
     pub status_write: RawFd,
     /// Every descriptor the child keeps; all others are closed. Sorted.
     pub keep_fds: Vec<RawFd>,
+    /// Run the command as this (uid, gid) inside the container.
+    pub user: Option<(u32, u32)>,
     pub caps_keep: u64,
     pub last_cap: u32,
     pub protect_init_from_oom: bool,
@@ -269,6 +274,18 @@ fn exec_command(plan: &Plan) -> ! {
     }
     if plan.protect_init_from_oom {
         write_oom_score_adj(c"0");
+    }
+    if let Some((uid, gid)) = plan.user {
+        // Groups first: after setuid we may no longer change them.
+        let ok = unsafe {
+            libc::setgroups(0, std::ptr::null()) == 0
+                && libc::setresgid(gid, gid, gid) == 0
+                && libc::setresuid(uid, uid, uid) == 0
+        };
+        if !ok {
+            report(plan, Stage::User, Errno::last() as i32);
+            unsafe { libc::_exit(126) }
+        }
     }
     let mut errno = Errno::ENOENT;
     for path in &plan.exec_candidates {

@@ -55,6 +55,8 @@ pub struct ContainerSpec {
     pub cgroup: bool,
     /// Capabilities kept, as a bit mask.
     pub capabilities: u64,
+    /// The (uid, gid) the command runs as; `None`: root of the container.
+    pub user: Option<(u32, u32)>,
     pub stdio: [Stdio; 3],
 }
 
@@ -76,6 +78,7 @@ impl ContainerSpec {
             resources: Resources::default(),
             cgroup: true,
             capabilities: capabilities::default_mask(),
+            user: None,
             stdio: [Stdio::Inherit; 3],
         }
     }
@@ -588,6 +591,7 @@ fn build_plan(
         report_write: report_write.as_raw_fd(),
         status_write: status_write.as_raw_fd(),
         keep_fds,
+        user: spec.user,
         caps_keep: spec.capabilities,
         last_cap: capabilities::last_cap(),
         protect_init_from_oom: is_root,

@@ -23,6 +23,7 @@ pub struct RootfsBuilder {
     programs: Vec<String>,
     busybox: Option<PathBuf>,
     files: Vec<(PathBuf, Vec<u8>)>,
+    binaries: Vec<(PathBuf, PathBuf)>,
 }
 
 /// What [`RootfsBuilder::build`] put in.
@@ -49,7 +50,26 @@ impl RootfsBuilder {
             programs: DEFAULT_PROGRAMS.iter().map(|s| s.to_string()).collect(),
             busybox: find_program("busybox").map(PathBuf::from),
             files: Vec::new(),
+            binaries: Vec::new(),
         }
+    }
+
+    /// No programs at all: only what [`binary`](Self::binary) and
+    /// [`file`](Self::file) add, and the usual directories.
+    pub fn empty() -> Self {
+        RootfsBuilder {
+            programs: Vec::new(),
+            busybox: None,
+            files: Vec::new(),
+            binaries: Vec::new(),
+        }
+    }
+
+    /// Adds the program at `host` (any path on this machine) as `inside`,
+    /// with the shared libraries it needs: how an app's image is made.
+    pub fn binary(mut self, host: impl Into<PathBuf>, inside: impl Into<PathBuf>) -> Self {
+        self.binaries.push((host.into(), inside.into()));
+        self
     }
 
     /// Adds programs (found on the host's PATH).
@@ -120,6 +140,10 @@ impl RootfsBuilder {
                 })?;
                 install(Path::new(&host), &target, &mut built, dest)?;
             }
+        }
+        for (host, inside) in &self.binaries {
+            let rel = inside.strip_prefix("/").unwrap_or(inside);
+            install(host, &dest.join(rel), &mut built, dest)?;
         }
         built.programs = self.programs.clone();
         for (path, contents) in &self.files {

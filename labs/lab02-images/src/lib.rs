@@ -12,6 +12,8 @@ pub mod build;
 /// Pushing to and pulling from a registry.
 pub mod client;
 pub mod digest;
+/// `$KUBELINGS_HOME`: a computer's images, layers, containers and credentials.
+pub mod home;
 /// Layers: directory trees as deterministic tar+gzip blobs, with whiteouts.
 pub mod layer;
 /// The local image store: an OCI image layout on disk.
