@@ -50,7 +50,7 @@ pub enum ReferenceError {
     Empty,
     #[error("{reference:?} has no repository name")]
     NoRepository { reference: String },
-    #[error("repository {component:?} in {reference:?} is not lowercase (write {lowercase:?})")]
+    #[error("repository component {component:?} in {reference:?} is not lowercase (write {lowercase:?})")]
     Uppercase {
         reference: String,
         component: String,
@@ -61,6 +61,8 @@ pub enum ReferenceError {
         reference: String,
         component: String,
     },
+    #[error("{reference:?} has an empty path component (a leading, trailing or doubled '/')")]
+    EmptyComponent { reference: String },
     #[error("registry {registry:?} in {reference:?} is not a host[:port]")]
     BadRegistry { reference: String, registry: String },
     #[error("tag {tag:?} in {reference:?} is invalid: use up to 128 of [A-Za-z0-9_.-], not starting with '.' or '-'")]
@@ -228,6 +230,11 @@ fn valid_registry(registry: &str) -> bool {
 }
 
 fn check_component(reference: &str, component: &str) -> Result<(), ReferenceError> {
+    if component.is_empty() {
+        return Err(ReferenceError::EmptyComponent {
+            reference: reference.to_string(),
+        });
+    }
     if valid_component(component) {
         return Ok(());
     }

@@ -1,0 +1,159 @@
+//! Self-checks for §2.2: image references. Pure code: runs anywhere.
+
+use lab02::reference::{Reference, ReferenceError};
+use proptest::prelude::*;
+
+const DIGEST: &str = "sha256:2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824";
+
+fn show(text: &str) -> String {
+    match text.parse::<Reference>() {
+        Ok(r) => format!(
+            "{text:<45} registry={:?} repository={:?} tag={:?} digest={:?}\n{:<45} name={} tag_or_digest={} local_name={}",
+            r.registry,
+            r.repository,
+            r.tag,
+            r.digest.as_ref().map(|d| d.short().to_string()),
+            "",
+            r.name(),
+            r.tag_or_digest(),
+            r.local_name(),
+        ),
+        Err(e) => format!("{text:<45} error: {e}"),
+    }
+}
+
+#[test]
+fn parses_good_references() {
+    let cases = [
+        "kubia".to_string(),
+        "kubia:v1".to_string(),
+        "team/kubia:1.0-rc_2".to_string(),
+        "127.0.0.1:5000/kubia:v1".to_string(),
+        "localhost/kubia".to_string(),
+        "localhost:5000/team/kubia".to_string(),
+        format!("localhost:5000/team/kubia@{DIGEST}"),
+        format!("kubia:v1@{DIGEST}"),
+        "registry.example.com/a.b/c__d/e---f:_x".to_string(),
+        "[::1]:5000/kubia:v1".to_string(),
+    ];
+    let shown: Vec<String> = cases.iter().map(|c| show(c)).collect();
+    insta::assert_snapshot!(shown.join("\n"));
+}
+
+#[test]
+fn rejects_bad_references() {
+    let cases = [
+        "",
+        "Kubia:v1",
+        "127.0.0.1:5000/Team/kubia",
+        "kubia:",
+        "kubia:-v1",
+        "kubia:v1!",
+        "kubia@sha256:abc",
+        "kubia@md5:d41d8cd98f00b204e9800998ecf8427e",
+        "kubia_",
+        "ku..bia",
+        "ku___bia",
+        "team//kubia",
+        "127.0.0.1:5000/",
+        "my_host:5000/kubia",
+        "host:port/kubia",
+        "/kubia",
+    ];
+    let shown: Vec<String> = cases.iter().map(|c| show(c)).collect();
+    insta::assert_snapshot!(shown.join("\n"));
+}
+
+#[test]
+fn error_names_the_bad_part() {
+    assert_eq!(
+        "Kubia".parse::<Reference>(),
+        Err(ReferenceError::Uppercase {
+            reference: "Kubia".into(),
+            component: "Kubia".into(),
+            lowercase: "kubia".into(),
+        })
+    );
+    let long_tag = format!("kubia:{}", "a".repeat(129));
+    assert!(matches!(
+        long_tag.parse::<Reference>(),
+        Err(ReferenceError::BadTag { .. })
+    ));
+    let ok_tag = format!("kubia:{}", "a".repeat(128));
+    assert!(ok_tag.parse::<Reference>().is_ok());
+    let long_name = format!("{}:v1", "a".repeat(256));
+    assert!(matches!(
+        long_name.parse::<Reference>(),
+        Err(ReferenceError::TooLong { .. })
+    ));
+}
+
+#[test]
+fn default_tag_is_latest_unless_there_is_a_digest() {
+    let r: Reference = "kubia".parse().unwrap();
+    assert_eq!(r.tag.as_deref(), Some("latest"));
+    assert_eq!(r.to_string(), "kubia:latest");
+    let r: Reference = format!("kubia@{DIGEST}").parse().unwrap();
+    assert_eq!(r.tag, None);
+    assert_eq!(r.tag_or_digest(), DIGEST);
+    assert_eq!(r.local_name(), format!("kubia@{DIGEST}"));
+}
+
+fn component() -> impl Strategy<Value = String> {
+    "[a-z0-9]{1,5}((\\.|_|__|-{1,3})[a-z0-9]{1,5}){0,2}"
+}
+
+fn registry() -> impl Strategy<Value = Option<String>> {
+    prop_oneof![
+        Just(None),
+        Just(Some("localhost".to_string())),
+        "[a-z][a-z0-9-]{0,6}[a-z0-9](\\.[a-z0-9]{1,6}){1,2}(:[0-9]{1,5})?".prop_map(Some),
+        "([0-9]{1,3}\\.){3}[0-9]{1,3}:[0-9]{1,5}".prop_map(Some),
+    ]
+}
+
+fn reference() -> impl Strategy<Value = Reference> {
+    (
+        registry(),
+        prop::collection::vec(component(), 1..4),
+        proptest::option::of("[A-Za-z0-9_][A-Za-z0-9._-]{0,20}"),
+        proptest::option::of("[0-9a-f]{64}"),
+    )
+        .prop_map(|(registry, parts, tag, hex)| {
+            let digest = hex.map(|h| format!("sha256:{h}").parse().unwrap());
+            // Without either, parsing adds the default tag.
+            let tag = match (&tag, &digest) {
+                (None, None) => Some("latest".to_string()),
+                _ => tag,
+            };
+            Reference {
+                registry,
+                repository: parts.join("/"),
+                tag,
+                digest,
+            }
+        })
+        // `a.b/c` reads as registry `a.b`: a first component that looks like
+        // a host is one.
+        .prop_filter("ambiguous first component", |r| {
+            r.registry.is_some() || !r.repository.contains('/') || {
+                let first = r.repository.split('/').next().unwrap_or("");
+                !first.contains('.') && first != "localhost"
+            }
+        })
+}
+
+proptest! {
+    #[test]
+    fn display_then_parse_round_trips(r in reference()) {
+        let text = r.to_string();
+        let parsed: Reference = text.parse().map_err(|e| TestCaseError::fail(format!("{text}: {e}")))?;
+        prop_assert_eq!(&parsed, &r);
+        prop_assert_eq!(parsed.to_string(), text);
+    }
+
+    #[test]
+    fn parsing_never_panics(text in "\\PC{0,80}") {
+        let _ = text.parse::<Reference>();
+    }
+}
