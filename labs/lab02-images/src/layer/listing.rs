@@ -33,10 +33,11 @@ pub struct ListedEntry {
 
 impl fmt::Display for ListedEntry {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let owner = format!("{}/{}", self.uid, self.gid);
         write!(
             f,
-            "{}{:04o} {}/{} {:>5} {}",
-            self.kind, self.mode, self.uid, self.gid, self.size, self.path
+            "{}{:04o} {owner:>9} {:>6} {}",
+            self.kind, self.mode, self.size, self.path
         )?;
         if let Some((major, minor)) = self.device {
             write!(f, " [{major},{minor}]")?;
