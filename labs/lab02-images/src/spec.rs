@@ -177,7 +177,8 @@ pub fn history_entry(created_by: &str, empty_layer: bool) -> History {
 /// `config` says, whose layers unpack to the tars with `diff_ids`.
 ///
 /// No timestamp is added unless `created` is given (RFC 3339), so building
-/// the same image twice gives the same config digest.
+/// the same image twice gives the same config digest. If it is given, it
+/// also dates the `history` entries that have no date.
 pub fn image_config(
     os: &str,
     arch: &str,
@@ -222,11 +223,18 @@ pub fn image_config(
         .architecture(Arch::from(arch))
         .config(run.build().map_err(build)?)
         .rootfs(rootfs);
-    if !history.is_empty() {
-        image = image.history(history.to_vec());
-    }
+    let mut history = history.to_vec();
     if let Some(created) = created {
         image = image.created(created.to_string());
+        // Steps without a time of their own happened when the image was
+        // made. (Some readers, umoci 0.4's `stat` among them, also need
+        // every entry to have one.)
+        for entry in history.iter_mut().filter(|h| h.created().is_none()) {
+            entry.set_created(Some(created.to_string()));
+        }
+    }
+    if !history.is_empty() {
+        image = image.history(history);
     }
     image.build().map_err(build)
 }
