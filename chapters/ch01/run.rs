@@ -78,9 +78,9 @@ pub fn run(args: Args) -> Result<i32> {
         .resources(resources)
         .user_namespace(args.userns);
 
-    let signals = block_signals();
+    let signals = lab01::signals::block_termination_signals();
     let mut container = Container::spawn(&spec)?;
-    forward_signals(signals, container.pid());
+    lab01::signals::forward_signals(signals, container.pid());
     let status = container.wait()?;
     match status {
         ExitStatus::Exited(_) => {}
@@ -104,33 +104,6 @@ impl std::fmt::Display for NeedsPrivilege {
 }
 
 impl std::error::Error for NeedsPrivilege {}
-
-/// The signals a user sends to stop a program. Blocked before the container
-/// starts, so none is lost in between, and taken by a thread after.
-fn block_signals() -> nix::sys::signal::SigSet {
-    use nix::sys::signal::{SigSet, Signal};
-    let mut set = SigSet::empty();
-    for s in [
-        Signal::SIGINT,
-        Signal::SIGTERM,
-        Signal::SIGHUP,
-        Signal::SIGQUIT,
-    ] {
-        set.add(s);
-    }
-    let _ = set.thread_block();
-    set
-}
-
-/// Ctrl-C and friends go to the container's init, which passes them on;
-/// ch01 then exits when the container does, after cleaning up.
-fn forward_signals(set: nix::sys::signal::SigSet, init: i32) {
-    std::thread::spawn(move || loop {
-        if let Ok(sig) = set.wait() {
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(init), sig);
-        }
-    });
-}
 
 /// Exit codes as `docker run` uses them: 125 the runtime failed, 127 the
 /// command was not found; 2 for bad usage.

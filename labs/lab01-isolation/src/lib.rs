@@ -30,6 +30,8 @@ pub mod mounts;
 pub mod network;
 #[cfg(target_os = "linux")]
 pub mod rootfs;
+#[cfg(target_os = "linux")]
+pub mod signals;
 
 #[cfg(target_os = "linux")]
 pub use child::Stage;
