@@ -1,1 +1,227 @@
-//! (being written)
+//! A registry server speaking the OCI distribution API (v1.1): the same
+//! HTTP conversation `docker push` and `docker pull` have with Docker Hub.
+//!
+//! [`RegistryHandle::start`] runs one on its own thread (tests, the
+//! chapter's demos); [`serve_forever`] runs one until Ctrl-C (`ch02
+//! registry serve`).
+
+pub mod auth;
+pub mod errors;
+pub mod manifest;
+pub mod names;
+pub mod server;
+pub mod storage;
+pub mod upload;
+
+use std::future::IntoFuture;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use auth::Challenge;
+pub use errors::{ApiError, ErrorCode, RegistryError};
+
+/// How long a shutdown waits for requests in flight before cutting them off.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+
+/// What a registry serves, from where, to whom.
+#[derive(Debug, Clone)]
+pub struct RegistryConfig {
+    /// Where to listen; `127.0.0.1:5000` by default (port 0: any free port).
+    pub addr: SocketAddr,
+    /// The storage directory (created if missing).
+    pub root: PathBuf,
+    /// An htpasswd file of bcrypt entries (`htpasswd -B`). Without one,
+    /// anyone may push and pull.
+    pub users: Option<PathBuf>,
+    /// Repositories (and the names beneath them) that need credentials to
+    /// pull from, too.
+    pub private: Vec<String>,
+}
+
+impl RegistryConfig {
+    /// Storage under `root`, on 127.0.0.1:5000, open to all.
+    pub fn new(root: impl Into<PathBuf>) -> RegistryConfig {
+        RegistryConfig {
+            addr: SocketAddr::from((Ipv4Addr::LOCALHOST, 5000)),
+            root: root.into(),
+            users: None,
+            private: Vec::new(),
+        }
+    }
+}
+
+/// Everything needed to serve, checked before the port is opened.
+fn build_app(
+    config: &RegistryConfig,
+    challenge: Challenge,
+    addr: SocketAddr,
+) -> Result<server::App, RegistryError> {
+    let storage =
+        storage::Storage::open(&config.root).map_err(|source| RegistryError::Storage {
+            root: config.root.clone(),
+            source,
+        })?;
+    let users = config.users.as_deref().map(auth::Users::load).transpose()?;
+    let access = auth::Access::new(
+        users,
+        config.private.clone(),
+        challenge,
+        format!("http://{addr}/token"),
+    )?;
+    Ok(server::App {
+        storage,
+        uploads: upload::Uploads::default(),
+        access,
+    })
+}
+
+fn bind(addr: SocketAddr) -> Result<std::net::TcpListener, RegistryError> {
+    let listener =
+        std::net::TcpListener::bind(addr).map_err(|source| RegistryError::Bind { addr, source })?;
+    listener
+        .set_nonblocking(true)
+        .map_err(|source| RegistryError::Bind { addr, source })?;
+    Ok(listener)
+}
+
+// ANCHOR: handle
+/// A registry running on its own thread (and its own tokio runtime), until
+/// [`shutdown`](RegistryHandle::shutdown) or drop.
+pub struct RegistryHandle {
+    addr: SocketAddr,
+    stop: tokio::sync::watch::Sender<bool>,
+    thread: Option<std::thread::JoinHandle<Result<(), RegistryError>>>,
+}
+
+impl RegistryHandle {
+    /// Starts a registry answering 401s with a Basic challenge.
+    pub fn start(config: RegistryConfig) -> Result<RegistryHandle, RegistryError> {
+        RegistryHandle::start_with(config, Challenge::Basic)
+    }
+
+    /// Starts a registry with the given kind of auth challenge.
+    pub fn start_with(
+        config: RegistryConfig,
+        challenge: Challenge,
+    ) -> Result<RegistryHandle, RegistryError> {
+        let listener = bind(config.addr)?;
+        let addr = listener
+            .local_addr()
+            .map_err(|source| RegistryError::Bind {
+                addr: config.addr,
+                source,
+            })?;
+        let app = Arc::new(build_app(&config, challenge, addr)?);
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("registry")
+            .enable_all()
+            .build()
+            .map_err(RegistryError::Runtime)?;
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let thread = std::thread::Builder::new()
+            .name(format!("registry {addr}"))
+            .spawn(move || {
+                let result = runtime.block_on(serve(listener, app, stopped));
+                // Whatever is still running (a stalled upload) is dropped.
+                runtime.shutdown_timeout(Duration::from_millis(100));
+                result
+            })
+            .map_err(RegistryError::Runtime)?;
+        Ok(RegistryHandle {
+            addr,
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    /// Where the registry listens (with the real port, when 0 was asked for).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `127.0.0.1:PORT`, as a reference's registry part.
+    pub fn host(&self) -> String {
+        self.addr.to_string()
+    }
+
+    /// Stops the registry and waits for its thread.
+    pub fn shutdown(mut self) -> Result<(), RegistryError> {
+        self.stop_and_join()
+    }
+
+    fn stop_and_join(&mut self) -> Result<(), RegistryError> {
+        let _ = self.stop.send(true);
+        match self.thread.take() {
+            Some(thread) => thread.join().map_err(|_| RegistryError::Panicked)?,
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for RegistryHandle {
+    fn drop(&mut self) {
+        let _ = self.stop_and_join();
+    }
+}
+// ANCHOR_END: handle
+
+/// Serves until `stopped` turns true, then gives requests in flight a
+/// moment to finish.
+async fn serve(
+    listener: std::net::TcpListener,
+    app: Arc<server::App>,
+    mut stopped: tokio::sync::watch::Receiver<bool>,
+) -> Result<(), RegistryError> {
+    let listener = tokio::net::TcpListener::from_std(listener).map_err(RegistryError::Runtime)?;
+    let mut signal = stopped.clone();
+    let graceful = axum::serve(listener, server::router(app))
+        .with_graceful_shutdown(async move {
+            let _ = signal.wait_for(|stop| *stop).await;
+        })
+        .into_future();
+    let deadline = async move {
+        let _ = stopped.wait_for(|stop| *stop).await;
+        tokio::time::sleep(SHUTDOWN_GRACE).await;
+    };
+    tokio::select! {
+        result = graceful => result.map_err(RegistryError::Runtime),
+        () = deadline => Ok(()),
+    }
+}
+
+/// Runs a registry in this thread until Ctrl-C (for `ch02 registry serve`).
+pub fn serve_forever(config: RegistryConfig) -> Result<(), RegistryError> {
+    serve_forever_with(config, Challenge::Basic)
+}
+
+/// [`serve_forever`] with the given kind of auth challenge.
+pub fn serve_forever_with(
+    config: RegistryConfig,
+    challenge: Challenge,
+) -> Result<(), RegistryError> {
+    let listener = bind(config.addr)?;
+    let addr = listener
+        .local_addr()
+        .map_err(|source| RegistryError::Bind {
+            addr: config.addr,
+            source,
+        })?;
+    let app = Arc::new(build_app(&config, challenge, addr)?);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(RegistryError::Runtime)?;
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let result = runtime.block_on(async move {
+        tokio::spawn(async move {
+            let _ = tokio::signal::ctrl_c().await;
+            let _ = stop.send(true);
+        });
+        serve(listener, app, stopped).await
+    });
+    runtime.shutdown_timeout(Duration::from_millis(100));
+    result
+}
