@@ -48,7 +48,10 @@ pub enum ArchiveError {
     #[error("the archive's {path} is malformed: {reason}")]
     Malformed { path: &'static str, reason: String },
     #[error("archive entry {path:?}: {source}")]
-    Blob { path: String, source: StoreError },
+    Blob {
+        path: String,
+        source: Box<StoreError>,
+    },
     #[error("the archive names an image {name:?}: {source}")]
     Name {
         name: String,
@@ -199,7 +202,10 @@ pub fn load(store: &ImageStore, input: impl Read) -> Result<Vec<String>, Archive
                 io::copy(&mut entry, &mut writer).map_err(ArchiveError::Read)?;
                 writer
                     .commit(Some(&digest))
-                    .map_err(|source| ArchiveError::Blob { path, source })?;
+                    .map_err(|source| ArchiveError::Blob {
+                        path,
+                        source: Box::new(source),
+                    })?;
             }
             Member::Index => index_json = Some(read_document(&path, &mut entry)?),
             Member::OciLayout => layout_json = Some(read_document(&path, &mut entry)?),

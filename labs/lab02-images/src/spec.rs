@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use oci_spec::image::{
     Arch, ConfigBuilder, Descriptor, History, ImageConfiguration, ImageConfigurationBuilder,
-    ImageIndex, ImageManifest, ImageManifestBuilder, MediaType, Os, RootFsBuilder, SCHEMA_VERSION,
+    ImageIndex, ImageManifest, MediaType, Os, RootFsBuilder, SCHEMA_VERSION,
 };
 use serde::Serialize;
 
@@ -250,6 +250,7 @@ pub fn image_manifest(
     annotations: BTreeMap<String, String>,
 ) -> Result<ImageManifest, SpecError> {
     // EXERCISE: lab02-manifest
+    use oci_spec::image::ImageManifestBuilder;
     // A manifest that points at the wrong kind of blob is useless to every
     // reader, so refuse to build one.
     if !is_config(config.media_type().as_ref()) {

@@ -20,7 +20,7 @@ fn put_image(store: &ImageStore, name: &str, content: &[u8]) -> Descriptor {
             cmd: Some(vec!["/hello".into()]),
             ..ExecConfig::default()
         },
-        &[layer_digest.clone()],
+        std::slice::from_ref(&layer_digest),
         &[],
         None,
     )
