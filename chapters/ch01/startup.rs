@@ -175,17 +175,13 @@ fn runc_rows(runc: &str, rootfs: &Path, work: &Path, runs: usize) -> Result<Vec<
     config["process"]["terminal"] = false.into();
     config["process"]["args"] = serde_json::json!(["/bin/true"]);
     config["root"]["path"] = rootfs.display().to_string().into();
-    let parent = cgroup_parent_for_runc()?;
-    let mut made = Vec::new();
+    let cgroups = lab01::cgroup::peer::PeerCgroups::new().map_err(|e| e.to_string())?;
     let mut n = 0;
-    let result = time(runs, || {
+    time(runs, || {
         n += 1;
         let id = format!("kubelings-bench-{}-{n}", std::process::id());
-        config["linux"]["cgroupsPath"] = format!("{}/{id}", parent.display()).into();
+        config["linux"]["cgroupsPath"] = cgroups.path_for(&id).into();
         std::fs::write(&config_path, config.to_string()).map_err(|e| e.to_string())?;
-        if made.is_empty() {
-            made = missing_parents(&parent);
-        }
         let status = Command::new(runc)
             .arg("--root")
             .arg(&state)
@@ -200,46 +196,7 @@ fn runc_rows(runc: &str, rootfs: &Path, work: &Path, runs: usize) -> Result<Vec<
         } else {
             Err(format!("runc run exited with {status}"))
         }
-    });
-    // The intermediate directories runc made in hierarchies where we sit at the root.
-    for dir in made.iter().rev() {
-        let _ = std::fs::remove_dir(dir);
-    }
-    result
-}
-
-/// The deepest cgroup this process is in (v1: the controllers may differ;
-/// a path beneath the deepest is beneath every one of ours).
-fn cgroup_parent_for_runc() -> Result<PathBuf, String> {
-    let text = std::fs::read_to_string("/proc/self/cgroup").map_err(|e| e.to_string())?;
-    let deepest = text
-        .lines()
-        .filter_map(|l| l.splitn(3, ':').nth(2))
-        .max_by_key(|p| p.len())
-        .unwrap_or("/");
-    Ok(PathBuf::from(deepest))
-}
-
-/// Directories of `parent` that do not exist yet in some v1 hierarchy, to
-/// remove after the runs.
-fn missing_parents(parent: &Path) -> Vec<PathBuf> {
-    let mut missing = Vec::new();
-    let Ok(entries) = std::fs::read_dir("/sys/fs/cgroup") else {
-        return missing;
-    };
-    for hierarchy in entries.flatten() {
-        let mut dir = hierarchy.path();
-        if !dir.join("cgroup.procs").exists() {
-            continue;
-        }
-        for part in parent.components().skip(1) {
-            dir = dir.join(part);
-            if !dir.exists() {
-                missing.push(dir.clone());
-            }
-        }
-    }
-    missing
+    })
 }
 
 /// Boots a kernel under qemu until it gives up looking for a root

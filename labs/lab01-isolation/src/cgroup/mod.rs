@@ -14,6 +14,8 @@ use crate::limits::{CpuQuota, Resources};
 #[cfg(target_os = "linux")]
 mod live;
 #[cfg(target_os = "linux")]
+pub mod peer;
+#[cfg(target_os = "linux")]
 pub mod v1;
 #[cfg(target_os = "linux")]
 pub mod v2;
