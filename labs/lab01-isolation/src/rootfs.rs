@@ -14,7 +14,7 @@ use crate::probe::find_program;
 /// Programs a chapter 1 container gets by default.
 pub const DEFAULT_PROGRAMS: &[&str] = &[
     "sh", "ls", "cat", "echo", "ps", "hostname", "sleep", "true", "false", "id", "env", "uname",
-    "head", "readlink", "mount", "grep", "wc",
+    "head", "readlink", "mount", "grep", "wc", "rm", "mkdir", "cp", "mv", "touch", "chmod", "ln",
 ];
 
 /// Builds a root filesystem directory.
