@@ -324,19 +324,10 @@ fn read_document(path: &str, entry: &mut impl Read) -> Result<Vec<u8>, ArchiveEr
 }
 
 fn check_layout(bytes: &[u8]) -> Result<(), ArchiveError> {
-    let malformed = |reason: String| ArchiveError::Malformed {
+    layout::check_layout_version(bytes).map_err(|reason| ArchiveError::Malformed {
         path: "oci-layout",
         reason,
-    };
-    let value: serde_json::Value =
-        serde_json::from_slice(bytes).map_err(|e| malformed(e.to_string()))?;
-    match value.get("imageLayoutVersion").and_then(|v| v.as_str()) {
-        Some(version) if version.split('.').next() == Some("1") => Ok(()),
-        Some(version) => Err(malformed(format!(
-            "unsupported imageLayoutVersion {version:?}"
-        ))),
-        None => Err(malformed("no imageLayoutVersion".to_string())),
-    }
+    })
 }
 
 /// The name an archive gives an image: containerd's full name if present,

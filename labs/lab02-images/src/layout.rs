@@ -177,6 +177,13 @@ impl ImageStore {
     /// whatever that name named before.
     pub fn tag(&self, name: &str, manifest: &Descriptor) -> Result<(), StoreError> {
         let name = ref_name(name)?;
+        let media_type = manifest.media_type().to_string();
+        if !spec::is_manifest(&media_type) && !spec::is_index(&media_type) {
+            return Err(StoreError::NotAManifest {
+                digest: manifest.digest().to_string(),
+                what: format!("a {media_type}"),
+            });
+        }
         let digest = spec::digest_of(manifest)?;
         if !self.has_blob(&digest) {
             return Err(StoreError::BlobNotFound(digest));
@@ -455,18 +462,21 @@ fn candidate_names(name: &str) -> Vec<String> {
 }
 
 fn check_layout_file(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
-    let layout = |reason: String| StoreError::Layout {
+    check_layout_version(bytes).map_err(|reason| StoreError::Layout {
         path: path.to_path_buf(),
         reason,
-    };
-    let value: serde_json::Value = serde_json::from_slice(bytes)
-        .map_err(|e| layout(format!("oci-layout is not JSON: {e}")))?;
+    })
+}
+
+/// Checks the contents of an `oci-layout` file: JSON with an
+/// `imageLayoutVersion` we can read (any 1.x).
+pub(crate) fn check_layout_version(bytes: &[u8]) -> Result<(), String> {
+    let value: serde_json::Value =
+        serde_json::from_slice(bytes).map_err(|e| format!("oci-layout is not JSON: {e}"))?;
     match value.get("imageLayoutVersion").and_then(|v| v.as_str()) {
         Some(version) if version.split('.').next() == Some("1") => Ok(()),
-        Some(version) => Err(layout(format!(
-            "unsupported imageLayoutVersion {version:?}"
-        ))),
-        None => Err(layout("oci-layout has no imageLayoutVersion".to_string())),
+        Some(version) => Err(format!("unsupported imageLayoutVersion {version:?}")),
+        None => Err("oci-layout has no imageLayoutVersion".to_string()),
     }
 }
 

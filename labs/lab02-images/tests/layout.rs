@@ -391,20 +391,32 @@ fn tag_refuses_bad_names_and_missing_manifests() {
     let desc = put_tiny_image(&store);
     let err = store.tag("Kubia:v1", &desc).unwrap_err();
     assert!(err.to_string().contains("\"Kubia\""), "{err}");
+    // Only manifests (or indexes) get names.
+    let (config_bytes, ..) = tiny_parts();
+    let config = spec::descriptor(
+        spec::MEDIA_TYPE_CONFIG,
+        &Digest::of(&config_bytes),
+        config_bytes.len() as u64,
+    );
+    assert!(matches!(
+        store.tag("kubia:v1", &config),
+        Err(StoreError::NotAManifest { .. })
+    ));
 }
 
 #[test]
 fn concurrent_taggers_both_land() {
     let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().to_path_buf();
-    let desc = put_tiny_image(&ImageStore::open(&root).unwrap());
+    // Not created yet: the threads race to create it, too.
+    let root = dir.path().join("store");
     let threads: Vec<_> = (0..8)
         .map(|i| {
             let root = root.clone();
-            let desc = desc.clone();
             std::thread::spawn(move || {
-                // Each its own store handle, as two processes would have.
+                // Each its own store handle, as two processes would have,
+                // and each pushing the same image.
                 let store = ImageStore::open(&root).unwrap();
+                let desc = put_tiny_image(&store);
                 for round in 0..10 {
                     store.tag(&format!("kubia:t{i}"), &desc).unwrap();
                     store.tag("kubia:shared", &desc).unwrap();
@@ -418,8 +430,8 @@ fn concurrent_taggers_both_land() {
     }
     let index = ImageIndex::from_file(root.join("index.json")).unwrap();
     assert_eq!(index.manifests().len(), 8 + 1 + 80);
-    let names: Vec<String> = ImageStore::open(&root)
-        .unwrap()
+    let store = ImageStore::open(&root).unwrap();
+    let names: Vec<String> = store
         .images()
         .unwrap()
         .into_iter()
@@ -429,9 +441,13 @@ fn concurrent_taggers_both_land() {
         assert!(names.contains(&format!("kubia:t{i}")), "{names:?}");
     }
     assert!(names.contains(&"kubia:shared".to_string()));
+    store
+        .check(&store.resolve("kubia:shared").unwrap())
+        .unwrap();
     // No temporary files left behind.
     let leftovers: Vec<String> = files_under(&root)
         .into_iter()
+        .chain(files_under(&root.join("blobs")))
         .filter(|n| n.starts_with('.'))
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
