@@ -314,4 +314,23 @@ fn skopeo_reads_our_archive() {
         store.manifest(desc).unwrap().config().digest().to_string()
     };
     assert_eq!(config(&copy, &copied), config(&store, &desc));
+
+    // And the other way: an archive skopeo writes, we load.
+    let theirs = dir.path().join("theirs.tar");
+    let output = std::process::Command::new("skopeo")
+        .arg("--insecure-policy")
+        .arg("copy")
+        .arg(format!("oci:{}:kubia:v1", out.display()))
+        .arg(format!("oci-archive:{}:kubia:v2", theirs.display()))
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "skopeo copy failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let fresh = ImageStore::open(&dir.path().join("fresh")).unwrap();
+    let loaded = load(&fresh, std::fs::File::open(&theirs).unwrap()).unwrap();
+    assert_eq!(loaded, ["kubia:v2"]);
+    assert_eq!(fresh.resolve("kubia:v2").unwrap().digest(), copied.digest());
 }
