@@ -421,7 +421,12 @@ impl<'a> Extractor<'a> {
         };
         let dir = match open_dir_beneath(self.root.as_fd(), target_dir, false) {
             Ok(Some(dir)) => dir,
-            Ok(None) => return Err(refuse("is not in the rootfs".into())),
+            Ok(None) => {
+                return Err(refuse(format!(
+                    "is not in the rootfs (looked for {} in it)",
+                    target_rel.display()
+                )))
+            }
             Err(Unsafe::Sys { at: p, errno }) => {
                 return Err(self.io_at("open directory", &p, at.raw, errno))
             }
@@ -432,7 +437,12 @@ impl<'a> Extractor<'a> {
                 return Err(refuse("is a directory".into()))
             }
             Ok(_) => {}
-            Err(Errno::ENOENT) => return Err(refuse("is not in the rootfs".into())),
+            Err(Errno::ENOENT) => {
+                return Err(refuse(format!(
+                    "is not in the rootfs (looked for {} in it)",
+                    target_rel.display()
+                )))
+            }
             Err(errno) => return Err(self.io_at("stat", &target_rel, at.raw, errno)),
         }
         if target_rel == at.rel {
