@@ -64,8 +64,10 @@ async fn handle(app: &App, request: Request) -> Result<Response, ApiError> {
             app.access.require_login(headers).await?;
             Ok(json(StatusCode::OK, serde_json::json!({})))
         }
-        (Route::Catalog, Method::GET) => catalog(app, headers, &query).await,
-        (Route::Tags { name }, Method::GET) => tags(app, headers, &name, &query).await,
+        (Route::Catalog, Method::GET | Method::HEAD) => catalog(app, headers, &query).await,
+        (Route::Tags { name }, Method::GET | Method::HEAD) => {
+            tags(app, headers, &name, &query).await
+        }
         (Route::Manifest { name, reference }, Method::GET | Method::HEAD) => {
             get_manifest(app, headers, &name, &reference, head).await
         }
