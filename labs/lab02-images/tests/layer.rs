@@ -356,7 +356,7 @@ fn bad_change_paths_are_refused() {
         Change::Deleted("/etc/passwd".into()),
         Change::Deleted("".into()),
     ] {
-        let err = write_layer(dir.path(), &[change.clone()], Vec::new()).unwrap_err();
+        let err = write_layer(dir.path(), std::slice::from_ref(&change), Vec::new()).unwrap_err();
         assert!(
             matches!(err, LayerError::BadChange { .. }),
             "{change:?}: {err}"

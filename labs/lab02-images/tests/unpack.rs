@@ -361,6 +361,6 @@ fn overlay_mount_unmounts_on_panic() {
 fn overlay_refuses_paths_it_cannot_carry() {
     let dir = tempfile::tempdir().unwrap();
     let odd = dir.path().join("a:b");
-    let err = OverlayMount::mount(&[odd.clone()], &odd, &odd, &odd).unwrap_err();
+    let err = OverlayMount::mount(std::slice::from_ref(&odd), &odd, &odd, &odd).unwrap_err();
     assert!(err.to_string().contains("a:b"), "{err}");
 }
