@@ -364,3 +364,13 @@ fn overlay_refuses_paths_it_cannot_carry() {
     let err = OverlayMount::mount(std::slice::from_ref(&odd), &odd, &odd, &odd).unwrap_err();
     assert!(err.to_string().contains("a:b"), "{err}");
 }
+
+#[test]
+fn a_missing_rootfs_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing");
+    let err = apply_layer(&missing, &[0u8; 1024][..]).unwrap_err();
+    let message = err.to_string();
+    assert!(message.starts_with("open the rootfs "), "{message}");
+    assert!(message.contains("missing"), "{message}");
+}

@@ -100,10 +100,11 @@ pub enum UnpackError {
         source: io::Error,
     },
 
-    #[error("{op} {path} (layer entry {entry:?}): {source}")]
+    #[error("{op} {path}{}: {source}", for_entry(.entry))]
     Io {
         op: &'static str,
         path: PathBuf,
+        /// The entry being unpacked; empty for the rootfs itself.
         entry: String,
         #[source]
         source: io::Error,
@@ -118,6 +119,13 @@ pub enum UnpackError {
         #[source]
         source: io::Error,
     },
+}
+
+fn for_entry(entry: &str) -> String {
+    match entry {
+        "" => String::new(),
+        entry => format!(" (layer entry {entry:?})"),
+    }
 }
 
 fn at_entry(entry: &Option<String>) -> String {
