@@ -1,0 +1,93 @@
+//! The client's errors: each names the registry, the request or the blob
+//! it was about.
+
+use std::path::PathBuf;
+
+use crate::digest::Digest;
+use crate::layout::StoreError;
+use crate::spec::SpecError;
+
+/// Why a push, pull or login did not work.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("{reference} names no registry: write it as 127.0.0.1:5000/{reference}")]
+    NoRegistry { reference: String },
+
+    #[error("{method} {url}: {source}")]
+    Http {
+        method: String,
+        url: String,
+        #[source]
+        source: Box<ureq::Error>,
+    },
+
+    #[error("{registry} refused the credentials{}: {message}", if *.anonymous { " (none were given: run `ch02 login` first)" } else { "" })]
+    Unauthorized {
+        registry: String,
+        anonymous: bool,
+        message: String,
+    },
+
+    #[error("{what}: the registry answered {status} {code}: {message}")]
+    Registry {
+        what: String,
+        status: u16,
+        code: String,
+        message: String,
+    },
+
+    #[error("{what}: {reason}")]
+    Protocol { what: String, reason: String },
+
+    #[error("{what}: expected digest {expected}, got {actual}; nothing was stored")]
+    DigestMismatch {
+        what: String,
+        expected: Digest,
+        actual: Digest,
+    },
+
+    #[error(
+        "blob {digest}: expected {expected} bytes, the registry sent {actual}; nothing was stored"
+    )]
+    Size {
+        digest: Digest,
+        expected: u64,
+        actual: u64,
+    },
+
+    #[error("{reference} has no image for {platform} (it has: {available})")]
+    NoPlatform {
+        reference: String,
+        platform: String,
+        available: String,
+    },
+
+    #[error("reading {} for upload: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("credentials file {}: {reason}", path.display())]
+    Credentials { path: PathBuf, reason: String },
+
+    // Boxed: the store's errors are large, and every Result here carries one.
+    #[error(transparent)]
+    Store(Box<StoreError>),
+
+    #[error(transparent)]
+    Spec(Box<SpecError>),
+}
+
+impl From<StoreError> for ClientError {
+    fn from(err: StoreError) -> Self {
+        ClientError::Store(Box::new(err))
+    }
+}
+
+impl From<SpecError> for ClientError {
+    fn from(err: SpecError) -> Self {
+        ClientError::Spec(Box::new(err))
+    }
+}

@@ -1,0 +1,481 @@
+//! One conversation with one registry: plain HTTP requests through ureq,
+//! plus what the registry's 401 challenges teach (Basic credentials, or
+//! bearer tokens fetched from its token realm and then sent instead).
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::io::{Read, Seek, SeekFrom};
+use std::path::Path;
+use std::time::Duration;
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
+use indicatif::ProgressBar;
+use ureq::http;
+
+use super::errors::ClientError;
+use super::Credentials;
+
+pub type Response = http::Response<ureq::Body>;
+
+/// The longest error body or token answer the client reads: they are
+/// small JSON documents, and a broken server must not fill memory.
+const SMALL_BODY: u64 = 1 << 20;
+
+/// An agent for registries on this machine: plain HTTP, no proxy (a
+/// proxy from the environment must not see loopback traffic), bounded waits.
+pub fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .proxy(None)
+        .max_redirects(0)
+        .timeout_connect(Some(Duration::from_secs(10)))
+        .timeout_recv_response(Some(Duration::from_secs(120)))
+        .user_agent("kubelings-lab02")
+        .build()
+        .into()
+}
+
+/// What a request is about, for the token it needs.
+#[derive(Debug, Clone, Copy)]
+pub struct Scope<'s> {
+    pub repository: &'s str,
+    pub push: bool,
+}
+
+impl Scope<'_> {
+    fn as_token_scope(&self) -> String {
+        let actions = if self.push { "pull,push" } else { "pull" };
+        format!("repository:{}:{actions}", self.repository)
+    }
+}
+
+/// A request body that can be sent again (after a 401 taught the client
+/// how to authenticate).
+pub enum Payload<'p> {
+    Empty,
+    Bytes(&'p [u8]),
+    /// `len` bytes of a file from `offset`, counted on `bar`.
+    File {
+        path: &'p Path,
+        offset: u64,
+        len: u64,
+        bar: &'p ProgressBar,
+    },
+}
+
+#[derive(Debug, Clone, Default)]
+enum Scheme {
+    /// No 401 seen yet: send nothing.
+    #[default]
+    Unknown,
+    Basic,
+    /// Tokens, fetched from the realm each challenge names.
+    Bearer,
+}
+
+/// A parsed `WWW-Authenticate` header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Challenge {
+    Basic,
+    Bearer {
+        realm: String,
+        service: Option<String>,
+        scope: Option<String>,
+    },
+}
+
+// ANCHOR: parse_challenge
+/// `Basic realm="x"` or `Bearer realm="http://…/token",service="…",scope="…"`.
+pub fn parse_challenge(header: &str) -> Option<Challenge> {
+    let (scheme, params) = header.trim().split_once(' ').unwrap_or((header.trim(), ""));
+    if scheme.eq_ignore_ascii_case("basic") {
+        return Some(Challenge::Basic);
+    }
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return None;
+    }
+    let mut fields = HashMap::new();
+    let mut rest = params.trim();
+    // key="value" pairs, separated by commas; values may contain commas
+    // (scope="repository:x:pull,push"), so read quoted strings whole.
+    while let Some((key, after)) = rest.split_once('=') {
+        let key = key
+            .trim()
+            .trim_start_matches(',')
+            .trim()
+            .to_ascii_lowercase();
+        let (value, after) = match after.strip_prefix('"') {
+            Some(quoted) => {
+                let end = quoted.find('"')?;
+                (&quoted[..end], &quoted[end + 1..])
+            }
+            None => after.split_once(',').unwrap_or((after, "")),
+        };
+        fields.insert(key, value.to_string());
+        rest = after.trim_start_matches(',').trim();
+    }
+    Some(Challenge::Bearer {
+        realm: fields.remove("realm")?,
+        service: fields.remove("service"),
+        scope: fields.remove("scope"),
+    })
+}
+// ANCHOR_END: parse_challenge
+
+/// One registry, one push or pull (or login).
+pub struct Conn<'c> {
+    agent: &'c ureq::Agent,
+    creds: Option<&'c Credentials>,
+    /// `127.0.0.1:5000`.
+    pub registry: String,
+    base: String,
+    scheme: RefCell<Scheme>,
+    /// Bearer tokens by repository ("" for the version check), with whether
+    /// they allow push.
+    tokens: RefCell<HashMap<String, (String, bool)>>,
+}
+
+impl<'c> Conn<'c> {
+    pub fn new(agent: &'c ureq::Agent, creds: Option<&'c Credentials>, registry: &str) -> Self {
+        Conn {
+            agent,
+            creds,
+            registry: registry.to_string(),
+            base: format!("http://{registry}"),
+            scheme: RefCell::new(Scheme::Unknown),
+            tokens: RefCell::new(HashMap::new()),
+        }
+    }
+
+    /// An absolute URL for a path or a Location header (which registries
+    /// may send as a path or as a full URL).
+    pub fn url(&self, location: &str) -> String {
+        if location.starts_with("http://") || location.starts_with("https://") {
+            location.to_string()
+        } else if location.starts_with('/') {
+            format!("{}{location}", self.base)
+        } else {
+            format!("{}/{location}", self.base)
+        }
+    }
+
+    /// The version check: is a registry there, and what auth does it use?
+    /// A 401 without credentials is fine here: public pulls need none.
+    pub fn ping(&self) -> Result<u16, ClientError> {
+        let response = self.call("GET", "/v2/", &[], Payload::Empty, None)?;
+        match response.status().as_u16() {
+            200 => Ok(200),
+            401 if self.creds.is_none() => Ok(401),
+            _ => self
+                .expect(response, &[200], || format!("GET {}/v2/", self.base))
+                .map(|_| 200),
+        }
+    }
+
+    // ANCHOR: call
+    /// Sends a request; on a 401 it learns the challenge, gets what it asks
+    /// for (credentials, or a token), and sends the request again.
+    pub fn call(
+        &self,
+        method: &str,
+        location: &str,
+        headers: &[(&str, String)],
+        payload: Payload,
+        scope: Option<Scope>,
+    ) -> Result<Response, ClientError> {
+        let url = self.url(location);
+        let mut retried = false;
+        loop {
+            let authorization = self.authorization(scope);
+            let response = self.send_once(method, &url, headers, &payload, authorization)?;
+            if response.status() != 401 || retried {
+                return Ok(response);
+            }
+            retried = true;
+            let challenge = response
+                .headers()
+                .get(http::header::WWW_AUTHENTICATE)
+                .and_then(|v| v.to_str().ok())
+                .and_then(parse_challenge);
+            if !self.learn(challenge, scope)? {
+                return Ok(response);
+            }
+        }
+    }
+    // ANCHOR_END: call
+
+    fn send_once(
+        &self,
+        method: &str,
+        url: &str,
+        headers: &[(&str, String)],
+        payload: &Payload,
+        authorization: Option<String>,
+    ) -> Result<Response, ClientError> {
+        let http_error = |source: ureq::Error| ClientError::Http {
+            method: method.to_string(),
+            url: url.to_string(),
+            source: Box::new(source),
+        };
+        let mut builder = http::Request::builder().method(method).uri(url);
+        for (name, value) in headers {
+            builder = builder.header(*name, value);
+        }
+        if let Some(value) = authorization {
+            builder = builder.header(http::header::AUTHORIZATION, value);
+        }
+        let result = match payload {
+            Payload::Empty if method == "GET" || method == "HEAD" || method == "DELETE" => {
+                let request = builder.body(()).map_err(|e| http_error(e.into()))?;
+                self.agent.run(request)
+            }
+            Payload::Empty => {
+                let request = builder
+                    .header(http::header::CONTENT_LENGTH, "0")
+                    .body(&[][..])
+                    .map_err(|e| http_error(e.into()))?;
+                self.agent.run(request)
+            }
+            Payload::Bytes(bytes) => {
+                let request = builder
+                    .header(http::header::CONTENT_LENGTH, bytes.len().to_string())
+                    .body(*bytes)
+                    .map_err(|e| http_error(e.into()))?;
+                self.agent.run(request)
+            }
+            Payload::File {
+                path,
+                offset,
+                len,
+                bar,
+            } => {
+                let read_error = |source| ClientError::Read {
+                    path: path.to_path_buf(),
+                    source,
+                };
+                let mut file = std::fs::File::open(path).map_err(read_error)?;
+                file.seek(SeekFrom::Start(*offset)).map_err(read_error)?;
+                // A retry starts the chunk again.
+                bar.set_position(*offset);
+                let reader = bar.wrap_read(file.take(*len));
+                let request = builder
+                    .header(http::header::CONTENT_LENGTH, len.to_string())
+                    .body(ureq::SendBody::from_owned_reader(reader))
+                    .map_err(|e| http_error(e.into()))?;
+                self.agent.run(request)
+            }
+        };
+        result.map_err(http_error)
+    }
+
+    fn authorization(&self, scope: Option<Scope>) -> Option<String> {
+        match &*self.scheme.borrow() {
+            Scheme::Unknown => None,
+            Scheme::Basic => self.creds.map(|c| {
+                format!(
+                    "Basic {}",
+                    STANDARD.encode(format!("{}:{}", c.user, c.password))
+                )
+            }),
+            Scheme::Bearer => {
+                let tokens = self.tokens.borrow();
+                let repository = scope.map_or("", |s| s.repository);
+                match tokens.get(repository) {
+                    Some((token, push)) if *push || !scope.is_some_and(|s| s.push) => {
+                        Some(format!("Bearer {token}"))
+                    }
+                    _ => None,
+                }
+            }
+        }
+    }
+
+    /// Takes in a 401's challenge; true if sending again may now work.
+    fn learn(
+        &self,
+        challenge: Option<Challenge>,
+        scope: Option<Scope>,
+    ) -> Result<bool, ClientError> {
+        match challenge {
+            Some(Challenge::Basic) => {
+                let already = matches!(*self.scheme.borrow(), Scheme::Basic);
+                *self.scheme.borrow_mut() = Scheme::Basic;
+                // Without credentials, or with ones just refused, no retry helps.
+                Ok(self.creds.is_some() && !already)
+            }
+            Some(Challenge::Bearer {
+                realm,
+                service,
+                scope: asked,
+            }) => {
+                *self.scheme.borrow_mut() = Scheme::Bearer;
+                // A pusher asks for push at once (the registry's challenge to
+                // a HEAD names only pull), so one token serves the whole push.
+                let wanted = match scope {
+                    Some(s) if s.push => Some(s.as_token_scope()),
+                    _ => asked.or_else(|| scope.map(|s| s.as_token_scope())),
+                };
+                let token = self.fetch_token(&realm, service.as_deref(), wanted.as_deref())?;
+                let key = scope.map_or(String::new(), |s| s.repository.to_string());
+                let push = wanted.as_deref().is_some_and(|w| w.contains("push"));
+                self.tokens.borrow_mut().insert(key, (token, push));
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    // ANCHOR: fetch_token
+    /// Trades the credentials (if any: anonymous tokens exist too) for a
+    /// bearer token at the realm the registry named.
+    fn fetch_token(
+        &self,
+        realm: &str,
+        service: Option<&str>,
+        scope: Option<&str>,
+    ) -> Result<String, ClientError> {
+        let mut url = realm.to_string();
+        let mut params = Vec::new();
+        if let Some(service) = service {
+            params.push(format!("service={}", encode(service)));
+        }
+        if let Some(scope) = scope {
+            params.push(format!("scope={}", encode(scope)));
+        }
+        if !params.is_empty() {
+            url.push(if url.contains('?') { '&' } else { '?' });
+            url.push_str(&params.join("&"));
+        }
+        let authorization = self.creds.map(|c| {
+            format!(
+                "Basic {}",
+                STANDARD.encode(format!("{}:{}", c.user, c.password))
+            )
+        });
+        let response = self.send_once("GET", &url, &[], &Payload::Empty, authorization)?;
+        let mut response = self.expect(response, &[200], || format!("GET {realm} (token)"))?;
+        let text = response
+            .body_mut()
+            .with_config()
+            .limit(SMALL_BODY)
+            .read_to_string()
+            .map_err(|source| ClientError::Http {
+                method: "GET".into(),
+                url: realm.to_string(),
+                source: Box::new(source),
+            })?;
+        let answer: serde_json::Value =
+            serde_json::from_str(&text).map_err(|err| ClientError::Protocol {
+                what: format!("token from {realm}"),
+                reason: format!("not JSON: {err}"),
+            })?;
+        answer["token"]
+            .as_str()
+            .or_else(|| answer["access_token"].as_str())
+            .map(str::to_string)
+            .ok_or_else(|| ClientError::Protocol {
+                what: format!("token from {realm}"),
+                reason: "the answer has no token".into(),
+            })
+    }
+    // ANCHOR_END: fetch_token
+
+    /// The response if its status is one of `ok`; otherwise the registry's
+    /// error, read from its `{"errors":[…]}` body.
+    pub fn expect(
+        &self,
+        mut response: Response,
+        ok: &[u16],
+        what: impl FnOnce() -> String,
+    ) -> Result<Response, ClientError> {
+        let status = response.status().as_u16();
+        if ok.contains(&status) {
+            return Ok(response);
+        }
+        let text = response
+            .body_mut()
+            .with_config()
+            .limit(SMALL_BODY)
+            .read_to_string()
+            .unwrap_or_default();
+        let first = serde_json::from_str::<serde_json::Value>(&text)
+            .ok()
+            .and_then(|v| v["errors"].get(0).cloned());
+        let code = first
+            .as_ref()
+            .and_then(|e| e["code"].as_str())
+            .unwrap_or("")
+            .to_string();
+        let message = first
+            .as_ref()
+            .and_then(|e| e["message"].as_str())
+            .map(str::to_string)
+            .unwrap_or_else(|| text.chars().take(200).collect());
+        if status == 401 {
+            return Err(ClientError::Unauthorized {
+                registry: self.registry.clone(),
+                anonymous: self.creds.is_none(),
+                message,
+            });
+        }
+        Err(ClientError::Registry {
+            what: what(),
+            status,
+            code,
+            message,
+        })
+    }
+}
+
+/// A header's value, or "".
+pub fn header<'r>(response: &'r Response, name: &str) -> &'r str {
+    response
+        .headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+}
+
+/// `url` with `key=value` added to its query.
+pub fn with_query(url: &str, key: &str, value: &str) -> String {
+    let sep = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{sep}{key}={}", encode(value))
+}
+
+fn encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        // ':' and ',' are kept: registries expect scopes and digests as is.
+        if b.is_ascii_alphanumeric() || b"-._~:,/".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn challenges_parse() {
+        assert_eq!(
+            parse_challenge("Basic realm=\"kubelings\""),
+            Some(Challenge::Basic)
+        );
+        assert_eq!(
+            parse_challenge(
+                "Bearer realm=\"http://127.0.0.1:1/token\",service=\"kubelings\",scope=\"repository:a/b:pull,push\""
+            ),
+            Some(Challenge::Bearer {
+                realm: "http://127.0.0.1:1/token".into(),
+                service: Some("kubelings".into()),
+                scope: Some("repository:a/b:pull,push".into()),
+            })
+        );
+        assert_eq!(parse_challenge("Negotiate"), None);
+    }
+}
