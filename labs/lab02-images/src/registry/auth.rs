@@ -194,6 +194,11 @@ impl Access {
             (Challenge::Basic, "basic") => {
                 let (user, password) = decode_basic(rest.trim())
                     .ok_or_else(|| self.refuse(None, "malformed Basic credentials"))?;
+                // Some clients (skopeo) send an empty user and password when
+                // they have none: that is an anonymous request, not a wrong one.
+                if user.is_empty() && password.is_empty() {
+                    return Ok(Who::Anonymous);
+                }
                 if check_off_runtime(users, &user, password).await {
                     Ok(Who::User(user))
                 } else {
