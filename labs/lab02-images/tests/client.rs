@@ -453,11 +453,24 @@ fn bearer_token_flow_pushes_and_pulls() {
         .expect("push with a token");
     let pulled = alice().pull(&store_b, &target).expect("pull with a token");
     assert_eq!(pulled.manifest, digest(&desc));
+    // Public repositories: an anonymous token is enough to pull.
+    let public = registry.reference("kubia:v1");
+    alice()
+        .push(&store_a, "vault:v1", &public)
+        .expect("push kubia");
+    let (_c, store_c) = store();
+    client()
+        .pull(&store_c, &public)
+        .expect("anonymous pull with a token");
     alice()
         .login_check(&registry.handle.addr().to_string())
         .expect("login with a token");
     let wrong = Client::new(Some(Credentials::new("alice", "guess")));
     assert!(wrong
+        .login_check(&registry.handle.addr().to_string())
+        .is_err());
+    // An anonymous token is no login.
+    assert!(client()
         .login_check(&registry.handle.addr().to_string())
         .is_err());
 }

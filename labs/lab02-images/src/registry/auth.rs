@@ -249,6 +249,10 @@ impl Access {
         let who = self.identify(headers).await?;
         match who {
             Who::Anonymous if self.enabled() => Err(self.refuse(None, "authentication required")),
+            // An anonymous token is no login either.
+            Who::Token(claims) if claims.sub.is_empty() => {
+                Err(self.refuse(None, "authentication required"))
+            }
             who => Ok(who),
         }
     }
