@@ -351,6 +351,10 @@ impl Access {
             return Err(basic_refusal());
         }
         let (user, password) = decode_basic(rest.trim()).ok_or_else(basic_refusal)?;
+        // As in `identify`: empty credentials mean none.
+        if user.is_empty() && password.is_empty() {
+            return Ok(None);
+        }
         if check_off_runtime(users, &user, password).await {
             Ok(Some(user))
         } else {
