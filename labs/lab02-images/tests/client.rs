@@ -1,4 +1,4 @@
-//! Self-checks for §2.4's client: pushing from one image store and pulling
+//! Self-checks for §2.3's client: pushing from one image store and pulling
 //! into another, through our registry and through Debian's docker-registry.
 //! Every registry listens on a free loopback port and is stopped when its
 //! test ends, also on failure (RegistryHandle and the child guard stop on

@@ -1,4 +1,4 @@
-//! Self-checks for §2.4: raw HTTP conversations with the registry, as the
+//! Self-checks for §2.3: raw HTTP conversations with the registry, as the
 //! OCI distribution spec writes them down. Every registry here listens on a
 //! free loopback port and is stopped when its test ends (also on failure:
 //! `RegistryHandle` shuts down on drop).
