@@ -90,7 +90,11 @@ impl FromStr for Digest {
         if algorithm != "sha256" {
             return Err(DigestError::Algorithm(algorithm.to_string()));
         }
-        if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+        if hex.len() != 64
+            || !hex
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        {
             return Err(DigestError::Malformed(s.to_string()));
         }
         Ok(Digest {

@@ -17,7 +17,9 @@ impl Home {
         let root = std::env::var_os("KUBELINGS_HOME")
             .filter(|v| !v.is_empty())
             .map(PathBuf::from)
-            .or_else(|| std::env::var_os("XDG_DATA_HOME").map(|d| PathBuf::from(d).join("kubelings")))
+            .or_else(|| {
+                std::env::var_os("XDG_DATA_HOME").map(|d| PathBuf::from(d).join("kubelings"))
+            })
             .or_else(|| {
                 std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share/kubelings"))
             })

@@ -21,6 +21,7 @@ use crate::digest::Digest;
 pub mod changes;
 pub mod compression;
 pub mod listing;
+pub mod pgzip;
 pub mod tar;
 pub mod whiteout;
 

@@ -8,8 +8,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-use flate2::write::GzEncoder;
-use flate2::{Compression, GzBuilder};
+use super::pgzip::ParallelGz;
 
 use super::{LayerError, LayerInfo, WHITEOUT_PREFIX};
 use crate::digest::HashingWriter;
@@ -283,16 +282,15 @@ pub(crate) fn split_dev(dev: u64) -> (u32, u32) {
 // ANCHOR: layer_stream
 /// tar → hash (diff ID) → gzip → hash (digest) and count → `out`.
 pub(crate) struct LayerStream<W: Write> {
-    tar: tar::Builder<HashingWriter<GzEncoder<HashingWriter<W>>>>,
+    tar: tar::Builder<HashingWriter<ParallelGz<HashingWriter<W>>>>,
 }
 
 impl<W: Write> LayerStream<W> {
     pub(crate) fn new(out: W) -> Self {
-        // No file name and no time in the gzip header: same bytes every time.
-        let gzip = GzBuilder::new()
-            .mtime(0)
-            .operating_system(255)
-            .write(HashingWriter::new(out), Compression::default());
+        // Gzip members without a name or a time, at level 1 (a few percent
+        // bigger than the default level 6, several times faster), on every
+        // core: see pgzip.rs.
+        let gzip = ParallelGz::new(HashingWriter::new(out));
         LayerStream {
             tar: tar::Builder::new(HashingWriter::new(gzip)),
         }

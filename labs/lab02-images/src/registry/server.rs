@@ -370,7 +370,12 @@ async fn get_blob(
         let file = tokio::fs::File::open(app.storage.blob_path(digest))
             .await
             .map_err(storage_error("opening a blob"))?;
-        Body::from_stream(tokio_util::io::ReaderStream::new(file)).into_response()
+        // 256 KiB chunks: the default 4 KiB makes a 100 MB blob 25 000 writes.
+        Body::from_stream(tokio_util::io::ReaderStream::with_capacity(
+            file,
+            256 * 1024,
+        ))
+        .into_response()
     };
     for (name, value) in headers {
         if let Ok(value) = HeaderValue::from_str(&value) {
