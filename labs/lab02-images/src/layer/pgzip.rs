@@ -77,6 +77,7 @@ impl<W: Write> ParallelGz<W> {
     }
 }
 
+// ANCHOR: member
 /// One block as one gzip member: no name, no time. A block that does not
 /// compress (already compressed data, binaries' random-looking parts) is
 /// stored as it is, which costs a copy instead of a futile search; the
@@ -106,6 +107,7 @@ fn compresses(block: &[u8]) -> bool {
         .finish()
         .map_or(true, |out| out.len() * 10 < sample.len() * 9)
 }
+// ANCHOR_END: member
 
 impl<W: Write> Write for ParallelGz<W> {
     fn write(&mut self, mut buf: &[u8]) -> io::Result<usize> {
