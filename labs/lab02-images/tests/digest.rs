@@ -27,7 +27,16 @@ fn verify_catches_a_changed_byte() {
 
 #[test]
 fn malformed_digests_are_named() {
-    assert!(matches!("sha256:xyz".parse::<Digest>(), Err(DigestError::Malformed(_))));
-    assert!(matches!("md5:abc".parse::<Digest>(), Err(DigestError::Algorithm(_))));
-    assert!(matches!("nocolon".parse::<Digest>(), Err(DigestError::Malformed(_))));
+    assert!(matches!(
+        "sha256:xyz".parse::<Digest>(),
+        Err(DigestError::Malformed(_))
+    ));
+    assert!(matches!(
+        "md5:abc".parse::<Digest>(),
+        Err(DigestError::Algorithm(_))
+    ));
+    assert!(matches!(
+        "nocolon".parse::<Digest>(),
+        Err(DigestError::Malformed(_))
+    ));
 }
