@@ -444,16 +444,8 @@ pub fn with_query(url: &str, key: &str, value: &str) -> String {
 }
 
 fn encode(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for b in text.bytes() {
-        // ':' and ',' are kept: registries expect scopes and digests as is.
-        if b.is_ascii_alphanumeric() || b"-._~:,/".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+    // ':' and ',' are kept: registries expect scopes and digests as is.
+    crate::registry::names::percent_encode_keeping(text, b":,/")
 }
 
 #[cfg(test)]

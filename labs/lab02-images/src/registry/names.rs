@@ -238,9 +238,14 @@ fn hex_value(b: u8) -> Option<u8> {
 
 /// A percent-encoded query value (for the Link header and tokens' realms).
 pub fn percent_encode(text: &str) -> String {
+    percent_encode_keeping(text, b"")
+}
+
+/// [`percent_encode`], leaving the bytes of `keep` as they are too.
+pub fn percent_encode_keeping(text: &str, keep: &[u8]) -> String {
     let mut out = String::with_capacity(text.len());
     for b in text.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) || keep.contains(&b) {
             out.push(b as char);
         } else {
             out.push_str(&format!("%{b:02X}"));
