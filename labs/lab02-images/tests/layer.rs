@@ -1,6 +1,9 @@
 //! Self-checks for §2.3: layers as deterministic tar+gzip blobs, whiteouts,
 //! and finding what changed in a tree.
 
+mod common;
+use common::{dir, file};
+
 use std::fs;
 use std::io::Read;
 use std::os::unix::fs::{symlink, FileTypeExt, PermissionsExt};
@@ -12,20 +15,6 @@ use lab02::layer::{
     append_entry, changes_between, list_layer, whiteout_path, write_layer, write_layer_from_dir,
     Change, Entry, EntryKind, LayerError,
 };
-
-/// A file with `content` and `mode` at `rel` under `root`, parents made.
-fn file(root: &Path, rel: &str, content: &str, mode: u32) {
-    let path = root.join(rel);
-    fs::create_dir_all(path.parent().unwrap()).unwrap();
-    fs::write(&path, content).unwrap();
-    fs::set_permissions(&path, fs::Permissions::from_mode(mode)).unwrap();
-}
-
-fn dir(root: &Path, rel: &str, mode: u32) {
-    let path = root.join(rel);
-    fs::create_dir_all(&path).unwrap();
-    fs::set_permissions(&path, fs::Permissions::from_mode(mode)).unwrap();
-}
 
 /// Sets the mtime of `path` (a file or a directory, not a symlink).
 fn set_mtime(path: &Path, when: SystemTime) {

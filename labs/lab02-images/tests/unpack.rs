@@ -1,9 +1,12 @@
 //! Self-checks for §2.5: applying layers onto a rootfs, with whiteouts, and
 //! stacking extracted layers with overlayfs.
 
+mod common;
+use common::{dir, file};
+
 use std::fs;
 use std::io::Read;
-use std::os::unix::fs::{symlink, FileTypeExt, MetadataExt, PermissionsExt};
+use std::os::unix::fs::{symlink, FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 use lab02::layer::{
@@ -11,19 +14,6 @@ use lab02::layer::{
     Change, ListedEntry,
 };
 use lab02::unpack::{apply_layer, extract_layer_dir, ApplyReport, OverlayMount};
-
-fn file(root: &Path, rel: &str, content: &str, mode: u32) {
-    let path = root.join(rel);
-    fs::create_dir_all(path.parent().unwrap()).unwrap();
-    fs::write(&path, content).unwrap();
-    fs::set_permissions(&path, fs::Permissions::from_mode(mode)).unwrap();
-}
-
-fn dir(root: &Path, rel: &str, mode: u32) {
-    let path = root.join(rel);
-    fs::create_dir_all(&path).unwrap();
-    fs::set_permissions(&path, fs::Permissions::from_mode(mode)).unwrap();
-}
 
 /// The base image: a bit of everything.
 fn lower_tree(root: &Path) {
