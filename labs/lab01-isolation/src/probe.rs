@@ -92,13 +92,25 @@ pub fn probe() -> Host {
 pub fn require(need: Privilege) -> bool {
     match probe().allows(need) {
         Ok(()) => true,
-        Err(why) if ci() => panic!("CI=true and this test cannot run here: {why}"),
-        Err(why) => {
-            eprintln!("SKIP: {why}");
-            println!("kubelings: skipped: {why}");
-            false
-        }
+        Err(why) => skip(&why),
     }
+}
+
+/// Decides whether a self-check that compares with a real tool (runc,
+/// skopeo, umoci…) runs: the program must be on PATH. Like [`require`], a
+/// skip says why, and under `CI=true` a missing tool is a failure.
+pub fn require_program(name: &str) -> bool {
+    find_program(name).is_some()
+        || skip(&format!("{name} is not installed (apt-get install {name})"))
+}
+
+fn skip(why: &str) -> bool {
+    if ci() {
+        panic!("CI=true and this test cannot run here: {why}");
+    }
+    eprintln!("SKIP: {why}");
+    println!("kubelings: skipped: {why}");
+    false
 }
 
 /// `CI=true` (or `1`) in the environment.

@@ -278,13 +278,7 @@ fn an_index_naming_a_missing_blob_tags_nothing() {
 
 #[test]
 fn skopeo_reads_our_archive() {
-    if std::process::Command::new("skopeo")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
-        assert!(!lab01::probe::ci(), "skopeo is required under CI=true");
-        eprintln!("skipped: skopeo is not installed");
+    if !lab01::probe::require_program("skopeo") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();

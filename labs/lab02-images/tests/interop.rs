@@ -10,23 +10,11 @@
 use std::path::Path;
 use std::process::Command;
 
-use lab01::probe::{ci, find_program, require, Privilege};
+use lab01::probe::{require, require_program, Privilege};
 use lab02::build::base::build_base;
 use lab02::home::Home;
 use lab02::layout::ImageStore;
 use lab02::registry::{RegistryConfig, RegistryHandle};
-
-fn tool(name: &str) -> bool {
-    if find_program(name).is_some() {
-        return true;
-    }
-    assert!(
-        !ci(),
-        "{name} is required under CI=true (apt-get install {name})"
-    );
-    println!("kubelings: skipped: {name} is not installed (apt-get install {name})");
-    false
-}
 
 /// Runs a command; panics with its output if it fails.
 fn sh(cmd: &mut Command) -> String {
@@ -51,7 +39,7 @@ fn base_store(dir: &Path) -> ImageStore {
 
 #[test]
 fn oci_image_tool_validates_our_layout() {
-    if !tool("oci-image-tool") {
+    if !require_program("oci-image-tool") {
         return;
     }
     let work = tempfile::tempdir().expect("tempdir");
@@ -64,7 +52,7 @@ fn oci_image_tool_validates_our_layout() {
 
 #[test]
 fn umoci_unpacks_ours_and_runc_runs_it() {
-    if !require(Privilege::Root) || !tool("umoci") || !tool("runc") {
+    if !require(Privilege::Root) || !require_program("umoci") || !require_program("runc") {
         return;
     }
     let work = tempfile::tempdir().expect("tempdir");
@@ -99,7 +87,7 @@ fn umoci_unpacks_ours_and_runc_runs_it() {
 
 #[test]
 fn our_runtime_runs_an_image_umoci_built() {
-    if !require(Privilege::Root) || !tool("umoci") {
+    if !require(Privilege::Root) || !require_program("umoci") {
         return;
     }
     let work = tempfile::tempdir().expect("tempdir");
@@ -170,7 +158,7 @@ fn htpasswd(path: &Path, user: &str, password: &str) {
 
 #[test]
 fn skopeo_copies_through_our_registry() {
-    if !tool("skopeo") {
+    if !require_program("skopeo") {
         return;
     }
     let work = tempfile::tempdir().expect("tempdir");

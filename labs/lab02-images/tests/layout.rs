@@ -584,19 +584,9 @@ fn a_foreign_layout_version_is_refused() {
 
 // ---- interop ---------------------------------------------------------------
 
-/// Is `tool` on PATH? Under CI a missing tool is a failure, not a skip.
-fn have(tool: &str) -> bool {
-    let found = Command::new(tool).arg("--version").output().is_ok();
-    if !found {
-        assert!(!lab01::probe::ci(), "{tool} is required under CI=true");
-        eprintln!("skipped: {tool} is not installed");
-    }
-    found
-}
-
 #[test]
 fn skopeo_copies_our_layout() {
-    if !have("skopeo") {
+    if !lab01::probe::require_program("skopeo") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
