@@ -4,6 +4,9 @@
 //! image is a stack of filesystem layers plus a config, named by digests,
 //! kept in an OCI image layout, shipped through a registry speaking the OCI
 //! distribution API, and run as a lab01 container.
+//!
+//! Formats, the registry and the client build on any Unix; unpacking,
+//! builds and running (kernel work) only on Linux.
 
 /// Saving and loading images as one OCI archive file.
 pub mod archive;
@@ -23,6 +26,7 @@ pub mod reference;
 /// A registry server implementing the OCI distribution API.
 pub mod registry;
 /// Running an image as a lab01 container.
+#[cfg(target_os = "linux")]
 pub mod run;
 /// Manifests, configs, descriptors and media types, per the OCI image spec.
 pub mod spec;
