@@ -58,8 +58,12 @@ pub fn registry(home: &Home, command: RegistryCommand) -> Result<u8> {
     config.addr = args.addr;
     config.users = args.users;
     config.private = args.private;
-    eprintln!("ch02: registry on http://{} (Ctrl-C to stop)", config.addr);
-    lab02::registry::serve_forever(config)?;
+    // Ctrl-C and friends end the wait below; blocked first so none is lost.
+    let signals = lab01::signals::block_termination_signals();
+    let registry = lab02::registry::RegistryHandle::start(config)?;
+    eprintln!("ch02: registry on http://{} (Ctrl-C to stop)", registry.addr());
+    let _ = signals.wait();
+    registry.shutdown()?;
     Ok(0)
 }
 
