@@ -61,7 +61,10 @@ pub fn registry(home: &Home, command: RegistryCommand) -> Result<u8> {
     // Ctrl-C and friends end the wait below; blocked first so none is lost.
     let signals = lab01::signals::block_termination_signals();
     let registry = lab02::registry::RegistryHandle::start(config)?;
-    eprintln!("ch02: registry on http://{} (Ctrl-C to stop)", registry.addr());
+    eprintln!(
+        "ch02: registry on http://{} (Ctrl-C to stop)",
+        registry.addr()
+    );
     let _ = signals.wait();
     registry.shutdown()?;
     Ok(0)
