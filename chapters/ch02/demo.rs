@@ -18,7 +18,7 @@ use lab02::home::Home;
 use lab02::layout::ImageStore;
 use lab02::reference::Reference;
 use lab02::registry::{RegistryConfig, RegistryHandle};
-use lab02::run::{container_spec, overlay_possible, prepare_rootfs, Assembly};
+use lab02::run::{container_spec, prepare_rootfs, Assembly};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -117,11 +117,7 @@ pub fn run(_home: &Home, args: Args) -> Result<u8> {
     let desc = server_store.resolve(&target.local_name())?;
     let manifest = server_store.manifest(&desc)?;
     let image_config = server_store.config(&manifest)?;
-    let assembly = if overlay_possible() {
-        Assembly::Overlay
-    } else {
-        Assembly::Flat
-    };
+    let assembly = Assembly::best();
     let rootfs = prepare_rootfs(&server, &server_store, &manifest, "kubia-demo", assembly)?;
     // kubia's own log goes into a pipe, shown once it has stopped.
     let (log_read, log_write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;

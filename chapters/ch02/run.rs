@@ -4,7 +4,7 @@ use anyhow::{bail, Context, Result};
 use lab01::limits::{parse_cpus, parse_pids, parse_size, CpuQuota};
 use lab01::{Container, Resources};
 use lab02::home::Home;
-use lab02::run::{container_spec, overlay_possible, prepare_rootfs, Assembly};
+use lab02::run::{container_spec, prepare_rootfs, Assembly};
 
 use crate::images::local;
 use crate::store;
@@ -47,10 +47,10 @@ pub fn run(home: &Home, args: Args) -> Result<i32> {
     })?;
     let manifest = store.manifest(&desc)?;
     let config = store.config(&manifest)?;
-    let assembly = if !args.flat && overlay_possible() {
-        Assembly::Overlay
-    } else {
+    let assembly = if args.flat {
         Assembly::Flat
+    } else {
+        Assembly::best()
     };
     let id = format!(
         "{}-{}",

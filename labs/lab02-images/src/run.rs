@@ -74,6 +74,17 @@ pub struct Rootfs {
     overlay: Option<OverlayMount>,
 }
 
+impl Assembly {
+    /// Overlayfs where it can be used here (root, and the kernel has it),
+    /// else a flat extraction.
+    pub fn best() -> Assembly {
+        match crate::unpack::overlay_available() {
+            Ok(()) => Assembly::Overlay,
+            Err(_) => Assembly::Flat,
+        }
+    }
+}
+
 impl Rootfs {
     pub fn path(&self) -> &Path {
         &self.path
@@ -95,12 +106,6 @@ impl Drop for Rootfs {
         drop(self.overlay.take());
         let _ = std::fs::remove_dir_all(&self.dir);
     }
-}
-
-/// Whether overlayfs can be used here: root, and the kernel has it.
-pub fn overlay_possible() -> bool {
-    let host = lab01::probe::probe();
-    host.is_root && host.overlayfs
 }
 
 // ANCHOR: prepare_rootfs

@@ -34,15 +34,21 @@ fn image_output(
     out.stdout
 }
 
+/// A home under `work` whose store holds the base image.
+fn home_with_base(work: &std::path::Path) -> (Home, ImageStore) {
+    let home = Home::at(work.join("home"));
+    let store = ImageStore::open(&home.images()).expect("store");
+    build_base(&store, "kubelings/base:latest").expect("base image");
+    (home, store)
+}
+
 #[test]
 fn dockerfile_build_then_run() {
     if !require(Privilege::Root) {
         return;
     }
     let work = tempfile::tempdir().expect("tempdir");
-    let home = Home::at(work.path().join("home"));
-    let store = ImageStore::open(&home.images()).expect("store");
-    build_base(&store, "kubelings/base:latest").expect("base image");
+    let (home, store) = home_with_base(work.path());
 
     let context = work.path().join("context");
     std::fs::create_dir_all(context.join("site")).expect("context");
@@ -85,9 +91,7 @@ fn a_failing_run_step_names_its_line() {
         return;
     }
     let work = tempfile::tempdir().expect("tempdir");
-    let home = Home::at(work.path().join("home"));
-    let store = ImageStore::open(&home.images()).expect("store");
-    build_base(&store, "kubelings/base:latest").expect("base image");
+    let (home, store) = home_with_base(work.path());
     let steps = parse("FROM kubelings/base:latest\n\nRUN exit 3\n").expect("parse");
     let err =
         build(&home, &store, &steps, work.path(), "broken:v1", &mut |_| {}).expect_err("build");

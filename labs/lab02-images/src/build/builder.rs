@@ -314,11 +314,7 @@ fn run(
         .map(|(d, i, _)| (d.clone(), i.clone()))
         .collect();
     let name = format!("build-{}-{line}", std::process::id());
-    let assembly = if crate::run::overlay_possible() {
-        Assembly::Overlay
-    } else {
-        Assembly::Flat
-    };
+    let assembly = Assembly::best();
     let rootfs = prepare_layers(home, store, &layers, &name, assembly).map_err(run_err)?;
     let before = match assembly {
         Assembly::Flat => Some(

@@ -1,9 +1,8 @@
 //! A registry server speaking the OCI distribution API (v1.1): the same
 //! HTTP conversation `docker push` and `docker pull` have with Docker Hub.
 //!
-//! [`RegistryHandle::start`] runs one on its own thread (tests, the
-//! chapter's demos); [`serve_forever`] runs one until Ctrl-C (`ch02
-//! registry serve`).
+//! [`RegistryHandle::start`] runs one on its own thread; `ch02 registry
+//! serve`, the demo and the tests all use it.
 
 pub mod auth;
 pub mod errors;
@@ -190,38 +189,4 @@ async fn serve(
         result = graceful => result.map_err(RegistryError::Runtime),
         () = deadline => Ok(()),
     }
-}
-
-/// Runs a registry in this thread until Ctrl-C (for `ch02 registry serve`).
-pub fn serve_forever(config: RegistryConfig) -> Result<(), RegistryError> {
-    serve_forever_with(config, Challenge::Basic)
-}
-
-/// [`serve_forever`] with the given kind of auth challenge.
-pub fn serve_forever_with(
-    config: RegistryConfig,
-    challenge: Challenge,
-) -> Result<(), RegistryError> {
-    let listener = bind(config.addr)?;
-    let addr = listener
-        .local_addr()
-        .map_err(|source| RegistryError::Bind {
-            addr: config.addr,
-            source,
-        })?;
-    let app = Arc::new(build_app(&config, challenge, addr)?);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(RegistryError::Runtime)?;
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    let result = runtime.block_on(async move {
-        tokio::spawn(async move {
-            let _ = tokio::signal::ctrl_c().await;
-            let _ = stop.send(true);
-        });
-        serve(listener, app, stopped).await
-    });
-    runtime.shutdown_timeout(Duration::from_millis(100));
-    result
 }
