@@ -91,10 +91,25 @@ fn overview(ws: &Workspace) -> Result<bool> {
     println!(
         "\nChapter 1's demo (`ch01 compare`): the same script on the host and in a container.\n"
     );
-    match crate::ch01_compare::table() {
-        Ok(table) => print!("{table}"),
-        Err(e) => println!(
-            "The demo could not run here: {e:#}\n`kubelings doctor` says what this machine can do."
+    // A subprocess: the CLI links no lab, so a lab that does not build
+    // stops the demo, never the workbook.
+    let status =
+        std::process::Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+            .args([
+                "run",
+                "--quiet",
+                "--release",
+                "--bin",
+                "ch01",
+                "--",
+                "compare",
+            ])
+            .current_dir(&ws.root)
+            .status();
+    match status {
+        Ok(s) if s.success() => {}
+        Ok(_) | Err(_) => println!(
+            "The demo could not run here (see above).\n`kubelings doctor` says what this machine can do."
         ),
     }
     Ok(ok)

@@ -2,7 +2,7 @@
 //! run here and which skip.
 
 use anyhow::Result;
-use lab01::probe::{ci, probe};
+use kubelings_probe::{ci, probe};
 
 use crate::workspace::Workspace;
 

@@ -10,9 +10,6 @@
 //! the small commands; [`check`], [`verify`] and [`doctor`] the larger ones.
 
 pub mod book;
-/// Chapter 1's demo, shared with the `ch01` program: the main job shows it.
-#[path = "../chapters/ch01/compare.rs"]
-pub mod ch01_compare;
 pub mod check;
 pub mod cli;
 pub mod doctor;

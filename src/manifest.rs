@@ -3,7 +3,7 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use lab01::probe::Privilege;
+use kubelings_probe::Privilege;
 use serde::Deserialize;
 
 /// Where the manifest lives, relative to the workspace root.

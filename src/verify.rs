@@ -16,7 +16,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 
 use anyhow::{Context, Result};
-use lab01::probe::{ci, probe};
+use kubelings_probe::{ci, probe};
 
 use crate::check::{plan, test_refs};
 use crate::manifest::Exercise;

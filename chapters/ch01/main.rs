@@ -5,7 +5,7 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use kubelings::ch01_compare as compare;
+mod compare;
 
 mod run;
 mod startup;

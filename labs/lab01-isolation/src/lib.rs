@@ -12,7 +12,8 @@
 pub mod cgroup;
 pub mod limits;
 pub mod namespaces;
-pub mod probe;
+/// What this machine can do; shared with the workbook CLI, which links no lab.
+pub use kubelings_probe as probe;
 
 #[cfg(target_os = "linux")]
 pub mod capabilities;
