@@ -24,6 +24,11 @@ pub enum WorkspaceError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("{} is not a valid Cargo manifest: {source}", path.display())]
+    CargoToml {
+        path: PathBuf,
+        source: toml::de::Error,
+    },
     #[error("lab `{0}`: no directory under labs/ has a Cargo.toml with name = \"{0}\"")]
     LabNotFound(String),
 }
@@ -157,8 +162,7 @@ fn collect_rs(root: &Path, rel: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
-/// Reads `labs/*/Cargo.toml` for package names. Only `[package] name` and
-/// `description` are needed, so a line scan does instead of a TOML parser.
+/// Reads `labs/*/Cargo.toml` for package names and descriptions.
 fn find_labs(root: &Path) -> Result<BTreeMap<String, Lab>, WorkspaceError> {
     let labs_dir = root.join("labs");
     let entries = std::fs::read_dir(&labs_dir).map_err(|source| WorkspaceError::Io {
@@ -171,9 +175,12 @@ fn find_labs(root: &Path) -> Result<BTreeMap<String, Lab>, WorkspaceError> {
         let Ok(text) = std::fs::read_to_string(&cargo_toml) else {
             continue;
         };
-        let fields = package_fields(&text);
+        let dir = Path::new("labs").join(entry.file_name());
+        let fields = package_fields(&text).map_err(|source| WorkspaceError::CargoToml {
+            path: dir.join("Cargo.toml"),
+            source,
+        })?;
         if let Some(package) = fields.name {
-            let dir = Path::new("labs").join(entry.file_name());
             labs.insert(
                 package.clone(),
                 Lab {
@@ -187,39 +194,28 @@ fn find_labs(root: &Path) -> Result<BTreeMap<String, Lab>, WorkspaceError> {
     Ok(labs)
 }
 
+/// The two fields of `[package]` the workbook reads.
 #[derive(Debug, Default, PartialEq)]
 struct PackageFields {
     name: Option<String>,
     description: Option<String>,
 }
 
-fn package_fields(cargo_toml: &str) -> PackageFields {
-    let mut fields = PackageFields::default();
-    let mut in_package = false;
-    for line in cargo_toml.lines() {
-        let line = line.trim();
-        if line.starts_with('[') {
-            in_package = line == "[package]";
-            continue;
-        }
-        if !in_package {
-            continue;
-        }
-        let Some((key, value)) = line.split_once('=') else {
-            continue;
-        };
-        let value = value.trim();
-        let unquoted = value
-            .strip_prefix('"')
-            .and_then(|v| v.strip_suffix('"'))
-            .map(str::to_string);
-        match key.trim() {
-            "name" => fields.name = unquoted,
-            "description" => fields.description = unquoted,
-            _ => {}
-        }
-    }
-    fields
+/// A field that is not a plain string (`description.workspace = true`)
+/// counts as absent: the workbook only shows it.
+fn package_fields(cargo_toml: &str) -> Result<PackageFields, toml::de::Error> {
+    let doc: toml::Table = toml::from_str(cargo_toml)?;
+    let package = doc.get("package").and_then(toml::Value::as_table);
+    let field = |key: &str| {
+        package
+            .and_then(|p| p.get(key))
+            .and_then(toml::Value::as_str)
+            .map(str::to_string)
+    };
+    Ok(PackageFields {
+        name: field("name"),
+        description: field("description"),
+    })
 }
 
 #[cfg(test)]
@@ -229,10 +225,15 @@ mod tests {
     #[test]
     fn reads_package_name_and_description() {
         let f = package_fields(
-            "[package]\nname = \"lab01\"\ndescription = \"Chapter 1\"\n\n[dependencies]\nname = \"x\"\n",
-        );
+            "[package]\nname = \"lab01\" # the crate\ndescription = 'Chapter 1'\n\n[dependencies]\nname = \"x\"\n",
+        )
+        .unwrap();
         assert_eq!(f.name.as_deref(), Some("lab01"));
         assert_eq!(f.description.as_deref(), Some("Chapter 1"));
+        // A workspace-inherited field is not a string: not a description.
+        let f = package_fields("[package]\nname = \"x\"\ndescription.workspace = true\n");
+        assert_eq!(f.unwrap().description, None);
+        assert!(package_fields("[package\n").is_err());
     }
 
     #[test]
