@@ -5,8 +5,10 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-mod compare;
 
+mod compare;
+#[path = "../common/container.rs"]
+mod container;
 mod run;
 mod startup;
 

@@ -3,23 +3,17 @@
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
-use lab01::limits::{parse_cpus, parse_pids, parse_size, CpuQuota};
-use lab01::{Container, ContainerSpec, ExitStatus, Resources, RootfsBuilder};
+use lab01::{ContainerSpec, RootfsBuilder};
+
+use crate::container::{run_in_foreground, LimitArgs};
 
 #[derive(clap::Args)]
 pub struct Args {
     /// Hostname inside the container.
     #[arg(long, default_value = "container")]
     hostname: String,
-    /// Memory limit, e.g. 64M or 1G.
-    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
-    memory: Option<u64>,
-    /// Most processes and threads at once.
-    #[arg(long, value_name = "N", value_parser = parse_pids)]
-    pids: Option<u64>,
-    /// CPU share, e.g. 0.5 for half a CPU.
-    #[arg(long, value_name = "CPUS", value_parser = parse_cpus)]
-    cpus: Option<CpuQuota>,
+    #[command(flatten)]
+    limits: LimitArgs,
     /// Root filesystem. Default: a temporary one built from this machine's programs.
     #[arg(long, value_name = "DIR")]
     rootfs: Option<PathBuf>,
@@ -33,18 +27,11 @@ pub struct Args {
 
 /// Runs the container; returns the exit code to leave with.
 pub fn run(args: Args) -> Result<i32> {
-    let resources = Resources {
-        memory: args.memory,
-        pids: args.pids,
-        cpu: args.cpus,
-    };
     let is_root = nix::unistd::geteuid().is_root();
     if !is_root && !args.userns {
         bail!(NeedsPrivilege);
     }
-    if !is_root && !resources.is_empty() {
-        bail!("--memory, --pids and --cpus need cgroups, which need root: run ch01 with sudo");
-    }
+    let resources = args.limits.resources("ch01")?;
 
     // A temporary rootfs lives exactly as long as this function.
     let _temp;
@@ -78,16 +65,7 @@ pub fn run(args: Args) -> Result<i32> {
         .resources(resources)
         .user_namespace(args.userns);
 
-    let signals = lab01::signals::block_termination_signals();
-    let mut container = Container::spawn(&spec)?;
-    lab01::signals::forward_signals(signals, container.pid());
-    let status = container.wait()?;
-    match status {
-        ExitStatus::Exited(_) => {}
-        ExitStatus::OomKilled => eprintln!("ch01: the container was {status}"),
-        ExitStatus::Signaled(_) => eprintln!("ch01: the command was {status}"),
-    }
-    Ok(status.code())
+    run_in_foreground(&spec, "ch01")
 }
 
 /// No root and no `--userns`.

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
+use indicatif::HumanBytes;
 use lab01::namespaces::Namespace;
 use std::os::fd::AsRawFd;
 
@@ -77,7 +78,7 @@ pub fn run(_home: &Home, args: Args) -> Result<u8> {
     println!(
         "    {} layer(s), {} compressed",
         built.layers.len(),
-        crate::images::human(size)
+        HumanBytes(size)
     );
 
     step(2, "start a registry where kubia is private");

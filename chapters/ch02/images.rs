@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
+use indicatif::HumanBytes;
 use lab02::home::Home;
 use lab02::reference::Reference;
 
@@ -85,7 +86,7 @@ pub fn list(home: &Home) -> Result<u8> {
         println!(
             "{name:<40} {:<14} {:>10}",
             &short[..12.min(short.len())],
-            human(size)
+            HumanBytes(size).to_string()
         );
     }
     Ok(0)
@@ -147,12 +148,4 @@ pub fn load(home: &Home, args: LoadArgs) -> Result<u8> {
         println!("loaded {name}");
     }
     Ok(0)
-}
-
-pub fn human(bytes: u64) -> String {
-    match bytes {
-        b if b >= 1 << 20 => format!("{:.1} MiB", b as f64 / (1u64 << 20) as f64),
-        b if b >= 1 << 10 => format!("{:.1} KiB", b as f64 / 1024.0),
-        b => format!("{b} B"),
-    }
 }

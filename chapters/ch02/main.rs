@@ -11,6 +11,8 @@ use clap::{Parser, Subcommand};
 use lab02::home::Home;
 
 mod bench;
+#[path = "../common/container.rs"]
+mod container;
 mod demo;
 mod images;
 mod registry;

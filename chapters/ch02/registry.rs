@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
+use indicatif::HumanBytes;
 use lab02::client::{Client, Credentials, PullReport, PushReport};
 use lab02::home::Home;
 use lab02::reference::Reference;
@@ -87,7 +88,7 @@ pub fn show_push(r: &PushReport) -> String {
         r.manifest,
         r.blobs_sent,
         r.blobs_skipped,
-        crate::images::human(r.bytes_sent)
+        HumanBytes(r.bytes_sent)
     )
 }
 
@@ -100,7 +101,7 @@ pub fn show_pull(r: &PullReport) -> String {
         r.manifest,
         r.blobs_fetched,
         r.blobs_skipped,
-        crate::images::human(r.bytes_fetched)
+        HumanBytes(r.bytes_fetched)
     )
 }
 

@@ -1,11 +1,10 @@
 //! `ch02 run`: an image as a container (chapter 1's runtime underneath).
 
-use anyhow::{bail, Context, Result};
-use lab01::limits::{parse_cpus, parse_pids, parse_size, CpuQuota};
-use lab01::{Container, Resources};
+use anyhow::{Context, Result};
 use lab02::home::Home;
 use lab02::run::{container_spec, prepare_rootfs, Assembly};
 
+use crate::container::{run_in_foreground, LimitArgs};
 use crate::images::local;
 use crate::store;
 
@@ -16,12 +15,8 @@ pub struct Args {
     /// Hostname inside (default: the container's name).
     #[arg(long)]
     hostname: Option<String>,
-    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
-    memory: Option<u64>,
-    #[arg(long, value_name = "N", value_parser = parse_pids)]
-    pids: Option<u64>,
-    #[arg(long, value_name = "CPUS", value_parser = parse_cpus)]
-    cpus: Option<CpuQuota>,
+    #[command(flatten)]
+    limits: LimitArgs,
     /// Extract the layers into a directory instead of stacking them with overlayfs.
     #[arg(long)]
     flat: bool,
@@ -32,14 +27,7 @@ pub struct Args {
 
 pub fn run(home: &Home, args: Args) -> Result<i32> {
     let is_root = nix::unistd::geteuid().is_root();
-    let resources = Resources {
-        memory: args.memory,
-        pids: args.pids,
-        cpu: args.cpus,
-    };
-    if !is_root && !resources.is_empty() {
-        bail!("--memory, --pids and --cpus need cgroups, which need root: run ch02 with sudo");
-    }
+    let resources = args.limits.resources("ch02")?;
     let store = store(home)?;
     let name = local(&args.image)?;
     let desc = store.resolve(&name).with_context(|| {
@@ -69,13 +57,8 @@ pub fn run(home: &Home, args: Args) -> Result<i32> {
     if !is_root {
         spec.cgroup = false;
     }
-    let signals = lab01::signals::block_termination_signals();
-    let mut container = Container::spawn(&spec)?;
-    lab01::signals::forward_signals(signals, container.pid());
-    let status = container.wait()?;
+    let code = run_in_foreground(&spec, "ch02");
+    // The container's directory goes whether it ran or not.
     drop(rootfs);
-    if !matches!(status, lab01::ExitStatus::Exited(_)) {
-        eprintln!("ch02: the container was {status}");
-    }
-    Ok(status.code())
+    code
 }
