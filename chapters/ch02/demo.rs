@@ -28,13 +28,8 @@ pub struct Args {
     kubia: Option<PathBuf>,
 }
 
-// ANCHOR: dockerfile
-const DOCKERFILE: &str = r#"FROM scratch
-COPY . /
-EXPOSE 8080
-ENTRYPOINT ["/kubia", "--addr", "0.0.0.0:8080"]
-"#;
-// ANCHOR_END: dockerfile
+/// kubia's Dockerfile (the book shows the file).
+const DOCKERFILE: &str = include_str!("../kubia/Dockerfile");
 
 const USER: &str = "student";
 const PASSWORD: &str = "kubelings-demo";

@@ -42,6 +42,7 @@ fn hostname() -> String {
         .unwrap_or_else(|_| "unknown".into())
 }
 
+// ANCHOR: answer
 /// Reads the request head, answers, closes.
 fn answer(mut stream: TcpStream) -> std::io::Result<()> {
     let peer = stream.peer_addr()?;
@@ -57,8 +58,17 @@ fn answer(mut stream: TcpStream) -> std::io::Result<()> {
     let body = format!("You've hit {}\n", hostname());
     write!(
         stream,
-        "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
+        concat!(
+            "HTTP/1.1 200 OK\r\n",
+            "Content-Type: text/plain\r\n",
+            "Content-Length: {}\r\n",
+            "Connection: close\r\n",
+            "\r\n",
+            "{}"
+        ),
+        body.len(),
+        body
     )?;
     stream.flush()
 }
+// ANCHOR_END: answer
