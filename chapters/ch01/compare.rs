@@ -3,22 +3,11 @@
 //! the two views are printed side by side.
 
 use anyhow::{Context, Result};
+use indicatif::HumanBytes;
 use lab01::{run_captured_inspect, ContainerSpec, Resources, RootfsBuilder};
 
-// ANCHOR: script
-/// What a process can see of the machine it runs on.
-const SCRIPT: &str = r#"
-echo "kernel release=$(uname -r)"
-echo "hostname=$(hostname)"
-echo "PID of this shell=$$"
-set -- /proc/[0-9]*; echo "processes visible=$#"
-echo "network interfaces=$(echo $(ls /sys/class/net))"
-echo "mounts=$(wc -l < /proc/self/mounts)"
-echo "/ holds=$(echo $(ls /))"
-echo "user ID=$(id -u)"
-echo "capabilities=$(grep CapEff /proc/self/status | { read -r _ caps; echo "$caps"; })"
-"#;
-// ANCHOR_END: script
+/// What a process can see of the machine it runs on (the book shows the file).
+const SCRIPT: &str = include_str!("compare.sh");
 
 const LIMIT: u64 = 64 << 20;
 
@@ -67,11 +56,14 @@ pub fn rows() -> Result<Vec<(String, String, String)>> {
                 .find(|(k, _)| *k == what)
                 .map(|(_, v)| v.clone())
                 .unwrap_or_default();
-            (what, value, host_value)
+            if what == "capabilities" {
+                (what, with_count(&value), with_count(&host_value))
+            } else {
+                (what, value, host_value)
+            }
         })
         .collect();
-    let show =
-        |limit: Option<u64>| limit.map_or("none".to_string(), |b| format!("{} MiB", b >> 20));
+    let show = |limit: Option<u64>| limit.map_or("none".to_string(), |b| HumanBytes(b).to_string());
     rows.push((
         "memory limit".into(),
         show(limit),
@@ -80,14 +72,23 @@ pub fn rows() -> Result<Vec<(String, String, String)>> {
     Ok(rows)
 }
 
+/// Column widths: what, in the container, on the host (clipped), 80 in all.
+const WHAT: usize = 13;
+const INSIDE: usize = 40;
+const HOST: usize = 27;
+
 /// The table, with fixed column widths so it reads the same everywhere.
 pub fn table() -> Result<String> {
     let rows = rows()?;
-    let mut out = format!("{:<20}{:<42}{}\n", "", "in the container", "on the host");
+    let mut out = format!(
+        "{:<WHAT$}{:<INSIDE$}{}\n",
+        "", "in the container", "on the host"
+    );
     for (what, inside, host) in &rows {
-        out += &format!("{what:<20}{:<42}{}\n", clip(inside, 40), clip(host, 40));
+        let inside = clip(inside, INSIDE - 1);
+        out += &format!("{what:<WHAT$}{inside:<INSIDE$}{}\n", clip(host, HOST));
     }
-    if let Some((_, inside, host)) = rows.iter().find(|(w, _, _)| w == "kernel release") {
+    if let Some((_, inside, host)) = rows.iter().find(|(w, _, _)| w == "kernel") {
         out += if inside == host {
             "\nOne kernel: the container's system calls go to the host's own kernel.\n"
         } else {
@@ -95,6 +96,14 @@ pub fn table() -> Result<String> {
         };
     }
     Ok(out)
+}
+
+/// `CapEff`'s hexadecimal mask, with how many capabilities it holds.
+fn with_count(mask: &str) -> String {
+    match u64::from_str_radix(mask, 16) {
+        Ok(bits) => format!("{} ({mask})", bits.count_ones()),
+        Err(_) => mask.to_string(),
+    }
 }
 
 fn clip(text: &str, width: usize) -> String {
