@@ -25,7 +25,7 @@ use std::path::{Path, PathBuf};
 use oci_spec::image::{Descriptor, ImageConfiguration, ImageIndex, ImageManifest};
 use tempfile::NamedTempFile;
 
-use crate::digest::{Digest, DigestError, HashingWriter};
+use crate::digest::{Digest, DigestError, DigestWriter};
 use crate::reference::{Reference, ReferenceError};
 use crate::spec::{self, SpecError, ANNOTATION_REF_NAME, IMAGE_LAYOUT_VERSION};
 
@@ -75,7 +75,7 @@ pub struct ImageStore {
 /// Writes one blob, hashing as it goes; nothing is visible in the store
 /// until [`BlobWriter::commit`] has checked the digest.
 pub struct BlobWriter {
-    out: HashingWriter<BufWriter<NamedTempFile>>,
+    out: DigestWriter<BufWriter<NamedTempFile>>,
     dir: PathBuf,
 }
 
@@ -160,7 +160,7 @@ impl ImageStore {
             .tempfile_in(&dir)
             .map_err(io_at(&dir))?;
         Ok(BlobWriter {
-            out: HashingWriter::new(BufWriter::new(temp)),
+            out: DigestWriter::new(BufWriter::new(temp)),
             dir: self.blobs_dir(),
         })
     }

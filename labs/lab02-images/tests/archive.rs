@@ -1,4 +1,4 @@
-//! Self-checks for §2.2: saving images to one file and loading them back.
+//! Self-checks for §2.1: saving images to one file and loading them back.
 
 use std::collections::BTreeMap;
 use std::io::Cursor;

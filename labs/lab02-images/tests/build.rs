@@ -1,4 +1,4 @@
-//! Builds and runs (§2.6, §2.7): a Dockerfile with COPY, RUN and config
+//! Builds and runs (§2.5, §2.6): a Dockerfile with COPY, RUN and config
 //! steps over a base image made from this machine's programs, then the
 //! image as a container. Needs root (containers, overlayfs).
 

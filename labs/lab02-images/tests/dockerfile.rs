@@ -1,4 +1,4 @@
-//! The Dockerfile subset (§2.6): what is read, and what is refused and where.
+//! The Dockerfile subset (§2.5): what is read, and what is refused and where.
 
 use lab02::build::dockerfile::parse;
 

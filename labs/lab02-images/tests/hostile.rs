@@ -1,4 +1,4 @@
-//! Self-checks for §2.5: layers written to do harm. Each case is unpacked
+//! Self-checks for §2.4: layers written to do harm. Each case is unpacked
 //! into `rootfs/` inside a temporary directory, beside a `sentinel/`
 //! directory that must stay as it was; the host's /etc must too.
 //!

@@ -1,4 +1,4 @@
-//! Real tools accept our artefacts, and we accept theirs (§2.8): skopeo
+//! Real tools accept our artefacts, and we accept theirs (§2.7): skopeo
 //! copies through our registry (with and without credentials), umoci
 //! unpacks our layout and runc runs the bundle, oci-image-tool validates
 //! our layout, and our runtime runs an image that umoci built.

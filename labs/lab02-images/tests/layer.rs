@@ -1,4 +1,4 @@
-//! Self-checks for §2.3: layers as deterministic tar+gzip blobs, whiteouts,
+//! Self-checks for §2.2: layers as deterministic tar+gzip blobs, whiteouts,
 //! and finding what changed in a tree.
 
 mod common;
@@ -15,6 +15,7 @@ use lab02::layer::{
     append_entry, changes_between, list_layer, whiteout_path, write_layer, write_layer_from_dir,
     Change, Entry, EntryKind, LayerError,
 };
+use nix::sys::stat::{Mode, SFlag};
 
 /// Sets the mtime of `path` (a file or a directory, not a symlink).
 fn set_mtime(path: &Path, when: SystemTime) {
@@ -55,8 +56,7 @@ fn sample_tree(root: &Path) {
     let long = "a-directory-name-long-enough-that-the-path-needs-more-than-one-hundred-bytes";
     file(root, &format!("{long}/{long}/file"), "deep\n", 0o600);
     symlink(format!("{long}/{long}/file"), root.join("long-link")).unwrap();
-    let fifo = std::ffi::CString::new(root.join("fifo").to_str().unwrap()).unwrap();
-    assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
+    nix::unistd::mkfifo(&root.join("fifo"), Mode::from_bits_truncate(0o600)).expect("mkfifo");
 }
 
 fn layer_bytes(root: &Path) -> (Vec<u8>, lab02::layer::LayerInfo) {
@@ -402,22 +402,14 @@ fn overlay_upper_changes() {
     file(upper, "etc/motd", "hi\n", 0o644);
     file(upper, "opq/inside", "only this\n", 0o644);
     // overlayfs's own forms: a 0/0 character device, an opaque attribute.
-    let whiteout = std::ffi::CString::new(upper.join("etc/issue").to_str().unwrap()).unwrap();
-    assert_eq!(
-        unsafe { libc::mknod(whiteout.as_ptr(), libc::S_IFCHR, 0) },
-        0
-    );
-    let opq = std::ffi::CString::new(upper.join("opq").to_str().unwrap()).unwrap();
-    let set = unsafe {
-        libc::setxattr(
-            opq.as_ptr(),
-            c"trusted.overlay.opaque".as_ptr(),
-            b"y".as_ptr().cast(),
-            1,
-            0,
-        )
-    };
-    assert_eq!(set, 0, "{}", std::io::Error::last_os_error());
+    nix::sys::stat::mknod(
+        &upper.join("etc/issue"),
+        SFlag::S_IFCHR,
+        Mode::empty(),
+        nix::sys::stat::makedev(0, 0),
+    )
+    .expect("mknod a 0/0 character device");
+    xattr::set(upper.join("opq"), "trusted.overlay.opaque", b"y").expect("setxattr");
     let changes = lab02::layer::changes_from_overlay_upper(upper).unwrap();
     assert_eq!(
         changes,

@@ -1,4 +1,4 @@
-//! Self-checks for §2.2: manifests, configs and the image layout. Plain
+//! Self-checks for §2.1: manifests, configs and the image layout. Plain
 //! files in a temporary directory: no privileges needed.
 
 use std::collections::BTreeMap;

@@ -1,4 +1,4 @@
-//! Self-checks for §2.2: image references. Pure code: runs anywhere.
+//! Self-checks for §2.1: image references. Pure code: runs anywhere.
 
 use lab02::reference::{Reference, ReferenceError};
 use proptest::prelude::*;

@@ -1,4 +1,4 @@
-//! Self-checks for §2.5: applying layers onto a rootfs, with whiteouts, and
+//! Self-checks for §2.4: applying layers onto a rootfs, with whiteouts, and
 //! stacking extracted layers with overlayfs.
 
 mod common;

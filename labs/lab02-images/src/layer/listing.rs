@@ -9,7 +9,7 @@ use std::path::Path;
 
 use super::compression::uncompressed;
 use super::LayerError;
-use crate::digest::{Digest, Hasher};
+use crate::digest::{Digest, DigestWriter};
 
 /// One listed file.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -91,9 +91,9 @@ pub fn list_layer(layer: impl Read) -> Result<Vec<ListedEntry>, LayerError> {
             item.device = Some((major.unwrap_or(0), minor.unwrap_or(0)));
         }
         if item.kind == '-' {
-            let mut hasher = Hasher::new();
+            let mut hasher = DigestWriter::hasher();
             io::copy(&mut entry, &mut hasher).map_err(LayerError::Read)?;
-            item.content = Some(hasher.finish());
+            item.content = Some(hasher.finish().1);
         } else {
             item.link = item.link.filter(|_| matches!(item.kind, 'l' | 'h'));
         }

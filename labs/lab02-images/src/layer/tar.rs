@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use super::pgzip::ParallelGz;
 
 use super::{LayerError, LayerInfo, WHITEOUT_PREFIX};
-use crate::digest::HashingWriter;
+use crate::digest::DigestWriter;
 
 /// What kind of file an entry is, with what only that kind has.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -282,7 +282,7 @@ pub(crate) fn split_dev(dev: u64) -> (u32, u32) {
 // ANCHOR: layer_stream
 /// tar → hash (diff ID) → gzip → hash (digest) and count → `out`.
 pub(crate) struct LayerStream<W: Write> {
-    tar: tar::Builder<HashingWriter<ParallelGz<HashingWriter<W>>>>,
+    tar: tar::Builder<DigestWriter<ParallelGz<DigestWriter<W>>>>,
 }
 
 impl<W: Write> LayerStream<W> {
@@ -290,9 +290,9 @@ impl<W: Write> LayerStream<W> {
         // Gzip members without a name or a time, at level 1 (a few percent
         // bigger than the default level 6, several times faster), on every
         // core: see pgzip.rs.
-        let gzip = ParallelGz::new(HashingWriter::new(out));
+        let gzip = ParallelGz::new(DigestWriter::new(out));
         LayerStream {
-            tar: tar::Builder::new(HashingWriter::new(gzip)),
+            tar: tar::Builder::new(DigestWriter::new(gzip)),
         }
     }
     // ANCHOR_END: layer_stream
