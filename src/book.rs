@@ -4,13 +4,30 @@
 //! mostly just warns; the check here turns each broken reference into a
 //! problem with its file and line, so a renamed anchor or heading fails the
 //! tests instead of silently emptying a code listing.
+//!
+//! The build runs [`Listings`] before mdBook's own include preprocessor: it
+//! shows lab code as the student's starter shows it (no answer above its
+//! exercise), without markers, anchors and `cfg` lines, dedented, and adds
+//! the Solutions appendix ([`expand`]). The check also looks at the pages
+//! as expanded ([`lint`]): no reference body outside the appendix, code and
+//! output within 80 columns, every picture present and shown.
+
+pub mod expand;
+pub mod lint;
+pub mod listing;
 
 use std::collections::HashSet;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use mdbook_driver::book::{Book, BookItem, Chapter};
+use mdbook_driver::builtin_preprocessors::{IndexPreprocessor, LinkPreprocessor};
+use mdbook_driver::builtin_renderers::MarkdownRenderer;
 use mdbook_driver::config::Config;
 use mdbook_driver::MDBook;
+use mdbook_preprocessor::{Preprocessor, PreprocessorContext};
+
+use expand::{Exercises, PageLine, SOLUTIONS_PAGE, SOLUTIONS_TITLE};
 use mdbook_markdown::pulldown_cmark::{Event, Tag, TagEnd};
 use mdbook_markdown::{new_cmark_parser, MarkdownOptions};
 
@@ -27,13 +44,27 @@ pub enum BookError {
     Build(String),
 }
 
-/// One broken reference.
+/// One problem of the book, at a file and line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problem {
     /// Relative to the directory holding `book/` (the workspace root).
     pub file: PathBuf,
     pub line: usize,
     pub message: String,
+    pub kind: ProblemKind,
+}
+
+/// What kind of problem, so tests can tell them apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProblemKind {
+    /// An include, anchor, link or SUMMARY entry that does not resolve.
+    Reference,
+    /// A reference solution shown outside the Solutions appendix.
+    Answer,
+    /// A code or output line wider than 80 columns.
+    Width,
+    /// A picture missing, or shown on no page.
+    Picture,
 }
 
 impl fmt::Display for Problem {
@@ -137,7 +168,7 @@ fn load_config(book_dir: &Path) -> Result<Config, BookError> {
 pub fn check(book_dir: &Path) -> Result<Vec<Problem>, BookError> {
     let config = load_config(book_dir)?;
     let src = book_dir.join(&config.book.src);
-    let shown_root = book_dir.parent().unwrap_or(book_dir).to_path_buf();
+    let shown_root = expand::normalize(book_dir.parent().unwrap_or(book_dir));
     let mut pages = Vec::new();
     markdown_files(&src, &mut pages)?;
     pages.sort();
@@ -147,6 +178,7 @@ pub fn check(book_dir: &Path) -> Result<Vec<Problem>, BookError> {
         problems: Vec::new(),
     };
     let summary = src.join("SUMMARY.md");
+    let mut texts = Vec::new();
     if !summary.is_file() {
         checker.problem(&summary, 1, "SUMMARY.md is missing".into());
     }
@@ -157,7 +189,9 @@ pub fn check(book_dir: &Path) -> Result<Vec<Problem>, BookError> {
         })?;
         checker.includes(page, &text);
         checker.links(page, &text, page == &summary);
+        texts.push((page.clone(), text));
     }
+    checker.reader_view(&src, &texts)?;
     Ok(checker.problems)
 }
 
@@ -186,15 +220,57 @@ struct Checker {
 }
 
 impl Checker {
+    /// The checks of what the reader sees: answers, widths and pictures.
+    fn reader_view(&mut self, src: &Path, pages: &[(PathBuf, String)]) -> Result<(), BookError> {
+        let exercises = Exercises::load(&self.shown_root)?;
+        let reference = exercises.reference_lines();
+        let mut found = Vec::new();
+        for (page, text) in pages {
+            if page.file_name().is_some_and(|n| n == "SUMMARY.md") {
+                continue;
+            }
+            let lines = exercises.expand(page, text);
+            for f in lint::leaks(&lines, &reference) {
+                found.push((ProblemKind::Answer, f));
+            }
+            for f in lint::widths(&lines, page, &self.shown(page)) {
+                found.push((ProblemKind::Width, f));
+            }
+        }
+        let solutions = exercises.solutions_page(src);
+        let page = src.join(SOLUTIONS_PAGE);
+        for f in lint::widths(&solutions, &page, &self.shown(&page)) {
+            found.push((ProblemKind::Width, f));
+        }
+        for f in lint::pictures(src, pages) {
+            found.push((ProblemKind::Picture, f));
+        }
+        found.dedup();
+        for (kind, (file, line, message)) in found {
+            self.problem_of(kind, &file, line, message);
+        }
+        Ok(())
+    }
+
+    /// A path as problems show it: relative to the workspace root.
+    fn shown(&self, path: &Path) -> PathBuf {
+        let path = expand::normalize(path);
+        path.strip_prefix(&self.shown_root)
+            .map(Path::to_path_buf)
+            .unwrap_or(path)
+    }
+
     fn problem(&mut self, file: &Path, line: usize, message: String) {
-        let file = file
-            .strip_prefix(&self.shown_root)
-            .unwrap_or(file)
-            .to_path_buf();
+        self.problem_of(ProblemKind::Reference, file, line, message);
+    }
+
+    fn problem_of(&mut self, kind: ProblemKind, file: &Path, line: usize, message: String) {
+        let file = self.shown(file);
         self.problems.push(Problem {
             file,
             line,
             message,
+            kind,
         });
     }
 
@@ -386,17 +462,97 @@ fn directives(text: &str) -> Vec<Directive<'_>> {
     out
 }
 
+/// Shows lab code as the starter has it and adds the Solutions appendix;
+/// runs before mdBook's `links`, which expands the includes left over.
+pub struct Listings {
+    exercises: Exercises,
+}
+
+impl Listings {
+    pub const NAME: &'static str = "kubelings-listings";
+
+    /// The exercises of the workbook at `root` (the directory of `book/`).
+    pub fn load(root: &Path) -> Result<Listings, BookError> {
+        Ok(Listings {
+            exercises: Exercises::load(root)?,
+        })
+    }
+}
+
+fn joined(lines: Vec<PageLine>) -> String {
+    let mut text = String::new();
+    for line in lines {
+        text.push_str(&line.text);
+        text.push('\n');
+    }
+    text
+}
+
+impl Preprocessor for Listings {
+    fn name(&self) -> &str {
+        Self::NAME
+    }
+
+    fn run(
+        &self,
+        ctx: &PreprocessorContext,
+        mut book: Book,
+    ) -> mdbook_driver::errors::Result<Book> {
+        let src = ctx.root.join(&ctx.config.book.src);
+        book.for_each_chapter_mut(|chapter| {
+            if let Some(path) = &chapter.source_path {
+                let lines = self.exercises.expand(&src.join(path), &chapter.content);
+                chapter.content = joined(lines);
+            }
+        });
+        let solutions = joined(self.exercises.solutions_page(&src));
+        book.push_item(BookItem::Chapter(Chapter::new(
+            SOLUTIONS_TITLE,
+            solutions,
+            SOLUTIONS_PAGE,
+            Vec::new(),
+        )));
+        Ok(book)
+    }
+}
+
+/// The book loaded with its preprocessors in order: [`Listings`], then
+/// mdBook's `links` and `index`.
+fn load(book_dir: &Path, mut config: Config) -> Result<MDBook, BookError> {
+    // Never write placeholder chapters into the sources.
+    config.build.create_missing = false;
+    // The defaults come back below, after ours.
+    config.build.use_default_preprocessors = false;
+    let root = expand::normalize(book_dir.parent().unwrap_or(book_dir));
+    let listings = Listings::load(&root)?;
+    let mut book = MDBook::load_with_config(book_dir, config)
+        .map_err(|e| BookError::Build(format!("{e:#}")))?;
+    book.with_preprocessor(listings)
+        .with_preprocessor(LinkPreprocessor::new())
+        .with_preprocessor(IndexPreprocessor::new());
+    Ok(book)
+}
+
+/// The chapters as the renderer gets them: (path in `src`, Markdown).
+pub fn preprocessed(book_dir: &Path) -> Result<Vec<(PathBuf, String)>, BookError> {
+    let book = load(book_dir, load_config(book_dir)?)?;
+    let (book, _) = book
+        .preprocess_book(&MarkdownRenderer::new())
+        .map_err(|e| BookError::Build(format!("{e:#}")))?;
+    Ok(book
+        .chapters()
+        .filter_map(|c| Some((c.path.clone()?, c.content.clone())))
+        .collect())
+}
+
 /// Builds the book with mdBook into `out_dir` (default: book.toml's
 /// `build-dir`) and returns the path of its `index.html`.
 pub fn build(book_dir: &Path, out_dir: Option<&Path>) -> Result<PathBuf, BookError> {
     let mut config = load_config(book_dir)?;
-    // Never write placeholder chapters into the sources.
-    config.build.create_missing = false;
     if let Some(out) = out_dir {
         config.build.build_dir = out.to_path_buf();
     }
-    let book = MDBook::load_with_config(book_dir, config)
-        .map_err(|e| BookError::Build(format!("{e:#}")))?;
+    let book = load(book_dir, config)?;
     book.build()
         .map_err(|e| BookError::Build(format!("{e:#}")))?;
     Ok(book.build_dir_for("html").join("index.html"))
