@@ -6,9 +6,9 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+#[path = "../common/mod.rs"]
+mod common;
 mod compare;
-#[path = "../common/container.rs"]
-mod container;
 mod run;
 mod startup;
 
@@ -33,7 +33,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli: Cli = common::cli::parse("ch01");
     let result = match cli.command {
         Command::Run(args) => run::run(args),
         Command::Compare => compare::print(),
@@ -42,7 +42,10 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => ExitCode::from(code as u8),
         Err(e) => {
-            eprintln!("ch01: {e:#}");
+            eprintln!(
+                "{}",
+                common::cli::wrap(&format!("ch01: {e:#}"), common::cli::WIDTH)
+            );
             ExitCode::from(run::error_code(&e))
         }
     }

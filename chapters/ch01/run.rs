@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Context, Result};
 use lab01::{ContainerSpec, RootfsBuilder};
 
-use crate::container::{run_in_foreground, LimitArgs};
+use crate::common::container::{run_in_foreground, LimitArgs};
 
 #[derive(clap::Args)]
 pub struct Args {

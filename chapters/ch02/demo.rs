@@ -67,7 +67,7 @@ pub fn run(_home: &Home, args: Args) -> Result<u8> {
         &steps,
         &context,
         "kubia:v1",
-        &mut |l| println!("    {l}"),
+        &mut |l| indented(&l),
     )?;
     let size: u64 = built.layers.iter().map(|l| l.size).sum();
     println!(
@@ -95,7 +95,7 @@ pub fn run(_home: &Home, args: Args) -> Result<u8> {
     let creds = Credentials::new(USER, PASSWORD);
     let client = Client::new(Some(creds)).quiet(true);
     let pushed = client.push(&laptop_store, &target.local_name(), &target)?;
-    println!("    {}", crate::registry::show_push(&pushed));
+    indented(&crate::registry::show_push(&pushed));
 
     step(
         4,
@@ -104,10 +104,10 @@ pub fn run(_home: &Home, args: Args) -> Result<u8> {
     let server_store = ImageStore::open(&server.images())?;
     match Client::new(None).quiet(true).pull(&server_store, &target) {
         Ok(_) => bail!("an anonymous pull of a private repository succeeded"),
-        Err(e) => println!("    refused: {e}"),
+        Err(e) => indented(&format!("refused: {e}")),
     }
     let pulled = client.pull(&server_store, &target)?;
-    println!("    {}", crate::registry::show_pull(&pulled));
+    indented(&crate::registry::show_pull(&pulled));
 
     step(5, "run it on the second computer");
     let desc = server_store.resolve(&target.local_name())?;
@@ -149,6 +149,14 @@ pub fn run(_home: &Home, args: Args) -> Result<u8> {
 
 fn step(n: u32, what: &str) {
     println!("{n}. {what}");
+}
+
+/// Lines under a step, indented and folded to 80 columns.
+fn indented(text: &str) {
+    let width = crate::common::cli::WIDTH - 4;
+    for line in crate::common::cli::wrap(text, width).lines() {
+        println!("    {line}");
+    }
 }
 
 // ANCHOR: http_get_in

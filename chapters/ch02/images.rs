@@ -76,7 +76,7 @@ pub fn build(home: &Home, args: BuildArgs) -> Result<u8> {
 
 pub fn list(home: &Home) -> Result<u8> {
     let store = store(home)?;
-    println!("{:<40} {:<14} {:>10}", "IMAGE", "DIGEST", "SIZE");
+    println!("{:<40} {:<14} SIZE", "IMAGE", "DIGEST");
     for (name, desc) in store.images()? {
         let manifest = store.manifest(&desc)?;
         let size: u64 =
@@ -84,9 +84,9 @@ pub fn list(home: &Home) -> Result<u8> {
         let digest = desc.digest().to_string();
         let short = digest.strip_prefix("sha256:").unwrap_or(&digest);
         println!(
-            "{name:<40} {:<14} {:>10}",
+            "{name:<40} {:<14} {}",
             &short[..12.min(short.len())],
-            HumanBytes(size).to_string()
+            HumanBytes(size)
         );
     }
     Ok(0)

@@ -11,8 +11,8 @@ use clap::{Parser, Subcommand};
 use lab02::home::Home;
 
 mod bench;
-#[path = "../common/container.rs"]
-mod container;
+#[path = "../common/mod.rs"]
+mod common;
 mod demo;
 mod images;
 mod registry;
@@ -66,7 +66,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli: Cli = common::cli::parse("ch02");
     let home = cli.home.map(Home::at).unwrap_or_else(Home::from_env);
     let result = match cli.command {
         Command::Base(args) => images::base(&home, args),
@@ -87,7 +87,10 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            eprintln!("ch02: {e:#}");
+            eprintln!(
+                "{}",
+                common::cli::wrap(&format!("ch02: {e:#}"), common::cli::WIDTH)
+            );
             ExitCode::from(1)
         }
     }

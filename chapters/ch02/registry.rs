@@ -80,28 +80,34 @@ pub fn client_for(home: &Home, reference: &Reference) -> Result<Client> {
     Ok(Client::new(creds))
 }
 
-/// One line on what a push did.
+/// What a push did, in lines of at most 80 columns; the last is the
+/// manifest's digest, the name of the image pushed.
 pub fn show_push(r: &PushReport) -> String {
     format!(
-        "pushed {} ({}): {} blob(s) sent, {} already there, {}",
+        "pushed {}\n  {} blob(s) sent ({}), {} already there\n  {}",
         r.reference,
-        r.manifest,
         r.blobs_sent,
+        HumanBytes(r.bytes_sent),
         r.blobs_skipped,
-        HumanBytes(r.bytes_sent)
+        r.manifest
     )
 }
 
-/// One line on what a pull did.
+/// What a pull did, in lines of at most 80 columns; the last is the
+/// manifest's digest.
 pub fn show_pull(r: &PullReport) -> String {
+    let stored = if r.local_name == r.reference {
+        String::new()
+    } else {
+        format!("\n  stored as {}", r.local_name)
+    };
     format!(
-        "pulled {} as {} ({}): {} blob(s) fetched, {} already here, {}",
+        "pulled {}{stored}\n  {} blob(s) fetched ({}), {} already here\n  {}",
         r.reference,
-        r.local_name,
-        r.manifest,
         r.blobs_fetched,
+        HumanBytes(r.bytes_fetched),
         r.blobs_skipped,
-        HumanBytes(r.bytes_fetched)
+        r.manifest
     )
 }
 

@@ -4,7 +4,7 @@ use anyhow::{Context, Result};
 use lab02::home::Home;
 use lab02::run::{container_spec, prepare_rootfs, Assembly};
 
-use crate::container::{run_in_foreground, LimitArgs};
+use crate::common::container::{run_in_foreground, LimitArgs};
 use crate::images::local;
 use crate::store;
 
