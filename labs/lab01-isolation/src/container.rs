@@ -3,12 +3,11 @@
 //! removes its cgroup, so no path (error, panic, early return) leaks one.
 
 use std::ffi::CString;
-use std::io::Read;
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
-use std::os::unix::ffi::OsStrExt;
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
@@ -18,7 +17,7 @@ use nix::unistd::{pipe2, Pid};
 
 use crate::capabilities;
 use crate::cgroup::Cgroup;
-use crate::child::{self, Plan, RootfsPlan, Stage};
+use crate::child::{self, Launch, Plan, RootfsPlan, Stage};
 use crate::error::{Error, Result};
 use crate::init::Ended;
 use crate::limits::Resources;
@@ -58,6 +57,10 @@ pub struct ContainerSpec {
     /// The (uid, gid) the command runs as; `None`: root of the container.
     pub user: Option<(u32, u32)>,
     pub stdio: [Stdio; 3],
+    /// Kill the container if it has not ended this long after it was
+    /// spawned: [`Container::wait`] then fails with [`Error::Timeout`].
+    /// `None`: wait as long as it takes.
+    pub timeout: Option<Duration>,
 }
 
 impl ContainerSpec {
@@ -80,6 +83,7 @@ impl ContainerSpec {
             capabilities: capabilities::default_mask(),
             user: None,
             stdio: [Stdio::Inherit; 3],
+            timeout: None,
         }
     }
 
@@ -121,6 +125,19 @@ impl ContainerSpec {
 
     pub fn stdio(mut self, stdin: Stdio, stdout: Stdio, stderr: Stdio) -> Self {
         self.stdio = [stdin, stdout, stderr];
+        self
+    }
+
+    /// Kills the container if it runs longer than `limit` (see [`ContainerSpec::timeout`]).
+    pub fn timeout(mut self, limit: Duration) -> Self {
+        self.timeout = Some(limit);
+        self
+    }
+
+    /// Only these new namespaces (and no others): a test of one exercise
+    /// asks for what it checks, nothing a later exercise provides.
+    pub fn namespaces(mut self, kinds: &[Namespace]) -> Self {
+        self.namespaces = kinds.to_vec();
         self
     }
 
@@ -183,10 +200,15 @@ pub struct Container {
     status_read: OwnedFd,
     cgroup: Option<Cgroup>,
     status: Option<ExitStatus>,
+    /// When [`ContainerSpec::timeout`] runs out.
+    deadline: Option<Instant>,
+    timeout: Option<Duration>,
+    reaper_panic: Option<String>,
 }
 
-/// How long init may take to report that the command started.
-const START_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long init may take to report that the command started. Setup is a
+/// few milliseconds of system calls; this only catches a step that hangs.
+const START_TIMEOUT: Duration = Duration::from_secs(20);
 
 static NEXT_ID: AtomicU32 = AtomicU32::new(0);
 
@@ -194,7 +216,12 @@ impl Container {
     // ANCHOR: spawn
     /// Creates the namespaces and the cgroup, sets up the filesystem, and
     /// starts the command. Returns once the command is executing.
+    ///
+    /// The container dies with the thread that spawned it (its init has
+    /// `PR_SET_PDEATHSIG`): spawn from a thread that outlives it.
     pub fn spawn(spec: &ContainerSpec) -> Result<Container> {
+        // Keeps the constructor that turns this program into init linked in.
+        child::touch_init_hook();
         let name = format!(
             "kubelings-{}-{}",
             std::process::id(),
@@ -212,7 +239,9 @@ impl Container {
             }
         }
         let is_root = nix::unistd::geteuid().is_root();
+        let spec = &with_user_namespace_if_needed(spec, is_root);
         let cgroup = if is_root && spec.cgroup {
+            sweep_stale_cgroups();
             Some(Cgroup::create(&name, &spec.resources)?)
         } else if !spec.resources.is_empty() {
             return Err(Error::Unsupported(if is_root {
@@ -228,22 +257,28 @@ impl Container {
         let (report_read, report_write) = pipe()?;
         let (status_read, status_write) = pipe()?;
         let join_files = open_joins(spec)?;
-        let plan = build_plan(
+        let plan = build_plan(spec, is_root, &report_write, &status_write, &join_files)?;
+        let plan_file = write_plan(&plan)?;
+        let exe = std::fs::File::open("/proc/self/exe")
+            .map_err(|e| Error::io("open", "/proc/self/exe", e))?;
+        let launch = build_launch(
             spec,
-            is_root,
+            exe.as_raw_fd(),
+            plan_file.as_raw_fd(),
             &sync_read,
             &report_write,
             &status_write,
             &join_files,
-        )?;
+        );
 
-        let mut stack = vec![0u8; 256 * 1024];
+        let mut stack = vec![0u8; 64 * 1024];
         let flags = namespaces::clone_flags(&spec.namespaces);
-        // SAFETY: the child only runs `child::run`, which makes system calls on
-        // data prepared above and never returns.
+        // SAFETY: the child only runs `child::exec_init`, which makes
+        // async-signal-safe system calls on data prepared above and then
+        // executes init (or exits); it never returns into our code.
         let init = unsafe {
             nix::sched::clone(
-                Box::new(|| child::run(&plan)),
+                Box::new(|| child::exec_init(&launch)),
                 &mut stack,
                 flags,
                 Some(libc::SIGCHLD),
@@ -251,6 +286,7 @@ impl Container {
         }
         .map_err(|e| Error::sys(clone_hint(e, spec), e))?;
         drop((sync_read, report_write, status_write, join_files));
+        drop((plan_file, exe, launch));
 
         let mut container = Container {
             name,
@@ -258,6 +294,9 @@ impl Container {
             status_read,
             cgroup,
             status: None,
+            deadline: spec.timeout.map(|t| Instant::now() + t),
+            timeout: spec.timeout,
+            reaper_panic: None,
         };
         if spec.has(Namespace::User) {
             write_id_maps(init)?;
@@ -277,22 +316,35 @@ impl Container {
     fn await_start(&mut self, report: OwnedFd, spec: &ContainerSpec) -> Result<()> {
         let mut file = std::fs::File::from(report);
         let mut started = false;
-        let mut record = [0u8; 8];
+        let mut header = [0u8; 12];
+        let deadline = Instant::now() + START_TIMEOUT;
         loop {
-            if !wait_readable(&file, START_TIMEOUT) {
-                return Err(Error::InitDied(format!(
-                    "no word from it within {}s",
-                    START_TIMEOUT.as_secs()
-                )));
+            if !wait_readable(&file, deadline) {
+                self.kill_now();
+                return Err(Error::Timeout {
+                    name: self.name.clone(),
+                    what: "start",
+                    after: START_TIMEOUT,
+                });
             }
-            match file.read_exact(&mut record) {
+            match file.read_exact(&mut header) {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => break,
                 Err(e) => return Err(Error::io("read", "the container's report pipe", e)),
             }
-            match child::decode_report(record) {
+            let (stage, errno, len) = child::decode_report(header);
+            let mut message = vec![0u8; len];
+            if file.read_exact(&mut message).is_err() {
+                message.clear();
+            }
+            match (stage, errno) {
                 (Some(Stage::Started), _) => started = true,
-                (Some(stage), child::PANICKED) => return Err(Error::SetupPanicked(stage)),
+                (Some(stage), child::PANICKED) => {
+                    return Err(Error::SetupPanicked {
+                        stage,
+                        message: String::from_utf8_lossy(&message).into_owned(),
+                    })
+                }
                 (Some(Stage::Exec), errno) if errno == libc::ENOENT || errno == libc::ENOTDIR => {
                     return Err(Error::CommandNotFound(spec.args[0].clone()))
                 }
@@ -309,7 +361,7 @@ impl Container {
         if started {
             Ok(())
         } else {
-            let status = self.wait()?;
+            let status = self.wait_timeout(START_TIMEOUT)?;
             Err(Error::InitDied(status.to_string()))
         }
     }
@@ -333,6 +385,14 @@ impl Container {
         self.cgroup.as_ref()
     }
 
+    /// After [`Container::wait`]: the panic message of init's reaper
+    /// (`init::reap_children`), if it panicked. Init then waited for the
+    /// command alone, so its exit status still arrived, but orphans stayed
+    /// zombies.
+    pub fn reaper_panic(&self) -> Option<&str> {
+        self.reaper_panic.as_deref()
+    }
+
     /// Sends `signal` to init, which passes it on to the command.
     /// SIGKILL goes to init itself, which takes the whole container down.
     pub fn signal(&self, signal: Signal) -> Result<()> {
@@ -345,8 +405,48 @@ impl Container {
         }
     }
 
-    /// Waits for the command to end, then removes the cgroup.
+    /// Waits for the command to end, then removes the cgroup. With a
+    /// [`ContainerSpec::timeout`], kills the container when it runs out and
+    /// fails with [`Error::Timeout`].
     pub fn wait(&mut self) -> Result<ExitStatus> {
+        match (self.deadline, self.timeout) {
+            (Some(deadline), Some(limit)) => self.wait_until(deadline, limit),
+            _ => self.reap(),
+        }
+    }
+
+    /// Like [`Container::wait`], for at most `limit`: then the container
+    /// is killed and the error names it.
+    pub fn wait_timeout(&mut self, limit: Duration) -> Result<ExitStatus> {
+        self.wait_until(Instant::now() + limit, limit)
+    }
+
+    fn wait_until(&mut self, deadline: Instant, limit: Duration) -> Result<ExitStatus> {
+        if let Some(status) = self.status {
+            return Ok(status);
+        }
+        // Init writes the status just before it exits; end of file if it died.
+        if !wait_readable(&self.status_read, deadline) {
+            self.kill_now();
+            return Err(Error::Timeout {
+                name: self.name.clone(),
+                what: "exit",
+                after: limit,
+            });
+        }
+        self.reap()
+    }
+
+    /// Kills init (and so the container) and reaps it, ignoring errors.
+    fn kill_now(&mut self) {
+        if self.status.is_none() {
+            let _ = kill(self.init, Signal::SIGKILL);
+            let _ = self.reap();
+        }
+    }
+
+    /// Reaps init, reads how the command ended, removes the cgroup.
+    fn reap(&mut self) -> Result<ExitStatus> {
         if let Some(status) = self.status {
             return Ok(status);
         }
@@ -357,14 +457,21 @@ impl Container {
                 Err(e) => return Err(Error::sys("wait for the container", e)),
             }
         };
-        let mut bytes = [0u8; 8];
         let mut file = std::fs::File::from(
             self.status_read
                 .try_clone()
                 .map_err(|e| Error::io("read", "the container's status pipe", e))?,
         );
+        let mut bytes = [0u8; 8];
         let read = file.read_exact(&mut bytes).is_ok();
+        let mut note = Vec::new();
+        if read {
+            let _ = file.take(child::MAX_MESSAGE as u64).read_to_end(&mut note);
+        }
         let panicked = read && bytes == Ended::PANICKED;
+        if !note.is_empty() {
+            self.reaper_panic = Some(String::from_utf8_lossy(&note).into_owned());
+        }
         let reported = if read {
             child::decode_status(bytes)
         } else {
@@ -388,7 +495,9 @@ impl Container {
             cg.remove()?;
         }
         if panicked {
-            return Err(Error::InitPanicked);
+            return Err(Error::InitPanicked(
+                self.reaper_panic.clone().unwrap_or_default(),
+            ));
         }
         Ok(status)
     }
@@ -396,12 +505,47 @@ impl Container {
 
 impl Drop for Container {
     fn drop(&mut self) {
-        if self.status.is_none() {
-            let _ = kill(self.init, Signal::SIGKILL);
-            let _ = self.wait();
-        }
+        self.kill_now();
     }
 }
+
+/// Without root, a container gets a user namespace (if it creates any
+/// namespace and joins no user namespace): there it is root, and may set
+/// its hostname, mount, pivot_root.
+fn with_user_namespace_if_needed(spec: &ContainerSpec, is_root: bool) -> ContainerSpec {
+    let mut spec = spec.clone();
+    let joins_user = spec.join.iter().any(|(kind, _)| *kind == Namespace::User);
+    if !is_root && !spec.namespaces.is_empty() && !spec.has(Namespace::User) && !joins_user {
+        spec.namespaces.push(Namespace::User);
+    }
+    spec
+}
+
+/// Removes the cgroups that containers of a dead runtime left behind
+/// (`kubelings-PID-N` whose PID is gone), once per process. A cgroup that
+/// still holds processes stays (rmdir fails): it is not ours to kill.
+fn sweep_stale_cgroups() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        for dir in crate::cgroup::find_leftovers("kubelings-") {
+            let owner = dir
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.strip_prefix("kubelings-"))
+                .and_then(|rest| rest.split('-').next())
+                .and_then(|pid| pid.parse::<i32>().ok());
+            let Some(owner) = owner else { continue };
+            let gone = matches!(kill(Pid::from_raw(owner), None), Err(Errno::ESRCH));
+            if owner != std::process::id() as i32 && gone {
+                let _ = std::fs::remove_dir(&dir);
+            }
+        }
+    });
+}
+
+/// How long [`run_captured`] waits for the output pipes to close after the
+/// container ended (a process that escaped it might hold them open).
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Runs a container to the end and collects what it printed.
 pub fn run_captured(spec: &ContainerSpec) -> Result<Output> {
@@ -423,39 +567,47 @@ pub fn run_captured_inspect<T>(
     );
     let mut container = Container::spawn(&spec)?;
     drop((out_write, err_write));
-    let inspected = inspect(&container);
-    let stderr = std::thread::spawn(move || read_all(err_read));
+    // Both streams are drained at once, so a chatty command never blocks.
     let stdout = read_all(out_read);
+    let stderr = read_all(err_read);
+    let inspected = inspect(&container);
     let status = container.wait()?;
-    let stderr = stderr.join().unwrap_or_default();
     let output = Output {
         status,
-        stdout,
-        stderr,
+        stdout: stdout.recv_timeout(DRAIN_TIMEOUT).unwrap_or_default(),
+        stderr: stderr.recv_timeout(DRAIN_TIMEOUT).unwrap_or_default(),
     };
     Ok((output, inspected))
 }
 
-fn read_all(fd: OwnedFd) -> String {
-    let mut text = String::new();
-    let _ = std::fs::File::from(fd).read_to_string(&mut text);
-    text
+/// Reads `fd` to its end on a thread of its own.
+fn read_all(fd: OwnedFd) -> std::sync::mpsc::Receiver<String> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut bytes = Vec::new();
+        let _ = std::fs::File::from(fd).read_to_end(&mut bytes);
+        let _ = tx.send(String::from_utf8_lossy(&bytes).into_owned());
+    });
+    rx
 }
 
 fn pipe() -> Result<(OwnedFd, OwnedFd)> {
     pipe2(OFlag::O_CLOEXEC).map_err(|e| Error::sys("create a pipe", e))
 }
 
-fn wait_readable(file: &std::fs::File, timeout: Duration) -> bool {
+/// Waits until `fd` is readable (or at end of file); false at `deadline`.
+fn wait_readable(fd: &impl AsFd, deadline: Instant) -> bool {
     use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-    use std::os::fd::AsFd;
-    let mut fds = [PollFd::new(file.as_fd(), PollFlags::POLLIN)];
-    let ms = PollTimeout::try_from(timeout.as_millis() as i32).unwrap_or(PollTimeout::MAX);
+    let mut fds = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
     loop {
-        match poll(&mut fds, ms) {
-            Ok(0) => return false,
+        let left = deadline.saturating_duration_since(Instant::now());
+        // Rounded up, so a deadline a fraction of a millisecond away is not busy-waited.
+        let ms = i32::try_from(left.as_millis() + 1).unwrap_or(i32::MAX);
+        let timeout = PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX);
+        match poll(&mut fds, timeout) {
+            Ok(0) if Instant::now() >= deadline => return false,
+            Ok(0) | Err(Errno::EINTR) => continue,
             Ok(_) => return true,
-            Err(Errno::EINTR) => continue,
             Err(_) => return true,
         }
     }
@@ -477,36 +629,90 @@ fn cstring(text: impl AsRef<[u8]>, what: &str) -> Result<CString> {
         .map_err(|_| Error::Unsupported(format!("{what} contains a NUL byte")))
 }
 
-fn path_cstring(path: &Path) -> Result<CString> {
-    cstring(path.as_os_str().as_bytes(), "a path")
+/// A string for the plan: no NUL byte (init makes C strings of it), UTF-8
+/// (the plan is JSON).
+fn plain(text: &str, what: &str) -> Result<String> {
+    cstring(text, what).map(|_| text.to_string())
 }
 
-// ANCHOR: build_plan
-fn build_plan(
+fn path_string(path: &Path) -> Result<String> {
+    let text = path
+        .to_str()
+        .ok_or_else(|| Error::Unsupported(format!("the path {path:?} is not UTF-8")))?;
+    plain(text, "a path")
+}
+
+/// The plan, as JSON in a memfd that init reads.
+fn write_plan(plan: &Plan) -> Result<std::fs::File> {
+    use nix::sys::memfd::{memfd_create, MFdFlags};
+    let json = serde_json::to_vec(plan)
+        .map_err(|e| Error::Unsupported(format!("cannot encode the plan: {e}")))?;
+    let fd = memfd_create(c"kubelings-plan", MFdFlags::MFD_CLOEXEC)
+        .map_err(|e| Error::sys("create the plan's memfd", e))?;
+    let mut file = std::fs::File::from(fd);
+    let io = |e| Error::io("write", "the plan's memfd", e);
+    file.write_all(&json).map_err(io)?;
+    std::io::Seek::rewind(&mut file).map_err(io)?;
+    Ok(file)
+}
+
+/// What the cloned child needs to execute init, as raw pointers.
+fn build_launch(
     spec: &ContainerSpec,
-    is_root: bool,
+    exe: RawFd,
+    plan_fd: RawFd,
     sync_read: &OwnedFd,
     report_write: &OwnedFd,
     status_write: &OwnedFd,
     joins: &[(Namespace, std::fs::File)],
-) -> Result<Plan> {
-    let mut strings = Vec::new();
-    let mut pointers = |list: &[String], what: &str| -> Result<Vec<*const libc::c_char>> {
-        let mut ptrs = Vec::with_capacity(list.len() + 1);
-        for item in list {
-            let s = cstring(item, what)?;
-            ptrs.push(s.as_ptr());
-            strings.push(s);
+) -> Launch {
+    let mut strings = vec![
+        c"init".to_owned(),
+        CString::new(child::init_env(plan_fd)).unwrap_or_default(),
+    ];
+    // `kubelings verify` says which exercises count as solved; init runs them.
+    if let Some(solved) = std::env::var_os("KUBELINGS_SOLVED") {
+        let mut var = b"KUBELINGS_SOLVED=".to_vec();
+        var.extend_from_slice(std::os::unix::ffi::OsStrExt::as_bytes(solved.as_os_str()));
+        if let Ok(var) = CString::new(var) {
+            strings.push(var);
         }
-        ptrs.push(std::ptr::null());
-        Ok(ptrs)
+    }
+    let mut envp: Vec<*const libc::c_char> = strings[1..].iter().map(|s| s.as_ptr()).collect();
+    envp.push(std::ptr::null());
+    let mut inherit = vec![plan_fd, report_write.as_raw_fd(), status_write.as_raw_fd()];
+    inherit.extend(joins.iter().map(|(_, f)| f.as_raw_fd()));
+    Launch {
+        exe,
+        argv: [strings[0].as_ptr(), std::ptr::null()],
+        envp,
+        _strings: strings,
+        sync_read: sync_read.as_raw_fd(),
+        report_write: report_write.as_raw_fd(),
+        stdio: spec.stdio.map(|s| match s {
+            Stdio::Inherit => None,
+            Stdio::Fd(fd) => Some(fd),
+        }),
+        inherit,
+    }
+}
+
+fn build_plan(
+    spec: &ContainerSpec,
+    is_root: bool,
+    report_write: &OwnedFd,
+    status_write: &OwnedFd,
+    joins: &[(Namespace, std::fs::File)],
+) -> Result<Plan> {
+    let all = |list: &[String], what: &str| -> Result<Vec<String>> {
+        list.iter().map(|s| plain(s, what)).collect()
     };
-    let argv = pointers(&spec.args, "an argument")?;
-    let envp = pointers(&spec.env, "an environment variable")?;
+    let args = all(&spec.args, "an argument")?;
+    let env = all(&spec.env, "an environment variable")?;
 
     let command = &spec.args[0];
     let exec_candidates = if command.contains('/') {
-        vec![cstring(command, "the command")?]
+        vec![plain(command, "the command")?]
     } else {
         let path = spec
             .env
@@ -515,11 +721,23 @@ fn build_plan(
             .unwrap_or("/usr/local/bin:/usr/bin:/bin");
         path.split(':')
             .filter(|dir| !dir.is_empty())
-            .map(|dir| cstring(format!("{dir}/{command}"), "the command"))
+            .map(|dir| plain(&format!("{dir}/{command}"), "the command"))
             .collect::<Result<_>>()?
     };
 
+    // Mounts only in a mount namespace of the container's own: one that is
+    // joined (chapter 3's exec) is set up already, and the host's is not ours.
+    let mounts = spec.has(Namespace::Mount);
     let rootfs = match &spec.rootfs {
+        Some(_) if !mounts => {
+            let joined = spec.join.iter().any(|(kind, _)| *kind == Namespace::Mount);
+            if !joined {
+                return Err(Error::Unsupported(
+                    "a root filesystem needs a mount namespace of the container's own".into(),
+                ));
+            }
+            None
+        }
         None => None,
         Some(root) => {
             let root = root
@@ -533,61 +751,42 @@ fn build_plan(
             }
             let devices = ["null", "zero", "full", "random", "urandom", "tty"]
                 .iter()
-                .map(|d| {
-                    Ok((
-                        cstring(format!("/dev/{d}"), "a device")?,
-                        path_cstring(&root.join("dev").join(d))?,
-                    ))
-                })
+                .map(|d| Ok((format!("/dev/{d}"), path_string(&root.join("dev").join(d))?)))
                 .collect::<Result<_>>()?;
             Some(RootfsPlan {
-                dev: path_cstring(&root.join("dev"))?,
-                proc: path_cstring(&root.join("proc"))?,
-                sys: path_cstring(&root.join("sys"))?,
-                tmp: path_cstring(&root.join("tmp"))?,
-                root: path_cstring(&root)?,
+                dev: path_string(&root.join("dev"))?,
+                proc: path_string(&root.join("proc"))?,
+                sys: path_string(&root.join("sys"))?,
+                tmp: path_string(&root.join("tmp"))?,
+                root: path_string(&root)?,
                 devices,
             })
         }
     };
 
-    let stdio_fd = |s: Stdio| match s {
-        Stdio::Inherit => None,
-        Stdio::Fd(fd) => Some(fd),
-    };
-    let stdio = spec.stdio.map(stdio_fd);
     let joins: Vec<_> = joins
         .iter()
-        .map(|(kind, file)| (file.as_raw_fd(), kind.clone_flag()))
+        .map(|(kind, file)| (file.as_raw_fd(), kind.clone_flag().bits()))
         .collect();
-    let mut keep_fds = vec![
-        0,
-        1,
-        2,
-        sync_read.as_raw_fd(),
-        report_write.as_raw_fd(),
-        status_write.as_raw_fd(),
-    ];
+    let mut keep_fds = vec![0, 1, 2, report_write.as_raw_fd(), status_write.as_raw_fd()];
     keep_fds.extend(joins.iter().map(|(fd, _)| *fd));
     keep_fds.sort_unstable();
     keep_fds.dedup();
 
     Ok(Plan {
         hostname: match (&spec.hostname, spec.has(Namespace::Uts)) {
-            (Some(name), true) => Some(cstring(name, "the hostname")?),
+            (Some(name), true) => Some(plain(name, "the hostname")?),
             _ => None,
         },
-        proc: spec.has(Namespace::Pid) || spec.rootfs.is_some(),
+        mounts,
+        proc: mounts && (spec.has(Namespace::Pid) || spec.rootfs.is_some()),
         rootfs,
         loopback: spec.has(Namespace::Net),
-        cwd: cstring(&spec.cwd, "the working directory")?,
+        cwd: plain(&spec.cwd, "the working directory")?,
         exec_candidates,
-        argv,
-        envp,
-        _strings: strings,
+        args,
+        env,
         joins,
-        stdio,
-        sync_read: sync_read.as_raw_fd(),
         report_write: report_write.as_raw_fd(),
         status_write: status_write.as_raw_fd(),
         keep_fds,
@@ -595,9 +794,9 @@ fn build_plan(
         caps_keep: spec.capabilities,
         last_cap: capabilities::last_cap(),
         protect_init_from_oom: is_root,
+        command_dies_with_init: !spec.has(Namespace::Pid),
     })
 }
-// ANCHOR_END: build_plan
 
 /// Root inside the user namespace is the caller outside.
 fn write_id_maps(pid: Pid) -> Result<()> {

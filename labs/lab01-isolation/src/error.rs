@@ -39,14 +39,26 @@ pub enum Error {
         source: nix::errno::Errno,
     },
 
-    #[error("container init died before starting the command ({0}); its panic message, if any, is on stderr")]
+    #[error("container init died before starting the command ({0})")]
     InitDied(String),
 
-    #[error("container setup panicked while trying to {0} (a todo!() not done yet?); the panic message is on the container's stderr")]
-    SetupPanicked(crate::child::Stage),
+    #[error("container setup panicked while trying to {stage}: {message}")]
+    SetupPanicked {
+        stage: crate::child::Stage,
+        /// The panic's message, e.g. "not yet implemented: lab01-hostname: …".
+        message: String,
+    },
 
-    #[error("the container's init panicked while supervising the command (a todo!() not done yet?); the panic message is on the container's stderr")]
-    InitPanicked,
+    #[error("the container's init panicked while supervising the command: {0}")]
+    InitPanicked(String),
+
+    #[error("container {name} did not {what} within {}s; it was killed", after.as_secs_f64())]
+    Timeout {
+        name: String,
+        /// "start" or "exit".
+        what: &'static str,
+        after: std::time::Duration,
+    },
 
     #[error("rootfs: {0}")]
     Rootfs(String),

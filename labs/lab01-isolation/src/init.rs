@@ -5,6 +5,7 @@
 //! tiny, like tini or Docker's `--init`: it starts the command, passes on the
 //! signals it receives, and reaps every child that exits.
 
+use nix::sys::signal::{kill, SigSet, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
@@ -75,18 +76,83 @@ pub fn reap_children(workload: Pid) -> Option<Ended> {
 /// Init's main loop. All signals are blocked, so they queue up and are taken
 /// one by one here: SIGCHLD means "reap", anything else is for the command.
 /// Returns when the command has ended.
-pub fn supervise(workload: Pid) -> Ended {
-    let mut all: libc::sigset_t = unsafe { std::mem::zeroed() };
-    unsafe { libc::sigfillset(&mut all) };
+pub fn supervise(workload: Pid) -> Supervised {
+    let mut reaper = Reaper::new(workload);
     loop {
-        let sig = unsafe { libc::sigwaitinfo(&all, std::ptr::null_mut()) };
-        if sig == libc::SIGCHLD {
-            if let Some(ended) = reap_children(workload) {
-                return ended;
+        match SigSet::all().wait() {
+            Ok(Signal::SIGCHLD) => {
+                if let Some(ended) = reaper.reap() {
+                    return reaper.finish(ended);
+                }
             }
-        } else if sig > 0 {
-            unsafe { libc::kill(workload.as_raw(), sig) };
+            Ok(signal) => {
+                let _ = kill(workload, signal);
+            }
+            // A real-time signal: nix has no name for it, so it is not passed on.
+            Err(_) => {}
         }
     }
 }
 // ANCHOR_END: init_loop
+
+/// What [`supervise`] returns: how the command ended, and whether init had
+/// to do without [`reap_children`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Supervised {
+    /// `None`: init's loop itself failed.
+    pub ended: Option<Ended>,
+    /// The panic message of `reap_children`, if it panicked (a `todo!()`
+    /// not done yet): init then waited for the command alone, and orphans
+    /// stayed zombies.
+    pub reaper_panic: Option<String>,
+}
+
+/// Calls [`reap_children`], and falls back to waiting for the command alone
+/// once it panics, so the containers of earlier exercises still work
+/// before the reaper is written.
+struct Reaper {
+    workload: Pid,
+    panic: Option<String>,
+}
+
+impl Reaper {
+    fn new(workload: Pid) -> Reaper {
+        Reaper {
+            workload,
+            panic: None,
+        }
+    }
+
+    fn reap(&mut self) -> Option<Ended> {
+        if self.panic.is_none() {
+            let workload = self.workload;
+            match std::panic::catch_unwind(move || reap_children(workload)) {
+                Ok(ended) => return ended,
+                Err(payload) => self.panic = Some(crate::child::panic_message(&*payload)),
+            }
+        }
+        wait_for_workload(self.workload)
+    }
+
+    fn finish(self, ended: Ended) -> Supervised {
+        Supervised {
+            ended: Some(ended),
+            reaper_panic: self.panic,
+        }
+    }
+}
+
+/// The fallback: reap the command if it has ended, nobody else.
+fn wait_for_workload(workload: Pid) -> Option<Ended> {
+    loop {
+        match waitpid(workload, Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::Exited(_, code)) => return Some(Ended::Exited(code)),
+            Ok(WaitStatus::Signaled(_, sig, _)) => return Some(Ended::Signaled(sig as i32)),
+            Err(nix::errno::Errno::EINTR) => continue,
+            // Still running (or stopped).
+            Ok(_) => return None,
+            // ECHILD: it is gone; nothing will ever tell how it ended.
+            Err(_) => return Some(Ended::Signaled(libc::SIGKILL)),
+        }
+    }
+}

@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
+use std::time::Duration;
 
 use lab01::probe::{require, Privilege};
 use lab01::{run_captured, ContainerSpec, Output, RootfsBuilder};
@@ -24,11 +25,15 @@ pub fn rootfs() -> &'static Path {
     })
 }
 
+/// How long any test container may run: a broken solution fails, never hangs.
+pub const TIMEOUT: Duration = Duration::from_secs(60);
+
 /// A container spec on the shared test rootfs.
 pub fn spec(args: &[&str]) -> ContainerSpec {
     ContainerSpec::new(args.iter().copied())
         .rootfs(rootfs())
         .hostname("kubelings")
+        .timeout(TIMEOUT)
 }
 
 /// Runs `sh -c SCRIPT` in a container and returns its output.
@@ -41,6 +46,23 @@ pub fn run(spec: ContainerSpec) -> Output {
         Ok(out) => out,
         Err(e) => panic!("the container did not run: {e}"),
     }
+}
+
+/// The smallest container a test can ask for: only the `namespaces` it
+/// names (plus a user namespace when not root, so the test runs
+/// unprivileged), the host's filesystem, no cgroup, no hostname.
+pub fn bare(args: &[&str], namespaces: &[lab01::namespaces::Namespace]) -> ContainerSpec {
+    let mut spec = ContainerSpec::new(args.iter().copied());
+    spec.namespaces = namespaces.to_vec();
+    spec.cgroup = false;
+    spec.hostname = None;
+    spec.user_namespace(!nix::unistd::geteuid().is_root())
+        .timeout(TIMEOUT)
+}
+
+/// A user namespace serves: root, or unprivileged user namespaces.
+pub fn userns() -> bool {
+    require(Privilege::Userns)
 }
 
 /// Root is needed for every container test on this lab.
