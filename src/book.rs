@@ -67,6 +67,14 @@ pub enum ProblemKind {
     Picture,
 }
 
+impl ProblemKind {
+    /// Whether `kubelings book` refuses to build with such a problem: a
+    /// broken reference or a shown answer, not a wide line or a picture.
+    pub fn blocks_build(kind: ProblemKind) -> bool {
+        matches!(kind, ProblemKind::Reference | ProblemKind::Answer)
+    }
+}
+
 impl fmt::Display for Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}:{}: {}", self.file.display(), self.line, self.message)
@@ -189,6 +197,9 @@ pub fn check(book_dir: &Path) -> Result<Vec<Problem>, BookError> {
         })?;
         checker.includes(page, &text);
         checker.links(page, &text, page == &summary);
+        if page == &summary {
+            checker.titles(page, &text);
+        }
         texts.push((page.clone(), text));
     }
     checker.reader_view(&src, &texts)?;
@@ -272,6 +283,43 @@ impl Checker {
             message,
             kind,
         });
+    }
+
+    /// Each SUMMARY entry names its page as the page's title does (less
+    /// the `1.2` or `Chapter 1:` in front).
+    fn titles(&mut self, summary: &Path, text: &str) {
+        let dir = summary.parent().unwrap_or(Path::new("."));
+        let mut entry: Option<(String, String, usize)> = None;
+        let mut found = Vec::new();
+        for (event, range) in parser(text).into_offset_iter() {
+            match event {
+                Event::Start(Tag::Link { dest_url, .. }) => {
+                    entry = Some((dest_url.to_string(), String::new(), range.start));
+                }
+                Event::Text(t) | Event::Code(t) => {
+                    if let Some((_, name, _)) = &mut entry {
+                        name.push_str(&t);
+                    }
+                }
+                Event::End(TagEnd::Link) => found.extend(entry.take()),
+                _ => {}
+            }
+        }
+        for (dest, name, offset) in found {
+            let Ok(page) = std::fs::read_to_string(dir.join(&dest)) else {
+                continue;
+            };
+            let Some(title) = first_heading(&page) else {
+                continue;
+            };
+            if title_without_number(&title) != name.trim() {
+                self.problem(
+                    summary,
+                    line_of(text, offset),
+                    format!("SUMMARY says \"{name}\" but {dest} is titled \"{title}\""),
+                );
+            }
+        }
     }
 
     /// `{{#include PATH[:ANCHOR|:N:M]}}`, `{{#rustdoc_include ...}}`,
@@ -387,6 +435,40 @@ impl Checker {
                 );
             }
         }
+    }
+}
+
+/// The text of a page's first heading.
+fn first_heading(markdown: &str) -> Option<String> {
+    let mut text: Option<String> = None;
+    for event in parser(markdown) {
+        match event {
+            Event::Start(Tag::Heading { .. }) => text = Some(String::new()),
+            Event::Text(t) | Event::Code(t) => {
+                if let Some(text) = &mut text {
+                    text.push_str(&t);
+                }
+            }
+            Event::End(TagEnd::Heading(_)) => return text,
+            _ => {}
+        }
+    }
+    None
+}
+
+/// `1.2 Namespaces` -> `Namespaces`; `Chapter 1: Containers` -> `Containers`.
+fn title_without_number(title: &str) -> &str {
+    let t = title.trim();
+    if let Some(rest) = t.strip_prefix("Chapter ") {
+        if let Some((n, name)) = rest.split_once(':') {
+            if n.chars().all(|c| c.is_ascii_digit()) {
+                return name.trim();
+            }
+        }
+    }
+    match t.split_once(' ') {
+        Some((n, name)) if n.chars().all(|c| c.is_ascii_digit() || c == '.') => name.trim(),
+        _ => t,
     }
 }
 
@@ -648,6 +730,89 @@ mod tests {
                 "book/src/ch01/README.md:12: {{#include ../../../nope.rs}}: no file ../../../nope.rs",
                 "book/src/ch01/README.md:5: link to #nope: no such heading on this page",
                 "book/src/ch01/README.md:6: link to README.md#gone: README.md has no heading #gone",
+            ]
+        );
+    }
+
+    #[test]
+    fn checks_what_the_reader_sees() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path();
+        let book = root.join("book");
+        let lab = root.join("labs/lab01/src");
+        std::fs::create_dir_all(book.join("src/img")).unwrap();
+        std::fs::create_dir_all(&lab).unwrap();
+        std::fs::write(book.join("book.toml"), "[book]\ntitle = \"t\"\n").unwrap();
+        std::fs::write(
+            book.join("src/SUMMARY.md"),
+            "# Summary\n\n- [One](one.md)\n- [Two](two.md)\n",
+        )
+        .unwrap();
+        let lib = "// ANCHOR: f\n    #[cfg(unix)]\n    pub fn f() -> u32 {\n        // EXERCISE: ex-f\n        \
+                   let secret_answer = 41;\n        secret_answer + 1\n        // EXERCISE_END: ex-f\n    }\n// ANCHOR_END: f\n";
+        std::fs::write(lab.join("lib.rs"), lib).unwrap();
+        std::fs::write(
+            root.join("labs/exercises.yaml"),
+            "exercises:\n  - id: ex-f\n    lab: lab01\n    title: Answer\n    section: \"1.1\"\n    \
+             page: one.md#11-one\n    privilege: none\n    hints: [a, b, c]\n    tests: [lab01::t::f]\n",
+        )
+        .unwrap();
+        // A copy of the body outside the lab sources: a leak if shown.
+        std::fs::write(root.join("copy.rs"), "let secret_answer = 41;\n").unwrap();
+        std::fs::write(book.join("src/img/shown.svg"), "<svg/>").unwrap();
+        std::fs::write(book.join("src/img/orphan.svg"), "<svg/>").unwrap();
+        let wide = "w".repeat(81);
+        std::fs::write(
+            book.join("src/one.md"),
+            format!(
+                "# 1.1 One\n\n```rust\n{{{{#include ../../labs/lab01/src/lib.rs:f}}}}\n```\n\n\
+                 ![a](img/shown.svg)\n<img src=\"img/gone.svg\">\n\n```text\n{wide}\n```\n"
+            ),
+        )
+        .unwrap();
+        std::fs::write(
+            book.join("src/two.md"),
+            "# 1.2 Not two\n\n```rust\n{{#include ../../copy.rs}}\n```\n",
+        )
+        .unwrap();
+
+        let exercises = Exercises::load(root).unwrap();
+        let page = book.join("src/one.md");
+        let text = std::fs::read_to_string(&page).unwrap();
+        let shown: Vec<String> = exercises
+            .expand(&page, &text)
+            .into_iter()
+            .map(|l| l.text)
+            .collect();
+        assert_eq!(
+            shown[3..7],
+            [
+                "pub fn f() -> u32 {",
+                "    todo!(\"ex-f: Answer (book §1.1)\")",
+                "}",
+                "```"
+            ]
+        );
+        let solutions: Vec<String> = exercises
+            .solutions_page(&book.join("src"))
+            .into_iter()
+            .map(|l| l.text)
+            .collect();
+        assert!(solutions.contains(&"    let secret_answer = 41;".to_string()));
+
+        let problems: Vec<String> = check(&book)
+            .unwrap()
+            .iter()
+            .map(|p| p.to_string())
+            .collect();
+        assert_eq!(
+            problems,
+            vec![
+                "book/src/SUMMARY.md:4: SUMMARY says \"Two\" but two.md is titled \"1.2 Not two\"",
+                "book/src/one.md:11: 81 columns",
+                "copy.rs:1: shows the reference solution of ex-f above its exercise: `let secret_answer = 41;`",
+                "book/src/one.md:8: no picture img/gone.svg",
+                "book/src/img/orphan.svg:1: this picture is shown on no page",
             ]
         );
     }

@@ -264,7 +264,10 @@ fn start(ws: &Workspace, dir: &std::path::Path) -> Result<bool> {
 
 fn book(ws: &Workspace) -> Result<bool> {
     let book_dir = ws.root.join("book");
-    let problems = crate::book::check(&book_dir)?;
+    // Too-wide lines and unshown pictures fail tests/book.rs, not the build.
+    let problems: Vec<_> = (crate::book::check(&book_dir)?.into_iter())
+        .filter(|p| crate::book::ProblemKind::blocks_build(p.kind))
+        .collect();
     if !problems.is_empty() {
         for p in &problems {
             eprintln!("{p}");

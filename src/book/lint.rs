@@ -114,7 +114,7 @@ fn is_local(dest: &str) -> bool {
 /// The pictures `text` (the page at `page`) shows, resolved, with the line
 /// of each reference, and whether it came from HTML (Markdown images are
 /// checked with the links).
-fn pictures_of(page: &Path, text: &str) -> Vec<(PathBuf, usize, bool)> {
+fn pictures_of(page: &Path, text: &str) -> Vec<(PathBuf, String, usize, bool)> {
     let dir = page.parent().unwrap_or(Path::new("."));
     let mut out = Vec::new();
     for (event, range) in super::parser(text).into_offset_iter() {
@@ -133,7 +133,7 @@ fn pictures_of(page: &Path, text: &str) -> Vec<(PathBuf, usize, bool)> {
                 .next()
                 .unwrap_or("")
                 .replace("%20", " ");
-            out.push((normalize(&dir.join(path)), line, html));
+            out.push((normalize(&dir.join(path)), dest, line, html));
         }
     }
     out
@@ -145,9 +145,9 @@ pub fn pictures(src: &Path, pages: &[(PathBuf, String)]) -> Vec<Found> {
     let mut found = Vec::new();
     let mut shown = BTreeSet::new();
     for (page, text) in pages {
-        for (path, line, html) in pictures_of(page, text) {
+        for (path, dest, line, html) in pictures_of(page, text) {
             if html && !path.exists() {
-                found.push((page.clone(), line, format!("no picture {}", path.display())));
+                found.push((page.clone(), line, format!("no picture {dest}")));
             }
             shown.insert(path);
         }
