@@ -11,6 +11,7 @@ use std::time::Duration;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use indicatif::ProgressBar;
+use percent_encoding::{utf8_percent_encode, AsciiSet};
 use ureq::http;
 
 use super::errors::ClientError;
@@ -443,9 +444,14 @@ pub fn with_query(url: &str, key: &str, value: &str) -> String {
     format!("{url}{sep}{key}={}", encode(value))
 }
 
+/// ':', ',' and '/' are kept: registries expect scopes and digests as is.
+const QUERY_VALUE: &AsciiSet = &crate::registry::names::QUERY_VALUE
+    .remove(b':')
+    .remove(b',')
+    .remove(b'/');
+
 fn encode(text: &str) -> String {
-    // ':' and ',' are kept: registries expect scopes and digests as is.
-    crate::registry::names::percent_encode_keeping(text, b":,/")
+    utf8_percent_encode(text, QUERY_VALUE).to_string()
 }
 
 #[cfg(test)]

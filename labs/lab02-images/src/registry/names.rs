@@ -1,6 +1,10 @@
 //! What a request's path names: repository names (which may hold '/'),
 //! tags, digests, upload ids, and the endpoint they add up to.
 
+use axum::extract::Query;
+use axum::http::Uri;
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC};
+
 use super::errors::{ApiError, ErrorCode};
 use crate::digest::Digest;
 
@@ -182,16 +186,11 @@ fn is_upload_id(id: &str) -> bool {
 
 /// The query string's pairs, percent-decoded, in order (a key may repeat,
 /// as `scope` does in token requests).
-pub fn query_pairs(query: Option<&str>) -> Vec<(String, String)> {
-    query
-        .unwrap_or("")
-        .split('&')
-        .filter(|pair| !pair.is_empty())
-        .map(|pair| {
-            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-            (percent_decode(key), percent_decode(value))
-        })
-        .collect()
+pub fn query_pairs(uri: &Uri) -> Vec<(String, String)> {
+    // Pairs of strings take any query, so this never falls back in practice.
+    Query::<Vec<(String, String)>>::try_from_uri(uri)
+        .map(|Query(pairs)| pairs)
+        .unwrap_or_default()
 }
 
 /// The first value of `key` in the query.
@@ -202,57 +201,13 @@ pub fn query_get<'a>(pairs: &'a [(String, String)], key: &str) -> Option<&'a str
         .map(|(_, value)| value.as_str())
 }
 
-fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'%' if i + 2 < bytes.len() => match (hex_value(bytes[i + 1]), hex_value(bytes[i + 2]))
-            {
-                (Some(high), Some(low)) => {
-                    out.push(high << 4 | low);
-                    i += 3;
-                }
-                _ => {
-                    out.push(b'%');
-                    i += 1;
-                }
-            },
-            b'+' => {
-                out.push(b' ');
-                i += 1;
-            }
-            b => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-fn hex_value(b: u8) -> Option<u8> {
-    (b as char).to_digit(16).map(|v| v as u8)
-}
-
-/// A percent-encoded query value (for the Link header and tokens' realms).
-pub fn percent_encode(text: &str) -> String {
-    percent_encode_keeping(text, b"")
-}
-
-/// [`percent_encode`], leaving the bytes of `keep` as they are too.
-pub fn percent_encode_keeping(text: &str, keep: &[u8]) -> String {
-    let mut out = String::with_capacity(text.len());
-    for b in text.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) || keep.contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
+/// The bytes a query value keeps as they are: RFC 3986's unreserved
+/// characters. Everything else is percent-encoded.
+pub const QUERY_VALUE: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
 
 #[cfg(test)]
 mod tests {
@@ -306,10 +261,14 @@ mod tests {
 
     #[test]
     fn queries_decode() {
-        let pairs = query_pairs(Some("mount=sha256%3Aab&from=team%2Fapp&x"));
+        let uri: Uri = "/v2/a/blobs/uploads/?mount=sha256%3Aab&from=team%2Fapp&x&n=100%"
+            .parse()
+            .unwrap();
+        let pairs = query_pairs(&uri);
         assert_eq!(query_get(&pairs, "mount"), Some("sha256:ab"));
         assert_eq!(query_get(&pairs, "from"), Some("team/app"));
         assert_eq!(query_get(&pairs, "x"), Some(""));
-        assert_eq!(percent_decode("100%"), "100%");
+        assert_eq!(query_get(&pairs, "n"), Some("100%"));
+        assert!(query_pairs(&Uri::from_static("/v2/")).is_empty());
     }
 }

@@ -10,6 +10,7 @@ use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode}
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
+use percent_encoding::utf8_percent_encode;
 
 use super::auth::{Access, Action, Challenge};
 use super::errors::{ApiError, ErrorCode};
@@ -51,7 +52,7 @@ async fn dispatch(State(app): State<Arc<App>>, request: Request) -> Response {
 // ANCHOR: handle
 async fn handle(app: &App, request: Request) -> Result<Response, ApiError> {
     let (parts, body) = request.into_parts();
-    let query = query_pairs(parts.uri.query());
+    let query = query_pairs(&parts.uri);
     let headers = &parts.headers;
     let Some(route) = names::route(parts.uri.path())? else {
         return Err(
@@ -146,7 +147,7 @@ fn with_next_link(mut response: Response, path: &str, next: Option<(usize, Strin
     if let Some((n, last)) = next {
         let link = format!(
             "<{path}?n={n}&last={}>; rel=\"next\"",
-            names::percent_encode(&last)
+            utf8_percent_encode(&last, names::QUERY_VALUE)
         );
         if let Ok(value) = HeaderValue::from_str(&link) {
             response.headers_mut().insert(header::LINK, value);
@@ -570,7 +571,7 @@ async fn token(State(app): State<Arc<App>>, request: Request) -> Response {
     if app.access.challenge_kind() != Challenge::Bearer {
         return StatusCode::NOT_FOUND.into_response();
     }
-    let pairs = query_pairs(request.uri().query());
+    let pairs = query_pairs(request.uri());
     let scopes: Vec<&str> = pairs
         .iter()
         .filter(|(key, _)| key == "scope")
