@@ -59,11 +59,13 @@ pub fn drop_capabilities(keep: u64, last_cap: u32) -> nix::Result<()> {
     // The bounding set limits what any later exec can grant.
     for cap in 0..=last_cap {
         if keep & (1 << cap) == 0 {
+            // SAFETY: prctl with integer arguments only.
             Errno::result(unsafe {
                 libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0)
             })?;
         }
     }
+    // SAFETY: prctl with integer arguments only.
     Errno::result(unsafe {
         libc::prctl(
             libc::PR_CAP_AMBIENT,
@@ -90,8 +92,10 @@ pub fn drop_capabilities(keep: u64, last_cap: u32) -> nix::Result<()> {
             inheritable: 0,
         },
     ];
+    // SAFETY: capset reads a version-3 header and the two data structs
+    // that version needs, both alive for the call.
     Errno::result(unsafe { libc::syscall(libc::SYS_capset, &header, data.as_ptr()) })?;
-    Errno::result(unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) })?;
+    nix::sys::prctl::set_no_new_privs()?;
     Ok(())
 }
 // ANCHOR_END: drop_capabilities

@@ -7,20 +7,26 @@ pub fn loopback_up() -> nix::Result<()> {
     // EXERCISE: lab01-loopback
     use nix::errno::Errno;
     // Any socket will do: the ioctls address the device by name.
+    // SAFETY: socket(2) takes integers only; we own the descriptor it returns.
     let sock = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
     if sock < 0 {
         return Err(Errno::last());
     }
+    // SAFETY: ifreq is plain C data, for which all zero bytes are valid.
     let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
     for (dst, src) in req.ifr_name.iter_mut().zip(b"lo\0") {
         *dst = *src as libc::c_char;
     }
     let result = (|| {
+        // SAFETY: SIOCGIFFLAGS fills the flags of the ifreq we pass, which lives on.
         Errno::result(unsafe { libc::ioctl(sock, libc::SIOCGIFFLAGS as _, &mut req) })?;
+        // SAFETY: SIOCGIFFLAGS just wrote the union's flags member.
         unsafe { req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short };
+        // SAFETY: SIOCSIFFLAGS reads the ifreq we pass.
         Errno::result(unsafe { libc::ioctl(sock, libc::SIOCSIFFLAGS as _, &req) })?;
         Ok(())
     })();
+    // SAFETY: closes the socket we opened and nothing else uses.
     unsafe { libc::close(sock) };
     result
     // EXERCISE_END: lab01-loopback

@@ -25,12 +25,23 @@ fn orphans_are_reaped() {
     insta::assert_snapshot!(out.stdout);
 }
 
+/// Waits for `c`, and fails if init's reaper panicked: init then falls back
+/// to waiting for the command alone, which would pass these tests without it.
+fn wait_reaped(c: &mut Container) -> ExitStatus {
+    let status = c.wait().expect("wait");
+    if let Some(message) = c.reaper_panic() {
+        panic!("init's reaper panicked ({message}); init only waited for the command");
+    }
+    status
+}
+
 #[test]
 fn exit_code_reaches_the_caller() {
     if !common::root() {
         return;
     }
-    assert_eq!(common::sh("exit 7").status, ExitStatus::Exited(7));
+    let mut c = Container::spawn(&common::spec(&["sh", "-c", "exit 7"])).expect("spawn");
+    assert_eq!(wait_reaped(&mut c), ExitStatus::Exited(7));
 }
 
 #[test]
@@ -41,7 +52,7 @@ fn sigterm_is_forwarded_to_the_command() {
     let mut c = Container::spawn(&common::spec(&["sleep", "30"])).expect("spawn");
     std::thread::sleep(Duration::from_millis(50));
     c.signal(Signal::SIGTERM).expect("signal");
-    assert_eq!(c.wait().expect("wait"), ExitStatus::Signaled(libc::SIGTERM));
+    assert_eq!(wait_reaped(&mut c), ExitStatus::Signaled(libc::SIGTERM));
 }
 
 #[test]
