@@ -88,14 +88,69 @@ pub fn clone_flags(new: &[Namespace]) -> nix::sched::CloneFlags {
         })
 }
 
+/// Why a name cannot be a container's hostname. Kubernetes holds a pod's
+/// hostname to the rules of a DNS label (RFC 1123), and so do we.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HostnameError {
+    #[error("a hostname cannot be empty")]
+    Empty,
+    #[error("{0} characters is too long: a DNS label has at most 63")]
+    TooLong(usize),
+    #[error("{ch:?} at position {at}: only a-z, 0-9 and '-' may appear")]
+    BadCharacter { ch: char, at: usize },
+    #[error("{0:?} cannot start a hostname: it must start with a-z or 0-9")]
+    BadStart(char),
+    #[error("{0:?} cannot end a hostname: it must end with a-z or 0-9")]
+    BadEnd(char),
+}
+
+/// The longest DNS label, in characters.
+pub const MAX_HOSTNAME: usize = 63;
+
+// ANCHOR: check_hostname
+/// Checks `name` as Kubernetes checks a pod's hostname: an RFC 1123 DNS
+/// label of at most 63 characters, lowercase letters, digits and '-',
+/// starting and ending with a letter or digit. Says which rule it breaks.
+pub fn check_hostname(name: &str) -> Result<(), HostnameError> {
+    // EXERCISE: lab01-hostname
+    let alnum = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit();
+    let Some(first) = name.chars().next() else {
+        return Err(HostnameError::Empty);
+    };
+    let last = name.chars().last().unwrap_or(first);
+    let len = name.chars().count();
+    if len > MAX_HOSTNAME {
+        return Err(HostnameError::TooLong(len));
+    }
+    if let Some((at, ch)) = name
+        .chars()
+        .enumerate()
+        .find(|&(_, c)| !alnum(c) && c != '-')
+    {
+        return Err(HostnameError::BadCharacter { ch, at });
+    }
+    if !alnum(first) {
+        return Err(HostnameError::BadStart(first));
+    }
+    if !alnum(last) {
+        return Err(HostnameError::BadEnd(last));
+    }
+    Ok(())
+    // EXERCISE_END: lab01-hostname
+}
+// ANCHOR_END: check_hostname
+
 // ANCHOR: set_hostname
-/// Sets the hostname of the UTS namespace the calling process is in.
-/// Runs inside the new container, before the command starts.
+/// Sets the hostname of the UTS namespace the calling process is in, once
+/// [`check_hostname`] accepts it (EINVAL otherwise). Runs inside the new
+/// container, before the command starts.
 #[cfg(target_os = "linux")]
 pub fn set_hostname(name: &std::ffi::CStr) -> nix::Result<()> {
-    // EXERCISE: lab01-hostname
     use std::os::unix::ffi::OsStrExt;
+    let text = name.to_str().map_err(|_| nix::errno::Errno::EINVAL)?;
+    check_hostname(text).map_err(|_| nix::errno::Errno::EINVAL)?;
+    // The new UTS namespace holds a copy of the host's name: this changes
+    // only the copy.
     nix::unistd::sethostname(std::ffi::OsStr::from_bytes(name.to_bytes()))
-    // EXERCISE_END: lab01-hostname
 }
 // ANCHOR_END: set_hostname

@@ -6,12 +6,13 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use lab01::cgroup::{cpu_settings, memory_settings, pids_settings, Version};
+use lab01::cgroup::{settings, Setting, Version};
 use lab01::limits::{parse_cpus, Resources};
-use lab01::{Container, ExitStatus};
+use lab01::namespaces::Namespace;
+use lab01::{Container, ContainerSpec, ExitStatus};
 use nix::sys::signal::Signal;
 
-fn show(settings: Vec<lab01::cgroup::Setting>) -> String {
+fn show(settings: Vec<Setting>) -> String {
     settings
         .iter()
         .map(|s| s.to_string())
@@ -19,26 +20,73 @@ fn show(settings: Vec<lab01::cgroup::Setting>) -> String {
         .join("\n")
 }
 
+fn both(resources: Resources) -> String {
+    let v1 = show(settings(Version::V1, &resources));
+    let v2 = show(settings(Version::V2, &resources));
+    format!("v1:\n{v1}\nv2:\n{v2}")
+}
+
 #[test]
 fn memory_settings_for_both_versions() {
-    let v1 = show(memory_settings(Version::V1, 64 << 20));
-    let v2 = show(memory_settings(Version::V2, 64 << 20));
-    insta::assert_snapshot!(format!("v1:\n{v1}\nv2:\n{v2}"));
+    insta::assert_snapshot!(both(Resources {
+        memory: Some(64 << 20),
+        ..Resources::default()
+    }));
 }
 
 #[test]
 fn pids_settings_for_both_versions() {
-    let v1 = show(pids_settings(Version::V1, 32));
-    let v2 = show(pids_settings(Version::V2, 32));
-    insta::assert_snapshot!(format!("v1:\n{v1}\nv2:\n{v2}"));
+    insta::assert_snapshot!(both(Resources {
+        pids: Some(32),
+        ..Resources::default()
+    }));
 }
 
 #[test]
 fn cpu_settings_for_both_versions() {
-    let quota = parse_cpus("0.25").expect("parse");
-    let v1 = show(cpu_settings(Version::V1, quota));
-    let v2 = show(cpu_settings(Version::V2, quota));
-    insta::assert_snapshot!(format!("v1:\n{v1}\nv2:\n{v2}"));
+    insta::assert_snapshot!(both(Resources {
+        cpu: Some(parse_cpus("0.25").expect("parse")),
+        ..Resources::default()
+    }));
+}
+
+#[test]
+fn all_limits_together_in_order() {
+    let all = Resources {
+        memory: Some(1 << 30),
+        pids: Some(100),
+        cpu: Some(parse_cpus("1.5").expect("parse")),
+    };
+    let files = |v| -> Vec<&str> { settings(v, &all).iter().map(|s| s.file).collect() };
+    assert_eq!(
+        files(Version::V1),
+        [
+            "memory.limit_in_bytes",
+            "pids.max",
+            "cpu.cfs_period_us",
+            "cpu.cfs_quota_us"
+        ]
+    );
+    assert_eq!(
+        files(Version::V2),
+        ["memory.max", "memory.swap.max", "pids.max", "cpu.max"]
+    );
+    assert_eq!(
+        settings(Version::V2, &all).last().map(|s| s.value.as_str()),
+        Some("150000 100000")
+    );
+    // No limit, nothing to write.
+    assert_eq!(settings(Version::V1, &Resources::default()), []);
+    assert_eq!(settings(Version::V2, &Resources::default()), []);
+}
+
+/// A container in a cgroup with `limits`. Its own PID namespace, so that
+/// killing its init ends everything in it (a fork bomb included); the
+/// mount namespace goes with it, for the PID namespace's own /proc.
+fn limited(script: &str, limits: Resources) -> ContainerSpec {
+    let mut spec = common::bare(&["sh", "-c", script], &[Namespace::Pid, Namespace::Mount]);
+    spec.cgroup = true;
+    spec.resources(limits)
 }
 
 #[test]
@@ -50,9 +98,10 @@ fn memory_hog_is_oom_killed() {
         memory: Some(32 << 20),
         ..Resources::default()
     };
-    // The string doubles until it no longer fits in 32 MiB.
-    let spec = common::spec(&["sh", "-c", "x=a; while :; do x=$x$x; done"]).resources(limits);
-    let out = common::run(spec);
+    // The string doubles until it no longer fits in 32 MiB. Not forever: up
+    // to 64 MiB, so that without a limit it ends (in success: a failure here).
+    let script = "x=a; i=0; while [ $i -lt 26 ]; do x=$x$x; i=$((i+1)); done";
+    let out = common::run(limited(script, limits));
     assert_eq!(out.status, ExitStatus::OomKilled, "{out:?}");
 }
 
@@ -65,8 +114,21 @@ fn within_the_limit_nothing_happens() {
         memory: Some(64 << 20),
         ..Resources::default()
     };
-    let out = common::run(common::spec(&["sh", "-c", "echo fine"]).resources(limits));
-    assert_eq!(out.status, ExitStatus::Exited(0), "{out:?}");
+    // A 4 MiB string (a few times that while it is built): well within
+    // 64 MiB, and too much for a limit written in the wrong unit.
+    let spec = limited(
+        "sleep 0.2; x=a; i=0; while [ $i -lt 22 ]; do x=$x$x; i=$((i+1)); done; \
+         [ ${#x} -eq 4194304 ]",
+        limits,
+    );
+    let mut container = Container::spawn(&spec).expect("spawn");
+    let cgroup = container
+        .cgroup()
+        .expect("a container of root has a cgroup");
+    let limit = cgroup.memory_limit();
+    let status = container.wait().expect("wait");
+    assert_eq!(limit, Some(64 << 20), "the cgroup's memory limit");
+    assert_eq!(status, ExitStatus::Exited(0));
 }
 
 #[test]
@@ -78,13 +140,18 @@ fn fork_bomb_is_contained() {
         pids: Some(24),
         ..Resources::default()
     };
-    let spec = common::spec(&["sh", "-c", "b() { b | b & }; b; sleep 30"]).resources(limits);
+    // The pause lets the test check the limit before the bomb goes off.
+    let spec = limited("sleep 0.5; b() { b | b & }; b; sleep 30", limits);
     let mut bomb = Container::spawn(&spec).expect("spawn");
     let cgroup = bomb.cgroup().expect("a container of root has a cgroup");
-    let max = std::fs::read_to_string(cgroup.file("pids", "pids.max")).expect("pids.max");
-    assert_eq!(max.trim(), "24");
+    let max = std::fs::read_to_string(cgroup.file("pids", "pids.max")).unwrap_or_default();
+    if max.trim() != "24" {
+        bomb.signal(Signal::SIGKILL).expect("kill");
+        let _ = bomb.wait();
+        panic!("pids.max is {max:?}, not 24: no fork bomb without a limit");
+    }
     let mut peak = 0;
-    let until = Instant::now() + Duration::from_millis(700);
+    let until = Instant::now() + Duration::from_millis(1200);
     while Instant::now() < until {
         let now = std::fs::read_to_string(cgroup.file("pids", "pids.current")).unwrap_or_default();
         peak = peak.max(now.trim().parse::<u64>().unwrap_or(0));
@@ -113,8 +180,7 @@ fn cpu_quota_is_enforced() {
         cpu: Some(parse_cpus("0.2").expect("parse")),
         ..Resources::default()
     };
-    let spec = common::spec(&["sh", "-c", "while :; do :; done"]).resources(limits);
-    let mut spinner = Container::spawn(&spec).expect("spawn");
+    let mut spinner = Container::spawn(&limited("while :; do :; done", limits)).expect("spawn");
     let start = Instant::now();
     std::thread::sleep(Duration::from_millis(1000));
     let used = spinner

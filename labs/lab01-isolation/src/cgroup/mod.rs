@@ -56,66 +56,51 @@ impl fmt::Display for Setting {
     }
 }
 
-// ANCHOR: memory_settings
-/// The files that cap a cgroup's memory at `bytes`, with no swap to spill into.
-pub fn memory_settings(version: Version, bytes: u64) -> Vec<Setting> {
-    // EXERCISE: lab01-memory-limit
-    match version {
-        Version::V1 => vec![Setting::new("memory", "memory.limit_in_bytes", bytes)],
-        Version::V2 => vec![
-            Setting::new("memory", "memory.max", bytes),
-            Setting::new("memory", "memory.swap.max", 0),
-        ],
-    }
-    // EXERCISE_END: lab01-memory-limit
-}
-// ANCHOR_END: memory_settings
-
-// ANCHOR: pids_settings
-/// The file that caps how many processes and threads the cgroup may hold.
-pub fn pids_settings(version: Version, max: u64) -> Vec<Setting> {
-    // EXERCISE: lab01-pids-limit
-    // Same file name in both layouts.
-    let _ = version;
-    vec![Setting::new("pids", "pids.max", max)]
-    // EXERCISE_END: lab01-pids-limit
-}
-// ANCHOR_END: pids_settings
-
-// ANCHOR: cpu_settings
-/// The files that give the cgroup `quota_us` of CPU time every `period_us`.
-pub fn cpu_settings(version: Version, cpu: CpuQuota) -> Vec<Setting> {
-    // EXERCISE: lab01-cpu-quota
-    match version {
-        // The period first: the kernel checks the quota against it.
-        Version::V1 => vec![
-            Setting::new("cpu", "cpu.cfs_period_us", cpu.period_us),
-            Setting::new("cpu", "cpu.cfs_quota_us", cpu.quota_us),
-        ],
-        Version::V2 => vec![Setting::new(
-            "cpu",
-            "cpu.max",
-            format!("{} {}", cpu.quota_us, cpu.period_us),
-        )],
-    }
-    // EXERCISE_END: lab01-cpu-quota
-}
-// ANCHOR_END: cpu_settings
-
-/// Everything to write for `resources`, in order.
+// ANCHOR: settings
+/// Everything to write for `resources` on a cgroup of layout `version`, in
+/// the order to write it: memory (capped at `memory` bytes, with no swap to
+/// spill into), processes (at most `pids` processes and threads), CPU
+/// (`quota_us` of CPU time every `period_us`). A limit that is `None` gets
+/// no setting.
 pub fn settings(version: Version, resources: &Resources) -> Vec<Setting> {
+    // EXERCISE: lab01-cgroup-limits
     let mut all = Vec::new();
     if let Some(bytes) = resources.memory {
-        all.extend(memory_settings(version, bytes));
+        let memory = |file, value: u64| Setting::new("memory", file, value);
+        match version {
+            Version::V1 => all.push(memory("memory.limit_in_bytes", bytes)),
+            Version::V2 => {
+                all.push(memory("memory.max", bytes));
+                // No swap to spill into.
+                all.push(memory("memory.swap.max", 0));
+            }
+        }
     }
     if let Some(max) = resources.pids {
-        all.extend(pids_settings(version, max));
+        // The same file in both layouts.
+        all.push(Setting::new("pids", "pids.max", max));
     }
-    if let Some(cpu) = resources.cpu {
-        all.extend(cpu_settings(version, cpu));
+    if let Some(CpuQuota {
+        quota_us,
+        period_us,
+    }) = resources.cpu
+    {
+        match version {
+            // The period first: the kernel checks each quota against it.
+            Version::V1 => {
+                all.push(Setting::new("cpu", "cpu.cfs_period_us", period_us));
+                all.push(Setting::new("cpu", "cpu.cfs_quota_us", quota_us));
+            }
+            Version::V2 => {
+                let both = format!("{quota_us} {period_us}");
+                all.push(Setting::new("cpu", "cpu.max", both));
+            }
+        }
     }
     all
+    // EXERCISE_END: lab01-cgroup-limits
 }
+// ANCHOR_END: settings
 
 /// The controllers a container with `resources` needs. `pids` always: it
 /// counts the container's processes even without a limit.
