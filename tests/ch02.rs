@@ -133,7 +133,7 @@ fn the_chapter_demo() {
     assert_fits(&text(&out.stdout));
     insta::with_settings!({filters => vec![
         (r"sha256:[0-9a-f]{64}", "[digest]"),
-        (r"127\.0\.0\.1:\d+", "127.0.0.1:[port]"),
+        (r"127\.0\.0\.1:\d+", "127.0.0.1:PORT"),
         (r"\d+(\.\d+)? (MiB|KiB|B)\b", "[size]"),
     ]}, {
         insta::assert_snapshot!(text(&out.stdout));
@@ -204,7 +204,7 @@ fn get_v2(host: &str) -> String {
 fn check(name: &str, text: &str) {
     let mut settings = insta::Settings::clone_current();
     settings.add_filter(r"sha256:[0-9a-f]{64}", "sha256:[digest]");
-    settings.add_filter(r"127\.0\.0\.1:\d+", "127.0.0.1:[port]");
+    settings.add_filter(r"127\.0\.0\.1:\d+", "127.0.0.1:PORT");
     settings.add_filter(r"\d+(\.\d+)? (GiB|MiB|KiB|B)\b", "[size]");
     settings.add_filter(r#""size": \d+"#, r#""size": [size]"#);
     // `ch02 images` shows the first 12 digits of the manifest's digest.

@@ -8,4 +8,6 @@ echo "net devices=$(echo $(ls /sys/class/net))"
 echo "mounts=$(wc -l < /proc/self/mounts)"
 echo "/ holds=$(echo $(ls /))"
 echo "user ID=$(id -u)"
-echo "capabilities=$(grep CapEff /proc/self/status | { read -r _ caps; echo "$caps"; })"
+while read -r key value; do
+    [ "$key" = CapEff: ] && echo "capabilities=$value"
+done < /proc/self/status

@@ -164,7 +164,8 @@ fn indented(text: &str) {
 /// at `ns`: a thread enters it (setns affects only the calling thread),
 /// connects, and ends, taking its namespace with it.
 fn http_get_in(ns: &Path, port: u16) -> Result<String> {
-    let ns = std::fs::File::open(ns).with_context(|| format!("open {}", ns.display()))?;
+    let file = std::fs::File::open(ns);
+    let ns = file.with_context(|| format!("open {}", ns.display()))?;
     let worker = std::thread::spawn(move || -> Result<String> {
         nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET)
             .context("enter the network namespace")?;
@@ -179,7 +180,8 @@ fn http_get_in(ns: &Path, port: u16) -> Result<String> {
             }
         };
         stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-        stream.write_all(b"GET / HTTP/1.1\r\nHost: kubia\r\nConnection: close\r\n\r\n")?;
+        stream.write_all(b"GET / HTTP/1.1\r\nHost: kubia\r\n")?;
+        stream.write_all(b"Connection: close\r\n\r\n")?;
         let mut response = String::new();
         stream.read_to_string(&mut response)?;
         let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_string());
