@@ -211,6 +211,7 @@ pub fn load(store: &ImageStore, input: impl Read) -> Result<Vec<String>, Archive
             Member::OciLayout => layout_json = Some(read_document(&path, &mut entry)?),
         }
     }
+// ANCHOR_END: load
 
     let layout_json = layout_json.ok_or(ArchiveError::Missing("oci-layout"))?;
     check_layout(&layout_json)?;
@@ -250,7 +251,6 @@ pub fn load(store: &ImageStore, input: impl Read) -> Result<Vec<String>, Archive
     }
     Ok(loaded)
 }
-// ANCHOR_END: load
 
 /// Where an entry belongs in a layout, if anywhere. Paths are taken apart
 /// into components, so `./index.json` is fine and `../x` or `/x` are not.

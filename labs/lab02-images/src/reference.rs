@@ -107,7 +107,6 @@ impl Reference {
     }
 }
 
-// ANCHOR: parse
 impl FromStr for Reference {
     type Err = ReferenceError;
 
@@ -115,6 +114,7 @@ impl FromStr for Reference {
         if text.is_empty() {
             return Err(ReferenceError::Empty);
         }
+        // ANCHOR: parse
         // A digest contains ':' but never '@', so split it off first.
         let (rest, digest) = match text.split_once('@') {
             Some((rest, digest)) => {
@@ -152,6 +152,7 @@ impl FromStr for Reference {
             Some((first, rest)) if looks_like_host(first) => (Some(first), rest),
             _ => (None, name),
         };
+        // ANCHOR_END: parse
         if let Some(registry) = registry {
             if !valid_registry(registry) {
                 return Err(ReferenceError::BadRegistry {
@@ -181,7 +182,6 @@ impl FromStr for Reference {
         })
     }
 }
-// ANCHOR_END: parse
 
 impl fmt::Display for Reference {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

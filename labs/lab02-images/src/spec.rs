@@ -172,7 +172,6 @@ pub fn history_entry(created_by: &str, empty_layer: bool) -> History {
     history
 }
 
-// ANCHOR: image_config
 /// An image config for `os`/`arch` (Go names: `linux`, `amd64`), running as
 /// `config` says, whose layers unpack to the tars with `diff_ids`.
 ///
@@ -213,6 +212,7 @@ pub fn image_config(
     if !config.labels.is_empty() {
         run = run.labels(config.labels.clone().into_iter().collect::<HashMap<_, _>>());
     }
+    // ANCHOR: image_config
     let rootfs = RootFsBuilder::default()
         .typ("layers")
         .diff_ids(diff_ids.iter().map(Digest::to_string).collect::<Vec<_>>())
@@ -237,8 +237,8 @@ pub fn image_config(
         image = image.history(history);
     }
     image.build().map_err(build)
+    // ANCHOR_END: image_config
 }
-// ANCHOR_END: image_config
 
 // ANCHOR: image_manifest
 /// The manifest of an image: its config and its layers, bottom layer

@@ -33,7 +33,6 @@ struct Fetched {
     digest: Digest,
 }
 
-// ANCHOR: pull
 pub fn pull(
     conn: &Conn,
     progress: &Progress,
@@ -67,6 +66,7 @@ pub fn pull(
         blobs_skipped: 0,
         bytes_fetched: 0,
     };
+    // ANCHOR: pull
     let mut seen = HashSet::new();
     for blob in std::iter::once(manifest.config()).chain(manifest.layers()) {
         let digest = spec::digest_of(blob)?;
@@ -98,9 +98,9 @@ pub fn pull(
         fetched.bytes.len() as u64,
     );
     store.tag(&source.local_name(), &desc)?;
+    // ANCHOR_END: pull
     Ok(report)
 }
-// ANCHOR_END: pull
 
 /// GETs a manifest and checks its digest: against the reference when
 /// pulling by digest, and against what the registry says it is.

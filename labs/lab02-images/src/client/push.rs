@@ -16,7 +16,6 @@ use crate::spec;
 /// in a single PUT.
 pub const CHUNK: u64 = 8 << 20;
 
-// ANCHOR: push
 pub fn push(
     conn: &Conn,
     progress: &Progress,
@@ -48,6 +47,7 @@ pub fn push(
         blobs_skipped: 0,
         bytes_sent: 0,
     };
+    // ANCHOR: push
     let mut seen = HashSet::new();
     for blob in std::iter::once(manifest.config()).chain(manifest.layers()) {
         let blob_digest = spec::digest_of(blob)?;
@@ -74,6 +74,7 @@ pub fn push(
             push: true,
         }),
     )?;
+    // ANCHOR_END: push
     let response = conn.expect(response, &[200, 201], || {
         format!("PUT manifest {repository}:{reference}")
     })?;
@@ -82,7 +83,6 @@ pub fn push(
     })?;
     Ok(report)
 }
-// ANCHOR_END: push
 
 /// Whether the repository already has the blob (HEAD: 200 or 404).
 fn remote_has(conn: &Conn, repository: &str, digest: &Digest) -> Result<bool, ClientError> {
@@ -106,7 +106,6 @@ fn remote_has(conn: &Conn, repository: &str, digest: &Digest) -> Result<bool, Cl
     }
 }
 
-// ANCHOR: upload_blob
 /// POST to open an upload, then either one PUT with the whole blob, or
 /// PATCHes of [`CHUNK`] bytes and an empty PUT naming the digest.
 fn upload_blob(
@@ -139,6 +138,7 @@ fn upload_blob(
     let response = conn.expect(response, &[202], what)?;
     let mut location = location(&response, what)?;
     let octets = ("Content-Type", "application/octet-stream".to_string());
+    // ANCHOR: upload_blob
     let last = if size > CHUNK {
         let mut offset = 0;
         while offset < size {
@@ -169,6 +169,7 @@ fn upload_blob(
             bar: &bar,
         }
     };
+    // ANCHOR_END: upload_blob
     let response = conn.call(
         "PUT",
         &with_query(&location, "digest", &digest.to_string()),
@@ -181,7 +182,6 @@ fn upload_blob(
     bar.finish_with_message("pushed");
     Ok(size)
 }
-// ANCHOR_END: upload_blob
 
 /// Where the upload goes on: the Location of the last answer.
 fn location(

@@ -51,69 +51,27 @@ pub enum RegistryError {
 }
 
 // ANCHOR: error_codes
-/// The error codes of the OCI distribution spec (v1.1), with their statuses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ErrorCode {
-    BlobUnknown,
-    BlobUploadInvalid,
-    BlobUploadUnknown,
-    DigestInvalid,
-    ManifestBlobUnknown,
-    ManifestInvalid,
-    ManifestUnknown,
-    NameInvalid,
-    NameUnknown,
-    SizeInvalid,
-    Unauthorized,
-    Denied,
-    Unsupported,
-    TooManyRequests,
-    /// Not in the spec: a fault of the server itself (Docker's registry says the same).
-    Unknown,
-}
+/// The error codes of the OCI distribution spec (v1.1), as oci-spec names
+/// them; the body spells them BLOB_UNKNOWN, DIGEST_INVALID, and so on.
+pub use oci_spec::distribution::ErrorCode;
 
-impl ErrorCode {
-    /// The code as it appears in the JSON body.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ErrorCode::BlobUnknown => "BLOB_UNKNOWN",
-            ErrorCode::BlobUploadInvalid => "BLOB_UPLOAD_INVALID",
-            ErrorCode::BlobUploadUnknown => "BLOB_UPLOAD_UNKNOWN",
-            ErrorCode::DigestInvalid => "DIGEST_INVALID",
-            ErrorCode::ManifestBlobUnknown => "MANIFEST_BLOB_UNKNOWN",
-            ErrorCode::ManifestInvalid => "MANIFEST_INVALID",
-            ErrorCode::ManifestUnknown => "MANIFEST_UNKNOWN",
-            ErrorCode::NameInvalid => "NAME_INVALID",
-            ErrorCode::NameUnknown => "NAME_UNKNOWN",
-            ErrorCode::SizeInvalid => "SIZE_INVALID",
-            ErrorCode::Unauthorized => "UNAUTHORIZED",
-            ErrorCode::Denied => "DENIED",
-            ErrorCode::Unsupported => "UNSUPPORTED",
-            // Spelled without underscores in the spec's table.
-            ErrorCode::TooManyRequests => "TOOMANYREQUESTS",
-            ErrorCode::Unknown => "UNKNOWN",
-        }
-    }
-
-    /// The status the spec pairs with the code.
-    pub fn status(self) -> StatusCode {
-        match self {
-            ErrorCode::BlobUnknown
-            | ErrorCode::BlobUploadUnknown
-            | ErrorCode::ManifestUnknown
-            | ErrorCode::NameUnknown => StatusCode::NOT_FOUND,
-            ErrorCode::BlobUploadInvalid
-            | ErrorCode::DigestInvalid
-            | ErrorCode::ManifestBlobUnknown
-            | ErrorCode::ManifestInvalid
-            | ErrorCode::NameInvalid
-            | ErrorCode::SizeInvalid => StatusCode::BAD_REQUEST,
-            ErrorCode::Unauthorized => StatusCode::UNAUTHORIZED,
-            ErrorCode::Denied => StatusCode::FORBIDDEN,
-            ErrorCode::Unsupported => StatusCode::METHOD_NOT_ALLOWED,
-            ErrorCode::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
-            ErrorCode::Unknown => StatusCode::INTERNAL_SERVER_ERROR,
-        }
+/// The status the spec pairs with each code.
+pub fn status_of(code: &ErrorCode) -> StatusCode {
+    match code {
+        ErrorCode::BlobUnknown
+        | ErrorCode::BlobUploadUnknown
+        | ErrorCode::ManifestUnknown
+        | ErrorCode::NameUnknown => StatusCode::NOT_FOUND,
+        ErrorCode::BlobUploadInvalid
+        | ErrorCode::DigestInvalid
+        | ErrorCode::ManifestBlobUnknown
+        | ErrorCode::ManifestInvalid
+        | ErrorCode::NameInvalid
+        | ErrorCode::SizeInvalid => StatusCode::BAD_REQUEST,
+        ErrorCode::Unauthorized => StatusCode::UNAUTHORIZED,
+        ErrorCode::Denied => StatusCode::FORBIDDEN,
+        ErrorCode::Unsupported => StatusCode::METHOD_NOT_ALLOWED,
+        ErrorCode::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
     }
 }
 // ANCHOR_END: error_codes
@@ -121,7 +79,9 @@ impl ErrorCode {
 /// One error answer: `{"errors":[{"code":...,"message":...,"detail":...}]}`.
 #[derive(Debug)]
 pub struct ApiError {
-    pub code: ErrorCode,
+    /// `None` for a fault of the server itself, which the spec has no code
+    /// for: answered UNKNOWN, as Docker's registry does.
+    pub code: Option<ErrorCode>,
     pub status: StatusCode,
     pub message: String,
     pub detail: Option<serde_json::Value>,
@@ -132,8 +92,8 @@ pub struct ApiError {
 impl ApiError {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> ApiError {
         ApiError {
-            code,
-            status: code.status(),
+            status: status_of(&code),
+            code: Some(code),
             message: message.into(),
             detail: None,
             headers: Vec::new(),
@@ -172,13 +132,28 @@ impl ApiError {
     /// A fault on the server's side (a disk error): logged, and answered 500.
     pub fn internal(what: &str, err: impl std::fmt::Display) -> ApiError {
         eprintln!("registry: {what}: {err}");
-        ApiError::new(ErrorCode::Unknown, format!("{what} failed on the server"))
+        ApiError {
+            code: None,
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            message: format!("{what} failed on the server"),
+            detail: None,
+            headers: Vec::new(),
+        }
+    }
+
+    /// The code as the body spells it.
+    pub fn code_name(&self) -> String {
+        self.code
+            .as_ref()
+            .and_then(|code| serde_json::to_value(code).ok())
+            .and_then(|value| value.as_str().map(str::to_string))
+            .unwrap_or_else(|| "UNKNOWN".to_string())
     }
 
     /// The JSON body, as sent.
     pub fn body(&self) -> serde_json::Value {
         let mut error = serde_json::json!({
-            "code": self.code.as_str(),
+            "code": self.code_name(),
             "message": self.message,
         });
         if let Some(detail) = &self.detail {
@@ -194,7 +169,7 @@ impl std::fmt::Display for ApiError {
             f,
             "{} {}: {}",
             self.status.as_u16(),
-            self.code.as_str(),
+            self.code_name(),
             self.message
         )
     }
@@ -215,5 +190,27 @@ impl IntoResponse for ApiError {
             }
         }
         response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_are_spelled_as_the_spec_spells_them() {
+        let spelled = |error: ApiError| (error.status.as_u16(), error.code_name());
+        assert_eq!(
+            spelled(ApiError::new(ErrorCode::BlobUploadUnknown, "x")),
+            (404, "BLOB_UPLOAD_UNKNOWN".into())
+        );
+        assert_eq!(
+            spelled(ApiError::new(ErrorCode::TooManyRequests, "x")),
+            (429, "TOOMANYREQUESTS".into())
+        );
+        assert_eq!(
+            spelled(ApiError::internal("a test", "nothing")),
+            (500, "UNKNOWN".into())
+        );
     }
 }

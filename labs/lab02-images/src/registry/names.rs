@@ -37,7 +37,6 @@ pub enum Reference {
     Digest(Digest),
 }
 
-// ANCHOR: route
 /// Reads the endpoint from a path. Names may hold '/', so the path is read
 /// from its end: the last one or two segments say which endpoint it is, and
 /// everything before them is the repository's name.
@@ -54,6 +53,7 @@ pub fn route(path: &str) -> Result<Option<Route>, ApiError> {
     if rest == "_catalog" {
         return Ok(Some(Route::Catalog));
     }
+    // ANCHOR: route
     let segments: Vec<&str> = rest.split('/').collect();
     let n = segments.len();
     let tail = |k: usize| segments[n - k..].to_vec();
@@ -95,9 +95,9 @@ pub fn route(path: &str) -> Result<Option<Route>, ApiError> {
     } else {
         return Ok(None);
     };
+    // ANCHOR_END: route
     Ok(Some(route))
 }
-// ANCHOR_END: route
 
 /// Checks a repository name against the spec's grammar:
 /// `[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*(/[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*)*`.

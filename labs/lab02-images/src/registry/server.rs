@@ -10,6 +10,7 @@ use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode}
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
+use oci_spec::distribution::{RepositoryListBuilder, TagListBuilder};
 use percent_encoding::utf8_percent_encode;
 
 use super::auth::{Access, Action, Challenge};
@@ -49,7 +50,6 @@ async fn dispatch(State(app): State<Arc<App>>, request: Request) -> Response {
     response
 }
 
-// ANCHOR: handle
 async fn handle(app: &App, request: Request) -> Result<Response, ApiError> {
     let (parts, body) = request.into_parts();
     let query = query_pairs(&parts.uri);
@@ -60,6 +60,7 @@ async fn handle(app: &App, request: Request) -> Result<Response, ApiError> {
         );
     };
     let head = parts.method == Method::HEAD;
+    // ANCHOR: handle
     match (route, parts.method) {
         (Route::Base, Method::GET | Method::HEAD) => {
             app.access.require_login(headers).await?;
@@ -96,8 +97,8 @@ async fn handle(app: &App, request: Request) -> Result<Response, ApiError> {
             format!("{method} is not supported on this endpoint"),
         )),
     }
+    // ANCHOR_END: handle
 }
-// ANCHOR_END: handle
 
 fn storage_error(what: &'static str) -> impl Fn(std::io::Error) -> ApiError {
     move |err| ApiError::internal(what, err)
@@ -172,8 +173,12 @@ async fn catalog(
         .filter(|name| app.access.permits(&who, name, Action::Pull))
         .collect();
     let (page, next) = paginate(visible, query);
+    let list = RepositoryListBuilder::default()
+        .repositories(page)
+        .build()
+        .map_err(|err| ApiError::internal("listing repositories", err))?;
     Ok(with_next_link(
-        json(StatusCode::OK, serde_json::json!({ "repositories": page })),
+        json(StatusCode::OK, serde_json::json!(list)),
         "/v2/_catalog",
         next,
     ))
@@ -192,11 +197,13 @@ async fn tags(
         .map_err(storage_error("listing tags"))?
         .ok_or_else(|| name_unknown(name))?;
     let (page, next) = paginate(tags, query);
+    let list = TagListBuilder::default()
+        .name(name)
+        .tags(page)
+        .build()
+        .map_err(|err| ApiError::internal("listing tags", err))?;
     Ok(with_next_link(
-        json(
-            StatusCode::OK,
-            serde_json::json!({ "name": name, "tags": page }),
-        ),
+        json(StatusCode::OK, serde_json::json!(list)),
         &format!("/v2/{name}/tags/list"),
         next,
     ))
@@ -262,7 +269,6 @@ async fn get_manifest(
     Ok(response)
 }
 
-// ANCHOR: put_manifest
 async fn put_manifest(
     app: &App,
     headers: &HeaderMap,
@@ -291,6 +297,7 @@ async fn put_manifest(
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());
+    // ANCHOR: put_manifest
     let checked = manifest::check(&bytes, content_type)?;
     let digest = Digest::of(&bytes);
     if let Reference::Digest(named) = reference {
@@ -313,6 +320,7 @@ async fn put_manifest(
             .detail(serde_json::json!({ "digest": blob })));
         }
     }
+    // ANCHOR_END: put_manifest
     for child in &checked.manifests {
         if !app.storage.has_manifest(name, child) {
             return Err(ApiError::new(
@@ -344,7 +352,6 @@ async fn put_manifest(
         ],
     ))
 }
-// ANCHOR_END: put_manifest
 
 async fn get_blob(
     app: &App,
@@ -405,7 +412,6 @@ fn upload_headers(upload: &Upload) -> [(HeaderName, String); 3] {
     ]
 }
 
-// ANCHOR: start_upload
 /// POST: a cross-repository mount, a whole blob in one request, or the
 /// start of an upload in chunks.
 async fn start_upload(
@@ -415,6 +421,7 @@ async fn start_upload(
     query: &[(String, String)],
     body: Body,
 ) -> Result<Response, ApiError> {
+    // ANCHOR: start_upload
     let who = app.access.require(headers, name, Action::Push).await?;
     if let (Some(mount), Some(from)) = (query_get(query, "mount"), query_get(query, "from")) {
         let digest = names::parse_digest(mount)?;
@@ -448,8 +455,8 @@ async fn start_upload(
         return Ok(blob_created(name, &digest));
     }
     Ok(empty(StatusCode::ACCEPTED, &upload_headers(&upload)))
+    // ANCHOR_END: start_upload
 }
-// ANCHOR_END: start_upload
 
 /// An optional `Content-Range: <start>-<end>` (inclusive; a leading
 /// "bytes " is tolerated). A chunk must start where the upload stands.
@@ -531,7 +538,7 @@ async fn put_upload(
             Ok(blob_created(name, &digest))
         }
         // Wrong bytes can't be fixed by sending more: the upload is over.
-        Err(error) if error.code == ErrorCode::DigestInvalid => {
+        Err(error) if error.code == Some(ErrorCode::DigestInvalid) => {
             app.uploads.remove(&upload);
             Err(error)
         }
