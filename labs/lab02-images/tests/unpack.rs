@@ -267,7 +267,6 @@ fn mounted(target: &Path) -> bool {
         .any(|line| line.split(' ').nth(4) == Some(target))
 }
 
-// ANCHOR: overlay_mount_with_whiteouts
 #[test]
 fn overlay_mount_with_whiteouts() {
     if !overlay_here() {
@@ -282,6 +281,7 @@ fn overlay_mount_with_whiteouts() {
         layer_of_tree(&lower),
         layer_of_changes(&upper_view_dir, &step_changes()),
     ];
+    // ANCHOR: overlay_mount_with_whiteouts
     // Each layer extracted once, into a directory of its own.
     let mut lowers: Vec<PathBuf> = Vec::new();
     for (i, layer) in layers.iter().enumerate() {
@@ -320,12 +320,12 @@ fn overlay_mount_with_whiteouts() {
     }
     apply(&rootfs, &layer_of_changes(mount.upper(), &changes));
     assert_eq!(tree(&rootfs), tree(merged));
+    // ANCHOR_END: overlay_mount_with_whiteouts
 
     let target = mount.target().to_path_buf();
     drop(mount);
     assert!(!mounted(&target), "the mount outlived its guard");
 }
-// ANCHOR_END: overlay_mount_with_whiteouts
 
 #[test]
 fn overlay_mount_unmounts_on_panic() {

@@ -77,7 +77,6 @@ struct State {
     history: Vec<History>,
 }
 
-// ANCHOR: build
 /// Runs `steps` with `context` as the build context and tags the result
 /// `tag` in `store`. `log` receives one line per step.
 pub fn build(
@@ -96,6 +95,7 @@ pub fn build(
         line: 0,
         message: format!("build context {}: {e}", context.display()),
     })?;
+    // ANCHOR: build
     let mut state = State::default();
     let mut made = Vec::new();
     for (n, step) in steps.iter().enumerate() {
@@ -128,13 +128,13 @@ pub fn build(
     }
     let desc = commit_image(store, &state.layers, &state.exec, &state.history, &name)?;
     log(format!("tagged {name} ({})", desc.digest()));
+    // ANCHOR_END: build
     Ok(Built {
         name,
         manifest: desc,
         layers: made,
     })
 }
-// ANCHOR_END: build
 
 /// Writes the config and manifest of an image made of `layers` (blob
 /// digest, diff ID, size; bottom first) and tags it `name`.

@@ -117,11 +117,11 @@ pub fn write_layer_from_dir(root: &Path, out: impl Write) -> Result<LayerInfo, L
 }
 // ANCHOR_END: write_layer_from_dir
 
-// ANCHOR: write_layer
 /// Writes the `changes` made to a tree as a layer. Added entries are read
 /// from `root` (the tree after the changes: an overlayfs upper directory or
 /// the new tree of a comparison); their parent directories come along, so
 /// the layer can be applied on its own.
+// ANCHOR: write_layer
 pub fn write_layer(
     root: &Path,
     changes: &[Change],

@@ -287,7 +287,6 @@ impl Access {
         error
     }
 
-    // ANCHOR: token
     /// The /token endpoint: grants each requested scope's actions that the
     /// sender may do, in a token signed with this run's key.
     pub async fn issue_token(
@@ -295,6 +294,7 @@ impl Access {
         headers: &HeaderMap,
         scopes: &[&str],
     ) -> Result<String, ApiError> {
+        // ANCHOR: token
         let who = match self.identify_basic(headers).await? {
             Some(user) => Who::User(user),
             None => Who::Anonymous,
@@ -329,8 +329,8 @@ impl Access {
         );
         let signature = URL_SAFE_NO_PAD.encode(mac(&self.key, &payload).finalize().into_bytes());
         Ok(format!("{payload}.{signature}"))
+        // ANCHOR_END: token
     }
-    // ANCHOR_END: token
 
     /// Basic credentials for /token (which works in bearer mode too).
     async fn identify_basic(&self, headers: &HeaderMap) -> Result<Option<String>, ApiError> {

@@ -165,6 +165,7 @@ impl<'a> Extractor<'a> {
             UnpackError::hostile(&raw, "its parent directory could not be created")
         })?;
         let meta = read_meta(entry.header(), &raw)?;
+    // ANCHOR_END: entry
         let at = At {
             parent: parent.as_fd(),
             name: &name,
@@ -216,7 +217,6 @@ impl<'a> Extractor<'a> {
         self.mark_written(&rel);
         Ok(())
     }
-    // ANCHOR_END: entry
 
     fn mark_written(&mut self, rel: &Path) {
         for path in rel.ancestors() {
@@ -288,6 +288,7 @@ impl<'a> Extractor<'a> {
                     errno => self.io_at("make whiteout", &at(name), raw, errno),
                 })
             }
+    // ANCHOR_END: whiteout
             (Whiteout::Opaque, Target::Rootfs) => {
                 let Some(dir) = self.dir(raw, dir_rel, false)? else {
                     return Ok(());
@@ -315,7 +316,6 @@ impl<'a> Extractor<'a> {
             }
         }
     }
-    // ANCHOR_END: whiteout
 
     fn io_at(&self, op: &'static str, rel: &Path, raw: &str, errno: Errno) -> UnpackError {
         UnpackError::Io {

@@ -34,7 +34,6 @@ pub struct OverlayMount {
 }
 
 impl OverlayMount {
-    // ANCHOR: mount
     /// Mounts `lowers` (the top layer first) with `upper` and `work` (both
     /// empty directories on one filesystem) at `target`.
     pub fn mount(
@@ -46,6 +45,7 @@ impl OverlayMount {
         if lowers.is_empty() {
             return Err(UnpackError::Overlay("no lower directory to mount".into()));
         }
+        // ANCHOR: mount
         let mut lowerdir = Vec::new();
         for lower in lowers {
             lowerdir.push(option_path(lower)?);
@@ -75,13 +75,13 @@ impl OverlayMount {
             target: target.to_path_buf(),
             source: errno.into(),
         })?;
+        // ANCHOR_END: mount
         Ok(OverlayMount {
             target: target.to_path_buf(),
             upper: upper.to_path_buf(),
             mounted: true,
         })
     }
-    // ANCHOR_END: mount
 
     /// Where the merged tree is.
     pub fn target(&self) -> &Path {
