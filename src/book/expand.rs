@@ -143,22 +143,45 @@ impl Exercises {
     /// for mdBook to complain about and the book check to report.
     pub fn expand(&self, page: &Path, text: &str) -> Vec<PageLine> {
         let dir = page.parent().unwrap_or(Path::new("."));
+        let page = normalize(page);
         let mut out = Vec::new();
+        // The source file of the Rust listing just expanded: named under
+        // its code block, so the reader knows where the rest of it is.
+        let mut caption: Option<PathBuf> = None;
         for (i, line) in text.lines().enumerate() {
-            let here = PageLine {
-                text: line.to_string(),
-                file: normalize(page),
+            let here = |text: String| PageLine {
+                text,
+                file: page.clone(),
                 line: i + 1,
             };
-            match own_line_include(line).and_then(|arg| self.include(dir, arg)) {
-                Some(lines) => out.extend(lines),
-                None => out.push(here),
+            if let Some(rel) = caption.take() {
+                if let Some(prefix) = closing_fence(line) {
+                    out.push(here(line.to_string()));
+                    out.push(here(prefix.trim_end().to_string()));
+                    out.push(here(format!(
+                        "{prefix}<p class=\"listing-source\">{}</p>",
+                        rel.display()
+                    )));
+                    continue;
+                }
+            }
+            let include = own_line_include(line).and_then(|arg| self.include(dir, arg));
+            match include {
+                Some((file, lines)) => {
+                    caption = file
+                        .strip_prefix(&self.root)
+                        .ok()
+                        .filter(|_| file.extension().is_some_and(|e| e == "rs"))
+                        .map(Path::to_path_buf);
+                    out.extend(lines);
+                }
+                None => out.push(here(line.to_string())),
             }
         }
         out
     }
 
-    fn include(&self, dir: &Path, arg: &str) -> Option<Vec<PageLine>> {
+    fn include(&self, dir: &Path, arg: &str) -> Option<(PathBuf, Vec<PageLine>)> {
         let (path, selector) = match arg.split_once(':') {
             Some((p, s)) => (p, Some(s)),
             None => (arg, None),
@@ -179,16 +202,15 @@ impl Exercises {
         if file.extension().is_some_and(|e| e == "rs") {
             selected = listing::clean(selected);
         }
-        Some(
-            selected
-                .into_iter()
-                .map(|l| PageLine {
-                    text: l.text,
-                    file: file.clone(),
-                    line: l.source_line,
-                })
-                .collect(),
-        )
+        let lines = selected
+            .into_iter()
+            .map(|l| PageLine {
+                text: l.text,
+                file: file.clone(),
+                line: l.source_line,
+            })
+            .collect();
+        Some((file, lines))
     }
 
     /// The exercises in reading order, with their region and file.
@@ -311,6 +333,15 @@ pub fn own_line_include(line: &str) -> Option<&str> {
         return None;
     }
     inner.split_whitespace().next()
+}
+
+/// If `line` closes a code block, what stands before its fence (`> ` in a
+/// quote, indentation in a list).
+fn closing_fence(line: &str) -> Option<&str> {
+    let body = line.trim_start_matches(|c: char| c == '>' || c.is_whitespace());
+    let fence = body.starts_with("```") || body.starts_with("~~~");
+    let rest = body.trim_start_matches(['`', '~']);
+    (fence && rest.trim().is_empty()).then(|| &line[..line.len() - body.len()])
 }
 
 /// Numbers the starter's lines by the reference file's: outside regions
