@@ -156,6 +156,21 @@ fn htpasswd(path: &Path, user: &str, password: &str) {
     std::fs::write(path, format!("{user}:{hash}\n")).expect("htpasswd");
 }
 
+/// Runs skopeo and checks that it failed because the registry answered 401
+/// (credentials needed), not for any other reason: skopeo reports a 401's
+/// UNAUTHORIZED body as `unauthorized: <message>` (a 403 would be
+/// `denied:`, a missing repository `manifest unknown`, a dead registry a
+/// connection error).
+fn refused_with_401(args: &[&str], what: &str) {
+    let out = Command::new("skopeo").args(args).output().expect("skopeo");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{what} succeeded");
+    assert!(
+        stderr.contains("unauthorized: authentication required"),
+        "{what} failed, but not with 401 Unauthorized:\n{stderr}"
+    );
+}
+
 #[test]
 fn skopeo_copies_through_our_registry() {
     if !require_program("skopeo") {
@@ -175,16 +190,15 @@ fn skopeo_copies_through_our_registry() {
     let src = format!("oci:{}:base:latest", layout.display());
 
     // Pushing needs credentials.
-    let anonymous = Command::new("skopeo")
-        .args([
+    refused_with_401(
+        &[
             "copy",
             "--dest-tls-verify=false",
             &src,
             &format!("docker://{host}/public/base:v1"),
-        ])
-        .output()
-        .expect("skopeo");
-    assert!(!anonymous.status.success(), "an anonymous push succeeded");
+        ],
+        "an anonymous push",
+    );
     for repo in ["public", "private"] {
         sh(Command::new("skopeo").args([
             "copy",
@@ -203,18 +217,14 @@ fn skopeo_copies_through_our_registry() {
         &format!("docker://{host}/public/base:v1"),
         &format!("oci:{}:public", back.display()),
     ]));
-    let refused = Command::new("skopeo")
-        .args([
+    refused_with_401(
+        &[
             "copy",
             "--src-tls-verify=false",
             &format!("docker://{host}/private/base:v1"),
             &format!("oci:{}:private", back.display()),
-        ])
-        .output()
-        .expect("skopeo");
-    assert!(
-        !refused.status.success(),
-        "an anonymous pull of a private repository succeeded"
+        ],
+        "an anonymous pull of a private repository",
     );
     sh(Command::new("skopeo").args([
         "copy",
