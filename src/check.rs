@@ -1,11 +1,16 @@
-//! `kubelings check`: run the self-checks and record the results.
+//! `kubelings check`: build a lab's tests, run each exercise's tests, and
+//! record the results.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Result};
+use kubelings_probe::{Host, Privilege};
 
 use crate::cli::load_progress;
 use crate::manifest::{Exercise, TestRef};
 use crate::progress::Status;
-use crate::runner::{RunReport, TestRun, Verdict};
+use crate::runner::{Build, Built, Exe, TestResult, TestRun, Verdict};
 use crate::workspace::Workspace;
 
 /// The exercises named by `target`: one id, a lab's, or all of them.
@@ -48,30 +53,138 @@ pub fn test_refs(lab: &str, exercises: &[&Exercise]) -> Result<Vec<(String, Vec<
     Ok(out)
 }
 
-/// One cargo run for a lab, restricted to the targets and tests needed.
-pub fn plan(dir: &std::path::Path, lab: &str, refs: &[(String, Vec<TestRef>)]) -> TestRun {
-    let mut run = TestRun {
+/// The build of one lab's test targets: what `refs` need, each once.
+pub fn plan(dir: &Path, lab: &str, refs: &[(String, Vec<TestRef>)]) -> Build {
+    let mut build = Build {
         dir: dir.to_path_buf(),
         package: lab.to_string(),
-        ..TestRun::default()
+        ..Build::default()
     };
     for t in refs.iter().flat_map(|(_, refs)| refs) {
-        if !run.targets.contains(&t.target) {
-            run.targets.push(t.target.clone());
-        }
-        if !run.filters.contains(&t.name) {
-            run.filters.push(t.name.clone());
+        if !build.targets.contains(&t.target) {
+            build.targets.push(t.target.clone());
         }
     }
-    run
+    build
+}
+
+/// A lab's built test executables, ready to run tests from.
+#[derive(Debug, Clone)]
+pub struct Suite {
+    pub package: String,
+    /// The lab's directory (absolute): tests run there, as under cargo.
+    pub cwd: PathBuf,
+    pub exes: BTreeMap<String, Exe>,
+}
+
+impl Suite {
+    /// Builds `build` and lists its executables; Err(built) when the build
+    /// failed (the compiler's errors are in it).
+    pub fn build(build: &Build, lab_dir: &Path) -> Result<std::result::Result<Suite, Built>> {
+        let built = build.run()?;
+        if !built.success {
+            return Ok(Err(built));
+        }
+        let mut exes = BTreeMap::new();
+        for (target, path) in &built.executables {
+            exes.insert(target.clone(), Exe::list(path)?);
+        }
+        Ok(Ok(Suite {
+            package: build.package.clone(),
+            cwd: build.dir.join(lab_dir),
+            exes,
+        }))
+    }
+
+    /// How to run the manifest test `t`, or why it cannot run.
+    pub fn test(&self, t: &TestRef, how: &How) -> std::result::Result<TestRun, Verdict> {
+        let Some(exe) = self.exes.get(&t.target) else {
+            return Err(Verdict::NotRun(format!(
+                "the build made no test executable for tests/{}.rs",
+                t.target
+            )));
+        };
+        let Some(name) = exe.resolve(&t.name) else {
+            if exe
+                .ignored
+                .iter()
+                .any(|n| *n == t.name || n.ends_with(&format!("::{}", t.name)))
+            {
+                return Err(Verdict::Ignored);
+            }
+            return Err(Verdict::NotRun(format!(
+                "tests/{}.rs has no test named {}",
+                t.target, t.name
+            )));
+        };
+        Ok(TestRun {
+            exe: exe.path.clone(),
+            name: name.to_string(),
+            cwd: self.cwd.clone(),
+            env: how.env.clone(),
+            timeout: how.timeout,
+            sudo: how.sudo,
+        })
+    }
+
+    /// Runs `t`: its verdict and output.
+    pub fn run(&self, t: &TestRef, how: &How) -> Result<TestResult> {
+        match self.test(t, how) {
+            Ok(run) => Ok(run.run()?),
+            Err(verdict) => Ok(TestResult {
+                verdict,
+                output: String::new(),
+                duration: std::time::Duration::ZERO,
+            }),
+        }
+    }
+}
+
+/// How to run an exercise's tests.
+#[derive(Debug, Clone)]
+pub struct How {
+    pub env: Vec<(String, String)>,
+    pub timeout: std::time::Duration,
+    pub sudo: bool,
+}
+
+/// How an exercise's tests run on this machine: directly, through sudo
+/// (they need root and we are not), or not at all.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Mode {
+    Direct,
+    Sudo,
+    Skip(String),
+}
+
+pub fn mode(privilege: Privilege, host: &Host) -> Mode {
+    match privilege {
+        Privilege::Root if host.os == "linux" && !host.is_root => {
+            if crate::runner::have_program("sudo") {
+                Mode::Sudo
+            } else {
+                Mode::Skip("needs root, and sudo is not installed to run it as root".into())
+            }
+        }
+        // Userns tests run as we are: they skip themselves where the kernel
+        // allows no user namespaces.
+        _ => Mode::Direct,
+    }
+}
+
+/// The command that reruns one test, for a person.
+pub fn rerun_command(package: &str, t: &TestRef) -> String {
+    format!(
+        "cargo test -p {package} --test {} -- --exact {}",
+        t.target, t.name
+    )
 }
 
 /// What the tests of one exercise add up to: the first failure wins, then
 /// a test that did not run, then a skip; pass only if all passed.
-pub fn exercise_verdict(report: &RunReport, refs: &[TestRef]) -> (Verdict, Option<TestRef>) {
-    let verdicts: Vec<(Verdict, &TestRef)> = refs.iter().map(|t| (report.verdict(t), t)).collect();
+pub fn worst(verdicts: impl IntoIterator<Item = Verdict>) -> Verdict {
     let rank = |v: &Verdict| match v {
-        Verdict::Fail(_) => 0,
+        Verdict::Fail(_) | Verdict::TimedOut(_) => 0,
         Verdict::NotRun(_) => 1,
         Verdict::Ignored => 2,
         Verdict::Skipped(_) => 3,
@@ -79,12 +192,11 @@ pub fn exercise_verdict(report: &RunReport, refs: &[TestRef]) -> (Verdict, Optio
     };
     verdicts
         .into_iter()
-        .min_by_key(|(v, _)| rank(v))
-        .map(|(v, t)| (v, Some(t.clone())))
-        .unwrap_or((Verdict::NotRun("no tests".into()), None))
+        .min_by_key(rank)
+        .unwrap_or(Verdict::NotRun("no tests".into()))
 }
 
-fn indent(text: &str, by: &str) -> String {
+pub fn indent(text: &str, by: &str) -> String {
     text.lines()
         .map(|l| {
             if l.trim().is_empty() {
@@ -97,48 +209,104 @@ fn indent(text: &str, by: &str) -> String {
         .join("\n")
 }
 
+/// The lab files holding these exercises' markers: their compiler errors
+/// are shown first.
+pub fn exercise_files(ws: &Workspace, exercises: &[&Exercise]) -> Vec<PathBuf> {
+    let scan = ws.scan_markers();
+    let mut files: Vec<PathBuf> = scan
+        .regions
+        .iter()
+        .filter(|(_, r)| exercises.iter().any(|e| e.id == r.id))
+        .map(|(f, _)| f.clone())
+        .collect();
+    files.dedup();
+    files
+}
+
 /// Runs the checks; Ok(false) when something failed.
 pub fn run(ws: &Workspace, target: Option<&str>) -> Result<bool> {
     let selected = select(ws, target)?;
     let mut progress = load_progress(ws);
+    let host = kubelings_probe::probe();
     let (mut passed, mut failed, mut skipped) = (0, 0, 0);
+    // None: not asked yet; Some(Err): sudo said no.
+    let mut sudo: Option<std::result::Result<(), String>> = None;
 
     for lab in ws.manifest.labs() {
         let exercises: Vec<&Exercise> = selected.iter().copied().filter(|e| e.lab == lab).collect();
         if exercises.is_empty() {
             continue;
         }
-        ws.lab(lab)?;
+        let lab_dir = ws.lab(lab)?.dir.clone();
         let refs = test_refs(lab, &exercises)?;
-        let run = plan(&ws.root, lab, &refs);
-        println!("Checking {lab}: {}", run.display());
-        let report = run.run(|line| {
-            // Show that the (possibly long) build is moving.
-            if line.trim_start().starts_with("Compiling ") {
-                eprintln!("  {}", line.trim());
+        let mut build = plan(&ws.root, lab, &refs);
+        build.progress = true;
+        println!("Checking {lab}: {}", build.display());
+        let suite = match Suite::build(&build, &lab_dir)? {
+            Ok(suite) => suite,
+            Err(built) => {
+                let files = exercise_files(ws, &exercises);
+                println!();
+                println!(
+                    "  {lab} does not build, so none of its self-checks ran. The compiler said:"
+                );
+                println!();
+                println!("{}", indent(&built.error_report(&files, 3), "    "));
+                println!();
+                for e in &exercises {
+                    progress.set_status(&e.id, Status::Failing, Some("the build failed".into()));
+                }
+                failed += exercises.len();
+                save(ws, &progress);
+                continue;
             }
-        })?;
-
-        if let Some(errors) = &report.build_error {
-            println!();
-            println!("  The build failed, so no self-check of {lab} ran. The compiler said:");
-            println!();
-            println!("{}", indent(errors, "    "));
-            println!();
-            for e in &exercises {
-                progress.set_status(&e.id, Status::Failing, Some("the build failed".into()));
-            }
-            failed += exercises.len();
-            save(ws, &progress);
-            continue;
-        }
+        };
 
         for (e, (_, refs)) in exercises.iter().zip(&refs) {
-            let (verdict, test) = exercise_verdict(&report, refs);
-            let test_name = test
-                .map(|t| format!("{}::{}", t.target, t.name))
-                .unwrap_or_default();
-            match verdict {
+            let mut how = How {
+                env: Vec::new(),
+                timeout: e.timeout(),
+                sudo: false,
+            };
+            match mode(e.privilege, &host) {
+                Mode::Direct => {}
+                Mode::Sudo => {
+                    println!("  running {} tests as root (sudo)", e.id);
+                    let asked = sudo.get_or_insert_with(crate::runner::sudo_validate);
+                    match asked {
+                        Ok(()) => how.sudo = true,
+                        Err(why) => {
+                            let reason = format!("needs root, and sudo did not work: {why}");
+                            skipped += 1;
+                            println!("  skip  {}  {}: {reason}", e.id, e.title);
+                            progress.set_status(&e.id, Status::Skipped, Some(reason));
+                            continue;
+                        }
+                    }
+                }
+                Mode::Skip(reason) => {
+                    skipped += 1;
+                    println!("  skip  {}  {}: {reason}", e.id, e.title);
+                    progress.set_status(&e.id, Status::Skipped, Some(reason));
+                    continue;
+                }
+            }
+
+            let mut verdicts = Vec::new();
+            let mut failure: Option<(&TestRef, TestResult)> = None;
+            for t in refs {
+                let result = suite.run(t, &how)?;
+                verdicts.push(result.verdict.clone());
+                if matches!(
+                    result.verdict,
+                    Verdict::Fail(_) | Verdict::TimedOut(_) | Verdict::NotRun(_) | Verdict::Ignored
+                ) {
+                    failure = Some((t, result));
+                    // The first failure says enough; the rest would wait.
+                    break;
+                }
+            }
+            match worst(verdicts) {
                 Verdict::Pass => {
                     passed += 1;
                     println!("  pass  {}  {}", e.id, e.title);
@@ -149,25 +317,38 @@ pub fn run(ws: &Workspace, target: Option<&str>) -> Result<bool> {
                     println!("  skip  {}  {}: {reason}", e.id, e.title);
                     progress.set_status(&e.id, Status::Skipped, Some(reason));
                 }
-                Verdict::Fail(message) => {
+                verdict => {
                     failed += 1;
+                    let test = failure
+                        .as_ref()
+                        .map(|(t, _)| format!("{}::{}", t.target, t.name))
+                        .unwrap_or_default();
                     println!("  FAIL  {}  {}", e.id, e.title);
-                    println!("        test {test_name} failed:");
-                    println!("{}", indent(&message, "          "));
-                    explain(e);
-                    progress.set_status(
-                        &e.id,
-                        Status::Failing,
-                        Some(format!("{test_name} failed")),
-                    );
-                }
-                Verdict::Ignored | Verdict::NotRun(_) => {
-                    failed += 1;
-                    let why = match verdict {
-                        Verdict::NotRun(why) => why,
-                        _ => format!("test {test_name} is #[ignore]d, so it checks nothing"),
+                    let why = match &verdict {
+                        Verdict::Fail(message) => {
+                            println!("        test {test} failed:");
+                            println!("{}", indent(message, "          "));
+                            format!("{test} failed")
+                        }
+                        Verdict::TimedOut(secs) => {
+                            let why = format!("test {test} timed out after {secs} s");
+                            println!("        {why}");
+                            why
+                        }
+                        Verdict::Ignored => {
+                            let why = format!("test {test} is #[ignore]d, so it checks nothing");
+                            println!("        {why}");
+                            why
+                        }
+                        Verdict::NotRun(why) => {
+                            println!("        test {test} did not run: {why}");
+                            why.clone()
+                        }
+                        Verdict::Pass | Verdict::Skipped(_) => String::new(),
                     };
-                    println!("  FAIL  {}  {}: {why}", e.id, e.title);
+                    if let Some((t, _)) = &failure {
+                        println!("        Rerun: {}", rerun_command(lab, t));
+                    }
                     explain(e);
                     progress.set_status(&e.id, Status::Failing, Some(why));
                 }
@@ -202,32 +383,6 @@ fn save(ws: &Workspace, progress: &crate::progress::Progress) {
 mod tests {
     use super::*;
 
-    const LOG: &str = "     Running tests/t.rs (target/debug/deps/t-1)
-test a ... ok
-test b ... FAILED
-test c ... ok
-
-successes:
-
----- c stdout ----
-kubelings: skipped: needs root
-
-successes:
-    a
-    c
-
-failures:
-
----- b stdout ----
-thread 'b' panicked at tests/t.rs:1:1:
-boom
-
-failures:
-    b
-
-test result: FAILED. 2 passed; 1 failed; 0 ignored; 0 measured; 0 filtered out; finished in 0.00s
-";
-
     fn refs(names: &[&str]) -> Vec<TestRef> {
         names
             .iter()
@@ -237,26 +392,51 @@ test result: FAILED. 2 passed; 1 failed; 0 ignored; 0 measured; 0 filtered out; 
 
     #[test]
     fn a_failure_outweighs_a_skip_which_outweighs_a_pass() {
-        let report = RunReport::from_log(LOG.into(), false);
-        let verdict = |names: &[&str]| exercise_verdict(&report, &refs(names)).0;
-        assert_eq!(verdict(&["a"]), Verdict::Pass);
-        assert_eq!(verdict(&["a", "c"]), Verdict::Skipped("needs root".into()));
+        assert_eq!(worst([Verdict::Pass]), Verdict::Pass);
         assert_eq!(
-            verdict(&["c", "b", "a"]),
-            Verdict::Fail("thread 'b' panicked at tests/t.rs:1:1:\nboom".into())
+            worst([Verdict::Pass, Verdict::Skipped("needs root".into())]),
+            Verdict::Skipped("needs root".into())
         );
-        assert!(matches!(verdict(&["a", "zzz"]), Verdict::NotRun(_)));
+        assert_eq!(
+            worst([
+                Verdict::Skipped("x".into()),
+                Verdict::TimedOut(3),
+                Verdict::Pass
+            ]),
+            Verdict::TimedOut(3)
+        );
+        assert!(matches!(
+            worst([Verdict::Pass, Verdict::NotRun("x".into())]),
+            Verdict::NotRun(_)
+        ));
     }
 
     #[test]
-    fn plans_one_run_per_lab() {
+    fn plans_one_build_per_lab() {
         let r = vec![
             ("x".to_string(), refs(&["a", "b"])),
             ("y".to_string(), refs(&["b", "c"])),
         ];
-        let run = plan(std::path::Path::new("/w"), "lab01", &r);
-        assert_eq!(run.targets, vec!["t"]);
-        assert_eq!(run.filters, vec!["a", "b", "c"]);
-        assert_eq!(run.package, "lab01");
+        let build = plan(Path::new("/w"), "lab01", &r);
+        assert_eq!(build.targets, vec!["t"]);
+        assert_eq!(build.package, "lab01");
+        assert_eq!(build.display(), "cargo test --no-run -p lab01 --test t");
+    }
+
+    #[test]
+    fn root_tests_go_through_sudo_or_skip() {
+        let mut host = kubelings_probe::probe();
+        host.os = "linux";
+        host.is_root = true;
+        assert_eq!(mode(Privilege::Root, &host), Mode::Direct);
+        host.is_root = false;
+        assert_eq!(mode(Privilege::None, &host), Mode::Direct);
+        assert_eq!(mode(Privilege::Userns, &host), Mode::Direct);
+        let want = if crate::runner::have_program("sudo") {
+            Mode::Sudo
+        } else {
+            Mode::Skip("needs root, and sudo is not installed to run it as root".into())
+        };
+        assert_eq!(mode(Privilege::Root, &host), want);
     }
 }

@@ -41,6 +41,16 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ExportError + '_ {
     }
 }
 
+/// What the exercise regions become in a copy of the workbook.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flavor {
+    /// The student's starter: each body is a `todo!()`.
+    Starter,
+    /// `kubelings verify`'s copy: each body behind
+    /// `if ::kubelings_probe::solved(id) { body } else { todo!() }`.
+    Switch,
+}
+
 /// What an export did.
 #[derive(Debug, Clone, Default)]
 pub struct ExportReport {
@@ -170,7 +180,7 @@ pub fn export(ws: &Workspace, dest: &Path) -> Result<ExportReport, ExportError> 
         std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755))
             .map_err(io(tmp.path()))?;
     }
-    let report = copy_all(ws, &files, tmp.path())?;
+    let report = copy_all(ws, &files, tmp.path(), Flavor::Starter)?;
     // rename(2) will not replace a directory unless it is empty; remove it.
     if dest.is_dir() {
         std::fs::remove_dir(dest).map_err(io(dest))?;
@@ -186,7 +196,42 @@ pub fn export(ws: &Workspace, dest: &Path) -> Result<ExportReport, ExportError> 
     Ok(report)
 }
 
-fn copy_all(ws: &Workspace, files: &[PathBuf], into: &Path) -> Result<ExportReport, ExportError> {
+/// Makes `dest` a copy of the workbook in `flavor`, rewriting only the
+/// files whose content changed (so cargo rebuilds only what changed) and
+/// removing files the workbook no longer has. For `kubelings verify`.
+pub fn sync(ws: &Workspace, dest: &Path, flavor: Flavor) -> Result<ExportReport, ExportError> {
+    let files = list_files(&ws.root)?;
+    std::fs::create_dir_all(dest).map_err(io(dest))?;
+    let report = copy_all(ws, &files, dest, flavor)?;
+    let mut present = Vec::new();
+    walk(dest, Path::new(""), &mut present)?;
+    let keep: std::collections::HashSet<&PathBuf> = files.iter().collect();
+    for rel in present.iter().filter(|f| !keep.contains(f)) {
+        let path = dest.join(rel);
+        std::fs::remove_file(&path).map_err(io(&path))?;
+    }
+    Ok(report)
+}
+
+/// Writes `data` to `to` unless it already holds exactly that.
+fn write_if_changed(to: &Path, data: &[u8]) -> Result<(), ExportError> {
+    if to.symlink_metadata().is_ok_and(|m| m.is_file())
+        && std::fs::read(to).is_ok_and(|old| old == data)
+    {
+        return Ok(());
+    }
+    if to.symlink_metadata().is_ok_and(|m| m.is_symlink()) {
+        std::fs::remove_file(to).map_err(io(to))?;
+    }
+    std::fs::write(to, data).map_err(io(to))
+}
+
+fn copy_all(
+    ws: &Workspace,
+    files: &[PathBuf],
+    into: &Path,
+    flavor: Flavor,
+) -> Result<ExportReport, ExportError> {
     let replacements = replacements(ws);
     let mut report = ExportReport::default();
     for rel in files {
@@ -197,6 +242,9 @@ fn copy_all(ws: &Workspace, files: &[PathBuf], into: &Path) -> Result<ExportRepo
         }
         let meta = from.symlink_metadata().map_err(io(&from))?;
         if meta.file_type().is_symlink() {
+            if to.symlink_metadata().is_ok() {
+                std::fs::remove_file(&to).map_err(io(&to))?;
+            }
             copy_symlink(&from, &to)?;
         } else if is_lab_source(rel) {
             let text = std::fs::read_to_string(&from).map_err(io(&from))?;
@@ -211,18 +259,23 @@ fn copy_all(ws: &Workspace, files: &[PathBuf], into: &Path) -> Result<ExportRepo
                     id: r.id.clone(),
                 });
             }
-            let out =
-                markers::replace(&text, &replacements).map_err(|source| ExportError::Marker {
-                    file: rel.clone(),
-                    source,
-                })?;
-            std::fs::write(&to, out).map_err(io(&to))?;
+            let out = match flavor {
+                Flavor::Starter => markers::replace(&text, &replacements),
+                Flavor::Switch => markers::switch(&text, &replacements),
+            }
+            .map_err(|source| ExportError::Marker {
+                file: rel.clone(),
+                source,
+            })?;
+            write_if_changed(&to, out.as_bytes())?;
             std::fs::set_permissions(&to, meta.permissions()).map_err(io(&to))?;
             report
                 .regions
                 .extend(regions.into_iter().map(|r| (rel.clone(), r)));
         } else {
-            std::fs::copy(&from, &to).map_err(io(&from))?;
+            let data = std::fs::read(&from).map_err(io(&from))?;
+            write_if_changed(&to, &data)?;
+            std::fs::set_permissions(&to, meta.permissions()).map_err(io(&to))?;
         }
         report.files += 1;
     }

@@ -3,7 +3,7 @@
 //! Library modules (typed errors): [`workspace`] finds the workbook,
 //! [`manifest`] reads `labs/exercises.yaml`, [`markers`] finds and replaces
 //! exercise regions, [`export`] writes a student workspace, [`runner`] runs
-//! `cargo test` and reads libtest output, [`progress`] keeps
+//! the labs' tests (cargo builds, each test a process of its own), [`progress`] keeps
 //! `.kubelings/progress.json`, [`book`] checks and builds the book.
 //!
 //! Command modules (anyhow, they print): [`cli`] parses arguments and holds

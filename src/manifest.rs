@@ -45,6 +45,9 @@ pub struct Exercise {
     pub hints: Vec<String>,
     /// `<package>::<test target>::<test fn>`.
     pub tests: Vec<String>,
+    /// Seconds one of its tests may run before it is killed (default 120).
+    #[serde(default)]
+    pub timeout: Option<u64>,
 }
 
 impl Manifest {
@@ -90,6 +93,13 @@ impl Exercise {
     /// (verify reports them, check refuses to guess).
     pub fn test_refs(&self) -> Vec<Result<TestRef, String>> {
         self.tests.iter().map(|t| TestRef::parse(t)).collect()
+    }
+
+    /// How long one of its tests may run.
+    pub fn timeout(&self) -> std::time::Duration {
+        self.timeout
+            .map(std::time::Duration::from_secs)
+            .unwrap_or(crate::runner::DEFAULT_TIMEOUT)
     }
 
     /// "book §1.5, book/src/ch01/cgroups.md#limits-as-data"
@@ -168,11 +178,13 @@ exercises:
     privilege: root
     hints: [one, two, three]
     tests: [lab01::t::f]
+    timeout: 5
 "#,
         )
         .unwrap();
         assert_eq!(m.exercises[0].privilege, Privilege::Root);
         assert_eq!(m.exercises[0].page_parts(), ("ch01/x.md", Some("y")));
         assert_eq!(m.labs(), vec!["lab01"]);
+        assert_eq!(m.exercises[0].timeout(), std::time::Duration::from_secs(5));
     }
 }

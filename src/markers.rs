@@ -216,6 +216,47 @@ pub fn replace(text: &str, replacements: &HashMap<String, String>) -> Result<Str
     Ok(out)
 }
 
+/// The switch copy `kubelings verify` builds: every region's body becomes
+/// `if ::kubelings_probe::solved("<id>") { <body> } else { <todo> }`, so
+/// one build holds the reference and the starter of every exercise and
+/// `KUBELINGS_SOLVED` picks between them at run time. `todos` is as for
+/// [`replace`]; a region without an entry is left as it is.
+pub fn switch(text: &str, todos: &HashMap<String, String>) -> Result<String, MarkerError> {
+    let regions = scan(text)?;
+    let lines: Vec<&str> = text.split_inclusive('\n').collect();
+    let mut out = String::with_capacity(text.len() + regions.len() * 80);
+    let mut next = 0;
+    for region in &regions {
+        let Some(todo) = todos.get(&region.id) else {
+            continue;
+        };
+        for line in &lines[next..region.start] {
+            out.push_str(line);
+        }
+        let indent = &region.indent;
+        // The id is a string literal's content: escape it like the todo.
+        let id = region.id.replace('\\', "\\\\").replace('"', "\\\"");
+        out.push_str(&format!(
+            "{indent}if ::kubelings_probe::solved(\"{id}\") {{\n"
+        ));
+        let body = &lines[region.start..region.end - 1];
+        for line in body {
+            out.push_str(line);
+        }
+        if body.last().is_some_and(|l| !l.ends_with('\n')) {
+            out.push('\n');
+        }
+        out.push_str(&format!(
+            "{indent}}} else {{\n{indent}    {todo}\n{indent}}}\n"
+        ));
+        next = region.end - 1;
+    }
+    for line in &lines[next..] {
+        out.push_str(line);
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -291,6 +332,32 @@ pub fn parse_size(s: &str) -> Result<u64, ParseError> {
             out,
             "fn f() {\r\n\t// EXERCISE: a\r\n\ttodo!()\r\n\t// EXERCISE_END: a\r\n}\r\n// EXERCISE: b\r\n2\r\n// EXERCISE_END: b\r\n"
         );
+    }
+
+    #[test]
+    fn switch_keeps_the_body_behind_the_solved_flag() {
+        let out = switch(SOURCE, &todo_for("lab01-parse-size")).unwrap();
+        assert_eq!(
+            out,
+            "\
+/// Parses a size.
+// ANCHOR: parse
+pub fn parse_size(s: &str) -> Result<u64, ParseError> {
+    // EXERCISE: lab01-parse-size
+    if ::kubelings_probe::solved(\"lab01-parse-size\") {
+    let digits = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (n, unit) = s.split_at(digits);
+    todo_unit(n, unit)
+    } else {
+        todo!(\"lab01-parse-size: Parse a memory size such as 64M (book §1.5)\")
+    }
+    // EXERCISE_END: lab01-parse-size
+}
+// ANCHOR_END: parse
+"
+        );
+        // The markers are still well formed, so the copy can be scanned.
+        assert_eq!(scan(&out).unwrap().len(), 1);
     }
 
     #[test]

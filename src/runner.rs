@@ -1,25 +1,28 @@
-//! Runs a lab's self-checks with `cargo test` and reads libtest's output.
+//! Builds a lab's tests with cargo and runs them one at a time.
 //!
-//! One cargo invocation per lab. stdout and stderr go into one pipe so the
-//! order is kept: cargo's `Running tests/<target>.rs (...)` line (stderr) says
-//! which target the following libtest lines (stdout) belong to. libtest runs
-//! with `--show-output`, which prints every test's captured output in a
-//! `---- <name> stdout ----` block after the results; that is where a test's
-//! `kubelings: skipped: <reason>` line and a failing test's panic message are
-//! found, whole and in order even when tests run in parallel (unlike
-//! `--nocapture`, which interleaves them).
+//! Building: `cargo test --no-run --message-format=json -p <lab> --test …`,
+//! as the invoking user. Cargo's JSON messages name each test executable
+//! (`compiler-artifact` with `profile.test`) and carry the compiler's own
+//! rendering of each error (`compiler-message`), so nothing here reads
+//! cargo's or libtest's human output.
+//!
+//! Running: each exercise test is its own process, `<exe> --exact <name>`,
+//! judged by its exit status, in its own process group so a timeout (or a
+//! Ctrl-C) kills everything it started. A test that cannot run on this
+//! machine says so by appending to the skip log named by
+//! `KUBELINGS_SKIP_LOG` (see `kubelings_probe::require`), which is read
+//! back after the test exits.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::sync::mpsc;
+use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::manifest::TestRef;
+pub use kubelings_probe::SKIP_LOG_ENV;
 
-/// The line a self-check prints when it cannot run on this machine.
-pub const SKIP_PREFIX: &str = "kubelings: skipped:";
+/// How long one test process may run unless the manifest says otherwise.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunnerError {
@@ -28,64 +31,82 @@ pub enum RunnerError {
         command: String,
         source: std::io::Error,
     },
+    #[error("cannot make a skip log: {0}")]
+    SkipLog(#[source] std::io::Error),
 }
 
-/// What to run: `cargo test -p <package> --test <target>... -- <filters>...`.
+/// The cargo program: the one running us (`cargo run`) or `cargo` on PATH.
+pub fn cargo() -> std::ffi::OsString {
+    std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into())
+}
+
+/// What to build: `cargo test --no-run -p <package> --test <target>…`.
 #[derive(Debug, Clone, Default)]
-pub struct TestRun {
+pub struct Build {
     /// The workspace to run cargo in.
     pub dir: PathBuf,
     pub package: String,
+    /// The test targets (`tests/<name>.rs`); none means all (`--tests`).
     pub targets: Vec<String>,
-    /// libtest name filters (substring match): only these tests run.
-    pub filters: Vec<String>,
-    pub env: Vec<(String, String)>,
     pub target_dir: Option<PathBuf>,
+    /// Echo cargo's `Compiling …` lines to stderr, so a long build shows
+    /// that it moves.
+    pub progress: bool,
 }
 
-impl TestRun {
-    /// The arguments; `full` adds the flags only the parser needs.
-    fn cargo_args(&self, full: bool) -> Vec<String> {
-        let mut args: Vec<String> = vec!["test".into(), "-p".into(), self.package.clone()];
-        if full {
-            args.extend(["--no-fail-fast".into(), "--color".into(), "never".into()]);
-        }
+/// One error or warning from the compiler, as it renders it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Diagnostic {
+    pub level: String,
+    pub rendered: String,
+    /// The files of its primary spans, as the compiler names them
+    /// (relative to the workspace root for workspace members).
+    pub files: Vec<PathBuf>,
+}
+
+/// What a build produced.
+#[derive(Debug, Clone, Default)]
+pub struct Built {
+    pub success: bool,
+    /// Test target name -> its test executable.
+    pub executables: BTreeMap<String, PathBuf>,
+    /// The compiler's errors, in the order it gave them.
+    pub errors: Vec<Diagnostic>,
+    /// Cargo's own error lines (a broken Cargo.toml has no compiler message).
+    pub cargo_errors: Vec<String>,
+}
+
+impl Build {
+    fn args(&self) -> Vec<String> {
+        let mut args: Vec<String> = vec![
+            "test".into(),
+            "--no-run".into(),
+            "-p".into(),
+            self.package.clone(),
+        ];
         for t in &self.targets {
             args.push("--test".into());
             args.push(t.clone());
         }
-        args.push("--".into());
-        if full {
-            args.extend(["--show-output".into(), "--color".into(), "never".into()]);
+        if self.targets.is_empty() {
+            args.push("--tests".into());
         }
-        args.extend(self.filters.iter().cloned());
         args
     }
 
-    /// The command as a person would type it to rerun the tests.
+    /// The command as a person would type it.
     pub fn display(&self) -> String {
-        let mut s = String::from("cargo");
-        for a in self.cargo_args(false) {
-            s.push(' ');
-            s.push_str(&a);
-        }
-        s
+        format!("cargo {}", self.args().join(" "))
     }
 
-    /// Runs cargo; `on_line` sees every output line as it arrives (for
-    /// progress display).
-    pub fn run(&self, mut on_line: impl FnMut(&str)) -> Result<RunReport, RunnerError> {
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let mut cmd = Command::new(cargo);
-        cmd.args(self.cargo_args(true))
+    pub fn run(&self) -> Result<Built, RunnerError> {
+        let mut cmd = Command::new(cargo());
+        cmd.args(self.args())
+            .args(["--message-format=json", "--color", "never"])
             .current_dir(&self.dir)
             .stdin(Stdio::null())
-            // --nocapture would interleave test output and defeat the parser.
-            .env_remove("RUST_TEST_NOCAPTURE")
-            .env_remove("CARGO_TERM_COLOR");
-        for (k, v) in &self.env {
-            cmd.env(k, v);
-        }
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
         if let Some(dir) = &self.target_dir {
             cmd.env("CARGO_TARGET_DIR", dir);
         }
@@ -93,57 +114,414 @@ impl TestRun {
             command: self.display(),
             source,
         };
+        let mut child = cmd.spawn().map_err(spawn_err)?;
+        let stderr = child.stderr.take();
+        let progress = self.progress;
+        let stderr_thread = std::thread::spawn(move || {
+            let mut errors = Vec::new();
+            let Some(stderr) = stderr else {
+                return errors;
+            };
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let trimmed = line.trim_start();
+                if progress && trimmed.starts_with("Compiling ") {
+                    eprintln!("  {trimmed}");
+                }
+                if trimmed.starts_with("error") || trimmed.starts_with("Caused by") {
+                    errors.push(line);
+                } else if !errors.is_empty() && !trimmed.is_empty() && line.starts_with(' ') {
+                    // The indented lines that go with an error.
+                    errors.push(line);
+                }
+            }
+            errors
+        });
+        let mut built = Built::default();
+        if let Some(stdout) = child.stdout.take() {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                built.take_message(&line);
+            }
+        }
+        let status = child.wait().map_err(spawn_err)?;
+        built.cargo_errors = stderr_thread.join().unwrap_or_default();
+        built.success = status.success();
+        Ok(built)
+    }
+}
+
+impl Built {
+    /// Takes in one line of cargo's JSON output.
+    pub fn take_message(&mut self, line: &str) {
+        let Ok(msg) = serde_json::from_str::<serde_json::Value>(line) else {
+            return;
+        };
+        match msg["reason"].as_str() {
+            Some("compiler-artifact") => {
+                let is_test = msg["profile"]["test"].as_bool() == Some(true);
+                let kinds = msg["target"]["kind"].as_array();
+                let is_test_target = kinds.is_some_and(|k| k.iter().any(|k| k == "test"));
+                if let (true, true, Some(exe), Some(name)) = (
+                    is_test,
+                    is_test_target,
+                    msg["executable"].as_str(),
+                    msg["target"]["name"].as_str(),
+                ) {
+                    self.executables
+                        .insert(name.to_string(), PathBuf::from(exe));
+                }
+            }
+            Some("compiler-message") => {
+                let m = &msg["message"];
+                let level = m["level"].as_str().unwrap_or_default();
+                if !level.starts_with("error") {
+                    return;
+                }
+                let files = m["spans"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter(|s| s["is_primary"].as_bool() == Some(true))
+                    .filter_map(|s| s["file_name"].as_str())
+                    .map(PathBuf::from)
+                    .collect();
+                let rendered = m["rendered"].as_str().unwrap_or_default();
+                self.errors.push(Diagnostic {
+                    level: level.to_string(),
+                    rendered: rendered.trim_end().to_string(),
+                    files,
+                });
+            }
+            _ => {}
+        }
+    }
+
+    /// The errors to show a person: those in `prefer` (the exercise's
+    /// files) first, at most `max` of them, then how many more there are.
+    /// Falls back on cargo's own error lines when the compiler said nothing.
+    pub fn error_report(&self, prefer: &[PathBuf], max: usize) -> String {
+        // "aborting due to…" has no span and says nothing a person needs.
+        let errors: Vec<&Diagnostic> = self.errors.iter().filter(|d| !d.files.is_empty()).collect();
+        if errors.is_empty() {
+            if let Some(d) = self.errors.first() {
+                return d.rendered.clone();
+            }
+            return match self.cargo_errors.is_empty() {
+                true => "cargo failed without saying why".to_string(),
+                false => self.cargo_errors.join("\n"),
+            };
+        }
+        let in_prefer = |d: &&Diagnostic| {
+            d.files.iter().any(|f| {
+                prefer
+                    .iter()
+                    .any(|p| f == p || f.ends_with(p) || p.ends_with(f))
+            })
+        };
+        let mut ordered: Vec<&Diagnostic> = errors.iter().copied().filter(in_prefer).collect();
+        ordered.extend(errors.iter().copied().filter(|d| !in_prefer(d)));
+        let mut out: Vec<&str> = ordered
+            .iter()
+            .take(max)
+            .map(|d| d.rendered.as_str())
+            .collect();
+        let more = ordered.len().saturating_sub(max);
+        let tail = format!("... and {more} more errors");
+        if more > 0 {
+            out.push(&tail);
+        }
+        out.join("\n\n")
+    }
+}
+
+/// One test executable and the tests in it, as it lists them.
+#[derive(Debug, Clone)]
+pub struct Exe {
+    pub path: PathBuf,
+    pub tests: Vec<String>,
+    pub ignored: Vec<String>,
+}
+
+impl Exe {
+    /// Asks the executable for its tests (`--list --format terse`, a format
+    /// made for machines: `<name>: test` per line).
+    pub fn list(path: &Path) -> Result<Exe, RunnerError> {
+        let list = |ignored: bool| -> Result<Vec<String>, RunnerError> {
+            let mut cmd = Command::new(path);
+            cmd.args(["--list", "--format", "terse"]);
+            if ignored {
+                cmd.arg("--ignored");
+            }
+            let out = cmd
+                .stdin(Stdio::null())
+                .stderr(Stdio::null())
+                .output()
+                .map_err(|source| RunnerError::Spawn {
+                    command: format!("{} --list", path.display()),
+                    source,
+                })?;
+            Ok(String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .filter_map(|l| l.strip_suffix(": test"))
+                .map(str::to_string)
+                .collect())
+        };
+        Ok(Exe {
+            path: path.to_path_buf(),
+            tests: list(false)?,
+            ignored: list(true)?,
+        })
+    }
+
+    /// The full name of the test a manifest names: the exact name, or the
+    /// one test whose path ends in `::<name>` (the fn sits in a module).
+    pub fn resolve(&self, name: &str) -> Option<&str> {
+        if let Some(t) = self.tests.iter().find(|t| *t == name) {
+            return Some(t);
+        }
+        let suffix = format!("::{name}");
+        let mut found = self.tests.iter().filter(|t| t.ends_with(&suffix));
+        match (found.next(), found.next()) {
+            (Some(t), None) => Some(t),
+            _ => None,
+        }
+    }
+}
+
+/// How to run one test.
+#[derive(Debug, Clone)]
+pub struct TestRun {
+    pub exe: PathBuf,
+    /// The test's full name, as the executable lists it.
+    pub name: String,
+    /// Where the test runs: its package's directory, as under cargo test.
+    pub cwd: PathBuf,
+    pub env: Vec<(String, String)>,
+    pub timeout: Duration,
+    /// Run the executable through `sudo -n -E` (the caller has asked for
+    /// the password first).
+    pub sudo: bool,
+}
+
+/// What one test amounts to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    Pass,
+    /// The first lines of the panic message.
+    Fail(String),
+    /// The reason the test gave.
+    Skipped(String),
+    Ignored,
+    /// Killed after this many seconds.
+    TimedOut(u64),
+    /// It did not run at all: the build failed, no such test, no sudo…
+    NotRun(String),
+}
+
+/// A test's verdict and everything it printed.
+#[derive(Debug, Clone)]
+pub struct TestResult {
+    pub verdict: Verdict,
+    pub output: String,
+    pub duration: Duration,
+}
+
+impl TestRun {
+    fn argv(&self) -> Vec<std::ffi::OsString> {
+        let mut argv: Vec<std::ffi::OsString> = Vec::new();
+        if self.sudo {
+            argv.extend(["sudo".into(), "-n".into(), "-E".into()]);
+        }
+        argv.push(self.exe.clone().into());
+        // --nocapture: the output comes in the order it was written, the
+        // test's and that of the processes it starts alike.
+        argv.extend([
+            self.name.clone().into(),
+            "--exact".into(),
+            "--nocapture".into(),
+            "--test-threads=1".into(),
+            "--color=never".into(),
+        ]);
+        argv
+    }
+
+    pub fn run(&self) -> Result<TestResult, RunnerError> {
+        let argv = self.argv();
+        let display = argv
+            .iter()
+            .map(|a| a.to_string_lossy())
+            .collect::<Vec<_>>()
+            .join(" ");
+        let spawn_err = |source| RunnerError::Spawn {
+            command: display.clone(),
+            source,
+        };
+        let log = tempfile::Builder::new()
+            .prefix("kubelings-skips-")
+            .tempfile()
+            .map_err(RunnerError::SkipLog)?;
+        // Tests run through sudo write to it as root.
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(log.path(), std::fs::Permissions::from_mode(0o666))
+                .map_err(RunnerError::SkipLog)?;
+        }
+
+        let mut cmd = Command::new(&argv[0]);
+        cmd.args(&argv[1..])
+            .current_dir(&self.cwd)
+            .stdin(Stdio::null())
+            .env(SKIP_LOG_ENV, log.path())
+            .env("CARGO_MANIFEST_DIR", &self.cwd)
+            .env_remove("RUST_TEST_THREADS");
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
         let (reader, writer) = pipe().map_err(spawn_err)?;
         let writer2 = writer.try_clone().map_err(spawn_err)?;
         cmd.stdout(Stdio::from(writer)).stderr(Stdio::from(writer2));
+        own_process_group(&mut cmd);
+        let started = Instant::now();
         let mut child = cmd.spawn().map_err(spawn_err)?;
         // Our copies of the write end must close, or the reader never sees EOF.
         drop(cmd);
+        let group = i32::try_from(child.id()).unwrap_or(0);
+        let _guard = guard::Running::new(group);
 
-        let (tx, rx) = mpsc::channel::<String>();
-        std::thread::spawn(move || {
-            let mut reader = BufReader::new(std::fs::File::from(reader));
+        let output_thread = std::thread::spawn(move || {
+            // Enough to show a failure; a test that floods is cut.
+            const MAX: u64 = 1 << 20;
             let mut buf = Vec::new();
-            while let Ok(n) = reader.read_until(b'\n', &mut buf) {
-                if n == 0 {
-                    break;
-                }
-                let line = String::from_utf8_lossy(&buf);
-                if tx
-                    .send(line.trim_end_matches(['\n', '\r']).to_string())
-                    .is_err()
-                {
-                    break;
-                }
-                buf.clear();
-            }
+            let mut file = std::fs::File::from(reader);
+            let _ = (&mut file).take(MAX).read_to_end(&mut buf);
+            // Keep draining so the test never blocks on a full pipe.
+            let _ = std::io::copy(&mut file, &mut std::io::sink());
+            String::from_utf8_lossy(&buf).into_owned()
         });
 
-        let mut log = String::new();
-        let mut exited: Option<Instant> = None;
-        let status = loop {
-            match rx.recv_timeout(Duration::from_millis(200)) {
-                Ok(line) => {
-                    on_line(&line);
-                    log.push_str(&line);
-                    log.push('\n');
-                }
-                Err(mpsc::RecvTimeoutError::Disconnected) => break child.wait(),
-                Err(mpsc::RecvTimeoutError::Timeout) => {
-                    // A process a test left running may hold the pipe open
-                    // after cargo exits: stop reading shortly after that.
-                    if let Some(status) = child.try_wait().transpose() {
-                        let at = *exited.get_or_insert_with(Instant::now);
-                        if at.elapsed() > Duration::from_secs(2) {
-                            break status;
-                        }
-                    }
+        let status = wait_with_timeout(&mut child, group, self.timeout).map_err(spawn_err)?;
+        // Whatever the test left running goes with it.
+        kill_group(group);
+        let duration = started.elapsed();
+        // A process that escaped the group may hold the pipe open: give up
+        // on the rest of its output after a moment.
+        let output = join_for(output_thread, Duration::from_secs(2)).unwrap_or_default();
+        let skips = read_skip_log(log.path());
+
+        let verdict = match status {
+            None => Verdict::TimedOut(self.timeout.as_secs()),
+            Some(s) if s.success() => match skips.first() {
+                Some((_, reason)) => Verdict::Skipped(reason.clone()),
+                None => Verdict::Pass,
+            },
+            Some(s) => {
+                if self.sudo && s.code() == Some(1) && output.contains("sudo:") {
+                    Verdict::NotRun(format!("sudo refused: {}", output.trim()))
+                } else {
+                    Verdict::Fail(failure_message(&output, s))
                 }
             }
-        }
-        .map_err(spawn_err)?;
-        Ok(RunReport::from_log(log, status.success()))
+        };
+        Ok(TestResult {
+            verdict,
+            output,
+            duration,
+        })
     }
+}
+
+/// Waits for the child; None if it ran out of time (it is killed then).
+fn wait_with_timeout(
+    child: &mut std::process::Child,
+    group: i32,
+    timeout: Duration,
+) -> std::io::Result<Option<ExitStatus>> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(status) = child.try_wait()? {
+            return Ok(Some(status));
+        }
+        if Instant::now() >= deadline {
+            kill_group(group);
+            let _ = child.kill();
+            child.wait()?;
+            return Ok(None);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn join_for<T: Send + 'static>(handle: std::thread::JoinHandle<T>, limit: Duration) -> Option<T> {
+    let deadline = Instant::now() + limit;
+    while !handle.is_finished() {
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    handle.join().ok()
+}
+
+/// The skips a test logged: (test name, reason).
+pub fn read_skip_log(path: &Path) -> Vec<(String, String)> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split_once('\t'))
+        .map(|(name, why)| (name.to_string(), why.trim().to_string()))
+        .collect()
+}
+
+/// Why a test failed, for a person: the panic message, or how it died.
+fn failure_message(output: &str, status: ExitStatus) -> String {
+    let lines: Vec<String> = output.lines().map(str::to_string).collect();
+    let panic = panic_message(&lines);
+    if panic.is_some() {
+        return panic.unwrap_or_default();
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::ExitStatusExt;
+        if let Some(sig) = status.signal() {
+            let name = nix::sys::signal::Signal::try_from(sig)
+                .map(|s| s.as_str().to_string())
+                .unwrap_or_else(|_| sig.to_string());
+            return format!("the test process was killed by {name}{}", tail(&lines));
+        }
+    }
+    format!("the test process exited with {status}{}", tail(&lines))
+}
+
+fn tail(lines: &[String]) -> String {
+    let keep: Vec<&str> = lines
+        .iter()
+        .map(String::as_str)
+        .filter(|l| !l.trim().is_empty())
+        .collect();
+    if keep.is_empty() {
+        return String::new();
+    }
+    format!(
+        "; its last words:\n{}",
+        keep[keep.len().saturating_sub(8)..].join("\n")
+    )
+}
+
+/// The first lines of a failed test's panic, if it panicked.
+pub fn panic_message(output: &[String]) -> Option<String> {
+    const MAX_LINES: usize = 8;
+    let start = output
+        .iter()
+        .position(|l| l.contains("thread '") && l.contains("panicked"))?;
+    let lines: Vec<&str> = output[start..]
+        .iter()
+        .map(String::as_str)
+        .take_while(|l| *l != "stack backtrace:" && !l.starts_with("test result: "))
+        .filter(|l| !l.starts_with("note: run with `RUST_BACKTRACE"))
+        .take(MAX_LINES)
+        .collect();
+    let msg = lines.join("\n").trim().to_string();
+    Some(msg)
 }
 
 #[cfg(target_os = "linux")]
@@ -157,428 +535,189 @@ fn pipe() -> std::io::Result<(std::os::fd::OwnedFd, std::os::fd::OwnedFd)> {
     nix::unistd::pipe().map_err(std::io::Error::from)
 }
 
-/// What libtest said about one test.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    Ok,
-    Failed,
-    Ignored,
+#[cfg(unix)]
+fn own_process_group(cmd: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    cmd.process_group(0);
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TestResult {
-    pub outcome: Outcome,
-    /// The test's captured output (its `---- name stdout ----` block).
-    pub output: Vec<String>,
+#[cfg(not(unix))]
+fn own_process_group(_cmd: &mut Command) {}
+
+/// SIGKILL to the whole process group (the test and all it started).
+#[cfg(unix)]
+pub fn kill_group(group: i32) {
+    if group > 0 {
+        let _ = nix::sys::signal::killpg(
+            nix::unistd::Pid::from_raw(group),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
 }
 
-/// What one exercise test amounts to.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Verdict {
-    Pass,
-    /// The first lines of the panic message.
-    Fail(String),
-    /// The reason the test printed.
-    Skipped(String),
-    Ignored,
-    /// No result at all: the build failed, or the test binary died.
-    NotRun(String),
+#[cfg(not(unix))]
+pub fn kill_group(_group: i32) {}
+
+/// Whether `program` is on PATH.
+pub fn have_program(program: &str) -> bool {
+    kubelings_probe::find_program(program).is_some()
 }
 
-/// Everything one cargo invocation produced.
-#[derive(Debug, Clone, Default)]
-pub struct RunReport {
-    pub success: bool,
-    /// Keyed by (test target, libtest test name).
-    pub results: BTreeMap<(String, String), TestResult>,
-    /// Set when cargo failed before any test ran: the compiler's errors.
-    pub build_error: Option<String>,
-    /// The whole output.
-    pub log: String,
+/// Asks for the sudo password once, in the foreground (a test in its own
+/// process group could not read the terminal), so that the tests can then
+/// run through `sudo -n`.
+pub fn sudo_validate() -> Result<(), String> {
+    match Command::new("sudo").arg("-v").status() {
+        Ok(s) if s.success() => Ok(()),
+        Ok(s) => Err(format!("`sudo -v` failed ({s})")),
+        Err(e) => Err(format!("cannot run sudo: {e}")),
+    }
 }
 
-impl RunReport {
-    pub fn from_log(log: String, success: bool) -> RunReport {
-        let (results, ran) = parse(&log);
-        let build_error = if success {
-            None
-        } else if log.contains("error: could not compile") || !ran {
-            Some(build_errors(&log))
-        } else {
-            None
-        };
-        RunReport {
-            success,
-            results,
-            build_error,
-            log,
+/// Kills the running test's process group if kubelings itself is stopped
+/// (Ctrl-C, a closed terminal): the group is not the terminal's, so the
+/// signal would not reach it.
+mod guard {
+    use std::sync::atomic::{AtomicI32, Ordering};
+
+    static GROUP: AtomicI32 = AtomicI32::new(0);
+
+    pub struct Running;
+
+    impl Running {
+        pub fn new(group: i32) -> Running {
+            install();
+            GROUP.store(group, Ordering::SeqCst);
+            Running
         }
     }
 
-    /// Finds the result for a manifest test: the exact name, or a test whose
-    /// path ends with `::<name>` (the fn sits in a module).
-    pub fn result(&self, t: &TestRef) -> Option<&TestResult> {
-        let suffix = format!("::{}", t.name);
-        self.results
-            .get(&(t.target.clone(), t.name.clone()))
-            .or_else(|| {
-                self.results
-                    .iter()
-                    .find(|((target, name), _)| *target == t.target && name.ends_with(&suffix))
-                    .map(|(_, r)| r)
-            })
-    }
-
-    pub fn verdict(&self, t: &TestRef) -> Verdict {
-        let Some(result) = self.result(t) else {
-            return Verdict::NotRun(match &self.build_error {
-                Some(_) => "the build failed".to_string(),
-                None => format!(
-                    "no result for {}::{}: no such test, or its test binary crashed",
-                    t.target, t.name
-                ),
-            });
-        };
-        let skip = result
-            .output
-            .iter()
-            .find_map(|l| l.trim_start().strip_prefix(SKIP_PREFIX));
-        match (result.outcome, skip) {
-            (Outcome::Ok, Some(reason)) => Verdict::Skipped(reason.trim().to_string()),
-            (Outcome::Ok, None) => Verdict::Pass,
-            (Outcome::Ignored, _) => Verdict::Ignored,
-            (Outcome::Failed, _) => Verdict::Fail(panic_message(&result.output)),
+    impl Drop for Running {
+        fn drop(&mut self) {
+            GROUP.store(0, Ordering::SeqCst);
         }
     }
-}
 
-/// The first lines of a failed test's output, from its panic on.
-pub fn panic_message(output: &[String]) -> String {
-    const MAX_LINES: usize = 8;
-    let start = output
-        .iter()
-        .position(|l| l.starts_with("thread '") && l.contains("panicked"))
-        .unwrap_or(0);
-    let lines: Vec<&str> = output[start..]
-        .iter()
-        .map(String::as_str)
-        .take_while(|l| *l != "stack backtrace:")
-        .filter(|l| !l.starts_with("note: run with `RUST_BACKTRACE"))
-        .take(MAX_LINES)
-        .collect();
-    let msg = lines.join("\n").trim().to_string();
-    if msg.is_empty() {
-        "(the test printed nothing)".to_string()
-    } else {
-        msg
-    }
-}
-
-fn target_of_running_line(line: &str) -> Option<String> {
-    // "     Running tests/limits.rs (target/debug/deps/limits-0f3c)"
-    let rest = line.trim_start().strip_prefix("Running ")?;
-    let path = rest.split(" (").next()?.trim();
-    let stem = Path::new(path).file_stem()?.to_string_lossy().into_owned();
-    Some(stem)
-}
-
-fn stdout_header(line: &str) -> Option<&str> {
-    line.strip_prefix("---- ")?.strip_suffix(" stdout ----")
-}
-
-/// Parses cargo + libtest output into per-test results; also says whether
-/// any test binary ran at all.
-pub fn parse(log: &str) -> (BTreeMap<(String, String), TestResult>, bool) {
-    let mut results: BTreeMap<(String, String), TestResult> = BTreeMap::new();
-    let mut target = String::new();
-    let mut ran = false;
-    // (test name, lines) of the output block being read.
-    let mut block: Option<(String, Vec<String>)> = None;
-    // Inside the closing `successes:` / `failures:` name lists.
-    let mut list: Option<Outcome> = None;
-
-    let finish =
-        |block: &mut Option<(String, Vec<String>)>, target: &str, results: &mut BTreeMap<_, _>| {
-            if let Some((name, mut lines)) = block.take() {
-                while lines.last().is_some_and(|l: &String| l.trim().is_empty()) {
-                    lines.pop();
-                }
-                while lines.first().is_some_and(|l: &String| l.trim().is_empty()) {
-                    lines.remove(0);
-                }
-                let entry = results
-                    .entry((target.to_string(), name))
-                    .or_insert(TestResult {
-                        outcome: Outcome::Failed,
-                        output: Vec::new(),
-                    });
-                entry.output = lines;
+    #[cfg(unix)]
+    extern "C" fn on_signal(sig: libc::c_int) {
+        let group = GROUP.load(Ordering::SeqCst);
+        // SAFETY: kill, signal and raise are async-signal-safe; the handler
+        // touches nothing else but an atomic.
+        unsafe {
+            if group > 0 {
+                libc::kill(-group, libc::SIGKILL);
             }
-        };
+            libc::signal(sig, libc::SIG_DFL);
+            libc::raise(sig);
+        }
+    }
 
-    for line in log.lines() {
-        if let Some(t) = target_of_running_line(line) {
-            finish(&mut block, &target, &mut results);
-            target = t;
-            ran = true;
-            list = None;
-            continue;
-        }
-        if let Some(name) = stdout_header(line) {
-            finish(&mut block, &target, &mut results);
-            block = Some((name.to_string(), Vec::new()));
-            continue;
-        }
-        if line == "successes:" || line == "failures:" || line.starts_with("test result: ") {
-            finish(&mut block, &target, &mut results);
-            list = match line {
-                "successes:" => Some(Outcome::Ok),
-                "failures:" => Some(Outcome::Failed),
-                _ => None,
-            };
-            continue;
-        }
-        if let Some((_, lines)) = &mut block {
-            lines.push(line.to_string());
-            continue;
-        }
-        if let Some((name, outcome)) = result_line(line) {
-            results
-                .entry((target.clone(), name.to_string()))
-                .and_modify(|r| r.outcome = outcome)
-                .or_insert(TestResult {
-                    outcome,
-                    output: Vec::new(),
-                });
-            continue;
-        }
-        // The closing lists of passed and failed tests, in case a result
-        // line was garbled by a child process writing to the terminal.
-        if let Some(outcome) = list {
-            if let Some(name) = line.strip_prefix("    ") {
-                let name = name.trim();
-                if !name.is_empty() && !name.contains(' ') {
-                    results
-                        .entry((target.clone(), name.to_string()))
-                        .and_modify(|r| r.outcome = outcome)
-                        .or_insert(TestResult {
-                            outcome,
-                            output: Vec::new(),
-                        });
-                }
+    #[cfg(unix)]
+    fn install() {
+        use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
+        static ONCE: std::sync::Once = std::sync::Once::new();
+        ONCE.call_once(|| {
+            let action = SigAction::new(
+                SigHandler::Handler(on_signal),
+                SaFlags::SA_RESTART,
+                SigSet::empty(),
+            );
+            for sig in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
+                // SAFETY: the handler only calls async-signal-safe functions
+                // (see on_signal), and it replaces no handler of ours.
+                let _ = unsafe { sigaction(sig, &action) };
             }
-        }
+        });
     }
-    finish(&mut block, &target, &mut results);
-    (results, ran)
-}
 
-/// `test <name> ... ok|FAILED|ignored[, reason]`. Output of a child process
-/// may stand before `test` on the same line; test names have no spaces.
-fn result_line(line: &str) -> Option<(&str, Outcome)> {
-    let (left, result) = line.rsplit_once(" ... ")?;
-    let (before, name) = left.rsplit_once(' ')?;
-    if !before.ends_with("test") || name.is_empty() {
-        return None;
-    }
-    let result = result.trim();
-    let outcome = if result == "ok" {
-        Outcome::Ok
-    } else if result == "FAILED" {
-        Outcome::Failed
-    } else if result.starts_with("ignored") {
-        Outcome::Ignored
-    } else {
-        return None;
-    };
-    Some((name, outcome))
-}
-
-/// The compiler's error messages from a failed build: each `error...` block
-/// up to the blank line that ends it, capped so a cascade stays readable.
-pub fn build_errors(log: &str) -> String {
-    const MAX_LINES: usize = 60;
-    let mut out: Vec<&str> = Vec::new();
-    let mut in_error = false;
-    let mut more = 0usize;
-    for line in log.lines() {
-        if line.starts_with("error") {
-            in_error = true;
-        } else if line.trim().is_empty() || line.starts_with("warning") {
-            if in_error && out.len() < MAX_LINES {
-                out.push("");
-            }
-            in_error = false;
-            continue;
-        }
-        if in_error {
-            if out.len() < MAX_LINES {
-                out.push(line);
-            } else if line.starts_with("error") {
-                more += 1;
-            }
-        }
-    }
-    let mut summary = out.join("\n").trim().to_string();
-    if more > 0 {
-        summary.push_str(&format!("\n... and {more} more error lines"));
-    }
-    if summary.is_empty() {
-        // Not a compiler error we recognise: show the end of the output.
-        let lines: Vec<&str> = log.lines().collect();
-        summary = lines[lines.len().saturating_sub(20)..].join("\n");
-    }
-    summary
+    #[cfg(not(unix))]
+    fn install() {}
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    const LOG: &str = "   Compiling lab01 v0.1.0 (/w/labs/lab01-isolation)
-    Finished `test` profile [unoptimized + debuginfo] target(s) in 1.20s
-     Running tests/limits.rs (target/debug/deps/limits-0f3c)
-
-running 3 tests
-test parses_sizes_with_units ... ok
-test units::rejects_bad_sizes ... FAILED
-test needs_root ... ok
-
-successes:
-
----- needs_root stdout ----
-SKIP: needs root (run the tests with sudo -E)
-kubelings: skipped: needs root (run the tests with sudo -E)
-
-
-successes:
-    needs_root
-    parses_sizes_with_units
-
-failures:
-
----- units::rejects_bad_sizes stdout ----
-
-thread 'units::rejects_bad_sizes' panicked at labs/lab01-isolation/tests/limits.rs:12:5:
-not yet implemented: lab01-parse-size: Parse a memory size such as 64M (book §1.5)
-note: run with `RUST_BACKTRACE=1` environment variable to display a backtrace
-
-
-failures:
-    units::rejects_bad_sizes
-
-test result: FAILED. 2 passed; 1 failed; 0 ignored; 0 measured; 0 filtered out; finished in 0.00s
-
-error: test failed, to rerun pass `-p lab01 --test limits`
-     Running tests/other.rs (target/debug/deps/other-1234)
-
-running 1 test
-test parses_sizes_with_units ... ignored, slow
-
-test result: ok. 0 passed; 0 failed; 1 ignored; 0 measured; 0 filtered out; finished in 0.00s
-
-error: 1 target failed:
-    `-p lab01 --test limits`
-";
-
-    fn t(s: &str) -> TestRef {
-        TestRef::parse(s).unwrap()
+    #[test]
+    fn takes_executables_and_errors_from_cargo_json() {
+        let mut built = Built::default();
+        for line in [
+            r#"{"reason":"compiler-artifact","target":{"kind":["lib"],"name":"lab01"},"profile":{"test":false},"executable":null}"#,
+            r#"{"reason":"compiler-artifact","target":{"kind":["test"],"name":"limits"},"profile":{"test":true},"executable":"/t/debug/deps/limits-1"}"#,
+            r#"{"reason":"compiler-message","message":{"level":"warning","rendered":"warning: unused","spans":[{"file_name":"labs/l/src/a.rs","is_primary":true}]}}"#,
+            r#"{"reason":"compiler-message","message":{"level":"error","rendered":"error[E0308]: other\n","spans":[{"file_name":"labs/l/src/other.rs","is_primary":true}]}}"#,
+            r#"{"reason":"compiler-message","message":{"level":"error","rendered":"error: expected `;`\n","spans":[{"file_name":"labs/l/src/limits.rs","is_primary":true}]}}"#,
+            r#"{"reason":"compiler-message","message":{"level":"error","rendered":"error: aborting due to 2 previous errors\n","spans":[]}}"#,
+            "not json",
+            r#"{"reason":"build-finished","success":false}"#,
+        ] {
+            built.take_message(line);
+        }
+        assert_eq!(
+            built.executables,
+            BTreeMap::from([(
+                "limits".to_string(),
+                PathBuf::from("/t/debug/deps/limits-1")
+            )])
+        );
+        assert_eq!(built.errors.len(), 3);
+        let report = built.error_report(&[PathBuf::from("labs/l/src/limits.rs")], 5);
+        assert_eq!(report, "error: expected `;`\n\nerror[E0308]: other");
+        let report = built.error_report(&[], 1);
+        assert_eq!(report, "error[E0308]: other\n\n... and 1 more errors");
     }
 
     #[test]
-    fn maps_results_to_targets() {
-        let report = RunReport::from_log(LOG.to_string(), false);
-        assert_eq!(report.build_error, None);
-        assert_eq!(
-            report.verdict(&t("lab01::limits::parses_sizes_with_units")),
-            Verdict::Pass
-        );
-        assert_eq!(
-            report.verdict(&t("lab01::limits::rejects_bad_sizes")),
-            Verdict::Fail(
-                "thread 'units::rejects_bad_sizes' panicked at labs/lab01-isolation/tests/limits.rs:12:5:\n\
-                 not yet implemented: lab01-parse-size: Parse a memory size such as 64M (book §1.5)"
-                    .into()
-            )
-        );
-        assert_eq!(
-            report.verdict(&t("lab01::limits::needs_root")),
-            Verdict::Skipped("needs root (run the tests with sudo -E)".into())
-        );
-        assert_eq!(
-            report.verdict(&t("lab01::other::parses_sizes_with_units")),
-            Verdict::Ignored
-        );
-        assert!(matches!(
-            report.verdict(&t("lab01::limits::nope")),
-            Verdict::NotRun(_)
-        ));
-    }
-
-    #[test]
-    fn survives_child_output_on_result_lines() {
-        let log = "     Running tests/cgroups.rs (target/debug/deps/cgroups-1)
-test a ... ok
-Cannot forktest fork_bomb ... ok
-test slow ... Cannot fork
-ok
-test result: ok. 3 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out; finished in 0.01s
-";
-        let (results, ran) = parse(log);
-        assert!(ran);
-        let outcome = |n: &str| {
-            results
-                .get(&("cgroups".to_string(), n.to_string()))
-                .map(|r| r.outcome)
+    fn without_compiler_errors_shows_cargos() {
+        let built = Built {
+            cargo_errors: vec!["error: failed to parse manifest".into()],
+            ..Built::default()
         };
-        assert_eq!(outcome("a"), Some(Outcome::Ok));
-        assert_eq!(outcome("fork_bomb"), Some(Outcome::Ok));
-        // Garbled beyond repair without --show-output's closing list.
-        assert_eq!(outcome("slow"), None);
-        let with_list = format!("{log}\nsuccesses:\n    a\n    fork_bomb\n    slow\n");
-        let (results, _) = parse(&with_list);
         assert_eq!(
-            results
-                .get(&("cgroups".to_string(), "slow".to_string()))
-                .map(|r| r.outcome),
-            Some(Outcome::Ok)
+            built.error_report(&[], 3),
+            "error: failed to parse manifest"
         );
     }
 
     #[test]
-    fn reports_build_failures() {
-        let log = "   Compiling lab01 v0.1.0 (/w/labs/lab01-isolation)
-warning: unused variable: `x`
- --> labs/lab01-isolation/src/lib.rs:3:9
-  |
-
-error[E0308]: mismatched types
- --> labs/lab01-isolation/src/lib.rs:9:5
-  |
-9 |     1
-  |     ^ expected `u64`, found `i32`
-
-error: could not compile `lab01` (lib) due to 1 previous error
-";
-        let report = RunReport::from_log(log.to_string(), false);
-        let err = report.build_error.clone().unwrap();
-        assert!(err.starts_with("error[E0308]: mismatched types"), "{err}");
-        assert!(err.contains("could not compile"), "{err}");
-        assert!(!err.contains("unused variable"), "{err}");
-        assert_eq!(
-            report.verdict(&t("lab01::limits::x")),
-            Verdict::NotRun("the build failed".into())
+    fn finds_the_panic() {
+        let lines: Vec<String> = "running 1 test\nsome output\nthread 'a::b' panicked at x.rs:1:1:\nboom\nnote: run with `RUST_BACKTRACE=1` environment variable to display a backtrace\ntest a::b ... FAILED\n\nfailures:\n"
+            .lines()
+            .map(str::to_string)
+            .collect();
+        let msg = panic_message(&lines).unwrap();
+        assert!(
+            msg.starts_with("thread 'a::b' panicked at x.rs:1:1:\nboom"),
+            "{msg}"
         );
+        assert!(!msg.contains("RUST_BACKTRACE"), "{msg}");
+        assert_eq!(panic_message(&lines[..2]), None);
     }
 
     #[test]
-    fn builds_the_command_line() {
-        let run = TestRun {
-            package: "lab01".into(),
-            targets: vec!["limits".into()],
-            filters: vec!["parses".into()],
-            ..TestRun::default()
+    fn resolves_names_in_modules() {
+        let exe = Exe {
+            path: PathBuf::new(),
+            tests: vec!["a".into(), "m::b".into(), "m::c".into(), "n::c".into()],
+            ignored: vec![],
         };
-        assert_eq!(run.display(), "cargo test -p lab01 --test limits -- parses");
+        assert_eq!(exe.resolve("a"), Some("a"));
+        assert_eq!(exe.resolve("b"), Some("m::b"));
+        assert_eq!(exe.resolve("m::c"), Some("m::c"));
+        assert_eq!(exe.resolve("c"), None);
+        assert_eq!(exe.resolve("zz"), None);
+    }
+
+    #[test]
+    fn reads_the_skip_log() {
+        let f = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(f.path(), "t1\tneeds root\nbad line\nm::t2\tno runc \n").unwrap();
+        assert_eq!(
+            read_skip_log(f.path()),
+            vec![
+                ("t1".to_string(), "needs root".to_string()),
+                ("m::t2".to_string(), "no runc".to_string())
+            ]
+        );
     }
 }

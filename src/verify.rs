@@ -4,23 +4,38 @@
 //!    one well-formed marker pair per exercise in its lab and no orphan
 //!    markers, pages and headings exist, three hints, tests exist), and the
 //!    book's includes and links resolve.
-//! 2. The starter is exported to a temporary directory, as `start` does.
-//! 3. Each lab's exercise tests run, with CI=true, on the starter, where
-//!    every one must fail (the exercise is really needed), and on the
-//!    reference, where every one must pass (the solution is right).
+//! 2. The switch copy: the workbook with every exercise body behind
+//!    `if ::kubelings_probe::solved("<id>") { body } else { todo!() }`, its
+//!    lab tests built once. For every exercise i, in manifest order, with
+//!    `CI=true`:
+//!    - progressive: with exercises 1..=i solved (`KUBELINGS_SOLVED`), i's
+//!      tests pass: the reference is right, and needs nothing later;
+//!    - leave-one-out: with all but i solved, each of i's tests fails: it
+//!      really checks i.
+//! 3. The real starter (as `kubelings start` exports it) builds, and every
+//!    exercise test fails in it.
+//!
+//! Both copies live under the workspace's target dir and are rewritten
+//! file by file, so a second verify rebuilds only what changed. Each has
+//! its own cargo target dir: path packages hash by their path relative to
+//! the workspace root, the same in every copy, so copies sharing one would
+//! overwrite each other's lab builds.
 //!
 //! An exercise whose privilege this machine lacks is "not verifiable here"
 //! (not an error), unless CI=true, where it is an error: CI must verify all.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
+use std::path::PathBuf;
+use std::time::Instant;
 
-use anyhow::{Context, Result};
-use kubelings_probe::{ci, probe};
+use anyhow::Result;
+use kubelings_probe::{ci, probe, CI_SKIP_PANIC};
 
-use crate::check::{plan, test_refs};
-use crate::manifest::Exercise;
-use crate::runner::{RunReport, Verdict};
+use crate::check::{indent, mode, test_refs, How, Mode, Suite};
+use crate::export::Flavor;
+use crate::manifest::{Exercise, TestRef};
+use crate::runner::{Build, TestResult, Verdict};
 use crate::workspace::Workspace;
 
 /// Something wrong with the workbook.
@@ -273,12 +288,26 @@ fn check_markers(ws: &Workspace, problems: &mut Vec<Problem>) {
 /// One row of the result table.
 struct Row {
     id: String,
+    progressive: String,
+    leave_one_out: String,
     starter: String,
-    reference: String,
     verdict: String,
 }
 
+impl Row {
+    fn new(id: &str, cells: [&str; 3], verdict: impl Into<String>) -> Row {
+        Row {
+            id: id.to_string(),
+            progressive: cells[0].to_string(),
+            leave_one_out: cells[1].to_string(),
+            starter: cells[2].to_string(),
+            verdict: verdict.into(),
+        }
+    }
+}
+
 pub fn run(ws: &Workspace, static_only: bool) -> Result<bool> {
+    let started = Instant::now();
     let mut problems = static_checks(ws);
     for p in &problems {
         println!("problem: {p}");
@@ -302,103 +331,15 @@ pub fn run(ws: &Workspace, static_only: bool) -> Result<bool> {
     // The tests still run: a book problem says nothing about the code, and
     // one run that shows everything beats fixing things one at a time.
     let static_count = problems.len();
-
-    let host = probe();
-    let ci = ci();
-    let mut rows: Vec<Row> = Vec::new();
-
-    let tmp = tempfile::Builder::new()
-        .prefix("kubelings-verify-")
-        .tempdir()
-        .context("cannot create a temporary directory for the starter")?;
-    let starter = tmp.path().join("starter");
-    if let Err(err) = crate::export::export(ws, &starter) {
-        println!("problem: cannot export the starter: {err}");
-        return Ok(false);
-    }
-    // Its own target dir: path packages hash by their path relative to the
-    // workspace root, the same in both copies, so sharing one would make the
-    // starter and the reference overwrite each other's lab builds.
-    let starter_target = ws.target_dir().join("kubelings-starter");
-
-    for lab in ws.manifest.labs() {
-        let mut runnable: Vec<&Exercise> = Vec::new();
-        for e in ws.manifest.exercises.iter().filter(|e| e.lab == lab) {
-            match host.allows(e.privilege) {
-                Ok(()) => runnable.push(e),
-                Err(why) if ci => {
-                    problems.push(problem(
-                        &e.id,
-                        format!("CI=true, but this machine cannot run it: {why}"),
-                    ));
-                    rows.push(Row {
-                        id: e.id.clone(),
-                        starter: "-".into(),
-                        reference: "-".into(),
-                        verdict: format!("ERROR: cannot run here: {why}"),
-                    });
-                }
-                Err(why) => rows.push(Row {
-                    id: e.id.clone(),
-                    starter: "-".into(),
-                    reference: "-".into(),
-                    verdict: format!("not verifiable here: {why}"),
-                }),
-            }
-        }
-        if runnable.is_empty() {
-            continue;
-        }
-        let refs = match test_refs(lab, &runnable) {
-            Ok(refs) => refs,
-            Err(err) => {
-                problems.push(Problem {
-                    exercise: None,
-                    message: format!("{lab}: cannot run its tests: {err}"),
-                });
-                continue;
-            }
-        };
-        let env = vec![("CI".to_string(), "true".to_string())];
-
-        let mut reference_run = plan(&ws.root, lab, &refs);
-        reference_run.env = env.clone();
-        println!(
-            "verify: {lab}: testing the reference ({})",
-            reference_run.display()
-        );
-        let reference = reference_run.run(|_| {})?;
-
-        let mut starter_run = plan(&starter, lab, &refs);
-        starter_run.env = env;
-        starter_run.target_dir = Some(starter_target.clone());
-        println!("verify: {lab}: testing the starter (the same, in a fresh export)");
-        let starter = starter_run.run(|_| {})?;
-
-        for (e, (_, refs)) in runnable.iter().zip(&refs) {
-            let (starter_cell, starter_problems) = judge(&starter, refs, Expect::Fail);
-            let (reference_cell, reference_problems) = judge(&reference, refs, Expect::Pass);
-            let ok = starter_problems.is_empty() && reference_problems.is_empty();
-            for msg in starter_problems {
-                problems.push(problem(&e.id, format!("starter: {msg}")));
-            }
-            for msg in reference_problems {
-                problems.push(problem(&e.id, format!("reference: {msg}")));
-            }
-            rows.push(Row {
-                id: e.id.clone(),
-                starter: starter_cell,
-                reference: reference_cell,
-                verdict: if ok { "ok".into() } else { "ERROR".into() },
-            });
-        }
-    }
+    let rows = dynamic_checks(ws, &mut problems)?;
 
     print_table(&rows);
     println!();
+    let secs = started.elapsed().as_secs();
     if problems.is_empty() {
         println!(
-            "verify: every verifiable exercise fails in the starter and passes in the reference"
+            "verify: every verifiable exercise passes with itself and the exercises before it \
+             solved, and fails without itself and in the starter ({secs} s)"
         );
         return Ok(true);
     }
@@ -406,46 +347,265 @@ pub fn run(ws: &Workspace, static_only: bool) -> Result<bool> {
         println!("problem: {p}");
         println!();
     }
-    println!("verify: {} problems", problems.len());
+    println!("verify: {} problems ({secs} s)", problems.len());
     Ok(false)
 }
 
+/// A copy of the workbook under the target dir, and its own target dir.
+struct Copy {
+    root: PathBuf,
+    target: PathBuf,
+}
+
+impl Copy {
+    fn new(ws: &Workspace, name: &str) -> Copy {
+        let base = ws.target_dir().join("kubelings-verify");
+        Copy {
+            root: base.join(name),
+            target: base.join(format!("{name}-target")),
+        }
+    }
+
+    /// Builds every lab's tests; the suites, and a problem per lab that
+    /// does not build.
+    fn build(
+        &self,
+        ws: &Workspace,
+        what: &str,
+        problems: &mut Vec<Problem>,
+    ) -> BTreeMap<String, Suite> {
+        let mut suites = BTreeMap::new();
+        for lab in ws.manifest.labs() {
+            let Ok(l) = ws.lab(lab) else {
+                continue; // a static problem already
+            };
+            let build = Build {
+                dir: self.root.clone(),
+                package: lab.to_string(),
+                target_dir: Some(self.target.clone()),
+                progress: true,
+                ..Build::default()
+            };
+            let t = Instant::now();
+            println!(
+                "verify: building the {what}'s {lab} tests ({})",
+                build.display()
+            );
+            match Suite::build(&build, &l.dir) {
+                Ok(Ok(suite)) => {
+                    println!("verify:   built in {} s", t.elapsed().as_secs());
+                    suites.insert(lab.to_string(), suite);
+                }
+                Ok(Err(built)) => {
+                    let files: Vec<PathBuf> = ws.lab_sources();
+                    problems.push(Problem {
+                        exercise: None,
+                        message: format!(
+                            "the {what}'s {lab} does not build:\n{}",
+                            indent(&built.error_report(&files, 5), "    ")
+                        ),
+                    });
+                }
+                Err(err) => problems.push(Problem {
+                    exercise: None,
+                    message: format!("the {what}'s {lab}: {err:#}"),
+                }),
+            }
+        }
+        suites
+    }
+}
+
+/// What one exercise's tests must do in one run.
 #[derive(Clone, Copy, PartialEq)]
 enum Expect {
     Pass,
     Fail,
 }
 
-/// The table cell and the problems for one exercise's tests in one run.
-fn judge(
-    report: &RunReport,
-    refs: &[crate::manifest::TestRef],
-    expect: Expect,
-) -> (String, Vec<String>) {
-    if let Some(errors) = &report.build_error {
-        return (
-            "build error".into(),
-            vec![format!("does not build:\n{}", indent(errors))],
-        );
+fn dynamic_checks(ws: &Workspace, problems: &mut Vec<Problem>) -> Result<Vec<Row>> {
+    let host = probe();
+    let ci = ci();
+    let mut rows: Vec<Row> = Vec::new();
+
+    let switch = Copy::new(ws, "switch");
+    let starter = Copy::new(ws, "starter");
+    for (copy, flavor, what) in [
+        (&switch, Flavor::Switch, "switch copy"),
+        (&starter, Flavor::Starter, "starter"),
+    ] {
+        if let Err(err) = crate::export::sync(ws, &copy.root, flavor) {
+            problems.push(Problem {
+                exercise: None,
+                message: format!("cannot export the {what}: {err}"),
+            });
+            return Ok(rows);
+        }
     }
+    for lab in ws.labs.values() {
+        let text =
+            std::fs::read_to_string(ws.root.join(&lab.dir).join("Cargo.toml")).unwrap_or_default();
+        if !text.contains("kubelings-probe") {
+            problems.push(Problem {
+                exercise: None,
+                message: format!(
+                    "{}: its Cargo.toml must depend on kubelings-probe (the switch copy \
+                     calls ::kubelings_probe::solved)",
+                    lab.package
+                ),
+            });
+        }
+    }
+    let switch_suites = switch.build(ws, "switch copy", problems);
+    let starter_suites = starter.build(ws, "starter", problems);
+
+    let ids: Vec<&str> = ws
+        .manifest
+        .exercises
+        .iter()
+        .map(|e| e.id.as_str())
+        .collect();
+    let mut sudo: Option<std::result::Result<(), String>> = None;
+    for (i, e) in ws.manifest.exercises.iter().enumerate() {
+        let refs = match test_refs(&e.lab, &[e]) {
+            Ok(mut refs) => refs.remove(0).1,
+            Err(err) => {
+                rows.push(Row::new(&e.id, ["-", "-", "-"], "ERROR: its tests"));
+                problems.push(problem(&e.id, format!("{err:#}")));
+                continue;
+            }
+        };
+        let mut how = How {
+            env: vec![("CI".into(), "true".into())],
+            timeout: e.timeout(),
+            sudo: false,
+        };
+        let cannot = match (mode(e.privilege, &host), host.allows(e.privilege)) {
+            (Mode::Skip(why), _) => Some(why),
+            (Mode::Sudo, _) => {
+                println!("verify: running {} tests as root (sudo)", e.id);
+                match sudo.get_or_insert_with(crate::runner::sudo_validate) {
+                    Ok(()) => {
+                        how.sudo = true;
+                        None
+                    }
+                    Err(why) => Some(format!("needs root, and sudo did not work: {why}")),
+                }
+            }
+            (Mode::Direct, Err(why)) => Some(why),
+            (Mode::Direct, Ok(())) => None,
+        };
+        if let Some(why) = cannot {
+            if ci {
+                problems.push(problem(
+                    &e.id,
+                    format!("CI=true, but this machine cannot run it: {why}"),
+                ));
+                rows.push(Row::new(
+                    &e.id,
+                    ["-", "-", "-"],
+                    format!("ERROR: cannot run here: {why}"),
+                ));
+            } else {
+                rows.push(Row::new(
+                    &e.id,
+                    ["-", "-", "-"],
+                    format!("not verifiable here: {why}"),
+                ));
+            }
+            continue;
+        }
+
+        let t = Instant::now();
+        let mut cells = Vec::new();
+        let mut ok = true;
+        let solved_upto = ids[..=i].join(",");
+        let all_but: Vec<&str> = ids.iter().copied().filter(|id| *id != e.id).collect();
+        let runs: [(&str, Option<&Suite>, Option<String>, Expect); 3] = [
+            (
+                "progressive",
+                switch_suites.get(&e.lab),
+                Some(solved_upto),
+                Expect::Pass,
+            ),
+            (
+                "leave-one-out",
+                switch_suites.get(&e.lab),
+                Some(all_but.join(",")),
+                Expect::Fail,
+            ),
+            ("starter", starter_suites.get(&e.lab), None, Expect::Fail),
+        ];
+        for (name, suite, solved, expect) in runs {
+            let Some(suite) = suite else {
+                cells.push("build error".to_string());
+                ok = false;
+                continue;
+            };
+            let mut how = how.clone();
+            if let Some(solved) = solved {
+                how.env.push(("KUBELINGS_SOLVED".into(), solved));
+            }
+            let (cell, msgs) = judge(suite, &refs, &how, expect)?;
+            cells.push(cell);
+            for m in msgs {
+                ok = false;
+                problems.push(problem(&e.id, format!("{name}: {m}")));
+            }
+        }
+        let verdict = if ok { "ok" } else { "ERROR" };
+        println!(
+            "verify: {:<24} {verdict} ({} tests, {:.1} s)",
+            e.id,
+            refs.len(),
+            t.elapsed().as_secs_f64()
+        );
+        rows.push(Row::new(&e.id, [&cells[0], &cells[1], &cells[2]], verdict));
+    }
+    Ok(rows)
+}
+
+/// Runs every test of one exercise and says whether each did as expected:
+/// the table cell and one problem per test that did not.
+fn judge(
+    suite: &Suite,
+    refs: &[TestRef],
+    how: &How,
+    expect: Expect,
+) -> Result<(String, Vec<String>)> {
     let mut problems = Vec::new();
     let mut cell = match expect {
-        Expect::Pass => "passes".to_string(),
-        Expect::Fail => "fails".to_string(),
-    };
+        Expect::Pass => "passes",
+        Expect::Fail => "fails",
+    }
+    .to_string();
     for t in refs {
+        let result = suite.run(t, how)?;
         let name = format!("{}::{}", t.target, t.name);
-        let bad = match (report.verdict(t), expect) {
+        let ci_skip = result.output.contains(CI_SKIP_PANIC);
+        let bad = match (&result.verdict, expect) {
+            (Verdict::Fail(_), _) if ci_skip => Some((
+                "skipped",
+                format!(
+                    "test {name} would skip under CI=true; it must be able to run here{}",
+                    output_of(&result)
+                ),
+            )),
             (Verdict::Pass, Expect::Pass) | (Verdict::Fail(_), Expect::Fail) => None,
             (Verdict::Pass, Expect::Fail) => Some((
                 "PASSES",
+                format!("test {name} passes without the exercise solved, so it does not check it"),
+            )),
+            (Verdict::Fail(_), Expect::Pass) => {
+                Some(("FAILS", format!("test {name} fails:{}", output_of(&result))))
+            }
+            (Verdict::TimedOut(secs), _) => Some((
+                "TIMEOUT",
                 format!(
-                    "test {name} passes without the solution, so it does not check the exercise"
+                    "test {name} timed out after {secs} s (it must fail, never hang){}",
+                    output_of(&result)
                 ),
             )),
-            (Verdict::Fail(msg), Expect::Pass) => {
-                Some(("FAILS", format!("test {name} fails:\n{}", indent(&msg))))
-            }
             (Verdict::Skipped(why), _) => Some((
                 "skipped",
                 format!("test {name} skipped itself under CI=true ({why}); it must panic instead"),
@@ -460,32 +620,41 @@ fn judge(
             problems.push(msg);
         }
     }
-    (cell, problems)
+    Ok((cell, problems))
 }
 
-/// Indents a multi-line message under its `problem:` line.
-fn indent(text: &str) -> String {
-    text.lines()
-        .map(|l| format!("    {l}"))
-        .collect::<Vec<_>>()
-        .join("\n")
+/// A test's output, indented, its last lines if it is long.
+fn output_of(result: &TestResult) -> String {
+    const MAX: usize = 40;
+    let lines: Vec<&str> = result.output.lines().collect();
+    let shown = &lines[lines.len().saturating_sub(MAX)..];
+    let cut = if shown.len() < lines.len() {
+        format!("    ... ({} lines before)\n", lines.len() - shown.len())
+    } else {
+        String::new()
+    };
+    format!("\n{cut}{}", indent(&shown.join("\n"), "    "))
 }
 
 fn print_table(rows: &[Row]) {
-    let header = Row {
-        id: "exercise".into(),
-        starter: "starter".into(),
-        reference: "reference".into(),
-        verdict: "verdict".into(),
-    };
+    let header = Row::new(
+        "exercise",
+        ["progressive", "leave-one-out", "starter"],
+        "verdict",
+    );
     let all: Vec<&Row> = std::iter::once(&header).chain(rows).collect();
     let w = |f: fn(&Row) -> &str| all.iter().map(|r| f(r).chars().count()).max().unwrap_or(0);
-    let (wi, ws, wr) = (w(|r| &r.id), w(|r| &r.starter), w(|r| &r.reference));
+    let (wi, wp, wl, ws) = (
+        w(|r| &r.id),
+        w(|r| &r.progressive),
+        w(|r| &r.leave_one_out),
+        w(|r| &r.starter),
+    );
     println!();
     for r in all {
         println!(
-            "{:<wi$} | {:<ws$} | {:<wr$} | {}",
-            r.id, r.starter, r.reference, r.verdict
+            "{:<wi$} | {:<wp$} | {:<wl$} | {:<ws$} | {}",
+            r.id, r.progressive, r.leave_one_out, r.starter, r.verdict
         );
     }
 }

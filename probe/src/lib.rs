@@ -66,7 +66,9 @@ impl Host {
                  (sysctl kernel.unprivileged_userns_clone=1, user.max_user_namespaces>0)"
                 .into()),
             Privilege::Root if self.is_root => Ok(()),
-            Privilege::Root => Err("needs root (run the tests with sudo -E)".into()),
+            Privilege::Root => {
+                Err("needs root (`kubelings check` runs such tests through sudo)".into())
+            }
         }
     }
 }
@@ -104,13 +106,47 @@ pub fn require_program(name: &str) -> bool {
         || skip(&format!("{name} is not installed (apt-get install {name})"))
 }
 
+/// The environment variable naming the skip log: where a skipping test
+/// appends `<test name>\t<reason>\n`, so `kubelings check` and
+/// `kubelings test` learn of skips without reading libtest's output.
+pub const SKIP_LOG_ENV: &str = "KUBELINGS_SKIP_LOG";
+
+/// How a test that would skip fails under `CI=true` (`kubelings verify`
+/// tells such a failure from a real one by it).
+pub const CI_SKIP_PANIC: &str = "CI=true and this test cannot run here";
+
 fn skip(why: &str) -> bool {
     if ci() {
-        panic!("CI=true and this test cannot run here: {why}");
+        panic!("{CI_SKIP_PANIC}: {why}");
     }
     eprintln!("SKIP: {why}");
-    println!("kubelings: skipped: {why}");
+    log_skip(why);
     false
+}
+
+/// Appends this test's skip to the skip log, if one is named. libtest names
+/// each test's thread after the test's path (`module::test_fn`).
+fn log_skip(why: &str) {
+    use std::io::Write;
+    let Some(path) = std::env::var_os(SKIP_LOG_ENV).filter(|p| !p.is_empty()) else {
+        return;
+    };
+    let thread = std::thread::current();
+    let name = thread.name().unwrap_or("?");
+    // One line, one write on an O_APPEND file: tests running in parallel
+    // threads or processes do not tear each other's lines.
+    let line = format!("{name}\t{}\n", why.replace(['\t', '\n'], " "));
+    let written = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(&path)
+        .and_then(|mut f| f.write_all(line.as_bytes()));
+    if let Err(err) = written {
+        eprintln!(
+            "kubelings: cannot write the skip log {}: {err}",
+            Path::new(&path).display()
+        );
+    }
 }
 
 /// `CI=true` (or `1`) in the environment.
