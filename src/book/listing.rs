@@ -61,17 +61,20 @@ pub fn is_anchor(line: &str) -> bool {
 }
 
 /// The lines `selector` takes from `lines` (text, source line), with the
-/// same result as mdBook's include: for an anchor, the lines between its
+/// same result as mdBook's include on the source: for an anchor, the lines between its
 /// markers without any anchor line; nothing if the anchor is missing.
 pub fn select(lines: &[Line], selector: &Selector) -> Vec<Line> {
     match selector {
-        Selector::Lines(start, end) => {
-            let end = end.unwrap_or(usize::MAX).min(lines.len());
-            lines
-                .get(*start..end.max(*start))
-                .map(<[Line]>::to_vec)
-                .unwrap_or_default()
-        }
+        // By the source's line numbers: a starter has fewer lines than its
+        // file, and `:10:20` means the file's lines.
+        Selector::Lines(start, end) => lines
+            .iter()
+            .filter(|l| {
+                let i = l.source_line - 1;
+                i >= *start && end.is_none_or(|end| i < end)
+            })
+            .cloned()
+            .collect(),
         Selector::Anchor(name) => {
             let mut out = Vec::new();
             let mut inside = false;
