@@ -181,8 +181,12 @@ pub fn check(book_dir: &Path) -> Result<Vec<Problem>, BookError> {
     markdown_files(&src, &mut pages)?;
     pages.sort();
 
+    let solution_ids = Exercises::load(&shown_root)
+        .map(|e| e.solution_ids())
+        .unwrap_or_default();
     let mut checker = Checker {
         shown_root,
+        solutions: (expand::normalize(&src.join(SOLUTIONS_PAGE)), solution_ids),
         problems: Vec::new(),
     };
     let summary = src.join("SUMMARY.md");
@@ -227,6 +231,8 @@ fn markdown_files(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), BookError> {
 
 struct Checker {
     shown_root: PathBuf,
+    /// The generated Solutions page (it has no file) and its heading ids.
+    solutions: (PathBuf, Vec<String>),
     problems: Vec<Problem>,
 }
 
@@ -410,6 +416,18 @@ impl Checker {
             // mdBook turns `x.md` into `x.html`; a link may use either.
             if !target.exists() && path.ends_with(".html") {
                 target.set_extension("md");
+            }
+            if expand::normalize(&target) == self.solutions.0 {
+                // The generated appendix: one heading per exercise.
+                if let Some(frag) = fragment.filter(|f| !self.solutions.1.iter().any(|id| id == f))
+                {
+                    self.problem(
+                        page,
+                        line,
+                        format!("link to {dest}: the Solutions appendix has no #{frag}"),
+                    );
+                }
+                continue;
             }
             if !target.exists() {
                 let message = if is_summary {
@@ -772,7 +790,8 @@ mod tests {
         .unwrap();
         std::fs::write(
             book.join("src/two.md"),
-            "# 1.2 Not two\n\n```rust\n{{#include ../../copy.rs}}\n```\n",
+            "# 1.2 Not two\n\n```rust\n{{#include ../../copy.rs}}\n```\n\n\
+             [ok](solutions.md#ex-f) [bad](solutions.md#nope)\n",
         )
         .unwrap();
 
@@ -809,6 +828,7 @@ mod tests {
             problems,
             vec![
                 "book/src/SUMMARY.md:4: SUMMARY says \"Two\" but two.md is titled \"1.2 Not two\"",
+                "book/src/two.md:7: link to solutions.md#nope: the Solutions appendix has no #nope",
                 "book/src/one.md:11: 81 columns",
                 "copy.rs:1: shows the reference solution of ex-f above its exercise: `let secret_answer = 41;`",
                 "book/src/one.md:8: no picture img/gone.svg",

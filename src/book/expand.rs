@@ -225,6 +225,14 @@ impl Exercises {
             .collect()
     }
 
+    /// The heading ids of the Solutions appendix: the exercise ids.
+    pub fn solution_ids(&self) -> Vec<String> {
+        self.in_order()
+            .iter()
+            .map(|(e, _, _)| e.id.clone())
+            .collect()
+    }
+
     /// The Solutions appendix: one folded reference solution per exercise,
     /// its code lines numbered by their lab source (`src_dir` is the book's
     /// source directory, where the page would be).
