@@ -181,7 +181,7 @@ pub fn check(book_dir: &Path) -> Result<Vec<Problem>, BookError> {
     markdown_files(&src, &mut pages)?;
     pages.sort();
 
-    let solution_ids = Exercises::load(&shown_root)
+    let solution_ids = Exercises::load(&shown_root, &src)
         .map(|e| e.solution_ids())
         .unwrap_or_default();
     let mut checker = Checker {
@@ -239,7 +239,7 @@ struct Checker {
 impl Checker {
     /// The checks of what the reader sees: answers, widths and pictures.
     fn reader_view(&mut self, src: &Path, pages: &[(PathBuf, String)]) -> Result<(), BookError> {
-        let exercises = Exercises::load(&self.shown_root)?;
+        let exercises = Exercises::load(&self.shown_root, src)?;
         let reference = exercises.reference_lines();
         let mut found = Vec::new();
         for (page, text) in pages {
@@ -571,10 +571,11 @@ pub struct Listings {
 impl Listings {
     pub const NAME: &'static str = "kubelings-listings";
 
-    /// The exercises of the workbook at `root` (the directory of `book/`).
-    pub fn load(root: &Path) -> Result<Listings, BookError> {
+    /// The exercises of the workbook at `root` (the directory of `book/`),
+    /// for the book whose pages are in `src`.
+    pub fn load(root: &Path, src: &Path) -> Result<Listings, BookError> {
         Ok(Listings {
-            exercises: Exercises::load(root)?,
+            exercises: Exercises::load(root, src)?,
         })
     }
 }
@@ -624,7 +625,7 @@ fn load(book_dir: &Path, mut config: Config) -> Result<MDBook, BookError> {
     // The defaults come back below, after ours.
     config.build.use_default_preprocessors = false;
     let root = expand::normalize(book_dir.parent().unwrap_or(book_dir));
-    let listings = Listings::load(&root)?;
+    let listings = Listings::load(&root, &book_dir.join(&config.book.src))?;
     let mut book = MDBook::load_with_config(book_dir, config)
         .map_err(|e| BookError::Build(format!("{e:#}")))?;
     book.with_preprocessor(listings)
@@ -795,7 +796,7 @@ mod tests {
         )
         .unwrap();
 
-        let exercises = Exercises::load(root).unwrap();
+        let exercises = Exercises::load(root, &book.join("src")).unwrap();
         let page = book.join("src/one.md");
         let text = std::fs::read_to_string(&page).unwrap();
         let shown: Vec<String> = exercises
@@ -810,6 +811,26 @@ mod tests {
                 "    todo!(\"ex-f: Answer (book §1.1)\")",
                 "}",
                 "```"
+            ]
+        );
+        let boxed: Vec<String> = exercises
+            .expand(
+                &book.join("src/ch01/x.md"),
+                "> **Exercise `ex-f`**: Answer.\n> Run it.\n\nMore.\n",
+            )
+            .into_iter()
+            .map(|l| l.text)
+            .collect();
+        assert_eq!(
+            boxed,
+            [
+                "> **Exercise `ex-f`**: Answer.",
+                "> Run it.",
+                ">",
+                "> Done, or stuck for good? The reference solution is in the \
+                 [appendix](../solutions.md#ex-f).",
+                "",
+                "More."
             ]
         );
         let solutions: Vec<String> = exercises

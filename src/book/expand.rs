@@ -39,6 +39,8 @@ struct LabFile {
 /// The exercises of the workbook at `root`, read once.
 pub struct Exercises {
     root: PathBuf,
+    /// The book's source directory (`book/src`), where the appendix goes.
+    src: PathBuf,
     manifest: Vec<Exercise>,
     replacements: HashMap<String, String>,
     files: Vec<LabFile>,
@@ -70,9 +72,10 @@ pub fn normalize(path: &Path) -> PathBuf {
 
 impl Exercises {
     /// Reads `labs/exercises.yaml` (none is no exercises) and every lab
-    /// source under `root/labs/*/src`.
-    pub fn load(root: &Path) -> Result<Exercises, BookError> {
+    /// source under `root/labs/*/src`, for the book whose pages are in `src`.
+    pub fn load(root: &Path, src: &Path) -> Result<Exercises, BookError> {
         let root = normalize(root);
+        let src = normalize(src);
         let manifest = if root.join(crate::manifest::MANIFEST_PATH).is_file() {
             Manifest::load(&root)
                 .map_err(|e| BookError::Build(e.to_string()))?
@@ -114,6 +117,7 @@ impl Exercises {
         }
         Ok(Exercises {
             root,
+            src,
             manifest,
             replacements,
             files,
@@ -148,12 +152,26 @@ impl Exercises {
         // The source file of the Rust listing just expanded: named under
         // its code block, so the reader knows where the rest of it is.
         let mut caption: Option<PathBuf> = None;
+        // The exercise whose box (a `> **Exercise `id`**` quote) is open:
+        // the box ends with a link to its solution in the appendix.
+        let mut exercise: Option<String> = None;
         for (i, line) in text.lines().enumerate() {
             let here = |text: String| PageLine {
                 text,
                 file: page.clone(),
                 line: i + 1,
             };
+            if !line.trim_start().starts_with('>') {
+                if let Some(id) = exercise.take() {
+                    out.push(here(">".into()));
+                    out.push(here(self.solution_link(&page, &id)));
+                }
+            }
+            if let Some(id) = exercise_box(line) {
+                if self.in_order().iter().any(|(e, _, _)| e.id == id) {
+                    exercise = Some(id.to_string());
+                }
+            }
             if let Some(rel) = caption.take() {
                 if let Some(prefix) = closing_fence(line) {
                     out.push(here(line.to_string()));
@@ -178,7 +196,36 @@ impl Exercises {
                 None => out.push(here(line.to_string())),
             }
         }
+        if let Some(id) = exercise {
+            let last = text.lines().count();
+            for text in [">".to_string(), self.solution_link(&page, &id)] {
+                out.push(PageLine {
+                    text,
+                    file: page.clone(),
+                    line: last,
+                });
+            }
+        }
         out
+    }
+
+    /// The last line of an exercise box: where its solution is.
+    fn solution_link(&self, page: &Path, id: &str) -> String {
+        format!(
+            "> Done, or stuck for good? The reference solution is in the \
+             [appendix]({}#{id}).",
+            self.link_to_solutions(page)
+        )
+    }
+
+    /// The relative link from `page` to the appendix, which sits at the top
+    /// of the book's sources, next to SUMMARY.md.
+    fn link_to_solutions(&self, page: &Path) -> String {
+        let depth = page
+            .parent()
+            .and_then(|d| d.strip_prefix(&self.src).ok())
+            .map_or(0, |d| d.components().count());
+        format!("{}{SOLUTIONS_PAGE}", "../".repeat(depth))
     }
 
     fn include(&self, dir: &Path, arg: &str) -> Option<(PathBuf, Vec<PageLine>)> {
@@ -341,6 +388,17 @@ pub fn own_line_include(line: &str) -> Option<&str> {
         return None;
     }
     inner.split_whitespace().next()
+}
+
+/// The id of an exercise box's first line: `> **Exercise `id`**...`.
+fn exercise_box(line: &str) -> Option<&str> {
+    let rest = line
+        .trim_start()
+        .strip_prefix('>')?
+        .trim_start()
+        .strip_prefix("**Exercise `")?;
+    let (id, rest) = rest.split_once('`')?;
+    rest.starts_with("**").then_some(id)
 }
 
 /// If `line` closes a code block, what stands before its fence (`> ` in a
