@@ -59,10 +59,9 @@ pub fn drop_capabilities(keep: u64, last_cap: u32) -> nix::Result<()> {
     // The bounding set limits what any later exec can grant.
     for cap in 0..=last_cap {
         if keep & (1 << cap) == 0 {
+            let (op, cap) = (libc::PR_CAPBSET_DROP, cap as libc::c_ulong);
             // SAFETY: prctl with integer arguments only.
-            Errno::result(unsafe {
-                libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0)
-            })?;
+            Errno::result(unsafe { libc::prctl(op, cap, 0, 0, 0) })?;
         }
     }
     // SAFETY: prctl with integer arguments only.
@@ -92,9 +91,10 @@ pub fn drop_capabilities(keep: u64, last_cap: u32) -> nix::Result<()> {
             inheritable: 0,
         },
     ];
+    let capset = libc::SYS_capset;
     // SAFETY: capset reads a version-3 header and the two data structs
     // that version needs, both alive for the call.
-    Errno::result(unsafe { libc::syscall(libc::SYS_capset, &header, data.as_ptr()) })?;
+    Errno::result(unsafe { libc::syscall(capset, &header, data.as_ptr()) })?;
     nix::sys::prctl::set_no_new_privs()?;
     Ok(())
 }

@@ -376,7 +376,8 @@ fn c(text: &str) -> CString {
 // ANCHOR: child_sequence
 /// The container's init, in a fresh process. Never returns.
 fn run(plan: &Plan) -> ! {
-    // Its own session: the terminal's Ctrl-C goes to the runtime, which forwards it.
+    // Its own session: the terminal's Ctrl-C goes to the runtime, which
+    // forwards it.
     let _ = nix::unistd::setsid();
     // Shown by `ps` inside as PID 1, instead of the runtime's own name.
     let _ = nix::sys::prctl::set_name(c"init");
@@ -442,7 +443,8 @@ fn run(plan: &Plan) -> ! {
         },
     };
     write_status(plan.status_write, &supervised);
-    // SAFETY: ends init; the kernel then kills what is left in its PID namespace.
+    // SAFETY: ends init; the kernel then kills what is left in its PID
+    // namespace.
     unsafe { libc::_exit(0) }
 }
 // ANCHOR_END: child_sequence

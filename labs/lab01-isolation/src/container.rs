@@ -244,11 +244,7 @@ impl Container {
             sweep_stale_cgroups();
             Some(Cgroup::create(&name, &spec.resources)?)
         } else if !spec.resources.is_empty() {
-            return Err(Error::Unsupported(if is_root {
-                "memory, CPU and process limits need a cgroup".into()
-            } else {
-                "memory, CPU and process limits need cgroups, which need root".into()
-            }));
+            return Err(no_cgroup_for_limits(is_root));
         } else {
             None
         };
@@ -257,7 +253,8 @@ impl Container {
         let (report_read, report_write) = pipe()?;
         let (status_read, status_write) = pipe()?;
         let join_files = open_joins(spec)?;
-        let plan = build_plan(spec, is_root, &report_write, &status_write, &join_files)?;
+        let writers = [&report_write, &status_write];
+        let plan = build_plan(spec, is_root, writers, &join_files)?;
         let plan_file = write_plan(&plan)?;
         let exe = std::fs::File::open("/proc/self/exe")
             .map_err(|e| Error::io("open", "/proc/self/exe", e))?;
@@ -304,7 +301,8 @@ impl Container {
         if let Some(cg) = &container.cgroup {
             cg.add(init.as_raw())?;
         }
-        nix::unistd::write(&sync_write, &[1]).map_err(|e| Error::sys("start the container", e))?;
+        let go = nix::unistd::write(&sync_write, &[1]);
+        go.map_err(|e| Error::sys("start the container", e))?;
         drop(sync_write);
         container.await_start(report_read, spec)?;
         Ok(container)
@@ -509,6 +507,14 @@ impl Drop for Container {
     }
 }
 
+fn no_cgroup_for_limits(is_root: bool) -> Error {
+    Error::Unsupported(if is_root {
+        "memory, CPU and process limits need a cgroup".into()
+    } else {
+        "memory, CPU and process limits need cgroups, which need root".into()
+    })
+}
+
 /// Without root, a container gets a user namespace (if it creates any
 /// namespace and joins no user namespace): there it is root, and may set
 /// its hostname, mount, pivot_root.
@@ -697,13 +703,14 @@ fn build_launch(
     }
 }
 
+/// Everything init needs: `writers` are the report and status pipes.
 fn build_plan(
     spec: &ContainerSpec,
     is_root: bool,
-    report_write: &OwnedFd,
-    status_write: &OwnedFd,
+    writers: [&OwnedFd; 2],
     joins: &[(Namespace, std::fs::File)],
 ) -> Result<Plan> {
+    let [report_write, status_write] = writers;
     let all = |list: &[String], what: &str| -> Result<Vec<String>> {
         list.iter().map(|s| plain(s, what)).collect()
     };

@@ -88,7 +88,7 @@ pub fn supervise(workload: Pid) -> Supervised {
             Ok(signal) => {
                 let _ = kill(workload, signal);
             }
-            // A real-time signal: nix has no name for it, so it is not passed on.
+            // A real-time signal: nix has no name for it; not passed on.
             Err(_) => {}
         }
     }

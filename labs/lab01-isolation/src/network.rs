@@ -7,8 +7,9 @@ pub fn loopback_up() -> nix::Result<()> {
     // EXERCISE: lab01-loopback
     use nix::errno::Errno;
     // Any socket will do: the ioctls address the device by name.
+    let kind = libc::SOCK_DGRAM | libc::SOCK_CLOEXEC;
     // SAFETY: socket(2) takes integers only; we own the descriptor it returns.
-    let sock = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    let sock = unsafe { libc::socket(libc::AF_INET, kind, 0) };
     if sock < 0 {
         return Err(Errno::last());
     }
@@ -18,12 +19,14 @@ pub fn loopback_up() -> nix::Result<()> {
         *dst = *src as libc::c_char;
     }
     let result = (|| {
-        // SAFETY: SIOCGIFFLAGS fills the flags of the ifreq we pass, which lives on.
-        Errno::result(unsafe { libc::ioctl(sock, libc::SIOCGIFFLAGS as _, &mut req) })?;
+        let get = libc::SIOCGIFFLAGS as _;
+        // SAFETY: SIOCGIFFLAGS fills in the ifreq we pass, which lives on.
+        Errno::result(unsafe { libc::ioctl(sock, get, &mut req) })?;
         // SAFETY: SIOCGIFFLAGS just wrote the union's flags member.
         unsafe { req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short };
+        let set = libc::SIOCSIFFLAGS as _;
         // SAFETY: SIOCSIFFLAGS reads the ifreq we pass.
-        Errno::result(unsafe { libc::ioctl(sock, libc::SIOCSIFFLAGS as _, &req) })?;
+        Errno::result(unsafe { libc::ioctl(sock, set, &req) })?;
         Ok(())
     })();
     // SAFETY: closes the socket we opened and nothing else uses.
