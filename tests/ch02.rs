@@ -145,12 +145,14 @@ fn the_chapter_demo() {
 struct Registry {
     child: std::process::Child,
     host: String,
+    /// Kept open: a registry that says more must not die of a closed pipe.
+    _stderr: Option<std::io::BufReader<std::process::ChildStderr>>,
 }
 
 impl Registry {
     fn start(home: &Path, users: &Path) -> Registry {
         use std::io::BufRead;
-        let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("ch02"))
+        let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("ch02"))
             .arg("--home")
             .arg(home)
             .args(["registry", "serve", "--addr", "127.0.0.1:0", "--users"])
@@ -159,19 +161,24 @@ impl Registry {
             .stderr(std::process::Stdio::piped())
             .spawn()
             .expect("start ch02 registry serve");
+        // Owned at once, so that it is stopped even if what follows fails.
+        let mut registry = Registry {
+            child,
+            host: String::new(),
+            _stderr: None,
+        };
         let mut line = String::new();
-        let stderr = child.stderr.take().expect("its stderr");
-        std::io::BufReader::new(stderr)
-            .read_line(&mut line)
-            .expect("read what it says");
+        let stderr = registry.child.stderr.take().expect("its stderr");
+        let stderr = registry._stderr.insert(std::io::BufReader::new(stderr));
+        stderr.read_line(&mut line).expect("read what it says");
         // "ch02: registry on http://127.0.0.1:PORT (Ctrl-C to stop)"
-        let host = line
+        registry.host = line
             .split("http://")
             .nth(1)
             .and_then(|rest| rest.split(' ').next())
             .unwrap_or_else(|| panic!("no address in {line:?}"))
             .to_string();
-        Registry { child, host }
+        registry
     }
 }
 
