@@ -2,6 +2,10 @@
 //! kubelings, and the same trip with the real tools (umoci repack, skopeo to
 //! Debian's docker-registry and back, umoci unpack), in the same run. A
 //! benchmark: it prints figures, it asserts nothing.
+//!
+//! The table is written and read back by the same code ([`Table::render`],
+//! [`Table::parse`]), so `tests/bench_tables.rs` can check the copy saved in
+//! the book, and the chart ([`Table::chart_svg`]) is drawn from it.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -25,6 +29,9 @@ pub struct Args {
     /// Also write the table to FILE.
     #[arg(long, value_name = "FILE")]
     save: Option<PathBuf>,
+    /// Also draw both trips as an SVG bar chart, step by step, into FILE.
+    #[arg(long, value_name = "FILE")]
+    chart: Option<PathBuf>,
 }
 
 pub fn run(args: Args) -> Result<u8> {
@@ -33,7 +40,7 @@ pub fn run(args: Args) -> Result<u8> {
         .tempdir()?;
     let data = work.path().join("context/data");
     make_payload(&data, args.size_mb)?;
-    let mut rows: Vec<(String, Duration)> = Vec::new();
+    let mut rows: Vec<(String, Result<Duration, String>)> = Vec::new();
 
     // kubelings: build → push → pull into an empty store → unpack.
     let ours = {
@@ -70,10 +77,10 @@ pub fn run(args: Args) -> Result<u8> {
             lab02::unpack::apply_layer(&rootfs, server_store.open_blob(&digest)?)?;
         }
         let total = start.elapsed();
-        rows.push(("kubelings build".into(), built));
-        rows.push(("kubelings push".into(), pushed - built));
-        rows.push(("kubelings pull (empty store)".into(), pulled - pushed));
-        rows.push(("kubelings unpack".into(), total - pulled));
+        rows.push(("kubelings build".into(), Ok(built)));
+        rows.push(("kubelings push".into(), Ok(pushed - built)));
+        rows.push(("kubelings pull (empty store)".into(), Ok(pulled - pushed)));
+        rows.push(("kubelings unpack".into(), Ok(total - pulled)));
 
         // Everything is present now: a pull only compares digests.
         let mut again = Vec::new();
@@ -85,46 +92,269 @@ pub fn run(args: Args) -> Result<u8> {
         again.sort();
         rows.push((
             "kubelings pull (all present), median of 20".into(),
-            again[again.len() / 2],
+            Ok(again[again.len() / 2]),
         ));
         registry.shutdown()?;
         total
     };
-    rows.push(("kubelings end to end".into(), ours));
+    rows.push((OURS.into(), Ok(ours)));
 
     // The real tools, the same trip.
-    let peers = match peer_trip(work.path(), &data) {
+    match peer_trip(work.path(), &data) {
         Ok((steps, total)) => {
-            rows.extend(steps);
-            rows.push(("umoci + skopeo + docker-registry end to end".into(), total));
-            Some(total)
+            rows.extend(steps.into_iter().map(|(what, took)| (what, Ok(took))));
+            rows.push((PEERS.into(), Ok(total)));
         }
-        Err(e) => {
-            eprintln!("ch02 bench: the peer run could not run: {e:#}");
-            None
-        }
-    };
+        Err(e) => rows.push((PEERS.into(), Err(format!("{e:#}")))),
+    }
 
-    let mut table = format!(
-        "{} MiB directory, build -> push -> pull into an empty store -> unpack, over loopback\n\n",
-        args.size_mb
-    );
-    for (what, took) in &rows {
-        table += &format!("{what:<48}{:>12.1} ms\n", took.as_secs_f64() * 1e3);
+    let table = Table {
+        size_mb: args.size_mb,
+        rows: rows
+            .into_iter()
+            .map(|(what, took)| (what, took.map(to_table)))
+            .collect(),
+    };
+    let text = table.render();
+    print!("{text}");
+    if let Some(file) = &args.save {
+        write_whole(file, &text)?;
     }
-    if let Some(peer) = peers {
-        table += &format!(
-            "\nkubelings is {:.1}x faster end to end\n",
-            peer.as_secs_f64() / ours.as_secs_f64()
-        );
-    }
-    print!("{table}");
-    if let Some(file) = args.save {
-        let tmp = file.with_extension("tmp");
-        std::fs::write(&tmp, &table)?;
-        std::fs::rename(&tmp, &file)?;
+    if let Some(file) = &args.chart {
+        write_whole(file, &table.chart_svg()?)?;
     }
     Ok(0)
+}
+
+/// Written whole or not at all.
+fn write_whole(file: &Path, text: &str) -> Result<()> {
+    let tmp = file.with_extension("tmp");
+    std::fs::write(&tmp, text).with_context(|| format!("write {}", tmp.display()))?;
+    std::fs::rename(&tmp, file).with_context(|| format!("write {}", file.display()))
+}
+
+/// The row of lab02's whole trip, and of the real tools'.
+pub const OURS: &str = "kubelings end to end";
+pub const PEERS: &str = "umoci + skopeo + docker-registry end to end";
+/// The steps of each trip, in order, as the chart stacks them.
+const OUR_STEPS: [&str; 4] = [
+    "kubelings build",
+    "kubelings push",
+    "kubelings pull (empty store)",
+    "kubelings unpack",
+];
+const PEER_STEPS: [&str; 4] = [
+    "umoci repack",
+    "skopeo copy to docker-registry",
+    "skopeo copy back",
+    "umoci unpack",
+];
+/// Width of the name column; a row is 63 columns wide.
+const NAME: usize = 48;
+
+/// Rounded to the table's precision (0.1 ms), so that the verdict is that
+/// of the figures printed, and a table read back renders the same.
+fn to_table(d: Duration) -> Duration {
+    Duration::from_micros((d.as_micros() as u64 + 50) / 100 * 100)
+}
+
+/// The table `ch02 bench` prints and saves.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Table {
+    pub size_mb: u64,
+    /// Each step, and each trip's total; a trip that could not run says why.
+    pub rows: Vec<(String, Result<Duration, String>)>,
+}
+
+impl Table {
+    pub fn get(&self, name: &str) -> Option<Duration> {
+        self.rows
+            .iter()
+            .find(|(what, _)| what == name)
+            .and_then(|(_, took)| took.as_ref().ok().copied())
+    }
+
+    fn header(size_mb: u64) -> String {
+        format!(
+            "{size_mb} MiB directory over loopback: build, push, pull into an empty store, unpack"
+        )
+    }
+
+    /// Which trip was faster, and how many times; a ratio is never below 1.
+    pub fn verdict(&self) -> Option<String> {
+        let (ours, peers) = (self.get(OURS)?, self.get(PEERS)?);
+        let ratio = peers.as_secs_f64() / ours.as_secs_f64();
+        Some(if ratio >= 1.0 {
+            format!("kubelings is {ratio:.1}x faster end to end")
+        } else {
+            format!("kubelings is {:.1}x slower end to end", 1.0 / ratio)
+        })
+    }
+
+    pub fn render(&self) -> String {
+        let mut out = format!("{}\n\n", Table::header(self.size_mb));
+        for (what, took) in &self.rows {
+            out += &match took {
+                Ok(took) => format!("{what:<NAME$}{:>12.1} ms\n", took.as_secs_f64() * 1e3),
+                Err(why) => format!("{what}\n  failed: {why}\n"),
+            };
+        }
+        if let Some(verdict) = self.verdict() {
+            out += &format!("\n{verdict}\n");
+        }
+        out
+    }
+
+    /// Reads back what [`Table::render`] wrote.
+    #[allow(dead_code)] // by tests/bench_tables.rs
+    pub fn parse(text: &str) -> Result<Table> {
+        let mut lines = text.lines();
+        let header = lines.next().context("empty table")?;
+        let size_mb: u64 = header
+            .split_once(" MiB ")
+            .and_then(|(n, _)| n.parse().ok())
+            .context("no size in the first line")?;
+        if header != Table::header(size_mb) {
+            bail!("unexpected first line {header:?}");
+        }
+        let mut rows: Vec<(String, Result<Duration, String>)> = Vec::new();
+        for line in lines {
+            if line.is_empty() || line.starts_with("kubelings is ") {
+                continue;
+            }
+            if let Some(why) = line.strip_prefix("  failed: ") {
+                let last = rows.last_mut().context("a failure before any row")?;
+                last.1 = Err(why.to_string());
+                continue;
+            }
+            match line.strip_suffix(" ms").and_then(|l| l.rsplit_once(' ')) {
+                Some((what, took)) => {
+                    let ms: f64 = took.parse().with_context(|| format!("in {line:?}"))?;
+                    let took = Duration::from_micros((ms * 10.0).round() as u64 * 100);
+                    rows.push((what.trim_end().to_string(), Ok(took)));
+                }
+                None => rows.push((line.to_string(), Err(String::new()))),
+            }
+        }
+        Ok(Table { size_mb, rows })
+    }
+
+    /// Both trips as stacked horizontal bars, one segment per step, so the
+    /// totals compare at a glance and each step's share shows.
+    pub fn chart_svg(&self) -> Result<String> {
+        use plotters::prelude::*;
+        use plotters::style::text_anchor::{HPos, Pos, VPos};
+        let trips: Vec<(&str, Vec<f64>)> = [
+            ("kubelings", &OUR_STEPS),
+            ("umoci + skopeo + registry", &PEER_STEPS),
+        ]
+        .into_iter()
+        .map(|(name, steps)| {
+            let ms = steps
+                .iter()
+                .map(|s| self.get(s).map_or(0.0, |d| d.as_secs_f64() * 1e3))
+                .collect();
+            (name, ms)
+        })
+        .collect();
+        let longest = trips
+            .iter()
+            .map(|(_, ms)| ms.iter().sum::<f64>())
+            .fold(1.0f64, f64::max);
+        // Room right of the longest bar for its total.
+        let right = (longest * 1.25 / 500.0).ceil() * 500.0;
+        let colours = [
+            RGBColor(0x1b, 0x6f, 0xa8),
+            RGBColor(0xd9, 0x5f, 0x02),
+            RGBColor(0x1b, 0x9e, 0x77),
+            RGBColor(0x75, 0x70, 0xb3),
+        ];
+        let legend = [
+            "build / repack",
+            "push / copy to",
+            "pull / copy back",
+            "unpack",
+        ];
+        let mut svg = String::new();
+        {
+            let root = SVGBackend::with_string(&mut svg, (800, 340)).into_drawing_area();
+            root.fill(&WHITE)?;
+            let mut chart = ChartBuilder::on(&root)
+                .caption(
+                    format!(
+                        "{} MiB over loopback: build, push, pull, unpack",
+                        self.size_mb
+                    ),
+                    ("sans-serif", 20),
+                )
+                .margin(12)
+                .x_label_area_size(44)
+                .y_label_area_size(200)
+                // Discrete ranges include their end: 0..=2 is a row for
+                // each trip and one on top, for the legend.
+                .build_cartesian_2d(0.0..right, (0..trips.len()).into_segmented())?;
+            let names: Vec<&str> = trips.iter().rev().map(|(n, _)| *n).collect();
+            chart
+                .configure_mesh()
+                .disable_y_mesh()
+                .y_labels(trips.len())
+                .y_label_style(("sans-serif", 15))
+                .y_label_formatter(&|v| match v {
+                    SegmentValue::CenterOf(i) => names.get(*i).unwrap_or(&"").to_string(),
+                    _ => String::new(),
+                })
+                .x_label_style(("sans-serif", 13))
+                .x_label_formatter(&|v| format!("{v:.0}"))
+                .x_desc("milliseconds")
+                .axis_desc_style(("sans-serif", 14))
+                .bold_line_style(RGBColor(220, 220, 220))
+                .light_line_style(TRANSPARENT)
+                .draw()?;
+            for (step, colour) in colours.iter().enumerate() {
+                let mut bars = Vec::new();
+                for (i, (_, ms)) in trips.iter().rev().enumerate() {
+                    let from: f64 = ms[..step].iter().sum();
+                    let mut bar = Rectangle::new(
+                        [
+                            (from, SegmentValue::Exact(i)),
+                            (from + ms[step], SegmentValue::Exact(i + 1)),
+                        ],
+                        colour.filled(),
+                    );
+                    bar.set_margin(14, 14, 0, 1);
+                    bars.push(bar);
+                }
+                chart
+                    .draw_series(bars)?
+                    .label(legend[step])
+                    .legend(move |(x, y)| {
+                        Rectangle::new([(x, y - 6), (x + 14, y + 6)], colour.filled())
+                    });
+            }
+            let totals = [OURS, PEERS].map(|t| self.get(t).map(|d| d.as_secs_f64() * 1e3));
+            for (i, ((_, ms), total)) in trips.iter().zip(totals).rev().enumerate() {
+                // The trip's own total: the steps' rounded figures may not add up to it.
+                let total = total.unwrap_or_else(|| ms.iter().sum());
+                chart.draw_series(std::iter::once(Text::new(
+                    format!("{total:.1} ms"),
+                    (total + right / 80.0, SegmentValue::CenterOf(i)),
+                    ("sans-serif", 14)
+                        .into_font()
+                        .color(&BLACK)
+                        .pos(Pos::new(HPos::Left, VPos::Center)),
+                )))?;
+            }
+            chart
+                .configure_series_labels()
+                .position(SeriesLabelPosition::UpperRight)
+                .label_font(("sans-serif", 13))
+                .background_style(WHITE.mix(0.9))
+                .border_style(RGBColor(200, 200, 200))
+                .draw()?;
+            root.present()?;
+        }
+        Ok(svg)
+    }
 }
 
 /// Files of pseudo-random bytes (incompressible, like binaries and media)
