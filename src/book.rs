@@ -63,13 +63,16 @@ pub enum ProblemKind {
     Answer,
     /// A code or output line wider than 80 columns.
     Width,
+    /// A Rust listing longer than `lint::MAX_LISTING_LINES` lines.
+    Length,
     /// A picture missing, or shown on no page.
     Picture,
 }
 
 impl ProblemKind {
     /// Whether `kubelings book` refuses to build with such a problem: a
-    /// broken reference or a shown answer, not a wide line or a picture.
+    /// broken reference or a shown answer; not a wide line, a long listing
+    /// or a picture.
     pub fn blocks_build(kind: ProblemKind) -> bool {
         matches!(kind, ProblemKind::Reference | ProblemKind::Answer)
     }
@@ -252,6 +255,9 @@ impl Checker {
             }
             for f in lint::widths(&lines, page, &self.shown(page)) {
                 found.push((ProblemKind::Width, f));
+            }
+            for f in lint::lengths(&lines, page) {
+                found.push((ProblemKind::Length, f));
             }
         }
         let solutions = exercises.solutions_page(src);

@@ -53,6 +53,11 @@ fn every_listing_and_output_fits_80_columns() {
 }
 
 #[test]
+fn every_listing_is_short_enough_to_read() {
+    assert_no_problems(ProblemKind::Length, "listings that are too long");
+}
+
+#[test]
 fn every_picture_exists_and_is_shown() {
     assert_no_problems(ProblemKind::Picture, "picture problems");
 }

@@ -15,8 +15,8 @@ pub const MAX_COLUMNS: usize = 80;
 /// A problem found, at a file and line (the checker makes it a `Problem`).
 pub type Found = (PathBuf, usize, String);
 
-/// The indices of the lines of `lines` that are inside code blocks.
-pub fn code_lines(lines: &[PageLine]) -> BTreeSet<usize> {
+/// The code blocks of `lines`: the indices of each block's lines.
+pub fn code_blocks(lines: &[PageLine]) -> Vec<std::ops::RangeInclusive<usize>> {
     let mut text = String::new();
     let mut starts = Vec::with_capacity(lines.len());
     for l in lines {
@@ -26,18 +26,60 @@ pub fn code_lines(lines: &[PageLine]) -> BTreeSet<usize> {
     }
     let line_at = |offset: usize| starts.partition_point(|&s| s <= offset).saturating_sub(1);
     let mut inside = false;
-    let mut out = BTreeSet::new();
+    let mut out: Vec<std::ops::RangeInclusive<usize>> = Vec::new();
     for (event, range) in super::parser(&text).into_offset_iter() {
         match event {
             Event::Start(Tag::CodeBlock(_)) => inside = true,
             Event::End(TagEnd::CodeBlock) => inside = false,
             Event::Text(_) if inside && range.end > range.start => {
-                out.extend(line_at(range.start)..=line_at(range.end - 1));
+                let (first, last) = (line_at(range.start), line_at(range.end - 1));
+                match out.last_mut() {
+                    // One block's text may come in several events.
+                    Some(block) if *block.end() + 1 >= first && *block.start() <= first => {
+                        *block = *block.start()..=last.max(*block.end());
+                    }
+                    _ => out.push(first..=last),
+                }
             }
             _ => {}
         }
     }
     out
+}
+
+/// The indices of the lines of `lines` that are inside code blocks.
+pub fn code_lines(lines: &[PageLine]) -> BTreeSet<usize> {
+    code_blocks(lines).into_iter().flatten().collect()
+}
+
+/// The most lines a listing of code may have; more is a listing nobody
+/// reads, and its anchor should take only the part the prose discusses.
+pub const MAX_LISTING_LINES: usize = 45;
+
+/// Every Rust listing longer than [`MAX_LISTING_LINES`], at its include.
+pub fn lengths(lines: &[PageLine], page: &Path) -> Vec<Found> {
+    let page = normalize(page);
+    code_blocks(lines)
+        .into_iter()
+        .filter_map(|block| {
+            let n = block.clone().count();
+            let first = &lines[*block.start()];
+            let included = first.file != page && first.file.extension().is_some_and(|e| e == "rs");
+            // The fence line before the block is the page's.
+            let at = block.start().checked_sub(1).map(|i| &lines[i])?;
+            (included && n > MAX_LISTING_LINES).then(|| {
+                (
+                    at.file.clone(),
+                    at.line + 1,
+                    format!(
+                        "a listing of {n} lines from {} (at most {MAX_LISTING_LINES}): \
+                         narrow its anchor to the part the prose discusses",
+                        first.file.file_name().unwrap_or_default().to_string_lossy()
+                    ),
+                )
+            })
+        })
+        .collect()
 }
 
 /// Every code or output line wider than [`MAX_COLUMNS`], at its source
@@ -198,6 +240,28 @@ mod tests {
         assert_eq!(
             code_lines(&lines).into_iter().collect::<Vec<_>>(),
             [5, 6, 7, 10]
+        );
+    }
+
+    #[test]
+    fn finds_long_included_listings() {
+        let mut lines = page("# T\n\n```rust\n");
+        let long = MAX_LISTING_LINES + 1;
+        lines.extend((0..long).map(|i| PageLine {
+            text: format!("let x{i} = {i};"),
+            file: PathBuf::from("/l/src/a.rs"),
+            line: i + 1,
+        }));
+        lines.extend(page("```\n\n```rust\nfn short() {}\n```\n"));
+        assert_eq!(
+            code_blocks(&lines),
+            [3..=3 + long - 1, 3 + long + 3..=3 + long + 3]
+        );
+        let found = lengths(&lines, Path::new("/b/p.md"));
+        assert_eq!(found.len(), 1);
+        assert_eq!(
+            (found[0].0.as_path(), found[0].1),
+            (Path::new("/b/p.md"), 4)
         );
     }
 
