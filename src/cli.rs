@@ -53,6 +53,13 @@ pub enum Cmd {
     },
     /// Show what this machine can do and which self-checks will run here.
     Doctor,
+    /// Run every test (`cargo test --workspace`), then say which tests
+    /// skipped on this machine and why.
+    Test {
+        /// Passed on to cargo test, e.g. `kubelings test -- -p lab01`.
+        #[arg(last = true)]
+        args: Vec<String>,
+    },
     /// Check and build the book into target/book.
     Book,
 }
@@ -68,6 +75,9 @@ pub fn run() -> Result<ExitCode> {
             ExitCode::FAILURE
         });
     };
+    if let Cmd::Test { args } = &command {
+        return crate::skips::cargo_test(&ws, args);
+    }
     let ok = match command {
         Cmd::List => list(&ws)?,
         Cmd::Check { target } => crate::check::run(&ws, target.as_deref())?,
@@ -76,6 +86,7 @@ pub fn run() -> Result<ExitCode> {
         Cmd::Verify { static_only } => crate::verify::run(&ws, static_only)?,
         Cmd::Doctor => crate::doctor::run(&ws)?,
         Cmd::Book => book(&ws)?,
+        Cmd::Test { .. } => unreachable!("handled above"),
     };
     Ok(if ok {
         ExitCode::SUCCESS
@@ -86,15 +97,19 @@ pub fn run() -> Result<ExitCode> {
 
 /// The main job (`cargo run --release`): the workbook's state, then the
 /// demo of the latest chapter, the host and a container side by side.
+/// False if the demo did not run.
 fn overview(ws: &Workspace) -> Result<bool> {
-    let ok = list(ws)?;
+    list(ws)?;
     println!(
         "\nChapter 1's demo (`ch01 compare`): the same script on the host and in a container.\n"
     );
     // A subprocess: the CLI links no lab, so a lab that does not build
-    // stops the demo, never the workbook.
-    let status =
-        std::process::Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+    // stops the demo, never the workbook. cargo runs as the user; without
+    // root the demo uses a user namespace, and where the kernel allows none
+    // only the built demo runs as root, through sudo.
+    let host = kubelings_probe::probe();
+    let ran = if host.is_root || host.userns || !crate::runner::have_program("sudo") {
+        std::process::Command::new(crate::runner::cargo())
             .args([
                 "run",
                 "--quiet",
@@ -105,14 +120,28 @@ fn overview(ws: &Workspace) -> Result<bool> {
                 "compare",
             ])
             .current_dir(&ws.root)
-            .status();
-    match status {
-        Ok(s) if s.success() => {}
-        Ok(_) | Err(_) => println!(
+            .status()
+            .is_ok_and(|s| s.success())
+    } else {
+        println!("(no user namespaces here: running the demo as root, through sudo)\n");
+        match crate::runner::build_bin(&ws.root, "ch01") {
+            Ok(exe) => std::process::Command::new("sudo")
+                .arg(exe)
+                .arg("compare")
+                .status()
+                .is_ok_and(|s| s.success()),
+            Err(err) => {
+                eprintln!("kubelings: {err}");
+                false
+            }
+        }
+    };
+    if !ran {
+        println!(
             "The demo could not run here (see above).\n`kubelings doctor` says what this machine can do."
-        ),
+        );
     }
-    Ok(ok)
+    Ok(ran)
 }
 
 /// Loads the progress file; a corrupt one is reported and ignored, since it

@@ -2,12 +2,14 @@
 //!
 //! Library modules (typed errors): [`workspace`] finds the workbook,
 //! [`manifest`] reads `labs/exercises.yaml`, [`markers`] finds and replaces
-//! exercise regions, [`export`] writes a student workspace, [`runner`] runs
-//! the labs' tests (cargo builds, each test a process of its own), [`progress`] keeps
+//! exercise regions, [`export`] writes a student workspace (or verify's
+//! switch copy), [`runner`] builds the labs' tests with cargo and runs each
+//! test as a process of its own, [`progress`] keeps
 //! `.kubelings/progress.json`, [`book`] checks and builds the book.
 //!
 //! Command modules (anyhow, they print): [`cli`] parses arguments and holds
-//! the small commands; [`check`], [`verify`] and [`doctor`] the larger ones.
+//! the small commands; [`check`], [`verify`], [`skips`] (`kubelings test`)
+//! and [`doctor`] the larger ones.
 
 pub mod book;
 pub mod check;
@@ -18,5 +20,6 @@ pub mod manifest;
 pub mod markers;
 pub mod progress;
 pub mod runner;
+pub mod skips;
 pub mod verify;
 pub mod workspace;

@@ -558,6 +558,36 @@ pub fn kill_group(group: i32) {
 #[cfg(not(unix))]
 pub fn kill_group(_group: i32) {}
 
+/// Builds one binary in release mode (`cargo build --release --bin`), as
+/// the user, and returns its path.
+pub fn build_bin(dir: &Path, bin: &str) -> Result<PathBuf, RunnerError> {
+    let args = ["build", "--quiet", "--release", "--bin", bin];
+    let command = format!("cargo {}", args.join(" "));
+    let out = Command::new(cargo())
+        .args(args)
+        .arg("--message-format=json-render-diagnostics")
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stderr(Stdio::inherit())
+        .output()
+        .map_err(|source| RunnerError::Spawn {
+            command: command.clone(),
+            source,
+        })?;
+    let exe = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == bin)
+        .find_map(|m| m["executable"].as_str().map(PathBuf::from));
+    match exe {
+        Some(exe) if out.status.success() => Ok(exe),
+        _ => Err(RunnerError::Spawn {
+            command,
+            source: std::io::Error::other(format!("it made no `{bin}` ({})", out.status)),
+        }),
+    }
+}
+
 /// Whether `program` is on PATH.
 pub fn have_program(program: &str) -> bool {
     kubelings_probe::find_program(program).is_some()

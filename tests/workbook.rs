@@ -1,6 +1,8 @@
-//! End-to-end tests of the `kubelings` binary. None of them runs cargo (a
-//! cargo inside `cargo test` would wait on the build lock forever), so
-//! `check` and the full `verify` are left to CI's `kubelings verify`.
+//! End-to-end tests of the `kubelings` binary. Those that make it run
+//! cargo (`check`, `verify`, the main job) use a tiny fixture workbook with
+//! its own CARGO_TARGET_DIR: a cargo inside `cargo test` on the same target
+//! dir would wait on the build lock forever. The real labs are checked by
+//! CI's `kubelings verify`.
 
 use std::path::{Path, PathBuf};
 
@@ -107,11 +109,29 @@ fn list_shows_exercises_and_what_to_do_next() {
 }
 
 #[test]
-fn no_command_means_list() {
-    kubelings(&root())
+fn no_command_means_list_then_the_demo() {
+    let fx = Fixture::new(FIXTURE_LIB);
+    let assert = fx.kubelings().assert().success();
+    let out = String::from_utf8_lossy(&assert.get_output().stdout).into_owned();
+    // The list, then the demo (`cargo run --release --bin ch01 -- compare`)
+    // and what it printed.
+    let list = out.find("Next: Double a number (labx-double)");
+    let demo = out.find("Chapter 1's demo");
+    let printed = out.find("demo: compare ran");
+    assert!(list.is_some() && list < demo && demo < printed, "{out}");
+
+    // A demo that fails says so, and so does the exit status.
+    std::fs::write(
+        fx.dir().join("labs/labx/src/bin/ch01.rs"),
+        "fn main() { eprintln!(\"no containers today\"); std::process::exit(3) }\n",
+    )
+    .unwrap();
+    fx.kubelings()
         .assert()
-        .success()
-        .stdout(predicate::str::contains("lab01-parse-size"));
+        .failure()
+        .stdout(predicate::str::contains("The demo could not run here"))
+        .stdout(predicate::str::contains("kubelings doctor"))
+        .stderr(predicate::str::contains("no containers today"));
 }
 
 #[test]
@@ -143,10 +163,20 @@ fn hint_without_level_moves_to_the_next_one() {
 
 #[test]
 fn hint_level_out_of_range_is_refused() {
-    kubelings(&root())
-        .args(["hint", "lab01-parse-size", "--level", "4"])
-        .assert()
-        .failure();
+    let e = parse_size();
+    let (_tmp, ws) = exported();
+    for level in ["0", "4"] {
+        kubelings(&ws)
+            .args(["hint", "lab01-parse-size", "--level", level])
+            .assert()
+            // clap's usage error, naming the allowed range; no hint shown.
+            .code(2)
+            .stderr(predicate::str::contains(format!("invalid value '{level}'")))
+            .stderr(predicate::str::contains("1..=3"))
+            .stdout(predicate::str::contains(&e.hints[0]).not());
+    }
+    // Nothing was recorded as seen.
+    assert!(!ws.join(".kubelings/progress.json").exists());
 }
 
 #[test]
@@ -284,10 +314,34 @@ fn manifest_agrees_with_code_and_book() {
 fn doctor_reports_the_host_and_every_exercise() {
     let assert = kubelings(&root()).arg("doctor").assert().success();
     let out = String::from_utf8_lossy(&assert.get_output().stdout).into_owned();
-    assert!(out.contains("kernel"), "{out}");
-    assert!(out.contains("cgroups"), "{out}");
+    let host = kubelings_probe::probe();
+    let field = |name: &str| {
+        out.lines()
+            .find_map(|l| l.trim_start().strip_prefix(name))
+            .map(str::trim)
+            .unwrap_or_else(|| panic!("doctor has no `{name}` line:\n{out}"))
+            .to_string()
+    };
+    assert_eq!(field("kernel"), host.kernel);
+    assert_eq!(field("root"), if host.is_root { "yes" } else { "no" });
+    assert_eq!(
+        field("user namespaces"),
+        if host.userns { "yes" } else { "no" }
+    );
+    assert_eq!(field("cgroups"), host.cgroups.to_string());
+    // One line per exercise: whether it runs here, and what it needs.
     for e in &manifest().exercises {
-        assert!(out.contains(&e.id), "doctor lacks {}:\n{out}", e.id);
+        let need = format!("{:?}", e.privilege).to_lowercase();
+        let line = out
+            .lines()
+            .find(|l| l.split_whitespace().nth(1) == Some(e.id.as_str()))
+            .unwrap_or_else(|| panic!("doctor lacks {}:\n{out}", e.id));
+        let verb = match host.allows(e.privilege) {
+            Ok(()) => "runs",
+            Err(_) => "skips",
+        };
+        assert!(line.trim_start().starts_with(verb), "{line}");
+        assert!(line.contains(&format!("(needs: {need})")), "{line}");
     }
 }
 
@@ -388,4 +442,286 @@ fn verify_names_each_broken_exercise() {
         })
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+/// A tiny workbook in a temp dir: one lab crate (`labx`) with no
+/// dependencies but a stand-in `kubelings-probe` of its own, a `ch01` bin
+/// for the main job, a manifest and a book stub. Its cargo builds in
+/// seconds, into its own target dir.
+struct Fixture {
+    tmp: tempfile::TempDir,
+}
+
+/// The lab's code: four exercises. `labx-loop`'s body never returns.
+const FIXTURE_LIB: &str = "\
+pub fn double(x: u32) -> u32 {
+    // EXERCISE: labx-double
+    x * 2
+    // EXERCISE_END: labx-double
+}
+
+pub fn spin() -> u32 {
+    // EXERCISE: labx-loop
+    loop {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    // EXERCISE_END: labx-loop
+}
+
+pub fn skip_reason() -> &'static str {
+    // EXERCISE: labx-skip
+    \"needs a unicorn\"
+    // EXERCISE_END: labx-skip
+}
+
+pub fn triple(x: u32) -> u32 {
+    // EXERCISE: labx-wrong
+    x * 2
+    // EXERCISE_END: labx-wrong
+}
+";
+
+const FIXTURE_TESTS: &str = "\
+use std::io::Write;
+
+#[test]
+fn doubles() {
+    assert_eq!(labx::double(21), 42);
+}
+
+#[test]
+fn loops() {
+    labx::spin();
+}
+
+/// Skips as kubelings_probe::require does: a line in the skip log.
+#[test]
+fn skips() {
+    let why = labx::skip_reason();
+    let log = std::env::var_os(\"KUBELINGS_SKIP_LOG\").expect(\"a skip log\");
+    let name = std::thread::current().name().unwrap().to_string();
+    let mut f = std::fs::OpenOptions::new().append(true).open(log).unwrap();
+    f.write_all(format!(\"{name}\\t{why}\\n\").as_bytes()).unwrap();
+}
+
+#[test]
+fn triples() {
+    assert_eq!(labx::triple(3), 9, \"three tripled\");
+}
+";
+
+fn fixture_exercise(id: &str, title: &str, test: &str, extra: &str) -> String {
+    format!(
+        "  - id: {id}
+    lab: labx
+    title: {title}
+    section: \"9.1\"
+    page: ch09/page.md#a-heading
+    privilege: none
+    hints: [\"first hint of {id}\", two, three]
+    tests: [labx::t::{test}]
+{extra}"
+    )
+}
+
+impl Fixture {
+    fn new(lib: &str) -> Fixture {
+        let tmp = tempfile::tempdir().unwrap();
+        let manifest = format!(
+            "exercises:\n{}{}{}{}",
+            fixture_exercise("labx-double", "Double a number", "doubles", ""),
+            fixture_exercise("labx-loop", "Spin", "loops", "    timeout: 2\n"),
+            fixture_exercise("labx-skip", "Skip", "skips", ""),
+            fixture_exercise("labx-wrong", "Triple a number", "triples", ""),
+        );
+        write_tree(
+            tmp.path(),
+            &[
+                (
+                    "Cargo.toml",
+                    "[workspace]\nmembers = [\"labs/labx\", \"probe\"]\nresolver = \"2\"\n",
+                ),
+                ("labs/exercises.yaml", &manifest),
+                (
+                    "labs/labx/Cargo.toml",
+                    "[package]\nname = \"labx\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\
+                     description = \"Lab X\"\n\n\
+                     [dependencies]\nkubelings-probe = { path = \"../../probe\" }\n",
+                ),
+                ("labs/labx/src/lib.rs", lib),
+                (
+                    "labs/labx/src/bin/ch01.rs",
+                    "fn main() { assert_eq!(std::env::args().nth(1).as_deref(), Some(\"compare\")); \
+                     println!(\"demo: compare ran\"); }\n",
+                ),
+                ("labs/labx/tests/t.rs", FIXTURE_TESTS),
+                (
+                    "probe/Cargo.toml",
+                    "[package]\nname = \"kubelings-probe\"\nversion = \"0.1.0\"\nedition = \"2021\"\n",
+                ),
+                (
+                    "probe/src/lib.rs",
+                    "pub fn solved(id: &str) -> bool {\n    match std::env::var(\"KUBELINGS_SOLVED\") {\n        \
+                     Err(_) => true,\n        Ok(l) => l.split(',').any(|s| s == id),\n    }\n}\n",
+                ),
+                ("book/book.toml", "[book]\ntitle = \"x\"\n"),
+                ("book/src/SUMMARY.md", "# Summary\n\n- [Nine](ch09/page.md)\n"),
+                ("book/src/ch09/page.md", "# Nine\n\n## A heading\n\nText.\n"),
+            ],
+        );
+        Fixture { tmp }
+    }
+
+    fn dir(&self) -> &Path {
+        self.tmp.path()
+    }
+
+    fn kubelings(&self) -> Command {
+        let mut cmd = kubelings(self.dir());
+        cmd.env("CARGO_TARGET_DIR", self.dir().join("target"))
+            .env_remove("KUBELINGS_SOLVED")
+            .timeout(std::time::Duration::from_secs(300));
+        cmd
+    }
+
+    fn check(&self, target: &str) -> (bool, String) {
+        let out = self.kubelings().args(["check", target]).output().unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    }
+}
+
+#[test]
+fn check_passes_fails_skips_and_times_out() {
+    let fx = Fixture::new(FIXTURE_LIB);
+    let (ok, out) = fx.check("labx-double");
+    assert!(ok, "{out}");
+    assert!(out.contains("pass  labx-double  Double a number"), "{out}");
+
+    let (ok, out) = fx.check("labx-wrong");
+    assert!(!ok, "{out}");
+    assert!(out.contains("FAIL  labx-wrong  Triple a number"), "{out}");
+    assert!(out.contains("three tripled"), "{out}");
+    assert!(out.contains("first hint of labx-wrong"), "{out}");
+    assert!(
+        out.contains("cargo test -p labx --test t -- --exact triples"),
+        "{out}"
+    );
+
+    let (ok, out) = fx.check("labx-skip");
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("skip  labx-skip  Skip: needs a unicorn"),
+        "{out}"
+    );
+
+    let started = std::time::Instant::now();
+    let (ok, out) = fx.check("labx-loop");
+    assert!(!ok, "{out}");
+    assert!(out.contains("timed out after 2 s"), "{out}");
+    assert!(out.contains("first hint of labx-loop"), "{out}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(60));
+
+    // All of it was recorded, and list shows it.
+    fx.kubelings()
+        .arg("list")
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("1 of 4 exercises done"))
+        .stdout(predicate::str::contains("skipped: needs a unicorn"));
+}
+
+#[test]
+fn a_lab_that_does_not_build_still_lists_hints_and_checks() {
+    let broken = FIXTURE_LIB.replace(
+        "    x * 2\n    // EXERCISE_END: labx-double",
+        "    let y = ;\n    // EXERCISE_END: labx-double",
+    );
+    let fx = Fixture::new(&broken);
+    fx.kubelings()
+        .arg("list")
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("labx-double"))
+        .stdout(predicate::str::contains("Next: Double a number"));
+    fx.kubelings()
+        .args(["hint", "labx-double"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("first hint of labx-double"));
+    let (ok, out) = fx.check("labx-double");
+    assert!(!ok, "{out}");
+    // The compiler's own error, pointing into the exercise's file.
+    assert!(out.contains("does not build"), "{out}");
+    assert!(
+        out.contains("error: expected expression, found `;`"),
+        "{out}"
+    );
+    assert!(out.contains("labs/labx/src/lib.rs:3:13"), "{out}");
+    assert!(out.contains("let y = ;"), "{out}");
+}
+
+#[test]
+fn verify_proves_each_exercise_needs_itself() {
+    // labx-double is sound. labx-free's test passes without its solution.
+    let lib = "\
+pub fn double(x: u32) -> u32 {
+    // EXERCISE: labx-double
+    x * 2
+    // EXERCISE_END: labx-double
+}
+
+pub fn free() -> u32 {
+    // EXERCISE: labx-free
+    1
+    // EXERCISE_END: labx-free
+}
+";
+    let fx = Fixture::new(lib);
+    write_tree(
+        fx.dir(),
+        &[
+            (
+                "labs/exercises.yaml",
+                &format!(
+                    "exercises:\n{}{}",
+                    fixture_exercise("labx-double", "Double a number", "doubles", ""),
+                    fixture_exercise("labx-free", "Nothing", "free_test", ""),
+                ),
+            ),
+            (
+                "labs/labx/tests/t.rs",
+                "#[test]\nfn doubles() { assert_eq!(labx::double(21), 42); }\n\
+                 #[test]\nfn free_test() { let _ = std::hint::black_box(1); }\n",
+            ),
+        ],
+    );
+    let out = fx.kubelings().arg("verify").output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(!out.status.success(), "{stdout}");
+    let row = |id: &str| {
+        stdout
+            .lines()
+            .find(|l| l.starts_with(&format!("{id} ")) && l.contains(" | "))
+            .unwrap_or_else(|| panic!("no row for {id}:\n{stdout}"))
+            .to_string()
+    };
+    let cells =
+        |id: &str| -> Vec<String> { row(id).split(" | ").map(|c| c.trim().to_string()).collect() };
+    assert_eq!(
+        cells("labx-double"),
+        ["labx-double", "passes", "fails", "fails", "ok"]
+    );
+    assert_eq!(
+        cells("labx-free"),
+        ["labx-free", "passes", "PASSES", "PASSES", "ERROR"]
+    );
+    assert!(
+        stdout.contains(
+            "labx-free: leave-one-out: test t::free_test passes without the exercise solved"
+        ),
+        "{stdout}"
+    );
 }
