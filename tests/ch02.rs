@@ -132,7 +132,7 @@ fn the_chapter_demo() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_fits(&text(&out.stdout));
     insta::with_settings!({filters => vec![
-        (r"sha256:[0-9a-f]{64}", "[digest]"),
+        (r"sha256:[0-9a-f]{64}", "sha256:[digest]"),
         (r"127\.0\.0\.1:\d+", "127.0.0.1:PORT"),
         (r"\d+(\.\d+)? (MiB|KiB|B)\b", "[size]"),
     ]}, {
