@@ -194,18 +194,14 @@ pub(crate) fn exec_init(launch: &Launch) -> ! {
     // descriptors and buffers the parent prepared and keeps alive (our copy
     // of its memory stays as it was at clone time); none allocates or locks.
     unsafe {
-        // Signals queue for init's loop from now on; the command unblocks them.
+        // Signals queue for init's loop from now on; the command
+        // unblocks them.
         let mut all: libc::sigset_t = std::mem::zeroed();
         libc::sigfillset(&mut all);
         libc::sigprocmask(libc::SIG_BLOCK, &all, std::ptr::null_mut());
-        // The container dies with the thread that started it, even by SIGKILL.
-        libc::prctl(
-            libc::PR_SET_PDEATHSIG,
-            libc::SIGKILL as libc::c_ulong,
-            0,
-            0,
-            0,
-        );
+        // The container dies with the thread that started it.
+        let death = libc::SIGKILL as libc::c_ulong;
+        libc::prctl(libc::PR_SET_PDEATHSIG, death, 0, 0, 0);
 
         // Wait until the parent has written the user ID maps (exec keeps
         // init's capabilities only if it is root in its user namespace) and
@@ -223,14 +219,8 @@ pub(crate) fn exec_init(launch: &Launch) -> ! {
         for &fd in &launch.inherit {
             libc::fcntl(fd, libc::F_SETFD, 0);
         }
-        libc::syscall(
-            libc::SYS_execveat,
-            launch.exe,
-            c"".as_ptr(),
-            launch.argv.as_ptr(),
-            launch.envp.as_ptr(),
-            libc::AT_EMPTY_PATH,
-        );
+        // execveat(exe, "", …, AT_EMPTY_PATH): the binary we opened.
+        libc::fexecve(launch.exe, launch.argv.as_ptr(), launch.envp.as_ptr());
         report_raw(launch.report_write, Stage::Init, Errno::last_raw(), b"");
         libc::_exit(1)
     }
@@ -373,9 +363,8 @@ fn c(text: &str) -> CString {
     CString::new(text).unwrap_or_default()
 }
 
-// ANCHOR: child_sequence
-/// The container's init, in a fresh process. Never returns.
-fn run(plan: &Plan) -> ! {
+/// Init's first steps, before the container's own.
+fn become_init(plan: &Plan) {
     // Its own session: the terminal's Ctrl-C goes to the runtime, which
     // forwards it.
     let _ = nix::unistd::setsid();
@@ -393,7 +382,12 @@ fn run(plan: &Plan) -> ! {
         // SAFETY: sets a flag on a descriptor this process owns.
         unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
     }
+}
 
+// ANCHOR: child_sequence
+/// The container's init, in a fresh process. Never returns.
+fn run(plan: &Plan) -> ! {
+    become_init(plan);
     for &(fd, kind) in &plan.joins {
         // SAFETY: the descriptor is one the parent opened for us and kept.
         let fd = unsafe { BorrowedFd::borrow_raw(fd) };
@@ -424,7 +418,13 @@ fn run(plan: &Plan) -> ! {
     check(plan, Stage::Capabilities, || {
         capabilities::drop_capabilities(plan.caps_keep, plan.last_cap)
     });
+    start_and_supervise(plan)
+}
+// ANCHOR_END: child_sequence
 
+/// Forks the command, tells the runtime it started, and becomes its init
+/// (section 1.5) until it ends.
+fn start_and_supervise(plan: &Plan) -> ! {
     let command = Command::new(plan);
     // SAFETY: init is single-threaded, so the child may do anything.
     let workload = match unsafe { nix::unistd::fork() } {
@@ -447,7 +447,6 @@ fn run(plan: &Plan) -> ! {
     // namespace.
     unsafe { libc::_exit(0) }
 }
-// ANCHOR_END: child_sequence
 
 fn set_up_rootfs(plan: &Plan, rootfs: &RootfsPlan) {
     let devices: Vec<(CString, CString)> =
