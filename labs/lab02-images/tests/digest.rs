@@ -10,7 +10,7 @@ fn digests_of_known_bytes() {
     let cases = [&b""[..], b"hello\n", b"You've hit kubia\n"];
     let lines: Vec<String> = cases
         .iter()
-        .map(|c| format!("{:?} -> {}", String::from_utf8_lossy(c), Digest::of(c)))
+        .map(|c| format!("{:?}\n  {}", String::from_utf8_lossy(c), Digest::of(c)))
         .collect();
     insta::assert_snapshot!(lines.join("\n"));
 }

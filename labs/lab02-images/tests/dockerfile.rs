@@ -1,5 +1,8 @@
 //! The Dockerfile subset (§2.5): what is read, and what is refused and where.
 
+mod common;
+use common::wrap;
+
 use lab02::build::dockerfile::parse;
 
 #[test]
@@ -43,7 +46,7 @@ fn refuses_what_it_cannot_do_with_the_line() {
         .iter()
         .map(|c| match parse(c) {
             Ok(steps) => format!("accepted?! {steps:?}"),
-            Err(e) => e.to_string(),
+            Err(e) => wrap(&e.to_string(), "", "  "),
         })
         .collect();
     insta::assert_snapshot!(errors.join("\n"));

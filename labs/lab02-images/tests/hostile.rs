@@ -5,6 +5,9 @@
 //! The tars are built byte by byte with the tar crate's raw header API,
 //! since its safe setters (rightly) refuse to write `..` or absolute paths.
 
+mod common;
+use common::wrap;
+
 use std::collections::BTreeSet;
 use std::fs;
 use std::os::unix::fs::MetadataExt;
@@ -283,7 +286,8 @@ fn hostile_corpus() {
             Ok(()) => "ok".to_string(),
             Err(e) => format!("error: {e}"),
         };
-        table.push(format!("{}\n  {outcome}\n  rootfs: [{listing}]", case.name));
+        let outcome = wrap(&outcome, "  ", "    ");
+        table.push(format!("{}\n{outcome}\n  rootfs: [{listing}]", case.name));
     }
     insta::assert_snapshot!(table.join("\n"));
 }

@@ -2,7 +2,7 @@
 //! and finding what changed in a tree.
 
 mod common;
-use common::{dir, file};
+use common::{dir, file, fold_path};
 
 use std::fs;
 use std::io::Read;
@@ -143,7 +143,7 @@ fn layer_tar_listing() {
     let listing: Vec<String> = list_layer(&bytes[..])
         .expect("read the tar back")
         .iter()
-        .map(ToString::to_string)
+        .map(|entry| fold_path(&entry.to_string(), 23))
         .collect();
     // The bytes depend only on the entries: the digest is part of the snapshot.
     insta::assert_snapshot!(format!(

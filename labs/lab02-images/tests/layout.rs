@@ -1,6 +1,9 @@
 //! Self-checks for §2.1: manifests, configs and the image layout. Plain
 //! files in a temporary directory: no privileges needed.
 
+mod common;
+use common::short_digests;
+
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::Write;
@@ -101,9 +104,10 @@ fn put_image(store: &ImageStore, gzip: bool) -> Descriptor {
     store.put_manifest(&manifest_of(gzip)).unwrap()
 }
 
+/// A document as the book shows it: indented, digests shortened.
 fn pretty(bytes: &[u8]) -> String {
     let value: serde_json::Value = serde_json::from_slice(bytes).unwrap();
-    serde_json::to_string_pretty(&value).unwrap()
+    short_digests(&serde_json::to_string_pretty(&value).unwrap())
 }
 
 fn files_under(dir: &Path) -> Vec<String> {

@@ -1,25 +1,41 @@
 //! Self-checks for §2.1: image references. Pure code: runs anywhere.
 
+mod common;
+use common::wrap;
+
 use lab02::reference::{Reference, ReferenceError};
 use proptest::prelude::*;
 
 const DIGEST: &str = "sha256:2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824";
 
+/// The reference and what it parses to, fields wrapped to fit the book;
+/// the one long digest is shortened to its first 12 hex digits.
 fn show(text: &str) -> String {
-    match text.parse::<Reference>() {
-        Ok(r) => format!(
-            "{text:<45} registry={:?} repository={:?} tag={:?} digest={:?}\n{:<45} name={} tag_or_digest={} local_name={}",
-            r.registry,
-            r.repository,
-            r.tag,
-            r.digest.as_ref().map(|d| d.short().to_string()),
-            "",
-            r.name(),
-            r.tag_or_digest(),
-            r.local_name(),
-        ),
-        Err(e) => format!("{text:<45} error: {e}"),
-    }
+    let shown = match text.parse::<Reference>() {
+        Ok(r) => {
+            let parts = format!(
+                "registry={:?} repository={:?} tag={:?} digest={:?}",
+                r.registry,
+                r.repository,
+                r.tag,
+                r.digest.as_ref().map(|d| d.short().to_string()),
+            );
+            let names = format!(
+                "name={} tag_or_digest={} local_name={}",
+                r.name(),
+                r.tag_or_digest(),
+                r.local_name(),
+            );
+            format!(
+                "{}\n{}",
+                wrap(&parts, "  ", "    "),
+                wrap(&names, "  ", "    ")
+            )
+        }
+        Err(e) => wrap(&format!("error: {e}"), "  ", "    "),
+    };
+    let text = if text.is_empty() { "\"\"" } else { text };
+    format!("{text}\n{shown}").replace(&DIGEST[7..], &format!("{}…", &DIGEST[7..19]))
 }
 
 #[test]
