@@ -106,7 +106,7 @@ fn startup_table_reads_back_and_fits() {
     assert_fits(&text);
     assert!(text.contains("runc                        failed: runc run exited"));
     assert!(text.contains("VM boot (qemu)              skipped: --skip-vm"));
-    assert!(text.contains("ch01 container                 2.14 ms     3.04 ms"));
+    assert!(text.contains("ch01 container                  2.14 ms      3.04 ms"));
     assert_eq!(startup::Table::parse(&text).expect("parse"), table);
 }
 
@@ -114,6 +114,12 @@ fn startup_table_reads_back_and_fits() {
 fn startup_ratio_is_of_the_printed_medians() {
     let table = sample_startup();
     assert_eq!(table.ratio("plain process").as_deref(), Some("0.2x"));
+    let mut faster = table.clone();
+    faster.lines[0].outcome = Outcome::Measured(Figures {
+        median: ms(0.1),
+        p90: ms(0.2),
+    });
+    assert_eq!(faster.ratio("plain process").as_deref(), Some("0.05x"));
     assert_eq!(table.ratio(startup::CONTAINER).as_deref(), Some("1.0x"));
     assert_eq!(table.ratio("runc"), None, "a failed row has no ratio");
 }
@@ -266,7 +272,8 @@ fn startup_chart_in_the_book_is_drawn_from_its_table() {
     assert_eq!(
         table.chart_svg().expect("draw"),
         svg,
-        "chart and table differ"
+        "the chart is not the one drawn from the table: save both in one run \
+         (--save and --chart)"
     );
 }
 
@@ -296,7 +303,8 @@ fn bench_chart_in_the_book_is_drawn_from_its_table() {
     assert_eq!(
         table.chart_svg().expect("draw"),
         svg,
-        "chart and table differ"
+        "the chart is not the one drawn from the table: save both in one run \
+         (--save and --chart)"
     );
 }
 

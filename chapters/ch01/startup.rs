@@ -34,9 +34,9 @@ pub struct Args {
 pub const CONTAINER: &str = "ch01 container";
 /// The most VM boots a run makes: each takes seconds under emulation.
 const VM_RUNS: usize = 3;
-/// Widths of the table's columns; a row is 66 columns wide.
+/// Widths of the table's columns; a row is 68 columns wide.
 const NAME: usize = 26;
-const FIGURE: usize = 12;
+const FIGURE: usize = 13;
 const RATIO: usize = 16;
 /// Longest line of the table, as the book's listings.
 pub const WIDTH: usize = 80;
@@ -445,7 +445,13 @@ impl Table {
         let c = self.container_median()?;
         match self.line(name)?.outcome {
             Outcome::Measured(f) if !c.is_zero() => {
-                Some(format!("{:.1}x", f.median.as_secs_f64() / c.as_secs_f64()))
+                let r = f.median.as_secs_f64() / c.as_secs_f64();
+                // Two decimals where one would round a small ratio to 0.0x.
+                Some(if r < 0.095 {
+                    format!("{r:.2}x")
+                } else {
+                    format!("{r:.1}x")
+                })
             }
             _ => None,
         }
