@@ -55,45 +55,50 @@ pub fn run(args: Args) -> Result<()> {
         .context("build the rootfs")?;
     let runs = args.runs as usize;
 
-    let mut rows = vec![
-        Row::measured(
-            "plain process",
-            time(runs, || {
+    let container = ContainerSpec::new(["true"])
+        .rootfs(&rootfs)
+        .resources(Resources {
+            memory: Some(64 << 20),
+            pids: Some(64),
+            cpu: None,
+        });
+    let mut lanes: Vec<(String, Outcome<Once>)> = vec![
+        (
+            "plain process".into(),
+            Outcome::Measured(Box::new(|| {
                 Command::new("true")
                     .status()
                     .map_err(|e| e.to_string())
                     .and_then(|s| exited_well("true", s))
-            }),
+            })),
         ),
-        Row::measured(
-            "namespaces only",
-            time(runs, || {
+        (
+            "namespaces only".into(),
+            Outcome::Measured(Box::new(|| {
                 let mut spec = ContainerSpec::new(["true"]);
                 spec.cgroup = false;
                 run_container(&spec)
-            }),
+            })),
         ),
-        Row::measured(
-            CONTAINER,
-            time(runs, || {
-                let spec = ContainerSpec::new(["true"])
-                    .rootfs(&rootfs)
-                    .resources(Resources {
-                        memory: Some(64 << 20),
-                        pids: Some(64),
-                        cpu: None,
-                    });
-                run_container(&spec)
-            }),
+        (
+            CONTAINER.into(),
+            Outcome::Measured(Box::new(|| run_container(&container))),
         ),
     ];
-    rows.push(match lab01::probe::find_program("runc") {
-        Some(runc) => Row::measured(
-            &runc_version(&runc),
-            runc_rows(&runc, &rootfs, temp.path(), runs),
+    lanes.push(match lab01::probe::find_program("runc") {
+        Some(runc) => {
+            let name = runc_version(&runc);
+            match runc_once(runc, &rootfs, temp.path()) {
+                Ok(once) => (name, Outcome::Measured(once)),
+                Err(why) => (name, Outcome::Failed(why)),
+            }
+        }
+        None => (
+            "runc".into(),
+            Outcome::Skipped("runc is not installed (apt-get install runc)".into()),
         ),
-        None => Row::skipped("runc", "runc is not installed (apt-get install runc)"),
     });
+    let mut rows = take_turns(lanes, runs);
     let mut notes = Vec::new();
     if args.skip_vm {
         rows.push(Row::skipped("VM boot (qemu)", "--skip-vm"));
@@ -197,6 +202,50 @@ fn time(
     Ok(all)
 }
 
+/// One start of one row, to be timed.
+type Once<'a> = Box<dyn FnMut() -> Result<(), String> + 'a>;
+
+/// Times every row's start `runs` times, the rows taking turns (one run of
+/// each, then the next round), so that a busy moment of the machine falls
+/// on all of them alike rather than on whichever row was running. A row
+/// that fails once is measured no more and reads "failed".
+fn take_turns(lanes: Vec<(String, Outcome<Once>)>, runs: usize) -> Vec<Row> {
+    let mut lanes: Vec<(String, Outcome<Once>, Vec<Duration>)> = lanes
+        .into_iter()
+        .map(|(name, mut once)| {
+            // Warm-up: page cache, first-use allocations.
+            if let Outcome::Measured(f) = &mut once {
+                if let Err(why) = f() {
+                    once = Outcome::Failed(why);
+                }
+            }
+            (name, once, Vec::with_capacity(runs))
+        })
+        .collect();
+    for _ in 0..runs {
+        for (_, once, all) in &mut lanes {
+            if let Outcome::Measured(f) = once {
+                let start = Instant::now();
+                match f() {
+                    Ok(()) => all.push(start.elapsed()),
+                    Err(why) => *once = Outcome::Failed(why),
+                }
+            }
+        }
+    }
+    lanes
+        .into_iter()
+        .map(|(name, once, all)| Row {
+            name,
+            result: match once {
+                Outcome::Measured(_) => Outcome::Measured(all),
+                Outcome::Skipped(why) => Outcome::Skipped(why),
+                Outcome::Failed(why) => Outcome::Failed(why),
+            },
+        })
+        .collect()
+}
+
 fn runc_version(runc: &str) -> String {
     Command::new(runc)
         .arg("--version")
@@ -214,11 +263,11 @@ fn runc_version(runc: &str) -> String {
 
 /// runc runs an OCI bundle of the same rootfs. Its cgroups go beneath ours:
 /// left alone, runc would create them at the root of every hierarchy.
-fn runc_rows(runc: &str, rootfs: &Path, work: &Path, runs: usize) -> Result<Vec<Duration>, String> {
+fn runc_once<'a>(runc: String, rootfs: &Path, work: &Path) -> Result<Once<'a>, String> {
     let bundle = work.join("bundle");
     let state = work.join("runc-state");
     std::fs::create_dir_all(&bundle).map_err(|e| e.to_string())?;
-    let status = Command::new(runc)
+    let status = Command::new(&runc)
         .args(["spec", "--bundle"])
         .arg(&bundle)
         .status()
@@ -234,12 +283,12 @@ fn runc_rows(runc: &str, rootfs: &Path, work: &Path, runs: usize) -> Result<Vec<
     config["root"]["path"] = rootfs.display().to_string().into();
     let cgroups = lab01::cgroup::peer::PeerCgroups::new().map_err(|e| e.to_string())?;
     let mut n = 0;
-    time(runs, || {
+    Ok(Box::new(move || {
         n += 1;
         let id = format!("kubelings-bench-{}-{n}", std::process::id());
         config["linux"]["cgroupsPath"] = cgroups.path_for(&id).into();
         std::fs::write(&config_path, config.to_string()).map_err(|e| e.to_string())?;
-        let status = Command::new(runc)
+        let status = Command::new(&runc)
             .arg("--root")
             .arg(&state)
             .args(["run", "--bundle"])
@@ -249,7 +298,7 @@ fn runc_rows(runc: &str, rootfs: &Path, work: &Path, runs: usize) -> Result<Vec<
             .status()
             .map_err(|e| format!("runc run: {e}"))?;
         exited_well("runc run", status)
-    })
+    }))
 }
 
 /// Boots a kernel under qemu until it gives up looking for a root
