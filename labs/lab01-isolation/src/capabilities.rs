@@ -64,16 +64,9 @@ pub fn drop_capabilities(keep: u64, last_cap: u32) -> nix::Result<()> {
             Errno::result(unsafe { libc::prctl(op, cap, 0, 0, 0) })?;
         }
     }
+    let (op, all) = (libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_CLEAR_ALL);
     // SAFETY: prctl with integer arguments only.
-    Errno::result(unsafe {
-        libc::prctl(
-            libc::PR_CAP_AMBIENT,
-            libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong,
-            0,
-            0,
-            0,
-        )
-    })?;
+    Errno::result(unsafe { libc::prctl(op, all as libc::c_ulong, 0, 0, 0) })?;
     let header = CapHeader {
         version: LINUX_CAPABILITY_VERSION_3,
         pid: 0,

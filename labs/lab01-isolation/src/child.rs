@@ -190,9 +190,8 @@ pub(crate) const MAX_MESSAGE: usize = 4096;
 /// The cloned child: wait for the parent, then become init by executing the
 /// runtime's binary again. Only async-signal-safe system calls. Never returns.
 pub(crate) fn exec_init(launch: &Launch) -> ! {
-    // SAFETY: every call below is an async-signal-safe system call on
-    // descriptors and buffers the parent prepared and keeps alive (our copy
-    // of its memory stays as it was at clone time); none allocates or locks.
+    // SAFETY: only async-signal-safe system calls, on descriptors and
+    // buffers the parent prepared (our copy of its memory stays as it was).
     unsafe {
         // Signals queue for init's loop from now on; the command
         // unblocks them.
@@ -203,12 +202,20 @@ pub(crate) fn exec_init(launch: &Launch) -> ! {
         let death = libc::SIGKILL as libc::c_ulong;
         libc::prctl(libc::PR_SET_PDEATHSIG, death, 0, 0, 0);
 
-        // Wait until the parent has written the user ID maps (exec keeps
-        // init's capabilities only if it is root in its user namespace) and
-        // put us in the cgroup. End of file: the parent gave up, or died
-        // before the death signal was armed.
+        // Wait for the user ID maps (exec keeps init's capabilities only
+        // if it is root in its namespace) and the cgroup. Our parent keeps
+        // its end open until init reports: closed means it gave up or died
+        // before the death signal was set (getppid is 0 in a new PID ns).
         let mut byte = 0u8;
-        if libc::read(launch.sync_read, (&mut byte as *mut u8).cast(), 1) != 1 {
+        let sync = launch.sync_read;
+        let mut hup = libc::pollfd {
+            fd: sync,
+            events: 0,
+            revents: 0,
+        };
+        if libc::read(sync, (&mut byte as *mut u8).cast(), 1) != 1
+            || libc::poll(&mut hup, 1, 0) != 0
+        {
             libc::_exit(1);
         }
         for (i, fd) in launch.stdio.iter().enumerate() {

@@ -213,7 +213,6 @@ const START_TIMEOUT: Duration = Duration::from_secs(20);
 static NEXT_ID: AtomicU32 = AtomicU32::new(0);
 
 impl Container {
-    // ANCHOR: spawn
     /// Creates the namespaces and the cgroup, sets up the filesystem, and
     /// starts the command. Returns once the command is executing.
     ///
@@ -248,31 +247,27 @@ impl Container {
         } else {
             None
         };
+        Self::start(&name, spec, cgroup)
+    }
 
+    // ANCHOR: spawn
+    /// The heart of [`Container::spawn`]: clone a child into the new
+    /// namespaces, which executes init; let it go; wait for its report.
+    fn start(name: &str, spec: &ContainerSpec, cg: Option<Cgroup>) -> Result<Self> {
+        let is_root = nix::unistd::geteuid().is_root();
         let (sync_read, sync_write) = pipe()?;
         let (report_read, report_write) = pipe()?;
         let (status_read, status_write) = pipe()?;
-        let join_files = open_joins(spec)?;
+        let joins = open_joins(spec)?;
         let writers = [&report_write, &status_write];
-        let plan = build_plan(spec, is_root, writers, &join_files)?;
-        let plan_file = write_plan(&plan)?;
-        let exe = std::fs::File::open("/proc/self/exe")
-            .map_err(|e| Error::io("open", "/proc/self/exe", e))?;
-        let launch = build_launch(
-            spec,
-            exe.as_raw_fd(),
-            plan_file.as_raw_fd(),
-            &sync_read,
-            &report_write,
-            &status_write,
-            &join_files,
-        );
+        let plan = write_plan(&build_plan(spec, is_root, writers, &joins)?)?;
+        let exe = open_exe()?;
+        let launch = build_launch(spec, &exe, &plan, &sync_read, writers, &joins);
 
         let mut stack = vec![0u8; 64 * 1024];
         let flags = namespaces::clone_flags(&spec.namespaces);
-        // SAFETY: the child only runs `child::exec_init`, which makes
-        // async-signal-safe system calls on data prepared above and then
-        // executes init (or exits); it never returns into our code.
+        // SAFETY: the child only runs `child::exec_init`: async-signal-safe
+        // system calls on data prepared above, then exec or exit.
         let init = unsafe {
             nix::sched::clone(
                 Box::new(|| child::exec_init(&launch)),
@@ -282,19 +277,10 @@ impl Container {
             )
         }
         .map_err(|e| Error::sys(clone_hint(e, spec), e))?;
-        drop((sync_read, report_write, status_write, join_files));
-        drop((plan_file, exe, launch));
+        // Init has its own copies; ours would keep its pipes from closing.
+        drop((sync_read, report_write, status_write, joins, plan, exe));
 
-        let mut container = Container {
-            name,
-            init,
-            status_read,
-            cgroup,
-            status: None,
-            deadline: spec.timeout.map(|t| Instant::now() + t),
-            timeout: spec.timeout,
-            reaper_panic: None,
-        };
+        let mut container = Container::new(name, init, status_read, cg, spec);
         if spec.has(Namespace::User) {
             write_id_maps(init)?;
         }
@@ -303,11 +289,31 @@ impl Container {
         }
         let go = nix::unistd::write(&sync_write, &[1]);
         go.map_err(|e| Error::sys("start the container", e))?;
+        // Open until init reports: the child checks we are still here.
+        let started = container.await_start(report_read, spec);
         drop(sync_write);
-        container.await_start(report_read, spec)?;
-        Ok(container)
+        started.map(|()| container)
     }
     // ANCHOR_END: spawn
+
+    fn new(
+        name: &str,
+        init: Pid,
+        status_read: OwnedFd,
+        cgroup: Option<Cgroup>,
+        spec: &ContainerSpec,
+    ) -> Container {
+        Container {
+            name: name.to_string(),
+            init,
+            status_read,
+            cgroup,
+            status: None,
+            deadline: spec.timeout.map(|t| Instant::now() + t),
+            timeout: spec.timeout,
+            reaper_panic: None,
+        }
+    }
 
     /// Reads init's reports until the command runs, or fails with the
     /// setup step that went wrong.
@@ -662,16 +668,22 @@ fn write_plan(plan: &Plan) -> Result<std::fs::File> {
     Ok(file)
 }
 
+/// The runtime's own binary, for the child to execute as init.
+fn open_exe() -> Result<std::fs::File> {
+    std::fs::File::open("/proc/self/exe").map_err(|e| Error::io("open", "/proc/self/exe", e))
+}
+
 /// What the cloned child needs to execute init, as raw pointers.
 fn build_launch(
     spec: &ContainerSpec,
-    exe: RawFd,
-    plan_fd: RawFd,
+    exe: &std::fs::File,
+    plan: &std::fs::File,
     sync_read: &OwnedFd,
-    report_write: &OwnedFd,
-    status_write: &OwnedFd,
+    writers: [&OwnedFd; 2],
     joins: &[(Namespace, std::fs::File)],
 ) -> Launch {
+    let [report_write, status_write] = writers;
+    let (exe, plan_fd) = (exe.as_raw_fd(), plan.as_raw_fd());
     let mut strings = vec![
         c"init".to_owned(),
         CString::new(child::init_env(plan_fd)).unwrap_or_default(),
