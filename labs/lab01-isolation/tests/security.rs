@@ -61,3 +61,29 @@ fn cannot_see_host_processes_or_files() {
     let out = common::sh("ls /root /home 2>&1");
     assert!(out.stdout.contains("No such file"), "{out:?}");
 }
+
+#[test]
+fn joining_a_mount_namespace_changes_none_of_its_mounts() {
+    if !common::root() {
+        return;
+    }
+    use lab01::namespaces::Namespace;
+    use lab01::{Container, ContainerSpec};
+    let host = common::spec(&["sleep", "30"]);
+    let first = Container::spawn(&host).expect("spawn");
+    let mountinfo = format!("/proc/{}/mountinfo", first.pid());
+    let before = std::fs::read_to_string(&mountinfo).expect("its mounts");
+    // A second container in the first one's mount namespace (chapter 3's
+    // `exec`), with a PID namespace of its own: it must not mount a /proc
+    // of its own there, nor make anything private.
+    let mut spec = ContainerSpec::new(["cat", "/etc/marker"])
+        .namespaces(&[Namespace::Uts, Namespace::Pid])
+        .join(Namespace::Mount, first.namespace_path(Namespace::Mount))
+        .timeout(common::TIMEOUT);
+    spec.cgroup = false;
+    let out = common::run(spec);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(out.stdout, "inside the container\n", "{out:?}");
+    let after = std::fs::read_to_string(&mountinfo).expect("its mounts");
+    assert_eq!(before, after, "the joined namespace's mounts changed");
+}
