@@ -6,6 +6,11 @@
 //! [`Container::wait`], [`Container::signal`], joining another container's
 //! namespaces ([`ContainerSpec::join`]), [`Resources`], and cleanup on drop.
 //!
+//! A container's init is this same program, executed again: a constructor
+//! of this crate takes over before `main` when `KUBELINGS_INIT` is set (see
+//! `child.rs`), so any program that spawns containers needs no setup of its
+//! own. Without the variable the constructor returns at once.
+//!
 //! The pure parts (limits, cgroup settings, probing) build on any OS; the
 //! kernel parts only on Linux.
 
