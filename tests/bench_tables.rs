@@ -128,6 +128,7 @@ fn startup_ratio_is_of_the_printed_medians() {
 fn bench_verdict_says_slower_below_one() {
     let rows = |ours: f64, peers: f64| bench::Table {
         size_mb: 100,
+        rounds: 3,
         rows: vec![
             (bench::OURS.into(), Ok(ms(ours))),
             (bench::PEERS.into(), Ok(ms(peers))),
@@ -143,6 +144,7 @@ fn bench_verdict_says_slower_below_one() {
     );
     let failed = bench::Table {
         size_mb: 100,
+        rounds: 3,
         rows: vec![
             (bench::OURS.into(), Ok(ms(1000.0))),
             (bench::PEERS.into(), Err("umoci is not installed".into())),

@@ -26,6 +26,9 @@ pub struct Args {
     /// Size of the directory to ship, in MiB.
     #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=2048))]
     size_mb: u64,
+    /// Trips of each kind, taking turns; each figure is the median.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=50))]
+    rounds: u32,
     /// Also write the table to FILE.
     #[arg(long, value_name = "FILE")]
     save: Option<PathBuf>,
@@ -38,81 +41,57 @@ pub fn run(args: Args) -> Result<u8> {
     let work = tempfile::Builder::new()
         .prefix("kubelings-bench-")
         .tempdir()?;
-    let data = work.path().join("context/data");
+    let context = work.path().join("context");
+    let data = context.join("data");
     make_payload(&data, args.size_mb)?;
-    let mut rows: Vec<(String, Result<Duration, String>)> = Vec::new();
 
-    // kubelings: build → push → pull into an empty store → unpack.
-    let ours = {
-        let laptop = Home::at(work.path().join("laptop"));
-        let server = Home::at(work.path().join("server"));
-        let laptop_store = ImageStore::open(&laptop.images())?;
-        let server_store = ImageStore::open(&server.images())?;
-        let mut config = RegistryConfig::new(work.path().join("registry"));
-        config.addr = "127.0.0.1:0".parse()?;
-        let registry = RegistryHandle::start(config)?;
-        let target: Reference = format!("{}/bench:v1", registry.host()).parse()?;
-        let client = Client::new(None).quiet(true);
-        let steps = lab02::build::parse("FROM scratch\nCOPY data /data\n")?;
-
-        let start = Instant::now();
-        lab02::build::build(
-            &laptop,
-            &laptop_store,
-            &steps,
-            &work.path().join("context"),
-            &target.local_name(),
-            &mut |_| {},
-        )?;
-        let built = start.elapsed();
-        client.push(&laptop_store, &target.local_name(), &target)?;
-        let pushed = start.elapsed();
-        client.pull(&server_store, &target)?;
-        let pulled = start.elapsed();
-        let manifest = server_store.manifest(&server_store.resolve(&target.local_name())?)?;
-        let rootfs = work.path().join("ours-rootfs");
-        std::fs::create_dir_all(&rootfs)?;
-        for layer in manifest.layers() {
-            let digest = lab02::spec::digest_of(layer)?;
-            lab02::unpack::apply_layer(&rootfs, server_store.open_blob(&digest)?)?;
+    // Every round makes both trips, from nothing, in fresh directories; the
+    // two kinds take turns so that a busy moment of the machine does not
+    // fall on one of them only.
+    let mut samples: Vec<(String, Result<Vec<Duration>, String>)> = Vec::new();
+    let mut add = |name: &str, took: Result<Duration, String>| {
+        let at = match samples.iter().position(|(n, _)| n == name) {
+            Some(at) => at,
+            None => {
+                samples.push((name.to_string(), Ok(Vec::new())));
+                samples.len() - 1
+            }
+        };
+        match (&mut samples[at].1, took) {
+            (Ok(all), Ok(took)) => all.push(took),
+            (entry @ Ok(_), Err(why)) => *entry = Err(why),
+            (Err(_), _) => {}
         }
-        let total = start.elapsed();
-        rows.push(("kubelings build".into(), Ok(built)));
-        rows.push(("kubelings push".into(), Ok(pushed - built)));
-        rows.push(("kubelings pull (empty store)".into(), Ok(pulled - pushed)));
-        rows.push(("kubelings unpack".into(), Ok(total - pulled)));
-
-        // Everything is present now: a pull only compares digests.
-        let mut again = Vec::new();
-        for _ in 0..20 {
-            let t = Instant::now();
-            client.pull(&server_store, &target)?;
-            again.push(t.elapsed());
-        }
-        again.sort();
-        rows.push((
-            "kubelings pull (all present), median of 20".into(),
-            Ok(again[again.len() / 2]),
-        ));
-        registry.shutdown()?;
-        total
     };
-    rows.push((OURS.into(), Ok(ours)));
-
-    // The real tools, the same trip.
-    match peer_trip(work.path(), &data) {
-        Ok((steps, total)) => {
-            rows.extend(steps.into_iter().map(|(what, took)| (what, Ok(took))));
-            rows.push((PEERS.into(), Ok(total)));
+    let mut peers_failed = false;
+    for round in 0..args.rounds {
+        let dir = work.path().join(format!("round-{round}"));
+        for (what, took) in our_trip(&dir, &context)? {
+            add(&what, Ok(took));
         }
-        Err(e) => rows.push((PEERS.into(), Err(format!("{e:#}")))),
+        if !peers_failed {
+            match peer_trip(&dir, &data) {
+                Ok((steps, total)) => {
+                    for (what, took) in steps {
+                        add(&what, Ok(took));
+                    }
+                    add(PEERS, Ok(total));
+                }
+                Err(e) => {
+                    peers_failed = true;
+                    add(PEERS, Err(format!("{e:#}")));
+                }
+            }
+        }
+        std::fs::remove_dir_all(&dir).with_context(|| format!("remove {}", dir.display()))?;
     }
 
     let table = Table {
         size_mb: args.size_mb,
-        rows: rows
+        rounds: args.rounds as usize,
+        rows: samples
             .into_iter()
-            .map(|(what, took)| (what, took.map(to_table)))
+            .map(|(what, all)| (what, all.map(|all| to_table(median(all)))))
             .collect(),
     };
     let text = table.render();
@@ -124,6 +103,69 @@ pub fn run(args: Args) -> Result<u8> {
         write_whole(file, &table.chart_svg()?)?;
     }
     Ok(0)
+}
+
+fn median(mut all: Vec<Duration>) -> Duration {
+    all.sort();
+    all.get(all.len() / 2).copied().unwrap_or_default()
+}
+
+/// kubelings: build → push → pull into an empty store → unpack, then a
+/// pull with everything present; each step's time and the trip's.
+fn our_trip(dir: &Path, context: &Path) -> Result<Vec<(String, Duration)>> {
+    let laptop = Home::at(dir.join("laptop"));
+    let server = Home::at(dir.join("server"));
+    let laptop_store = ImageStore::open(&laptop.images())?;
+    let server_store = ImageStore::open(&server.images())?;
+    let mut config = RegistryConfig::new(dir.join("registry"));
+    config.addr = "127.0.0.1:0".parse()?;
+    let registry = RegistryHandle::start(config)?;
+    let target: Reference = format!("{}/bench:v1", registry.host()).parse()?;
+    let client = Client::new(None).quiet(true);
+    let steps = lab02::build::parse("FROM scratch\nCOPY data /data\n")?;
+
+    let start = Instant::now();
+    lab02::build::build(
+        &laptop,
+        &laptop_store,
+        &steps,
+        context,
+        &target.local_name(),
+        &mut |_| {},
+    )?;
+    let built = start.elapsed();
+    client.push(&laptop_store, &target.local_name(), &target)?;
+    let pushed = start.elapsed();
+    client.pull(&server_store, &target)?;
+    let pulled = start.elapsed();
+    let manifest = server_store.manifest(&server_store.resolve(&target.local_name())?)?;
+    let rootfs = dir.join("ours-rootfs");
+    std::fs::create_dir_all(&rootfs)?;
+    for layer in manifest.layers() {
+        let digest = lab02::spec::digest_of(layer)?;
+        lab02::unpack::apply_layer(&rootfs, server_store.open_blob(&digest)?)?;
+    }
+    let total = start.elapsed();
+
+    // Everything is present now: a pull only compares digests.
+    let mut again = Vec::new();
+    for _ in 0..20 {
+        let t = Instant::now();
+        client.pull(&server_store, &target)?;
+        again.push(t.elapsed());
+    }
+    registry.shutdown()?;
+    Ok(vec![
+        ("kubelings build".into(), built),
+        ("kubelings push".into(), pushed - built),
+        ("kubelings pull (empty store)".into(), pulled - pushed),
+        ("kubelings unpack".into(), total - pulled),
+        (
+            "kubelings pull (all present), median of 20".into(),
+            median(again),
+        ),
+        (OURS.into(), total),
+    ])
 }
 
 /// Written whole or not at all.
@@ -162,6 +204,8 @@ fn to_table(d: Duration) -> Duration {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Table {
     pub size_mb: u64,
+    /// How many trips of each kind each figure is the median of.
+    pub rounds: usize,
     /// Each step, and each trip's total; a trip that could not run says why.
     pub rows: Vec<(String, Result<Duration, String>)>,
 }
@@ -191,8 +235,16 @@ impl Table {
         })
     }
 
+    fn rounds_line(rounds: usize) -> String {
+        format!("each figure the median of {rounds} rounds, the two kinds taking turns")
+    }
+
     pub fn render(&self) -> String {
-        let mut out = format!("{}\n\n", Table::header(self.size_mb));
+        let mut out = format!("{}\n", Table::header(self.size_mb));
+        if self.rounds > 1 {
+            out += &format!("{}\n", Table::rounds_line(self.rounds));
+        }
+        out.push('\n');
         for (what, took) in &self.rows {
             out += &match took {
                 Ok(took) => format!("{what:<NAME$}{:>12.1} ms\n", took.as_secs_f64() * 1e3),
@@ -217,6 +269,20 @@ impl Table {
         if header != Table::header(size_mb) {
             bail!("unexpected first line {header:?}");
         }
+        let mut rounds = 1;
+        let mut lines = lines.peekable();
+        if let Some(n) = lines
+            .peek()
+            .and_then(|l| l.strip_prefix("each figure the median of "))
+            .and_then(|l| l.split_once(' '))
+            .and_then(|(n, _)| n.parse().ok())
+        {
+            rounds = n;
+            let line = lines.next().unwrap_or_default();
+            if line != Table::rounds_line(rounds) {
+                bail!("unexpected second line {line:?}");
+            }
+        }
         let mut rows: Vec<(String, Result<Duration, String>)> = Vec::new();
         for line in lines {
             if line.is_empty() || line.starts_with("kubelings is ") {
@@ -236,7 +302,11 @@ impl Table {
                 None => rows.push((line.to_string(), Err(String::new()))),
             }
         }
-        Ok(Table { size_mb, rows })
+        Ok(Table {
+            size_mb,
+            rounds,
+            rows,
+        })
     }
 
     /// Both trips as stacked horizontal bars, one segment per step, so the
