@@ -356,3 +356,51 @@ fn startup_reports_a_failed_row_as_failed() {
         Some(Outcome::Skipped(_))
     ));
 }
+
+/// Every picture of the book is SVG a browser can read: well-formed XML, a
+/// viewBox to scale by, its words as text (not outlines) in a sans-serif
+/// font.
+#[test]
+fn every_picture_is_scalable_text_svg() {
+    let dir = book("img");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&dir).expect("book/src/img") {
+        let path = entry.expect("entry").path();
+        if path.extension().is_none_or(|e| e != "svg") {
+            continue;
+        }
+        seen += 1;
+        let text = read(&path);
+        // Graphviz writes a DOCTYPE; nothing in it is needed.
+        let options = roxmltree::ParsingOptions {
+            allow_dtd: true,
+            ..Default::default()
+        };
+        let doc = roxmltree::Document::parse_with_options(&text, options)
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let root = doc.root_element();
+        assert!(
+            root.has_tag_name("svg") && root.attribute("viewBox").is_some(),
+            "{}: no <svg viewBox>",
+            path.display()
+        );
+        let texts: Vec<_> = doc
+            .descendants()
+            .filter(|n| n.has_tag_name("text"))
+            .collect();
+        assert!(!texts.is_empty(), "{}: no <text>", path.display());
+        for t in texts {
+            let family = t
+                .ancestors()
+                .find_map(|n| n.attribute("font-family"))
+                .unwrap_or_default();
+            assert!(
+                family.contains("sans-serif"),
+                "{}: text {:?} in font {family:?}",
+                path.display(),
+                t.text()
+            );
+        }
+    }
+    assert!(seen >= 11, "only {seen} pictures in {}", dir.display());
+}
