@@ -127,10 +127,13 @@ fn skip(why: &str) -> bool {
 /// Appends this test's skip to the skip log, if one is named. libtest names
 /// each test's thread after the test's path (`module::test_fn`).
 fn log_skip(why: &str) {
+    if let Some(path) = std::env::var_os(SKIP_LOG_ENV).filter(|p| !p.is_empty()) {
+        log_skip_to(Path::new(&path), why);
+    }
+}
+
+fn log_skip_to(path: &Path, why: &str) {
     use std::io::Write;
-    let Some(path) = std::env::var_os(SKIP_LOG_ENV).filter(|p| !p.is_empty()) else {
-        return;
-    };
     let thread = std::thread::current();
     let name = thread.name().unwrap_or("?");
     // One line, one write on an O_APPEND file: tests running in parallel
@@ -139,12 +142,12 @@ fn log_skip(why: &str) {
     let written = std::fs::OpenOptions::new()
         .append(true)
         .create(true)
-        .open(&path)
+        .open(path)
         .and_then(|mut f| f.write_all(line.as_bytes()));
     if let Err(err) = written {
         eprintln!(
             "kubelings: cannot write the skip log {}: {err}",
-            Path::new(&path).display()
+            path.display()
         );
     }
 }
@@ -223,5 +226,26 @@ pub fn solved(id: &str) -> bool {
     match std::env::var("KUBELINGS_SOLVED") {
         Err(_) => true,
         Ok(list) => list.split(',').any(|s| s == "*" || s == id),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_skip_is_logged_under_the_tests_name() {
+        let dir = std::env::temp_dir().join(format!("kubelings-probe-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let log = dir.join("skips");
+        log_skip_to(&log, "needs root");
+        log_skip_to(&log, "runc is\tnot\ninstalled");
+        let text = std::fs::read_to_string(&log).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(
+            text,
+            "tests::a_skip_is_logged_under_the_tests_name\tneeds root\n\
+             tests::a_skip_is_logged_under_the_tests_name\trunc is not installed\n"
+        );
     }
 }
