@@ -74,7 +74,11 @@ enum Member {
 // ANCHOR: save
 /// Writes the images `names` (tags or digests, as [`ImageStore::resolve`]
 /// takes them) and every blob they need to `out` as an OCI archive.
-pub fn save(store: &ImageStore, names: &[&str], out: impl Write) -> Result<(), ArchiveError> {
+pub fn save(
+    store: &ImageStore,
+    names: &[&str],
+    out: impl Write,
+) -> Result<(), ArchiveError> {
     let mut index = spec::empty_index();
     let mut blobs = BTreeSet::new();
     for name in names {
@@ -84,7 +88,8 @@ pub fn save(store: &ImageStore, names: &[&str], out: impl Write) -> Result<(), A
         store.check(&desc)?;
         let manifest = store.manifest(&desc)?;
         blobs.insert(spec::digest_of(&desc).map_err(StoreError::from)?);
-        for blob in std::iter::once(manifest.config()).chain(manifest.layers()) {
+        for blob in std::iter::once(manifest.config()).chain(manifest.layers())
+        {
             blobs.insert(spec::digest_of(blob).map_err(StoreError::from)?);
         }
         add_entry(&mut index, &desc);
@@ -114,8 +119,10 @@ pub fn save(store: &ImageStore, names: &[&str], out: impl Write) -> Result<(), A
             file.take(size),
         )?;
     }
-    let index_json = spec::to_canonical_json(&index).map_err(StoreError::from)?;
-    let layout_json = format!(r#"{{"imageLayoutVersion":"{IMAGE_LAYOUT_VERSION}"}}"#);
+    let index_json =
+        spec::to_canonical_json(&index).map_err(StoreError::from)?;
+    let layout_json =
+        format!(r#"{{"imageLayoutVersion":"{IMAGE_LAYOUT_VERSION}"}}"#);
     for (path, bytes) in [
         ("index.json", index_json.as_slice()),
         ("oci-layout", layout_json.as_bytes()),
@@ -155,7 +162,8 @@ fn add_entry(index: &mut ImageIndex, desc: &Descriptor) {
     // The same order ImageStore::tag keeps: by name.
     let mut entries = index.manifests().clone();
     entries.sort_by(|a, b| {
-        spec::annotation(a, ANNOTATION_REF_NAME).cmp(&spec::annotation(b, ANNOTATION_REF_NAME))
+        spec::annotation(a, ANNOTATION_REF_NAME)
+            .cmp(&spec::annotation(b, ANNOTATION_REF_NAME))
     });
     index.set_manifests(entries);
 }
@@ -184,7 +192,10 @@ fn append(
 // ANCHOR: load
 /// Imports an OCI archive into `store` and tags its images. Returns the
 /// names tagged (or the digest, for an image the archive leaves unnamed).
-pub fn load(store: &ImageStore, input: impl Read) -> Result<Vec<String>, ArchiveError> {
+pub fn load(
+    store: &ImageStore,
+    input: impl Read,
+) -> Result<Vec<String>, ArchiveError> {
     let mut archive = tar::Archive::new(input);
     let mut index_json = None;
     let mut layout_json = None;
@@ -199,26 +210,33 @@ pub fn load(store: &ImageStore, input: impl Read) -> Result<Vec<String>, Archive
                 // The blob writer hashes as it copies and refuses to
                 // publish content that does not match the name.
                 let mut writer = store.blob_writer()?;
-                io::copy(&mut entry, &mut writer).map_err(ArchiveError::Read)?;
-                writer
-                    .commit(Some(&digest))
-                    .map_err(|source| ArchiveError::Blob {
+                io::copy(&mut entry, &mut writer)
+                    .map_err(ArchiveError::Read)?;
+                writer.commit(Some(&digest)).map_err(|source| {
+                    ArchiveError::Blob {
                         path,
                         source: Box::new(source),
-                    })?;
+                    }
+                })?;
             }
-            Member::Index => index_json = Some(read_document(&path, &mut entry)?),
-            Member::OciLayout => layout_json = Some(read_document(&path, &mut entry)?),
+            Member::Index => {
+                index_json = Some(read_document(&path, &mut entry)?)
+            }
+            Member::OciLayout => {
+                layout_json = Some(read_document(&path, &mut entry)?)
+            }
         }
     }
-// ANCHOR_END: load
+    // ANCHOR_END: load
 
     let layout_json = layout_json.ok_or(ArchiveError::Missing("oci-layout"))?;
     check_layout(&layout_json)?;
     let index_json = index_json.ok_or(ArchiveError::Missing("index.json"))?;
-    let index = spec::parse_index(&index_json).map_err(|e| ArchiveError::Malformed {
-        path: "index.json",
-        reason: e.to_string(),
+    let index = spec::parse_index(&index_json).map_err(|e| {
+        ArchiveError::Malformed {
+            path: "index.json",
+            reason: e.to_string(),
+        }
     })?;
 
     // Check every image and every name before tagging any, so a bad
@@ -262,10 +280,12 @@ fn classify(path: &str) -> Result<Member, ArchiveError> {
     for component in Path::new(path).components() {
         match component {
             Component::CurDir => {}
-            Component::Normal(part) => parts.push(part.to_str().ok_or_else(unexpected)?),
-            Component::ParentDir | Component::RootDir | Component::Prefix(_) => {
-                return Err(unexpected())
+            Component::Normal(part) => {
+                parts.push(part.to_str().ok_or_else(unexpected)?)
             }
+            Component::ParentDir
+            | Component::RootDir
+            | Component::Prefix(_) => return Err(unexpected()),
         }
     }
     Ok(match parts.as_slice() {
@@ -273,16 +293,20 @@ fn classify(path: &str) -> Result<Member, ArchiveError> {
         ["oci-layout"] => Member::OciLayout,
         ["index.json"] => Member::Index,
         ["manifest.json"] | ["repositories"] => Member::Ignored,
-        ["blobs", "sha256", hex] => {
-            Member::Blob(format!("sha256:{hex}").parse().map_err(|_| unexpected())?)
-        }
+        ["blobs", "sha256", hex] => Member::Blob(
+            format!("sha256:{hex}").parse().map_err(|_| unexpected())?,
+        ),
         _ => return Err(unexpected()),
     })
 }
 
 /// Directories where directories belong, regular files everywhere else:
 /// no links, devices or fifos.
-fn check_type(path: &str, member: &Member, kind: EntryType) -> Result<(), ArchiveError> {
+fn check_type(
+    path: &str,
+    member: &Member,
+    kind: EntryType,
+) -> Result<(), ArchiveError> {
     let (ok, expected) = match member {
         Member::Dir => (kind == EntryType::Directory, "directory"),
         _ => (
@@ -308,7 +332,10 @@ fn check_type(path: &str, member: &Member, kind: EntryType) -> Result<(), Archiv
     })
 }
 
-fn read_document(path: &str, entry: &mut impl Read) -> Result<Vec<u8>, ArchiveError> {
+fn read_document(
+    path: &str,
+    entry: &mut impl Read,
+) -> Result<Vec<u8>, ArchiveError> {
     let mut bytes = Vec::new();
     entry
         .take(MAX_DOCUMENT + 1)
@@ -324,9 +351,11 @@ fn read_document(path: &str, entry: &mut impl Read) -> Result<Vec<u8>, ArchiveEr
 }
 
 fn check_layout(bytes: &[u8]) -> Result<(), ArchiveError> {
-    layout::check_layout_version(bytes).map_err(|reason| ArchiveError::Malformed {
-        path: "oci-layout",
-        reason,
+    layout::check_layout_version(bytes).map_err(|reason| {
+        ArchiveError::Malformed {
+            path: "oci-layout",
+            reason,
+        }
     })
 }
 

@@ -23,7 +23,9 @@ pub enum DigestError {
     Malformed(String),
     #[error("unsupported digest algorithm {0:?} (only sha256)")]
     Algorithm(String),
-    #[error("content does not match its digest: expected {expected}, got {actual}")]
+    #[error(
+        "content does not match its digest: expected {expected}, got {actual}"
+    )]
     Mismatch { expected: Digest, actual: Digest },
 }
 
@@ -109,7 +111,9 @@ impl serde::Serialize for Digest {
 }
 
 impl<'de> serde::Deserialize<'de> for Digest {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+    fn deserialize<D: serde::Deserializer<'de>>(
+        d: D,
+    ) -> Result<Self, D::Error> {
         let text = String::deserialize(d)?;
         text.parse().map_err(serde::de::Error::custom)
     }

@@ -18,10 +18,12 @@ impl Home {
             .filter(|v| !v.is_empty())
             .map(PathBuf::from)
             .or_else(|| {
-                std::env::var_os("XDG_DATA_HOME").map(|d| PathBuf::from(d).join("kubelings"))
+                std::env::var_os("XDG_DATA_HOME")
+                    .map(|d| PathBuf::from(d).join("kubelings"))
             })
             .or_else(|| {
-                std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share/kubelings"))
+                std::env::var_os("HOME")
+                    .map(|h| PathBuf::from(h).join(".local/share/kubelings"))
             })
             .unwrap_or_else(|| PathBuf::from("/var/lib/kubelings"));
         Home { root }

@@ -22,7 +22,9 @@ use std::os::unix::fs::PermissionsExt;
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 
-use oci_spec::image::{Descriptor, ImageConfiguration, ImageIndex, ImageManifest};
+use oci_spec::image::{
+    Descriptor, ImageConfiguration, ImageIndex, ImageManifest,
+};
 use tempfile::NamedTempFile;
 
 use crate::digest::{Digest, DigestError, DigestWriter};
@@ -47,7 +49,9 @@ pub enum StoreError {
     BlobNotFound(Digest),
     #[error(transparent)]
     Digest(#[from] DigestError),
-    #[error("blob {digest} is {actual} bytes, but its descriptor says {expected}")]
+    #[error(
+        "blob {digest} is {actual} bytes, but its descriptor says {expected}"
+    )]
     Size {
         digest: Digest,
         expected: u64,
@@ -92,7 +96,9 @@ impl ImageStore {
         match fs::read(&layout) {
             Ok(bytes) => check_layout_file(&layout, &bytes)?,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                let text = format!(r#"{{"imageLayoutVersion":"{IMAGE_LAYOUT_VERSION}"}}"#);
+                let text = format!(
+                    r#"{{"imageLayoutVersion":"{IMAGE_LAYOUT_VERSION}"}}"#
+                );
                 write_atomic(&layout, text.as_bytes())?;
             }
             Err(e) => return Err(io_at(&layout)(e)),
@@ -166,7 +172,10 @@ impl ImageStore {
     }
 
     /// Stores a manifest as canonical JSON; returns the descriptor naming it.
-    pub fn put_manifest(&self, manifest: &ImageManifest) -> Result<Descriptor, StoreError> {
+    pub fn put_manifest(
+        &self,
+        manifest: &ImageManifest,
+    ) -> Result<Descriptor, StoreError> {
         let (bytes, desc) = spec::manifest_blob(manifest)?;
         self.write_blob(&bytes)?;
         Ok(desc)
@@ -175,7 +184,11 @@ impl ImageStore {
     // ANCHOR: tag
     /// Names the manifest `name` (`kubia` means `kubia:latest`), replacing
     /// whatever that name named before.
-    pub fn tag(&self, name: &str, manifest: &Descriptor) -> Result<(), StoreError> {
+    pub fn tag(
+        &self,
+        name: &str,
+        manifest: &Descriptor,
+    ) -> Result<(), StoreError> {
         let name = ref_name(name)?;
         let media_type = manifest.media_type().to_string();
         if !spec::is_manifest(&media_type) && !spec::is_index(&media_type) {
@@ -206,7 +219,9 @@ impl ImageStore {
         self.update_index(|index| {
             let before = index.manifests().len();
             let mut entries = index.manifests().clone();
-            entries.retain(|d| !ref_name_of(d).is_some_and(|n| names.iter().any(|c| c == n)));
+            entries.retain(|d| {
+                !ref_name_of(d).is_some_and(|n| names.iter().any(|c| c == n))
+            });
             index.set_manifests(entries);
             Ok(index.manifests().len() != before)
         })
@@ -216,7 +231,10 @@ impl ImageStore {
     /// The manifest descriptor for a name (`kubia:v1`; `kubia` means
     /// `kubia:latest`), or for `sha256:…` / `name@sha256:…` naming a
     /// manifest in the store.
-    pub fn resolve(&self, name_or_digest: &str) -> Result<Descriptor, StoreError> {
+    pub fn resolve(
+        &self,
+        name_or_digest: &str,
+    ) -> Result<Descriptor, StoreError> {
         let index = self.read_index()?;
         if name_or_digest.starts_with("sha256:") {
             let digest: Digest = name_or_digest.parse()?;
@@ -261,9 +279,11 @@ impl ImageStore {
         }
         // Not tagged, but present: describe it from its own bytes.
         let bytes = self.read_blob(digest)?;
-        let manifest = spec::parse_manifest(&bytes).map_err(|_| StoreError::NotAManifest {
-            digest: text,
-            what: "a blob".to_string(),
+        let manifest = spec::parse_manifest(&bytes).map_err(|_| {
+            StoreError::NotAManifest {
+                digest: text,
+                what: "a blob".to_string(),
+            }
         })?;
         let media_type = manifest
             .media_type()
@@ -278,7 +298,9 @@ impl ImageStore {
             .read_index()?
             .manifests()
             .iter()
-            .filter_map(|d| ref_name_of(d).map(|name| (name.to_string(), d.clone())))
+            .filter_map(|d| {
+                ref_name_of(d).map(|name| (name.to_string(), d.clone()))
+            })
             .collect();
         images.sort_by(|a, b| a.0.cmp(&b.0));
         Ok(images)
@@ -290,7 +312,10 @@ impl ImageStore {
     }
 
     /// The manifest `desc` names, checked against its digest and size.
-    pub fn manifest(&self, desc: &Descriptor) -> Result<ImageManifest, StoreError> {
+    pub fn manifest(
+        &self,
+        desc: &Descriptor,
+    ) -> Result<ImageManifest, StoreError> {
         let media_type = desc.media_type().to_string();
         if !spec::is_manifest(&media_type) {
             return Err(StoreError::NotAManifest {
@@ -307,7 +332,10 @@ impl ImageStore {
     }
 
     /// The config a manifest names, checked against its digest and size.
-    pub fn config(&self, manifest: &ImageManifest) -> Result<ImageConfiguration, StoreError> {
+    pub fn config(
+        &self,
+        manifest: &ImageManifest,
+    ) -> Result<ImageConfiguration, StoreError> {
         let digest = spec::digest_of(manifest.config())?;
         let bytes = self.read_sized(&digest, manifest.config().size())?;
         spec::parse_config(&bytes).map_err(|source| StoreError::Malformed {
@@ -345,7 +373,11 @@ impl ImageStore {
 
     /// A blob that must be `size` bytes: checked before reading, so a
     /// wrong descriptor cannot make us read a huge file.
-    fn read_sized(&self, digest: &Digest, size: u64) -> Result<Vec<u8>, StoreError> {
+    fn read_sized(
+        &self,
+        digest: &Digest,
+        size: u64,
+    ) -> Result<Vec<u8>, StoreError> {
         let path = self.blob_path(digest);
         let len = fs::metadata(&path).map_err(blob_err(digest, &path))?.len();
         check_size(digest, size, len)?;
@@ -355,11 +387,12 @@ impl ImageStore {
     fn read_index(&self) -> Result<ImageIndex, StoreError> {
         let path = self.index_path();
         match fs::read(&path) {
-            Ok(bytes) => {
-                spec::parse_index(&bytes).map_err(|source| StoreError::Malformed { path, source })
-            }
+            Ok(bytes) => spec::parse_index(&bytes)
+                .map_err(|source| StoreError::Malformed { path, source }),
             // Only before open() has created it.
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(spec::empty_index()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                Ok(spec::empty_index())
+            }
             Err(e) => Err(io_at(&path)(e)),
         }
     }
@@ -385,7 +418,10 @@ impl BlobWriter {
     /// Makes the blob visible under its digest. If `expected` is given and
     /// the content does not match it, the temporary file is removed and
     /// nothing appears in the store.
-    pub fn commit(self, expected: Option<&Digest>) -> Result<(Digest, u64), StoreError> {
+    pub fn commit(
+        self,
+        expected: Option<&Digest>,
+    ) -> Result<(Digest, u64), StoreError> {
         let (buffer, digest, len) = self.out.finish();
         let temp = buffer
             .into_inner()
@@ -424,7 +460,9 @@ impl Write for BlobWriter {
 pub fn add_tag(index: &mut ImageIndex, name: &str, manifest: &Descriptor) {
     // EXERCISE: lab02-tag-index
     let mut entries = index.manifests().clone();
-    entries.retain(|entry| spec::annotation(entry, ANNOTATION_REF_NAME) != Some(name));
+    entries.retain(|entry| {
+        spec::annotation(entry, ANNOTATION_REF_NAME) != Some(name)
+    });
     let mut entry = manifest.clone();
     let mut annotations = entry.annotations().clone().unwrap_or_default();
     annotations.insert(ANNOTATION_REF_NAME.to_string(), name.to_string());
@@ -471,16 +509,22 @@ fn check_layout_file(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
 /// Checks the contents of an `oci-layout` file: JSON with an
 /// `imageLayoutVersion` we can read (any 1.x).
 pub(crate) fn check_layout_version(bytes: &[u8]) -> Result<(), String> {
-    let value: serde_json::Value =
-        serde_json::from_slice(bytes).map_err(|e| format!("oci-layout is not JSON: {e}"))?;
+    let value: serde_json::Value = serde_json::from_slice(bytes)
+        .map_err(|e| format!("oci-layout is not JSON: {e}"))?;
     match value.get("imageLayoutVersion").and_then(|v| v.as_str()) {
         Some(version) if version.split('.').next() == Some("1") => Ok(()),
-        Some(version) => Err(format!("unsupported imageLayoutVersion {version:?}")),
+        Some(version) => {
+            Err(format!("unsupported imageLayoutVersion {version:?}"))
+        }
         None => Err("oci-layout has no imageLayoutVersion".to_string()),
     }
 }
 
-fn check_size(digest: &Digest, expected: u64, actual: u64) -> Result<(), StoreError> {
+fn check_size(
+    digest: &Digest,
+    expected: u64,
+    actual: u64,
+) -> Result<(), StoreError> {
     if expected == actual {
         Ok(())
     } else {
@@ -557,7 +601,10 @@ fn io_at(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
 }
 
 /// A missing blob file is a missing blob, not an I/O failure.
-fn blob_err<'a>(digest: &'a Digest, path: &'a Path) -> impl FnOnce(io::Error) -> StoreError + 'a {
+fn blob_err<'a>(
+    digest: &'a Digest,
+    path: &'a Path,
+) -> impl FnOnce(io::Error) -> StoreError + 'a {
     move |source| {
         if source.kind() == io::ErrorKind::NotFound {
             StoreError::BlobNotFound(digest.clone())

@@ -118,13 +118,12 @@ impl FromStr for Reference {
         // A digest contains ':' but never '@', so split it off first.
         let (rest, digest) = match text.split_once('@') {
             Some((rest, digest)) => {
-                let digest =
-                    digest
-                        .parse::<Digest>()
-                        .map_err(|source| ReferenceError::BadDigest {
-                            reference: text.to_string(),
-                            source,
-                        })?;
+                let digest = digest.parse::<Digest>().map_err(|source| {
+                    ReferenceError::BadDigest {
+                        reference: text.to_string(),
+                        source,
+                    }
+                })?;
                 (rest, Some(digest))
             }
             None => (text, None),
@@ -132,7 +131,9 @@ impl FromStr for Reference {
         // A ':' after the last '/' starts the tag; one before it is a port.
         let last_slash = rest.rfind('/').map_or(0, |i| i + 1);
         let (name, tag) = match rest[last_slash..].find(':') {
-            Some(i) => (&rest[..last_slash + i], Some(&rest[last_slash + i + 1..])),
+            Some(i) => {
+                (&rest[..last_slash + i], Some(&rest[last_slash + i + 1..]))
+            }
             None => (rest, None),
         };
         if let Some(tag) = tag {
@@ -149,7 +150,9 @@ impl FromStr for Reference {
             });
         }
         let (registry, repository) = match name.split_once('/') {
-            Some((first, rest)) if looks_like_host(first) => (Some(first), rest),
+            Some((first, rest)) if looks_like_host(first) => {
+                (Some(first), rest)
+            }
             _ => (None, name),
         };
         // ANCHOR_END: parse
@@ -215,7 +218,9 @@ fn valid_registry(registry: &str) -> bool {
             return false;
         }
     }
-    if let Some(inner) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+    if let Some(inner) =
+        host.strip_prefix('[').and_then(|h| h.strip_suffix(']'))
+    {
         return inner.parse::<std::net::Ipv6Addr>().is_ok();
     }
     !host.is_empty()
@@ -229,7 +234,10 @@ fn valid_registry(registry: &str) -> bool {
         })
 }
 
-fn check_component(reference: &str, component: &str) -> Result<(), ReferenceError> {
+fn check_component(
+    reference: &str,
+    component: &str,
+) -> Result<(), ReferenceError> {
     if component.is_empty() {
         return Err(ReferenceError::EmptyComponent {
             reference: reference.to_string(),
@@ -264,7 +272,9 @@ fn valid_component(component: &str) -> bool {
     component
         .split(alnum)
         .filter(|run| !run.is_empty())
-        .all(|sep| matches!(sep, "." | "_" | "__") || sep.bytes().all(|b| b == b'-'))
+        .all(|sep| {
+            matches!(sep, "." | "_" | "__") || sep.bytes().all(|b| b == b'-')
+        })
 }
 
 /// `[A-Za-z0-9_] [A-Za-z0-9._-]{0,127}`
@@ -274,5 +284,6 @@ fn valid_tag(tag: &str) -> bool {
         Some(b) if b.is_ascii_alphanumeric() || b == b'_' => {}
         _ => return false,
     }
-    tag.len() <= MAX_TAG_LEN && bytes.all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+    tag.len() <= MAX_TAG_LEN
+        && bytes.all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
 }

@@ -44,7 +44,10 @@ pub enum RunError {
     UnknownUser(String),
 }
 
-fn io<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> RunError + 'a {
+fn io<'a>(
+    op: &'static str,
+    path: &'a Path,
+) -> impl FnOnce(std::io::Error) -> RunError + 'a {
     move |source| RunError::Io {
         op,
         path: path.to_path_buf(),
@@ -168,12 +171,15 @@ pub fn prepare_layers(
     };
     match assembly {
         Assembly::Flat => {
-            std::fs::create_dir_all(&rootfs.path).map_err(io("create", &rootfs.path))?;
+            std::fs::create_dir_all(&rootfs.path)
+                .map_err(io("create", &rootfs.path))?;
             for (digest, _) in layers {
                 let blob = store.open_blob(digest)?;
-                apply_layer(&rootfs.path, blob).map_err(|source| RunError::Unpack {
-                    layer: digest.clone(),
-                    source,
+                apply_layer(&rootfs.path, blob).map_err(|source| {
+                    RunError::Unpack {
+                        layer: digest.clone(),
+                        source,
+                    }
                 })?;
             }
         }
@@ -188,16 +194,16 @@ pub fn prepare_layers(
             if lowers.is_empty() {
                 // overlayfs needs a lower layer: an empty one stands in for `scratch`.
                 let empty = home.layers().join("empty");
-                std::fs::create_dir_all(&empty).map_err(io("create", &empty))?;
+                std::fs::create_dir_all(&empty)
+                    .map_err(io("create", &empty))?;
                 lowers.push(empty);
             }
             let mount =
-                OverlayMount::mount(&lowers, &upper, &work, &rootfs.path).map_err(|source| {
-                    RunError::Unpack {
+                OverlayMount::mount(&lowers, &upper, &work, &rootfs.path)
+                    .map_err(|source| RunError::Unpack {
                         layer: Digest::of(b""),
                         source,
-                    }
-                })?;
+                    })?;
             rootfs.overlay = Some(mount);
         }
         #[cfg(not(target_os = "linux"))]
@@ -221,7 +227,8 @@ pub fn layer_dirs(
         let name = diff_id.hex();
         let dir = base.join(name);
         if !dir.is_dir() {
-            let temp = base.join(format!(".{name}.{}.partial", std::process::id()));
+            let temp =
+                base.join(format!(".{name}.{}.partial", std::process::id()));
             let _ = std::fs::remove_dir_all(&temp);
             std::fs::create_dir_all(&temp).map_err(io("create", &temp))?;
             let blob = store.open_blob(digest)?;
@@ -299,16 +306,19 @@ fn resolve_user(rootfs: &Path, user: &str) -> Result<(u32, u32), RunError> {
         Some((u, g)) => (u, Some(g)),
         None => (user, None),
     };
-    let passwd = std::fs::read_to_string(rootfs.join("etc/passwd")).unwrap_or_default();
+    let passwd =
+        std::fs::read_to_string(rootfs.join("etc/passwd")).unwrap_or_default();
     let lookup = |name: &str| -> Option<(u32, u32)> {
         passwd.lines().find_map(|line| {
             let f: Vec<&str> = line.split(':').collect();
-            (f.len() > 3 && f[0] == name).then(|| Some((f[2].parse().ok()?, f[3].parse().ok()?)))?
+            (f.len() > 3 && f[0] == name)
+                .then(|| Some((f[2].parse().ok()?, f[3].parse().ok()?)))?
         })
     };
     let (uid, default_gid) = match name.parse::<u32>() {
         Ok(uid) => (uid, lookup(name).map_or(uid, |(_, g)| g)),
-        Err(_) => lookup(name).ok_or_else(|| RunError::UnknownUser(user.to_string()))?,
+        Err(_) => lookup(name)
+            .ok_or_else(|| RunError::UnknownUser(user.to_string()))?,
     };
     let gid = match group {
         None => default_gid,

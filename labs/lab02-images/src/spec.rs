@@ -10,8 +10,9 @@
 use std::collections::{BTreeMap, HashMap};
 
 use oci_spec::image::{
-    Arch, ConfigBuilder, Descriptor, History, ImageConfiguration, ImageConfigurationBuilder,
-    ImageIndex, ImageManifest, MediaType, Os, RootFsBuilder, SCHEMA_VERSION,
+    Arch, ConfigBuilder, Descriptor, History, ImageConfiguration,
+    ImageConfigurationBuilder, ImageIndex, ImageManifest, MediaType, Os,
+    RootFsBuilder, SCHEMA_VERSION,
 };
 use serde::Serialize;
 
@@ -19,27 +20,32 @@ use crate::digest::Digest;
 
 // ANCHOR: media_types
 /// An image manifest: one config plus layers.
-pub const MEDIA_TYPE_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+pub const MEDIA_TYPE_MANIFEST: &str =
+    "application/vnd.oci.image.manifest.v1+json";
 /// An image index: a list of manifests (one per platform, or one per tag in
 /// a layout's `index.json`).
 pub const MEDIA_TYPE_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 /// An image config: platform, entrypoint, environment, layer diff IDs.
 pub const MEDIA_TYPE_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
 /// A layer: a tar of a filesystem change set, gzip-compressed.
-pub const MEDIA_TYPE_LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
+pub const MEDIA_TYPE_LAYER_GZIP: &str =
+    "application/vnd.oci.image.layer.v1.tar+gzip";
 /// A layer: an uncompressed tar.
 pub const MEDIA_TYPE_LAYER: &str = "application/vnd.oci.image.layer.v1.tar";
 // ANCHOR_END: media_types
 
 /// Docker's image manifest (schema 2): the same shape as an OCI manifest.
-pub const DOCKER_MEDIA_TYPE_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+pub const DOCKER_MEDIA_TYPE_MANIFEST: &str =
+    "application/vnd.docker.distribution.manifest.v2+json";
 /// Docker's multi-platform manifest list: the same shape as an OCI index.
 pub const DOCKER_MEDIA_TYPE_MANIFEST_LIST: &str =
     "application/vnd.docker.distribution.manifest.list.v2+json";
 /// Docker's image config: the same shape as an OCI config.
-pub const DOCKER_MEDIA_TYPE_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
+pub const DOCKER_MEDIA_TYPE_CONFIG: &str =
+    "application/vnd.docker.container.image.v1+json";
 /// Docker's gzip-compressed layer.
-pub const DOCKER_MEDIA_TYPE_LAYER_GZIP: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
+pub const DOCKER_MEDIA_TYPE_LAYER_GZIP: &str =
+    "application/vnd.docker.image.rootfs.diff.tar.gzip";
 
 /// The annotation that names an image in a layout's `index.json`.
 pub const ANNOTATION_REF_NAME: &str = "org.opencontainers.image.ref.name";
@@ -75,12 +81,14 @@ pub enum SpecError {
 
 /// Is this the media type of an image manifest (OCI or Docker)?
 pub fn is_manifest(media_type: &str) -> bool {
-    media_type == MEDIA_TYPE_MANIFEST || media_type == DOCKER_MEDIA_TYPE_MANIFEST
+    media_type == MEDIA_TYPE_MANIFEST
+        || media_type == DOCKER_MEDIA_TYPE_MANIFEST
 }
 
 /// Is this the media type of an image index (OCI or Docker)?
 pub fn is_index(media_type: &str) -> bool {
-    media_type == MEDIA_TYPE_INDEX || media_type == DOCKER_MEDIA_TYPE_MANIFEST_LIST
+    media_type == MEDIA_TYPE_INDEX
+        || media_type == DOCKER_MEDIA_TYPE_MANIFEST_LIST
 }
 
 /// Is this the media type of an image config (OCI or Docker)?
@@ -95,7 +103,8 @@ pub fn is_layer(media_type: &str) -> bool {
 
 /// Is this a gzip-compressed layer (OCI or Docker)?
 pub fn is_gzip_layer(media_type: &str) -> bool {
-    media_type == MEDIA_TYPE_LAYER_GZIP || media_type == DOCKER_MEDIA_TYPE_LAYER_GZIP
+    media_type == MEDIA_TYPE_LAYER_GZIP
+        || media_type == DOCKER_MEDIA_TYPE_LAYER_GZIP
 }
 
 /// Our digest in `oci-spec`'s type.
@@ -210,7 +219,9 @@ pub fn image_config(
         run = run.exposed_ports(config.exposed_ports.clone());
     }
     if !config.labels.is_empty() {
-        run = run.labels(config.labels.clone().into_iter().collect::<HashMap<_, _>>());
+        run = run.labels(
+            config.labels.clone().into_iter().collect::<HashMap<_, _>>(),
+        );
     }
     // ANCHOR: image_config
     let rootfs = RootFsBuilder::default()
@@ -270,7 +281,8 @@ pub fn image_manifest(
         .config(config)
         .layers(layers);
     if !annotations.is_empty() {
-        manifest = manifest.annotations(annotations.into_iter().collect::<HashMap<_, _>>());
+        manifest = manifest
+            .annotations(annotations.into_iter().collect::<HashMap<_, _>>());
     }
     manifest.build().map_err(|source| SpecError::Build {
         what: "image manifest",
@@ -286,7 +298,9 @@ pub fn image_manifest(
 /// `oci-spec` keeps annotations, labels and ports in hash maps, whose order
 /// changes from run to run; sorting the keys makes one document always
 /// serialize to the same bytes, hence the same digest.
-pub fn to_canonical_json<T: Serialize>(value: &T) -> Result<Vec<u8>, SpecError> {
+pub fn to_canonical_json<T: Serialize>(
+    value: &T,
+) -> Result<Vec<u8>, SpecError> {
     let serialize = |source| SpecError::Serialize {
         what: "document",
         source,
@@ -307,7 +321,9 @@ fn sorted(value: serde_json::Value) -> serde_json::Value {
             // map preserves insertion order.
             Value::Object(entries.into_iter().collect())
         }
-        Value::Array(items) => Value::Array(items.into_iter().map(sorted).collect()),
+        Value::Array(items) => {
+            Value::Array(items.into_iter().map(sorted).collect())
+        }
         other => other,
     }
 }
@@ -323,12 +339,16 @@ pub fn to_blob<T: Serialize>(
 }
 
 /// The config as a blob, with its descriptor for the manifest.
-pub fn config_blob(config: &ImageConfiguration) -> Result<(Vec<u8>, Descriptor), SpecError> {
+pub fn config_blob(
+    config: &ImageConfiguration,
+) -> Result<(Vec<u8>, Descriptor), SpecError> {
     to_blob(config, MEDIA_TYPE_CONFIG)
 }
 
 /// The manifest as a blob, with its descriptor for an index.
-pub fn manifest_blob(manifest: &ImageManifest) -> Result<(Vec<u8>, Descriptor), SpecError> {
+pub fn manifest_blob(
+    manifest: &ImageManifest,
+) -> Result<(Vec<u8>, Descriptor), SpecError> {
     let media_type = manifest
         .media_type()
         .as_ref()

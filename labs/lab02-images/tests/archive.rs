@@ -30,8 +30,14 @@ fn put_image(store: &ImageStore, name: &str, content: &[u8]) -> Descriptor {
     .unwrap();
     let (config_bytes, config_desc) = spec::config_blob(&config).unwrap();
     store.write_blob(&config_bytes).unwrap();
-    let layer_desc = spec::descriptor(spec::MEDIA_TYPE_LAYER, &layer_digest, layer.len() as u64);
-    let manifest = spec::image_manifest(config_desc, vec![layer_desc], BTreeMap::new()).unwrap();
+    let layer_desc = spec::descriptor(
+        spec::MEDIA_TYPE_LAYER,
+        &layer_digest,
+        layer.len() as u64,
+    );
+    let manifest =
+        spec::image_manifest(config_desc, vec![layer_desc], BTreeMap::new())
+            .unwrap();
     let desc = store.put_manifest(&manifest).unwrap();
     store.tag(name, &desc).unwrap();
     desc
@@ -143,7 +149,8 @@ fn a_truncated_archive_fails_cleanly() {
     let archive = saved(&store, &["kubia:v1"]);
     // Cut mid-blob, at a header boundary, and just before the end.
     for cut in [1000, 1536, 2048, archive.len() - 1536, archive.len() - 700] {
-        let target = ImageStore::open(&dir.path().join(format!("cut{cut}"))).unwrap();
+        let target =
+            ImageStore::open(&dir.path().join(format!("cut{cut}"))).unwrap();
         let result = load(&target, Cursor::new(&archive[..cut]));
         assert!(result.is_err(), "cut at {cut} loaded: {result:?}");
         assert!(
@@ -151,7 +158,9 @@ fn a_truncated_archive_fails_cleanly() {
             "cut at {cut} tagged something"
         );
         // No half-written blob anywhere.
-        for entry in std::fs::read_dir(target.root().join("blobs/sha256")).unwrap() {
+        for entry in
+            std::fs::read_dir(target.root().join("blobs/sha256")).unwrap()
+        {
             let path = entry.unwrap().path();
             let bytes = std::fs::read(&path).unwrap();
             assert_eq!(

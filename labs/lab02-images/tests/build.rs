@@ -52,7 +52,8 @@ fn dockerfile_build_then_run() {
 
     let context = work.path().join("context");
     std::fs::create_dir_all(context.join("site")).expect("context");
-    std::fs::write(context.join("site/index.html"), "hello from COPY\n").expect("file");
+    std::fs::write(context.join("site/index.html"), "hello from COPY\n")
+        .expect("file");
     let dockerfile = r#"
 FROM kubelings/base:latest
 ENV GREETING="built by RUN"
@@ -69,7 +70,8 @@ CMD ["sh", "-c", "cat /app/built /app/site/index.html; ls /etc; pwd"]
     .expect("build");
     assert_eq!(built.layers.len(), 2, "COPY and RUN add a layer each");
 
-    let overlay = image_output(&home, &store, "demo:v1", Assembly::Overlay, &[]);
+    let overlay =
+        image_output(&home, &store, "demo:v1", Assembly::Overlay, &[]);
     let flat = image_output(&home, &store, "demo:v1", Assembly::Flat, &[]);
     assert_eq!(
         overlay, flat,
@@ -82,7 +84,8 @@ CMD ["sh", "-c", "cat /app/built /app/site/index.html; ls /etc; pwd"]
         log.join("\n")
             .replace(&built.manifest.digest().to_string(), "[digest]")
     );
-    let _ = image_output(&home, &store, "demo:v1", Assembly::Overlay, &["true"]);
+    let _ =
+        image_output(&home, &store, "demo:v1", Assembly::Overlay, &["true"]);
 }
 
 #[test]
@@ -92,9 +95,11 @@ fn a_failing_run_step_names_its_line() {
     }
     let work = tempfile::tempdir().expect("tempdir");
     let (home, store) = home_with_base(work.path());
-    let steps = parse("FROM kubelings/base:latest\n\nRUN exit 3\n").expect("parse");
+    let steps =
+        parse("FROM kubelings/base:latest\n\nRUN exit 3\n").expect("parse");
     let err =
-        build(&home, &store, &steps, work.path(), "broken:v1", &mut |_| {}).expect_err("build");
+        build(&home, &store, &steps, work.path(), "broken:v1", &mut |_| {})
+            .expect_err("build");
     assert_eq!(
         err.to_string(),
         "Dockerfile line 3: RUN exit 3 exited with code 3"

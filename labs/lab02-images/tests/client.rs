@@ -46,7 +46,8 @@ impl Registry {
             config.users = Some(path);
             config.private = vec!["vault".into()];
         }
-        let handle = RegistryHandle::start_with(config, challenge).expect("start the registry");
+        let handle = RegistryHandle::start_with(config, challenge)
+            .expect("start the registry");
         Registry {
             handle,
             root,
@@ -63,7 +64,8 @@ impl Registry {
 
 fn store() -> (tempfile::TempDir, ImageStore) {
     let dir = tempfile::tempdir().expect("temp dir");
-    let store = ImageStore::open(&dir.path().join("store")).expect("open store");
+    let store =
+        ImageStore::open(&dir.path().join("store")).expect("open store");
     (dir, store)
 }
 
@@ -90,7 +92,12 @@ fn noise(len: usize, seed: u64) -> Vec<u8> {
 
 /// A one-layer image in `store`, tagged `name`: a real tar+gzip layer
 /// holding `/data` with `content`, and a config for linux/`arch`.
-fn build_image(store: &ImageStore, name: &str, content: &[u8], arch: &str) -> Descriptor {
+fn build_image(
+    store: &ImageStore,
+    name: &str,
+    content: &[u8],
+    arch: &str,
+) -> Descriptor {
     let mut tar = tar::Builder::new(Vec::new());
     let mut header = tar::Header::new_gnu();
     header.set_size(content.len() as u64);
@@ -99,7 +106,8 @@ fn build_image(store: &ImageStore, name: &str, content: &[u8], arch: &str) -> De
     header.set_cksum();
     tar.append_data(&mut header, "data", content).expect("tar");
     let tar = tar.into_inner().expect("tar");
-    let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    let mut gzip =
+        flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
     gzip.write_all(&tar).unwrap();
     let layer = gzip.finish().unwrap();
 
@@ -118,10 +126,12 @@ fn build_image(store: &ImageStore, name: &str, content: &[u8], arch: &str) -> De
         None,
     )
     .expect("config");
-    let (config_bytes, config_desc) = spec::config_blob(&config).expect("config blob");
+    let (config_bytes, config_desc) =
+        spec::config_blob(&config).expect("config blob");
     store.write_blob(&config_bytes).expect("store config");
     let manifest =
-        spec::image_manifest(config_desc, vec![layer_desc], BTreeMap::new()).expect("manifest");
+        spec::image_manifest(config_desc, vec![layer_desc], BTreeMap::new())
+            .expect("manifest");
     let desc = store.put_manifest(&manifest).expect("put manifest");
     store.tag(name, &desc).expect("tag");
     desc
@@ -145,7 +155,8 @@ fn push_then_pull_gives_the_same_image() {
     let registry = Registry::start();
     let (_a, store_a) = store();
     let (_b, store_b) = store();
-    let desc = build_image(&store_a, "kubia:v1", b"hello from kubia\n", "amd64");
+    let desc =
+        build_image(&store_a, "kubia:v1", b"hello from kubia\n", "amd64");
     let target = registry.reference("kubia:v1");
 
     let pushed = client().push(&store_a, "kubia:v1", &target).expect("push");
@@ -248,7 +259,11 @@ fn large_layers_go_up_in_chunks() {
 }
 
 /// Rewrites a blob in the registry's storage, behind its back.
-fn tamper(registry: &Registry, blob: &Digest, change: impl FnOnce(&mut Vec<u8>)) {
+fn tamper(
+    registry: &Registry,
+    blob: &Digest,
+    change: impl FnOnce(&mut Vec<u8>),
+) {
     let path = registry.root.join("blobs/sha256").join(blob.hex());
     let mut bytes = std::fs::read(&path).expect("registry blob");
     change(&mut bytes);
@@ -272,7 +287,9 @@ fn corrupted_blob_fails_the_pull_and_stores_nothing() {
     });
     let err = client().pull(&store_b, &target).expect_err("corrupt layer");
     match &err {
-        ClientError::DigestMismatch { expected, .. } => assert_eq!(expected, &layer),
+        ClientError::DigestMismatch { expected, .. } => {
+            assert_eq!(expected, &layer)
+        }
         other => panic!("expected a digest mismatch, got {other}"),
     }
     assert!(err.to_string().contains("nothing was stored"), "{err}");
@@ -315,8 +332,10 @@ fn an_index_resolves_to_this_machines_platform() {
     let (_a, store_a) = store();
     let (_b, store_b) = store();
     let (_, host_arch) = lab02::client::pull::host_platform();
-    let ours = build_image(&store_a, "multi:ours", b"for this machine", host_arch);
-    let other = build_image(&store_a, "multi:other", b"for another", "other-arch");
+    let ours =
+        build_image(&store_a, "multi:ours", b"for this machine", host_arch);
+    let other =
+        build_image(&store_a, "multi:other", b"for another", "other-arch");
     for tag in ["ours", "other"] {
         client()
             .push(
@@ -380,7 +399,8 @@ fn pushing_needs_credentials_when_users_are_configured() {
         ),
         "{err}"
     );
-    let wrong = Client::new(Some(Credentials::new("alice", "guess"))).quiet(true);
+    let wrong =
+        Client::new(Some(Credentials::new("alice", "guess"))).quiet(true);
     let err = wrong
         .push(&store_a, "kubia:v1", &target)
         .expect_err("wrong password");
@@ -546,7 +566,8 @@ impl DockerRegistry {
         .unwrap();
         // It logs every 404 (and a HEAD for a missing blob is routine):
         // keep its log beside the config, shown only if it fails to start.
-        let log = std::fs::File::create(dir.path().join("registry.log")).expect("log file");
+        let log = std::fs::File::create(dir.path().join("registry.log"))
+            .expect("log file");
         let mut command = Command::new(Self::BINARY);
         command
             .arg("serve")
@@ -580,7 +601,9 @@ impl DockerRegistry {
             .into();
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
-            if let Ok(response) = agent.get(format!("http://{}/v2/", self.addr)).call() {
+            if let Ok(response) =
+                agent.get(format!("http://{}/v2/", self.addr)).call()
+            {
                 if response.status() == 200 {
                     return;
                 }
@@ -588,7 +611,8 @@ impl DockerRegistry {
             std::thread::sleep(Duration::from_millis(100));
         }
         let log =
-            std::fs::read_to_string(self._dir.path().join("registry.log")).unwrap_or_default();
+            std::fs::read_to_string(self._dir.path().join("registry.log"))
+                .unwrap_or_default();
         panic!(
             "docker-registry did not answer on {} within 20 s; its log:\n{log}",
             self.addr
@@ -610,8 +634,14 @@ fn pushes_to_and_pulls_from_debian_docker_registry() {
     };
     let (_a, store_a) = store();
     let (_b, store_b) = store();
-    let desc = build_image(&store_a, "kubia:v1", b"through docker's registry", "amd64");
-    let target: Reference = format!("{}/team/kubia:v1", registry.addr).parse().unwrap();
+    let desc = build_image(
+        &store_a,
+        "kubia:v1",
+        b"through docker's registry",
+        "amd64",
+    );
+    let target: Reference =
+        format!("{}/team/kubia:v1", registry.addr).parse().unwrap();
 
     let pushed = client().push(&store_a, "kubia:v1", &target).expect("push");
     assert_eq!(pushed.blobs_sent, 2);
@@ -624,9 +654,10 @@ fn pushes_to_and_pulls_from_debian_docker_registry() {
     assert_eq!(pulled.manifest, digest(&desc));
     let local = store_b.resolve(&pulled.local_name).unwrap();
     store_b.check(&local).expect("intact");
-    let by_digest: Reference = format!("{}/team/kubia@{}", registry.addr, digest(&desc))
-        .parse()
-        .unwrap();
+    let by_digest: Reference =
+        format!("{}/team/kubia@{}", registry.addr, digest(&desc))
+            .parse()
+            .unwrap();
     let again = client().pull(&store_b, &by_digest).expect("pull by digest");
     assert_eq!(again.blobs_skipped, 2);
 }
@@ -639,7 +670,8 @@ fn large_layers_go_to_debian_docker_registry_in_chunks() {
     let (_a, store_a) = store();
     let (_b, store_b) = store();
     let desc = build_image(&store_a, "big:v1", &noise(9 << 20, 11), "amd64");
-    let target: Reference = format!("{}/big:v1", registry.addr).parse().unwrap();
+    let target: Reference =
+        format!("{}/big:v1", registry.addr).parse().unwrap();
     client().push(&store_a, "big:v1", &target).expect("push");
     let pulled = client().pull(&store_b, &target).expect("pull");
     assert_eq!(pulled.manifest, digest(&desc));

@@ -10,7 +10,9 @@ fn digests_of_known_bytes() {
     let cases = [&b""[..], b"hello\n", b"You've hit kubia\n"];
     let lines: Vec<String> = cases
         .iter()
-        .map(|c| format!("{:?}\n  {}", String::from_utf8_lossy(c), Digest::of(c)))
+        .map(|c| {
+            format!("{:?}\n  {}", String::from_utf8_lossy(c), Digest::of(c))
+        })
         .collect();
     insta::assert_snapshot!(lines.join("\n"));
 }
@@ -44,7 +46,8 @@ fn malformed_digests_are_named() {
 }
 
 /// SHA-256 of "hello\n", as `printf 'hello\n' | sha256sum` prints it.
-const HELLO: &str = "sha256:5891b5b522d5df086d0ff0b110fbd9d21bb4fc7163af34d08286a2e846f6be03";
+const HELLO: &str =
+    "sha256:5891b5b522d5df086d0ff0b110fbd9d21bb4fc7163af34d08286a2e846f6be03";
 
 #[test]
 fn digest_writer_passes_every_write_through() {

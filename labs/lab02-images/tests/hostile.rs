@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 
 use lab02::layer::list_tree;
 use lab02::unpack::{apply_layer, apply_layer_with, ApplyOptions, UnpackError};
+use proptest::collection::vec;
 use proptest::prelude::*;
 
 /// One raw tar entry.
@@ -34,11 +35,15 @@ fn tar(entries: &[Raw]) -> Vec<u8> {
     let mut out = Vec::new();
     for entry in entries {
         let (path, kind, link, data, declared) = match entry {
-            Raw::File(p, data) => (*p, tar::EntryType::Regular, "", *data, None),
+            Raw::File(p, data) => {
+                (*p, tar::EntryType::Regular, "", *data, None)
+            }
             Raw::Dir(p) => (*p, tar::EntryType::Directory, "", "", None),
             Raw::Symlink(p, t) => (*p, tar::EntryType::Symlink, *t, "", None),
             Raw::Hardlink(p, t) => (*p, tar::EntryType::Link, *t, "", None),
-            Raw::Lying(p, size, data) => (*p, tar::EntryType::Regular, "", *data, Some(*size)),
+            Raw::Lying(p, size, data) => {
+                (*p, tar::EntryType::Regular, "", *data, Some(*size))
+            }
         };
         append_raw(
             &mut out,
@@ -100,7 +105,9 @@ fn host() -> Host {
             passwd.mtime(),
             fs::read("/etc/passwd").unwrap(),
         ),
-        shadow_links: fs::symlink_metadata("/etc/shadow").ok().map(|m| m.nlink()),
+        shadow_links: fs::symlink_metadata("/etc/shadow")
+            .ok()
+            .map(|m| m.nlink()),
         absent: [
             "/abs",
             "/escape",
@@ -407,14 +414,16 @@ fn component() -> impl Strategy<Value = &'static str> {
 }
 
 fn random_path() -> impl Strategy<Value = String> {
-    (any::<bool>(), prop::collection::vec(component(), 1..4)).prop_map(|(absolute, parts)| {
-        let joined = parts.join("/");
-        if absolute {
-            format!("/{joined}")
-        } else {
-            joined
-        }
-    })
+    (any::<bool>(), prop::collection::vec(component(), 1..4)).prop_map(
+        |(absolute, parts)| {
+            let joined = parts.join("/");
+            if absolute {
+                format!("/{joined}")
+            } else {
+                joined
+            }
+        },
+    )
 }
 
 #[derive(Debug, Clone)]
@@ -429,8 +438,10 @@ fn random_entry() -> impl Strategy<Value = RandomEntry> {
     prop_oneof![
         random_path().prop_map(RandomEntry::File),
         random_path().prop_map(RandomEntry::Dir),
-        (random_path(), random_path()).prop_map(|(p, t)| RandomEntry::Symlink(p, t)),
-        (random_path(), random_path()).prop_map(|(p, t)| RandomEntry::Hardlink(p, t)),
+        (random_path(), random_path())
+            .prop_map(|(p, t)| RandomEntry::Symlink(p, t)),
+        (random_path(), random_path())
+            .prop_map(|(p, t)| RandomEntry::Hardlink(p, t)),
     ]
 }
 
@@ -438,12 +449,25 @@ fn random_tar(entries: &[RandomEntry]) -> Vec<u8> {
     let mut out = Vec::new();
     for entry in entries {
         let (path, kind, link, data) = match entry {
-            RandomEntry::File(p) => (p, tar::EntryType::Regular, "", &b"data\n"[..]),
+            RandomEntry::File(p) => {
+                (p, tar::EntryType::Regular, "", &b"data\n"[..])
+            }
             RandomEntry::Dir(p) => (p, tar::EntryType::Directory, "", &b""[..]),
-            RandomEntry::Symlink(p, t) => (p, tar::EntryType::Symlink, t.as_str(), &b""[..]),
-            RandomEntry::Hardlink(p, t) => (p, tar::EntryType::Link, t.as_str(), &b""[..]),
+            RandomEntry::Symlink(p, t) => {
+                (p, tar::EntryType::Symlink, t.as_str(), &b""[..])
+            }
+            RandomEntry::Hardlink(p, t) => {
+                (p, tar::EntryType::Link, t.as_str(), &b""[..])
+            }
         };
-        append_raw(&mut out, path.as_bytes(), kind, link.as_bytes(), data, None);
+        append_raw(
+            &mut out,
+            path.as_bytes(),
+            kind,
+            link.as_bytes(),
+            data,
+            None,
+        );
     }
     out.extend([0u8; 1024]);
     out
@@ -471,7 +495,7 @@ proptest! {
     // ANCHOR: stays_inside
     #[test]
     fn random_layers_stay_inside(
-        layers in prop::collection::vec(prop::collection::vec(random_entry(), 1..8), 1..3)
+        layers in vec(vec(random_entry(), 1..8), 1..3)
     ) {
         let scene = Scene::new();
         let before = host();
@@ -491,11 +515,16 @@ proptest! {
             // A symlink may point anywhere (it is resolved in the container);
             // where it sits, and everything else, is inside the rootfs.
             let real = if meta.file_type().is_symlink() {
-                path.parent().unwrap().canonicalize().unwrap().join(path.file_name().unwrap())
+                let dir = path.parent().unwrap().canonicalize().unwrap();
+                dir.join(path.file_name().unwrap())
             } else {
                 path.canonicalize().unwrap()
             };
-            prop_assert!(real.starts_with(&rootfs), "{} is outside", real.display());
+            prop_assert!(
+                real.starts_with(&rootfs),
+                "{} is outside",
+                real.display()
+            );
         }
     }
     // ANCHOR_END: stays_inside

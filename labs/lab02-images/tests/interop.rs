@@ -32,7 +32,8 @@ fn sh(cmd: &mut Command) -> String {
 /// keeps as `base:latest`, a name the other tools read as a plain tag).
 fn base_store(dir: &Path) -> ImageStore {
     let store = ImageStore::open(dir).expect("store");
-    let built = build_base(&store, "kubelings/base:latest").expect("base image");
+    let built =
+        build_base(&store, "kubelings/base:latest").expect("base image");
     store.tag("base", &built.manifest).expect("tag");
     store
 }
@@ -52,7 +53,10 @@ fn oci_image_tool_validates_our_layout() {
 
 #[test]
 fn umoci_unpacks_ours_and_runc_runs_it() {
-    if !require(Privilege::Root) || !require_program("umoci") || !require_program("runc") {
+    if !require(Privilege::Root)
+        || !require_program("umoci")
+        || !require_program("runc")
+    {
         return;
     }
     let work = tempfile::tempdir().expect("tempdir");
@@ -67,15 +71,21 @@ fn umoci_unpacks_ours_and_runc_runs_it() {
     // umoci writes the runtime config; we only change what to run and
     // where runc may put its cgroups (beneath ours).
     let config_path = bundle.join("config.json");
-    let mut config: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&config_path).expect("config.json")).expect("json");
+    let mut config: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(&config_path).expect("config.json"),
+    )
+    .expect("json");
     config["process"]["terminal"] = false.into();
-    config["process"]["args"] =
-        serde_json::json!(["/bin/sh", "-c", "echo hello from runc; cat /etc/passwd"]);
+    config["process"]["args"] = serde_json::json!([
+        "/bin/sh",
+        "-c",
+        "echo hello from runc; cat /etc/passwd"
+    ]);
     let cgroups = lab01::cgroup::peer::PeerCgroups::new().expect("cgroups");
     let id = format!("kubelings-interop-{}", std::process::id());
     config["linux"]["cgroupsPath"] = cgroups.path_for(&id).into();
-    std::fs::write(&config_path, config.to_string()).expect("write config.json");
+    std::fs::write(&config_path, config.to_string())
+        .expect("write config.json");
     let out = sh(Command::new("runc")
         .arg("--root")
         .arg(work.path().join("runc-state"))
@@ -128,7 +138,8 @@ fn our_runtime_runs_an_image_umoci_built() {
     ]));
 
     let home = Home::at(work.path().join("home"));
-    let store = ImageStore::open(&layout).expect("umoci's layout opens as our store");
+    let store =
+        ImageStore::open(&layout).expect("umoci's layout opens as our store");
     let desc = store.resolve("made-by-umoci").expect("resolve");
     store
         .check(&desc)

@@ -12,8 +12,8 @@ use std::time::{Duration, SystemTime};
 
 use lab02::digest::Digest;
 use lab02::layer::{
-    append_entry, changes_between, list_layer, whiteout_path, write_layer, write_layer_from_dir,
-    Change, Entry, EntryKind, LayerError,
+    append_entry, changes_between, list_layer, whiteout_path, write_layer,
+    write_layer_from_dir, Change, Entry, EntryKind, LayerError,
 };
 use nix::sys::stat::{Mode, SFlag};
 
@@ -51,12 +51,14 @@ fn sample_tree(root: &Path) {
     dir(root, "etc", 0o755);
     file(root, "etc/hostname", "kubelings\n", 0o644);
     symlink("hostname", root.join("etc/name")).unwrap();
-    fs::hard_link(root.join("etc/hostname"), root.join("etc/hostname.bak")).unwrap();
+    fs::hard_link(root.join("etc/hostname"), root.join("etc/hostname.bak"))
+        .unwrap();
     dir(root, "tmp", 0o1777);
     let long = "a-directory-name-long-enough-that-the-path-needs-more-than-one-hundred-bytes";
     file(root, &format!("{long}/{long}/file"), "deep\n", 0o600);
     symlink(format!("{long}/{long}/file"), root.join("long-link")).unwrap();
-    nix::unistd::mkfifo(&root.join("fifo"), Mode::from_bits_truncate(0o600)).expect("mkfifo");
+    nix::unistd::mkfifo(&root.join("fifo"), Mode::from_bits_truncate(0o600))
+        .expect("mkfifo");
 }
 
 fn layer_bytes(root: &Path) -> (Vec<u8>, lab02::layer::LayerInfo) {
@@ -137,7 +139,8 @@ fn synthetic_entries() -> Vec<(Entry, &'static str)> {
 fn layer_tar_listing() {
     let mut tar = tar::Builder::new(Vec::new());
     for (entry, content) in synthetic_entries() {
-        append_entry(&mut tar, &entry, content.as_bytes()).expect("append the entry");
+        append_entry(&mut tar, &entry, content.as_bytes())
+            .expect("append the entry");
     }
     let bytes = tar.into_inner().unwrap();
     let listing: Vec<String> = list_layer(&bytes[..])
@@ -167,7 +170,11 @@ fn headers_carry_no_time_and_no_names() {
         let header = entry.header();
         let path = entry.path().unwrap().display().to_string();
         assert_eq!(header.mtime().unwrap(), 0, "{path}: mtime");
-        assert_eq!(header.username_bytes(), Some(&b""[..]), "{path}: user name");
+        assert_eq!(
+            header.username_bytes(),
+            Some(&b""[..]),
+            "{path}: user name"
+        );
         assert_eq!(
             header.groupname_bytes(),
             Some(&b""[..]),
@@ -305,7 +312,8 @@ fn whiteouts_in_layer_listing() {
     let root = dir.path().join("upper");
     upper_tree(&root);
     let mut bytes = Vec::new();
-    write_layer(&root, &whiteout_changes(), &mut bytes).expect("write the layer");
+    write_layer(&root, &whiteout_changes(), &mut bytes)
+        .expect("write the layer");
     // Owners are whoever runs the test: left out.
     let listing: Vec<String> = list_layer(&bytes[..])
         .unwrap()
@@ -345,7 +353,9 @@ fn bad_change_paths_are_refused() {
         Change::Deleted("/etc/passwd".into()),
         Change::Deleted("".into()),
     ] {
-        let err = write_layer(dir.path(), std::slice::from_ref(&change), Vec::new()).unwrap_err();
+        let err =
+            write_layer(dir.path(), std::slice::from_ref(&change), Vec::new())
+                .unwrap_err();
         assert!(
             matches!(err, LayerError::BadChange { .. }),
             "{change:?}: {err}"
@@ -409,7 +419,8 @@ fn overlay_upper_changes() {
         nix::sys::stat::makedev(0, 0),
     )
     .expect("mknod a 0/0 character device");
-    xattr::set(upper.join("opq"), "trusted.overlay.opaque", b"y").expect("setxattr");
+    xattr::set(upper.join("opq"), "trusted.overlay.opaque", b"y")
+        .expect("setxattr");
     let changes = lab02::layer::changes_from_overlay_upper(upper).unwrap();
     assert_eq!(
         changes,

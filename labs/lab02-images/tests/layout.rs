@@ -57,13 +57,15 @@ fn parts(gzip: bool) -> (Vec<u8>, Descriptor, Vec<u8>, Descriptor) {
     // The config names layers by the digest of the uncompressed tar.
     let diff_id = Digest::of(&tar);
     let (layer, media_type) = if gzip {
-        let mut gz = flate2::GzBuilder::new().write(Vec::new(), flate2::Compression::default());
+        let mut gz = flate2::GzBuilder::new()
+            .write(Vec::new(), flate2::Compression::default());
         gz.write_all(&tar).unwrap();
         (gz.finish().unwrap(), spec::MEDIA_TYPE_LAYER_GZIP)
     } else {
         (tar, spec::MEDIA_TYPE_LAYER)
     };
-    let layer_desc = spec::descriptor(media_type, &Digest::of(&layer), layer.len() as u64);
+    let layer_desc =
+        spec::descriptor(media_type, &Digest::of(&layer), layer.len() as u64);
     let config = spec::image_config(
         "linux",
         "amd64",
@@ -86,7 +88,10 @@ fn manifest_of(gzip: bool) -> ImageManifest {
     spec::image_manifest(
         config_desc,
         vec![layer_desc],
-        BTreeMap::from([("org.opencontainers.image.title".into(), "tiny".into())]),
+        BTreeMap::from([(
+            "org.opencontainers.image.title".into(),
+            "tiny".into(),
+        )]),
     )
     .unwrap()
 }
@@ -139,7 +144,8 @@ fn manifest_names_config_and_layers() {
         Digest::of(&config_bytes).to_string()
     );
 
-    let (manifest_bytes, manifest_desc) = spec::manifest_blob(&manifest).unwrap();
+    let (manifest_bytes, manifest_desc) =
+        spec::manifest_blob(&manifest).unwrap();
     insta::assert_snapshot!(format!(
         "manifest {}\n{}\n\nconfig {}\n{}",
         manifest_desc.digest(),
@@ -152,9 +158,12 @@ fn manifest_names_config_and_layers() {
 #[test]
 fn manifest_without_annotations_has_none() {
     let (_, config_desc, _, layer_desc) = tiny_parts();
-    let manifest = spec::image_manifest(config_desc, vec![layer_desc], BTreeMap::new()).unwrap();
+    let manifest =
+        spec::image_manifest(config_desc, vec![layer_desc], BTreeMap::new())
+            .unwrap();
     assert_eq!(manifest.annotations(), &None);
-    let json = String::from_utf8(spec::to_canonical_json(&manifest).unwrap()).unwrap();
+    let json =
+        String::from_utf8(spec::to_canonical_json(&manifest).unwrap()).unwrap();
     assert!(!json.contains("annotations"), "{json}");
 }
 
@@ -209,7 +218,8 @@ fn tag_replaces_an_older_entry_of_the_same_name() {
     let (_, config_desc, _, layer_desc) = tiny_parts();
     let one = spec::manifest_blob(&tiny_manifest()).unwrap().1;
     let other = spec::manifest_blob(
-        &spec::image_manifest(config_desc, vec![layer_desc], BTreeMap::new()).unwrap(),
+        &spec::image_manifest(config_desc, vec![layer_desc], BTreeMap::new())
+            .unwrap(),
     )
     .unwrap()
     .1;
@@ -230,7 +240,8 @@ fn tag_replaces_an_older_entry_of_the_same_name() {
             )
         })
         .collect();
-    let mut names: Vec<&str> = entries.iter().map(|(n, _)| n.as_str()).collect();
+    let mut names: Vec<&str> =
+        entries.iter().map(|(n, _)| n.as_str()).collect();
     names.sort();
     assert_eq!(names, ["kubia:v1", "kubia:v2"], "one entry per name");
     let v1 = entries.iter().find(|(n, _)| n == "kubia:v1").unwrap();
@@ -326,7 +337,8 @@ fn store_round_trip() {
     let mut writer = store.blob_writer().unwrap();
     writer.write_all(b"hel").unwrap();
     writer.write_all(b"lo, world").unwrap();
-    let (streamed, len) = writer.commit(Some(&Digest::of(b"hello, world"))).unwrap();
+    let (streamed, len) =
+        writer.commit(Some(&Digest::of(b"hello, world"))).unwrap();
     assert_eq!((streamed, len), (Digest::of(b"hello, world"), 12));
 
     let desc = put_tiny_image(&store);
@@ -516,7 +528,11 @@ fn malformed_manifest_names_the_blob() {
     let store = ImageStore::open(dir.path()).unwrap();
     let bytes = br#"{"schemaVersion":2,"layers":"no"}"#;
     let digest = store.write_blob(bytes).unwrap();
-    let desc = spec::descriptor(spec::MEDIA_TYPE_MANIFEST, &digest, bytes.len() as u64);
+    let desc = spec::descriptor(
+        spec::MEDIA_TYPE_MANIFEST,
+        &digest,
+        bytes.len() as u64,
+    );
     let err = store.manifest(&desc).unwrap_err();
     let message = err.to_string();
     assert!(message.contains(digest.hex()), "{message}");

@@ -6,7 +6,8 @@ use common::wrap;
 use lab02::reference::{Reference, ReferenceError};
 use proptest::prelude::*;
 
-const DIGEST: &str = "sha256:2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824";
+const DIGEST: &str =
+    "sha256:2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824";
 
 /// The reference and what it parses to, fields wrapped to fit the book;
 /// the one long digest is shortened to its first 12 hex digits.
@@ -35,7 +36,8 @@ fn show(text: &str) -> String {
         Err(e) => wrap(&format!("error: {e}"), "  ", "    "),
     };
     let text = if text.is_empty() { "\"\"" } else { text };
-    format!("{text}\n{shown}").replace(&DIGEST[7..], &format!("{}…", &DIGEST[7..19]))
+    format!("{text}\n{shown}")
+        .replace(&DIGEST[7..], &format!("{}…", &DIGEST[7..19]))
 }
 
 #[test]
@@ -123,7 +125,8 @@ fn registry() -> impl Strategy<Value = Option<String>> {
     prop_oneof![
         Just(None),
         Just(Some("localhost".to_string())),
-        "[a-z][a-z0-9-]{0,6}[a-z0-9](\\.[a-z0-9]{1,6}){1,2}(:[0-9]{1,5})?".prop_map(Some),
+        "[a-z][a-z0-9-]{0,6}[a-z0-9](\\.[a-z0-9]{1,6}){1,2}(:[0-9]{1,5})?"
+            .prop_map(Some),
         "([0-9]{1,3}\\.){3}[0-9]{1,3}:[0-9]{1,5}".prop_map(Some),
     ]
 }

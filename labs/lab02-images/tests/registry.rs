@@ -50,7 +50,8 @@ impl Registry {
         let mut config = RegistryConfig::new(&root);
         config.addr = "127.0.0.1:0".parse().unwrap();
         configure(&mut config, dir.path());
-        let handle = RegistryHandle::start_with(config, challenge).expect("start the registry");
+        let handle = RegistryHandle::start_with(config, challenge)
+            .expect("start the registry");
         let base = format!("http://{}", handle.addr());
         Registry {
             handle,
@@ -71,7 +72,8 @@ impl Registry {
                 let hash = bcrypt::hash_with_result("secret", 4)
                     .expect("bcrypt")
                     .format_for_version(bcrypt::Version::TwoY);
-                std::fs::write(&users, format!("# test users\nalice:{hash}\n")).unwrap();
+                std::fs::write(&users, format!("# test users\nalice:{hash}\n"))
+                    .unwrap();
                 config.users = Some(users);
                 config.private = vec!["vault".to_string()];
             },
@@ -97,7 +99,8 @@ fn header(response: &Response, name: &str) -> String {
 
 fn body_json(response: &mut Response) -> serde_json::Value {
     let text = response.body_mut().read_to_string().expect("read body");
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+    serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
 }
 
 fn error_code(response: &mut Response) -> String {
@@ -110,7 +113,8 @@ fn error_code(response: &mut Response) -> String {
 fn basic(user: &str, password: &str) -> String {
     format!(
         "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+        base64::engine::general_purpose::STANDARD
+            .encode(format!("{user}:{password}"))
     )
 }
 
@@ -135,20 +139,31 @@ impl<'a> Conversation<'a> {
         }
     }
 
-    fn request(&self, method: &str, path: &str) -> ureq::http::request::Builder {
+    fn request(
+        &self,
+        method: &str,
+        path: &str,
+    ) -> ureq::http::request::Builder {
         let url = if path.starts_with("http") {
             path.to_string()
         } else {
             self.registry.url(path)
         };
-        let mut builder = ureq::http::Request::builder().method(method).uri(url);
+        let mut builder =
+            ureq::http::Request::builder().method(method).uri(url);
         if let Some(auth) = &self.auth {
             builder = builder.header("Authorization", auth);
         }
         builder
     }
 
-    fn send(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Response {
+    fn send(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Response {
         let mut builder = self.request(method, path);
         for (name, value) in headers {
             builder = builder.header(*name, *value);
@@ -172,7 +187,8 @@ impl<'a> Conversation<'a> {
 
     /// POST to start an upload; returns its Location.
     fn start_upload(&self, name: &str) -> String {
-        let response = self.send("POST", &format!("/v2/{name}/blobs/uploads/"), &[], b"");
+        let response =
+            self.send("POST", &format!("/v2/{name}/blobs/uploads/"), &[], b"");
         assert_eq!(response.status(), 202, "POST upload");
         header(&response, "Location")
     }
@@ -190,7 +206,12 @@ impl<'a> Conversation<'a> {
         digest
     }
 
-    fn put_manifest(&self, name: &str, reference: &str, manifest: &[u8]) -> Response {
+    fn put_manifest(
+        &self,
+        name: &str,
+        reference: &str,
+        manifest: &[u8],
+    ) -> Response {
         self.send(
             "PUT",
             &format!("/v2/{name}/manifests/{reference}"),
@@ -233,7 +254,12 @@ fn manifest(config: (&Digest, usize), layers: &[(&Digest, usize)]) -> Vec<u8> {
 
 /// Pushes a config and one layer, then a manifest tagged `tag`; returns the
 /// manifest's bytes.
-fn push_image(talk: &Conversation, name: &str, tag: &str, layer: &[u8]) -> Vec<u8> {
+fn push_image(
+    talk: &Conversation,
+    name: &str,
+    tag: &str,
+    layer: &[u8],
+) -> Vec<u8> {
     let config = br#"{"architecture":"amd64","os":"linux"}"#;
     let config_digest = talk.push_blob(name, config);
     let layer_digest = talk.push_blob(name, layer);
@@ -297,7 +323,8 @@ fn post_then_put_uploads_a_blob() {
 
     let bytes = b"one request, the whole blob";
     let digest = Digest::of(bytes);
-    let response = talk.send("PUT", &with_digest(&location, &digest), &[], bytes);
+    let response =
+        talk.send("PUT", &with_digest(&location, &digest), &[], bytes);
     assert_eq!(response.status(), 201);
     assert_eq!(
         header(&response, "Location"),
@@ -330,7 +357,8 @@ fn chunked_upload_in_two_patches() {
     assert_eq!(header(&first, "Range"), "0-4");
     let location = header(&first, "Location");
 
-    let second = talk.send("PATCH", &location, &[("Content-Range", "5-9")], b"56789");
+    let second =
+        talk.send("PATCH", &location, &[("Content-Range", "5-9")], b"56789");
     assert_eq!(second.status(), 202);
     assert_eq!(header(&second, "Range"), "0-9");
 
@@ -372,22 +400,26 @@ fn out_of_order_patch_is_416() {
     let registry = Registry::start();
     let talk = Conversation::new(&registry);
     let location = talk.start_upload("kubia");
-    let first = talk.send("PATCH", &location, &[("Content-Range", "0-4")], b"01234");
+    let first =
+        talk.send("PATCH", &location, &[("Content-Range", "0-4")], b"01234");
     assert_eq!(first.status(), 202);
 
     // Skips bytes 5-9.
-    let mut skipped = talk.send("PATCH", &location, &[("Content-Range", "10-14")], b"abcde");
+    let mut skipped =
+        talk.send("PATCH", &location, &[("Content-Range", "10-14")], b"abcde");
     assert_eq!(skipped.status(), 416);
     assert_eq!(header(&skipped, "Range"), "0-4");
     assert_eq!(header(&skipped, "Location"), location);
     assert_eq!(error_code(&mut skipped), "BLOB_UPLOAD_INVALID");
 
     // Repeats bytes 0-4.
-    let again = talk.send("PATCH", &location, &[("Content-Range", "0-4")], b"01234");
+    let again =
+        talk.send("PATCH", &location, &[("Content-Range", "0-4")], b"01234");
     assert_eq!(again.status(), 416);
 
     // The upload is unharmed and goes on from byte 5.
-    let next = talk.send("PATCH", &location, &[("Content-Range", "5-9")], b"56789");
+    let next =
+        talk.send("PATCH", &location, &[("Content-Range", "5-9")], b"56789");
     assert_eq!(next.status(), 202);
     assert_eq!(header(&next, "Range"), "0-9");
 }
@@ -407,7 +439,9 @@ fn wrong_digest_is_digest_invalid_and_blob_stays_unknown() {
     assert_eq!(response.status(), 400);
     assert_eq!(header(&response, "Content-Type"), "application/json");
     let body = body_json(&mut response);
-    insta::assert_snapshot!(short_digests(&serde_json::to_string_pretty(&body).unwrap()));
+    insta::assert_snapshot!(short_digests(
+        &serde_json::to_string_pretty(&body).unwrap()
+    ));
 
     for digest in [&claimed, &Digest::of(b"what the client sent")] {
         let head = talk.head(&format!("/v2/kubia/blobs/{digest}"));
@@ -450,7 +484,8 @@ fn monolithic_post_with_a_wrong_digest_is_refused() {
 fn unknown_blob_is_blob_unknown() {
     let registry = Registry::start();
     let talk = Conversation::new(&registry);
-    let mut response = talk.get(&format!("/v2/kubia/blobs/{}", Digest::of(b"nope")));
+    let mut response =
+        talk.get(&format!("/v2/kubia/blobs/{}", Digest::of(b"nope")));
     assert_eq!(response.status(), 404);
     assert_eq!(error_code(&mut response), "BLOB_UNKNOWN");
     let mut response = talk.get("/v2/kubia/blobs/sha256:nothex");
@@ -477,7 +512,8 @@ fn manifests_round_trip_by_tag_and_digest() {
     assert_eq!(header(&head, "Content-Length"), body.len().to_string());
 
     // By digest, the digest must be the body's.
-    let mut wrong = talk.put_manifest("kubia", &Digest::of(b"other").to_string(), &body);
+    let mut wrong =
+        talk.put_manifest("kubia", &Digest::of(b"other").to_string(), &body);
     assert_eq!(wrong.status(), 400);
     assert_eq!(error_code(&mut wrong), "DIGEST_INVALID");
     let right = talk.put_manifest("kubia", &digest.to_string(), &body);
@@ -812,8 +848,10 @@ fn bearer_tokens_are_issued_for_credentials() {
 #[test]
 fn concurrent_pushes_of_the_same_image_both_succeed() {
     let registry = Registry::start();
-    let layer: Vec<u8> = (0..200_000u32).flat_map(|i| i.to_le_bytes()).collect();
-    let config = br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers"}}"#;
+    let layer: Vec<u8> =
+        (0..200_000u32).flat_map(|i| i.to_le_bytes()).collect();
+    let config =
+        br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers"}}"#;
     let body = manifest(
         (&Digest::of(config), config.len()),
         &[(&Digest::of(&layer), layer.len())],
@@ -827,11 +865,17 @@ fn concurrent_pushes_of_the_same_image_both_succeed() {
             let half = blob.len() / 2;
             for (start, chunk) in [(0, &blob[..half]), (half, &blob[half..])] {
                 let range = format!("{start}-{}", start + chunk.len() - 1);
-                let response = talk.send("PATCH", &location, &[("Content-Range", &range)], chunk);
+                let response = talk.send(
+                    "PATCH",
+                    &location,
+                    &[("Content-Range", &range)],
+                    chunk,
+                );
                 assert_eq!(response.status(), 202);
                 location = header(&response, "Location");
             }
-            let done = talk.send("PUT", &with_digest(&location, &digest), &[], b"");
+            let done =
+                talk.send("PUT", &with_digest(&location, &digest), &[], b"");
             assert_eq!(done.status(), 201);
         }
         talk.put_manifest("kubia", "v1", &body).status()
@@ -876,7 +920,8 @@ fn interrupted_upload_leaves_no_blob() {
 
     // A client that announces 1000 bytes, sends 500 and goes away.
     {
-        let mut stream = TcpStream::connect(registry.handle.addr()).expect("connect");
+        let mut stream =
+            TcpStream::connect(registry.handle.addr()).expect("connect");
         stream
             .set_write_timeout(Some(Duration::from_secs(5)))
             .unwrap();
@@ -933,7 +978,8 @@ fn unsupported_methods_say_so() {
     let registry = Registry::start();
     let talk = Conversation::new(&registry);
     let digest = talk.push_blob("kubia", b"x");
-    let mut response = talk.send("DELETE", &format!("/v2/kubia/blobs/{digest}"), &[], b"");
+    let mut response =
+        talk.send("DELETE", &format!("/v2/kubia/blobs/{digest}"), &[], b"");
     assert_eq!(response.status(), 405);
     assert_eq!(error_code(&mut response), "UNSUPPORTED");
 }

@@ -10,10 +10,12 @@ use std::os::unix::fs::{symlink, FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 use lab02::layer::{
-    changes_between, changes_from_overlay_upper, list_tree, write_layer, write_layer_from_dir,
-    Change, ListedEntry,
+    changes_between, changes_from_overlay_upper, list_tree, write_layer,
+    write_layer_from_dir, Change, ListedEntry,
 };
-use lab02::unpack::{apply_layer, extract_layer_dir, ApplyReport, OverlayMount};
+use lab02::unpack::{
+    apply_layer, extract_layer_dir, ApplyReport, OverlayMount,
+};
 
 /// The base image: a bit of everything.
 fn lower_tree(root: &Path) {
@@ -24,7 +26,8 @@ fn lower_tree(root: &Path) {
     file(root, "etc/hostname", "base\n", 0o644);
     file(root, "etc/issue", "Welcome\n", 0o644);
     symlink("hostname", root.join("etc/name")).unwrap();
-    fs::hard_link(root.join("etc/hostname"), root.join("etc/hostname.bak")).unwrap();
+    fs::hard_link(root.join("etc/hostname"), root.join("etc/hostname.bak"))
+        .unwrap();
     file(root, "opt/old1", "old\n", 0o644);
     file(root, "opt/sub/old2", "old\n", 0o644);
     file(root, "var/cache/apt/pkgcache.bin", "cache\n", 0o644);
@@ -81,7 +84,8 @@ fn apply(rootfs: &Path, layer: &[u8]) -> ApplyReport {
 #[test]
 fn base_layer_recreates_the_tree() {
     let dir = tempfile::tempdir().unwrap();
-    let (source, rootfs) = (dir.path().join("source"), dir.path().join("rootfs"));
+    let (source, rootfs) =
+        (dir.path().join("source"), dir.path().join("rootfs"));
     lower_tree(&source);
     let report = apply(&rootfs, &layer_of_tree(&source));
     assert_eq!(report.refused, Vec::<String>::new());
@@ -102,7 +106,8 @@ fn base_layer_recreates_the_tree() {
 #[test]
 fn plain_tar_is_accepted() {
     let dir = tempfile::tempdir().unwrap();
-    let (source, rootfs) = (dir.path().join("source"), dir.path().join("rootfs"));
+    let (source, rootfs) =
+        (dir.path().join("source"), dir.path().join("rootfs"));
     lower_tree(&source);
     let mut tar = Vec::new();
     flate2::read::GzDecoder::new(&layer_of_tree(&source)[..])
@@ -223,8 +228,11 @@ fn extract_layer_dir_makes_overlay_whiteouts() {
     let (upper, dest) = (dir.path().join("upper"), dir.path().join("layer"));
     upper_view(&upper);
     fs::create_dir(&dest).unwrap();
-    extract_layer_dir(&dest, &layer_of_changes(&upper, &step_changes()[..])[..])
-        .expect("extract the layer");
+    extract_layer_dir(
+        &dest,
+        &layer_of_changes(&upper, &step_changes()[..])[..],
+    )
+    .expect("extract the layer");
     for deleted in ["etc/issue", "var/cache"] {
         let meta = dest.join(deleted).symlink_metadata().unwrap();
         assert!(meta.file_type().is_char_device(), "{deleted}");
@@ -251,7 +259,9 @@ fn overlay_here() -> bool {
     }
     match lab02::unpack::overlay_available() {
         Ok(()) => true,
-        Err(why) if lab01::probe::ci() => panic!("CI=true and this test cannot run here: {why}"),
+        Err(why) if lab01::probe::ci() => {
+            panic!("CI=true and this test cannot run here: {why}")
+        }
         Err(why) => {
             eprintln!("SKIP: {why}");
             false
@@ -293,8 +303,13 @@ fn overlay_mount_with_whiteouts() {
     for name in ["upper", "work", "merged"] {
         fs::create_dir(path(name)).unwrap();
     }
-    let mount = OverlayMount::mount(&lowers, &path("upper"), &path("work"), &path("merged"))
-        .expect("mount overlayfs");
+    let mount = OverlayMount::mount(
+        &lowers,
+        &path("upper"),
+        &path("work"),
+        &path("merged"),
+    )
+    .expect("mount overlayfs");
     assert!(mounted(mount.target()));
     assert_eq!(tree(mount.target()), tree(&upper_view_dir));
 
@@ -337,9 +352,11 @@ fn overlay_mount_unmounts_on_panic() {
     for name in ["lower", "upper", "work", "merged"] {
         fs::create_dir(path(name)).unwrap();
     }
-    let (lower, upper, work, merged) = (path("lower"), path("upper"), path("work"), path("merged"));
+    let (lower, upper, work, merged) =
+        (path("lower"), path("upper"), path("work"), path("merged"));
     let result = std::panic::catch_unwind(|| {
-        let _mount = OverlayMount::mount(&[lower], &upper, &work, &merged).unwrap();
+        let _mount =
+            OverlayMount::mount(&[lower], &upper, &work, &merged).unwrap();
         assert!(mounted(&merged));
         panic!("a test failing while mounted");
     });
@@ -351,7 +368,8 @@ fn overlay_mount_unmounts_on_panic() {
 fn overlay_refuses_paths_it_cannot_carry() {
     let dir = tempfile::tempdir().unwrap();
     let odd = dir.path().join("a:b");
-    let err = OverlayMount::mount(std::slice::from_ref(&odd), &odd, &odd, &odd).unwrap_err();
+    let err = OverlayMount::mount(std::slice::from_ref(&odd), &odd, &odd, &odd)
+        .unwrap_err();
     assert!(err.to_string().contains("a:b"), "{err}");
 }
 

@@ -10,12 +10,14 @@ use super::dockerfile::{Command, Instruction, Step};
 use crate::digest::Digest;
 use crate::home::Home;
 use crate::layer::{
-    changes_between, changes_from_overlay_upper, write_layer, write_layer_from_dir, LayerError,
-    LayerInfo,
+    changes_between, changes_from_overlay_upper, write_layer,
+    write_layer_from_dir, LayerError, LayerInfo,
 };
 use crate::layout::{ImageStore, StoreError};
 use crate::reference::Reference;
-use crate::run::{container_spec_from, image_layers, prepare_layers, Assembly, RunError};
+use crate::run::{
+    container_spec_from, image_layers, prepare_layers, Assembly, RunError,
+};
 use crate::spec::{self, ExecConfig, SpecError};
 
 #[derive(Debug, thiserror::Error)]
@@ -110,7 +112,8 @@ pub fn build(
             Instruction::From(image) => from(store, &mut state, image, line)?,
             Instruction::Copy { sources, dest } => {
                 let info = copy(store, &state, &context, sources, dest, line)?;
-                state.push(&info, &format!("COPY {} {dest}", sources.join(" ")));
+                state
+                    .push(&info, &format!("COPY {} {dest}", sources.join(" ")));
                 made.push(info);
             }
             Instruction::Run(command) => {
@@ -126,7 +129,8 @@ pub fn build(
             }
         }
     }
-    let desc = commit_image(store, &state.layers, &state.exec, &state.history, &name)?;
+    let desc =
+        commit_image(store, &state.layers, &state.exec, &state.history, &name)?;
     log(format!("tagged {name} ({})", desc.digest()));
     // ANCHOR_END: build
     Ok(Built {
@@ -145,15 +149,20 @@ pub fn commit_image(
     history: &[History],
     name: &str,
 ) -> Result<Descriptor, BuildError> {
-    let diff_ids: Vec<Digest> = layers.iter().map(|(_, d, _)| d.clone()).collect();
-    let config = spec::image_config("linux", go_arch(), exec, &diff_ids, history, None)?;
+    let diff_ids: Vec<Digest> =
+        layers.iter().map(|(_, d, _)| d.clone()).collect();
+    let config =
+        spec::image_config("linux", go_arch(), exec, &diff_ids, history, None)?;
     let (config_bytes, config_desc) = spec::config_blob(&config)?;
     store.write_blob(&config_bytes)?;
     let layer_descs = layers
         .iter()
-        .map(|(digest, _, size)| spec::descriptor(spec::MEDIA_TYPE_LAYER_GZIP, digest, *size))
+        .map(|(digest, _, size)| {
+            spec::descriptor(spec::MEDIA_TYPE_LAYER_GZIP, digest, *size)
+        })
         .collect();
-    let manifest = spec::image_manifest(config_desc, layer_descs, BTreeMap::new())?;
+    let manifest =
+        spec::image_manifest(config_desc, layer_descs, BTreeMap::new())?;
     let desc = store.put_manifest(&manifest)?;
     store.tag(name, &desc)?;
     Ok(desc)
@@ -161,8 +170,11 @@ pub fn commit_image(
 
 impl State {
     fn push(&mut self, info: &LayerInfo, created_by: &str) {
-        self.layers
-            .push((info.digest.clone(), info.diff_id.clone(), info.size));
+        self.layers.push((
+            info.digest.clone(),
+            info.diff_id.clone(),
+            info.size,
+        ));
         self.history.push(spec::history_entry(created_by, false));
     }
 
@@ -173,8 +185,9 @@ impl State {
             Instruction::Cmd(c) => exec.cmd = Some(c.argv()),
             Instruction::Env(pairs) => {
                 for (key, value) in pairs {
-                    exec.env
-                        .retain(|v| v.split_once('=').map(|(k, _)| k) != Some(key.as_str()));
+                    exec.env.retain(|v| {
+                        v.split_once('=').map(|(k, _)| k) != Some(key.as_str())
+                    });
                     exec.env.push(format!("{key}={value}"));
                 }
             }
@@ -203,12 +216,19 @@ impl State {
             Instruction::Label(pairs) => {
                 exec.labels.extend(pairs.iter().cloned());
             }
-            Instruction::From(_) | Instruction::Copy { .. } | Instruction::Run(_) => {}
+            Instruction::From(_)
+            | Instruction::Copy { .. }
+            | Instruction::Run(_) => {}
         }
     }
 }
 
-fn from(store: &ImageStore, state: &mut State, image: &str, line: usize) -> Result<(), BuildError> {
+fn from(
+    store: &ImageStore,
+    state: &mut State,
+    image: &str,
+    line: usize,
+) -> Result<(), BuildError> {
     if image == "scratch" {
         return Ok(());
     }
@@ -220,8 +240,8 @@ fn from(store: &ImageStore, state: &mut State, image: &str, line: usize) -> Resu
     let desc = store.resolve(&name).map_err(store_err)?;
     let manifest = store.manifest(&desc).map_err(store_err)?;
     let config = store.config(&manifest).map_err(store_err)?;
-    let layers =
-        image_layers(&manifest, &config).map_err(|source| BuildError::Run { line, source })?;
+    let layers = image_layers(&manifest, &config)
+        .map_err(|source| BuildError::Run { line, source })?;
     let sizes = manifest.layers().iter().map(|l| l.size());
     state.layers = layers
         .into_iter()
@@ -255,8 +275,8 @@ fn copy(
         format!("{}/{dest}", workdir.trim_end_matches('/'))
     };
     let into_dir = dest.ends_with('/') || sources.len() > 1;
-    let dest_rel =
-        relative_inside(&dest_abs).ok_or_else(|| fail(format!("bad destination {dest:?}")))?;
+    let dest_rel = relative_inside(&dest_abs)
+        .ok_or_else(|| fail(format!("bad destination {dest:?}")))?;
     for source in sources {
         let rel = relative_inside(source).ok_or_else(|| {
             fail(format!(
@@ -284,7 +304,8 @@ fn copy(
         } else {
             staging.path().join(&dest_rel)
         };
-        copy_tree(&real, &target).map_err(|e| fail(format!("COPY {source:?}: {e}")))?;
+        copy_tree(&real, &target)
+            .map_err(|e| fail(format!("COPY {source:?}: {e}")))?;
     }
     let mut writer = store
         .blob_writer()
@@ -315,7 +336,8 @@ fn run(
         .collect();
     let name = format!("build-{}-{line}", std::process::id());
     let assembly = Assembly::best();
-    let rootfs = prepare_layers(home, store, &layers, &name, assembly).map_err(run_err)?;
+    let rootfs = prepare_layers(home, store, &layers, &name, assembly)
+        .map_err(run_err)?;
     let before = match assembly {
         Assembly::Flat => Some(
             prepare_layers(
@@ -330,7 +352,8 @@ fn run(
         Assembly::Overlay => None,
     };
     let mut spec =
-        container_spec_from(&state.exec, rootfs.path(), Some(command.argv())).map_err(run_err)?;
+        container_spec_from(&state.exec, rootfs.path(), Some(command.argv()))
+            .map_err(run_err)?;
     spec.hostname = Some("build".into());
     if !lab01::probe::probe().is_root {
         spec = spec.user_namespace(true);
@@ -348,14 +371,18 @@ fn run(
     let layer_err = |source| BuildError::Layer { line, source };
     let (root, changes) = match (&before, rootfs.upper()) {
         (None, Some(upper)) => {
-            let changes = changes_from_overlay_upper(&upper).map_err(layer_err)?;
+            let changes =
+                changes_from_overlay_upper(&upper).map_err(layer_err)?;
             (upper, changes)
         }
         (Some(before), _) => {
-            let changes = changes_between(before.path(), rootfs.path()).map_err(layer_err)?;
+            let changes = changes_between(before.path(), rootfs.path())
+                .map_err(layer_err)?;
             (rootfs.path().to_path_buf(), changes)
         }
-        (None, None) => unreachable!("an overlay rootfs has an upper directory"),
+        (None, None) => {
+            unreachable!("an overlay rootfs has an upper directory")
+        }
     };
     let mut writer = store
         .blob_writer()
@@ -391,7 +418,8 @@ fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
     } else if meta.is_dir() {
         std::fs::create_dir_all(to)?;
         std::fs::set_permissions(to, meta.permissions())?;
-        let mut entries: Vec<_> = std::fs::read_dir(from)?.collect::<Result<_, _>>()?;
+        let mut entries: Vec<_> =
+            std::fs::read_dir(from)?.collect::<Result<_, _>>()?;
         entries.sort_by_key(|e| e.file_name());
         for entry in entries {
             copy_tree(&entry.path(), &to.join(entry.file_name()))?;
@@ -400,14 +428,17 @@ fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
     } else {
         // A hard link costs nothing and the layer reads the same bytes; a
         // copy where the staging area is on another filesystem.
-        std::fs::hard_link(from, to).or_else(|_| std::fs::copy(from, to).map(|_| ()))
+        std::fs::hard_link(from, to)
+            .or_else(|_| std::fs::copy(from, to).map(|_| ()))
     }
 }
 
 fn describe(instruction: &Instruction) -> String {
     match instruction {
         Instruction::From(image) => format!("FROM {image}"),
-        Instruction::Copy { sources, dest } => format!("COPY {} {dest}", sources.join(" ")),
+        Instruction::Copy { sources, dest } => {
+            format!("COPY {} {dest}", sources.join(" "))
+        }
         Instruction::Run(c) => format!("RUN {c}"),
         Instruction::Entrypoint(c) => format!("ENTRYPOINT {c}"),
         Instruction::Cmd(c) => format!("CMD {c}"),

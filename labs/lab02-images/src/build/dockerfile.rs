@@ -18,7 +18,9 @@ impl Command {
     pub fn argv(&self) -> Vec<String> {
         match self {
             Command::Exec(args) => args.clone(),
-            Command::Shell(line) => vec!["/bin/sh".into(), "-c".into(), line.clone()],
+            Command::Shell(line) => {
+                vec!["/bin/sh".into(), "-c".into(), line.clone()]
+            }
         }
     }
 }
@@ -57,7 +59,8 @@ pub struct ParseError {
     pub message: String,
 }
 
-const SUPPORTED: &str = "FROM, COPY, ADD, RUN, ENTRYPOINT, CMD, ENV, WORKDIR, USER, EXPOSE, LABEL";
+const SUPPORTED: &str =
+    "FROM, COPY, ADD, RUN, ENTRYPOINT, CMD, ENV, WORKDIR, USER, EXPOSE, LABEL";
 
 /// Reads a Dockerfile. The first instruction must be FROM.
 pub fn parse(text: &str) -> Result<Vec<Step>, ParseError> {
@@ -91,15 +94,20 @@ pub fn parse(text: &str) -> Result<Vec<Step>, ParseError> {
                     None => split_words(rest).map_err(err)?,
                 };
                 if let Some(flag) = words.iter().find(|w| w.starts_with("--")) {
-                    return Err(err(format!("{keyword} {flag} is not supported")));
+                    return Err(err(format!(
+                        "{keyword} {flag} is not supported"
+                    )));
                 }
                 if keyword == "ADD" {
-                    if let Some(url) = words.iter().find(|w| w.contains("://")) {
+                    if let Some(url) = words.iter().find(|w| w.contains("://"))
+                    {
                         return Err(err(format!("ADD from a URL ({url}) is not supported: download it first and COPY it")));
                     }
                 }
                 if words.len() < 2 {
-                    return Err(err(format!("{keyword} needs a source and a destination")));
+                    return Err(err(format!(
+                        "{keyword} needs a source and a destination"
+                    )));
                 }
                 let dest = words.pop().unwrap_or_default();
                 Instruction::Copy {
@@ -108,7 +116,9 @@ pub fn parse(text: &str) -> Result<Vec<Step>, ParseError> {
                 }
             }
             "RUN" => Instruction::Run(command(rest).map_err(err)?),
-            "ENTRYPOINT" => Instruction::Entrypoint(command(rest).map_err(err)?),
+            "ENTRYPOINT" => {
+                Instruction::Entrypoint(command(rest).map_err(err)?)
+            }
             "CMD" => Instruction::Cmd(command(rest).map_err(err)?),
             "ENV" => Instruction::Env(pairs(rest, true).map_err(err)?),
             "LABEL" => Instruction::Label(pairs(rest, false).map_err(err)?),
@@ -117,8 +127,11 @@ pub fn parse(text: &str) -> Result<Vec<Step>, ParseError> {
             "EXPOSE" => {
                 let ports = split_words(rest).map_err(err)?;
                 for port in &ports {
-                    let (number, proto) = port.split_once('/').unwrap_or((port, "tcp"));
-                    if number.parse::<u16>().is_err() || !matches!(proto, "tcp" | "udp" | "sctp") {
+                    let (number, proto) =
+                        port.split_once('/').unwrap_or((port, "tcp"));
+                    if number.parse::<u16>().is_err()
+                        || !matches!(proto, "tcp" | "udp" | "sctp")
+                    {
                         return Err(err(format!(
                             "EXPOSE {port}: expected PORT or PORT/tcp|udp|sctp"
                         )));
@@ -126,8 +139,8 @@ pub fn parse(text: &str) -> Result<Vec<Step>, ParseError> {
                 }
                 Instruction::Expose(ports)
             }
-            "ARG" | "VOLUME" | "HEALTHCHECK" | "ONBUILD" | "STOPSIGNAL" | "SHELL"
-            | "MAINTAINER" => {
+            "ARG" | "VOLUME" | "HEALTHCHECK" | "ONBUILD" | "STOPSIGNAL"
+            | "SHELL" | "MAINTAINER" => {
                 return Err(err(format!(
                     "{keyword} is not supported (supported: {SUPPORTED})"
                 )))
@@ -145,7 +158,7 @@ pub fn parse(text: &str) -> Result<Vec<Step>, ParseError> {
         }
         if !steps.is_empty() && matches!(instruction, Instruction::From(_)) {
             return Err(err(
-                "a second FROM (multi-stage builds) is not supported".into()
+                "a second FROM (multi-stage builds) is not supported".into(),
             ));
         }
         steps.push(Step { line, instruction });
@@ -166,13 +179,15 @@ fn logical_lines(text: &str) -> Vec<(usize, String)> {
     let mut current: Option<(usize, String)> = None;
     for (i, raw) in text.lines().enumerate() {
         let trimmed = raw.trim();
-        if current.is_none() && (trimmed.is_empty() || trimmed.starts_with('#')) {
+        if current.is_none() && (trimmed.is_empty() || trimmed.starts_with('#'))
+        {
             continue;
         }
         if current.is_some() && trimmed.starts_with('#') {
             continue; // comment lines inside a continuation are ignored
         }
-        let (start, mut text) = current.take().unwrap_or((i + 1, String::new()));
+        let (start, mut text) =
+            current.take().unwrap_or((i + 1, String::new()));
         if let Some(part) = trimmed.strip_suffix('\\') {
             text.push_str(part);
             text.push(' ');
@@ -193,7 +208,10 @@ fn json_array(text: &str) -> Option<Result<Vec<String>, String>> {
     if !text.starts_with('[') {
         return None;
     }
-    Some(serde_json::from_str::<Vec<String>>(text).map_err(|e| format!("bad JSON array: {e}")))
+    Some(
+        serde_json::from_str::<Vec<String>>(text)
+            .map_err(|e| format!("bad JSON array: {e}")),
+    )
 }
 
 fn command(text: &str) -> Result<Command, String> {
@@ -214,7 +232,10 @@ fn single(text: &str) -> Result<String, String> {
 }
 
 /// `K=V K2="a b"`, or for ENV also the old `K value with spaces` form.
-fn pairs(text: &str, legacy_allowed: bool) -> Result<Vec<(String, String)>, String> {
+fn pairs(
+    text: &str,
+    legacy_allowed: bool,
+) -> Result<Vec<(String, String)>, String> {
     let words = split_words(text)?;
     if legacy_allowed && !words[0].contains('=') {
         let (key, value) = text
@@ -275,7 +296,9 @@ fn split_words(text: &str) -> Result<Vec<String>, String> {
 impl fmt::Display for Command {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Command::Exec(args) => write!(f, "{}", serde_json::to_string(args).unwrap_or_default()),
+            Command::Exec(args) => {
+                write!(f, "{}", serde_json::to_string(args).unwrap_or_default())
+            }
             Command::Shell(line) => f.write_str(line),
         }
     }

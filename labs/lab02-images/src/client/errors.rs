@@ -10,7 +10,9 @@ use crate::spec::SpecError;
 /// Why a push, pull or login did not work.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    #[error("{reference} names no registry: write it as 127.0.0.1:5000/{reference}")]
+    #[error(
+        "{reference} names no registry: write it as 127.0.0.1:5000/{reference}"
+    )]
     NoRegistry { reference: String },
 
     #[error("{method} {url}: {source}")]
@@ -39,7 +41,9 @@ pub enum ClientError {
     #[error("{what}: {reason}")]
     Protocol { what: String, reason: String },
 
-    #[error("{what}: expected digest {expected}, got {actual}; nothing was stored")]
+    #[error(
+        "{what}: expected digest {expected}, got {actual}; nothing was stored"
+    )]
     DigestMismatch {
         what: String,
         expected: Digest,

@@ -89,7 +89,8 @@ pub enum Challenge {
 // ANCHOR: parse_challenge
 /// `Basic realm="x"` or `Bearer realm="http://…/token",service="…",scope="…"`.
 pub fn parse_challenge(header: &str) -> Option<Challenge> {
-    let (scheme, params) = header.trim().split_once(' ').unwrap_or((header.trim(), ""));
+    let (scheme, params) =
+        header.trim().split_once(' ').unwrap_or((header.trim(), ""));
     if scheme.eq_ignore_ascii_case("basic") {
         return Some(Challenge::Basic);
     }
@@ -138,7 +139,11 @@ pub struct Conn<'c> {
 }
 
 impl<'c> Conn<'c> {
-    pub fn new(agent: &'c ureq::Agent, creds: Option<&'c Credentials>, registry: &str) -> Self {
+    pub fn new(
+        agent: &'c ureq::Agent,
+        creds: Option<&'c Credentials>,
+        registry: &str,
+    ) -> Self {
         Conn {
             agent,
             creds,
@@ -189,7 +194,8 @@ impl<'c> Conn<'c> {
         let mut retried = false;
         loop {
             let authorization = self.authorization(scope);
-            let response = self.send_once(method, &url, headers, &payload, authorization)?;
+            let response =
+                self.send_once(method, &url, headers, &payload, authorization)?;
             if response.status() != 401 || retried {
                 return Ok(response);
             }
@@ -227,8 +233,13 @@ impl<'c> Conn<'c> {
             builder = builder.header(http::header::AUTHORIZATION, value);
         }
         let result = match payload {
-            Payload::Empty if method == "GET" || method == "HEAD" || method == "DELETE" => {
-                let request = builder.body(()).map_err(|e| http_error(e.into()))?;
+            Payload::Empty
+                if method == "GET"
+                    || method == "HEAD"
+                    || method == "DELETE" =>
+            {
+                let request =
+                    builder.body(()).map_err(|e| http_error(e.into()))?;
                 self.agent.run(request)
             }
             Payload::Empty => {
@@ -240,7 +251,10 @@ impl<'c> Conn<'c> {
             }
             Payload::Bytes(bytes) => {
                 let request = builder
-                    .header(http::header::CONTENT_LENGTH, bytes.len().to_string())
+                    .header(
+                        http::header::CONTENT_LENGTH,
+                        bytes.len().to_string(),
+                    )
                     .body(*bytes)
                     .map_err(|e| http_error(e.into()))?;
                 self.agent.run(request)
@@ -283,7 +297,9 @@ impl<'c> Conn<'c> {
                 let tokens = self.tokens.borrow();
                 let repository = scope.map_or("", |s| s.repository);
                 match tokens.get(repository) {
-                    Some((token, push)) if *push || !scope.is_some_and(|s| s.push) => {
+                    Some((token, push))
+                        if *push || !scope.is_some_and(|s| s.push) =>
+                    {
                         Some(format!("Bearer {token}"))
                     }
                     _ => None,
@@ -317,9 +333,15 @@ impl<'c> Conn<'c> {
                     Some(s) if s.push => Some(s.as_token_scope()),
                     _ => asked.or_else(|| scope.map(|s| s.as_token_scope())),
                 };
-                let token = self.fetch_token(&realm, service.as_deref(), wanted.as_deref())?;
-                let key = scope.map_or(String::new(), |s| s.repository.to_string());
-                let push = wanted.as_deref().is_some_and(|w| w.contains("push"));
+                let token = self.fetch_token(
+                    &realm,
+                    service.as_deref(),
+                    wanted.as_deref(),
+                )?;
+                let key =
+                    scope.map_or(String::new(), |s| s.repository.to_string());
+                let push =
+                    wanted.as_deref().is_some_and(|w| w.contains("push"));
                 self.tokens.borrow_mut().insert(key, (token, push));
                 Ok(true)
             }
@@ -354,8 +376,10 @@ impl<'c> Conn<'c> {
                 STANDARD.encode(format!("{}:{}", c.user, c.password))
             )
         });
-        let response = self.send_once("GET", &url, &[], &Payload::Empty, authorization)?;
-        let mut response = self.expect(response, &[200], || format!("GET {realm} (token)"))?;
+        let response =
+            self.send_once("GET", &url, &[], &Payload::Empty, authorization)?;
+        let mut response =
+            self.expect(response, &[200], || format!("GET {realm} (token)"))?;
         let text = response
             .body_mut()
             .with_config()
@@ -367,9 +391,11 @@ impl<'c> Conn<'c> {
                 source: Box::new(source),
             })?;
         let answer: serde_json::Value =
-            serde_json::from_str(&text).map_err(|err| ClientError::Protocol {
-                what: format!("token from {realm}"),
-                reason: format!("not JSON: {err}"),
+            serde_json::from_str(&text).map_err(|err| {
+                ClientError::Protocol {
+                    what: format!("token from {realm}"),
+                    reason: format!("not JSON: {err}"),
+                }
             })?;
         answer["token"]
             .as_str()

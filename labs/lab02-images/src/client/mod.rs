@@ -47,7 +47,10 @@ struct CredentialsFile {
 }
 
 impl Credentials {
-    pub fn new(user: impl Into<String>, password: impl Into<String>) -> Credentials {
+    pub fn new(
+        user: impl Into<String>,
+        password: impl Into<String>,
+    ) -> Credentials {
         Credentials {
             user: user.into(),
             password: password.into(),
@@ -56,7 +59,10 @@ impl Credentials {
 
     /// The credentials saved for `registry` in the file at `path`, if any
     /// (a missing file holds none).
-    pub fn load(path: &Path, registry: &str) -> Result<Option<Credentials>, ClientError> {
+    pub fn load(
+        path: &Path,
+        registry: &str,
+    ) -> Result<Option<Credentials>, ClientError> {
         Ok(read_file(path)?.auths.remove(registry))
     }
 
@@ -86,8 +92,12 @@ fn read_file(path: &Path) -> Result<CredentialsFile, ClientError> {
         reason,
     };
     match std::fs::read(path) {
-        Ok(bytes) => serde_json::from_slice(&bytes).map_err(|err| bad(err.to_string())),
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(CredentialsFile::default()),
+        Ok(bytes) => {
+            serde_json::from_slice(&bytes).map_err(|err| bad(err.to_string()))
+        }
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+            Ok(CredentialsFile::default())
+        }
         Err(err) => Err(bad(err.to_string())),
     }
 }
@@ -104,8 +114,10 @@ fn write_file(path: &Path, file: &CredentialsFile) -> Result<(), ClientError> {
     };
     std::fs::create_dir_all(dir).map_err(|err| bad(err.to_string()))?;
     // tempfile creates the file 0600, so the password is never readable by others.
-    let mut temp = tempfile::NamedTempFile::new_in(dir).map_err(|err| bad(err.to_string()))?;
-    let json = serde_json::to_vec_pretty(file).map_err(|err| bad(err.to_string()))?;
+    let mut temp = tempfile::NamedTempFile::new_in(dir)
+        .map_err(|err| bad(err.to_string()))?;
+    let json =
+        serde_json::to_vec_pretty(file).map_err(|err| bad(err.to_string()))?;
     temp.write_all(&json)
         .and_then(|()| temp.as_file().sync_all())
         .and_then(|()| {
@@ -185,7 +197,11 @@ impl Client {
     }
 
     /// Pulls `source` into `store` and names it `source.local_name()`.
-    pub fn pull(&self, store: &ImageStore, source: &Reference) -> Result<PullReport, ClientError> {
+    pub fn pull(
+        &self,
+        store: &ImageStore,
+        source: &Reference,
+    ) -> Result<PullReport, ClientError> {
         let conn = self.connect(source)?;
         pull::pull(&conn, &progress::Progress::new(self.quiet), store, source)
     }
@@ -194,18 +210,21 @@ impl Client {
     /// as `docker login` does: the version check must answer 200.
     pub fn login_check(&self, registry: &str) -> Result<(), ClientError> {
         let conn = http::Conn::new(&self.agent, self.creds.as_ref(), registry);
-        let response = conn.call("GET", "/v2/", &[], http::Payload::Empty, None)?;
+        let response =
+            conn.call("GET", "/v2/", &[], http::Payload::Empty, None)?;
         conn.expect(response, &[200], || format!("GET http://{registry}/v2/"))?;
         Ok(())
     }
 
-    fn connect(&self, reference: &Reference) -> Result<http::Conn<'_>, ClientError> {
-        let registry = reference
-            .registry
-            .as_deref()
-            .ok_or_else(|| ClientError::NoRegistry {
+    fn connect(
+        &self,
+        reference: &Reference,
+    ) -> Result<http::Conn<'_>, ClientError> {
+        let registry = reference.registry.as_deref().ok_or_else(|| {
+            ClientError::NoRegistry {
                 reference: reference.to_string(),
-            })?;
+            }
+        })?;
         Ok(http::Conn::new(&self.agent, self.creds.as_ref(), registry))
     }
 }

@@ -3,7 +3,9 @@
 
 use std::io::IsTerminal;
 
-use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{
+    MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle,
+};
 
 use crate::digest::Digest;
 

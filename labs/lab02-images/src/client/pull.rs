@@ -49,7 +49,8 @@ pub fn pull(
     )?;
     if spec::is_index(&fetched.media_type) {
         let child = choose_platform(source, &fetched.bytes)?;
-        fetched = fetch_manifest(conn, repository, &child.to_string(), Some(&child))?;
+        fetched =
+            fetch_manifest(conn, repository, &child.to_string(), Some(&child))?;
     }
     if !spec::is_manifest(&fetched.media_type) {
         return Err(ClientError::Protocol {
@@ -79,7 +80,8 @@ pub fn pull(
             continue;
         }
         let bar = progress.blob(&digest, blob.size());
-        report.bytes_fetched += fetch_blob(conn, store, repository, &digest, blob.size(), &bar)?;
+        report.bytes_fetched +=
+            fetch_blob(conn, store, repository, &digest, blob.size(), &bar)?;
         report.blobs_fetched += 1;
     }
     // The manifest last, byte for byte as received (its digest is its name),
@@ -152,17 +154,21 @@ fn fetch_manifest(
     check_echoed_digest(&echoed, &digest, || {
         format!("manifest {repository}:{reference} (Docker-Content-Digest)")
     })?;
-    let media_type = if spec::is_manifest(&content_type) || spec::is_index(&content_type) {
-        content_type
-    } else {
-        // Some registries answer application/json: the body says what it is.
-        let value: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
-        match value["mediaType"].as_str() {
-            Some(media_type) => media_type.to_string(),
-            None if value.get("manifests").is_some() => spec::MEDIA_TYPE_INDEX.to_string(),
-            None => spec::MEDIA_TYPE_MANIFEST.to_string(),
-        }
-    };
+    let media_type =
+        if spec::is_manifest(&content_type) || spec::is_index(&content_type) {
+            content_type
+        } else {
+            // Some registries answer application/json: the body says what it is.
+            let value: serde_json::Value =
+                serde_json::from_slice(&bytes).unwrap_or_default();
+            match value["mediaType"].as_str() {
+                Some(media_type) => media_type.to_string(),
+                None if value.get("manifests").is_some() => {
+                    spec::MEDIA_TYPE_INDEX.to_string()
+                }
+                None => spec::MEDIA_TYPE_MANIFEST.to_string(),
+            }
+        };
     Ok(Fetched {
         media_type,
         bytes,
@@ -184,7 +190,10 @@ pub fn host_platform() -> (&'static str, &'static str) {
 }
 
 /// The index entry for this machine's platform.
-fn choose_platform(source: &Reference, index: &[u8]) -> Result<Digest, ClientError> {
+fn choose_platform(
+    source: &Reference,
+    index: &[u8],
+) -> Result<Digest, ClientError> {
     let index = spec::parse_index(index)?;
     let (os, arch) = host_platform();
     let mut available = Vec::new();
@@ -234,10 +243,13 @@ pub fn fetch_blob(
     let response = conn.expect(response, &[200], what)?;
     let mut writer = store.blob_writer()?;
     // One byte more than promised is enough to tell that too much came.
-    let mut body = bar.wrap_read(response.into_body().into_reader().take(size + 1));
-    let received = io::copy(&mut body, &mut writer).map_err(|err| ClientError::Protocol {
-        what: what(),
-        reason: err.to_string(),
+    let mut body =
+        bar.wrap_read(response.into_body().into_reader().take(size + 1));
+    let received = io::copy(&mut body, &mut writer).map_err(|err| {
+        ClientError::Protocol {
+            what: what(),
+            reason: err.to_string(),
+        }
     })?;
     if received != size {
         // Dropping the writer deletes its temporary file.

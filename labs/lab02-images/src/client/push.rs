@@ -59,7 +59,8 @@ pub fn push(
             report.blobs_skipped += 1;
             continue;
         }
-        let size = upload_blob(conn, progress, store, repository, &blob_digest)?;
+        let size =
+            upload_blob(conn, progress, store, repository, &blob_digest)?;
         report.blobs_sent += 1;
         report.bytes_sent += size;
     }
@@ -78,14 +79,20 @@ pub fn push(
     let response = conn.expect(response, &[200, 201], || {
         format!("PUT manifest {repository}:{reference}")
     })?;
-    check_echoed_digest(header(&response, "Docker-Content-Digest"), &digest, || {
-        format!("manifest {target} as the registry stored it")
-    })?;
+    check_echoed_digest(
+        header(&response, "Docker-Content-Digest"),
+        &digest,
+        || format!("manifest {target} as the registry stored it"),
+    )?;
     Ok(report)
 }
 
 /// Whether the repository already has the blob (HEAD: 200 or 404).
-fn remote_has(conn: &Conn, repository: &str, digest: &Digest) -> Result<bool, ClientError> {
+fn remote_has(
+    conn: &Conn,
+    repository: &str,
+    digest: &Digest,
+) -> Result<bool, ClientError> {
     let response = conn.call(
         "HEAD",
         &format!("/v2/{repository}/blobs/{digest}"),
@@ -143,7 +150,8 @@ fn upload_blob(
         let mut offset = 0;
         while offset < size {
             let len = CHUNK.min(size - offset);
-            let range = ("Content-Range", format!("{offset}-{}", offset + len - 1));
+            let range =
+                ("Content-Range", format!("{offset}-{}", offset + len - 1));
             let response = conn.call(
                 "PATCH",
                 &location,
@@ -178,7 +186,11 @@ fn upload_blob(
         scope,
     )?;
     let response = conn.expect(response, &[201], what)?;
-    check_echoed_digest(header(&response, "Docker-Content-Digest"), digest, what)?;
+    check_echoed_digest(
+        header(&response, "Docker-Content-Digest"),
+        digest,
+        what,
+    )?;
     bar.finish_with_message("pushed");
     Ok(size)
 }

@@ -20,13 +20,19 @@ use super::{Change, LayerError};
 /// The changes recorded in an overlayfs upper directory: every entry is an
 /// addition, except overlay's whiteouts (a character device 0/0: a
 /// deletion) and directories marked opaque (`trusted.overlay.opaque="y"`).
-pub fn changes_from_overlay_upper(upper: &Path) -> Result<Vec<Change>, LayerError> {
+pub fn changes_from_overlay_upper(
+    upper: &Path,
+) -> Result<Vec<Change>, LayerError> {
     let mut changes = Vec::new();
     visit_upper(upper, Path::new(""), &mut changes)?;
     Ok(changes)
 }
 
-fn visit_upper(upper: &Path, rel: &Path, out: &mut Vec<Change>) -> Result<(), LayerError> {
+fn visit_upper(
+    upper: &Path,
+    rel: &Path,
+    out: &mut Vec<Change>,
+) -> Result<(), LayerError> {
     for name in sorted_names(&upper.join(rel))? {
         let path = rel.join(&name);
         let full = upper.join(&path);
@@ -74,7 +80,9 @@ pub fn is_opaque(dir: &Path) -> Result<bool, LayerError> {
         return match err.raw_os_error() {
             // No such attribute, or a filesystem without xattrs: not opaque.
             // (Unprivileged readers do not see trusted.* at all.)
-            Some(libc::ENODATA) | Some(libc::ENOTSUP) | Some(libc::ERANGE) => Ok(false),
+            Some(libc::ENODATA) | Some(libc::ENOTSUP) | Some(libc::ERANGE) => {
+                Ok(false)
+            }
             _ => Err(LayerError::io("read xattr", dir, err)),
         };
     }
@@ -92,7 +100,10 @@ pub fn is_opaque(_dir: &Path) -> Result<bool, LayerError> {
 /// only in `upper`, or different there (type, size, mode, owner, mtime,
 /// link target, device number or content), are added; entries only in
 /// `lower` are deleted. Everything under a new directory is added too.
-pub fn changes_between(lower: &Path, upper: &Path) -> Result<Vec<Change>, LayerError> {
+pub fn changes_between(
+    lower: &Path,
+    upper: &Path,
+) -> Result<Vec<Change>, LayerError> {
     let mut changes = Vec::new();
     compare(lower, upper, Path::new(""), &mut changes)?;
     Ok(changes)
@@ -136,7 +147,12 @@ fn compare(
                 } else if b.is_dir() {
                     // A file became a directory: all of it is new.
                     add_all(upper, &path, out)?;
-                } else if !same_entry(&lower.join(&path), &a, &upper.join(&path), &b)? {
+                } else if !same_entry(
+                    &lower.join(&path),
+                    &a,
+                    &upper.join(&path),
+                    &b,
+                )? {
                     out.push(Change::Added(path));
                 }
                 i += 1;
@@ -148,7 +164,11 @@ fn compare(
 }
 
 /// `path` and, for a directory, everything under it.
-fn add_all(root: &Path, path: &Path, out: &mut Vec<Change>) -> Result<(), LayerError> {
+fn add_all(
+    root: &Path,
+    path: &Path,
+    out: &mut Vec<Change>,
+) -> Result<(), LayerError> {
     out.push(Change::Added(path.to_path_buf()));
     if lstat(&root.join(path))?.is_dir() {
         for name in sorted_names(&root.join(path))? {
@@ -177,7 +197,9 @@ fn same_entry(
         return Ok(false);
     }
     if a.file_type().is_symlink() {
-        let read = |p: &Path| fs::read_link(p).map_err(|e| LayerError::io("read link", p, e));
+        let read = |p: &Path| {
+            fs::read_link(p).map_err(|e| LayerError::io("read link", p, e))
+        };
         return Ok(read(a_path)? == read(b_path)?);
     }
     if a.is_file() {
@@ -189,12 +211,15 @@ fn same_entry(
 }
 
 fn same_content(a: &Path, b: &Path) -> Result<bool, LayerError> {
-    let open = |p: &Path| File::open(p).map_err(|e| LayerError::io("open", p, e));
+    let open =
+        |p: &Path| File::open(p).map_err(|e| LayerError::io("open", p, e));
     let (mut fa, mut fb) = (open(a)?, open(b)?);
     let (mut ba, mut bb) = (vec![0u8; 64 * 1024], vec![0u8; 64 * 1024]);
     loop {
-        let na = read_full(&mut fa, &mut ba).map_err(|e| LayerError::io("read", a, e))?;
-        let nb = read_full(&mut fb, &mut bb).map_err(|e| LayerError::io("read", b, e))?;
+        let na = read_full(&mut fa, &mut ba)
+            .map_err(|e| LayerError::io("read", a, e))?;
+        let nb = read_full(&mut fb, &mut bb)
+            .map_err(|e| LayerError::io("read", b, e))?;
         if ba[..na] != bb[..nb] {
             return Ok(false);
         }
@@ -223,7 +248,9 @@ fn lstat(path: &Path) -> Result<Metadata, LayerError> {
 
 fn sorted_names(dir: &Path) -> Result<Vec<OsString>, LayerError> {
     let mut names = Vec::new();
-    for child in fs::read_dir(dir).map_err(|e| LayerError::io("read directory", dir, e))? {
+    for child in fs::read_dir(dir)
+        .map_err(|e| LayerError::io("read directory", dir, e))?
+    {
         names.push(
             child
                 .map_err(|e| LayerError::io("read directory", dir, e))?

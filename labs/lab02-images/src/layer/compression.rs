@@ -28,7 +28,9 @@ pub fn sniff(prefix: &[u8]) -> Compression {
 
 // ANCHOR: uncompressed
 /// The tar stream inside `layer`, whether it is gzip-compressed or not.
-pub fn uncompressed<'a>(mut layer: impl Read + 'a) -> io::Result<Box<dyn Read + 'a>> {
+pub fn uncompressed<'a>(
+    mut layer: impl Read + 'a,
+) -> io::Result<Box<dyn Read + 'a>> {
     // Read the magic number, then put it back in front of the rest.
     let mut prefix = [0u8; 4];
     let mut got = 0;
@@ -42,11 +44,13 @@ pub fn uncompressed<'a>(mut layer: impl Read + 'a) -> io::Result<Box<dyn Read + 
     }
     let whole = io::Cursor::new(prefix[..got].to_vec()).chain(layer);
     match sniff(&prefix[..got]) {
-        Compression::Gzip => Ok(Box::new(flate2::read::MultiGzDecoder::new(whole))),
+        Compression::Gzip => {
+            Ok(Box::new(flate2::read::MultiGzDecoder::new(whole)))
+        }
         Compression::None => Ok(Box::new(whole)),
         Compression::Zstd => Err(io::Error::new(
             io::ErrorKind::Unsupported,
-            "zstd-compressed layers are not supported (only gzip and plain tar)",
+            "zstd layers are not supported (only gzip and plain tar)",
         )),
     }
 }

@@ -53,7 +53,8 @@ impl fmt::Display for ListedEntry {
 // ANCHOR: list_layer
 /// The entries of a layer (gzip or plain tar), in archive order.
 pub fn list_layer(layer: impl Read) -> Result<Vec<ListedEntry>, LayerError> {
-    let mut archive = tar::Archive::new(uncompressed(layer).map_err(LayerError::Read)?);
+    let mut archive =
+        tar::Archive::new(uncompressed(layer).map_err(LayerError::Read)?);
     let mut listed = Vec::new();
     for entry in archive.entries().map_err(LayerError::Read)? {
         let mut entry = entry.map_err(LayerError::Read)?;
@@ -112,10 +113,17 @@ pub fn list_tree(root: &Path) -> Result<Vec<ListedEntry>, LayerError> {
     Ok(listed)
 }
 
-fn visit(root: &Path, rel: &Path, out: &mut Vec<ListedEntry>) -> Result<(), LayerError> {
+fn visit(
+    root: &Path,
+    rel: &Path,
+    out: &mut Vec<ListedEntry>,
+) -> Result<(), LayerError> {
     let dir = root.join(rel);
-    for child in std::fs::read_dir(&dir).map_err(|e| LayerError::io("read directory", &dir, e))? {
-        let child = child.map_err(|e| LayerError::io("read directory", &dir, e))?;
+    for child in std::fs::read_dir(&dir)
+        .map_err(|e| LayerError::io("read directory", &dir, e))?
+    {
+        let child =
+            child.map_err(|e| LayerError::io("read directory", &dir, e))?;
         let path = rel.join(child.file_name());
         let full = root.join(&path);
         let meta = full
@@ -123,7 +131,8 @@ fn visit(root: &Path, rel: &Path, out: &mut Vec<ListedEntry>) -> Result<(), Laye
             .map_err(|e| LayerError::io("stat", &full, e))?;
         let file_type = meta.file_type();
         let mut item = ListedEntry {
-            path: String::from_utf8_lossy(path.as_os_str().as_bytes()).into_owned(),
+            path: String::from_utf8_lossy(path.as_os_str().as_bytes())
+                .into_owned(),
             kind: '-',
             mode: meta.mode() & 0o7777,
             uid: meta.uid() as u64,
@@ -137,9 +146,12 @@ fn visit(root: &Path, rel: &Path, out: &mut Vec<ListedEntry>) -> Result<(), Laye
             item.kind = 'd';
         } else if file_type.is_symlink() {
             item.kind = 'l';
-            let target =
-                std::fs::read_link(&full).map_err(|e| LayerError::io("read link", &full, e))?;
-            item.link = Some(String::from_utf8_lossy(target.as_os_str().as_bytes()).into_owned());
+            let target = std::fs::read_link(&full)
+                .map_err(|e| LayerError::io("read link", &full, e))?;
+            item.link = Some(
+                String::from_utf8_lossy(target.as_os_str().as_bytes())
+                    .into_owned(),
+            );
         } else if file_type.is_char_device() || file_type.is_block_device() {
             item.kind = if file_type.is_char_device() { 'c' } else { 'b' };
             item.device = Some(super::tar::split_dev(meta.rdev()));
@@ -149,9 +161,12 @@ fn visit(root: &Path, rel: &Path, out: &mut Vec<ListedEntry>) -> Result<(), Laye
             item.kind = 's';
         } else {
             item.size = meta.len();
-            let file = std::fs::File::open(&full).map_err(|e| LayerError::io("open", &full, e))?;
-            item.content =
-                Some(Digest::of_reader(file).map_err(|e| LayerError::io("read", &full, e))?);
+            let file = std::fs::File::open(&full)
+                .map_err(|e| LayerError::io("open", &full, e))?;
+            item.content = Some(
+                Digest::of_reader(file)
+                    .map_err(|e| LayerError::io("read", &full, e))?,
+            );
         }
         out.push(item);
         if file_type.is_dir() {

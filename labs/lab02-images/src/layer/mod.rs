@@ -97,7 +97,11 @@ pub enum LayerError {
 }
 
 impl LayerError {
-    pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
+    pub(crate) fn io(
+        op: &'static str,
+        path: impl Into<PathBuf>,
+        source: io::Error,
+    ) -> Self {
         LayerError::Io {
             op,
             path: path.into(),
@@ -109,7 +113,10 @@ impl LayerError {
 // ANCHOR: write_layer_from_dir
 /// Writes the whole tree under `root` as one layer: a base image, or the
 /// files of a `COPY`.
-pub fn write_layer_from_dir(root: &Path, out: impl Write) -> Result<LayerInfo, LayerError> {
+pub fn write_layer_from_dir(
+    root: &Path,
+    out: impl Write,
+) -> Result<LayerInfo, LayerError> {
     let mut paths = Vec::new();
     walk(root, Path::new(""), &mut paths)?;
     let items = paths.into_iter().map(|p| (p, Item::Tree)).collect();
@@ -150,10 +157,11 @@ pub fn write_layer(
                         items.insert(dir.clone(), Item::Tree);
                     }
                 }
-                let marker = whiteout_path(change).ok_or(LayerError::BadChange {
-                    path: path.to_path_buf(),
-                    reason: "a deletion needs a file name",
-                })?;
+                let marker =
+                    whiteout_path(change).ok_or(LayerError::BadChange {
+                        path: path.to_path_buf(),
+                        reason: "a deletion needs a file name",
+                    })?;
                 items.insert(marker, Item::Marker);
             }
         }
@@ -184,9 +192,13 @@ fn write_items(
     let mut inodes: HashMap<(u64, u64), PathBuf> = HashMap::new();
     for (path, item) in items {
         match item {
-            Item::Marker => stream.append(&whiteout::marker_entry(path), io::empty())?,
+            Item::Marker => {
+                stream.append(&whiteout::marker_entry(path), io::empty())?
+            }
             Item::Tree => {
-                if let Some((entry, data)) = self::tar::entry_from_disk(root, &path, &mut inodes)? {
+                if let Some((entry, data)) =
+                    self::tar::entry_from_disk(root, &path, &mut inodes)?
+                {
                     match data {
                         Some(file) => stream.append(&entry, file)?,
                         None => stream.append(&entry, io::empty())?,
@@ -221,11 +233,18 @@ fn sort_key(path: &Path) -> Vec<&[u8]> {
 // ANCHOR_END: layer_order
 
 /// Every path under `root` (not `root` itself), in layer order.
-fn walk(root: &Path, rel: &Path, out: &mut Vec<PathBuf>) -> Result<(), LayerError> {
+fn walk(
+    root: &Path,
+    rel: &Path,
+    out: &mut Vec<PathBuf>,
+) -> Result<(), LayerError> {
     let dir = root.join(rel);
     let mut names = Vec::new();
-    for child in std::fs::read_dir(&dir).map_err(|e| LayerError::io("read directory", &dir, e))? {
-        let child = child.map_err(|e| LayerError::io("read directory", &dir, e))?;
+    for child in std::fs::read_dir(&dir)
+        .map_err(|e| LayerError::io("read directory", &dir, e))?
+    {
+        let child =
+            child.map_err(|e| LayerError::io("read directory", &dir, e))?;
         names.push(child.file_name());
     }
     names.sort();

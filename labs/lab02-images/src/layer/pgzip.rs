@@ -23,7 +23,8 @@ pub struct ParallelGz<W: Write> {
 
 impl<W: Write> ParallelGz<W> {
     pub fn new(out: W) -> Self {
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let threads =
+            std::thread::available_parallelism().map_or(1, |n| n.get());
         ParallelGz {
             out,
             pending: vec![Vec::with_capacity(BLOCK)],
@@ -33,7 +34,8 @@ impl<W: Write> ParallelGz<W> {
 
     /// Compresses the full blocks (all of them when `all`) and writes them.
     fn drain(&mut self, all: bool) -> io::Result<()> {
-        let keep_last = !all && self.pending.last().is_some_and(|b| b.len() < BLOCK);
+        let keep_last =
+            !all && self.pending.last().is_some_and(|b| b.len() < BLOCK);
         let ready = if keep_last {
             self.pending.len() - 1
         } else {
@@ -47,14 +49,17 @@ impl<W: Write> ParallelGz<W> {
             let handles: Vec<_> = blocks
                 .chunks(blocks.len().div_ceil(self.threads))
                 .map(|group| {
-                    scope.spawn(move || group.iter().map(|b| member(b)).collect::<Vec<_>>())
+                    scope.spawn(move || {
+                        group.iter().map(|b| member(b)).collect::<Vec<_>>()
+                    })
                 })
                 .collect();
             handles
                 .into_iter()
                 .flat_map(|h| {
-                    h.join()
-                        .unwrap_or_else(|_| vec![Err(io::Error::other("gzip worker panicked"))])
+                    h.join().unwrap_or_else(|_| {
+                        vec![Err(io::Error::other("gzip worker panicked"))]
+                    })
                 })
                 .collect()
         });
@@ -99,7 +104,8 @@ fn member(block: &[u8]) -> io::Result<Vec<u8>> {
 /// Whether a sample of the block's start shrinks by at least a tenth.
 fn compresses(block: &[u8]) -> bool {
     let sample = &block[..block.len().min(16 << 10)];
-    let mut probe = flate2::write::DeflateEncoder::new(Vec::new(), Compression::fast());
+    let mut probe =
+        flate2::write::DeflateEncoder::new(Vec::new(), Compression::fast());
     if probe.write_all(sample).is_err() {
         return true;
     }

@@ -94,13 +94,15 @@ pub fn append_entry<W: Write>(
     // The one field that would differ on every build.
     header.set_mtime(0);
     header.set_size(size);
-    if let EntryKind::CharDevice { major, minor } | EntryKind::BlockDevice { major, minor } =
-        entry.kind
+    if let EntryKind::CharDevice { major, minor }
+    | EntryKind::BlockDevice { major, minor } = entry.kind
     {
-        set_device(&mut header, major, minor).map_err(|e| write_error(entry, e))?;
+        set_device(&mut header, major, minor)
+            .map_err(|e| write_error(entry, e))?;
     }
     let link = link.map(|target| target.as_os_str().as_bytes());
-    set_names(tar, &mut header, &name, link).map_err(|e| write_error(entry, e))?;
+    set_names(tar, &mut header, &name, link)
+        .map_err(|e| write_error(entry, e))?;
     header.set_cksum();
     tar.append(&header, Exact::new(data, size))
         .map_err(|e| write_error(entry, e))
@@ -115,7 +117,11 @@ fn write_error(entry: &Entry, source: io::Error) -> LayerError {
     }
 }
 
-fn set_device(header: &mut tar::Header, major: u32, minor: u32) -> io::Result<()> {
+fn set_device(
+    header: &mut tar::Header,
+    major: u32,
+    minor: u32,
+) -> io::Result<()> {
     header.set_device_major(major)?;
     header.set_device_minor(minor)
 }
@@ -146,7 +152,11 @@ fn set_names<W: Write>(
     Ok(())
 }
 
-fn append_long_name<W: Write>(tar: &mut tar::Builder<W>, kind: u8, name: &[u8]) -> io::Result<()> {
+fn append_long_name<W: Write>(
+    tar: &mut tar::Builder<W>,
+    kind: u8,
+    name: &[u8],
+) -> io::Result<()> {
     let mut header = tar::Header::new_gnu();
     let label = b"././@LongLink";
     header.as_old_mut().name[..label.len()].copy_from_slice(label);
@@ -217,13 +227,15 @@ pub(crate) fn entry_from_disk(
     let kind = if file_type.is_dir() {
         EntryKind::Dir
     } else if file_type.is_symlink() {
-        let target =
-            std::fs::read_link(&full).map_err(|e| LayerError::io("read link", &full, e))?;
+        let target = std::fs::read_link(&full)
+            .map_err(|e| LayerError::io("read link", &full, e))?;
         EntryKind::Symlink(target)
     } else if file_type.is_file() {
         let key = (meta.dev(), meta.ino());
         match inodes.get(&key) {
-            Some(first) if meta.nlink() > 1 => EntryKind::Hardlink(first.clone()),
+            Some(first) if meta.nlink() > 1 => {
+                EntryKind::Hardlink(first.clone())
+            }
             _ => {
                 if meta.nlink() > 1 {
                     inodes.insert(key, rel.to_path_buf());
@@ -297,7 +309,11 @@ impl<W: Write> LayerStream<W> {
     }
     // ANCHOR_END: layer_stream
 
-    pub(crate) fn append(&mut self, entry: &Entry, data: impl Read) -> Result<(), LayerError> {
+    pub(crate) fn append(
+        &mut self,
+        entry: &Entry,
+        data: impl Read,
+    ) -> Result<(), LayerError> {
         append_entry(&mut self.tar, entry, data)
     }
 

@@ -70,9 +70,11 @@ pub struct Users {
 impl Users {
     /// Reads `user:$2y$...` lines; blank lines and `#` comments are skipped.
     pub fn load(path: &Path) -> Result<Users, RegistryError> {
-        let text = std::fs::read_to_string(path).map_err(|source| RegistryError::Users {
-            path: path.to_path_buf(),
-            source,
+        let text = std::fs::read_to_string(path).map_err(|source| {
+            RegistryError::Users {
+                path: path.to_path_buf(),
+                source,
+            }
         })?;
         let mut hashes = HashMap::new();
         for (index, line) in text.lines().enumerate() {
@@ -92,7 +94,9 @@ impl Users {
                 .iter()
                 .any(|prefix| hash.starts_with(prefix))
             {
-                return Err(bad("only bcrypt entries are supported (htpasswd -B)"));
+                return Err(bad(
+                    "only bcrypt entries are supported (htpasswd -B)",
+                ));
             }
             hashes.insert(user.to_string(), hash.to_string());
         }
@@ -108,7 +112,8 @@ impl Users {
         let Some(hash) = self.hashes.get(user) else {
             return false;
         };
-        let key = (user.to_string(), Sha256::digest(password.as_bytes()).into());
+        let key =
+            (user.to_string(), Sha256::digest(password.as_bytes()).into());
         if self.lock().contains(&key) {
             return true;
         }
@@ -146,8 +151,9 @@ impl Access {
             return Err(RegistryError::PrivateWithoutUsers(private.join(", ")));
         }
         let mut key = [0u8; 32];
-        getrandom::fill(&mut key)
-            .map_err(|err| RegistryError::Runtime(std::io::Error::other(err)))?;
+        getrandom::fill(&mut key).map_err(|err| {
+            RegistryError::Runtime(std::io::Error::other(err))
+        })?;
         Ok(Access {
             users: users.map(Arc::new),
             private,
@@ -193,8 +199,10 @@ impl Access {
         let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
         match (self.challenge, scheme.to_ascii_lowercase().as_str()) {
             (Challenge::Basic, "basic") => {
-                let (user, password) = decode_basic(rest.trim())
-                    .ok_or_else(|| self.refuse(None, "malformed Basic credentials"))?;
+                let (user, password) =
+                    decode_basic(rest.trim()).ok_or_else(|| {
+                        self.refuse(None, "malformed Basic credentials")
+                    })?;
                 // Some clients (skopeo) send an empty user and password when
                 // they have none: that is an anonymous request, not a wrong one.
                 if user.is_empty() && password.is_empty() {
@@ -206,10 +214,12 @@ impl Access {
                     Err(self.refuse(None, "invalid username or password"))
                 }
             }
-            (Challenge::Bearer, "bearer") => match self.verify_token(rest.trim()) {
-                Some(claims) => Ok(Who::Token(claims)),
-                None => Err(self.refuse(None, "invalid or expired token")),
-            },
+            (Challenge::Bearer, "bearer") => {
+                match self.verify_token(rest.trim()) {
+                    Some(claims) => Ok(Who::Token(claims)),
+                    None => Err(self.refuse(None, "invalid or expired token")),
+                }
+            }
             _ => Err(self.refuse(None, "unsupported authorization scheme")),
         }
     }
@@ -220,11 +230,14 @@ impl Access {
         if self.users.is_none() {
             return true;
         }
-        let anonymous_ok = action == Action::Pull && !self.is_private(repository);
+        let anonymous_ok =
+            action == Action::Pull && !self.is_private(repository);
         match who {
             Who::Anonymous => anonymous_ok,
             Who::User(_) => true,
-            Who::Token(claims) => anonymous_ok || claims.allows(repository, action),
+            Who::Token(claims) => {
+                anonymous_ok || claims.allows(repository, action)
+            }
         }
     }
 
@@ -240,16 +253,22 @@ impl Access {
         if self.permits(&who, repository, action) {
             Ok(who)
         } else {
-            Err(self.refuse(Some((repository, action)), "authentication required"))
+            Err(self
+                .refuse(Some((repository, action)), "authentication required"))
         }
     }
 
     /// For `/v2/` and the catalog: anyone with valid credentials, or anyone
     /// at all when no users file is configured.
-    pub async fn require_login(&self, headers: &HeaderMap) -> Result<Who, ApiError> {
+    pub async fn require_login(
+        &self,
+        headers: &HeaderMap,
+    ) -> Result<Who, ApiError> {
         let who = self.identify(headers).await?;
         match who {
-            Who::Anonymous if self.enabled() => Err(self.refuse(None, "authentication required")),
+            Who::Anonymous if self.enabled() => {
+                Err(self.refuse(None, "authentication required"))
+            }
             // An anonymous token is no login either.
             Who::Token(claims) if claims.sub.is_empty() => {
                 Err(self.refuse(None, "authentication required"))
@@ -260,17 +279,26 @@ impl Access {
 
     /// 401 UNAUTHORIZED with the challenge: for bearer, the scope the client
     /// should ask its token for (pushers need pull too: they HEAD blobs).
-    pub fn refuse(&self, scope: Option<(&str, Action)>, message: &str) -> ApiError {
+    pub fn refuse(
+        &self,
+        scope: Option<(&str, Action)>,
+        message: &str,
+    ) -> ApiError {
         let challenge = match self.challenge {
             Challenge::Basic => format!("Basic realm=\"{REALM}\""),
             Challenge::Bearer => {
-                let mut c = format!("Bearer realm=\"{}\",service=\"{REALM}\"", self.token_realm);
+                let mut c = format!(
+                    "Bearer realm=\"{}\",service=\"{REALM}\"",
+                    self.token_realm
+                );
                 if let Some((repository, action)) = scope {
                     let actions = match action {
                         Action::Pull => "pull",
                         Action::Push => "pull,push",
                     };
-                    c.push_str(&format!(",scope=\"repository:{repository}:{actions}\""));
+                    c.push_str(&format!(
+                        ",scope=\"repository:{repository}:{actions}\""
+                    ));
                 }
                 c
             }
@@ -327,13 +355,17 @@ impl Access {
             serde_json::to_vec(&claims)
                 .map_err(|err| ApiError::internal("signing a token", err))?,
         );
-        let signature = URL_SAFE_NO_PAD.encode(mac(&self.key, &payload).finalize().into_bytes());
+        let signature = URL_SAFE_NO_PAD
+            .encode(mac(&self.key, &payload).finalize().into_bytes());
         Ok(format!("{payload}.{signature}"))
         // ANCHOR_END: token
     }
 
     /// Basic credentials for /token (which works in bearer mode too).
-    async fn identify_basic(&self, headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    async fn identify_basic(
+        &self,
+        headers: &HeaderMap,
+    ) -> Result<Option<String>, ApiError> {
         let Some(users) = &self.users else {
             return Ok(None);
         };
@@ -344,14 +376,21 @@ impl Access {
             return Ok(None);
         };
         let basic_refusal = || {
-            ApiError::new(ErrorCode::Unauthorized, "invalid username or password")
-                .header(header::WWW_AUTHENTICATE, format!("Basic realm=\"{REALM}\""))
+            ApiError::new(
+                ErrorCode::Unauthorized,
+                "invalid username or password",
+            )
+            .header(
+                header::WWW_AUTHENTICATE,
+                format!("Basic realm=\"{REALM}\""),
+            )
         };
         let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
         if !scheme.eq_ignore_ascii_case("basic") {
             return Err(basic_refusal());
         }
-        let (user, password) = decode_basic(rest.trim()).ok_or_else(basic_refusal)?;
+        let (user, password) =
+            decode_basic(rest.trim()).ok_or_else(basic_refusal)?;
         // As in `identify`: empty credentials mean none.
         if user.is_empty() && password.is_empty() {
             return Ok(None);
@@ -369,7 +408,9 @@ impl Access {
         // verify_slice compares in constant time (the subtle crate), so
         // timing says nothing about how much of a forged signature matched.
         mac(&self.key, payload).verify_slice(&signature).ok()?;
-        let claims: Claims = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).ok()?).ok()?;
+        let claims: Claims =
+            serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).ok()?)
+                .ok()?;
         (claims.exp > now_secs()).then_some(claims)
     }
 }
@@ -417,7 +458,11 @@ fn parse_scope(scope: &str) -> Option<(&str, Vec<Action>)> {
 }
 
 /// bcrypt takes milliseconds of CPU on purpose: not on an async worker.
-async fn check_off_runtime(users: &Arc<Users>, user: &str, password: String) -> bool {
+async fn check_off_runtime(
+    users: &Arc<Users>,
+    user: &str,
+    password: String,
+) -> bool {
     let (users, user) = (users.clone(), user.to_string());
     tokio::task::spawn_blocking(move || users.check(&user, &password))
         .await
@@ -440,7 +485,8 @@ fn now_secs() -> u64 {
 /// HMAC-SHA256 (RFC 2104) of `payload` under `key`, to finalize or verify.
 fn mac(key: &[u8], payload: &str) -> Hmac<Sha256> {
     // HMAC takes keys of any length: new_from_slice cannot fail for it.
-    let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes any key length");
+    let mut mac =
+        Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes any key length");
     mac.update(payload.as_bytes());
     mac
 }
@@ -461,7 +507,8 @@ mod tests {
 
     #[test]
     fn scopes_parse() {
-        let (repo, actions) = parse_scope("repository:team/app:pull,push").unwrap();
+        let (repo, actions) =
+            parse_scope("repository:team/app:pull,push").unwrap();
         assert_eq!(repo, "team/app");
         assert_eq!(actions, [Action::Pull, Action::Push]);
         assert!(parse_scope("registry:catalog:*").is_none());

@@ -110,7 +110,11 @@ impl ApiError {
         self
     }
 
-    pub fn header(mut self, name: HeaderName, value: impl Into<String>) -> ApiError {
+    pub fn header(
+        mut self,
+        name: HeaderName,
+        value: impl Into<String>,
+    ) -> ApiError {
         self.headers.push((name, value.into()));
         self
     }
@@ -199,7 +203,8 @@ mod tests {
 
     #[test]
     fn codes_are_spelled_as_the_spec_spells_them() {
-        let spelled = |error: ApiError| (error.status.as_u16(), error.code_name());
+        let spelled =
+            |error: ApiError| (error.status.as_u16(), error.code_name());
         assert_eq!(
             spelled(ApiError::new(ErrorCode::BlobUploadUnknown, "x")),
             (404, "BLOB_UPLOAD_UNKNOWN".into())

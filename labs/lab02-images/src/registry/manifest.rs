@@ -7,8 +7,10 @@ use crate::digest::Digest;
 
 pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
-pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
-pub const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+pub const DOCKER_MANIFEST: &str =
+    "application/vnd.docker.distribution.manifest.v2+json";
+pub const DOCKER_LIST: &str =
+    "application/vnd.docker.distribution.manifest.list.v2+json";
 
 /// Manifests bigger than this are refused (the spec asks for at least 4 MiB).
 pub const MAX_MANIFEST: usize = 4 << 20;
@@ -41,8 +43,12 @@ struct LooseDescriptor {
 
 // ANCHOR: check_manifest
 /// Parses a manifest sent with `content_type` and lists what it names.
-pub fn check(bytes: &[u8], content_type: Option<&str>) -> Result<Checked, ApiError> {
-    let invalid = |message: String| ApiError::new(ErrorCode::ManifestInvalid, message);
+pub fn check(
+    bytes: &[u8],
+    content_type: Option<&str>,
+) -> Result<Checked, ApiError> {
+    let invalid =
+        |message: String| ApiError::new(ErrorCode::ManifestInvalid, message);
     let loose: Loose = serde_json::from_slice(bytes)
         .map_err(|err| invalid(format!("manifest is not valid JSON: {err}")))?;
     if loose.schema_version != Some(2) {
@@ -71,14 +77,12 @@ pub fn check(bytes: &[u8], content_type: Option<&str>) -> Result<Checked, ApiErr
     };
     match media_type.as_str() {
         OCI_MANIFEST | DOCKER_MANIFEST => {
-            let config = loose
-                .config
-                .as_ref()
-                .ok_or_else(|| invalid("an image manifest needs a config".into()))?;
-            let layers = loose
-                .layers
-                .as_ref()
-                .ok_or_else(|| invalid("an image manifest needs layers".into()))?;
+            let config = loose.config.as_ref().ok_or_else(|| {
+                invalid("an image manifest needs a config".into())
+            })?;
+            let layers = loose.layers.as_ref().ok_or_else(|| {
+                invalid("an image manifest needs layers".into())
+            })?;
             let mut blobs = vec![digest(config)?];
             for layer in layers {
                 blobs.push(digest(layer)?);
@@ -103,7 +107,9 @@ pub fn check(bytes: &[u8], content_type: Option<&str>) -> Result<Checked, ApiErr
                 manifests,
             })
         }
-        other => Err(invalid(format!("unsupported manifest media type {other}"))),
+        other => {
+            Err(invalid(format!("unsupported manifest media type {other}")))
+        }
     }
 }
 // ANCHOR_END: check_manifest

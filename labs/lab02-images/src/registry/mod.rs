@@ -57,11 +57,12 @@ fn build_app(
     challenge: Challenge,
     addr: SocketAddr,
 ) -> Result<server::App, RegistryError> {
-    let storage =
-        storage::Storage::open(&config.root).map_err(|source| RegistryError::Storage {
+    let storage = storage::Storage::open(&config.root).map_err(|source| {
+        RegistryError::Storage {
             root: config.root.clone(),
             source,
-        })?;
+        }
+    })?;
     let users = config.users.as_deref().map(auth::Users::load).transpose()?;
     let access = auth::Access::new(
         users,
@@ -77,8 +78,8 @@ fn build_app(
 }
 
 fn bind(addr: SocketAddr) -> Result<std::net::TcpListener, RegistryError> {
-    let listener =
-        std::net::TcpListener::bind(addr).map_err(|source| RegistryError::Bind { addr, source })?;
+    let listener = std::net::TcpListener::bind(addr)
+        .map_err(|source| RegistryError::Bind { addr, source })?;
     listener
         .set_nonblocking(true)
         .map_err(|source| RegistryError::Bind { addr, source })?;
@@ -96,7 +97,9 @@ pub struct RegistryHandle {
 
 impl RegistryHandle {
     /// Starts a registry answering 401s with a Basic challenge.
-    pub fn start(config: RegistryConfig) -> Result<RegistryHandle, RegistryError> {
+    pub fn start(
+        config: RegistryConfig,
+    ) -> Result<RegistryHandle, RegistryError> {
         RegistryHandle::start_with(config, Challenge::Basic)
     }
 
@@ -106,12 +109,13 @@ impl RegistryHandle {
         challenge: Challenge,
     ) -> Result<RegistryHandle, RegistryError> {
         let listener = bind(config.addr)?;
-        let addr = listener
-            .local_addr()
-            .map_err(|source| RegistryError::Bind {
-                addr: config.addr,
-                source,
-            })?;
+        let addr =
+            listener
+                .local_addr()
+                .map_err(|source| RegistryError::Bind {
+                    addr: config.addr,
+                    source,
+                })?;
         let app = Arc::new(build_app(&config, challenge, addr)?);
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -154,7 +158,9 @@ impl RegistryHandle {
     fn stop_and_join(&mut self) -> Result<(), RegistryError> {
         let _ = self.stop.send(true);
         match self.thread.take() {
-            Some(thread) => thread.join().map_err(|_| RegistryError::Panicked)?,
+            Some(thread) => {
+                thread.join().map_err(|_| RegistryError::Panicked)?
+            }
             None => Ok(()),
         }
     }
@@ -174,7 +180,8 @@ async fn serve(
     app: Arc<server::App>,
     mut stopped: tokio::sync::watch::Receiver<bool>,
 ) -> Result<(), RegistryError> {
-    let listener = tokio::net::TcpListener::from_std(listener).map_err(RegistryError::Runtime)?;
+    let listener = tokio::net::TcpListener::from_std(listener)
+        .map_err(RegistryError::Runtime)?;
     let mut signal = stopped.clone();
     let graceful = axum::serve(listener, server::router(app))
         .with_graceful_shutdown(async move {

@@ -64,7 +64,10 @@ pub fn route(path: &str) -> Result<Option<Route>, ApiError> {
     };
     let route = if n > 2 && tail(2) == ["tags", "list"] {
         Route::Tags { name: name(2)? }
-    } else if n > 3 && tail(3)[..2] == ["blobs", "uploads"] && tail(1)[0].is_empty() {
+    } else if n > 3
+        && tail(3)[..2] == ["blobs", "uploads"]
+        && tail(1)[0].is_empty()
+    {
         Route::UploadStart { name: name(3)? }
     } else if n > 3 && tail(3)[..2] == ["blobs", "uploads"] {
         let id = segments[n - 1];
@@ -114,7 +117,9 @@ pub fn check_name(name: &str) -> Result<(), ApiError> {
 
 /// Whether `name` is a valid repository name.
 pub fn is_name(name: &str) -> bool {
-    !name.is_empty() && name.len() <= MAX_NAME && name.split('/').all(is_component)
+    !name.is_empty()
+        && name.len() <= MAX_NAME
+        && name.split('/').all(is_component)
 }
 
 fn is_component(component: &str) -> bool {
@@ -138,7 +143,11 @@ fn is_component(component: &str) -> bool {
             i += 1;
         }
         let sep = &component[start..i];
-        if !(sep == "." || sep == "_" || sep == "__" || sep.bytes().all(|b| b == b'-')) {
+        if !(sep == "."
+            || sep == "_"
+            || sep == "__"
+            || sep.bytes().all(|b| b == b'-'))
+        {
             return false;
         }
     }
@@ -194,7 +203,10 @@ pub fn query_pairs(uri: &Uri) -> Vec<(String, String)> {
 }
 
 /// The first value of `key` in the query.
-pub fn query_get<'a>(pairs: &'a [(String, String)], key: &str) -> Option<&'a str> {
+pub fn query_get<'a>(
+    pairs: &'a [(String, String)],
+    key: &str,
+) -> Option<&'a str> {
     pairs
         .iter()
         .find(|(k, _)| k == key)
@@ -221,7 +233,8 @@ mod tests {
             assert!(is_name(good), "{good}");
         }
         for bad in [
-            "", "Kubia", "a//b", "/a", "a/", "-a", "a.", "a..b", "a___b", "a_.b", "..",
+            "", "Kubia", "a//b", "/a", "a/", "-a", "a.", "a..b", "a___b",
+            "a_.b", "..",
         ] {
             assert!(!is_name(bad), "{bad}");
         }
@@ -261,9 +274,10 @@ mod tests {
 
     #[test]
     fn queries_decode() {
-        let uri: Uri = "/v2/a/blobs/uploads/?mount=sha256%3Aab&from=team%2Fapp&x&n=100%"
-            .parse()
-            .unwrap();
+        let uri: Uri =
+            "/v2/a/blobs/uploads/?mount=sha256%3Aab&from=team%2Fapp&x&n=100%"
+                .parse()
+                .unwrap();
         let pairs = query_pairs(&uri);
         assert_eq!(query_get(&pairs, "mount"), Some("sha256:ab"));
         assert_eq!(query_get(&pairs, "from"), Some("team/app"));

@@ -6,7 +6,9 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
+use axum::http::{
+    header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode,
+};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
@@ -21,9 +23,12 @@ use super::storage::{Storage, StoredManifest};
 use super::upload::{finish_upload, Upload, Uploads};
 use crate::digest::Digest;
 
-pub const API_VERSION: HeaderName = HeaderName::from_static("docker-distribution-api-version");
-pub const CONTENT_DIGEST: HeaderName = HeaderName::from_static("docker-content-digest");
-pub const UPLOAD_UUID: HeaderName = HeaderName::from_static("docker-upload-uuid");
+pub const API_VERSION: HeaderName =
+    HeaderName::from_static("docker-distribution-api-version");
+pub const CONTENT_DIGEST: HeaderName =
+    HeaderName::from_static("docker-content-digest");
+pub const UPLOAD_UUID: HeaderName =
+    HeaderName::from_static("docker-upload-uuid");
 
 /// Everything the handlers share.
 pub struct App {
@@ -55,9 +60,8 @@ async fn handle(app: &App, request: Request) -> Result<Response, ApiError> {
     let query = query_pairs(&parts.uri);
     let headers = &parts.headers;
     let Some(route) = names::route(parts.uri.path())? else {
-        return Err(
-            ApiError::new(ErrorCode::Unsupported, "no such endpoint").status(StatusCode::NOT_FOUND)
-        );
+        return Err(ApiError::new(ErrorCode::Unsupported, "no such endpoint")
+            .status(StatusCode::NOT_FOUND));
     };
     let head = parts.method == Method::HEAD;
     // ANCHOR: handle
@@ -66,7 +70,9 @@ async fn handle(app: &App, request: Request) -> Result<Response, ApiError> {
             app.access.require_login(headers).await?;
             Ok(json(StatusCode::OK, serde_json::json!({})))
         }
-        (Route::Catalog, Method::GET | Method::HEAD) => catalog(app, headers, &query).await,
+        (Route::Catalog, Method::GET | Method::HEAD) => {
+            catalog(app, headers, &query).await
+        }
         (Route::Tags { name }, Method::GET | Method::HEAD) => {
             tags(app, headers, &name, &query).await
         }
@@ -88,7 +94,9 @@ async fn handle(app: &App, request: Request) -> Result<Response, ApiError> {
         (Route::Upload { name, id }, Method::PUT) => {
             put_upload(app, headers, &name, &id, &query, body).await
         }
-        (Route::Upload { name, id }, Method::GET) => upload_status(app, headers, &name, &id).await,
+        (Route::Upload { name, id }, Method::GET) => {
+            upload_status(app, headers, &name, &id).await
+        }
         (Route::Upload { name, id }, Method::DELETE) => {
             cancel_upload(app, headers, &name, &id).await
         }
@@ -144,7 +152,11 @@ fn paginate(
     }
 }
 
-fn with_next_link(mut response: Response, path: &str, next: Option<(usize, String)>) -> Response {
+fn with_next_link(
+    mut response: Response,
+    path: &str,
+    next: Option<(usize, String)>,
+) -> Response {
     if let Some((n, last)) = next {
         let link = format!(
             "<{path}?n={n}&last={}>; rel=\"next\"",
@@ -341,7 +353,9 @@ async fn put_manifest(
     };
     let repository = name.to_string();
     app.storage
-        .run(move |storage| storage.put_manifest(&repository, &stored, tag.as_deref()))
+        .run(move |storage| {
+            storage.put_manifest(&repository, &stored, tag.as_deref())
+        })
         .await
         .map_err(storage_error("storing a manifest"))?;
     Ok(empty(
@@ -423,7 +437,9 @@ async fn start_upload(
 ) -> Result<Response, ApiError> {
     // ANCHOR: start_upload
     let who = app.access.require(headers, name, Action::Push).await?;
-    if let (Some(mount), Some(from)) = (query_get(query, "mount"), query_get(query, "from")) {
+    if let (Some(mount), Some(from)) =
+        (query_get(query, "mount"), query_get(query, "from"))
+    {
         let digest = names::parse_digest(mount)?;
         // Mount only what the client could have pulled itself; otherwise
         // fall through to an ordinary upload, revealing nothing.
@@ -449,7 +465,8 @@ async fn start_upload(
     let upload = app.uploads.create(&app.storage, name)?;
     let mut upload = upload.lock().await;
     if let Some(digest) = monolithic {
-        let result = finish_upload(&app.storage, &mut upload, &digest, body).await;
+        let result =
+            finish_upload(&app.storage, &mut upload, &digest, body).await;
         app.uploads.remove(&upload);
         result?;
         return Ok(blob_created(name, &digest));
@@ -460,7 +477,10 @@ async fn start_upload(
 
 /// An optional `Content-Range: <start>-<end>` (inclusive; a leading
 /// "bytes " is tolerated). A chunk must start where the upload stands.
-fn check_range(headers: &HeaderMap, upload: &Upload) -> Result<Option<(u64, u64)>, ApiError> {
+fn check_range(
+    headers: &HeaderMap,
+    upload: &Upload,
+) -> Result<Option<(u64, u64)>, ApiError> {
     let Some(value) = headers.get(header::CONTENT_RANGE) else {
         return Ok(None);
     };
@@ -468,7 +488,9 @@ fn check_range(headers: &HeaderMap, upload: &Upload) -> Result<Option<(u64, u64)
     let text = text.strip_prefix("bytes ").unwrap_or(text).trim();
     let parsed = text
         .split_once('-')
-        .and_then(|(start, end)| Some((start.parse::<u64>().ok()?, end.parse::<u64>().ok()?)))
+        .and_then(|(start, end)| {
+            Some((start.parse::<u64>().ok()?, end.parse::<u64>().ok()?))
+        })
         .filter(|(start, end)| start <= end);
     let out_of_order = || {
         ApiError::new(
@@ -484,7 +506,9 @@ fn check_range(headers: &HeaderMap, upload: &Upload) -> Result<Option<(u64, u64)
         .header(UPLOAD_UUID, upload.id())
     };
     match parsed {
-        Some((start, end)) if start == upload.offset() => Ok(Some((start, end))),
+        Some((start, end)) if start == upload.offset() => {
+            Ok(Some((start, end)))
+        }
         _ => Err(out_of_order()),
     }
 }
@@ -527,7 +551,12 @@ async fn put_upload(
 ) -> Result<Response, ApiError> {
     app.access.require(headers, name, Action::Push).await?;
     let digest = query_get(query, "digest")
-        .ok_or_else(|| ApiError::new(ErrorCode::DigestInvalid, "the digest parameter is missing"))
+        .ok_or_else(|| {
+            ApiError::new(
+                ErrorCode::DigestInvalid,
+                "the digest parameter is missing",
+            )
+        })
         .and_then(names::parse_digest)?;
     let upload = app.uploads.get(name, id)?;
     let mut upload = upload.lock().await;

@@ -109,7 +109,11 @@ impl Storage {
     }
 
     /// The size of a blob this repository may serve, if it has it.
-    pub fn blob_size(&self, name: &str, digest: &Digest) -> io::Result<Option<u64>> {
+    pub fn blob_size(
+        &self,
+        name: &str,
+        digest: &Digest,
+    ) -> io::Result<Option<u64>> {
         if !self.layer_link(name, digest).exists() {
             return Ok(None);
         }
@@ -166,23 +170,30 @@ impl Storage {
     /// The digest a tag points at.
     pub fn tag(&self, name: &str, tag: &str) -> io::Result<Option<Digest>> {
         match fs::read_to_string(self.tag_link(name, tag)) {
-            Ok(text) => text
-                .trim()
-                .parse()
-                .map(Some)
-                .map_err(|err| io::Error::new(io::ErrorKind::InvalidData, err)),
+            Ok(text) => {
+                text.trim().parse().map(Some).map_err(|err| {
+                    io::Error::new(io::ErrorKind::InvalidData, err)
+                })
+            }
             Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(err) => Err(err),
         }
     }
 
     /// A manifest of this repository, by digest.
-    pub fn manifest(&self, name: &str, digest: &Digest) -> io::Result<Option<StoredManifest>> {
-        let media_type = match fs::read_to_string(self.revision_link(name, digest)) {
-            Ok(text) => text.trim().to_string(),
-            Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(err) => return Err(err),
-        };
+    pub fn manifest(
+        &self,
+        name: &str,
+        digest: &Digest,
+    ) -> io::Result<Option<StoredManifest>> {
+        let media_type =
+            match fs::read_to_string(self.revision_link(name, digest)) {
+                Ok(text) => text.trim().to_string(),
+                Err(err) if err.kind() == io::ErrorKind::NotFound => {
+                    return Ok(None)
+                }
+                Err(err) => return Err(err),
+            };
         let bytes = fs::read(self.blob_path(digest))?;
         Ok(Some(StoredManifest {
             digest: digest.clone(),
@@ -232,7 +243,11 @@ impl Storage {
 
 /// Repositories nest (`team` and `team/app`); their own files sit in
 /// directories starting with '_', which no name component may.
-fn walk_repositories(dir: &Path, prefix: &str, found: &mut Vec<String>) -> io::Result<()> {
+fn walk_repositories(
+    dir: &Path,
+    prefix: &str,
+    found: &mut Vec<String>,
+) -> io::Result<()> {
     let mut is_repository = false;
     for entry in fs::read_dir(dir)? {
         let entry = entry?;
@@ -259,9 +274,9 @@ fn walk_repositories(dir: &Path, prefix: &str, found: &mut Vec<String>) -> io::R
 /// complete new one: a temporary file beside it, fsync, rename, fsync the
 /// directory.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let dir = path
-        .parent()
-        .ok_or_else(|| io::Error::other(format!("{} has no parent", path.display())))?;
+    let dir = path.parent().ok_or_else(|| {
+        io::Error::other(format!("{} has no parent", path.display()))
+    })?;
     fs::create_dir_all(dir)?;
     let temp = dir.join(format!(
         ".tmp-{}-{}",

@@ -79,38 +79,39 @@ impl Upload {
             .await
             .map_err(|err| ApiError::internal("opening an upload", err))?;
         let mut written = 0u64;
-        let result: Result<(), ApiError> = async {
-            file.seek(SeekFrom::Start(self.offset))
-                .await
-                .map_err(|err| ApiError::internal("seeking in an upload", err))?;
-            let mut stream = body.into_data_stream();
-            loop {
-                let next = tokio::time::timeout(STALL, stream.next())
-                    .await
-                    .map_err(|_| {
+        let result: Result<(), ApiError> =
+            async {
+                file.seek(SeekFrom::Start(self.offset)).await.map_err(
+                    |err| ApiError::internal("seeking in an upload", err),
+                )?;
+                let mut stream = body.into_data_stream();
+                loop {
+                    let next = tokio::time::timeout(STALL, stream.next())
+                        .await
+                        .map_err(|_| {
+                            ApiError::new(
+                                ErrorCode::BlobUploadInvalid,
+                                "upload stalled: no data for 60 s",
+                            )
+                        })?;
+                    let Some(chunk) = next else { break };
+                    let chunk = chunk.map_err(|err| {
                         ApiError::new(
                             ErrorCode::BlobUploadInvalid,
-                            "upload stalled: no data for 60 s",
+                            format!("upload interrupted: {err}"),
                         )
                     })?;
-                let Some(chunk) = next else { break };
-                let chunk = chunk.map_err(|err| {
-                    ApiError::new(
-                        ErrorCode::BlobUploadInvalid,
-                        format!("upload interrupted: {err}"),
-                    )
-                })?;
-                file.write_all(&chunk)
+                    file.write_all(&chunk).await.map_err(|err| {
+                        ApiError::internal("writing an upload", err)
+                    })?;
+                    written += chunk.len() as u64;
+                }
+                // tokio's File finishes writes in the background: wait for them.
+                file.flush()
                     .await
-                    .map_err(|err| ApiError::internal("writing an upload", err))?;
-                written += chunk.len() as u64;
+                    .map_err(|err| ApiError::internal("writing an upload", err))
             }
-            // tokio's File finishes writes in the background: wait for them.
-            file.flush()
-                .await
-                .map_err(|err| ApiError::internal("writing an upload", err))
-        }
-        .await;
+            .await;
         match result {
             Ok(()) => {
                 self.offset += written;
@@ -140,7 +141,9 @@ impl Upload {
 }
 
 /// The digest of a whole file, computed off the async workers.
-pub async fn digest_of_file(path: &std::path::Path) -> Result<Digest, ApiError> {
+pub async fn digest_of_file(
+    path: &std::path::Path,
+) -> Result<Digest, ApiError> {
     let path = path.to_path_buf();
     tokio::task::spawn_blocking(move || {
         let file = std::fs::File::open(&path)?;
@@ -214,7 +217,8 @@ impl Uploads {
                 format!("too many uploads in progress (at most {MAX_UPLOADS})"),
             ));
         }
-        let id = new_id().map_err(|err| ApiError::internal("naming an upload", err))?;
+        let id = new_id()
+            .map_err(|err| ApiError::internal("naming an upload", err))?;
         let upload = Arc::new(tokio::sync::Mutex::new(Upload {
             path: storage.upload_path(&id),
             id: id.clone(),
@@ -233,7 +237,11 @@ impl Uploads {
     }
 
     /// The upload `id`, if it is open and belongs to repository `name`.
-    pub fn get(&self, name: &str, id: &str) -> Result<Arc<tokio::sync::Mutex<Upload>>, ApiError> {
+    pub fn get(
+        &self,
+        name: &str,
+        id: &str,
+    ) -> Result<Arc<tokio::sync::Mutex<Upload>>, ApiError> {
         let open = self.open.lock().unwrap_or_else(|e| e.into_inner());
         match open.get(id) {
             // An upload belongs to the repository it was started in: its id

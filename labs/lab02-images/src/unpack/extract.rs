@@ -13,22 +13,31 @@ use std::path::{Path, PathBuf};
 use nix::errno::Errno;
 use nix::fcntl::{open, openat, AtFlags, OFlag};
 use nix::sys::stat::{
-    fchmod, fchmodat, fstatat, futimens, makedev, mkdirat, mknodat, utimensat, FchmodatFlags, Mode,
-    SFlag, UtimensatFlags,
+    fchmod, fchmodat, fstatat, futimens, makedev, mkdirat, mknodat, utimensat,
+    FchmodatFlags, Mode, SFlag, UtimensatFlags,
 };
 use nix::sys::time::TimeSpec;
-use nix::unistd::{fchown, fchownat, linkat, symlinkat, unlinkat, Gid, Uid, UnlinkatFlags};
+use nix::unistd::{
+    fchown, fchownat, linkat, symlinkat, unlinkat, Gid, Uid, UnlinkatFlags,
+};
 
 use super::resolve::{kind, open_dir_beneath, Unsafe, STEP};
 use super::{sanitize, ApplyOptions, ApplyReport, UnpackError};
 use crate::layer::compression::uncompressed;
 use crate::layer::whiteout::{Whiteout, OVERLAY_OPAQUE_XATTR};
 
+/// Overlay whiteouts are 0/0 character devices: mknod needs root.
+const WHITEOUT_NEEDS_ROOT: &str =
+    "making overlay whiteouts (character devices 0/0) needs root";
+
 // ANCHOR: apply_layer
 /// Applies `layer` (gzip or plain tar) onto the directory `rootfs`, on top
 /// of what earlier layers put there: entries replace what is in their way,
 /// whiteouts delete. Stops at the first refused entry (see [`super`]).
-pub fn apply_layer(rootfs: &Path, layer: impl Read) -> Result<ApplyReport, UnpackError> {
+pub fn apply_layer(
+    rootfs: &Path,
+    layer: impl Read,
+) -> Result<ApplyReport, UnpackError> {
     apply_layer_with(rootfs, layer, ApplyOptions::default())
 }
 // ANCHOR_END: apply_layer
@@ -47,7 +56,10 @@ pub fn apply_layer_with(
 /// overlayfs lower directory: its whiteouts become overlay's own, a
 /// character device 0/0 for a deletion and `trusted.overlay.opaque="y"` on
 /// an opaque directory (both need root).
-pub fn extract_layer_dir(dest: &Path, layer: impl Read) -> Result<ApplyReport, UnpackError> {
+pub fn extract_layer_dir(
+    dest: &Path,
+    layer: impl Read,
+) -> Result<ApplyReport, UnpackError> {
     extract_layer_dir_with(dest, layer, ApplyOptions::default())
 }
 // ANCHOR_END: extract_layer_dir
@@ -133,7 +145,9 @@ impl<'a> Extractor<'a> {
             self.report.entries += 1;
             match self.entry(&mut entry) {
                 Ok(()) => {}
-                Err(UnpackError::Hostile { entry, reason }) if self.options.skip_hostile => {
+                Err(UnpackError::Hostile { entry, reason })
+                    if self.options.skip_hostile =>
+                {
                     self.report.refused.push(format!("{entry}: {reason}"));
                 }
                 Err(e) => return Err(e),
@@ -144,7 +158,10 @@ impl<'a> Extractor<'a> {
     }
 
     // ANCHOR: entry
-    fn entry<R: Read>(&mut self, entry: &mut tar::Entry<R>) -> Result<(), UnpackError> {
+    fn entry<R: Read>(
+        &mut self,
+        entry: &mut tar::Entry<R>,
+    ) -> Result<(), UnpackError> {
         let raw_path = entry.path_bytes().into_owned();
         let raw = String::from_utf8_lossy(&raw_path).into_owned();
         let entry_type = entry.header().entry_type();
@@ -153,19 +170,24 @@ impl<'a> Extractor<'a> {
         }
         let rel = sanitize(Path::new(OsStr::from_bytes(&raw_path)))
             .map_err(|reason| UnpackError::hostile(&raw, reason))?;
-        let (Some(name), Some(parent_rel)) = (rel.file_name(), rel.parent()) else {
+        let (Some(name), Some(parent_rel)) = (rel.file_name(), rel.parent())
+        else {
             // `./`, the rootfs itself: it keeps the metadata it has.
             return Ok(());
         };
-        let (name, parent_rel) = (name.to_os_string(), parent_rel.to_path_buf());
+        let (name, parent_rel) =
+            (name.to_os_string(), parent_rel.to_path_buf());
         if let Some(whiteout) = Whiteout::parse(&name) {
             return self.whiteout(&raw, &parent_rel, whiteout);
         }
         let parent = self.dir(&raw, &parent_rel, true)?.ok_or_else(|| {
-            UnpackError::hostile(&raw, "its parent directory could not be created")
+            UnpackError::hostile(
+                &raw,
+                "its parent directory could not be created",
+            )
         })?;
         let meta = read_meta(entry.header(), &raw)?;
-    // ANCHOR_END: entry
+        // ANCHOR_END: entry
         let at = At {
             parent: parent.as_fd(),
             name: &name,
@@ -174,9 +196,9 @@ impl<'a> Extractor<'a> {
         };
         match entry_type {
             tar::EntryType::Directory => self.make_dir(&at, meta)?,
-            tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::GNUSparse => {
-                self.make_file(&at, meta, entry)?
-            }
+            tar::EntryType::Regular
+            | tar::EntryType::Continuous
+            | tar::EntryType::GNUSparse => self.make_file(&at, meta, entry)?,
             tar::EntryType::Symlink => {
                 let target = link_name(entry, &raw)?;
                 self.make_symlink(&at, meta, &target)?
@@ -185,14 +207,17 @@ impl<'a> Extractor<'a> {
                 let target = link_name(entry, &raw)?;
                 self.make_hardlink(&at, &target)?
             }
-            tar::EntryType::Char | tar::EntryType::Block | tar::EntryType::Fifo => {
+            tar::EntryType::Char
+            | tar::EntryType::Block
+            | tar::EntryType::Fifo => {
                 let header = entry.header();
                 let device = |n: io::Result<Option<u32>>| {
-                    n.map(Option::unwrap_or_default)
-                        .map_err(|source| UnpackError::Read {
+                    n.map(Option::unwrap_or_default).map_err(|source| {
+                        UnpackError::Read {
                             entry: Some(raw.clone()),
                             source,
-                        })
+                        }
+                    })
                 };
                 let (major, minor) = (
                     device(header.device_major())?,
@@ -203,14 +228,22 @@ impl<'a> Extractor<'a> {
                     tar::EntryType::Block => SFlag::S_IFBLK,
                     _ => SFlag::S_IFIFO,
                 };
-                if !self.make_node(&at, meta, node, makedev(major.into(), minor.into()))? {
+                if !self.make_node(
+                    &at,
+                    meta,
+                    node,
+                    makedev(major.into(), minor.into()),
+                )? {
                     return Ok(());
                 }
             }
             other => {
                 return Err(UnpackError::hostile(
                     &raw,
-                    format!("unsupported entry type {:?}", other.as_byte() as char),
+                    format!(
+                        "unsupported entry type {:?}",
+                        other.as_byte() as char
+                    ),
                 ))
             }
         }
@@ -227,19 +260,30 @@ impl<'a> Extractor<'a> {
     }
 
     /// The directory `rel` under the root, reached safely; refusals name `raw`.
-    fn dir(&self, raw: &str, rel: &Path, create: bool) -> Result<Option<OwnedFd>, UnpackError> {
-        open_dir_beneath(self.root.as_fd(), rel, create).map_err(|unsafe_| match unsafe_ {
-            Unsafe::Sys { at, errno } => UnpackError::Io {
-                op: "open directory",
-                path: self.root_path.join(at),
-                entry: raw.to_string(),
-                source: errno.into(),
-            },
-            refusal => UnpackError::hostile(raw, refusal.to_string()),
+    fn dir(
+        &self,
+        raw: &str,
+        rel: &Path,
+        create: bool,
+    ) -> Result<Option<OwnedFd>, UnpackError> {
+        open_dir_beneath(self.root.as_fd(), rel, create).map_err(|unsafe_| {
+            match unsafe_ {
+                Unsafe::Sys { at, errno } => UnpackError::Io {
+                    op: "open directory",
+                    path: self.root_path.join(at),
+                    entry: raw.to_string(),
+                    source: errno.into(),
+                },
+                refusal => UnpackError::hostile(raw, refusal.to_string()),
+            }
         })
     }
 
-    fn io(&self, op: &'static str, at: &At<'_>) -> impl FnOnce(Errno) -> UnpackError {
+    fn io(
+        &self,
+        op: &'static str,
+        at: &At<'_>,
+    ) -> impl FnOnce(Errno) -> UnpackError {
         let path = self.root_path.join(at.rel);
         let entry = at.raw.to_string();
         move |errno| UnpackError::Io {
@@ -264,7 +308,11 @@ impl<'a> Extractor<'a> {
                 Err(UnpackError::hostile(raw, "the whiteout names no file"))
             }
             // Something this layer put there: the whiteout is for the layers below.
-            (Whiteout::Deleted(name), _) if self.written.contains(&at(name)) => Ok(()),
+            (Whiteout::Deleted(name), _)
+                if self.written.contains(&at(name)) =>
+            {
+                Ok(())
+            }
             (Whiteout::Deleted(name), Target::Rootfs) => {
                 let Some(dir) = self.dir(raw, dir_rel, false)? else {
                     return Ok(());
@@ -275,37 +323,46 @@ impl<'a> Extractor<'a> {
             }
             (Whiteout::Deleted(name), Target::OverlayLower) => {
                 let dir = self.dir(raw, dir_rel, true)?.ok_or_else(|| {
-                    UnpackError::hostile(raw, "its parent directory could not be created")
+                    UnpackError::hostile(
+                        raw,
+                        "its parent directory could not be created",
+                    )
                 })?;
                 if exists(dir.as_fd(), name) {
                     // A directory this layer made for deeper entries.
                     return Ok(());
                 }
-                mknodat(&dir, name, SFlag::S_IFCHR, Mode::empty(), 0).map_err(|errno| match errno {
-                    Errno::EPERM => UnpackError::Overlay(
-                        "making overlay whiteouts (character devices 0/0) needs root".into(),
-                    ),
+                let made =
+                    mknodat(&dir, name, SFlag::S_IFCHR, Mode::empty(), 0);
+                made.map_err(|errno| match errno {
+                    Errno::EPERM => {
+                        UnpackError::Overlay(WHITEOUT_NEEDS_ROOT.into())
+                    }
                     errno => self.io_at("make whiteout", &at(name), raw, errno),
                 })
             }
-    // ANCHOR_END: whiteout
+            // ANCHOR_END: whiteout
             (Whiteout::Opaque, Target::Rootfs) => {
                 let Some(dir) = self.dir(raw, dir_rel, false)? else {
                     return Ok(());
                 };
-                for child in
-                    list_dir(dir.as_fd()).map_err(|e| self.io_at("list", dir_rel, raw, e))?
+                for child in list_dir(dir.as_fd())
+                    .map_err(|e| self.io_at("list", dir_rel, raw, e))?
                 {
                     if !self.written.contains(&at(&child)) {
-                        remove_any(dir.as_fd(), &child)
-                            .map_err(|errno| self.io_at("delete", &at(&child), raw, errno))?;
+                        remove_any(dir.as_fd(), &child).map_err(|errno| {
+                            self.io_at("delete", &at(&child), raw, errno)
+                        })?;
                     }
                 }
                 Ok(())
             }
             (Whiteout::Opaque, Target::OverlayLower) => {
                 let dir = self.dir(raw, dir_rel, true)?.ok_or_else(|| {
-                    UnpackError::hostile(raw, "its directory could not be created")
+                    UnpackError::hostile(
+                        raw,
+                        "its directory could not be created",
+                    )
                 })?;
                 set_opaque(dir.as_fd()).map_err(|errno| match errno {
                     Errno::EPERM => UnpackError::Overlay(
@@ -317,7 +374,13 @@ impl<'a> Extractor<'a> {
         }
     }
 
-    fn io_at(&self, op: &'static str, rel: &Path, raw: &str, errno: Errno) -> UnpackError {
+    fn io_at(
+        &self,
+        op: &'static str,
+        rel: &Path,
+        raw: &str,
+        errno: Errno,
+    ) -> UnpackError {
         UnpackError::Io {
             op,
             path: self.root_path.join(rel),
@@ -333,9 +396,12 @@ impl<'a> Extractor<'a> {
         match fstatat(at.parent, at.name, AtFlags::AT_SYMLINK_NOFOLLOW) {
             Err(Errno::ENOENT) => Ok(false),
             Err(errno) => Err(self.io("stat", at)(errno)),
-            Ok(st) if keep_dir && kind(st.st_mode) == SFlag::S_IFDIR => Ok(true),
+            Ok(st) if keep_dir && kind(st.st_mode) == SFlag::S_IFDIR => {
+                Ok(true)
+            }
             Ok(_) => {
-                remove_any(at.parent, at.name).map_err(self.io("replace", at))?;
+                remove_any(at.parent, at.name)
+                    .map_err(self.io("replace", at))?;
                 Ok(false)
             }
         }
@@ -348,7 +414,8 @@ impl<'a> Extractor<'a> {
         }
         let dir = openat(at.parent, at.name, STEP, Mode::empty())
             .map_err(self.io("open directory", at))?;
-        chown_kept(fchown(&dir, uid(meta.uid), gid(meta.gid))).map_err(self.io("chown", at))?;
+        chown_kept(fchown(&dir, uid(meta.uid), gid(meta.gid)))
+            .map_err(self.io("chown", at))?;
         self.dirs.push((at.rel.to_path_buf(), meta));
         Ok(())
     }
@@ -360,10 +427,14 @@ impl<'a> Extractor<'a> {
         data: &mut tar::Entry<R>,
     ) -> Result<(), UnpackError> {
         self.clear(at, false)?;
-        let flags =
-            OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
-        let fd = openat(at.parent, at.name, flags, Mode::from_bits_truncate(0o600))
-            .map_err(self.io("create file", at))?;
+        let flags = OFlag::O_WRONLY
+            | OFlag::O_CREAT
+            | OFlag::O_EXCL
+            | OFlag::O_NOFOLLOW
+            | OFlag::O_CLOEXEC;
+        let fd =
+            openat(at.parent, at.name, flags, Mode::from_bits_truncate(0o600))
+                .map_err(self.io("create file", at))?;
         let mut file = File::from(fd);
         // Streamed, and never more than the layer holds: a header can claim
         // a terabyte, only the bytes that follow it get written.
@@ -372,12 +443,12 @@ impl<'a> Extractor<'a> {
         let mut buf = vec![0u8; 64 * 1024];
         while copied < declared {
             let want = buf.len().min((declared - copied) as usize);
-            let n = data
-                .read(&mut buf[..want])
-                .map_err(|source| UnpackError::Read {
+            let n = data.read(&mut buf[..want]).map_err(|source| {
+                UnpackError::Read {
                     entry: Some(at.raw.to_string()),
                     source,
-                })?;
+                }
+            })?;
             if n == 0 {
                 return Err(UnpackError::Truncated {
                     entry: at.raw.to_string(),
@@ -395,13 +466,20 @@ impl<'a> Extractor<'a> {
             copied += n as u64;
         }
         // chown first: it clears setuid and setgid, the chmod puts them back.
-        chown_kept(fchown(&file, uid(meta.uid), gid(meta.gid))).map_err(self.io("chown", at))?;
+        chown_kept(fchown(&file, uid(meta.uid), gid(meta.gid)))
+            .map_err(self.io("chown", at))?;
         fchmod(&file, mode(meta.mode)).map_err(self.io("chmod", at))?;
-        futimens(&file, &time(meta.mtime), &time(meta.mtime)).map_err(self.io("set times", at))?;
+        futimens(&file, &time(meta.mtime), &time(meta.mtime))
+            .map_err(self.io("set times", at))?;
         Ok(())
     }
 
-    fn make_symlink(&mut self, at: &At<'_>, meta: Meta, target: &[u8]) -> Result<(), UnpackError> {
+    fn make_symlink(
+        &mut self,
+        at: &At<'_>,
+        meta: Meta,
+        target: &[u8],
+    ) -> Result<(), UnpackError> {
         self.clear(at, false)?;
         // Made as it is: the target is not looked at, let alone followed.
         symlinkat(OsStr::from_bytes(target), at.parent, at.name)
@@ -409,13 +487,22 @@ impl<'a> Extractor<'a> {
         self.owner_and_time(at, meta)
     }
 
-    fn make_hardlink(&mut self, at: &At<'_>, target: &[u8]) -> Result<(), UnpackError> {
+    fn make_hardlink(
+        &mut self,
+        at: &At<'_>,
+        target: &[u8],
+    ) -> Result<(), UnpackError> {
         let shown = String::from_utf8_lossy(target);
-        let refuse =
-            |why: String| UnpackError::hostile(at.raw, format!("hardlink target {shown:?} {why}"));
-        let target_rel =
-            sanitize(Path::new(OsStr::from_bytes(target))).map_err(|r| refuse(r.to_string()))?;
-        let (Some(target_name), Some(target_dir)) = (target_rel.file_name(), target_rel.parent())
+        let refuse = |why: String| {
+            UnpackError::hostile(
+                at.raw,
+                format!("hardlink target {shown:?} {why}"),
+            )
+        };
+        let target_rel = sanitize(Path::new(OsStr::from_bytes(target)))
+            .map_err(|r| refuse(r.to_string()))?;
+        let (Some(target_name), Some(target_dir)) =
+            (target_rel.file_name(), target_rel.parent())
         else {
             return Err(refuse("is the rootfs itself".into()));
         };
@@ -430,7 +517,9 @@ impl<'a> Extractor<'a> {
             Err(Unsafe::Sys { at: p, errno }) => {
                 return Err(self.io_at("open directory", &p, at.raw, errno))
             }
-            Err(refusal) => return Err(refuse(format!("cannot be reached: {refusal}"))),
+            Err(refusal) => {
+                return Err(refuse(format!("cannot be reached: {refusal}")))
+            }
         };
         match fstatat(&dir, target_name, AtFlags::AT_SYMLINK_NOFOLLOW) {
             Ok(st) if kind(st.st_mode) == SFlag::S_IFDIR => {
@@ -443,7 +532,9 @@ impl<'a> Extractor<'a> {
                     target_rel.display()
                 )))
             }
-            Err(errno) => return Err(self.io_at("stat", &target_rel, at.raw, errno)),
+            Err(errno) => {
+                return Err(self.io_at("stat", &target_rel, at.raw, errno))
+            }
         }
         if target_rel == at.rel {
             return Ok(());
@@ -499,7 +590,11 @@ impl<'a> Extractor<'a> {
         Ok(true)
     }
 
-    fn owner_and_time(&self, at: &At<'_>, meta: Meta) -> Result<(), UnpackError> {
+    fn owner_and_time(
+        &self,
+        at: &At<'_>,
+        meta: Meta,
+    ) -> Result<(), UnpackError> {
         chown_kept(fchownat(
             at.parent,
             at.name,
@@ -523,10 +618,12 @@ impl<'a> Extractor<'a> {
         for (rel, meta) in self.dirs.iter().rev() {
             let raw = rel.display().to_string();
             // Gone or replaced since (a later entry or whiteout): nothing to do.
-            let Ok(Some(dir)) = open_dir_beneath(self.root.as_fd(), rel, false) else {
+            let Ok(Some(dir)) = open_dir_beneath(self.root.as_fd(), rel, false)
+            else {
                 continue;
             };
-            fchmod(&dir, mode(meta.mode)).map_err(|e| self.io_at("chmod", rel, &raw, e))?;
+            fchmod(&dir, mode(meta.mode))
+                .map_err(|e| self.io_at("chmod", rel, &raw, e))?;
             futimens(&dir, &time(meta.mtime), &time(meta.mtime))
                 .map_err(|e| self.io_at("set times", rel, &raw, e))?;
         }
@@ -557,18 +654,27 @@ fn read_meta(header: &tar::Header, raw: &str) -> Result<Meta, UnpackError> {
     })
 }
 
-fn link_name<R: Read>(entry: &tar::Entry<R>, raw: &str) -> Result<Vec<u8>, UnpackError> {
+fn link_name<R: Read>(
+    entry: &tar::Entry<R>,
+    raw: &str,
+) -> Result<Vec<u8>, UnpackError> {
     match entry.link_name_bytes() {
         Some(target) if !target.is_empty() => Ok(target.into_owned()),
         _ => Err(UnpackError::Read {
             entry: Some(raw.to_string()),
-            source: io::Error::new(io::ErrorKind::InvalidData, "a link without a target"),
+            source: io::Error::new(
+                io::ErrorKind::InvalidData,
+                "a link without a target",
+            ),
         }),
     }
 }
 
 fn is_plain_name(name: &OsStr) -> bool {
-    !name.is_empty() && name != "." && name != ".." && !name.as_bytes().contains(&b'/')
+    !name.is_empty()
+        && name != "."
+        && name != ".."
+        && !name.as_bytes().contains(&b'/')
 }
 
 fn exists(dir: BorrowedFd<'_>, name: &OsStr) -> bool {
@@ -607,10 +713,18 @@ fn list_dir(dir: BorrowedFd<'_>) -> Result<Vec<OsString>, Errno> {
 }
 
 fn set_opaque(dir: BorrowedFd<'_>) -> Result<(), Errno> {
-    let name = std::ffi::CString::new(OVERLAY_OPAQUE_XATTR).map_err(|_| Errno::EINVAL)?;
+    let name = std::ffi::CString::new(OVERLAY_OPAQUE_XATTR)
+        .map_err(|_| Errno::EINVAL)?;
     // SAFETY: a valid descriptor, a NUL-terminated name, a one-byte value.
-    let res =
-        unsafe { libc::fsetxattr(dir.as_raw_fd(), name.as_ptr(), b"y".as_ptr().cast(), 1, 0) };
+    let res = unsafe {
+        libc::fsetxattr(
+            dir.as_raw_fd(),
+            name.as_ptr(),
+            b"y".as_ptr().cast(),
+            1,
+            0,
+        )
+    };
     Errno::result(res).map(drop)
 }
 

@@ -54,7 +54,9 @@ pub mod path;
 pub mod resolve;
 
 #[cfg(target_os = "linux")]
-pub use extract::{apply_layer, apply_layer_with, extract_layer_dir, extract_layer_dir_with};
+pub use extract::{
+    apply_layer, apply_layer_with, extract_layer_dir, extract_layer_dir_with,
+};
 #[cfg(target_os = "linux")]
 pub use overlay::{overlay_available, OverlayMount};
 pub use path::sanitize;

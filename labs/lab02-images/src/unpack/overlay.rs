@@ -19,7 +19,10 @@ pub fn overlay_available() -> Result<(), String> {
         return Err("mounting overlayfs needs root".into());
     }
     if !host.overlayfs {
-        return Err("the kernel has no overlay filesystem (not in /proc/filesystems)".into());
+        return Err(
+            "the kernel has no overlay filesystem (not in /proc/filesystems)"
+                .into(),
+        );
     }
     Ok(())
 }
@@ -43,7 +46,9 @@ impl OverlayMount {
         target: &Path,
     ) -> Result<Self, UnpackError> {
         if lowers.is_empty() {
-            return Err(UnpackError::Overlay("no lower directory to mount".into()));
+            return Err(UnpackError::Overlay(
+                "no lower directory to mount".into(),
+            ));
         }
         // ANCHOR: mount
         let mut lowerdir = Vec::new();
@@ -97,9 +102,11 @@ impl OverlayMount {
     /// Unmounts now, reporting a failure (dropping ignores it).
     pub fn unmount(mut self) -> Result<(), UnpackError> {
         self.mounted = false;
-        umount2(&self.target, MntFlags::MNT_DETACH).map_err(|errno| UnpackError::Mount {
-            target: self.target.clone(),
-            source: errno.into(),
+        umount2(&self.target, MntFlags::MNT_DETACH).map_err(|errno| {
+            UnpackError::Mount {
+                target: self.target.clone(),
+                source: errno.into(),
+            }
         })
     }
 }
@@ -115,9 +122,9 @@ impl Drop for OverlayMount {
 /// A path as the overlay options can carry it: `,` separates options, `:`
 /// separates lower directories, and escaping them is fragile.
 fn option_path(path: &Path) -> Result<&str, UnpackError> {
-    let text = path
-        .to_str()
-        .ok_or_else(|| UnpackError::Overlay(format!("{} is not UTF-8", path.display())))?;
+    let text = path.to_str().ok_or_else(|| {
+        UnpackError::Overlay(format!("{} is not UTF-8", path.display()))
+    })?;
     if text.contains([',', ':', '\\']) {
         return Err(UnpackError::Overlay(format!(
             "{text} has a ',', ':' or '\\', which overlay's mount options cannot carry"

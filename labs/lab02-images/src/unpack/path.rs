@@ -2,6 +2,9 @@
 
 use std::path::{Component, Path, PathBuf};
 
+const DOTDOT: &str =
+    "its path has a `..` component, which could climb out of the rootfs";
+
 // ANCHOR: sanitize
 /// The path of a layer entry relative to the rootfs, made only of plain
 /// names: a leading `/` is dropped (the path is re-rooted), `.` components
@@ -13,9 +16,7 @@ pub fn sanitize(raw: &Path) -> Result<PathBuf, &'static str> {
         match component {
             Component::Normal(name) => clean.push(name),
             Component::RootDir | Component::CurDir => {}
-            Component::ParentDir => {
-                return Err("its path has a `..` component, which could climb out of the rootfs")
-            }
+            Component::ParentDir => return Err(DOTDOT),
             Component::Prefix(_) => return Err("its path has a drive prefix"),
         }
     }
@@ -29,7 +30,9 @@ mod tests {
 
     #[test]
     fn re_roots_and_refuses() {
-        let ok = |raw: &str| sanitize(Path::new(raw)).map(|p| p.display().to_string());
+        let ok = |raw: &str| {
+            sanitize(Path::new(raw)).map(|p| p.display().to_string())
+        };
         assert_eq!(ok("/etc/passwd"), Ok("etc/passwd".into()));
         assert_eq!(ok("./a/./b/"), Ok("a/b".into()));
         assert_eq!(ok("//a//b"), Ok("a/b".into()));

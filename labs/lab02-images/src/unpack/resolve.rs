@@ -48,10 +48,13 @@ pub fn open_dir_beneath(
 ) -> Result<Option<OwnedFd>, Unsafe> {
     // EXERCISE: lab02-safe-extract
     // A descriptor of our own for the root, so each step can replace it.
-    let mut current = openat(root, ".", STEP, Mode::empty()).map_err(|errno| Unsafe::Sys {
-        at: PathBuf::new(),
-        errno,
-    })?;
+    let mut current =
+        openat(root, ".", STEP, Mode::empty()).map_err(|errno| {
+            Unsafe::Sys {
+                at: PathBuf::new(),
+                errno,
+            }
+        })?;
     let mut walked = PathBuf::new();
     for component in dir.components() {
         let Component::Normal(name) = component else {
@@ -62,18 +65,30 @@ pub fn open_dir_beneath(
             Ok(fd) => fd,
             Err(Errno::ENOENT) if create => {
                 match mkdirat(&current, name, Mode::from_bits_truncate(0o755)) {
-                    // EEXIST: someone made it in between; the open below checks what.
+                    // EEXIST: someone made it in between; the open below
+                    // checks what.
                     Ok(()) | Err(Errno::EEXIST) => {}
-                    Err(errno) => return Err(Unsafe::Sys { at: walked, errno }),
+                    Err(errno) => {
+                        return Err(Unsafe::Sys { at: walked, errno })
+                    }
                 }
                 match openat(&current, name, STEP, Mode::empty()) {
                     Ok(fd) => fd,
-                    Err(errno) => return Err(classify(current.as_fd(), name, walked, errno)),
+                    Err(errno) => {
+                        return Err(classify(
+                            current.as_fd(),
+                            name,
+                            walked,
+                            errno,
+                        ))
+                    }
                 }
             }
             Err(Errno::ENOENT) => return Ok(None),
             // A symlink (O_NOFOLLOW) or a file (O_DIRECTORY): say which.
-            Err(errno) => return Err(classify(current.as_fd(), name, walked, errno)),
+            Err(errno) => {
+                return Err(classify(current.as_fd(), name, walked, errno))
+            }
         };
         current = next;
     }
@@ -83,7 +98,12 @@ pub fn open_dir_beneath(
 // ANCHOR_END: open_dir_beneath
 
 /// Why `name` in `dir` could not be opened as a directory (`errno`).
-pub fn classify(dir: BorrowedFd<'_>, name: &OsStr, walked: PathBuf, errno: Errno) -> Unsafe {
+pub fn classify(
+    dir: BorrowedFd<'_>,
+    name: &OsStr,
+    walked: PathBuf,
+    errno: Errno,
+) -> Unsafe {
     match fstatat(dir, name, AtFlags::AT_SYMLINK_NOFOLLOW) {
         Ok(st) if kind(st.st_mode) == SFlag::S_IFLNK => Unsafe::Symlink(walked),
         Ok(st) if kind(st.st_mode) != SFlag::S_IFDIR => Unsafe::NotDir(walked),

@@ -8,16 +8,19 @@ use std::path::Path;
 /// A file with `content` and `mode` at `rel` under `root`, parents made.
 pub fn file(root: &Path, rel: &str, content: &str, mode: u32) {
     let path = root.join(rel);
-    fs::create_dir_all(path.parent().expect("a parent")).expect("create parents");
+    fs::create_dir_all(path.parent().expect("a parent"))
+        .expect("create parents");
     fs::write(&path, content).expect("write");
-    fs::set_permissions(&path, fs::Permissions::from_mode(mode)).expect("chmod");
+    fs::set_permissions(&path, fs::Permissions::from_mode(mode))
+        .expect("chmod");
 }
 
 /// A directory with `mode` at `rel` under `root`, parents made.
 pub fn dir(root: &Path, rel: &str, mode: u32) {
     let path = root.join(rel);
     fs::create_dir_all(&path).expect("create");
-    fs::set_permissions(&path, fs::Permissions::from_mode(mode)).expect("chmod");
+    fs::set_permissions(&path, fs::Permissions::from_mode(mode))
+        .expect("chmod");
 }
 
 /// `text` broken at spaces into lines of at most 80 columns, the width of
@@ -79,7 +82,8 @@ pub fn fold_path(line: &str, at: usize) -> String {
     let mut indent = 0;
     while indent + rest.len() > 80 {
         let room = 80 - indent;
-        let Some(cut) = rest[..room].rfind('/').filter(|&i| indent + i >= at) else {
+        let Some(cut) = rest[..room].rfind('/').filter(|&i| indent + i >= at)
+        else {
             break;
         };
         out.push_str(&rest[..=cut]);
