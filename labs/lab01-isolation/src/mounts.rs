@@ -74,7 +74,7 @@ pub const PROC_READ_ONLY: [&CStr; 5] = [
     c"bus",
     c"fs",
     c"irq",
-    // The kernel's tunables, sysctl's files.
+    // sysctl's files: readable, never written.
     c"sys",
     c"sysrq-trigger",
 ];
@@ -120,6 +120,8 @@ pub fn mount_proc(target: &CStr) -> nix::Result<()> {
                 Err(Errno::ENOENT) => continue,
                 Err(e) => return Err(e),
             };
+            // The host's /dev/null (this runs before any pivot_root):
+            // the same device, 1:3, as the container's.
             let null = Some(c"/dev/null");
             if is_dir {
                 let flags = MsFlags::MS_RDONLY | PROC_FLAGS;
