@@ -27,8 +27,10 @@ use crate::layer::compression::uncompressed;
 use crate::layer::whiteout::{Whiteout, OVERLAY_OPAQUE_XATTR};
 
 /// Overlay whiteouts are 0/0 character devices: mknod needs root.
-const WHITEOUT_NEEDS_ROOT: &str =
+const NEEDS_ROOT: &str =
     "making overlay whiteouts (character devices 0/0) needs root";
+/// Why an entry could not be made where the layer says.
+const NO_PARENT: &str = "its parent directory could not be created";
 
 // ANCHOR: apply_layer
 /// Applies `layer` (gzip or plain tar) onto the directory `rootfs`, on top
@@ -180,12 +182,9 @@ impl<'a> Extractor<'a> {
         if let Some(whiteout) = Whiteout::parse(&name) {
             return self.whiteout(&raw, &parent_rel, whiteout);
         }
-        let parent = self.dir(&raw, &parent_rel, true)?.ok_or_else(|| {
-            UnpackError::hostile(
-                &raw,
-                "its parent directory could not be created",
-            )
-        })?;
+        let parent = self
+            .dir(&raw, &parent_rel, true)?
+            .ok_or_else(|| UnpackError::hostile(&raw, NO_PARENT))?;
         let meta = read_meta(entry.header(), &raw)?;
         // ANCHOR_END: entry
         let at = At {
@@ -322,12 +321,9 @@ impl<'a> Extractor<'a> {
                     .map_err(|errno| self.io_at("delete", &rel, raw, errno))
             }
             (Whiteout::Deleted(name), Target::OverlayLower) => {
-                let dir = self.dir(raw, dir_rel, true)?.ok_or_else(|| {
-                    UnpackError::hostile(
-                        raw,
-                        "its parent directory could not be created",
-                    )
-                })?;
+                let dir = self
+                    .dir(raw, dir_rel, true)?
+                    .ok_or_else(|| UnpackError::hostile(raw, NO_PARENT))?;
                 if exists(dir.as_fd(), name) {
                     // A directory this layer made for deeper entries.
                     return Ok(());
@@ -335,9 +331,7 @@ impl<'a> Extractor<'a> {
                 let made =
                     mknodat(&dir, name, SFlag::S_IFCHR, Mode::empty(), 0);
                 made.map_err(|errno| match errno {
-                    Errno::EPERM => {
-                        UnpackError::Overlay(WHITEOUT_NEEDS_ROOT.into())
-                    }
+                    Errno::EPERM => UnpackError::Overlay(NEEDS_ROOT.into()),
                     errno => self.io_at("make whiteout", &at(name), raw, errno),
                 })
             }
