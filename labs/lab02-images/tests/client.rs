@@ -297,6 +297,21 @@ fn corrupted_blob_fails_the_pull_and_stores_nothing() {
     assert!(store_b.resolve(&target.local_name()).is_err(), "no tag");
     assert!(!store_b.has_blob(&digest(&desc)), "no manifest");
 
+    // The right bytes and one more: what was promised is all that is read,
+    // and one byte past it is enough to refuse.
+    let size = std::fs::metadata(store_a.blob_path(&layer)).unwrap().len();
+    tamper(&registry, &layer, |bytes| {
+        let last = bytes.len() - 1;
+        bytes[last] ^= 0xff;
+        bytes.push(b'!');
+    });
+    let err = client().pull(&store_b, &target).expect_err("long layer");
+    assert!(
+        matches!(err, ClientError::Size { actual, .. } if actual == size + 1),
+        "{err}"
+    );
+    assert!(!store_b.has_blob(&layer));
+
     // Shorter than the manifest says.
     tamper(&registry, &layer, |bytes| bytes.truncate(3));
     let err = client().pull(&store_b, &target).expect_err("short layer");

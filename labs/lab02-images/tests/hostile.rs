@@ -264,6 +264,11 @@ fn cases() -> Vec<Case> {
             ],
         ),
         case("whiteout_of_dotdot", vec![vec![File(".wh...", "")]]),
+        // Deleting what is not there changes nothing, not even the parents.
+        case(
+            "whiteout_in_missing_dir",
+            vec![vec![File("gone/.wh.x", ""), File("none/.wh..wh..opq", "")]],
+        ),
         case(
             "hardlink_to_directory",
             vec![vec![Dir("d/"), Hardlink("h", "d")]],
