@@ -102,14 +102,7 @@ impl RootfsBuilder {
     // ANCHOR: build
     /// Fills `dest` (created if missing; must be empty) with a root filesystem.
     pub fn build(&self, dest: &Path) -> Result<Built> {
-        std::fs::create_dir_all(dest).map_err(|e| Error::io("create", dest, e))?;
-        if std::fs::read_dir(dest)
-            .map_err(|e| Error::io("read", dest, e))?
-            .next()
-            .is_some()
-        {
-            return Err(Error::Rootfs(format!("{} is not empty", dest.display())));
-        }
+        ensure_empty(dest)?;
         for dir in ["bin", "dev", "etc", "proc", "root", "sys", "tmp"] {
             mkdir(&dest.join(dir))?;
         }
@@ -118,10 +111,31 @@ impl RootfsBuilder {
         write(&dest.join("etc/group"), b"root:x:0:\n")?;
 
         let mut built = Built::default();
+        self.install_programs(dest, &mut built)?;
+        for (host, inside) in &self.binaries {
+            let rel = inside.strip_prefix("/").unwrap_or(inside);
+            install(host, &dest.join(rel), &mut built, dest)?;
+        }
+        for (path, contents) in &self.files {
+            let rel = path.strip_prefix("/").unwrap_or(path);
+            let target = dest.join(rel);
+            if let Some(parent) = target.parent() {
+                mkdir(parent)?;
+            }
+            write(&target, contents)?;
+        }
+        Ok(built)
+    }
+    // ANCHOR_END: build
+
+    // ANCHOR: install_programs
+    /// Puts the programs into `/bin`: links to busybox for its applets, the
+    /// host's own programs (with what they need to start) for the rest.
+    fn install_programs(&self, dest: &Path, built: &mut Built) -> Result<()> {
         let applets = match &self.busybox {
             Some(busybox) => {
                 built.busybox = true;
-                install(busybox, &dest.join("bin/busybox"), &mut built, dest)?;
+                install(busybox, &dest.join("bin/busybox"), built, dest)?;
                 busybox_applets(busybox)
             }
             None => BTreeSet::new(),
@@ -138,25 +152,13 @@ impl RootfsBuilder {
                         "the program {name:?} is not on this machine's PATH"
                     ))
                 })?;
-                install(Path::new(&host), &target, &mut built, dest)?;
+                install(Path::new(&host), &target, built, dest)?;
             }
-        }
-        for (host, inside) in &self.binaries {
-            let rel = inside.strip_prefix("/").unwrap_or(inside);
-            install(host, &dest.join(rel), &mut built, dest)?;
         }
         built.programs = self.programs.clone();
-        for (path, contents) in &self.files {
-            let rel = path.strip_prefix("/").unwrap_or(path);
-            let target = dest.join(rel);
-            if let Some(parent) = target.parent() {
-                mkdir(parent)?;
-            }
-            write(&target, contents)?;
-        }
-        Ok(built)
+        Ok(())
     }
-    // ANCHOR_END: build
+    // ANCHOR_END: install_programs
 
     /// Builds into `dest` unless it is already there: for a rootfs kept and
     /// shared between runs (tests, benchmarks). Built beside it and renamed,
@@ -253,4 +255,14 @@ fn set_mode(path: &Path, mode: u32) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
         .map_err(|e| Error::io("chmod", path, e))
+}
+
+/// Creates `dest` if missing, and refuses one that holds anything.
+fn ensure_empty(dest: &Path) -> Result<()> {
+    std::fs::create_dir_all(dest).map_err(|e| Error::io("create", dest, e))?;
+    let mut entries = std::fs::read_dir(dest).map_err(|e| Error::io("read", dest, e))?;
+    if entries.next().is_some() {
+        return Err(Error::Rootfs(format!("{} is not empty", dest.display())));
+    }
+    Ok(())
 }
