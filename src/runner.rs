@@ -49,6 +49,11 @@ pub struct Build {
     /// The test targets (`tests/<name>.rs`); none means all (`--tests`).
     pub targets: Vec<String>,
     pub target_dir: Option<PathBuf>,
+    /// More environment for cargo (profile settings).
+    pub env: Vec<(String, String)>,
+    /// `cargo check` instead of building: proves it compiles, makes nothing
+    /// to run.
+    pub check_only: bool,
     /// Echo cargo's `Compiling …` lines to stderr, so a long build shows
     /// that it moves.
     pub progress: bool,
@@ -78,12 +83,12 @@ pub struct Built {
 
 impl Build {
     fn args(&self) -> Vec<String> {
-        let mut args: Vec<String> = vec![
-            "test".into(),
-            "--no-run".into(),
-            "-p".into(),
-            self.package.clone(),
-        ];
+        let mut args: Vec<String> = if self.check_only {
+            vec!["check".into()]
+        } else {
+            vec!["test".into(), "--no-run".into()]
+        };
+        args.extend(["-p".into(), self.package.clone()]);
         for t in &self.targets {
             args.push("--test".into());
             args.push(t.clone());
@@ -109,6 +114,9 @@ impl Build {
             .stderr(Stdio::piped());
         if let Some(dir) = &self.target_dir {
             cmd.env("CARGO_TARGET_DIR", dir);
+        }
+        for (k, v) in &self.env {
+            cmd.env(k, v);
         }
         let spawn_err = |source| RunnerError::Spawn {
             command: self.display(),

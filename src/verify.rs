@@ -351,30 +351,34 @@ pub fn run(ws: &Workspace, static_only: bool) -> Result<bool> {
     Ok(false)
 }
 
-/// A copy of the workbook under the target dir, and its own target dir.
+/// A copy of the workbook under the target dir.
 struct Copy {
     root: PathBuf,
+    /// Its cargo target dir.
     target: PathBuf,
+    check_only: bool,
 }
 
-impl Copy {
-    fn new(ws: &Workspace, name: &str) -> Copy {
-        let base = ws.target_dir().join("kubelings-verify");
-        Copy {
-            root: base.join(name),
-            target: base.join(format!("{name}-target")),
-        }
-    }
+/// The build settings of both copies: no debug info and no incremental
+/// state, so the builds are quicker and take a fraction of the disk; the
+/// copies have their own target dir, so this costs the reference nothing.
+const COPY_ENV: [(&str, &str); 3] = [
+    ("CARGO_PROFILE_DEV_DEBUG", "0"),
+    ("CARGO_PROFILE_TEST_DEBUG", "0"),
+    ("CARGO_INCREMENTAL", "0"),
+];
 
-    /// Builds every lab's tests; the suites, and a problem per lab that
-    /// does not build.
+impl Copy {
+    /// Builds (or only checks) every lab's tests; the suites built, and a
+    /// problem per lab that does not build. True if all built.
     fn build(
         &self,
         ws: &Workspace,
         what: &str,
+        suites: &mut BTreeMap<String, Suite>,
         problems: &mut Vec<Problem>,
-    ) -> BTreeMap<String, Suite> {
-        let mut suites = BTreeMap::new();
+    ) -> bool {
+        let mut all = true;
         for lab in ws.manifest.labs() {
             let Ok(l) = ws.lab(lab) else {
                 continue; // a static problem already
@@ -383,36 +387,47 @@ impl Copy {
                 dir: self.root.clone(),
                 package: lab.to_string(),
                 target_dir: Some(self.target.clone()),
+                env: COPY_ENV
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+                check_only: self.check_only,
                 progress: true,
                 ..Build::default()
             };
             let t = Instant::now();
-            println!(
-                "verify: building the {what}'s {lab} tests ({})",
-                build.display()
-            );
-            match Suite::build(&build, &l.dir) {
-                Ok(Ok(suite)) => {
-                    println!("verify:   built in {} s", t.elapsed().as_secs());
-                    suites.insert(lab.to_string(), suite);
+            println!("verify: the {what}'s {lab} tests: {}", build.display());
+            let failed = if self.check_only {
+                match build.run() {
+                    Ok(built) if built.success => None,
+                    Ok(built) => Some(built.error_report(&ws.lab_sources(), 5)),
+                    Err(err) => Some(err.to_string()),
                 }
-                Ok(Err(built)) => {
-                    let files: Vec<PathBuf> = ws.lab_sources();
+            } else {
+                match Suite::build(&build, &l.dir) {
+                    Ok(Ok(suite)) => {
+                        suites.insert(lab.to_string(), suite);
+                        None
+                    }
+                    Ok(Err(built)) => Some(built.error_report(&ws.lab_sources(), 5)),
+                    Err(err) => Some(format!("{err:#}")),
+                }
+            };
+            match failed {
+                None => println!("verify:   done in {} s", t.elapsed().as_secs()),
+                Some(errors) => {
+                    all = false;
                     problems.push(Problem {
                         exercise: None,
                         message: format!(
                             "the {what}'s {lab} does not build:\n{}",
-                            indent(&built.error_report(&files, 5), "    ")
+                            indent(&errors, "    ")
                         ),
                     });
                 }
-                Err(err) => problems.push(Problem {
-                    exercise: None,
-                    message: format!("the {what}'s {lab}: {err:#}"),
-                }),
             }
         }
-        suites
+        all
     }
 }
 
@@ -428,8 +443,21 @@ fn dynamic_checks(ws: &Workspace, problems: &mut Vec<Problem>) -> Result<Vec<Row
     let ci = ci();
     let mut rows: Vec<Row> = Vec::new();
 
-    let switch = Copy::new(ws, "switch");
-    let starter = Copy::new(ws, "starter");
+    // The starter is only checked (`cargo check`), in the switch's target
+    // dir: check units never collide with the switch's built ones, and the
+    // build scripts and proc macros they share are built once. Running the
+    // starter's tests is running the switch's with nothing solved.
+    let base = ws.target_dir().join("kubelings-verify");
+    let switch = Copy {
+        root: base.join("switch"),
+        target: base.join("target"),
+        check_only: false,
+    };
+    let starter = Copy {
+        root: base.join("starter"),
+        target: base.join("target"),
+        check_only: true,
+    };
     for (copy, flavor, what) in [
         (&switch, Flavor::Switch, "switch copy"),
         (&starter, Flavor::Starter, "starter"),
@@ -456,8 +484,9 @@ fn dynamic_checks(ws: &Workspace, problems: &mut Vec<Problem>) -> Result<Vec<Row
             });
         }
     }
-    let switch_suites = switch.build(ws, "switch copy", problems);
-    let starter_suites = starter.build(ws, "starter", problems);
+    let mut switch_suites = BTreeMap::new();
+    switch.build(ws, "switch copy", &mut switch_suites, problems);
+    let starter_builds = starter.build(ws, "starter", &mut BTreeMap::new(), problems);
 
     let ids: Vec<&str> = ws
         .manifest
@@ -476,7 +505,11 @@ fn dynamic_checks(ws: &Workspace, problems: &mut Vec<Problem>) -> Result<Vec<Row
             }
         };
         let mut how = How {
-            env: vec![("CI".into(), "true".into())],
+            // No backtraces: the panic message is what a failure shows.
+            env: vec![
+                ("CI".into(), "true".into()),
+                ("RUST_BACKTRACE".into(), "0".into()),
+            ],
             timeout: e.timeout(),
             sudo: false,
         };
@@ -521,31 +554,24 @@ fn dynamic_checks(ws: &Workspace, problems: &mut Vec<Problem>) -> Result<Vec<Row
         let mut ok = true;
         let solved_upto = ids[..=i].join(",");
         let all_but: Vec<&str> = ids.iter().copied().filter(|id| *id != e.id).collect();
-        let runs: [(&str, Option<&Suite>, Option<String>, Expect); 3] = [
-            (
-                "progressive",
-                switch_suites.get(&e.lab),
-                Some(solved_upto),
-                Expect::Pass,
-            ),
-            (
-                "leave-one-out",
-                switch_suites.get(&e.lab),
-                Some(all_but.join(",")),
-                Expect::Fail,
-            ),
-            ("starter", starter_suites.get(&e.lab), None, Expect::Fail),
+        let runs = [
+            ("progressive", solved_upto, Expect::Pass),
+            ("leave-one-out", all_but.join(","), Expect::Fail),
+            ("starter", String::new(), Expect::Fail),
         ];
-        for (name, suite, solved, expect) in runs {
-            let Some(suite) = suite else {
+        for (name, solved, expect) in runs {
+            let Some(suite) = switch_suites.get(&e.lab) else {
                 cells.push("build error".to_string());
                 ok = false;
                 continue;
             };
-            let mut how = how.clone();
-            if let Some(solved) = solved {
-                how.env.push(("KUBELINGS_SOLVED".into(), solved));
+            if name == "starter" && !starter_builds {
+                cells.push("build error".to_string());
+                ok = false;
+                continue;
             }
+            let mut how = how.clone();
+            how.env.push(("KUBELINGS_SOLVED".into(), solved));
             let (cell, msgs) = judge(suite, &refs, &how, expect)?;
             cells.push(cell);
             for m in msgs {
@@ -623,10 +649,19 @@ fn judge(
     Ok((cell, problems))
 }
 
-/// A test's output, indented, its last lines if it is long.
+/// A test's output, indented, without libtest's own lines, its last lines
+/// if it is long.
 fn output_of(result: &TestResult) -> String {
-    const MAX: usize = 40;
-    let lines: Vec<&str> = result.output.lines().collect();
+    const MAX: usize = 30;
+    let lines: Vec<&str> = result
+        .output
+        .lines()
+        .take_while(|l| *l != "failures:")
+        .filter(|l| !(l.starts_with("running ") && l.ends_with(" test")))
+        .filter(|l| !(l.starts_with("test ") && l.contains(" ... ")))
+        .filter(|l| !l.starts_with("note: run with `RUST_BACKTRACE"))
+        .filter(|l| !l.trim().is_empty())
+        .collect();
     let shown = &lines[lines.len().saturating_sub(MAX)..];
     let cut = if shown.len() < lines.len() {
         format!("    ... ({} lines before)\n", lines.len() - shown.len())
