@@ -728,3 +728,27 @@ pub fn free() -> u32 {
         "{stdout}"
     );
 }
+
+#[test]
+fn kubelings_test_lists_the_skips_and_keeps_cargos_status() {
+    let fx = Fixture::new(FIXTURE_LIB);
+    // `loops` would never end; `triples` fails (labx-wrong's body is wrong).
+    let out = fx
+        .kubelings()
+        .args(["test", "--", "--", "--skip", "loops"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(101), "cargo's status:\n{stdout}");
+    assert!(stdout.contains("test triples ... FAILED"), "{stdout}");
+    let report = &stdout[stdout.find("tests that skipped here").expect(&stdout)..];
+    assert!(report.contains("skips  needs a unicorn"), "{report}");
+    assert!(report.contains("1 test skipped"), "{report}");
+
+    // Without the failing test, cargo passes, and so does kubelings test.
+    fx.kubelings()
+        .args(["test", "--", "--", "--skip", "loops", "--skip", "triples"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("1 test skipped"));
+}
