@@ -128,6 +128,10 @@ pub(crate) struct Plan {
     /// Namespaces to enter (open fds of /proc/PID/ns/*, with their
     /// `CLONE_NEW*` bits), before anything else.
     pub joins: Vec<(RawFd, c_int)>,
+    /// The parent's go: one byte, then its end stays open until init reports.
+    pub sync_read: RawFd,
+    /// The cloned child has read the byte already.
+    pub synced: bool,
     pub report_write: RawFd,
     pub status_write: RawFd,
     /// Every descriptor init keeps; all others are closed. Sorted.
@@ -151,6 +155,8 @@ pub(crate) struct Launch {
     /// Owners of the strings the pointers above point into.
     pub _strings: Vec<CString>,
     pub sync_read: RawFd,
+    /// Wait for the parent before exec (a new user namespace), not after.
+    pub sync_before_exec: bool,
     pub report_write: RawFd,
     /// Descriptors for init's stdin, stdout, stderr (None: inherit).
     pub stdio: [Option<RawFd>; 3],
@@ -202,20 +208,10 @@ pub(crate) fn exec_init(launch: &Launch) -> ! {
         let death = libc::SIGKILL as libc::c_ulong;
         libc::prctl(libc::PR_SET_PDEATHSIG, death, 0, 0, 0);
 
-        // Wait for the user ID maps (exec keeps init's capabilities only
-        // if it is root in its namespace) and the cgroup. Our parent keeps
-        // its end open until init reports: closed means it gave up or died
-        // before the death signal was set (getppid is 0 in a new PID ns).
-        let mut byte = 0u8;
-        let sync = launch.sync_read;
-        let mut hup = libc::pollfd {
-            fd: sync,
-            events: 0,
-            revents: 0,
-        };
-        if libc::read(sync, (&mut byte as *mut u8).cast(), 1) != 1
-            || libc::poll(&mut hup, 1, 0) != 0
-        {
+        // In a new user namespace exec keeps init's capabilities only if
+        // it is root there: wait for the ID maps. Otherwise init waits, and
+        // exec runs while the parent sets up the cgroup.
+        if launch.sync_before_exec && !parent_says_go(launch.sync_read) {
             libc::_exit(1);
         }
         for (i, fd) in launch.stdio.iter().enumerate() {
@@ -233,6 +229,27 @@ pub(crate) fn exec_init(launch: &Launch) -> ! {
     }
 }
 // ANCHOR_END: exec_init
+
+/// Waits for the parent's go, one byte on the sync pipe. Only system calls.
+fn parent_says_go(sync: RawFd) -> bool {
+    let mut byte = 0u8;
+    // SAFETY: a read into a byte that lives on.
+    let read = unsafe { libc::read(sync, (&mut byte as *mut u8).cast(), 1) };
+    read == 1 && !parent_gone(sync)
+}
+
+/// The parent keeps its end of the sync pipe open until init reports:
+/// closed means it gave up, or died before our death signal was set
+/// (getppid cannot tell: it is 0 in a new PID namespace). Only system calls.
+fn parent_gone(sync: RawFd) -> bool {
+    let mut hup = libc::pollfd {
+        fd: sync,
+        events: 0,
+        revents: 0,
+    };
+    // SAFETY: polls one pollfd that lives on, without waiting.
+    unsafe { libc::poll(&mut hup, 1, 0) != 0 }
+}
 
 /// Runs before `main` of every program that links lab01 (glibc calls the
 /// functions in `.init_array` with argc, argv and envp). Without
@@ -377,9 +394,19 @@ fn become_init(plan: &Plan) {
     let _ = nix::unistd::setsid();
     // Shown by `ps` inside as PID 1, instead of the runtime's own name.
     let _ = nix::sys::prctl::set_name(c"init");
-    // Exec may have reset the death signal; if the parent died meanwhile,
-    // the sync pipe told the cloned child already.
+    // Exec may have reset the death signal: set it again, then make sure
+    // the parent is still there.
     let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
+    let go = if plan.synced {
+        !parent_gone(plan.sync_read)
+    } else {
+        parent_says_go(plan.sync_read)
+    };
+    if !go {
+        // SAFETY: ends this process; the parent reports why it gave up.
+        unsafe { libc::_exit(1) }
+    }
+    let _ = nix::unistd::close(plan.sync_read);
     // Nothing in the container may open /proc/1/exe: that is the host's
     // runtime binary (runc's CVE-2019-5736).
     let _ = nix::sys::prctl::set_dumpable(false);

@@ -259,8 +259,9 @@ impl Container {
         let (report_read, report_write) = pipe()?;
         let (status_read, status_write) = pipe()?;
         let joins = open_joins(spec)?;
+        let fds = [&sync_read, &report_write, &status_write];
+        let plan = write_plan(&build_plan(spec, is_root, fds, &joins)?)?;
         let writers = [&report_write, &status_write];
-        let plan = write_plan(&build_plan(spec, is_root, writers, &joins)?)?;
         let exe = open_exe()?;
         let launch = build_launch(spec, &exe, &plan, &sync_read, writers, &joins);
 
@@ -698,7 +699,12 @@ fn build_launch(
     }
     let mut envp: Vec<*const libc::c_char> = strings[1..].iter().map(|s| s.as_ptr()).collect();
     envp.push(std::ptr::null());
-    let mut inherit = vec![plan_fd, report_write.as_raw_fd(), status_write.as_raw_fd()];
+    let mut inherit = vec![
+        plan_fd,
+        sync_read.as_raw_fd(),
+        report_write.as_raw_fd(),
+        status_write.as_raw_fd(),
+    ];
     inherit.extend(joins.iter().map(|(_, f)| f.as_raw_fd()));
     Launch {
         exe,
@@ -706,6 +712,7 @@ fn build_launch(
         envp,
         _strings: strings,
         sync_read: sync_read.as_raw_fd(),
+        sync_before_exec: spec.has(Namespace::User),
         report_write: report_write.as_raw_fd(),
         stdio: spec.stdio.map(|s| match s {
             Stdio::Inherit => None,
@@ -715,14 +722,14 @@ fn build_launch(
     }
 }
 
-/// Everything init needs: `writers` are the report and status pipes.
+/// Everything init needs: `fds` are the sync, report and status pipes.
 fn build_plan(
     spec: &ContainerSpec,
     is_root: bool,
-    writers: [&OwnedFd; 2],
+    fds: [&OwnedFd; 3],
     joins: &[(Namespace, std::fs::File)],
 ) -> Result<Plan> {
-    let [report_write, status_write] = writers;
+    let [sync_read, report_write, status_write] = fds;
     let all = |list: &[String], what: &str| -> Result<Vec<String>> {
         list.iter().map(|s| plain(s, what)).collect()
     };
@@ -787,7 +794,14 @@ fn build_plan(
         .iter()
         .map(|(kind, file)| (file.as_raw_fd(), kind.clone_flag().bits()))
         .collect();
-    let mut keep_fds = vec![0, 1, 2, report_write.as_raw_fd(), status_write.as_raw_fd()];
+    let mut keep_fds = vec![
+        0,
+        1,
+        2,
+        sync_read.as_raw_fd(),
+        report_write.as_raw_fd(),
+        status_write.as_raw_fd(),
+    ];
     keep_fds.extend(joins.iter().map(|(fd, _)| *fd));
     keep_fds.sort_unstable();
     keep_fds.dedup();
@@ -806,6 +820,8 @@ fn build_plan(
         args,
         env,
         joins,
+        sync_read: sync_read.as_raw_fd(),
+        synced: spec.has(Namespace::User),
         report_write: report_write.as_raw_fd(),
         status_write: status_write.as_raw_fd(),
         keep_fds,
