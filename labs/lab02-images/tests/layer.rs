@@ -4,8 +4,10 @@
 mod common;
 use common::{dir, file, fold_path};
 
+use std::ffi::OsStr;
 use std::fs;
 use std::io::Read;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{symlink, FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
@@ -283,6 +285,13 @@ fn whiteout_paths() {
         Some("usr/lib/.wh..wh..opq".into())
     );
     assert_eq!(wh(Change::Added("a/b".into())), None);
+    // No file name, nothing to mark; and a name need not be UTF-8.
+    assert_eq!(wh(Change::Deleted("..".into())), None);
+    let bytes = |b: &[u8]| PathBuf::from(OsStr::from_bytes(b));
+    assert_eq!(
+        whiteout_path(&Change::Deleted(bytes(b"srv/caf\xe9"))),
+        Some(bytes(b"srv/.wh.caf\xe9"))
+    );
 }
 // ANCHOR_END: whiteout_paths
 
