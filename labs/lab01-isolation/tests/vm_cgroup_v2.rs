@@ -14,13 +14,19 @@ use std::time::{Duration, Instant};
 use lab01::probe::require_program;
 
 /// The tests that run inside, `(test binary, test name)`: every test of
-/// lab01 that writes a limit and watches it hold.
+/// lab01 that writes a limit and watches it hold, and those that prove a
+/// container's cgroup goes with it.
 const TESTS: &[(&str, &str)] = &[
     ("cgroups", "memory_hog_is_oom_killed"),
     ("cgroups", "within_the_limit_nothing_happens"),
     ("cgroups", "fork_bomb_is_contained"),
     ("cgroups", "cpu_quota_is_enforced"),
     ("cleanup", "nothing_is_left_behind"),
+    ("cleanup", "a_container_that_overstays_is_killed_and_named"),
+    (
+        "cleanup",
+        "a_container_dies_with_the_thread_that_started_it",
+    ),
 ];
 
 /// The VM's whole life, boot to power-off. TCG is slow; the tests inside

@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use lab01::RootfsBuilder;
 
@@ -40,16 +40,22 @@ pub fn kernel() -> Option<PathBuf> {
 /// The test executable of lab01's `tests/<name>.rs`, built from the current
 /// sources: a sibling of this test's own executable when it is up to date
 /// (`cargo test` builds every test target before running any), else built
-/// now with `cargo test --no-run`.
+/// now with `cargo test --no-run`, into the same target directory.
 pub fn lab_test_binary(name: &str) -> PathBuf {
-    let fresh_after = newest_source();
-    if let Some(sibling) = sibling(name).filter(|(_, t)| *t >= fresh_after) {
-        return sibling.0;
+    let exe = std::env::current_exe().expect("this test's executable");
+    let deps = exe.parent().expect("the deps directory").to_path_buf();
+    if let Some(sibling) = sibling(&deps, name).filter(|p| up_to_date(p)) {
+        println!("tests/{name}.rs: {} (up to date)", sibling.display());
+        return sibling;
     }
+    println!("tests/{name}.rs: building it (cargo test --no-run)");
+    // target/<profile>/deps: the target directory is two levels up.
+    let target = deps.ancestors().nth(2).expect("the target directory");
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let out = Command::new(cargo)
         .args(["test", "-p", "lab01", "--no-run", "--message-format=json"])
         .args(["--test", name])
+        .env("CARGO_TARGET_DIR", target)
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .stderr(Stdio::inherit())
         .output()
@@ -66,11 +72,10 @@ pub fn lab_test_binary(name: &str) -> PathBuf {
         .unwrap_or_else(|| panic!("cargo named no executable for tests/{name}.rs"))
 }
 
-/// The newest `<name>-<hash>` executable beside this one, and its time.
-fn sibling(name: &str) -> Option<(PathBuf, SystemTime)> {
-    let exe = std::env::current_exe().ok()?;
+/// The newest `<name>-<hash>` executable in `deps`.
+fn sibling(deps: &Path, name: &str) -> Option<PathBuf> {
     let prefix = format!("{name}-");
-    std::fs::read_dir(exe.parent()?)
+    std::fs::read_dir(deps)
         .ok()?
         .flatten()
         .filter(|e| {
@@ -80,27 +85,48 @@ fn sibling(name: &str) -> Option<(PathBuf, SystemTime)> {
         })
         .filter_map(|e| Some((e.path(), e.metadata().ok()?.modified().ok()?)))
         .max_by_key(|(_, t)| *t)
+        .map(|(p, _)| p)
 }
 
-/// When lab01's sources (library and tests) last changed.
-fn newest_source() -> SystemTime {
-    fn walk(dir: &Path, newest: &mut SystemTime) {
-        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                walk(&path, newest);
-            } else if path.extension().is_some_and(|e| e == "rs") {
-                if let Ok(t) = entry.metadata().and_then(|m| m.modified()) {
-                    *newest = (*newest).max(t);
-                }
-            }
+/// Whether `exe` is newer than every source file rustc read for it, as
+/// listed in the dep-info file cargo keeps beside it (`<exe>.d`), and than
+/// lab01's library sources (which that file does not list).
+fn up_to_date(exe: &Path) -> bool {
+    let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    let (Some(built), Ok(info)) = (
+        modified(exe),
+        std::fs::read_to_string(exe.with_extension("d")),
+    ) else {
+        return false;
+    };
+    // `target: dep dep…` (spaces inside a path escaped with a backslash),
+    // paths relative to the workspace root (labs/lab01-isolation/../..).
+    let lab = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let workspace = lab.ancestors().nth(2).unwrap_or(lab);
+    let head = format!("{}: ", exe.display());
+    let Some(deps) = info.lines().find_map(|l| l.strip_prefix(head.as_str())) else {
+        return false;
+    };
+    let deps = deps.replace("\\ ", "\u{0}");
+    let mut sources: Vec<PathBuf> = deps
+        .split_whitespace()
+        .map(|d| workspace.join(d.replace('\u{0}', " ")))
+        .collect();
+    rust_files(&lab.join("src"), &mut sources);
+    sources
+        .iter()
+        .all(|d| modified(d).is_some_and(|t| t <= built))
+}
+
+fn rust_files(dir: &Path, found: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            rust_files(&path, found);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            found.push(path);
         }
     }
-    let mut newest = SystemTime::UNIX_EPOCH;
-    let lab = Path::new(env!("CARGO_MANIFEST_DIR"));
-    walk(&lab.join("src"), &mut newest);
-    walk(&lab.join("tests"), &mut newest);
-    newest
 }
 
 /// Writes `dir/initramfs.cpio`: busybox with the applets the tests and the
