@@ -1,0 +1,23 @@
+//! lab03: pods.
+//!
+//! Chapter 3 of the kubelings book builds this crate on lab01 (containers)
+//! and lab02 (images). Kubernetes objects are `k8s-openapi`'s types, the
+//! same ones chapter 5's API server and node agent share.
+//!
+//! - [`manifest`]: Pod YAML and JSON into `k8s_openapi` types, strictly.
+//! - [`validate`]: the API server's checks, with field paths.
+//! - [`qos`] and [`resources`]: requests and limits, the QoS class, and the
+//!   cgroup settings the kubelet derives from them.
+//! - [`phase`] and [`backoff`]: a pod's phase from its containers' states,
+//!   and the restart back-off.
+//! - [`logs`]: the CRI log format.
+//! - [`ipam`]: pod IPs from a node's CIDR, persistent across restarts.
+
+pub mod backoff;
+pub mod ipam;
+pub mod logs;
+pub mod manifest;
+pub mod phase;
+pub mod qos;
+pub mod resources;
+pub mod validate;
