@@ -543,6 +543,22 @@ fn g() {}
     }
 
     #[test]
+    fn finds_closing_fences() {
+        assert_eq!(closing_fence("```"), Some(""));
+        assert_eq!(closing_fence("> ```"), Some("> "));
+        assert_eq!(closing_fence("   ~~~~ "), Some("   "));
+        assert_eq!(closing_fence("```rust"), None);
+        assert_eq!(closing_fence("text"), None);
+    }
+
+    #[test]
+    fn finds_exercise_boxes() {
+        assert_eq!(exercise_box("> **Exercise `a-b`**: Do it."), Some("a-b"));
+        assert_eq!(exercise_box("**Exercise `a-b`**"), None);
+        assert_eq!(exercise_box("> **Exercise `a-b` now**"), None);
+    }
+
+    #[test]
     fn normalizes_by_name() {
         assert_eq!(
             normalize(Path::new("/w/book/src/ch01/../../../labs/x.rs")),
