@@ -176,10 +176,19 @@ fn find_labs(root: &Path) -> Result<BTreeMap<String, Lab>, WorkspaceError> {
             continue;
         };
         let dir = Path::new("labs").join(entry.file_name());
-        let fields = package_fields(&text).map_err(|source| WorkspaceError::CargoToml {
-            path: dir.join("Cargo.toml"),
-            source,
-        })?;
+        // A broken lab manifest must not stop `list` or `hint`: say so, and
+        // go on without that lab (cargo will say the rest when it builds).
+        let fields = match package_fields(&text) {
+            Ok(fields) => fields,
+            Err(source) => {
+                let err = WorkspaceError::CargoToml {
+                    path: dir.join("Cargo.toml"),
+                    source,
+                };
+                eprintln!("kubelings: warning: {err}");
+                continue;
+            }
+        };
         if let Some(package) = fields.name {
             labs.insert(
                 package.clone(),
