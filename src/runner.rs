@@ -396,15 +396,27 @@ impl TestRun {
         let group = i32::try_from(child.id()).unwrap_or(0);
         let _guard = guard::Running::new(group);
 
+        // Shared, so what was read is kept even if the reader is given up on.
+        let collected = std::sync::Arc::new(std::sync::Mutex::new(Vec::<u8>::new()));
+        let sink = std::sync::Arc::clone(&collected);
         let output_thread = std::thread::spawn(move || {
             // Enough to show a failure; a test that floods is cut.
-            const MAX: u64 = 1 << 20;
-            let mut buf = Vec::new();
+            const MAX: usize = 1 << 20;
             let mut file = std::fs::File::from(reader);
-            let _ = (&mut file).take(MAX).read_to_end(&mut buf);
-            // Keep draining so the test never blocks on a full pipe.
-            let _ = std::io::copy(&mut file, &mut std::io::sink());
-            String::from_utf8_lossy(&buf).into_owned()
+            let mut chunk = [0u8; 8192];
+            loop {
+                match file.read(&mut chunk) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => {
+                        if let Ok(mut buf) = sink.lock() {
+                            // Past MAX, keep draining so the test never
+                            // blocks on a full pipe.
+                            let room = MAX.saturating_sub(buf.len()).min(n);
+                            buf.extend_from_slice(&chunk[..room]);
+                        }
+                    }
+                }
+            }
         });
 
         let status = wait_with_timeout(&mut child, group, self.timeout).map_err(spawn_err)?;
@@ -413,7 +425,11 @@ impl TestRun {
         let duration = started.elapsed();
         // A process that escaped the group may hold the pipe open: give up
         // on the rest of its output after a moment.
-        let output = join_for(output_thread, Duration::from_secs(2)).unwrap_or_default();
+        join_for(output_thread, Duration::from_secs(2));
+        let output = collected
+            .lock()
+            .map(|buf| String::from_utf8_lossy(&buf).into_owned())
+            .unwrap_or_default();
         let skips = read_skip_log(log.path());
 
         let verdict = match status {
