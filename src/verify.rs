@@ -333,7 +333,9 @@ pub fn run(ws: &Workspace, static_only: bool) -> Result<bool> {
     let static_count = problems.len();
     let rows = dynamic_checks(ws, &mut problems)?;
 
-    print_table(&rows);
+    if !rows.is_empty() {
+        print_table(&rows);
+    }
     println!();
     let secs = started.elapsed().as_secs();
     if problems.is_empty() {
