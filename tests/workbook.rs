@@ -511,6 +511,12 @@ fn skips() {
 fn triples() {
     assert_eq!(labx::triple(3), 9, \"three tripled\");
 }
+
+#[test]
+#[ignore]
+fn ignored() {
+    assert_eq!(labx::double(1), 2);
+}
 ";
 
 fn fixture_exercise(id: &str, title: &str, test: &str, extra: &str) -> String {
@@ -531,11 +537,12 @@ impl Fixture {
     fn new(lib: &str) -> Fixture {
         let tmp = tempfile::tempdir().unwrap();
         let manifest = format!(
-            "exercises:\n{}{}{}{}",
+            "exercises:\n{}{}{}{}{}",
             fixture_exercise("labx-double", "Double a number", "doubles", ""),
             fixture_exercise("labx-loop", "Spin", "loops", "    timeout: 2\n"),
             fixture_exercise("labx-skip", "Skip", "skips", ""),
             fixture_exercise("labx-wrong", "Triple a number", "triples", ""),
+            fixture_exercise("labx-ignored", "Ignored", "ignored", ""),
         );
         write_tree(
             tmp.path(),
@@ -627,12 +634,17 @@ fn check_passes_fails_skips_and_times_out() {
     assert!(out.contains("first hint of labx-loop"), "{out}");
     assert!(started.elapsed() < std::time::Duration::from_secs(60));
 
+    // An #[ignore]d test checks nothing, so it cannot pass.
+    let (ok, out) = fx.check("labx-ignored");
+    assert!(!ok, "{out}");
+    assert!(out.contains("t::ignored is #[ignore]d"), "{out}");
+
     // All of it was recorded, and list shows it.
     fx.kubelings()
         .arg("list")
         .assert()
         .success()
-        .stdout(predicate::str::contains("1 of 4 exercises done"))
+        .stdout(predicate::str::contains("1 of 5 exercises done"))
         .stdout(predicate::str::contains("skipped: needs a unicorn"));
 }
 
