@@ -207,26 +207,30 @@ fn quantities_as_strings(tree: &mut Value, in_quantities: bool) {
 /// lacks, with its path: `spec.containers[0].imagePullPolizy`. A key whose
 /// value is null carries nothing and is skipped: the round trip drops it
 /// whether it is known or not.
-pub fn unknown_fields(input: &Value, known: &Value, path: &str, out: &mut Vec<UnknownField>) {
+pub fn unknown_fields(
+    input: &Value, // the manifest as written
+    known: &Value, // the manifest after the round trip
+    path: &str,
+    out: &mut Vec<UnknownField>,
+) {
     // EXERCISE: lab03-unknown-fields
     match (input, known) {
-        (Value::Object(given), Value::Object(kept)) => {
-            for (key, value) in given {
-                let child = if path.is_empty() {
-                    key.clone()
-                } else {
-                    format!("{path}.{key}")
+        (Value::Object(input), Value::Object(known)) => {
+            for (key, value) in input {
+                let child = match path {
+                    "" => key.clone(),
+                    _ => format!("{path}.{key}"),
                 };
-                match kept.get(key) {
-                    Some(kept_value) => unknown_fields(value, kept_value, &child, out),
+                match known.get(key) {
+                    Some(kept) => unknown_fields(value, kept, &child, out),
                     None if value.is_null() => {}
                     None => out.push(UnknownField { path: child }),
                 }
             }
         }
-        (Value::Array(given), Value::Array(kept)) => {
-            for (index, (value, kept_value)) in given.iter().zip(kept).enumerate() {
-                unknown_fields(value, kept_value, &format!("{path}[{index}]"), out);
+        (Value::Array(input), Value::Array(known)) => {
+            for (i, (value, kept)) in input.iter().zip(known).enumerate() {
+                unknown_fields(value, kept, &format!("{path}[{i}]"), out);
             }
         }
         _ => {}
