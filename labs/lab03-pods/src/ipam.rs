@@ -434,16 +434,18 @@ impl Ipam {
     /// itself is only durable once the directory is).
     fn store(&self, state: &State) -> Result<(), IpamError> {
         let temp = self.state.with_extension("json.tmp");
-        let mut text = serde_json::to_vec_pretty(state).map_err(|source| IpamError::Corrupt {
+        let corrupt = |source| IpamError::Corrupt {
             path: self.state.clone(),
             source,
-        })?;
+        };
+        let mut text = serde_json::to_vec_pretty(state).map_err(corrupt)?;
         text.push(b'\n');
         let mut file = File::create(&temp).map_err(io_error("creating", &temp))?;
         file.write_all(&text).map_err(io_error("writing", &temp))?;
         file.sync_all().map_err(io_error("syncing", &temp))?;
         drop(file);
-        std::fs::rename(&temp, &self.state).map_err(io_error("renaming into", &self.state))?;
+        let renaming = io_error("renaming into", &self.state);
+        std::fs::rename(&temp, &self.state).map_err(renaming)?;
         let dir = self.state.parent().unwrap_or(Path::new("."));
         File::open(dir)
             .and_then(|d| d.sync_all())

@@ -387,23 +387,26 @@ pub fn read(path: &Path, options: &LogOptions) -> Result<String, LogError> {
     Ok(render(&select(&records, options), options.timestamps))
 }
 
+// ANCHOR: log_path
 /// A pod's log directory, as the kubelet names it under /var/log/pods:
 /// `<namespace>_<name>_<uid>`.
-pub fn pod_log_dir(root: &Path, namespace: &str, name: &str, uid: &str) -> PathBuf {
-    root.join(format!("{namespace}_{name}_{uid}"))
+pub fn pod_log_dir(root: &Path, ns: &str, name: &str, uid: &str) -> PathBuf {
+    root.join(format!("{ns}_{name}_{uid}"))
 }
 
-/// The log file of one instance of a container: `<container>/<restarts>.log`.
-pub fn log_path(pod_dir: &Path, container: &str, restart_count: u32) -> PathBuf {
-    pod_dir.join(container).join(format!("{restart_count}.log"))
+/// The log file of one instance of a container, by its restart count:
+/// `<container>/<restarts>.log`.
+pub fn log_path(pod_dir: &Path, container: &str, restarts: u32) -> PathBuf {
+    pod_dir.join(container).join(format!("{restarts}.log"))
 }
 
-/// The previous instance's log (`--previous`), if there was one.
-pub fn previous_log_path(pod_dir: &Path, container: &str, restart_count: u32) -> Option<PathBuf> {
-    restart_count
-        .checked_sub(1)
-        .map(|n| log_path(pod_dir, container, n))
+/// The previous instance's log (`--previous`) when the container has
+/// restarted `n` times, if there was one.
+pub fn previous_log_path(dir: &Path, name: &str, n: u32) -> Option<PathBuf> {
+    n.checked_sub(1).map(|n| log_path(dir, name, n))
 }
+
+// ANCHOR_END: log_path
 
 /// Removes a container's log files older than the previous instance's, so
 /// the current and the previous one stay (what `--previous` needs).
