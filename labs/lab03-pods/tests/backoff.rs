@@ -153,6 +153,8 @@ fn crash_loop_messages() {
         while let Verdict::Wait { delay, .. } = b.check(&k, exited) {
             message = Some(crash_loop_message(delay, "kubia", &pod));
             clock.advance(SECOND);
+            let waited = clock.now().duration_since(exited).unwrap_or_default();
+            assert!(waited <= 300 * SECOND, "waits past the cap: {delay:?}");
         }
         let waited = clock.now().duration_since(exited).unwrap_or_default();
         match message {
