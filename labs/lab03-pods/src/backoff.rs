@@ -306,6 +306,18 @@ pub fn crash_loop_message(delay: Duration, container: &str, pod: &str) -> String
 }
 // ANCHOR_END: message
 
+/// The waiting state of a container in CrashLoopBackOff, for its status.
+pub fn crash_loop_waiting(
+    delay: Duration,
+    container: &str,
+    pod: &str,
+) -> k8s_openapi::api::core::v1::ContainerStateWaiting {
+    k8s_openapi::api::core::v1::ContainerStateWaiting {
+        reason: Some(CRASH_LOOP_BACK_OFF.to_string()),
+        message: Some(crash_loop_message(delay, container, pod)),
+    }
+}
+
 /// How the kubelet names a pod in messages: `name_namespace(uid)`.
 pub fn pod_label(name: &str, namespace: &str, uid: &str) -> String {
     format!("{name}_{namespace}({uid})")

@@ -256,6 +256,17 @@ pub fn pod_phase(spec: &PodSpec, statuses: &[ContainerStatus], terminal: bool) -
     )
 }
 
+/// The reason of a terminated container's state, as the runtime reports
+/// it: `OOMKilled` when the kernel's OOM killer ended it, else `Completed`
+/// for exit 0 and `Error` for anything else.
+pub fn terminated_reason(exit_code: i32, oom_killed: bool) -> &'static str {
+    match (oom_killed, exit_code) {
+        (true, _) => "OOMKilled",
+        (false, 0) => "Completed",
+        (false, _) => "Error",
+    }
+}
+
 /// The condition types the kubelet owns and this module computes.
 pub const INITIALIZED: &str = "Initialized";
 /// All containers are ready.

@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use lab03::backoff::{
-    crash_loop_message, go_duration, key, pod_label, should_restart, Backoff, BackoffPolicy, Clock,
-    FakeClock, Verdict, CRASH_LOOP_BACK_OFF,
+    crash_loop_message, crash_loop_waiting, go_duration, key, pod_label, should_restart, Backoff,
+    BackoffPolicy, Clock, FakeClock, Verdict, CRASH_LOOP_BACK_OFF,
 };
 use lab03::phase::RestartPolicy;
 
@@ -166,4 +166,14 @@ fn crash_loop_messages() {
         }
     }
     insta::assert_snapshot!(out);
+}
+
+#[test]
+fn the_waiting_state_names_the_reason() {
+    let w = crash_loop_waiting(40 * SECOND, "envoy", &pod_label("web", "default", "u1"));
+    assert_eq!(w.reason.as_deref(), Some("CrashLoopBackOff"));
+    assert_eq!(
+        w.message.as_deref(),
+        Some("back-off 40s restarting failed container=envoy pod=web_default(u1)")
+    );
 }

@@ -236,3 +236,111 @@ fn the_state_file_is_readable() {
     let text = std::fs::read_to_string(ipam.state_path()).expect("read");
     insta::assert_snapshot!(text);
 }
+
+/// Where the child process keeps its state, and what it does.
+const CHILD_DIR: &str = "LAB03_IPAM_CHILD_DIR";
+const CHILD_NAME: &str = "LAB03_IPAM_CHILD_NAME";
+const CHILD_COUNT: &str = "LAB03_IPAM_CHILD_COUNT";
+
+/// The child process of the tests below (run through `--ignored`): it
+/// allocates `CHILD_COUNT` addresses and prints them, or with a count of 0
+/// allocates and releases for ever, until it is killed.
+#[test]
+#[ignore = "the child process of processes_never_share_an_address and a_killed_allocator_leaves_a_sound_state"]
+fn ipam_child() {
+    let dir = std::env::var(CHILD_DIR).expect("run as a child");
+    let name = std::env::var(CHILD_NAME).expect("run as a child");
+    let count: usize = std::env::var(CHILD_COUNT)
+        .expect("run as a child")
+        .parse()
+        .expect("a count");
+    let ipam = Ipam::open(dir.as_ref(), node_cidr(5), Range::BenchmarkOnly).expect("opens");
+    for i in 0.. {
+        if count > 0 && i == count {
+            break;
+        }
+        let uid = format!("{name}-{i}");
+        let a = ipam.allocate(&uid).expect("alloc");
+        println!("ALLOC {uid} {a}");
+        if count == 0 && i >= 5 {
+            ipam.release(&format!("{name}-{}", i - 5)).expect("release");
+        }
+    }
+}
+
+fn child(dir: &std::path::Path, name: &str, count: usize) -> std::process::Child {
+    std::process::Command::new(std::env::current_exe().expect("test binary"))
+        .args([
+            "--exact",
+            "ipam_child",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CHILD_DIR, dir)
+        .env(CHILD_NAME, name)
+        .env(CHILD_COUNT, count.to_string())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn the child")
+}
+
+fn allocations(out: &str) -> Vec<(String, Ipv4Addr)> {
+    out.lines()
+        // The test harness may have printed its "test ... " on the same line.
+        .filter_map(|l| l.split_once("ALLOC ").map(|(_, rest)| rest))
+        .map(|l| {
+            let (uid, a) = l.split_once(' ').expect("uid and address");
+            (uid.to_string(), ip(a))
+        })
+        .collect()
+}
+
+#[test]
+fn processes_never_share_an_address() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let children: Vec<_> = (0..3)
+        .map(|i| child(dir.path(), &format!("p{i}"), 40))
+        .collect();
+    let mut got = Vec::new();
+    for c in children {
+        let out = c.wait_with_output().expect("child ran");
+        assert!(out.status.success(), "a child failed");
+        got.extend(allocations(&String::from_utf8_lossy(&out.stdout)));
+    }
+    assert_eq!(got.len(), 120);
+    let distinct: BTreeSet<Ipv4Addr> = got.iter().map(|(_, a)| *a).collect();
+    let mut by_ip: BTreeMap<Ipv4Addr, Vec<&str>> = BTreeMap::new();
+    for (uid, a) in &got {
+        by_ip.entry(*a).or_default().push(uid);
+    }
+    by_ip.retain(|_, uids| uids.len() > 1);
+    assert!(by_ip.is_empty(), "handed out twice: {by_ip:?}");
+    assert_eq!(distinct.len(), 120);
+    let ipam = Ipam::open(dir.path(), node_cidr(5), Range::BenchmarkOnly).expect("opens");
+    assert_eq!(ipam.list().expect("list").len(), 120);
+}
+
+#[test]
+fn a_killed_allocator_leaves_a_sound_state() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut c = child(dir.path(), "k", 0);
+    let stdout = c.stdout.take().expect("piped");
+    // Let it work a while, then kill it (SIGKILL) wherever it is: between
+    // two writes, inside one, or holding the lock.
+    let seen = std::io::BufReader::new(stdout).lines().take(300).count();
+    c.kill().expect("kill the child");
+    c.wait().expect("reap the child");
+    assert_eq!(seen, 300, "the child stopped early");
+    // The lock died with it and the state is whole: it opens, and lists the
+    // child's last few pods, each with its own address.
+    let ipam = Ipam::open(dir.path(), node_cidr(5), Range::BenchmarkOnly).expect("reopens");
+    let all = ipam.list().expect("list");
+    assert!((5..=7).contains(&all.len()), "{} allocations", all.len());
+    let owners: BTreeSet<&String> = all.values().collect();
+    assert_eq!(owners.len(), all.len(), "a pod holds two addresses");
+    let new = ipam.allocate("after-the-crash").expect("alloc");
+    assert!(!all.contains_key(&new), "{new} handed out twice");
+}

@@ -5,7 +5,7 @@ use k8s_openapi::api::core::v1::{
     Container, ContainerState, ContainerStateRunning, ContainerStateTerminated,
     ContainerStateWaiting, ContainerStatus, PodSpec,
 };
-use lab03::phase::{conditions, pod_phase, Phase, RestartPolicy};
+use lab03::phase::{conditions, pod_phase, terminated_reason, Phase, RestartPolicy};
 
 /// A container's state, short.
 #[derive(Clone, Copy, Debug)]
@@ -355,4 +355,12 @@ fn ready_follows_containers_ready() {
         all[1].message.as_deref(),
         Some("containers with unready status: [log]")
     );
+}
+
+#[test]
+fn terminated_reasons() {
+    assert_eq!(terminated_reason(0, false), "Completed");
+    assert_eq!(terminated_reason(1, false), "Error");
+    assert_eq!(terminated_reason(137, true), "OOMKilled");
+    assert_eq!(terminated_reason(0, true), "OOMKilled");
 }
