@@ -21,3 +21,7 @@ pub mod phase;
 pub mod qos;
 pub mod resources;
 pub mod validate;
+
+/// Where time comes from: the runtime passes the system clock, tests a fake
+/// one (the back-off and the log writer both take one).
+pub use backoff::{Clock, FakeClock, SystemClock};
