@@ -50,6 +50,10 @@ pub enum Cmd {
         /// Only the static checks (manifest, markers, book); runs no cargo.
         #[arg(long)]
         static_only: bool,
+        /// Run the dynamic checks of these exercises only (the static
+        /// checks still cover them all).
+        #[arg(long, value_name = "ID", num_args = 1..)]
+        only: Vec<String>,
     },
     /// Show what this machine can do and which self-checks will run here.
     Doctor,
@@ -83,7 +87,7 @@ pub fn run() -> Result<ExitCode> {
         Cmd::Check { target } => crate::check::run(&ws, target.as_deref())?,
         Cmd::Hint { id, level } => hint(&ws, &id, level)?,
         Cmd::Start { dir } => start(&ws, &dir)?,
-        Cmd::Verify { static_only } => crate::verify::run(&ws, static_only)?,
+        Cmd::Verify { static_only, only } => crate::verify::run(&ws, static_only, &only)?,
         Cmd::Doctor => crate::doctor::run(&ws)?,
         Cmd::Book => book(&ws)?,
         Cmd::Test { .. } => unreachable!("handled above"),

@@ -12,8 +12,11 @@
 //!   and the restart back-off.
 //! - [`logs`]: the CRI log format.
 //! - [`ipam`]: pod IPs from a node's CIDR, persistent across restarts.
+//! - [`cri`]: the runtime interface the node agent drives, shaped like
+//!   the CRI's RuntimeService and ImageService.
 
 pub mod backoff;
+pub mod cri;
 pub mod ipam;
 pub mod logs;
 pub mod manifest;
