@@ -14,7 +14,6 @@ use lab01::probe::{require, require_program, Privilege, CI_SKIP_PANIC};
 
 // The ch03 program's module, compiled here on its own.
 #[path = "../chapters/ch03/containerd.rs"]
-#[allow(dead_code)]
 mod containerd;
 
 use containerd::Containerd;
