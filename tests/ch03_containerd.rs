@@ -120,7 +120,11 @@ fn processes_naming(path: &Path) -> Vec<String> {
     std::fs::read_dir("/proc")
         .expect("/proc")
         .flatten()
-        .filter(|e| e.file_name().to_str().is_some_and(|n| n.parse::<u32>().is_ok()))
+        .filter(|e| {
+            e.file_name()
+                .to_str()
+                .is_some_and(|n| n.parse::<u32>().is_ok())
+        })
         .filter_map(|e| {
             let cmdline = std::fs::read(e.path().join("cmdline")).ok()?;
             cmdline
@@ -161,7 +165,9 @@ fn containerd_runs_our_kubia_image() {
         containerd
             .start_container("kubia:v1", "kubia", true, &[])
             .expect("ctr run --detach --cni");
-        let ip = containerd.pod_ip("kubia").expect("a pod IP from host-local");
+        let ip = containerd
+            .pod_ip("kubia")
+            .expect("a pod IP from host-local");
         transcript += &format!(
             "$ ctr run --detach --cni kubia:v1 kubia\n\
              task kubia: {}, pod IP {ip}\n",
@@ -175,7 +181,9 @@ fn containerd_runs_our_kubia_image() {
         assert!(body.starts_with("You've hit "), "{transcript}");
         let log = std::fs::read_to_string(containerd.log_path("kubia")).expect("its log");
         transcript += &format!("$ cat kubia.log\n{log}");
-        containerd.remove("kubia").expect("delete the task and container");
+        containerd
+            .remove("kubia")
+            .expect("delete the task and container");
         assert_eq!(containerd.pod_ip("kubia"), None, "the address went back");
         (containerd.pid(), containerd.dir().to_path_buf())
     };
@@ -194,8 +202,9 @@ fn containerd_runs_our_kubia_image() {
         "mounts left under {work_path}"
     );
     assert!(
-        !mounts.lines().any(|l| l.contains(" - overlay ")
-            && l.contains(&dir.display().to_string())),
+        !mounts
+            .lines()
+            .any(|l| l.contains(" - overlay ") && l.contains(&dir.display().to_string())),
         "an overlay mount leaked into our mount table"
     );
     assert!(!dir.exists(), "{} was not removed", dir.display());
