@@ -569,6 +569,10 @@ pub fn bench_containerd(image_archive: &Path, rounds: usize, cni: bool) -> Resul
     if cni_used {
         note += &format!("; CNI bridge plugin, host-local IPAM in {SUBNET}");
     } else {
+        if !cni {
+            note += "; no CNI asked for: each container gets a network \
+                     namespace with only loopback";
+        }
         containerd.run(&image, "warm-up", false)?;
     }
     let mut samples = Vec::with_capacity(rounds);
@@ -645,6 +649,7 @@ fn toml_string(s: &str) -> String {
 
 /// The CNI network: a bridge with the gateway address, host-local IPAM in
 /// [`SUBNET`] keeping its state in `data`, no NAT (no iptables rules).
+// ANCHOR: conflist
 fn conflist_json(data: &Path) -> serde_json::Value {
     serde_json::json!({
         "cniVersion": "1.0.0",
@@ -662,6 +667,7 @@ fn conflist_json(data: &Path) -> serde_json::Value {
         }],
     })
 }
+// ANCHOR_END: conflist
 
 /// What containerd's child does between fork and exec: new mount and
 /// network namespaces, the shadowed paths, loopback up. Its strings are
@@ -697,10 +703,12 @@ impl Shadows {
         })
     }
 
+    // ANCHOR: enter
     fn enter(&self) -> std::io::Result<()> {
         use nix::mount::{mount, MsFlags};
         const NONE: Option<&str> = None;
-        nix::sched::unshare(CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWNET)?;
+        let new = CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWNET;
+        nix::sched::unshare(new)?;
         // Nothing mounted here may travel back to the host's table.
         mount(NONE, "/", NONE, MsFlags::MS_REC | MsFlags::MS_PRIVATE, NONE)?;
         let none = MsFlags::empty();
@@ -719,6 +727,7 @@ impl Shadows {
         nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)?;
         Ok(())
     }
+    // ANCHOR_END: enter
 }
 
 /// `ip link set lo up` in the current network namespace, with the ioctls
