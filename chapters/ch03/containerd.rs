@@ -92,6 +92,7 @@ impl Containerd {
     /// Starts containerd in a new directory beneath `tmp` and waits for its
     /// socket.
     pub fn start(tmp: &Path) -> Result<Containerd> {
+        sweep_orphans();
         let dir = tempfile::Builder::new()
             .prefix("containerd-")
             .tempdir_in(tmp)
@@ -523,6 +524,137 @@ impl Drop for Containerd {
             }
         }
     }
+}
+
+/// What a harness killed with SIGKILL leaves behind. containerd dies with
+/// it (PR_SET_PDEATHSIG), but shims are made to outlive containerd, so a
+/// shim keeps its container running, their mount namespace and directory
+/// stay, and so do the container's cgroups. Found by their names (a shim of
+/// our containerd namespace whose socket no longer answers; a cgroup of a
+/// harness whose process is gone) and ended by pid.
+fn sweep_orphans() {
+    use nix::sys::signal::{kill, Signal};
+    let mut dirs = Vec::new();
+    let mut shims = Vec::new();
+    for (pid, args) in processes() {
+        let is_shim = args
+            .first()
+            .is_some_and(|a| Path::new(a).file_name() == Some("containerd-shim-runc-v2".as_ref()));
+        let ours = args
+            .windows(2)
+            .any(|w| w[0] == "-namespace" && w[1] == NAMESPACE);
+        let socket = args
+            .windows(2)
+            .find(|w| w[0] == "-address")
+            .map(|w| PathBuf::from(&w[1]));
+        let Some(socket) = socket.filter(|_| is_shim && ours) else {
+            continue;
+        };
+        let Some(dir) = socket.parent() else { continue };
+        let made_by_us = dir
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with("containerd-"))
+            && dir.join("config.toml").exists();
+        if made_by_us && std::os::unix::net::UnixStream::connect(&socket).is_err() {
+            shims.push(pid);
+            dirs.push(dir.to_path_buf());
+        }
+    }
+    // The container's init first (its pid namespace goes with it), then
+    // the shim.
+    for (pid, _) in processes() {
+        if parent_of(pid).is_some_and(|ppid| shims.contains(&ppid)) {
+            let _ = kill(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL);
+        }
+    }
+    for &pid in &shims {
+        let _ = kill(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL);
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while shims
+        .iter()
+        .any(|pid| Path::new(&format!("/proc/{pid}")).exists())
+        && Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    for dir in dirs {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    sweep_cgroups();
+}
+
+/// Cgroups `kubelings-ctr-PID-…` beneath ours whose PID is gone.
+fn sweep_cgroups() {
+    use nix::sys::signal::{kill, Signal};
+    let Ok(cgroups) = PeerCgroups::new() else {
+        return;
+    };
+    let path = cgroups.path_for("x");
+    let Some(parent) = Path::new(&path).parent() else {
+        return;
+    };
+    let Ok(hierarchies) = std::fs::read_dir("/sys/fs/cgroup") else {
+        return;
+    };
+    let inner = parent.strip_prefix("/").unwrap_or(parent);
+    let roots = hierarchies.flatten().map(|h| h.path());
+    for root in roots.chain([PathBuf::from("/sys/fs/cgroup")]) {
+        let Ok(entries) = std::fs::read_dir(root.join(inner)) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let owner = name
+                .strip_prefix("kubelings-ctr-")
+                .and_then(|rest| rest.split('-').next())
+                .and_then(|pid| pid.parse::<u32>().ok());
+            let Some(owner) = owner else { continue };
+            if Path::new(&format!("/proc/{owner}")).exists() {
+                continue;
+            }
+            let procs = std::fs::read_to_string(entry.path().join("cgroup.procs"));
+            for pid in procs.unwrap_or_default().lines() {
+                if let Ok(pid) = pid.trim().parse::<i32>() {
+                    let _ = kill(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL);
+                }
+            }
+            for _ in 0..100 {
+                if std::fs::remove_dir(entry.path()).is_ok() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+    }
+}
+
+/// Every process's pid and arguments.
+fn processes() -> Vec<(i32, Vec<String>)> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| {
+            let pid = e.file_name().to_str()?.parse::<i32>().ok()?;
+            let cmdline = std::fs::read(e.path().join("cmdline")).ok()?;
+            let args = cmdline
+                .split(|&b| b == 0)
+                .filter(|a| !a.is_empty())
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .collect();
+            Some((pid, args))
+        })
+        .collect()
+}
+
+/// The parent pid, from /proc/PID/stat (after the command's parenthesis).
+fn parent_of(pid: i32) -> Option<i32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(1)?.parse().ok()
 }
 
 /// Measures `rounds` pod starts against containerd: `ctr run -d` of the
