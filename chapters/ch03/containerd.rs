@@ -70,7 +70,10 @@ pub struct Containerd {
     mnt: Option<OwnedFd>,
     /// The mount namespace's identity, to find what still runs in it.
     mnt_id: (u64, u64),
-    cgroups: PeerCgroups,
+    /// Parents runc had to make in other v1 hierarchies, removed on drop.
+    _peer: PeerCgroups,
+    /// Our containers' cgroups go beneath this (a path in the hierarchy).
+    cgroup_parent: PathBuf,
     /// Prefix of our containers' cgroup names, unique on the machine.
     tag: String,
     /// Containers started with a CNI network, whose address must go back.
@@ -179,7 +182,8 @@ impl Containerd {
             net: Some(net),
             mnt: Some(mnt),
             mnt_id,
-            cgroups: PeerCgroups::new().context("find our own cgroup")?,
+            _peer: PeerCgroups::new().context("find our own cgroup")?,
+            cgroup_parent: cgroup_parent()?,
             tag,
             with_cni: HashSet::new(),
         };
@@ -331,10 +335,16 @@ impl Containerd {
         let log = self.log_path(id);
         vec![
             "--cgroup".into(),
-            self.cgroups.path_for(&format!("{}-{id}", self.tag)).into(),
+            self.cgroup_path(id).into(),
             "--log-uri".into(),
             format!("file://{}", log.display()).into(),
         ]
+    }
+
+    /// The container's `linux.cgroupsPath`, beneath our own cgroup.
+    fn cgroup_path(&self, id: &str) -> String {
+        let name = format!("{}-{id}", self.tag);
+        self.cgroup_parent.join(name).display().to_string()
     }
 
     /// Where a container's stdout and stderr go.
@@ -378,12 +388,9 @@ impl Containerd {
     /// making: runs it to its end and returns what it printed and its exit.
     pub fn run_to_end(&self, image: &str, id: &str, command: &[&str]) -> Result<Output> {
         let mut cmd = self.ctr(["run", "--rm"]);
-        cmd.args([
-            "--cgroup",
-            &self.cgroups.path_for(&format!("{}-{id}", self.tag)),
-        ])
-        .args([image, id])
-        .args(command);
+        cmd.args(["--cgroup", &self.cgroup_path(id)])
+            .args([image, id])
+            .args(command);
         let line = describe(&cmd);
         output_within(&mut cmd, CTR_TIMEOUT).with_context(|| line)
     }
@@ -588,17 +595,13 @@ fn sweep_orphans() {
 /// Cgroups `kubelings-ctr-PID-…` beneath ours whose PID is gone.
 fn sweep_cgroups() {
     use nix::sys::signal::{kill, Signal};
-    let Ok(cgroups) = PeerCgroups::new() else {
-        return;
-    };
-    let path = cgroups.path_for("x");
-    let Some(parent) = Path::new(&path).parent() else {
+    let Ok(parent) = cgroup_parent() else {
         return;
     };
     let Ok(hierarchies) = std::fs::read_dir("/sys/fs/cgroup") else {
         return;
     };
-    let inner = parent.strip_prefix("/").unwrap_or(parent);
+    let inner = parent.strip_prefix("/").unwrap_or(&parent);
     let roots = hierarchies.flatten().map(|h| h.path());
     for root in roots.chain([PathBuf::from("/sys/fs/cgroup")]) {
         let Ok(entries) = std::fs::read_dir(root.join(inner)) else {
@@ -628,6 +631,26 @@ fn sweep_cgroups() {
             }
         }
     }
+}
+
+/// Where our containers' cgroups go, as a path in the cgroup hierarchy.
+/// On v1 beneath our own cgroup in every hierarchy at once (see
+/// [`PeerCgroups`]). On v2 beneath our own cgroup too, whose controllers
+/// must be handed down first: `ctr run` always asks for cpu shares, and a
+/// v2 cgroup holding processes cannot hand any down (lab01 moves us into a
+/// leaf beside the containers for that).
+fn cgroup_parent() -> Result<PathBuf> {
+    use lab01::probe::{cgroup_mode, CgroupMode};
+    let root = Path::new(lab01::cgroup::v2::ROOT);
+    if cgroup_mode(root) != CgroupMode::Unified {
+        let peer = PeerCgroups::new().context("find our own cgroup")?;
+        let path = PathBuf::from(peer.path_for("x"));
+        return Ok(path.parent().unwrap_or(Path::new("/")).to_path_buf());
+    }
+    let parent = lab01::cgroup::v2::parent_dir()?;
+    lab01::cgroup::v2::enable_controllers(&parent, &["cpu", "memory", "pids"])?;
+    let inner = parent.strip_prefix(root).unwrap_or(&parent);
+    Ok(Path::new("/").join(inner))
 }
 
 /// Every process's pid and arguments.
