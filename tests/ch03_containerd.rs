@@ -114,6 +114,18 @@ fn http_get_inside(containerd: &Containerd, ip: Ipv4Addr) -> String {
     .expect("the HTTP thread")
 }
 
+/// The log file once it holds `text` (or as it is after 10 s).
+fn wait_for_log(path: &Path, text: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let log = std::fs::read_to_string(path).unwrap_or_default();
+        if log.contains(text) || Instant::now() > deadline {
+            return log;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 /// Pids of processes whose command line names `path`.
 fn processes_naming(path: &Path) -> Vec<String> {
     let needle = path.as_os_str().as_encoded_bytes();
@@ -148,6 +160,12 @@ fn containerd_runs_our_kubia_image() {
         let names = containerd.import(&archive).expect("ctr image import");
         transcript += &format!("$ ctr image import kubia.tar\n{}\n", names.join("\n"));
         assert_eq!(names, ["kubia:v1"]);
+        // What is not an image archive is refused, by its name.
+        let junk = work.path().join("junk.tar");
+        std::fs::write(&junk, "not a tar file").expect("junk");
+        let refused = containerd.import(&junk).expect_err("junk imported");
+        assert!(format!("{refused:#}").contains("junk.tar"), "{refused:#}");
+        assert_eq!(containerd.images().expect("images"), ["kubia:v1"]);
 
         // The image's files run under runc: kubia says how to call it.
         let out = containerd
@@ -179,7 +197,8 @@ fn containerd_runs_our_kubia_image() {
         let body = http_get_inside(&containerd, ip);
         transcript += &format!("$ curl http://{ip}:8080/\n{body}");
         assert!(body.starts_with("You've hit "), "{transcript}");
-        let log = std::fs::read_to_string(containerd.log_path("kubia")).expect("its log");
+        // The shim copies kubia's output into the file as it comes.
+        let log = wait_for_log(&containerd.log_path("kubia"), "Received request");
         transcript += &format!("$ cat kubia.log\n{log}");
         containerd
             .remove("kubia")

@@ -725,8 +725,8 @@ pub fn bench_containerd(image_archive: &Path, rounds: usize, cni: bool) -> Resul
         note += &format!("; CNI bridge plugin, host-local IPAM in {SUBNET}");
     } else {
         if !cni {
-            note += "; no CNI asked for: each container gets a network \
-                     namespace with only loopback";
+            note += "; no CNI asked for: each container gets an empty \
+                     network namespace";
         }
         containerd.run(&image, "warm-up", false)?;
     }
