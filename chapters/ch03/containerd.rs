@@ -134,6 +134,10 @@ impl Containerd {
         std::os::unix::fs::symlink(CNI_PLUGINS, base.join("shadow/opt/upper/cni/bin"))
             .context("link /opt/cni/bin to the CNI plugins")?;
 
+        // Read before runc makes any cgroup (and before there is a child
+        // that an early return would leave running).
+        let peer = PeerCgroups::new().context("find our own cgroup")?;
+        let cgroup_parent = cgroup_parent()?;
         let shadows = Shadows::new(&base)?;
         let log = File::create(base.join("containerd.log")).context("create containerd.log")?;
         let mut cmd = Command::new("containerd");
@@ -182,8 +186,8 @@ impl Containerd {
             net: Some(net),
             mnt: Some(mnt),
             mnt_id,
-            _peer: PeerCgroups::new().context("find our own cgroup")?,
-            cgroup_parent: cgroup_parent()?,
+            _peer: peer,
+            cgroup_parent,
             tag,
             with_cni: HashSet::new(),
         };
