@@ -274,8 +274,10 @@ impl Containerd {
         S: AsRef<std::ffi::OsStr>,
     {
         let mut cmd = self.inside("ctr");
+        // A containerd that does not answer fails the call soon.
         cmd.arg("--address")
             .arg(&self.socket)
+            .args(["--connect-timeout", "5s"])
             .args(["--namespace", NAMESPACE])
             .args(args);
         cmd
@@ -490,8 +492,14 @@ impl Containerd {
     }
 
     fn stop(&mut self) {
-        // Tasks first: a shim whose task is deleted exits by itself.
-        if let Ok(out) = self.ctr_ok(["containers", "list", "--quiet"]) {
+        // Tasks first: a shim whose task is deleted exits by itself. (A
+        // containerd that is gone cannot be asked; its shims are ended
+        // below.)
+        let running = matches!(self.child.try_wait(), Ok(None));
+        let listed = running
+            .then(|| self.ctr_ok(["containers", "list", "--quiet"]).ok())
+            .flatten();
+        if let Some(out) = listed {
             for id in lines(&out.stdout) {
                 let _ = self.remove(&id);
             }
