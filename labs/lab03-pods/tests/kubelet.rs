@@ -450,6 +450,70 @@ fn unhealthy_kubia_is_restarted() {
     insta::assert_yaml_snapshot!("liveness_restart_status", n.status("kubia"));
 }
 
+/// What changed since the last look: the container's state line, and each
+/// event that happened again.
+fn story(n: &Node, seen: &mut Vec<(String, u32)>, last: &mut String, out: &mut String) {
+    let at = n
+        .clock
+        .now()
+        .duration_since(start())
+        .unwrap_or_default()
+        .as_secs();
+    let s = n.status("kubia");
+    let line = format!(
+        "kubia {}, restartCount {}, ready {}",
+        n.state("kubia"),
+        s.restart_count,
+        s.ready
+    );
+    let mut new = Vec::new();
+    for e in n.w.events().list() {
+        let key = format!("{} {}: {}", e.type_.as_str(), e.reason, e.message);
+        match seen.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, count)) if *count == e.count => {}
+            Some((_, count)) => {
+                *count = e.count;
+                new.push(e);
+            }
+            None => {
+                seen.push((key, e.count));
+                new.push(e);
+            }
+        }
+    }
+    new.sort_by_key(|e| e.seq);
+    if line != *last || !new.is_empty() {
+        out.push_str(&format!("{at:>3}s  {line}\n"));
+        for e in new {
+            out.push_str(&format!("      {} {}:\n", e.type_.as_str(), e.reason));
+            out.push_str(&format!("        {}\n", e.message));
+        }
+        *last = line;
+    }
+}
+
+#[test]
+fn unhealthy_kubia_story() {
+    let (server, _) = unhealthy_kubia();
+    let probes = "livenessProbe:
+      httpGet: {path: /, port: 8080}
+      initialDelaySeconds: 15";
+    let mut n = Node::with(&PROBED.replace("PROBES", probes), |o| {
+        o.connector = Arc::new(move |_: SocketAddr, timeout: Duration| {
+            TcpStream::connect_timeout(&server, timeout)
+        });
+    });
+    let (mut seen, mut last, mut out) = (Vec::new(), String::new(), String::new());
+    n.w.sync();
+    story(&n, &mut seen, &mut last, &mut out);
+    for _ in 0..90 {
+        n.clock.advance(SECOND);
+        n.w.sync();
+        story(&n, &mut seen, &mut last, &mut out);
+    }
+    insta::assert_snapshot!("unhealthy_kubia_story", out);
+}
+
 #[test]
 fn tcp_socket_probe_connects() {
     let listener = TcpListener::bind("127.0.0.1:0").expect("a loopback port");
@@ -743,4 +807,42 @@ fn the_decision_needs_successes_in_a_row() {
             count: 1
         }
     );
+}
+
+#[test]
+fn workers_move_between_threads_and_jobs_run_on_them() {
+    fn send<T: Send>() {}
+    send::<PodWorker>();
+    // With a thread per job, the waker says when to sync again.
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let tx = std::sync::Mutex::new(tx);
+    let mut n = Node::with(ONE.replace("RESTART", "Always").as_str(), |o| {
+        o.spawner = Arc::new(lab03::kubelet::jobs::Threads);
+        o.waker = Arc::new(move |uid: &str| {
+            let _ = tx
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .send(uid.to_string());
+        });
+    });
+    n.w.sync();
+    assert_eq!(n.state("crash"), "running");
+    n.w.terminate(Some(SECOND));
+    n.w.sync();
+    let mut woken = 0;
+    while !n.w.is_terminated() {
+        let uid = rx
+            .recv_timeout(Duration::from_secs(5))
+            .expect("a job's waker");
+        assert_eq!(uid, "0a1b2c3d-uid");
+        woken += 1;
+        n.w.sync();
+    }
+    if woken == 0 {
+        // The stop was quick enough to be seen in the same sync; its
+        // waker still ran.
+        rx.recv_timeout(Duration::from_secs(5))
+            .expect("the stop's waker");
+    }
+    assert_eq!(n.rt.counts(), (0, 0));
 }
