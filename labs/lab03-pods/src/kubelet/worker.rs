@@ -351,6 +351,7 @@ impl PodWorker {
             // Try again in a second, as the pod worker's resync would.
             return Some(plus(now, Duration::from_secs(1)));
         }
+        // ANCHOR: containers
         let mut wake = None;
         // Init containers, one at a time, each to completion.
         let (inits, apps): (Vec<usize>, Vec<usize>) =
@@ -384,6 +385,7 @@ impl PodWorker {
             };
             wake = earliest(wake, w);
         }
+        // ANCHOR_END: containers
         self.update_phase();
         wake
     }
@@ -791,51 +793,52 @@ impl PodWorker {
         wake
     }
 
-    /// Counts a try's outcome in; true when it restarts the container.
+    // ANCHOR: on_outcome
+    /// Counts a try's outcome in and acts on the decision; true when it
+    /// restarts the container.
     fn on_outcome(&mut self, i: usize, p: usize, outcome: Outcome) -> bool {
         let name = self.ctrs[i].spec.name.clone();
         let path = self.ctrs[i].path();
         let prober = &mut self.ctrs[i].probes[p];
-        let kind = prober.spec.kind;
+        let (kind, t) = (prober.spec.kind, prober.spec.thresholds);
+        let grace = prober.spec.grace;
         let passed = outcome == Outcome::Success;
-        let decision = probe::decide(&mut prober.run, passed, prober.spec.thresholds);
+        let decision = probe::decide(&mut prober.run, passed, t);
+        if decision != Decision::Unchanged {
+            prober.result = Some(decision == Decision::Pass);
+        }
         if let Outcome::Failure(why) = outcome {
             let message = format!("{} probe failed: {why}", kind.as_str());
             self.event(EventType::Warning, "Unhealthy", path.clone(), message);
         }
-        let prober = &mut self.ctrs[i].probes[p];
+        let c = &mut self.ctrs[i];
         match (kind, decision) {
             (_, Decision::Unchanged) => false,
+            (ProbeKind::Liveness, Decision::Pass) => false,
+            // Readiness only ever sets `ready`.
             (ProbeKind::Readiness, d) => {
-                prober.result = Some(d == Decision::Pass);
-                self.ctrs[i].ready = d == Decision::Pass;
+                c.ready = d == Decision::Pass;
                 false
             }
+            // Started: liveness and readiness may begin.
             (ProbeKind::Startup, Decision::Pass) => {
-                prober.result = Some(true);
-                let c = &mut self.ctrs[i];
                 c.started = true;
-                c.ready = !c.probes.iter().any(|p| p.spec.kind == ProbeKind::Readiness);
+                let gated = |p: &Prober| p.spec.kind == ProbeKind::Readiness;
+                c.ready = !c.probes.iter().any(gated);
                 false
             }
-            (ProbeKind::Liveness, Decision::Pass) => {
-                prober.result = Some(true);
-                false
-            }
+            // Liveness or startup failed: kill it, the policy restarts it.
             (kind, Decision::Fail) => {
-                prober.result = Some(false);
-                let what = if kind == ProbeKind::Liveness {
-                    "liveness"
-                } else {
-                    "startup"
-                };
-                let message = format!("Container {name} failed {what} probe, will be restarted");
+                let what = kind.as_str().to_lowercase();
+                let message = format!("Container {name} failed {what} probe");
+                let message = message + ", will be restarted";
                 self.event(EventType::Normal, "Killing", path, message);
-                self.stop(i, self.grace());
+                self.stop(i, grace.unwrap_or_else(|| self.grace()));
                 true
             }
         }
     }
+    // ANCHOR_END: on_outcome
 
     /// Stops a container's current instance gracefully, off this thread.
     fn stop(&mut self, i: usize, grace: Duration) {
