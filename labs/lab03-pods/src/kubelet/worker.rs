@@ -352,7 +352,7 @@ impl PodWorker {
             return Some(plus(now, Duration::from_secs(1)));
         }
         // ANCHOR: containers
-        let mut wake = None;
+        let (policy, mut wake) = (self.policy(), None);
         // Init containers, one at a time, each to completion.
         let (inits, apps): (Vec<usize>, Vec<usize>) =
             (0..self.ctrs.len()).partition(|&i| self.ctrs[i].init);
@@ -361,7 +361,7 @@ impl PodWorker {
                 Progress::Exited(0) => continue,
                 Progress::Running => return earliest(self.probe(i), wake),
                 Progress::NotStarted => return earliest(self.start(i), wake),
-                Progress::Exited(_) if self.policy() == RestartPolicy::Never => {
+                Progress::Exited(_) if policy == RestartPolicy::Never => {
                     // Rule 1 of the phase: the pod has failed.
                     self.update_phase();
                     return None;
@@ -369,6 +369,7 @@ impl PodWorker {
                 Progress::Exited(_) => return earliest(self.restart(i), wake),
             }
         }
+        let restarts = |code| backoff::should_restart(policy, code);
         // Then every app container, started together. A container its
         // liveness probe has just killed is started again in the same
         // pass, as computePodActions puts it in both lists.
@@ -378,9 +379,7 @@ impl PodWorker {
             }
             let w = match self.ctrs[i].progress() {
                 Progress::NotStarted => self.start(i),
-                Progress::Exited(code) if backoff::should_restart(self.policy(), code) => {
-                    self.restart(i)
-                }
+                Progress::Exited(code) if restarts(code) => self.restart(i),
                 Progress::Running | Progress::Exited(_) => None,
             };
             wake = earliest(wake, w);
