@@ -846,3 +846,22 @@ fn workers_move_between_threads_and_jobs_run_on_them() {
     }
     assert_eq!(n.rt.counts(), (0, 0));
 }
+
+#[test]
+fn pull_policy_never_does_not_pull() {
+    let yaml = "
+apiVersion: v1
+kind: Pod
+metadata: {name: local}
+spec:
+  containers:
+  - {name: app, image: only-local, imagePullPolicy: Never}
+";
+    let mut n = Node::new(yaml);
+    n.run(30);
+    assert_eq!(n.state("app"), "waiting:ErrImageNeverPull");
+    assert!(n.rt.calls().iter().all(|c| !c.starts_with("pull_image")));
+    n.rt.add_image("only-local");
+    n.run(10);
+    assert_eq!(n.state("app"), "running");
+}

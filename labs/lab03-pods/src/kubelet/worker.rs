@@ -568,6 +568,8 @@ impl PodWorker {
         if let Some(t) = c.term.take() {
             c.last_state = Some(t);
         }
+        // And the logs of those two, for `logs` and `logs --previous`.
+        let _ = crate::logs::prune(&sandbox.config.log_directory, &name, attempt);
         c.created += 1;
         c.waiting = None;
         // The image is looked at again before each start, as the kubelet
@@ -657,6 +659,17 @@ impl PodWorker {
                 );
                 self.image_present(i, found.id);
                 None
+            }
+            Ok(None) if self.ctrs[i].spec.image_pull_policy.as_deref() == Some("Never") => {
+                let message =
+                    format!("Container image \"{image}\" is not present with pull policy of Never");
+                self.ctrs[i].waiting = Some(Waiting {
+                    reason: "ErrImageNeverPull".into(),
+                    message: Some(message.clone()),
+                });
+                self.event(EventType::Warning, "ErrImageNeverPull", path, message);
+                // Only a new image in the store can change this.
+                Some(Some(plus(now, Duration::from_secs(10))))
             }
             Ok(None) => {
                 let key = self.backoff_key(i, "/pull");
