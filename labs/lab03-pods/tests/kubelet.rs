@@ -865,3 +865,45 @@ spec:
     n.run(10);
     assert_eq!(n.state("app"), "running");
 }
+
+#[test]
+fn a_node_drives_many_workers() {
+    let clock = Arc::new(FakeClock::at(start()));
+    let rt = FakeRuntime::new(clock.clone());
+    rt.add_image("busybox");
+    rt.script("crash", &[(Duration::from_secs(3), Exit::Code(1))]);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let events = rt.events();
+    let mut node = lab03::kubelet::Workers::new();
+    for i in 0..200 {
+        let mut p = pod(&ONE.replace("RESTART", "Always"));
+        p.metadata.name = Some(format!("crash-{i}"));
+        p.metadata.uid = Some(format!("uid-{i}"));
+        let opts = WorkerOptions::inline(NodeLayout::under(dir.path()), clock.clone());
+        node.add(PodWorker::new(p, rt.clone(), rt.clone(), opts).expect("a worker"));
+    }
+    assert_eq!(rt.counts(), (200, 200));
+    // Every crash comes back as an event that syncs just its pod.
+    for _ in 0..4 {
+        clock.advance(SECOND);
+        let _ = rt.list_containers(&Default::default());
+        for e in events.try_iter() {
+            node.handle(&e);
+        }
+        node.tick(clock.now(), false);
+    }
+    let restarted = node
+        .iter()
+        .filter(|w| {
+            let s = w.status().container_statuses.unwrap_or_default();
+            s.first().is_some_and(|c| c.restart_count == 1)
+        })
+        .count();
+    assert_eq!(restarted, 200);
+    for i in 0..200 {
+        node.terminate(&format!("uid-{i}"), None);
+    }
+    assert_eq!(node.tick(clock.now(), false).len(), 200);
+    assert!(node.is_empty());
+    assert_eq!(rt.counts(), (0, 0));
+}
