@@ -173,7 +173,7 @@ impl Registry {
         stderr.read_line(&mut line).expect("read what it says");
         // "ch02: registry on http://127.0.0.1:PORT (Ctrl-C to stop)"
         registry.host = line
-            .split("http://")
+            .split("://")
             .nth(1)
             .and_then(|rest| rest.split(' ').next())
             .unwrap_or_else(|| panic!("no address in {line:?}"))
@@ -295,4 +295,96 @@ fn push_and_pull_through_a_private_registry() {
     check("push", &push);
     check("pull", &pull);
     check("anonymous_pull_is_refused", &refusal);
+}
+
+/// Adds to `home`'s store an arm64/v8 twin of `kubelings/base:latest` (the
+/// same layers, another config) and an index naming both, arm64 first, as
+/// `kubelings/base:multi`: a multi-platform image like Docker Hub's.
+fn make_multi_platform(home: &Path) {
+    use serde_json::{json, Value};
+    let store = lab02::layout::ImageStore::open(&home.join("images")).expect("store");
+    let desc = store.resolve("kubelings/base:latest").expect("base image");
+    let digest = |d: &str| -> lab02::Digest { d.parse().expect("digest") };
+    let read = |d: &str| -> Value {
+        serde_json::from_slice(&store.read_blob(&digest(d)).expect("blob")).expect("json")
+    };
+    let base = desc.digest().to_string();
+    let manifest = read(&base);
+    let mut config = read(manifest["config"]["digest"].as_str().expect("config"));
+    let host_arch = config["architecture"].clone();
+    config["architecture"] = "arm64".into();
+    config["variant"] = "v8".into();
+    let config = serde_json::to_vec(&config).unwrap();
+    let mut arm = manifest.clone();
+    arm["config"]["digest"] = store.write_blob(&config).unwrap().to_string().into();
+    arm["config"]["size"] = config.len().into();
+    let arm = serde_json::to_vec(&arm).unwrap();
+    let arm_digest = store.write_blob(&arm).unwrap();
+    let entry = |digest: String, size: u64, platform: Value| {
+        json!({"mediaType": lab02::spec::MEDIA_TYPE_MANIFEST, "digest": digest,
+               "size": size, "platform": platform})
+    };
+    let index = serde_json::to_vec(&json!({
+        "schemaVersion": 2,
+        "mediaType": lab02::spec::MEDIA_TYPE_INDEX,
+        "manifests": [
+            entry(arm_digest.to_string(), arm.len() as u64,
+                  json!({"os": "linux", "architecture": "arm64", "variant": "v8"})),
+            entry(base, desc.size(), json!({"os": "linux", "architecture": host_arch})),
+        ],
+    }))
+    .unwrap();
+    let index_digest = store.write_blob(&index).unwrap();
+    let index_desc =
+        lab02::spec::descriptor(lab02::spec::MEDIA_TYPE_INDEX, &index_digest, index.len() as u64);
+    store.tag("kubelings/base:multi", &index_desc).expect("tag the index");
+}
+
+#[test]
+fn pull_a_multi_platform_image() {
+    if !lab01::probe::require_program("skopeo") {
+        return;
+    }
+    let work = tempfile::tempdir().expect("tempdir");
+    let laptop = work.path().join("laptop");
+    let out = ch02(&laptop).arg("base").output().expect("run");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    make_multi_platform(&laptop);
+    let mut config = lab02::registry::RegistryConfig::new(work.path().join("registry"));
+    config.addr = "127.0.0.1:0".parse().unwrap();
+    let registry = lab02::registry::RegistryHandle::start(config).expect("registry");
+    let image = format!("{}/kubelings/base:multi", registry.host());
+    // skopeo copies the index and both images (--all), as `docker buildx
+    // --push` would have put them there.
+    let copied = std::process::Command::new("skopeo")
+        .args(["copy", "--all", "--dest-tls-verify=false"])
+        .arg(format!("oci:{}:kubelings/base:multi", laptop.join("images").display()))
+        .arg(format!("docker://{image}"))
+        .output()
+        .expect("skopeo");
+    assert!(copied.status.success(), "{}", text(&copied.stderr));
+
+    let mut shown = String::new();
+    for (home, platform) in [("server", None), ("arm", Some("linux/arm64")), ("pi", Some("linux/arm/v7"))] {
+        let mut cmd = ch02(&work.path().join(home));
+        cmd.arg("pull");
+        let mut typed = String::from("$ ch02 pull");
+        if let Some(platform) = platform {
+            cmd.args(["--platform", platform]);
+            typed += &format!(" --platform {platform}");
+        }
+        let out = cmd.arg(&image).output().expect("run");
+        assert_eq!(out.status.success(), home != "pi", "{}", text(&out.stderr));
+        shown += &format!("{typed} \\\n    {image}\n{}{}", text(&out.stdout), text(&out.stderr));
+    }
+    check("pull_multi_platform", &shown);
+    // Each pulled the manifest the index names for its platform.
+    let pulled = |home: &str| -> String {
+        let out = ch02(&work.path().join(home)).args(["inspect", &image]).output().expect("run");
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+        v["config"]["architecture"].as_str().unwrap_or("").to_string()
+    };
+    assert_eq!(pulled("arm"), "arm64");
+    assert_eq!(pulled("server"), lab02::client::pull::host_platform().1);
+    registry.shutdown().expect("shutdown");
 }

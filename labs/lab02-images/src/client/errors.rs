@@ -15,6 +15,26 @@ pub enum ClientError {
     )]
     NoRegistry { reference: String },
 
+    #[error("{reference}: the TLS certificate of {registry} was refused: {problem}; if {registry} uses its own CA, put it in {hint} or pass --ca-file")]
+    Certificate {
+        reference: String,
+        registry: String,
+        problem: String,
+        hint: String,
+    },
+
+    #[error("CA file {}: {reason}", path.display())]
+    CaFile { path: PathBuf, reason: String },
+
+    #[error("{what}: {reason}")]
+    Redirect { what: String, reason: String },
+
+    #[error("{reference}: the registry sent a manifest of type {media_type:?}, which this client cannot read (it reads OCI and Docker schema 2 manifests and indexes); nothing was stored")]
+    MediaType {
+        reference: String,
+        media_type: String,
+    },
+
     #[error("{method} {url}: {source}")]
     Http {
         method: String,
@@ -59,7 +79,7 @@ pub enum ClientError {
         actual: u64,
     },
 
-    #[error("{reference} has no image for {platform} (it has: {available})")]
+    #[error("{reference} has no image for {platform} (it has: {available}); choose one with --platform; nothing was stored")]
     NoPlatform {
         reference: String,
         platform: String,
