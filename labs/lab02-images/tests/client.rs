@@ -513,3 +513,97 @@ fn large_layers_go_to_debian_docker_registry_in_chunks() {
     let pulled = client().pull(&store_b, &target).expect("pull");
     assert_eq!(pulled.manifest, digest(&desc));
 }
+
+#[test]
+fn platforms_match_as_containerd_matches_them() {
+    use lab02::client::Platform;
+    let p = |s: &str| s.parse::<Platform>().expect(s);
+    // Default variants are spelled out: arm64 is arm64/v8, arm is arm/v7.
+    assert_eq!(p("linux/arm64").to_string(), "linux/arm64/v8");
+    assert_eq!(p("linux/aarch64").to_string(), "linux/arm64/v8");
+    assert_eq!(p("linux/arm").to_string(), "linux/arm/v7");
+    assert_eq!(p("linux/x86_64").to_string(), "linux/amd64");
+    assert_eq!(p("linux/arm64"), p("linux/arm64/v8"));
+    // An arm/v7 machine runs v7 first, then v6 and v5; not v8.
+    let v7 = p("linux/arm/v7");
+    assert_eq!(v7.rank(&p("linux/arm/v7")), Some(0));
+    assert_eq!(v7.rank(&p("linux/arm/v6")), Some(1));
+    assert_eq!(v7.rank(&p("linux/arm/v5")), Some(2));
+    assert_eq!(v7.rank(&p("linux/arm/v8")), None);
+    assert_eq!(p("linux/arm/v6").rank(&v7), None);
+    assert_eq!(v7.rank(&p("linux/arm64")), None);
+    assert_eq!(p("linux/amd64").rank(&p("windows/amd64")), None);
+    for bad in ["linux", "linux/", "a/b/c/d", "linux/arm 64"] {
+        let err = bad.parse::<Platform>().expect_err(bad);
+        assert!(err.to_string().contains("os/arch[/variant]"), "{err}");
+    }
+}
+
+#[test]
+fn an_index_picks_the_variant_and_names_what_it_has() {
+    use lab02::client::Platform;
+    let registry = Registry::start();
+    let (_a, store_a) = store();
+    let v6 = build_image(&store_a, "arm:v6", b"arm v6", "arm");
+    let v7 = build_image(&store_a, "arm:v7", b"arm v7", "arm");
+    let arm64 = build_image(&store_a, "arm:64", b"arm64", "arm64");
+    for tag in ["v6", "v7", "64"] {
+        client()
+            .push(&store_a, &format!("arm:{tag}"), &registry.reference(&format!("arm:{tag}")))
+            .expect("push");
+    }
+    let entry = |desc: &Descriptor, arch: &str, variant: &str| {
+        serde_json::json!({
+            "mediaType": spec::MEDIA_TYPE_MANIFEST,
+            "digest": digest(desc).to_string(),
+            "size": desc.size(),
+            "platform": { "os": "linux", "architecture": arch, "variant": variant },
+        })
+    };
+    let put_index = |tag: &str, entries: Vec<serde_json::Value>| {
+        let index = serde_json::to_vec(&serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": spec::MEDIA_TYPE_INDEX,
+            "manifests": entries,
+        }))
+        .unwrap();
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .proxy(None)
+            .timeout_global(Some(Duration::from_secs(30)))
+            .build()
+            .into();
+        agent
+            .put(format!("http://{}/v2/arm/manifests/{tag}", registry.handle.addr()))
+            .header("Content-Type", spec::MEDIA_TYPE_INDEX)
+            .send(&index[..])
+            .expect("PUT index");
+    };
+    put_index(
+        "all",
+        vec![entry(&v6, "arm", "v6"), entry(&arm64, "arm64", "v8"), entry(&v7, "arm", "v7")],
+    );
+    put_index("old", vec![entry(&v6, "arm", "v6"), entry(&arm64, "arm64", "v8")]);
+    let pull = |platform: &str, tag: &str| {
+        let (_dir, target) = store();
+        let result = client()
+            .platform(platform.parse::<Platform>().unwrap())
+            .pull(&target, &registry.reference(&format!("arm:{tag}")));
+        let empty = target.images().unwrap().is_empty();
+        (result, empty)
+    };
+    assert_eq!(pull("linux/arm/v7", "all").0.unwrap().manifest, digest(&v7));
+    assert_eq!(pull("linux/arm", "all").0.unwrap().manifest, digest(&v7));
+    assert_eq!(pull("linux/arm64", "all").0.unwrap().manifest, digest(&arm64));
+    // No v7 in the index: the v6 image runs on v7.
+    assert_eq!(pull("linux/arm/v7", "old").0.unwrap().manifest, digest(&v6));
+    let (result, empty) = pull("linux/amd64", "all");
+    let err = result.expect_err("no amd64");
+    assert!(matches!(err, ClientError::NoPlatform { .. }), "{err}");
+    let text = err.to_string();
+    assert!(
+        text.contains("linux/amd64 (it has: linux/arm/v6, linux/arm64/v8, linux/arm/v7)"),
+        "{text}"
+    );
+    assert!(text.contains("/arm:all"), "{text}");
+    assert!(empty, "nothing stored");
+}

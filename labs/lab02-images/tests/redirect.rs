@@ -69,13 +69,23 @@ async fn version(State(s): S, headers: HeaderMap) -> Response {
 
 async fn manifest(
     State(s): S,
-    Path((_repo, reference)): Path<(String, String)>,
+    Path((repo, reference)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Response {
     if let Err(r) = authorized(&s, &headers) {
         return r;
     }
     match s.manifests.lock().unwrap().get(&reference) {
+        // Docker's old signed schema 1, which no registry should still send.
+        Some((_, bytes)) if repo == "schema1" => (
+            [(
+                header::CONTENT_TYPE,
+                "application/vnd.docker.distribution.manifest.v1+prettyjws"
+                    .to_string(),
+            )],
+            bytes.clone(),
+        )
+            .into_response(),
         Some((media_type, bytes)) => {
             ([(header::CONTENT_TYPE, media_type.clone())], bytes.clone())
                 .into_response()
@@ -268,4 +278,20 @@ fn loops_endless_chains_and_other_schemes_are_refused() {
         }
         assert!(!target.has_blob(&digest(&desc)), "{repo}: no manifest");
     }
+}
+
+#[test]
+fn a_manifest_type_we_cannot_read_is_named() {
+    let (_a, source) = store();
+    build_image(&source, "app:v1", b"schema 1", "amd64");
+    let servers = Servers::start(&source, "app:v1");
+    let (_b, target) = store();
+    let reference = servers.reference("schema1");
+    let err = alice().pull(&target, &reference).expect_err("schema 1");
+    let text = err.to_string();
+    assert!(matches!(err, ClientError::MediaType { .. }), "{text}");
+    assert!(text.contains("manifest.v1+prettyjws"), "{text}");
+    assert!(text.contains(&reference.to_string()), "{text}");
+    assert_eq!(servers.shared.storage_requests.load(Ordering::SeqCst), 0);
+    assert!(target.images().unwrap().is_empty());
 }
