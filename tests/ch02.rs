@@ -335,9 +335,14 @@ fn make_multi_platform(home: &Path) {
     }))
     .unwrap();
     let index_digest = store.write_blob(&index).unwrap();
-    let index_desc =
-        lab02::spec::descriptor(lab02::spec::MEDIA_TYPE_INDEX, &index_digest, index.len() as u64);
-    store.tag("kubelings/base:multi", &index_desc).expect("tag the index");
+    let index_desc = lab02::spec::descriptor(
+        lab02::spec::MEDIA_TYPE_INDEX,
+        &index_digest,
+        index.len() as u64,
+    );
+    store
+        .tag("kubelings/base:multi", &index_desc)
+        .expect("tag the index");
 }
 
 #[test]
@@ -358,14 +363,21 @@ fn pull_a_multi_platform_image() {
     // --push` would have put them there.
     let copied = std::process::Command::new("skopeo")
         .args(["copy", "--all", "--dest-tls-verify=false"])
-        .arg(format!("oci:{}:kubelings/base:multi", laptop.join("images").display()))
+        .arg(format!(
+            "oci:{}:kubelings/base:multi",
+            laptop.join("images").display()
+        ))
         .arg(format!("docker://{image}"))
         .output()
         .expect("skopeo");
     assert!(copied.status.success(), "{}", text(&copied.stderr));
 
     let mut shown = String::new();
-    for (home, platform) in [("server", None), ("arm", Some("linux/arm64")), ("pi", Some("linux/arm/v7"))] {
+    for (home, platform) in [
+        ("server", None),
+        ("arm", Some("linux/arm64")),
+        ("pi", Some("linux/arm/v7")),
+    ] {
         let mut cmd = ch02(&work.path().join(home));
         cmd.arg("pull");
         let mut typed = String::from("$ ch02 pull");
@@ -375,15 +387,33 @@ fn pull_a_multi_platform_image() {
         }
         let out = cmd.arg(&image).output().expect("run");
         assert_eq!(out.status.success(), home != "pi", "{}", text(&out.stderr));
-        shown += &format!("{typed} \\\n    {image}\n{}{}", text(&out.stdout), text(&out.stderr));
+        shown += &format!(
+            "{typed} \\\n    {image}\n{}{}",
+            text(&out.stdout),
+            text(&out.stderr)
+        );
     }
     check("pull_multi_platform", &shown);
     // Each pulled the manifest the index names for its platform.
     let pulled = |home: &str| -> String {
-        let out = ch02(&work.path().join(home)).args(["inspect", &image]).output().expect("run");
+        let out = ch02(&work.path().join(home))
+            .args(["inspect", &image])
+            .output()
+            .expect("run");
         let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
-        v["config"]["architecture"].as_str().unwrap_or("").to_string()
+        v["config"]["architecture"]
+            .as_str()
+            .unwrap_or("")
+            .to_string()
     };
+    // What was pulled for this machine runs.
+    if require(Privilege::Root) {
+        ch02(&work.path().join("server"))
+            .args(["run", &image, "--", "sh", "-c", "echo pulled and ran"])
+            .assert()
+            .success()
+            .stdout("pulled and ran\n");
+    }
     assert_eq!(pulled("arm"), "arm64");
     assert_eq!(pulled("server"), lab02::client::pull::host_platform().1);
     registry.shutdown().expect("shutdown");

@@ -181,8 +181,12 @@ pub fn show_pull(r: &PullReport) -> String {
     } else {
         format!("\n  stored as {}", r.local_name)
     };
+    let platform = match &r.platform {
+        Some(platform) => format!("\n  for {platform}, from a multi-platform index"),
+        None => String::new(),
+    };
     format!(
-        "pulled {}{stored}\n  {} blob(s) fetched ({}), {} already here\n  {}",
+        "pulled {}{platform}{stored}\n  {} blob(s) fetched ({}), {} already here\n  {}",
         r.reference,
         r.blobs_fetched,
         HumanBytes(r.bytes_fetched),

@@ -115,8 +115,8 @@ impl Reference {
     }
 }
 
-// ANCHOR: normalize
 impl Reference {
+    // ANCHOR: normalize
     /// The reference as Docker resolves it to pull or push: a name without
     /// a registry is on Docker Hub (`busybox` is
     /// `docker.io/library/busybox:latest`), a one-part name there is in
@@ -126,13 +126,12 @@ impl Reference {
             None | Some("index.docker.io") => DOCKER_HUB,
             Some(other) => other,
         };
-        let repository = if registry == DOCKER_HUB
-            && !self.repository.contains('/')
-        {
-            format!("{OFFICIAL_NAMESPACE}/{}", self.repository)
-        } else {
-            self.repository.clone()
-        };
+        let repository =
+            if registry == DOCKER_HUB && !self.repository.contains('/') {
+                format!("{OFFICIAL_NAMESPACE}/{}", self.repository)
+            } else {
+                self.repository.clone()
+            };
         Reference {
             registry: Some(registry.to_string()),
             repository,
@@ -140,6 +139,7 @@ impl Reference {
             digest: self.digest.clone(),
         }
     }
+    // ANCHOR_END: normalize
 
     /// The short name Docker shows for a normalized reference: Docker
     /// Hub's registry and `library/` left out (`busybox:latest`); others
@@ -184,7 +184,6 @@ pub fn is_loopback(registry: &str) -> bool {
             .parse::<std::net::IpAddr>()
             .is_ok_and(|ip| ip.is_loopback())
 }
-// ANCHOR_END: normalize
 
 impl FromStr for Reference {
     type Err = ReferenceError;

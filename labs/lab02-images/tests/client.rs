@@ -549,7 +549,11 @@ fn an_index_picks_the_variant_and_names_what_it_has() {
     let arm64 = build_image(&store_a, "arm:64", b"arm64", "arm64");
     for tag in ["v6", "v7", "64"] {
         client()
-            .push(&store_a, &format!("arm:{tag}"), &registry.reference(&format!("arm:{tag}")))
+            .push(
+                &store_a,
+                &format!("arm:{tag}"),
+                &registry.reference(&format!("arm:{tag}")),
+            )
             .expect("push");
     }
     let entry = |desc: &Descriptor, arch: &str, variant: &str| {
@@ -573,16 +577,26 @@ fn an_index_picks_the_variant_and_names_what_it_has() {
             .build()
             .into();
         agent
-            .put(format!("http://{}/v2/arm/manifests/{tag}", registry.handle.addr()))
+            .put(format!(
+                "http://{}/v2/arm/manifests/{tag}",
+                registry.handle.addr()
+            ))
             .header("Content-Type", spec::MEDIA_TYPE_INDEX)
             .send(&index[..])
             .expect("PUT index");
     };
     put_index(
         "all",
-        vec![entry(&v6, "arm", "v6"), entry(&arm64, "arm64", "v8"), entry(&v7, "arm", "v7")],
+        vec![
+            entry(&v6, "arm", "v6"),
+            entry(&arm64, "arm64", "v8"),
+            entry(&v7, "arm", "v7"),
+        ],
     );
-    put_index("old", vec![entry(&v6, "arm", "v6"), entry(&arm64, "arm64", "v8")]);
+    put_index(
+        "old",
+        vec![entry(&v6, "arm", "v6"), entry(&arm64, "arm64", "v8")],
+    );
     let pull = |platform: &str, tag: &str| {
         let (_dir, target) = store();
         let result = client()
@@ -593,7 +607,10 @@ fn an_index_picks_the_variant_and_names_what_it_has() {
     };
     assert_eq!(pull("linux/arm/v7", "all").0.unwrap().manifest, digest(&v7));
     assert_eq!(pull("linux/arm", "all").0.unwrap().manifest, digest(&v7));
-    assert_eq!(pull("linux/arm64", "all").0.unwrap().manifest, digest(&arm64));
+    assert_eq!(
+        pull("linux/arm64", "all").0.unwrap().manifest,
+        digest(&arm64)
+    );
     // No v7 in the index: the v6 image runs on v7.
     assert_eq!(pull("linux/arm/v7", "old").0.unwrap().manifest, digest(&v6));
     let (result, empty) = pull("linux/amd64", "all");
@@ -601,7 +618,9 @@ fn an_index_picks_the_variant_and_names_what_it_has() {
     assert!(matches!(err, ClientError::NoPlatform { .. }), "{err}");
     let text = err.to_string();
     assert!(
-        text.contains("linux/amd64 (it has: linux/arm/v6, linux/arm64/v8, linux/arm/v7)"),
+        text.contains(
+            "linux/amd64 (it has: linux/arm/v6, linux/arm64/v8, linux/arm/v7)"
+        ),
         "{text}"
     );
     assert!(text.contains("/arm:all"), "{text}");

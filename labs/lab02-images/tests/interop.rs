@@ -278,8 +278,11 @@ fn multi_platform_layout(store: &ImageStore) -> (lab02::Digest, lab02::Digest) {
     let amd64 = build_image(store, "amd", b"built for amd64", "amd64");
     let arm64 = build_image(store, "arm", b"built for arm64", "arm64");
     store.tag("single", &amd64).expect("tag single");
-    let entry = |desc: &oci_spec::image::Descriptor, arch: &str, variant: Option<&str>| {
-        let mut platform = serde_json::json!({ "os": "linux", "architecture": arch });
+    let entry = |desc: &oci_spec::image::Descriptor,
+                 arch: &str,
+                 variant: Option<&str>| {
+        let mut platform =
+            serde_json::json!({ "os": "linux", "architecture": arch });
         if let Some(v) = variant {
             platform["variant"] = v.into();
         }
@@ -333,7 +336,8 @@ fn skopeo_then_pull_and_push_back(host: &str) {
         &format!("docker://{host}/docker:v1"),
     ]));
     let client = || Client::new(None).quiet(true);
-    let reference = |name: &str| -> Reference { format!("{host}/{name}").parse().unwrap() };
+    let reference =
+        |name: &str| -> Reference { format!("{host}/{name}").parse().unwrap() };
 
     // This machine's platform by default (x86_64 here: amd64, the second
     // entry); --platform linux/arm64 for the other, which also matches
@@ -364,20 +368,31 @@ fn skopeo_then_pull_and_push_back(host: &str) {
         .pull(&pulled_store, &reference("docker:v1"))
         .expect("pull the Docker-format image");
     let desc = pulled_store.resolve(&docker.local_name).expect("tagged");
-    assert_eq!(desc.media_type().to_string(), lab02::spec::DOCKER_MEDIA_TYPE_MANIFEST);
+    assert_eq!(
+        desc.media_type().to_string(),
+        lab02::spec::DOCKER_MEDIA_TYPE_MANIFEST
+    );
     pulled_store.check(&desc).expect("intact");
 
     // Push back what was pulled: every digest stays what it was.
-    for (pulled, again) in [(&docker, "docker-again:v1"), (&arm, "arm-again:v1")] {
+    for (pulled, again) in
+        [(&docker, "docker-again:v1"), (&arm, "arm-again:v1")]
+    {
         let pushed = client()
             .push(&pulled_store, &pulled.local_name, &reference(again))
             .expect("push back");
         assert_eq!(pushed.manifest, pulled.manifest, "{again}");
         let (_f, fresh) = peers::store();
-        let back = client().pull(&fresh, &reference(again)).expect("pull again");
+        let back = client()
+            .pull(&fresh, &reference(again))
+            .expect("pull again");
         assert_eq!(back.manifest, pulled.manifest, "{again}");
-        let a = pulled_store.manifest(&pulled_store.resolve(&pulled.local_name).unwrap()).unwrap();
-        let b = fresh.manifest(&fresh.resolve(&back.local_name).unwrap()).unwrap();
+        let a = pulled_store
+            .manifest(&pulled_store.resolve(&pulled.local_name).unwrap())
+            .unwrap();
+        let b = fresh
+            .manifest(&fresh.resolve(&back.local_name).unwrap())
+            .unwrap();
         assert_eq!(a.config().digest(), b.config().digest());
         assert_eq!(a.layers(), b.layers());
     }

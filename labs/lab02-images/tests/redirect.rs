@@ -169,10 +169,11 @@ impl Servers {
         // storage.
         let desc = source.resolve(image).expect("image");
         let bytes = source.read_blob(&digest(&desc)).expect("manifest");
-        shared.manifests.lock().unwrap().insert(
-            "v1".into(),
-            (desc.media_type().to_string(), bytes),
-        );
+        shared
+            .manifests
+            .lock()
+            .unwrap()
+            .insert("v1".into(), (desc.media_type().to_string(), bytes));
         for blob in blobs(source, &desc) {
             let bytes = source.read_blob(&blob).expect("blob");
             shared.blobs.lock().unwrap().insert(blob.to_string(), bytes);
@@ -201,8 +202,11 @@ impl Servers {
             .route("/storage/{digest}", get(storage))
             .route("/tampered/{digest}", get(tampered))
             .with_state(shared.clone());
-        runtime.spawn(async move { axum::serve(registry_port, registry_app).await });
-        runtime.spawn(async move { axum::serve(storage_port, storage_app).await });
+        runtime.spawn(
+            async move { axum::serve(registry_port, registry_app).await },
+        );
+        runtime
+            .spawn(async move { axum::serve(storage_port, storage_app).await });
         Servers {
             shared,
             registry: registry_addr,
@@ -269,7 +273,10 @@ fn loops_endless_chains_and_other_schemes_are_refused() {
         let reference = servers.reference(repo);
         let err = alice().pull(&target, &reference).expect_err(repo);
         let text = err.to_string();
-        assert!(matches!(err, ClientError::Redirect { .. }), "{repo}: {text}");
+        assert!(
+            matches!(err, ClientError::Redirect { .. }),
+            "{repo}: {text}"
+        );
         assert!(text.contains(says), "{repo}: {text}");
         assert!(text.contains(&reference.to_string()), "{repo}: {text}");
         assert!(target.images().unwrap().is_empty(), "{repo}: no tag");

@@ -106,7 +106,12 @@ fn expired_and_misnamed_certificates_are_refused() {
     let ca = TestCa::new(&work.path().join("pki"));
     for (label, names, expired, problem) in [
         ("expired", &["127.0.0.1"][..], true, "expired"),
-        ("misnamed", &["registry.example"][..], false, "not for this host"),
+        (
+            "misnamed",
+            &["registry.example"][..],
+            false,
+            "not for this host",
+        ),
     ] {
         let dir = work.path().join(label);
         let cert = ca.server(label, names, expired);
@@ -115,7 +120,8 @@ fn expired_and_misnamed_certificates_are_refused() {
         let source: Reference =
             format!("{}/kubia:v1", registry.host()).parse().unwrap();
         let (_s, store) = store();
-        let result = Client::new(None).quiet(true).tls(tls).pull(&store, &source);
+        let result =
+            Client::new(None).quiet(true).tls(tls).pull(&store, &source);
         refused(result, problem, &source, &store);
     }
 }
@@ -166,7 +172,8 @@ fn docker_registry_over_https() {
     };
     let host = registry.host();
     let (_a, store_a) = store();
-    let desc = build_image(&store_a, "kubia:v1", b"docker's registry, https", "amd64");
+    let desc =
+        build_image(&store_a, "kubia:v1", b"docker's registry, https", "amd64");
     let target: Reference = format!("{host}/team/kubia:v1").parse().unwrap();
     // --ca-file to push, certs.d to pull.
     Client::new(None)
@@ -204,7 +211,10 @@ fn plain_http_only_on_loopback_or_when_named_insecure() {
         insecure: vec!["registry.lan".into(), "other.lan:5000".into()],
         ..TlsOptions::default()
     };
-    assert_eq!(insecure.transport("registry.lan:5000"), Transport::HttpsOrHttp);
+    assert_eq!(
+        insecure.transport("registry.lan:5000"),
+        Transport::HttpsOrHttp
+    );
     assert_eq!(insecure.transport("other.lan:5000"), Transport::HttpsOrHttp);
     assert_eq!(insecure.transport("other.lan:5001"), Transport::Https);
     assert!(!none.allows_http("storage.example"));

@@ -35,12 +35,13 @@ pub enum ClientError {
         media_type: String,
     },
 
-    #[error("{method} {url}: {source}")]
+    // The cause is in the message and not a source: ureq's I/O errors
+    // repeat their own cause, and a chain would print it thrice.
+    #[error("{method} {url}: {cause}")]
     Http {
         method: String,
         url: String,
-        #[source]
-        source: Box<ureq::Error>,
+        cause: Box<ureq::Error>,
     },
 
     #[error("{registry} refused the credentials{}: {message}", if *.anonymous { " (none were given: run `ch02 login` first)" } else { "" })]

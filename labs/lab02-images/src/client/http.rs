@@ -296,7 +296,6 @@ impl<'c> Conn<'c> {
         }
     }
 
-    // ANCHOR: follow
     /// Follows a GET's redirects (registries send blob downloads to
     /// storage elsewhere with 307): at most [`MAX_REDIRECTS`], never in a
     /// loop, only to http(s) URLs (plain HTTP only where a registry could be
@@ -325,6 +324,7 @@ impl<'c> Conn<'c> {
                     response.status()
                 )));
             }
+            // ANCHOR: follow
             let current = chain.last().map_or(url, String::as_str);
             let next = resolve(current, location);
             let scheme = next.split_once("://").map(|(s, _)| s);
@@ -358,14 +358,18 @@ impl<'c> Conn<'c> {
             }
             // Blob storage elsewhere gets a pre-signed URL, not our password.
             let same_origin = origin == self::origin(&next);
-            let auth = if same_origin { authorization.clone() } else { None };
+            let auth = if same_origin {
+                authorization.clone()
+            } else {
+                None
+            };
             response =
                 self.send_once(method, &next, headers, &Payload::Empty, auth)?;
             chain.push(next);
+            // ANCHOR_END: follow
         }
         Ok(response)
     }
-    // ANCHOR_END: follow
 
     fn send_once(
         &self,
@@ -375,15 +379,15 @@ impl<'c> Conn<'c> {
         payload: &Payload,
         authorization: Option<String>,
     ) -> Result<Response, ClientError> {
-        let http_error = |source: ureq::Error| match certificate_problem(&source)
-        {
-            Some(problem) => self.certificate_error(url, problem),
-            None => ClientError::Http {
-                method: method.to_string(),
-                url: url.to_string(),
-                source: Box::new(source),
-            },
-        };
+        let http_error =
+            |source: ureq::Error| match certificate_problem(&source) {
+                Some(problem) => self.certificate_error(url, problem),
+                None => ClientError::Http {
+                    method: method.to_string(),
+                    url: url.to_string(),
+                    cause: Box::new(source),
+                },
+            };
         let mut builder = http::Request::builder().method(method).uri(url);
         for (name, value) in headers {
             builder = builder.header(*name, value);
@@ -531,11 +535,13 @@ impl<'c> Conn<'c> {
         service: Option<&str>,
         scope: Option<&str>,
     ) -> Result<String, ClientError> {
-        if realm.starts_with("http://") && !self.tls.allows_http(&authority(realm))
+        if realm.starts_with("http://")
+            && !self.tls.allows_http(&authority(realm))
         {
             return Err(ClientError::Protocol {
                 what: format!("{}: token realm {realm}", self.reference),
-                reason: "refused to send credentials there in plain HTTP".into(),
+                reason: "refused to send credentials there in plain HTTP"
+                    .into(),
             });
         }
         let mut url = realm.to_string();
@@ -568,7 +574,7 @@ impl<'c> Conn<'c> {
             .map_err(|source| ClientError::Http {
                 method: "GET".into(),
                 url: realm.to_string(),
-                source: Box::new(source),
+                cause: Box::new(source),
             })?;
         let answer: serde_json::Value =
             serde_json::from_str(&text).map_err(|err| {
@@ -650,7 +656,9 @@ pub fn authority(url: &str) -> String {
     let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
     // Credentials in a URL (user@host) are not part of the host.
     let host = &rest[..end];
-    host.rsplit_once('@').map_or(host, |(_, h)| h).to_ascii_lowercase()
+    host.rsplit_once('@')
+        .map_or(host, |(_, h)| h)
+        .to_ascii_lowercase()
 }
 
 /// `scheme://host[:port]`: what must match for credentials to be sent.

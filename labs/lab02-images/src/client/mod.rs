@@ -151,6 +151,8 @@ pub struct PullReport {
     pub reference: String,
     /// The name it has in the local store.
     pub local_name: String,
+    /// The platform chosen, when the reference led to an index.
+    pub platform: Option<String>,
     pub manifest: Digest,
     pub blobs_fetched: usize,
     /// Blobs the local store had already.
@@ -224,7 +226,9 @@ impl Client {
     ) -> Result<PullReport, ClientError> {
         let conn = self.connect(source)?;
         let local_name = match source.registry.as_deref() {
-            Some(crate::reference::DOCKER_HUB) => source.familiar().local_name(),
+            Some(crate::reference::DOCKER_HUB) => {
+                source.familiar().local_name()
+            }
             _ => source.local_name(),
         };
         pull::pull(
@@ -240,8 +244,12 @@ impl Client {
     /// Checks that the registry (`127.0.0.1:5000`) accepts the credentials,
     /// as `docker login` does: the version check must answer 200.
     pub fn login_check(&self, registry: &str) -> Result<(), ClientError> {
-        let conn =
-            http::Conn::new(&self.tls, self.creds.as_ref(), registry, registry)?;
+        let conn = http::Conn::new(
+            &self.tls,
+            self.creds.as_ref(),
+            registry,
+            registry,
+        )?;
         let response =
             conn.call("GET", "/v2/", &[], http::Payload::Empty, None)?;
         conn.expect(response, &[200], || format!("GET {}/v2/", conn.base()))?;

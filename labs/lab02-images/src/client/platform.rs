@@ -107,10 +107,13 @@ impl FromStr for Platform {
         };
         let part_ok = |p: &str| {
             !p.is_empty()
-                && p.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+                && p.bytes().all(|b| {
+                    b.is_ascii_alphanumeric() || b == b'_' || b == b'-'
+                })
         };
-        if !part_ok(os) || !part_ok(arch) || (!variant.is_empty() && !part_ok(variant))
+        if !part_ok(os)
+            || !part_ok(arch)
+            || (!variant.is_empty() && !part_ok(variant))
         {
             return Err(bad("each part is letters, digits, '_' or '-'"));
         }

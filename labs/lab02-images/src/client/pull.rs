@@ -53,10 +53,12 @@ pub fn pull(
     )?;
     // Everything that can be refused is refused before the first blob is
     // fetched: an index without this platform, a manifest we cannot read.
+    let mut chosen = None;
     if spec::is_index(&fetched.media_type) {
-        let child = choose_platform(source, &fetched.bytes, platform)?;
+        let (child, entry) = choose_platform(source, &fetched.bytes, platform)?;
         fetched =
             fetch_manifest(conn, source, &child.to_string(), Some(&child))?;
+        chosen = Some(entry);
     }
     if !spec::is_manifest(&fetched.media_type) {
         return Err(ClientError::MediaType {
@@ -68,6 +70,7 @@ pub fn pull(
     let mut report = PullReport {
         reference: source.to_string(),
         local_name: local_name.to_string(),
+        platform: chosen.map(|p| p.to_string()),
         manifest: fetched.digest.clone(),
         blobs_fetched: 0,
         blobs_skipped: 0,
@@ -146,7 +149,7 @@ fn fetch_manifest(
         .map_err(|source| ClientError::Http {
             method: "GET".into(),
             url: what(),
-            source: Box::new(source),
+            cause: Box::new(source),
         })?;
     let digest = Digest::of(&bytes);
     if let Some(pinned) = pinned {
@@ -161,19 +164,20 @@ fn fetch_manifest(
     check_echoed_digest(&echoed, &digest, || {
         format!("manifest {repository}:{reference} (Docker-Content-Digest)")
     })?;
-    let media_type = if spec::is_manifest(&content_type)
-        || spec::is_index(&content_type)
-    {
-        content_type
-    } else if !matches!(content_type.as_str(), "" | "application/json" | "text/plain")
-    {
-        // Schema 1 (`…manifest.v1+prettyjws`), an artifact, anything else:
-        // named, not guessed at.
-        return Err(ClientError::MediaType {
-            reference: source.to_string(),
-            media_type: content_type,
-        });
-    } else {
+    let media_type =
+        if spec::is_manifest(&content_type) || spec::is_index(&content_type) {
+            content_type
+        } else if !matches!(
+            content_type.as_str(),
+            "" | "application/json" | "text/plain"
+        ) {
+            // Schema 1 (`…manifest.v1+prettyjws`), an artifact, anything else:
+            // named, not guessed at.
+            return Err(ClientError::MediaType {
+                reference: source.to_string(),
+                media_type: content_type,
+            });
+        } else {
             // Some registries answer application/json: the body says what it is.
             let value: serde_json::Value =
                 serde_json::from_slice(&bytes).unwrap_or_default();
@@ -212,9 +216,10 @@ fn choose_platform(
     source: &Reference,
     index: &[u8],
     platform: &Platform,
-) -> Result<Digest, ClientError> {
+) -> Result<(Digest, Platform), ClientError> {
     let index = spec::parse_index(index)?;
-    let mut best: Option<(usize, &oci_spec::image::Descriptor)> = None;
+    let mut best: Option<(usize, &oci_spec::image::Descriptor, Platform)> =
+        None;
     let mut available = Vec::new();
     for entry in index.manifests() {
         let Some(p) = entry.platform() else { continue };
@@ -224,14 +229,14 @@ fn choose_platform(
             p.variant().as_deref().unwrap_or(""),
         );
         if let Some(rank) = platform.rank(&candidate) {
-            if best.is_none_or(|(b, _)| rank < b) {
-                best = Some((rank, entry));
+            if best.as_ref().is_none_or(|(b, _, _)| rank < *b) {
+                best = Some((rank, entry, candidate.clone()));
             }
         }
         available.push(candidate.to_string());
     }
     match best {
-        Some((_, entry)) => Ok(spec::digest_of(entry)?),
+        Some((_, entry, chosen)) => Ok((spec::digest_of(entry)?, chosen)),
         None => Err(ClientError::NoPlatform {
             reference: source.to_string(),
             platform: platform.to_string(),

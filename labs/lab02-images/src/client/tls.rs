@@ -114,7 +114,8 @@ fn read_certificates(
     let pem = std::fs::read(path).map_err(|e| bad(e.to_string()))?;
     let mut certs = Vec::new();
     for item in ureq::tls::parse_pem(&pem) {
-        if let PemItem::Certificate(cert) = item.map_err(|e| bad(e.to_string()))?
+        if let PemItem::Certificate(cert) =
+            item.map_err(|e| bad(e.to_string()))?
         {
             certs.push(cert);
         }

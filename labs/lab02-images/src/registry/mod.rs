@@ -74,7 +74,11 @@ fn build_app(
         challenge,
         format!(
             "{}://{addr}/token",
-            if config.tls.is_some() { "https" } else { "http" }
+            if config.tls.is_some() {
+                "https"
+            } else {
+                "http"
+            }
         ),
     )?;
     Ok(server::App {

@@ -122,8 +122,8 @@ impl TestCa {
             KeyUsagePurpose,
         };
         let key = KeyPair::generate().expect("CA key");
-        let mut params = CertificateParams::new(Vec::<String>::new())
-            .expect("CA params");
+        let mut params =
+            CertificateParams::new(Vec::<String>::new()).expect("CA params");
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         params
             .distinguished_name
@@ -146,7 +146,12 @@ impl TestCa {
 
     /// A server certificate for `names` (DNS names or IP addresses),
     /// valid now, or (with `expired`) only in 2020.
-    pub fn server(&self, label: &str, names: &[&str], expired: bool) -> CertFiles {
+    pub fn server(
+        &self,
+        label: &str,
+        names: &[&str],
+        expired: bool,
+    ) -> CertFiles {
         use rcgen::{
             date_time_ymd, CertificateParams, DnType, ExtendedKeyUsagePurpose,
             KeyPair,
