@@ -39,8 +39,9 @@ struct Shared {
 
 type S = State<Arc<Shared>>;
 
-/// Basic alice:secret, or a 401 that asks for it.
-fn authorized(shared: &Shared, headers: &HeaderMap) -> Result<(), Response> {
+/// Nothing if the request carries Basic alice:secret, else a 401 that asks
+/// for it.
+fn refusal(shared: &Shared, headers: &HeaderMap) -> Option<Response> {
     // "alice:secret" in base64.
     let ok = headers
         .get(header::AUTHORIZATION)
@@ -49,9 +50,9 @@ fn authorized(shared: &Shared, headers: &HeaderMap) -> Result<(), Response> {
         shared
             .registry_saw_authorization
             .fetch_add(1, Ordering::SeqCst);
-        Ok(())
+        None
     } else {
-        Err((
+        Some((
             StatusCode::UNAUTHORIZED,
             [(header::WWW_AUTHENTICATE, "Basic realm=\"test\"")],
             "{\"errors\":[{\"code\":\"UNAUTHORIZED\",\"message\":\"login\"}]}",
@@ -61,10 +62,7 @@ fn authorized(shared: &Shared, headers: &HeaderMap) -> Result<(), Response> {
 }
 
 async fn version(State(s): S, headers: HeaderMap) -> Response {
-    match authorized(&s, &headers) {
-        Ok(()) => "{}".into_response(),
-        Err(r) => r,
-    }
+    refusal(&s, &headers).unwrap_or_else(|| "{}".into_response())
 }
 
 async fn manifest(
@@ -72,7 +70,7 @@ async fn manifest(
     Path((repo, reference)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Response {
-    if let Err(r) = authorized(&s, &headers) {
+    if let Some(r) = refusal(&s, &headers) {
         return r;
     }
     match s.manifests.lock().unwrap().get(&reference) {
@@ -101,7 +99,7 @@ async fn blob(
     headers: HeaderMap,
     query: axum::extract::RawQuery,
 ) -> Response {
-    if let Err(r) = authorized(&s, &headers) {
+    if let Some(r) = refusal(&s, &headers) {
         return r;
     }
     let storage = s.storage_addr.lock().unwrap().expect("storage address");
