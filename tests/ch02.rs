@@ -151,13 +151,18 @@ struct Registry {
 
 impl Registry {
     fn start(home: &Path, users: &Path) -> Registry {
+        Registry::start_with(home, users, &["--private", "kubia"])
+    }
+
+    /// `ch02 registry serve --users USERS` with more flags.
+    fn start_with(home: &Path, users: &Path, flags: &[&str]) -> Registry {
         use std::io::BufRead;
         let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("ch02"))
             .arg("--home")
             .arg(home)
             .args(["registry", "serve", "--addr", "127.0.0.1:0", "--users"])
             .arg(users)
-            .args(["--private", "kubia"])
+            .args(flags)
             .stderr(std::process::Stdio::piped())
             .spawn()
             .expect("start ch02 registry serve");
@@ -417,4 +422,89 @@ fn pull_a_multi_platform_image() {
     assert_eq!(pulled("arm"), "arm64");
     assert_eq!(pulled("server"), lab02::client::pull::host_platform().1);
     registry.shutdown().expect("shutdown");
+}
+
+/// A CA and a certificate for 127.0.0.1 signed by it, as PEM files in
+/// `dir`: (ca.crt, registry.crt, registry.key).
+fn make_ca(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+    let ca_key = KeyPair::generate().expect("key");
+    let mut ca = CertificateParams::new(Vec::<String>::new()).expect("params");
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.distinguished_name
+        .push(DnType::CommonName, "kubelings test CA");
+    let ca_cert = ca.self_signed(&ca_key).expect("CA");
+    let issuer = Issuer::new(ca, ca_key);
+    let key = KeyPair::generate().expect("key");
+    let leaf = CertificateParams::new(vec!["127.0.0.1".to_string()]).expect("params");
+    let cert = leaf.signed_by(&key, &issuer).expect("sign");
+    let paths = (
+        dir.join("ca.crt"),
+        dir.join("registry.crt"),
+        dir.join("registry.key"),
+    );
+    std::fs::write(&paths.0, ca_cert.pem()).expect("write");
+    std::fs::write(&paths.1, cert.pem()).expect("write");
+    std::fs::write(&paths.2, key.serialize_pem()).expect("write");
+    paths
+}
+
+#[test]
+fn a_registry_over_https_with_bearer_tokens() {
+    let work = tempfile::tempdir().expect("tempdir");
+    let (ca, cert, key) = make_ca(work.path());
+    let users = work.path().join("htpasswd");
+    let hash = bcrypt::hash(PASSWORD, 4).expect("bcrypt");
+    std::fs::write(&users, format!("{USER}:{hash}\n")).expect("htpasswd");
+    let (cert, key) = (cert.display().to_string(), key.display().to_string());
+    let registry = Registry::start_with(
+        &work.path().join("registry-home"),
+        &users,
+        &["--tls-cert", &cert, "--tls-key", &key, "--auth", "bearer"],
+    );
+    let host = registry.host.clone();
+    let laptop = work.path().join("laptop");
+    let ca = ca.display().to_string();
+    ch02(&laptop).arg("base").assert().success();
+    ch02(&laptop)
+        .args([
+            "login",
+            &host,
+            "--username",
+            USER,
+            "--password-stdin",
+            "--ca-file",
+            &ca,
+        ])
+        .write_stdin(format!("{PASSWORD}\n"))
+        .assert()
+        .success();
+    let target = format!("{host}/kubelings/base:v1");
+    ch02(&laptop)
+        .args(["tag", "kubelings/base:latest", &target])
+        .assert()
+        .success();
+    ch02(&laptop)
+        .args(["push", &target, "--ca-file", &ca])
+        .assert()
+        .success();
+
+    // Another computer: without the CA the certificate is refused, and
+    // the message says where the CA goes; with it in certs.d, the pull works.
+    let server = work.path().join("server");
+    let out = ch02(&server).args(["pull", &target]).output().expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    let refusal = text(&out.stderr);
+    assert_fits(&refusal);
+    assert!(
+        refusal.contains("unknown certificate authority"),
+        "{refusal}"
+    );
+    assert!(refusal.contains("certs.d"), "{refusal}");
+    let certs = server.join("certs.d").join(&host);
+    std::fs::create_dir_all(&certs).expect("certs.d");
+    std::fs::copy(&ca, certs.join("ca.crt")).expect("copy the CA");
+    let out = ch02(&server).args(["pull", &target]).output().expect("run");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).starts_with(&format!("pulled {target}")));
 }

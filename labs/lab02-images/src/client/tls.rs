@@ -152,6 +152,14 @@ pub fn certificate_problem(err: &ureq::Error) -> Option<String> {
             "it was signed by an unknown certificate authority".to_string()
         }
         CertificateError::Revoked => "it has been revoked".to_string(),
-        other => format!("{other:?}"),
+        // webpki's reason, which rustls wraps.
+        CertificateError::Other(other)
+            if other.to_string().contains("CaUsedAsEndEntity") =>
+        {
+            "it is a CA certificate, used as the server's own (sign a server \
+             certificate with that CA instead)"
+                .to_string()
+        }
+        _ => rustls_error.to_string(),
     })
 }
