@@ -20,6 +20,7 @@ pub mod cri;
 pub mod ipam;
 pub mod logs;
 pub mod manifest;
+pub mod network;
 pub mod phase;
 pub mod qos;
 pub mod resources;
