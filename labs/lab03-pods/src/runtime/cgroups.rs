@@ -224,28 +224,32 @@ impl CgroupTree {
     /// their death. Repeated until the cgroup is empty.
     pub fn kill_all(&self, rel: &str) -> Result<(), CgroupError> {
         let deadline = Instant::now() + Duration::from_secs(10);
-        let kill_file = self.dir_of("", rel).map(|d| d.join("cgroup.kill"));
-        let freezer = self.dir_of("freezer", rel).map(|d| d.join("freezer.state"));
+        let file = |c: &str, name: &str| {
+            self.dir_of(c, rel)
+                .map(|d| d.join(name))
+                .filter(|f| f.exists())
+        };
+        let v2 = self.version == Version::V2;
+        let kill = file("", "cgroup.kill").filter(|_| v2);
+        let freezer = file("freezer", "freezer.state").filter(|_| !v2);
         let mut pause = Duration::from_micros(200);
         loop {
             let pids = self.procs(rel);
             if pids.is_empty() {
                 return Ok(());
             }
-            match (&kill_file, &freezer) {
-                (Some(kill), _) if self.version == Version::V2 && kill.exists() => {
-                    std::fs::write(kill, "1").map_err(io("write", kill))?;
-                }
-                (_, Some(state)) if self.version == Version::V1 && state.exists() => {
-                    let _ = std::fs::write(state, "FROZEN");
-                    signal_all(&pids);
-                    let _ = std::fs::write(state, "THAWED");
-                }
-                _ => signal_all(&pids),
+            if let Some(kill) = &kill {
+                std::fs::write(kill, "1").map_err(io("write", kill))?;
+            } else if let Some(state) = &freezer {
+                let _ = std::fs::write(state, "FROZEN");
+                signal_all(&pids);
+                let _ = std::fs::write(state, "THAWED");
+            } else {
+                signal_all(&pids);
             }
             if Instant::now() > deadline {
                 return Err(CgroupError::Setup(format!(
-                    "processes {pids:?} of cgroup {rel:?} survived SIGKILL for 10 s"
+                    "processes {pids:?} of {rel:?} survived SIGKILL for 10 s"
                 )));
             }
             std::thread::sleep(pause);

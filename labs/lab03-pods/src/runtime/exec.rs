@@ -34,7 +34,7 @@ fn exec_joins(init: i32) -> Vec<(Namespace, PathBuf)> {
         (Namespace::Mount, "mnt"),
     ]
     .into_iter()
-    .map(|(kind, name)| (kind, PathBuf::from(format!("/proc/{init}/ns/{name}"))))
+    .map(|(kind, name)| (kind, format!("/proc/{init}/ns/{name}").into()))
     .collect()
 }
 // ANCHOR_END: exec_joins

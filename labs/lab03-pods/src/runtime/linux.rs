@@ -646,15 +646,14 @@ impl RuntimeService for LinuxRuntime {
             }
             rec.cgroup.clone()
         };
-        if !timeout.is_zero() && inner.wait_for(Instant::now() + timeout, |t| !running(t)) {
+        let grace = Instant::now() + timeout;
+        if !timeout.is_zero() && inner.wait_for(grace, |t| !running(t)) {
             return Ok(());
         }
         // The grace period is over: every process of the container, not
         // just its init, gets SIGKILL.
-        inner
-            .cgroups
-            .kill_all(&cgroup)
-            .map_err(internal(format!("kill the processes of container {id}")))?;
+        let what = format!("kill the processes of container {id}");
+        inner.cgroups.kill_all(&cgroup).map_err(internal(what))?;
         if inner.wait_for(Instant::now() + KILL_WAIT, |t| !running(t)) {
             Ok(())
         } else {
@@ -892,9 +891,7 @@ impl LinuxRuntime {
                     config.metadata.name, config.metadata.attempt
                 )));
             }
-            let hostname =
-                std::fs::read_to_string(sb.dir.join("hostname"))
-                    .unwrap_or_default();
+            let hostname = std::fs::read_to_string(sb.dir.join("hostname")).unwrap_or_default();
             let log_dir = if sb.config.log_directory.as_os_str().is_empty() {
                 sandbox_config.log_directory.clone()
             } else {

@@ -59,28 +59,10 @@ fn pause_main(own_network: bool) -> ! {
     unsafe {
         libc::prctl(libc::PR_SET_NAME, c"pause".as_ptr(), 0, 0, 0);
         // The sandbox dies with the runtime thread that started it.
-        libc::prctl(
-            libc::PR_SET_PDEATHSIG,
-            libc::SIGKILL as libc::c_ulong,
-            0,
-            0,
-            0,
-        );
-        // A new network namespace has only `lo`, and even that is down.
-        let mut status: i32 = match own_network.then(lab01::network::loopback_up) {
-            Some(Err(errno)) => errno as i32,
-            _ => 0,
-        };
-        // With a PID namespace of the pod's, a /proc for its containers:
-        // only a process inside the namespace can mount one that shows it.
-        let proc = libc::getenv(c"KUBELINGS_PAUSE_PROC".as_ptr());
-        if status == 0 && !proc.is_null() {
-            if let Err(errno) = lab01::mounts::mount_proc(std::ffi::CStr::from_ptr(proc)) {
-                status = PROC_FAILED + errno as i32;
-            }
-        }
-        // If the runtime has gone, this write raises SIGPIPE, whose default
-        // action (Rust's main has not run to ignore it) ends us too.
+        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
+        let status = set_up(own_network);
+        // If the runtime has gone, this write raises SIGPIPE, whose
+        // default action (Rust's main has not run to ignore it) ends us.
         let bytes = status.to_ne_bytes();
         libc::write(REPORT_FD, bytes.as_ptr().cast(), bytes.len());
         libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32);
@@ -97,17 +79,43 @@ fn pause_main(own_network: bool) -> ! {
         loop {
             match libc::sigwaitinfo(&wanted, std::ptr::null_mut()) {
                 libc::SIGINT | libc::SIGTERM => libc::_exit(0),
-                // With a shared PID namespace we are its init: orphans of
-                // every container are ours to reap.
-                libc::SIGCHLD => {
-                    while libc::waitpid(-1, std::ptr::null_mut(), libc::WNOHANG) > 0 {}
-                }
+                // With a shared PID namespace we are its init: orphans
+                // of every container are ours to reap.
+                libc::SIGCHLD => reap_all(),
                 _ => {}
             }
         }
     }
 }
 // ANCHOR_END: pause_main
+
+/// Reaps every child that has ended. Only system calls.
+fn reap_all() {
+    // SAFETY: waitpid with a null status pointer.
+    while unsafe { libc::waitpid(-1, std::ptr::null_mut(), libc::WNOHANG) } > 0 {}
+}
+
+/// Loopback up in a network namespace of the pod's own, and with a PID
+/// namespace of the pod's, a /proc for its containers: only a process
+/// inside the namespace can mount one that shows it. 0, or what failed.
+fn set_up(own_network: bool) -> i32 {
+    if own_network {
+        if let Err(errno) = lab01::network::loopback_up() {
+            return errno as i32;
+        }
+    }
+    // SAFETY: getenv with a NUL-terminated name, in a process with one
+    // thread.
+    let proc = unsafe { libc::getenv(c"KUBELINGS_PAUSE_PROC".as_ptr()) };
+    if !proc.is_null() {
+        // SAFETY: getenv returned a NUL-terminated string.
+        let target = unsafe { std::ffi::CStr::from_ptr(proc) };
+        if let Err(errno) = lab01::mounts::mount_proc(target) {
+            return PROC_FAILED + errno as i32;
+        }
+    }
+    0
+}
 
 /// A running pause: its pid, and a pidfd that turns readable when it ends.
 #[derive(Debug)]

@@ -10,13 +10,16 @@ use lab01::namespaces::Namespace;
 
 use crate::cri::{DnsConfig, NamespaceMode, NamespaceOption};
 
+/// Namespaces to join: their kind and their file under `/proc`.
+pub type Joins = Vec<(Namespace, PathBuf)>;
+
 // ANCHOR: join_sandbox
 /// The namespaces a container of a sandbox joins, as `/proc` paths of the
 /// sandbox's pause (`pause_pid`): the network namespace and, following it,
 /// the UTS namespace when the pod has one network (the usual case); the IPC
 /// namespace when the pod shares it; the PID namespace only when the pod
 /// shares one (`shareProcessNamespace: true`). Joined in that order.
-pub fn sandbox_joins(pause_pid: i32, options: &NamespaceOption) -> Vec<(Namespace, PathBuf)> {
+pub fn sandbox_joins(pause_pid: i32, options: &NamespaceOption) -> Joins {
     // EXERCISE: lab03-join-sandbox
     let of_pause = |kind: Namespace| {
         let path = format!("/proc/{pause_pid}/ns/{}", kind.proc_name());

@@ -132,18 +132,18 @@ impl StateLock {
 /// `state_dir` and in the node's cgroups: kills any process still in them,
 /// unmounts the containers' root filesystems and bind mounts, detaches the
 /// recorded pods from the network, and deletes the records.
-pub fn clean_up(state_dir: &Path, cgroups: &CgroupTree, network: Option<&dyn PodNetwork>) {
+pub fn clean_up(dir: &Path, tree: &CgroupTree, net: Option<&dyn PodNetwork>) {
     // Processes first: nothing may still use a mount or an address.
-    let _ = cgroups.remove_tree("");
-    let _ = cgroups.create("");
-    super::rootfs::unmount_beneath(state_dir);
-    if let Some(network) = network {
-        for sandbox in recorded_sandboxes(state_dir) {
-            let _ = network.detach(&sandbox.uid);
+    let _ = tree.remove_tree("");
+    let _ = tree.create("");
+    super::rootfs::unmount_beneath(dir);
+    if let Some(net) = net {
+        for sandbox in recorded_sandboxes(dir) {
+            let _ = net.detach(&sandbox.uid);
         }
     }
-    for dir in ["sandboxes", "containers"] {
-        super::rootfs::remove_unmounted(&state_dir.join(dir));
+    for records in ["sandboxes", "containers"] {
+        super::rootfs::remove_unmounted(&dir.join(records));
     }
 }
 // ANCHOR_END: clean_up
