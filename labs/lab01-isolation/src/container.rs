@@ -309,11 +309,7 @@ impl Container {
         if let Some(cg) = &container.cgroup {
             cg.add(init.as_raw())?;
         }
-        for dir in &spec.cgroup_dirs {
-            let procs = dir.join("cgroup.procs");
-            std::fs::write(&procs, init.as_raw().to_string())
-                .map_err(|e| Error::io("add process to", &procs, e))?;
-        }
+        enter_cgroups(&spec.cgroup_dirs, init)?;
         let go = nix::unistd::write(&sync_write, &[1]);
         go.map_err(|e| Error::sys("start the container", e))?;
         // Open until init reports: the child checks we are still here.
@@ -545,6 +541,16 @@ impl Drop for Container {
     fn drop(&mut self) {
         self.kill_now();
     }
+}
+
+/// Moves `init` into cgroups the caller made ([`ContainerSpec::cgroup_dirs`]).
+fn enter_cgroups(dirs: &[PathBuf], init: Pid) -> Result<()> {
+    for dir in dirs {
+        let procs = dir.join("cgroup.procs");
+        std::fs::write(&procs, init.as_raw().to_string())
+            .map_err(|e| Error::io("add process to", &procs, e))?;
+    }
+    Ok(())
 }
 
 fn no_cgroup_for_limits(is_root: bool) -> Error {
