@@ -854,3 +854,37 @@ fn measure_pods() {
         removing.elapsed().as_secs_f64() * 1e3
     );
 }
+
+#[test]
+fn the_log_pump_cuts_lines_as_copy_stream_does() {
+    use lab03::logs::{LogWriter, Stream, MAX_LINE};
+    use lab03::runtime::logpump::LineCutter;
+    let long = "x".repeat(MAX_LINE * 2 + 5);
+    let exact = "y".repeat(MAX_LINE);
+    let input = format!("one\r\ntwo\n{long}\n{exact}\n\nlast");
+    let records = |text: &str| -> Vec<String> {
+        lab03::logs::parse_log(text)
+            .expect("CRI log lines")
+            .into_iter()
+            .map(|r| format!("{} {} {}", r.stream.as_str(), r.partial, r.text.len()))
+            .collect()
+    };
+    // The reference: LogWriter reading the whole stream.
+    let reference = LogWriter::new(Vec::new(), lab03::SystemClock, MAX_LINE);
+    reference
+        .copy_stream(input.as_bytes(), Stream::Stdout)
+        .expect("copy");
+    let reference = String::from_utf8(reference.into_inner()).expect("text");
+    // The pump, fed in odd pieces as a pipe might deliver them.
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let path = dir.path().join("0.log");
+    let file = std::fs::File::create(&path).expect("a log file");
+    let log = std::sync::Arc::new(LogWriter::new(file, lab03::SystemClock, MAX_LINE));
+    let mut cutter = LineCutter::new(Stream::Stdout, log);
+    for piece in input.as_bytes().chunks(4093) {
+        cutter.feed(piece).expect("feed");
+    }
+    cutter.finish().expect("finish");
+    let pumped = std::fs::read_to_string(&path).expect("the log");
+    assert_eq!(records(&pumped), records(&reference));
+}

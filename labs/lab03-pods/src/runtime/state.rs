@@ -136,7 +136,11 @@ pub fn clean_up(dir: &Path, tree: &CgroupTree, net: Option<&dyn PodNetwork>) {
     // Processes first: nothing may still use a mount or an address.
     let _ = tree.remove_tree("");
     let _ = tree.create("");
-    super::rootfs::unmount_beneath(dir);
+    // Only beneath our own records: the node's network (say) may keep a
+    // mount in the same state directory.
+    for records in ["sandboxes", "containers"] {
+        super::rootfs::unmount_beneath(&dir.join(records));
+    }
     if let Some(net) = net {
         for sandbox in recorded_sandboxes(dir) {
             let _ = net.detach(&sandbox.uid);
