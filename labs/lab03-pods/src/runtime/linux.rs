@@ -598,10 +598,7 @@ impl RuntimeService for LinuxRuntime {
 
     fn start_container(&self, id: &str) -> CriResult<()> {
         match self.launch(id) {
-            Ok(sandbox) => {
-                self.inner.emit(id, &sandbox, ContainerEventType::Started);
-                Ok(())
-            }
+            Ok(_) => Ok(()),
             Err((e, sandbox)) => {
                 if let Some(sandbox) = sandbox {
                     let mut tables = self.inner.lock();
@@ -1027,6 +1024,7 @@ impl LinuxRuntime {
             .cgroup_dirs(dirs);
         let weak = Arc::downgrade(inner);
         let container = id.to_string();
+        let sandbox_id = sandbox.clone();
         let started = inner.engine.call(move |engine| -> CriResult<()> {
             let spawned = lab01::Container::spawn(&spec);
             // Only the container may hold the write ends now, so its exit
@@ -1058,6 +1056,9 @@ impl LinuxRuntime {
             engine.watch_log(&container, Stream::Stdout, out_read, log.clone())?;
             engine.watch_log(&container, Stream::Stderr, err_read, log)?;
             engine.watch_exit(&container, status)?;
+            // Here, on the thread that reports its exit: Started always
+            // comes before Stopped.
+            inner.emit(&container, &sandbox_id, ContainerEventType::Started);
             Ok(())
         });
         match started {
