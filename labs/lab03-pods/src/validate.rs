@@ -323,11 +323,10 @@ pub fn label_key_messages(key: &str) -> Vec<String> {
     } else if name.chars().count() > 63 {
         messages.push("name part must be no more than 63 characters".to_string());
     }
-    if !name.is_empty()
-        && !(name.chars().all(|c| alnum(c) || "-_.".contains(c))
-            && name.starts_with(alnum)
-            && name.ends_with(alnum))
-    {
+    let well_formed = name.chars().all(|c| alnum(c) || "-_.".contains(c))
+        && name.starts_with(alnum)
+        && name.ends_with(alnum);
+    if !name.is_empty() && !well_formed {
         messages.push(format!("name part {QUALIFIED_NAME}"));
     }
     messages
