@@ -470,7 +470,11 @@ enum Expect {
     Fail,
 }
 
-fn dynamic_checks(ws: &Workspace, problems: &mut Vec<Problem>, only: &[String]) -> Result<Vec<Row>> {
+fn dynamic_checks(
+    ws: &Workspace,
+    problems: &mut Vec<Problem>,
+    only: &[String],
+) -> Result<Vec<Row>> {
     let host = probe();
     let ci = ci();
     let mut rows: Vec<Row> = Vec::new();

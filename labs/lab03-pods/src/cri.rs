@@ -287,7 +287,6 @@ pub struct ExecRequest {
 
 /// A running exec. The CRI answers `Exec` with a URL to stream from; in
 /// process, the streams are the descriptors themselves.
-#[derive(Debug)]
 pub struct ExecSession {
     pub pid: i32,
     /// Write end of the command's stdin, when asked for.
@@ -298,6 +297,17 @@ pub struct ExecSession {
     pub stderr: Option<OwnedFd>,
     /// Reaps the command: its exit code (128 + signal when killed).
     pub wait: Box<dyn FnOnce() -> std::io::Result<i32> + Send>,
+}
+
+impl std::fmt::Debug for ExecSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ExecSession")
+            .field("pid", &self.pid)
+            .field("stdin", &self.stdin)
+            .field("stdout", &self.stdout)
+            .field("stderr", &self.stderr)
+            .finish_non_exhaustive()
+    }
 }
 
 /// CRI `VersionResponse`.
