@@ -111,39 +111,44 @@ fn vm_kernel() -> Option<PathBuf> {
 /// machines run), with what each needs and whether it runs here.
 pub fn tiers(host: &Host, vm: &VmTools, ci: bool) -> String {
     let on_host = match host.cgroups {
-        CgroupMode::Unified => "the v2 path (this machine is pure cgroup v2)",
-        CgroupMode::Hybrid => "the v1 path (hybrid: v2 is mounted without controllers)",
-        CgroupMode::Legacy => "the v1 path (this machine is cgroup v1 only)",
+        CgroupMode::Unified => "the v2 path (pure cgroup v2 here)",
+        CgroupMode::Hybrid => "the v1 path (hybrid here: v2 without controllers)",
+        CgroupMode::Legacy => "the v1 path (cgroup v1 only here)",
         CgroupMode::Unavailable => "nothing: no cgroup file system here",
     };
     let root = match (host.cgroups, host.is_root) {
         (CgroupMode::Unavailable, _) => "",
         (_, true) => "",
-        (_, false) => ", as root (through sudo)",
+        (_, false) => ", as root",
     };
     let mut out = String::from("Test tiers (lab01's cgroup tests)\n");
     out += &format!("  host tier           {on_host}{root}\n");
-    let mut missing = Vec::new();
+    let mut missing: Vec<(&str, &str)> = Vec::new();
     if vm.qemu.is_none() {
-        missing.push("qemu-system-x86_64 (apt-get install qemu-system-x86)");
+        missing.push(("qemu-system-x86_64", "qemu-system-x86"));
     }
     if vm.kernel.is_none() {
-        missing.push("a kernel in /boot (apt-get install linux-image-amd64)");
+        missing.push(("a kernel in /boot", "linux-image-amd64"));
     }
     if vm.busybox.is_none() {
-        missing.push("busybox (apt-get install busybox)");
+        missing.push(("busybox", "busybox"));
     }
     if vm.cpio.is_none() {
-        missing.push("cpio (apt-get install cpio)");
+        missing.push(("cpio", "cpio"));
     }
     let vm_line = match &vm.kernel {
         Some(kernel) if missing.is_empty() => format!(
-            "runs: the v2 path, booting {} under qemu (TCG, no KVM)",
-            kernel.display()
+            "runs: the v2 path, in {} under qemu (TCG)",
+            kernel.file_name().unwrap_or_default().to_string_lossy()
         ),
         _ => {
             let verb = if ci { "FAILS" } else { "skips" };
-            format!("{verb}: needs {}", missing.join(", "))
+            let (what, packages): (Vec<&str>, Vec<&str>) = missing.into_iter().unzip();
+            format!(
+                "{verb}: needs {}\n                      (apt-get install {})",
+                what.join(", "),
+                packages.join(" ")
+            )
         }
     };
     out += &format!("  pure cgroup v2 VM   {vm_line}\n");

@@ -306,7 +306,10 @@ fn bench_table_in_the_book_is_the_programs() {
     }
     assert!(table.get(bench::OURS).is_some() && table.get(bench::PEERS).is_some());
     // Measured on a real tree, with tar's unpack beside ours.
-    assert_eq!(table.source, "from /usr", "the book's table ships /usr's files");
+    assert_eq!(
+        table.source, "from /usr",
+        "the book's table ships /usr's files"
+    );
     let (verdict, unpack) = (table.verdict(), table.unpack_verdict());
     assert!(
         verdict

@@ -313,8 +313,10 @@ impl Table {
                 Err(why) => format!("{what}\n  failed: {why}\n"),
             };
         }
-        let verdicts: Vec<String> =
-            [self.verdict(), self.unpack_verdict()].into_iter().flatten().collect();
+        let verdicts: Vec<String> = [self.verdict(), self.unpack_verdict()]
+            .into_iter()
+            .flatten()
+            .collect();
         if !verdicts.is_empty() {
             out += &format!("\n{}\n", verdicts.join("\n"));
         }
@@ -352,7 +354,9 @@ impl Table {
         }
         let mut rows: Vec<(String, Result<Duration, String>)> = Vec::new();
         for line in lines {
-            if line.is_empty() || line.starts_with("kubelings is ") || line.starts_with("unpack took ")
+            if line.is_empty()
+                || line.starts_with("kubelings is ")
+                || line.starts_with("unpack took ")
             {
                 continue;
             }
@@ -501,7 +505,10 @@ impl Table {
 /// each gives: shared libraries, then documentation, as in a base image.
 fn usr_sources() -> [(String, u64); 2] {
     [
-        (format!("/usr/lib/{}-linux-gnu", std::env::consts::ARCH), 60_000_000),
+        (
+            format!("/usr/lib/{}-linux-gnu", std::env::consts::ARCH),
+            60_000_000,
+        ),
         ("/usr/share/doc".to_string(), 50_000_000),
     ]
 }

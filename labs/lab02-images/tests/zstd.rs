@@ -73,12 +73,16 @@ fn a_zstd_image_from_skopeo_pulls_unpacks_and_runs() {
     );
     let digest: Digest = layer.digest().to_string().parse().expect("digest");
     let mut magic = [0u8; 4];
-    std::io::Read::read_exact(&mut store.open_blob(&digest).expect("blob"), &mut magic)
-        .expect("read");
+    std::io::Read::read_exact(
+        &mut store.open_blob(&digest).expect("blob"),
+        &mut magic,
+    )
+    .expect("read");
     assert_eq!(sniff(&magic), Compression::Zstd);
 
     // The same tar inside as the one we built: the config's diff ID.
-    let tar = uncompressed(store.open_blob(&digest).expect("blob")).expect("zstd");
+    let tar =
+        uncompressed(store.open_blob(&digest).expect("blob")).expect("zstd");
     let diff_id = Digest::of_reader(tar).expect("decompress");
     assert_eq!(
         diff_id.to_string(),
@@ -90,10 +94,16 @@ fn a_zstd_image_from_skopeo_pulls_unpacks_and_runs() {
     // Unpacked, as any user can.
     let rootfs = work.path().join("rootfs");
     std::fs::create_dir(&rootfs).expect("rootfs");
-    let report = lab02::unpack::apply_layer(&rootfs, store.open_blob(&digest).expect("blob"))
-        .expect("unpack the zstd layer");
+    let report = lab02::unpack::apply_layer(
+        &rootfs,
+        store.open_blob(&digest).expect("blob"),
+    )
+    .expect("unpack the zstd layer");
     assert!(report.entries > 0);
-    assert!(rootfs.join("bin/sh").symlink_metadata().is_ok(), "no /bin/sh");
+    assert!(
+        rootfs.join("bin/sh").symlink_metadata().is_ok(),
+        "no /bin/sh"
+    );
 
     if !require(Privilege::Root) {
         return;
@@ -116,7 +126,11 @@ fn run_it(
         lab02::run::Assembly::best(),
     )
     .expect("rootfs");
-    let command = ["/bin/sh".to_string(), "-c".into(), "echo ran from zstd".into()];
+    let command = [
+        "/bin/sh".to_string(),
+        "-c".into(),
+        "echo ran from zstd".into(),
+    ];
     let spec = lab02::run::container_spec(config, rootfs.path(), &command)
         .expect("spec")
         .hostname("zstd");

@@ -52,7 +52,9 @@ pub fn uncompressed<'a>(
         }
         Compression::None => Ok(Box::new(whole)),
         // Several frames one after the other are one stream, as with gzip.
-        Compression::Zstd => Ok(Box::new(zstd::stream::read::Decoder::new(whole)?)),
+        Compression::Zstd => {
+            Ok(Box::new(zstd::stream::read::Decoder::new(whole)?))
+        }
     }
 }
 // ANCHOR_END: uncompressed

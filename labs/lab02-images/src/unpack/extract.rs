@@ -22,9 +22,9 @@ use nix::unistd::{
     fchown, fchownat, linkat, symlinkat, unlinkat, Gid, Uid, UnlinkatFlags,
 };
 
+use super::pipeline::with_tar_stream;
 use super::resolve::{kind, open_dir_beneath, Unsafe, STEP};
 use super::{sanitize, ApplyOptions, ApplyReport, UnpackError};
-use super::pipeline::with_tar_stream;
 use crate::layer::whiteout::{Whiteout, OVERLAY_OPAQUE_XATTR};
 
 /// Overlay whiteouts are 0/0 character devices: mknod needs root.
@@ -154,7 +154,10 @@ impl<'a> Extractor<'a> {
         with_tar_stream(layer, move |tar| self.extract(tar))
     }
 
-    fn extract(mut self, tar: &mut dyn Read) -> Result<ApplyReport, UnpackError> {
+    fn extract(
+        mut self,
+        tar: &mut dyn Read,
+    ) -> Result<ApplyReport, UnpackError> {
         let read = |source| UnpackError::Read {
             entry: None,
             source,
@@ -203,16 +206,18 @@ impl<'a> Extractor<'a> {
         // Its parent, reached safely, from the last entry's when they share
         // directories.
         let mut chain = std::mem::take(&mut self.chain);
-        let result = self.reach(&mut chain, &raw, &parent_rel).and_then(|parent| {
-            let meta = read_meta(entry.header(), &raw)?;
-            let at = At {
-                parent,
-                name: &name,
-                rel: &rel,
-                raw: &raw,
-            };
-            self.place(&at, meta, entry)
-        });
+        let result =
+            self.reach(&mut chain, &raw, &parent_rel)
+                .and_then(|parent| {
+                    let meta = read_meta(entry.header(), &raw)?;
+                    let at = At {
+                        parent,
+                        name: &name,
+                        rel: &rel,
+                        raw: &raw,
+                    };
+                    self.place(&at, meta, entry)
+                });
         self.chain = chain;
         result
     }
@@ -230,9 +235,9 @@ impl<'a> Extractor<'a> {
     ) -> Result<BorrowedFd<'c>, UnpackError> {
         if self.stale.replace(false) || chain.is_empty() {
             chain.clear();
-            let root = openat(&self.root, ".", STEP, Mode::empty()).map_err(|errno| {
-                self.io_at("open directory", Path::new(""), raw, errno)
-            })?;
+            let root = openat(&self.root, ".", STEP, Mode::empty()).map_err(
+                |errno| self.io_at("open directory", Path::new(""), raw, errno),
+            )?;
             chain.push((OsString::new(), root));
         }
         let names: Vec<&OsStr> = rel.iter().collect();
@@ -243,19 +248,28 @@ impl<'a> Extractor<'a> {
             .count();
         chain.truncate(common + 1);
         for (i, name) in names.iter().enumerate().skip(common) {
-            let base = chain.last().map(|(_, fd)| fd.as_fd()).ok_or_else(|| {
-                UnpackError::hostile(raw, NO_PARENT)
-            })?;
+            let base = chain
+                .last()
+                .map(|(_, fd)| fd.as_fd())
+                .ok_or_else(|| UnpackError::hostile(raw, NO_PARENT))?;
             // Paths in refusals are the rootfs's, as if walked from it.
             let above: PathBuf = names[..i].iter().collect();
             let fd = match open_dir_beneath(base, Path::new(name), true) {
                 Ok(Some(fd)) => fd,
                 Ok(None) => return Err(UnpackError::hostile(raw, NO_PARENT)),
                 Err(Unsafe::Sys { at, errno }) => {
-                    return Err(self.io_at("open directory", &above.join(at), raw, errno))
+                    return Err(self.io_at(
+                        "open directory",
+                        &above.join(at),
+                        raw,
+                        errno,
+                    ))
                 }
                 Err(refusal) => {
-                    return Err(UnpackError::hostile(raw, rebase(&above, refusal).to_string()))
+                    return Err(UnpackError::hostile(
+                        raw,
+                        rebase(&above, refusal).to_string(),
+                    ))
                 }
             };
             chain.push((name.to_os_string(), fd));
