@@ -17,6 +17,9 @@ use flate2::{Compression, GzBuilder};
 /// compressed bytes), large enough that restarting the compressor costs
 /// little (its window is 32 KiB anyway).
 const BLOCK: usize = 128 << 10;
+/// Blocks handed to a worker at a time: each handover costs a wake-up,
+/// which on a busy machine can wait for a time slice.
+const JOB: usize = 8 * BLOCK;
 
 pub struct ParallelGz<W: Write> {
     out: W,
@@ -56,7 +59,7 @@ impl<W: Write> ParallelGz<W> {
                     // A panic still answers, or the writer would wait for
                     // this member forever.
                     let made = std::panic::catch_unwind(
-                        std::panic::AssertUnwindSafe(|| member(&block)),
+                        std::panic::AssertUnwindSafe(|| members(&block)),
                     )
                     .unwrap_or_else(|_| {
                         Err(io::Error::other("a gzip worker panicked"))
@@ -69,7 +72,7 @@ impl<W: Write> ParallelGz<W> {
             .collect();
         ParallelGz {
             out,
-            block: Vec::with_capacity(BLOCK),
+            block: Vec::with_capacity(JOB),
             pool: Pool {
                 jobs: Some(jobs),
                 done,
@@ -84,8 +87,7 @@ impl<W: Write> ParallelGz<W> {
 
     /// Hands the open block to the workers.
     fn submit(&mut self) -> io::Result<()> {
-        let block =
-            std::mem::replace(&mut self.block, Vec::with_capacity(BLOCK));
+        let block = std::mem::replace(&mut self.block, Vec::with_capacity(JOB));
         let jobs = self.pool.jobs.as_ref().ok_or_else(gone)?;
         jobs.send((self.sent, block)).map_err(|_| gone())?;
         self.sent += 1;
@@ -150,6 +152,16 @@ fn gone() -> io::Error {
     io::Error::other("a gzip worker stopped")
 }
 
+/// The members of a job's blocks, one after the other: cut where a
+/// block-at-a-time writer would cut, so the bytes are the same.
+fn members(job: &[u8]) -> io::Result<Vec<u8>> {
+    let mut out = Vec::with_capacity(job.len() / 2 + 64);
+    for block in job.chunks(BLOCK) {
+        out.extend_from_slice(&member(block)?);
+    }
+    Ok(out)
+}
+
 // ANCHOR: member
 /// One block as one gzip member: no name, no time. A block that does not
 /// compress (already compressed data, binaries' random-looking parts) is
@@ -187,10 +199,10 @@ impl<W: Write> Write for ParallelGz<W> {
     fn write(&mut self, mut buf: &[u8]) -> io::Result<usize> {
         let n = buf.len();
         while !buf.is_empty() {
-            let take = (BLOCK - self.block.len()).min(buf.len());
+            let take = (JOB - self.block.len()).min(buf.len());
             self.block.extend_from_slice(&buf[..take]);
             buf = &buf[take..];
-            if self.block.len() == BLOCK {
+            if self.block.len() == JOB {
                 self.submit()?;
             }
         }

@@ -116,6 +116,9 @@ struct Extractor<'a> {
     stale: Cell<bool>,
     /// For copying file content, allocated once.
     buf: Vec<u8>,
+    /// The directory the last entry made, still open: its content, next
+    /// in the layer, is reached through it.
+    made_dir: Option<OwnedFd>,
 }
 
 impl<'a> Extractor<'a> {
@@ -146,6 +149,7 @@ impl<'a> Extractor<'a> {
             chain: Vec::new(),
             stale: Cell::new(false),
             buf: vec![0u8; 64 * 1024],
+            made_dir: None,
         })
     }
 
@@ -218,6 +222,11 @@ impl<'a> Extractor<'a> {
                     };
                     self.place(&at, meta, entry)
                 });
+        if let (Ok(()), Some(dir)) = (&result, self.made_dir.take()) {
+            // `chain` holds the parent: with the new directory, the entry.
+            chain.push((name, dir));
+        }
+        self.made_dir = None;
         self.chain = chain;
         result
     }
@@ -233,6 +242,18 @@ impl<'a> Extractor<'a> {
         raw: &str,
         rel: &Path,
     ) -> Result<BorrowedFd<'c>, UnpackError> {
+        self.reach_or_not(chain, raw, rel, true)?
+            .ok_or_else(|| UnpackError::hostile(raw, NO_PARENT))
+    }
+
+    /// [`Self::reach`]; without `create`, `None` when `rel` is not there.
+    fn reach_or_not<'c>(
+        &self,
+        chain: &'c mut Vec<(OsString, OwnedFd)>,
+        raw: &str,
+        rel: &Path,
+        create: bool,
+    ) -> Result<Option<BorrowedFd<'c>>, UnpackError> {
         if self.stale.replace(false) || chain.is_empty() {
             chain.clear();
             let root = openat(&self.root, ".", STEP, Mode::empty()).map_err(
@@ -254,9 +275,9 @@ impl<'a> Extractor<'a> {
                 .ok_or_else(|| UnpackError::hostile(raw, NO_PARENT))?;
             // Paths in refusals are the rootfs's, as if walked from it.
             let above: PathBuf = names[..i].iter().collect();
-            let fd = match open_dir_beneath(base, Path::new(name), true) {
+            let fd = match open_dir_beneath(base, Path::new(name), create) {
                 Ok(Some(fd)) => fd,
-                Ok(None) => return Err(UnpackError::hostile(raw, NO_PARENT)),
+                Ok(None) => return Ok(None),
                 Err(Unsafe::Sys { at, errno }) => {
                     return Err(self.io_at(
                         "open directory",
@@ -274,10 +295,7 @@ impl<'a> Extractor<'a> {
             };
             chain.push((name.to_os_string(), fd));
         }
-        chain
-            .last()
-            .map(|(_, fd)| fd.as_fd())
-            .ok_or_else(|| UnpackError::hostile(raw, NO_PARENT))
+        Ok(chain.last().map(|(_, fd)| fd.as_fd()))
     }
 
     /// Makes the entry at `at`, whatever its kind.
@@ -510,6 +528,7 @@ impl<'a> Extractor<'a> {
         chown_kept(fchown(&dir, uid(meta.uid), gid(meta.gid)))
             .map_err(self.io("chown", at))?;
         self.dirs.push((at.rel.to_path_buf(), meta));
+        self.made_dir = Some(dir);
         Ok(())
     }
 
@@ -718,11 +737,22 @@ impl<'a> Extractor<'a> {
 
     /// Directory modes and times, deepest first, now that their content is in.
     fn finish_dirs(&mut self) -> Result<(), UnpackError> {
+        // Deepest first, as the layer listed them backwards: siblings and
+        // parents come one after the other, reached through `chain`.
+        let mut chain = Vec::new();
         for (rel, meta) in self.dirs.iter().rev() {
             let raw = rel.display().to_string();
-            // Gone or replaced since (a later entry or whiteout): nothing to do.
-            let Ok(Some(dir)) = open_dir_beneath(self.root.as_fd(), rel, false)
+            let (Some(name), Some(parent)) = (rel.file_name(), rel.parent())
             else {
+                continue;
+            };
+            // Gone or replaced since (a later entry or whiteout): nothing to do.
+            let Ok(Some(parent)) =
+                self.reach_or_not(&mut chain, &raw, parent, false)
+            else {
+                continue;
+            };
+            let Ok(dir) = openat(parent, name, STEP, Mode::empty()) else {
                 continue;
             };
             fchmod(&dir, mode(meta.mode))

@@ -9,8 +9,9 @@ use std::sync::mpsc::{channel, sync_channel, Receiver, Sender};
 use super::UnpackError;
 use crate::layer::compression::uncompressed;
 
-/// Bytes handed over at a time.
-const CHUNK: usize = 256 << 10;
+/// Bytes handed over at a time: few handovers, since each may wait for a
+/// time slice on a busy machine.
+const CHUNK: usize = 1 << 20;
 /// Chunks in flight: enough to ride out a slow file, little memory.
 const DEPTH: usize = 8;
 
