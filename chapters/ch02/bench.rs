@@ -1,7 +1,9 @@
-//! `ch02 bench`: build, push, pull and unpack a ~100 MB directory with
-//! kubelings, and the same trip with the real tools (umoci repack, skopeo to
-//! Debian's docker-registry and back, umoci unpack), in the same run. A
-//! benchmark: it prints figures, it asserts nothing.
+//! `ch02 bench`: build, push, pull and unpack a tree like a real base image
+//! (about 110 MB of this machine's own shared libraries and documentation,
+//! many small files) with kubelings, and the same trip with the real tools
+//! (umoci repack, skopeo to Debian's docker-registry and back, umoci
+//! unpack), in the same run, with a plain `tar -xzf` of the same layer
+//! beside the unpack. A benchmark: it prints figures, it asserts nothing.
 //!
 //! The table is written and read back by the same code ([`Table::render`],
 //! [`Table::parse`]), so `tests/bench_tables.rs` can check the copy saved in
@@ -23,8 +25,15 @@ use lab02::registry::{RegistryConfig, RegistryHandle};
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Size of the directory to ship, in MiB.
-    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=2048))]
+    /// Ship this directory instead of a copy of files from /usr.
+    #[arg(long, value_name = "DIR", conflicts_with = "synthetic")]
+    tree: Option<PathBuf>,
+    /// Ship a made-up directory of big files instead (half random bytes,
+    /// half text) of --size-mb MiB.
+    #[arg(long)]
+    synthetic: bool,
+    /// Size of the --synthetic directory, in MiB.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=2048), requires = "synthetic")]
     size_mb: u64,
     /// Trips of each kind, taking turns; each figure is the median.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=50))]
@@ -43,7 +52,22 @@ pub fn run(args: Args) -> Result<u8> {
         .tempdir()?;
     let context = work.path().join("context");
     let data = context.join("data");
-    make_payload(&data, args.size_mb)?;
+    let source = match &args.tree {
+        Some(tree) => {
+            copy_tree(tree, &data, u64::MAX, u64::MAX)
+                .with_context(|| format!("copy --tree {}", tree.display()))?;
+            "--tree".to_string()
+        }
+        None if args.synthetic => {
+            make_payload(&data, args.size_mb)?;
+            "synthetic".to_string()
+        }
+        None => {
+            usr_tree(&data)?;
+            "from /usr".to_string()
+        }
+    };
+    let (bytes, files) = tree_size(&data)?;
 
     // Every round makes both trips, from nothing, in fresh directories; the
     // two kinds take turns so that a busy moment of the machine does not
@@ -87,7 +111,9 @@ pub fn run(args: Args) -> Result<u8> {
     }
 
     let table = Table {
-        size_mb: args.size_mb,
+        size_mb: (bytes + (1 << 19)) >> 20,
+        files,
+        source,
         rounds: args.rounds as usize,
         rows: samples
             .into_iter()
@@ -147,6 +173,23 @@ fn our_trip(dir: &Path, context: &Path) -> Result<Vec<(String, Duration)>> {
     }
     let total = start.elapsed();
 
+    // The floor for an unpack: GNU tar (and gzip, in a process of its own)
+    // extracting the same layer blob, as root keeping owners as we do.
+    let plain = dir.join("tar-rootfs");
+    std::fs::create_dir_all(&plain)?;
+    let t = Instant::now();
+    for layer in manifest.layers() {
+        let digest = lab02::spec::digest_of(layer)?;
+        exec(
+            Command::new("tar")
+                .arg("-xzf")
+                .arg(server_store.blob_path(&digest))
+                .arg("-C")
+                .arg(&plain),
+        )?;
+    }
+    let tar_took = t.elapsed();
+
     // Everything is present now: a pull only compares digests.
     let mut again = Vec::new();
     for _ in 0..20 {
@@ -160,6 +203,7 @@ fn our_trip(dir: &Path, context: &Path) -> Result<Vec<(String, Duration)>> {
         ("kubelings push".into(), pushed - built),
         ("kubelings pull (empty store)".into(), pulled - pushed),
         ("kubelings unpack".into(), total - pulled),
+        (TAR.into(), tar_took),
         (
             "kubelings pull (all present), median of 20".into(),
             median(again),
@@ -178,6 +222,9 @@ fn write_whole(file: &Path, text: &str) -> Result<()> {
 /// The row of lab02's whole trip, and of the real tools'.
 pub const OURS: &str = "kubelings end to end";
 pub const PEERS: &str = "umoci + skopeo + docker-registry end to end";
+/// The row of a plain `tar -xzf` of the layer that `kubelings unpack` read.
+pub const TAR: &str = "tar -xzf of the same layer";
+pub const UNPACK: &str = "kubelings unpack";
 /// The steps of each trip, in order, as the chart stacks them.
 const OUR_STEPS: [&str; 4] = [
     "kubelings build",
@@ -203,12 +250,19 @@ fn to_table(d: Duration) -> Duration {
 /// The table `ch02 bench` prints and saves.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Table {
+    /// What was shipped: its size (MiB, rounded), its regular files, and
+    /// where it came from ("from /usr", "synthetic", "--tree").
     pub size_mb: u64,
+    pub files: u64,
+    pub source: String,
     /// How many trips of each kind each figure is the median of.
     pub rounds: usize,
     /// Each step, and each trip's total; a trip that could not run says why.
     pub rows: Vec<(String, Result<Duration, String>)>,
 }
+
+/// The second line of every table.
+const TRIP: &str = "build, push, pull into an empty store, unpack";
 
 impl Table {
     pub fn get(&self, name: &str) -> Option<Duration> {
@@ -218,10 +272,8 @@ impl Table {
             .and_then(|(_, took)| took.as_ref().ok().copied())
     }
 
-    fn header(size_mb: u64) -> String {
-        format!(
-            "{size_mb} MiB directory over loopback: build, push, pull into an empty store, unpack"
-        )
+    fn header(size_mb: u64, files: u64, source: &str) -> String {
+        format!("{size_mb} MiB in {files} files ({source}) over loopback:\n{TRIP}")
     }
 
     /// Which trip was faster, and how many times; a ratio is never below 1.
@@ -235,12 +287,22 @@ impl Table {
         })
     }
 
+    /// How lab02's unpack compares with `tar -xzf` of the same layer.
+    pub fn unpack_verdict(&self) -> Option<String> {
+        let (ours, tar) = (self.get(UNPACK)?, self.get(TAR)?);
+        let ratio = ours.as_secs_f64() / tar.as_secs_f64().max(1e-9);
+        Some(format!("unpack took {ratio:.2}x the time of tar -xzf"))
+    }
+
     fn rounds_line(rounds: usize) -> String {
         format!("each figure the median of {rounds} rounds, the two kinds taking turns")
     }
 
     pub fn render(&self) -> String {
-        let mut out = format!("{}\n", Table::header(self.size_mb));
+        let mut out = format!(
+            "{}\n",
+            Table::header(self.size_mb, self.files, &self.source)
+        );
         if self.rounds > 1 {
             out += &format!("{}\n", Table::rounds_line(self.rounds));
         }
@@ -251,8 +313,12 @@ impl Table {
                 Err(why) => format!("{what}\n  failed: {why}\n"),
             };
         }
-        if let Some(verdict) = self.verdict() {
-            out += &format!("\n{verdict}\n");
+        let verdicts: Vec<String> = [self.verdict(), self.unpack_verdict()]
+            .into_iter()
+            .flatten()
+            .collect();
+        if !verdicts.is_empty() {
+            out += &format!("\n{}\n", verdicts.join("\n"));
         }
         out
     }
@@ -261,13 +327,16 @@ impl Table {
     #[allow(dead_code)] // by tests/bench_tables.rs
     pub fn parse(text: &str) -> Result<Table> {
         let mut lines = text.lines();
-        let header = lines.next().context("empty table")?;
-        let size_mb: u64 = header
-            .split_once(" MiB ")
-            .and_then(|(n, _)| n.parse().ok())
-            .context("no size in the first line")?;
-        if header != Table::header(size_mb) {
-            bail!("unexpected first line {header:?}");
+        let first = lines.next().context("empty table")?;
+        let second = lines.next().context("no second line")?;
+        let bad = || format!("unexpected first lines {first:?}, {second:?}");
+        let (size, rest) = first.split_once(" MiB in ").with_context(bad)?;
+        let (files, rest) = rest.split_once(" files (").with_context(bad)?;
+        let source = rest.strip_suffix(") over loopback:").with_context(bad)?;
+        let size_mb: u64 = size.parse().with_context(bad)?;
+        let files: u64 = files.parse().with_context(bad)?;
+        if format!("{first}\n{second}") != Table::header(size_mb, files, source) {
+            bail!(bad());
         }
         let mut rounds = 1;
         let mut lines = lines.peekable();
@@ -280,12 +349,15 @@ impl Table {
             rounds = n;
             let line = lines.next().unwrap_or_default();
             if line != Table::rounds_line(rounds) {
-                bail!("unexpected second line {line:?}");
+                bail!("unexpected third line {line:?}");
             }
         }
         let mut rows: Vec<(String, Result<Duration, String>)> = Vec::new();
         for line in lines {
-            if line.is_empty() || line.starts_with("kubelings is ") {
+            if line.is_empty()
+                || line.starts_with("kubelings is ")
+                || line.starts_with("unpack took ")
+            {
                 continue;
             }
             if let Some(why) = line.strip_prefix("  failed: ") {
@@ -304,6 +376,8 @@ impl Table {
         }
         Ok(Table {
             size_mb,
+            files,
+            source: source.to_string(),
             rounds,
             rows,
         })
@@ -352,8 +426,8 @@ impl Table {
             let mut chart = ChartBuilder::on(&root)
                 .caption(
                     format!(
-                        "{} MiB over loopback: build, push, pull, unpack",
-                        self.size_mb
+                        "{} MiB in {} files over loopback: build, push, pull, unpack",
+                        self.size_mb, self.files
                     ),
                     ("sans-serif", 20),
                 )
@@ -425,6 +499,137 @@ impl Table {
         }
         Ok(svg)
     }
+}
+
+/// Where the default tree comes from, and how many bytes of regular files
+/// each gives: shared libraries, then documentation, as in a base image.
+fn usr_sources() -> [(String, u64); 2] {
+    [
+        (
+            format!("/usr/lib/{}-linux-gnu", std::env::consts::ARCH),
+            60_000_000,
+        ),
+        ("/usr/share/doc".to_string(), 50_000_000),
+    ]
+}
+
+/// Files bigger than this are left out: a base image is mostly small files,
+/// and a few huge ones (LLVM, ICU data) would make it a test of bandwidth.
+const USR_FILE_CAP: u64 = 1 << 20;
+
+/// A copy of files from this machine's /usr under `data` (`data/usr/...`):
+/// each source walked in sorted order, taking regular files, directories and
+/// symlinks until its budget is spent, skipping what cannot be read and
+/// special files, so every run on a machine ships the same tree.
+fn usr_tree(data: &Path) -> Result<()> {
+    for (source, budget) in usr_sources() {
+        let source = Path::new(&source);
+        if !source.is_dir() {
+            continue;
+        }
+        let to = data.join(source.strip_prefix("/").unwrap_or(source));
+        let mut budget = Budget {
+            left: budget,
+            cap: USR_FILE_CAP,
+            spent: false,
+        };
+        copy_walk(source, &to, &mut budget)
+            .with_context(|| format!("copy {}", source.display()))?;
+    }
+    let (_, files) = tree_size(data)?;
+    if files == 0 {
+        bail!(
+            "found no files to copy under {}: pass a tree with --tree DIR",
+            usr_sources().map(|(s, _)| s).join(" or ")
+        );
+    }
+    Ok(())
+}
+
+struct Budget {
+    /// Bytes of regular files still to take.
+    left: u64,
+    /// The largest regular file taken.
+    cap: u64,
+    /// Set once a file did not fit: the walk stops there.
+    spent: bool,
+}
+
+/// `from` copied to `to`, all of it: what `--tree DIR` ships.
+fn copy_tree(from: &Path, to: &Path, left: u64, cap: u64) -> Result<()> {
+    if !from.is_dir() {
+        bail!("not a directory");
+    }
+    let mut budget = Budget {
+        left,
+        cap,
+        spent: false,
+    };
+    copy_walk(from, to, &mut budget)
+}
+
+fn copy_walk(from: &Path, to: &Path, budget: &mut Budget) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(to).with_context(|| format!("create {}", to.display()))?;
+    let Ok(entries) = std::fs::read_dir(from) else {
+        // Unreadable: left out, like an unreadable file.
+        return Ok(());
+    };
+    let mut names: Vec<_> = entries.flatten().map(|e| e.file_name()).collect();
+    names.sort();
+    for name in names {
+        if budget.spent {
+            break;
+        }
+        let (src, dst) = (from.join(&name), to.join(&name));
+        let Ok(meta) = src.symlink_metadata() else {
+            continue;
+        };
+        let kind = meta.file_type();
+        if kind.is_dir() {
+            copy_walk(&src, &dst, budget)?;
+            let mode = meta.permissions().mode() & 0o7777;
+            std::fs::set_permissions(&dst, std::fs::Permissions::from_mode(mode))?;
+        } else if kind.is_symlink() {
+            if let Ok(target) = std::fs::read_link(&src) {
+                std::os::unix::fs::symlink(target, &dst)
+                    .with_context(|| format!("symlink {}", dst.display()))?;
+            }
+        } else if kind.is_file() {
+            if meta.len() > budget.cap {
+                continue;
+            }
+            if meta.len() > budget.left {
+                budget.spent = true;
+                break;
+            }
+            // std::fs::copy keeps the mode; an unreadable file is skipped.
+            if std::fs::copy(&src, &dst).is_ok() {
+                budget.left -= meta.len();
+            } else {
+                let _ = std::fs::remove_file(&dst);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Bytes of regular files under `dir`, and how many there are.
+fn tree_size(dir: &Path) -> Result<(u64, u64)> {
+    let (mut bytes, mut files) = (0, 0);
+    for entry in std::fs::read_dir(dir).with_context(|| format!("read {}", dir.display()))? {
+        let entry = entry?;
+        let meta = entry.path().symlink_metadata()?;
+        if meta.is_dir() {
+            let (b, f) = tree_size(&entry.path())?;
+            bytes += b;
+            files += f;
+        } else if meta.is_file() {
+            bytes += meta.len();
+            files += 1;
+        }
+    }
+    Ok((bytes, files))
 }
 
 /// Files of pseudo-random bytes (incompressible, like binaries and media)

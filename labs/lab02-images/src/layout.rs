@@ -166,7 +166,8 @@ impl ImageStore {
             .tempfile_in(&dir)
             .map_err(io_at(&dir))?;
         Ok(BlobWriter {
-            out: DigestWriter::new(BufWriter::new(temp)),
+            // Big writes: a layer is tens of megabytes.
+            out: DigestWriter::new(BufWriter::with_capacity(1 << 20, temp)),
             dir: self.blobs_dir(),
         })
     }

@@ -32,6 +32,9 @@ pub const MEDIA_TYPE_LAYER_GZIP: &str =
     "application/vnd.oci.image.layer.v1.tar+gzip";
 /// A layer: an uncompressed tar.
 pub const MEDIA_TYPE_LAYER: &str = "application/vnd.oci.image.layer.v1.tar";
+/// A layer: a zstd-compressed tar.
+pub const MEDIA_TYPE_LAYER_ZSTD: &str =
+    "application/vnd.oci.image.layer.v1.tar+zstd";
 // ANCHOR_END: media_types
 
 /// Docker's image manifest (schema 2): the same shape as an OCI manifest.
@@ -98,7 +101,9 @@ pub fn is_config(media_type: &str) -> bool {
 
 /// Is this the media type of a layer tar, compressed or not?
 pub fn is_layer(media_type: &str) -> bool {
-    media_type == MEDIA_TYPE_LAYER || is_gzip_layer(media_type)
+    media_type == MEDIA_TYPE_LAYER
+        || is_gzip_layer(media_type)
+        || media_type == MEDIA_TYPE_LAYER_ZSTD
 }
 
 /// Is this a gzip-compressed layer (OCI or Docker)?

@@ -2,6 +2,7 @@
 //! made relative to a directory descriptor reached by
 //! [`open_dir_beneath`], never through a path the kernel would resolve.
 
+use std::cell::Cell;
 use std::collections::HashSet;
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
@@ -21,9 +22,9 @@ use nix::unistd::{
     fchown, fchownat, linkat, symlinkat, unlinkat, Gid, Uid, UnlinkatFlags,
 };
 
+use super::pipeline::with_tar_stream;
 use super::resolve::{kind, open_dir_beneath, Unsafe, STEP};
 use super::{sanitize, ApplyOptions, ApplyReport, UnpackError};
-use crate::layer::compression::uncompressed;
 use crate::layer::whiteout::{Whiteout, OVERLAY_OPAQUE_XATTR};
 
 /// Overlay whiteouts are 0/0 character devices: mknod needs root.
@@ -106,6 +107,18 @@ struct Extractor<'a> {
     /// (a read-only directory could not take content; adding content would
     /// change the mtime).
     dirs: Vec<(PathBuf, Meta)>,
+    /// The directories of the last entry's parent, open, the root first:
+    /// in layer order the next entry is usually in the same directory or
+    /// one below, so it is reached from there instead of from the root.
+    chain: Vec<(OsString, OwnedFd)>,
+    /// Set when anything was removed: a directory in `chain` may be gone,
+    /// so the next entry starts again from the root.
+    stale: Cell<bool>,
+    /// For copying file content, allocated once.
+    buf: Vec<u8>,
+    /// The directory the last entry made, still open: its content, next
+    /// in the layer, is reached through it.
+    made_dir: Option<OwnedFd>,
 }
 
 impl<'a> Extractor<'a> {
@@ -133,15 +146,27 @@ impl<'a> Extractor<'a> {
             report: ApplyReport::default(),
             written: HashSet::new(),
             dirs: Vec::new(),
+            chain: Vec::new(),
+            stale: Cell::new(false),
+            buf: vec![0u8; 64 * 1024],
+            made_dir: None,
         })
     }
 
-    fn run(mut self, layer: impl Read) -> Result<ApplyReport, UnpackError> {
+    fn run(self, layer: impl Read) -> Result<ApplyReport, UnpackError> {
+        // Decompressed on this thread, extracted on another.
+        with_tar_stream(layer, move |tar| self.extract(tar))
+    }
+
+    fn extract(
+        mut self,
+        tar: &mut dyn Read,
+    ) -> Result<ApplyReport, UnpackError> {
         let read = |source| UnpackError::Read {
             entry: None,
             source,
         };
-        let mut archive = tar::Archive::new(uncompressed(layer).map_err(read)?);
+        let mut archive = tar::Archive::new(tar);
         for entry in archive.entries().map_err(read)? {
             let mut entry = entry.map_err(read)?;
             self.report.entries += 1;
@@ -182,29 +207,118 @@ impl<'a> Extractor<'a> {
         if let Some(whiteout) = Whiteout::parse(&name) {
             return self.whiteout(&raw, &parent_rel, whiteout);
         }
-        let parent = self
-            .dir(&raw, &parent_rel, true)?
-            .ok_or_else(|| UnpackError::hostile(&raw, NO_PARENT))?;
-        let meta = read_meta(entry.header(), &raw)?;
-        // ANCHOR_END: entry
-        let at = At {
-            parent: parent.as_fd(),
-            name: &name,
-            rel: &rel,
-            raw: &raw,
-        };
+        // Its parent, reached safely, from the last entry's when they share
+        // directories.
+        let mut chain = std::mem::take(&mut self.chain);
+        let result =
+            self.reach(&mut chain, &raw, &parent_rel)
+                .and_then(|parent| {
+                    let meta = read_meta(entry.header(), &raw)?;
+                    let at = At {
+                        parent,
+                        name: &name,
+                        rel: &rel,
+                        raw: &raw,
+                    };
+                    self.place(&at, meta, entry)
+                });
+        if let (Ok(()), Some(dir)) = (&result, self.made_dir.take()) {
+            // `chain` holds the parent: with the new directory, the entry.
+            chain.push((name, dir));
+        }
+        self.made_dir = None;
+        self.chain = chain;
+        result
+    }
+    // ANCHOR_END: entry
+
+    /// Reaches the directory `rel` from the longest start of it that
+    /// `chain` holds open, one component at a time through
+    /// [`open_dir_beneath`] (so with the same refusals), and leaves `chain`
+    /// holding `rel`'s directories.
+    fn reach<'c>(
+        &self,
+        chain: &'c mut Vec<(OsString, OwnedFd)>,
+        raw: &str,
+        rel: &Path,
+    ) -> Result<BorrowedFd<'c>, UnpackError> {
+        self.reach_or_not(chain, raw, rel, true)?
+            .ok_or_else(|| UnpackError::hostile(raw, NO_PARENT))
+    }
+
+    /// [`Self::reach`]; without `create`, `None` when `rel` is not there.
+    fn reach_or_not<'c>(
+        &self,
+        chain: &'c mut Vec<(OsString, OwnedFd)>,
+        raw: &str,
+        rel: &Path,
+        create: bool,
+    ) -> Result<Option<BorrowedFd<'c>>, UnpackError> {
+        if self.stale.replace(false) || chain.is_empty() {
+            chain.clear();
+            let root = openat(&self.root, ".", STEP, Mode::empty()).map_err(
+                |errno| self.io_at("open directory", Path::new(""), raw, errno),
+            )?;
+            chain.push((OsString::new(), root));
+        }
+        let names: Vec<&OsStr> = rel.iter().collect();
+        let common = chain[1..]
+            .iter()
+            .zip(&names)
+            .take_while(|((open, _), name)| open == *name)
+            .count();
+        chain.truncate(common + 1);
+        for (i, name) in names.iter().enumerate().skip(common) {
+            let base = chain
+                .last()
+                .map(|(_, fd)| fd.as_fd())
+                .ok_or_else(|| UnpackError::hostile(raw, NO_PARENT))?;
+            // Paths in refusals are the rootfs's, as if walked from it.
+            let above: PathBuf = names[..i].iter().collect();
+            let fd = match open_dir_beneath(base, Path::new(name), create) {
+                Ok(Some(fd)) => fd,
+                Ok(None) => return Ok(None),
+                Err(Unsafe::Sys { at, errno }) => {
+                    return Err(self.io_at(
+                        "open directory",
+                        &above.join(at),
+                        raw,
+                        errno,
+                    ))
+                }
+                Err(refusal) => {
+                    return Err(UnpackError::hostile(
+                        raw,
+                        rebase(&above, refusal).to_string(),
+                    ))
+                }
+            };
+            chain.push((name.to_os_string(), fd));
+        }
+        Ok(chain.last().map(|(_, fd)| fd.as_fd()))
+    }
+
+    /// Makes the entry at `at`, whatever its kind.
+    fn place<R: Read>(
+        &mut self,
+        at: &At<'_>,
+        meta: Meta,
+        entry: &mut tar::Entry<R>,
+    ) -> Result<(), UnpackError> {
+        let entry_type = entry.header().entry_type();
+        let raw = at.raw;
         match entry_type {
-            tar::EntryType::Directory => self.make_dir(&at, meta)?,
+            tar::EntryType::Directory => self.make_dir(at, meta)?,
             tar::EntryType::Regular
             | tar::EntryType::Continuous
-            | tar::EntryType::GNUSparse => self.make_file(&at, meta, entry)?,
+            | tar::EntryType::GNUSparse => self.make_file(at, meta, entry)?,
             tar::EntryType::Symlink => {
-                let target = link_name(entry, &raw)?;
-                self.make_symlink(&at, meta, &target)?
+                let target = link_name(entry, raw)?;
+                self.make_symlink(at, meta, &target)?
             }
             tar::EntryType::Link => {
-                let target = link_name(entry, &raw)?;
-                self.make_hardlink(&at, &target)?
+                let target = link_name(entry, raw)?;
+                self.make_hardlink(at, &target)?
             }
             tar::EntryType::Char
             | tar::EntryType::Block
@@ -213,7 +327,7 @@ impl<'a> Extractor<'a> {
                 let device = |n: io::Result<Option<u32>>| {
                     n.map(Option::unwrap_or_default).map_err(|source| {
                         UnpackError::Read {
-                            entry: Some(raw.clone()),
+                            entry: Some(raw.to_string()),
                             source,
                         }
                     })
@@ -228,7 +342,7 @@ impl<'a> Extractor<'a> {
                     _ => SFlag::S_IFIFO,
                 };
                 if !self.make_node(
-                    &at,
+                    at,
                     meta,
                     node,
                     makedev(major.into(), minor.into()),
@@ -238,7 +352,7 @@ impl<'a> Extractor<'a> {
             }
             other => {
                 return Err(UnpackError::hostile(
-                    &raw,
+                    raw,
                     format!(
                         "unsupported entry type {:?}",
                         other.as_byte() as char
@@ -246,7 +360,7 @@ impl<'a> Extractor<'a> {
                 ))
             }
         }
-        self.mark_written(&rel);
+        self.mark_written(at.rel);
         Ok(())
     }
 
@@ -317,6 +431,7 @@ impl<'a> Extractor<'a> {
                     return Ok(());
                 };
                 let rel = at(name);
+                self.stale.set(true);
                 remove_any(dir.as_fd(), name)
                     .map_err(|errno| self.io_at("delete", &rel, raw, errno))
             }
@@ -344,6 +459,7 @@ impl<'a> Extractor<'a> {
                     .map_err(|e| self.io_at("list", dir_rel, raw, e))?
                 {
                     if !self.written.contains(&at(&child)) {
+                        self.stale.set(true);
                         remove_any(dir.as_fd(), &child).map_err(|errno| {
                             self.io_at("delete", &at(&child), raw, errno)
                         })?;
@@ -394,6 +510,7 @@ impl<'a> Extractor<'a> {
                 Ok(true)
             }
             Ok(_) => {
+                self.stale.set(true);
                 remove_any(at.parent, at.name)
                     .map_err(self.io("replace", at))?;
                 Ok(false)
@@ -411,6 +528,7 @@ impl<'a> Extractor<'a> {
         chown_kept(fchown(&dir, uid(meta.uid), gid(meta.gid)))
             .map_err(self.io("chown", at))?;
         self.dirs.push((at.rel.to_path_buf(), meta));
+        self.made_dir = Some(dir);
         Ok(())
     }
 
@@ -420,21 +538,31 @@ impl<'a> Extractor<'a> {
         meta: Meta,
         data: &mut tar::Entry<R>,
     ) -> Result<(), UnpackError> {
-        self.clear(at, false)?;
         let flags = OFlag::O_WRONLY
             | OFlag::O_CREAT
             | OFlag::O_EXCL
             | OFlag::O_NOFOLLOW
             | OFlag::O_CLOEXEC;
-        let fd =
+        let create = || {
             openat(at.parent, at.name, flags, Mode::from_bits_truncate(0o600))
-                .map_err(self.io("create file", at))?;
+        };
+        // Into a fresh directory the name is free: one call, not a stat
+        // first. O_EXCL fails on anything there, a symlink included, and
+        // only then is it cleared away.
+        let fd = match create() {
+            Err(Errno::EEXIST) => {
+                self.clear(at, false)?;
+                create()
+            }
+            other => other,
+        }
+        .map_err(self.io("create file", at))?;
         let mut file = File::from(fd);
         // Streamed, and never more than the layer holds: a header can claim
         // a terabyte, only the bytes that follow it get written.
         let declared = data.size();
         let mut copied = 0u64;
-        let mut buf = vec![0u8; 64 * 1024];
+        let buf = &mut self.buf;
         while copied < declared {
             let want = buf.len().min((declared - copied) as usize);
             let n = data.read(&mut buf[..want]).map_err(|source| {
@@ -609,11 +737,22 @@ impl<'a> Extractor<'a> {
 
     /// Directory modes and times, deepest first, now that their content is in.
     fn finish_dirs(&mut self) -> Result<(), UnpackError> {
+        // Deepest first, as the layer listed them backwards: siblings and
+        // parents come one after the other, reached through `chain`.
+        let mut chain = Vec::new();
         for (rel, meta) in self.dirs.iter().rev() {
             let raw = rel.display().to_string();
-            // Gone or replaced since (a later entry or whiteout): nothing to do.
-            let Ok(Some(dir)) = open_dir_beneath(self.root.as_fd(), rel, false)
+            let (Some(name), Some(parent)) = (rel.file_name(), rel.parent())
             else {
+                continue;
+            };
+            // Gone or replaced since (a later entry or whiteout): nothing to do.
+            let Ok(Some(parent)) =
+                self.reach_or_not(&mut chain, &raw, parent, false)
+            else {
+                continue;
+            };
+            let Ok(dir) = openat(parent, name, STEP, Mode::empty()) else {
                 continue;
             };
             fchmod(&dir, mode(meta.mode))
@@ -622,6 +761,19 @@ impl<'a> Extractor<'a> {
                 .map_err(|e| self.io_at("set times", rel, &raw, e))?;
         }
         Ok(())
+    }
+}
+
+/// `refusal`, with its path taken from the rootfs rather than from `above`.
+fn rebase(above: &Path, refusal: Unsafe) -> Unsafe {
+    match refusal {
+        Unsafe::Symlink(p) => Unsafe::Symlink(above.join(p)),
+        Unsafe::NotDir(p) => Unsafe::NotDir(above.join(p)),
+        Unsafe::NotPlain(p) => Unsafe::NotPlain(above.join(p)),
+        Unsafe::Sys { at, errno } => Unsafe::Sys {
+            at: above.join(at),
+            errno,
+        },
     }
 }
 

@@ -51,6 +51,8 @@ pub mod extract;
 pub mod overlay;
 pub mod path;
 #[cfg(target_os = "linux")]
+mod pipeline;
+#[cfg(target_os = "linux")]
 pub mod resolve;
 
 #[cfg(target_os = "linux")]
