@@ -166,7 +166,7 @@ impl Node {
         &self,
         name: &str,
         timeout: Duration,
-        ready: impl Fn(&PodView) -> bool,
+        mut ready: impl FnMut(&PodView) -> bool,
     ) -> Result<PodView> {
         let deadline = Instant::now() + timeout;
         loop {
