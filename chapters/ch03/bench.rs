@@ -109,7 +109,7 @@ pub fn run(args: Args) -> Result<u8> {
         backoff_base_ms: 10_000,
     };
     dir.write_config(&config)?;
-    let node = crate::node::Node::start(dir.clone(), config, &home.images())?;
+    let node = crate::node::Node::start(dir.clone(), config, &home)?;
     let rt = node.backend().runtime();
     // One warm-up round, as for containerd: the image's layers unpacked.
     let mut ours = Vec::new();
@@ -130,7 +130,7 @@ pub fn run(args: Args) -> Result<u8> {
         None
     } else {
         let archive = work.path().join("kubia.tar");
-        let store = lab02::layout::ImageStore::open(&home.images())?;
+        let store = lab02::layout::ImageStore::open(home)?;
         let name = crate::images::KUBIA.parse::<lab02::reference::Reference>()?.local_name();
         let mut file = std::fs::File::create(&archive)?;
         lab02::archive::save(&store, &[name.as_str()], &mut file)?;

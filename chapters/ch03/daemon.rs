@@ -149,7 +149,7 @@ fn serve(home: &Home, name: &str) -> Result<u8> {
     // Termination signals go to one thread that turns them into a stop.
     let signals = lab01::signals::block_termination_signals();
     std::fs::write(dir.pid_file(), format!("{}\n", std::process::id()))?;
-    let node = match Node::start(dir.clone(), config, &home.images()) {
+    let node = match Node::start(dir.clone(), config, home) {
         Ok(node) => Arc::new(node),
         Err(e) => {
             let _ = std::fs::remove_file(dir.pid_file());

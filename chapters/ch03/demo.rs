@@ -7,7 +7,6 @@
 //! probe restarts the book's unhealthy kubia.
 
 use std::collections::BTreeSet;
-use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -90,7 +89,7 @@ pub struct Running {
 }
 
 impl Running {
-    pub fn start(dir: NodeDir, config: NodeConfig, images: &Path) -> Result<Running> {
+    pub fn start(dir: NodeDir, config: NodeConfig, images: &Home) -> Result<Running> {
         dir.write_config(&config)?;
         let node = Arc::new(Node::start(dir, config, images)?);
         let stop = Arc::new(AtomicBool::new(false));
@@ -196,7 +195,7 @@ pub fn run(_args: Args) -> Result<u8> {
         backoff_base_ms: DEMO_BACKOFF_MS,
     };
     step(1, "start a node: its network namespace, a bridge, 198.18.1.0/24");
-    let running = Running::start(dir, config, &home.images())?;
+    let running = Running::start(dir, config, &home)?;
     let node = running.node.clone();
     running.apply("kubia-with-sidecar", SIDECAR_POD)?;
     running.apply("client", CLIENT_POD)?;

@@ -81,7 +81,7 @@ pub fn measure(home: &Home, root: &std::path::Path, n: u64) -> Result<Figures> {
         cidr: lab03::ipam::node_cidr(1),
         backoff_base_ms: 10_000,
     };
-    let running = Running::start(dir, config, &home.images())?;
+    let running = Running::start(dir, config, home)?;
     let node = running.node.clone();
     let start = Instant::now();
     for i in 0..n {

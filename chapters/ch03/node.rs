@@ -5,7 +5,7 @@
 //! this node to run anything.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -69,12 +69,12 @@ fn hex(bytes: &[u8]) -> String {
 
 impl Node {
     /// Starts the node's parts (network, runtime, pod workers).
-    pub fn start(dir: NodeDir, config: NodeConfig, images: &Path) -> Result<Node> {
+    pub fn start(dir: NodeDir, config: NodeConfig, images: &lab02::home::Home) -> Result<Node> {
         let settings = Settings {
             name: config.name.clone(),
             cidr: config.cidr,
             dir: dir.root.clone(),
-            images: images.to_path_buf(),
+            images: images.clone(),
             backoff_base: Duration::from_millis(config.backoff_base_ms),
         };
         let backend = crate::backend::start(&settings)?;

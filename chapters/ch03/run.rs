@@ -43,7 +43,7 @@ pub fn run(home: &Home, args: Args) -> Result<u8> {
         cidr: args.cidr,
         backoff_base_ms: 10_000,
     };
-    let running = Running::start(dir, config, &home.images())?;
+    let running = Running::start(dir, config, home)?;
     running.apply(&name, &text)?;
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
