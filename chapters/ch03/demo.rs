@@ -247,6 +247,7 @@ pub fn run(_args: Args) -> Result<u8> {
     let client = node.wait_for("client", Duration::from_secs(20), all_running)?;
     let (hostname, _) = node.exec_sync("client", "main", &["hostname"])?;
     say(&format!("hostname: {}, pod IP {}", hostname.trim(), ip_of(&client)));
+    say(&format!("an IP of its own: {}", ip_of(&client) != ip));
     let url = format!("http://{ip}:8080/");
     let (answer, _) = node.exec_sync("client", "main", &["wget", "-q", "-O-", &url])?;
     say(&format!("client -> {url}: {}", answer.trim()));
