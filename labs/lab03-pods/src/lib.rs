@@ -18,6 +18,7 @@
 pub mod backoff;
 pub mod cri;
 pub mod ipam;
+pub mod kubelet;
 pub mod logs;
 pub mod manifest;
 pub mod phase;
