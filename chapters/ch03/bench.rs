@@ -130,7 +130,7 @@ pub fn run(args: Args) -> Result<u8> {
         None
     } else {
         let archive = work.path().join("kubia.tar");
-        let store = lab02::layout::ImageStore::open(home)?;
+        let store = lab02::layout::ImageStore::open(&home.images())?;
         let name = crate::images::KUBIA.parse::<lab02::reference::Reference>()?.local_name();
         let mut file = std::fs::File::create(&archive)?;
         lab02::archive::save(&store, &[name.as_str()], &mut file)?;
