@@ -90,18 +90,16 @@ impl Node {
         &*self.backend
     }
 
-    // ANCHOR: sync
-    /// One look at the manifest directory: start the new, stop the gone,
-    /// replace the changed. A file that does not parse is skipped and
-    /// reported (it was checked by `apply`; somebody else wrote it).
-    pub fn sync(&self) -> Result<Vec<String>> {
+    /// The manifests in the directory, parsed, by file; and what could
+    /// not be read (it was checked by `apply`, so somebody else wrote it).
+    fn read(&self) -> Result<(BTreeMap<PathBuf, (Pod, String)>, Vec<String>)> {
         let mut problems = Vec::new();
         let mut seen = BTreeMap::new();
         for entry in std::fs::read_dir(self.dir.manifests())? {
             let path = entry?.path();
             let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
             // The kubelet skips dot files (our atomic writes' temporaries).
-            let yaml = name.ends_with(".yaml") || name.ends_with(".yml") || name.ends_with(".json");
+            let yaml = [".yaml", ".yml", ".json"].iter().any(|e| name.ends_with(e));
             if name.starts_with('.') || !yaml {
                 continue;
             }
@@ -115,17 +113,23 @@ impl Node {
                 Err(e) => problems.push(format!("{}: {e:#}", path.display())),
             }
         }
+        Ok((seen, problems))
+    }
+
+    // ANCHOR: sync
+    /// One look at the manifest directory: stop the gone and the changed,
+    /// then start the new (a changed one is replaced).
+    pub fn sync(&self) -> Result<Vec<String>> {
+        let (seen, mut problems) = self.read()?;
         let mut applied = self.applied.lock().unwrap_or_else(|e| e.into_inner());
         let gone: Vec<PathBuf> = applied
             .iter()
             .filter(|(path, a)| seen.get(*path).is_none_or(|(_, d)| *d != a.digest))
             .map(|(path, _)| path.clone())
             .collect();
-        for path in gone {
-            if let Some(a) = applied.remove(&path) {
-                if let Err(e) = self.backend.remove(&a.namespace, &a.name) {
-                    problems.push(format!("delete {}: {e:#}", a.name));
-                }
+        for a in gone.iter().filter_map(|path| applied.remove(path)) {
+            if let Err(e) = self.backend.remove(&a.namespace, &a.name) {
+                problems.push(format!("delete {}: {e:#}", a.name));
             }
         }
         for (path, (pod, digest)) in seen {
@@ -140,8 +144,7 @@ impl Node {
             }
             match self.backend.add(pod) {
                 Ok(()) => {
-                    let a = Applied { namespace, name, digest };
-                    applied.insert(path, a);
+                    applied.insert(path, Applied { namespace, name, digest });
                 }
                 Err(e) => problems.push(format!("start {name}: {e:#}")),
             }

@@ -102,7 +102,6 @@ fn last_restart(status: &ContainerStatus, last: &mut Option<SystemTime>) {
     }
 }
 
-// ANCHOR: status_column
 /// The STATUS column: the phase, unless an init container or a container
 /// says more (the reason it waits or ended), as kubectl's `printPod`.
 pub fn pod_row(pod: &Pod, now: SystemTime) -> PodRow {
@@ -145,6 +144,7 @@ pub fn pod_row(pod: &Pod, now: SystemTime) -> PodRow {
     }
     let containers = status.container_statuses.clone().unwrap_or_default();
     let mut ready = 0;
+    // ANCHOR: status_column
     if !initializing {
         let mut has_running = false;
         for c in containers.iter().rev() {
@@ -175,6 +175,7 @@ pub fn pod_row(pod: &Pod, now: SystemTime) -> PodRow {
             reason = if pod_ready { "Running" } else { "NotReady" }.into();
         }
     }
+    // ANCHOR_END: status_column
     if pod.metadata.deletion_timestamp.is_some() {
         reason = "Terminating".into();
     }
@@ -199,7 +200,6 @@ pub fn pod_row(pod: &Pod, now: SystemTime) -> PodRow {
         readiness_gates: if gates == 0 { none() } else { format!("0/{gates}") },
     }
 }
-// ANCHOR_END: status_column
 
 /// `kubectl get pods [-o wide]`, aligned as kubectl aligns it.
 pub fn get_pods(pods: &[Pod], wide: bool, now: SystemTime) -> String {
