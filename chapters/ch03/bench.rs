@@ -146,7 +146,8 @@ pub fn run(args: Args) -> Result<u8> {
         table += &format!("{label:<34} {:>10}\n", ms(t.median));
         let ratio = t.median.as_secs_f64() / ours_median.as_secs_f64().max(1e-9);
         table += &format!("{:<34} {:>9.1}x\n", "kubelings faster by", ratio);
-        table += &format!("note: {}\n", t.note);
+        let note = crate::common::cli::wrap(&format!("note: {}", t.note), 80);
+        table += &format!("{note}\n");
     }
     print!("{table}");
     if let Some(file) = &args.save {

@@ -22,6 +22,9 @@ pub struct Args {
     /// How many pods.
     #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u64).range(1..=250))]
     pods: u64,
+    /// Also write the figures into FILE.
+    #[arg(long, value_name = "FILE")]
+    save: Option<std::path::PathBuf>,
 }
 
 /// What one run measured.
@@ -143,13 +146,18 @@ pub fn run(args: Args) -> Result<u8> {
     let home = Home::at(work.path().join("home"));
     crate::images::build_all(&home, work.path())?;
     let f = measure(&home, work.path(), args.pods)?;
-    println!("pods on one node          {}", f.pods);
-    println!("all Running after         {:.2} s", f.all_running.as_secs_f64());
-    println!(
-        "node memory per pod (PSS) {:.0} KiB",
+    let mut table = String::new();
+    table += &format!("pods on one node          {}\n", f.pods);
+    table += &format!("all Running after         {:.2} s\n", f.all_running.as_secs_f64());
+    table += &format!(
+        "node memory per pod (PSS) {:.0} KiB\n",
         f.pss_per_pod as f64 / 1024.0
     );
-    println!("all deleted after         {:.2} s", f.all_deleted.as_secs_f64());
-    println!("left behind               nothing");
+    table += &format!("all deleted after         {:.2} s\n", f.all_deleted.as_secs_f64());
+    table += "left behind               nothing\n";
+    print!("{table}");
+    if let Some(file) = &args.save {
+        crate::layout::write_atomically(file, table.as_bytes())?;
+    }
     Ok(0)
 }
