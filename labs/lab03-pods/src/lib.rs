@@ -21,6 +21,7 @@ pub mod ipam;
 pub mod kubelet;
 pub mod logs;
 pub mod manifest;
+pub mod network;
 pub mod phase;
 pub mod qos;
 pub mod resources;
