@@ -24,6 +24,7 @@ mod demo;
 mod density;
 mod images;
 mod layout;
+mod linux_node;
 mod node;
 mod printers;
 mod protocol;

@@ -119,6 +119,8 @@ pub(crate) struct Plan {
     pub rootfs: Option<RootfsPlan>,
     /// Mount a fresh /proc (a new PID and mount namespace).
     pub proc: bool,
+    /// Bind this proc mount there instead of a fresh one.
+    pub proc_bind: Option<String>,
     pub loopback: bool,
     pub cwd: String,
     /// Paths to try for the command, in PATH order.
@@ -494,7 +496,19 @@ fn set_up_rootfs(plan: &Plan, rootfs: &RootfsPlan) {
     });
     // Before pivot_root: in a user namespace the kernel lets us mount
     // proc and sysfs only while the host's are still visible here.
-    if plan.proc {
+    if let (true, Some(source)) = (plan.proc, &plan.proc_bind) {
+        check(plan, Stage::MountProc, || {
+            let flags = nix::mount::MsFlags::MS_BIND | nix::mount::MsFlags::MS_REC;
+            let none: Option<&CStr> = None;
+            nix::mount::mount(
+                Some(c(source).as_c_str()),
+                c(&rootfs.proc).as_c_str(),
+                none,
+                flags,
+                none,
+            )
+        });
+    } else if plan.proc {
         check(plan, Stage::MountProc, || {
             mounts::mount_proc(&c(&rootfs.proc))
         });

@@ -52,6 +52,15 @@ pub struct ContainerSpec {
     /// Put the container in a cgroup of its own (root only). On by default;
     /// off only to measure what bare namespaces cost.
     pub cgroup: bool,
+    /// Existing cgroup directories (one per v1 hierarchy, or one v2
+    /// directory) init enters before the command starts, instead of a
+    /// cgroup of its own: chapter 3's runtime makes the pod's tree itself.
+    pub cgroup_dirs: Vec<PathBuf>,
+    /// An existing proc mount to bind at the container's /proc instead of
+    /// mounting a fresh one: a /proc shows the PID namespace of whoever
+    /// mounts it, and init, after joining a pod's PID namespace, is not in
+    /// it itself (only its children are), so the pod's sandbox mounts it.
+    pub proc_source: Option<PathBuf>,
     /// Capabilities kept, as a bit mask.
     pub capabilities: u64,
     /// The (uid, gid) the command runs as; `None`: root of the container.
@@ -80,6 +89,8 @@ impl ContainerSpec {
             join: Vec::new(),
             resources: Resources::default(),
             cgroup: true,
+            cgroup_dirs: Vec::new(),
+            proc_source: None,
             capabilities: capabilities::default_mask(),
             user: None,
             stdio: [Stdio::Inherit; 3],
@@ -131,6 +142,13 @@ impl ContainerSpec {
     /// Kills the container if it runs longer than `limit` (see [`ContainerSpec::timeout`]).
     pub fn timeout(mut self, limit: Duration) -> Self {
         self.timeout = Some(limit);
+        self
+    }
+
+    /// Enters these existing cgroup directories instead of making a cgroup
+    /// (see [`ContainerSpec::cgroup_dirs`]).
+    pub fn cgroup_dirs(mut self, dirs: Vec<PathBuf>) -> Self {
+        self.cgroup_dirs = dirs;
         self
     }
 
@@ -239,7 +257,10 @@ impl Container {
         }
         let is_root = nix::unistd::geteuid().is_root();
         let spec = &with_user_namespace_if_needed(spec, is_root);
-        let cgroup = if is_root && spec.cgroup {
+        let cgroup = if !spec.cgroup_dirs.is_empty() {
+            // The caller's cgroups, which the caller also limits.
+            None
+        } else if is_root && spec.cgroup {
             sweep_stale_cgroups();
             Some(Cgroup::create(&name, &spec.resources)?)
         } else if !spec.resources.is_empty() {
@@ -287,6 +308,11 @@ impl Container {
         }
         if let Some(cg) = &container.cgroup {
             cg.add(init.as_raw())?;
+        }
+        for dir in &spec.cgroup_dirs {
+            let procs = dir.join("cgroup.procs");
+            std::fs::write(&procs, init.as_raw().to_string())
+                .map_err(|e| Error::io("add process to", &procs, e))?;
         }
         let go = nix::unistd::write(&sync_write, &[1]);
         go.map_err(|e| Error::sys("start the container", e))?;
@@ -384,6 +410,13 @@ impl Container {
     /// `/proc/PID/ns/KIND` of the container: what a later container joins.
     pub fn namespace_path(&self, kind: Namespace) -> PathBuf {
         PathBuf::from(format!("/proc/{}/ns/{}", self.init, kind.proc_name()))
+    }
+
+    /// The read end of init's status pipe: readable (or at end of file)
+    /// once the container has ended, so one `poll`/`epoll` loop can watch
+    /// many containers and call [`Container::wait`] only on ended ones.
+    pub fn status_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.status_read.as_fd()
     }
 
     pub fn cgroup(&self) -> Option<&Cgroup> {
@@ -813,6 +846,7 @@ fn build_plan(
         },
         mounts,
         proc: mounts && (spec.has(Namespace::Pid) || spec.rootfs.is_some()),
+        proc_bind: spec.proc_source.as_deref().map(path_string).transpose()?,
         rootfs,
         loopback: spec.has(Namespace::Net),
         cwd: plain(&spec.cwd, "the working directory")?,

@@ -25,6 +25,7 @@ pub mod network;
 pub mod phase;
 pub mod qos;
 pub mod resources;
+pub mod runtime;
 pub mod validate;
 
 /// Where time comes from: the runtime passes the system clock, tests a fake
