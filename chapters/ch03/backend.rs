@@ -51,7 +51,7 @@ pub trait Backend: Send + Sync {
     /// The runtime's id of a pod's running container (`None`: the first).
     fn container_id(&self, namespace: &str, pod: &str, container: Option<&str>) -> Result<String>;
     /// The runtime, for exec and for measuring.
-    fn runtime(&self) -> Arc<dyn RuntimeService>;
+    fn runtime(&self) -> Result<Arc<dyn RuntimeService>>;
     /// Stops every pod and removes the node's network and state.
     fn shutdown(&self) -> Result<()>;
 }

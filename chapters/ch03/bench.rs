@@ -110,7 +110,7 @@ pub fn run(args: Args) -> Result<u8> {
     };
     dir.write_config(&config)?;
     let node = crate::node::Node::start(dir.clone(), config, &home)?;
-    let rt = node.backend().runtime();
+    let rt = node.backend().runtime()?;
     // One warm-up round, as for containerd: the image's layers unpacked.
     let mut ours = Vec::new();
     let result = (|| -> Result<()> {
@@ -123,6 +123,7 @@ pub fn run(args: Args) -> Result<u8> {
         }
         Ok(())
     })();
+    drop(rt);
     node.stop()?;
     result?;
     let ours_median = median(&ours);

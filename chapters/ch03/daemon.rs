@@ -265,7 +265,7 @@ fn exec(node: &Node, stream: &UnixStream, req: &ExecRequest) -> Result<()> {
         stdout: true,
         stderr: !req.tty,
     };
-    let session = backend.runtime().exec(&id, &request)?;
+    let session = backend.runtime()?.exec(&id, &request)?;
     let fds: Vec<i32> = [&session.stdin, &session.stdout, &session.stderr]
         .iter()
         .filter_map(|fd| fd.as_ref().map(|f| f.as_raw_fd()))

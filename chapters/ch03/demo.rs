@@ -141,6 +141,35 @@ impl Drop for Running {
     }
 }
 
+/// The delays of a container's first three CrashLoopBackOff waits, as its
+/// waiting message names them (`back-off 500ms restarting failed …`).
+fn watch_waits(node: Arc<Node>, pod: &str) -> std::thread::JoinHandle<Result<Vec<String>>> {
+    let pod = pod.to_string();
+    std::thread::spawn(move || {
+        let mut seen = BTreeSet::new();
+        let mut order = Vec::new();
+        node.wait_for(&pod, Duration::from_secs(40), |v| {
+            let waiting = v
+                .pod
+                .status
+                .as_ref()
+                .and_then(|s| s.container_statuses.as_ref())
+                .and_then(|l| l.first())
+                .and_then(|c| c.state.as_ref())
+                .and_then(|s| s.waiting.as_ref())
+                .and_then(|w| w.message.clone());
+            if let Some(m) = waiting {
+                let delay = m.split_whitespace().nth(1).unwrap_or("").to_string();
+                if seen.insert(delay.clone()) {
+                    order.push(delay);
+                }
+            }
+            order.len() >= 3
+        })?;
+        Ok(order)
+    })
+}
+
 fn ip_of(view: &PodView) -> String {
     view.pod
         .status
@@ -168,7 +197,7 @@ fn restarts(view: &PodView, container: &str) -> i32 {
 fn root_of(node: &Node, pod: &str, container: &str) -> Result<std::path::PathBuf> {
     let backend = node.backend();
     let id = backend.container_id("default", pod, Some(container))?;
-    let status = backend.runtime().container_status(&id)?;
+    let status = backend.runtime()?.container_status(&id)?;
     let pid = status.pid.context("a running container without a pid")?;
     Ok(format!("/proc/{pid}/root").into())
 }
@@ -176,7 +205,7 @@ fn root_of(node: &Node, pod: &str, container: &str) -> Result<std::path::PathBuf
 fn net_ns_of(node: &Node, pod: &str, container: &str) -> Result<std::path::PathBuf> {
     let backend = node.backend();
     let id = backend.container_id("default", pod, Some(container))?;
-    let status = backend.runtime().container_status(&id)?;
+    let status = backend.runtime()?.container_status(&id)?;
     let pid = status.pid.context("a running container without a pid")?;
     Ok(std::fs::read_link(format!("/proc/{pid}/ns/net"))?)
 }
@@ -197,6 +226,9 @@ pub fn run(_args: Args) -> Result<u8> {
     step(1, "start a node: its network namespace, a bridge, 198.18.1.0/24");
     let running = Running::start(dir, config, &home)?;
     let node = running.node.clone();
+    // The crash loop's waits, watched from the start: each lasts a
+    // moment only.
+    let waits = watch_waits(node.clone(), "crasher");
     running.apply("kubia-with-sidecar", SIDECAR_POD)?;
     running.apply("client", CLIENT_POD)?;
     running.apply("crasher", CRASHER_POD)?;
@@ -214,12 +246,10 @@ pub fn run(_args: Args) -> Result<u8> {
     let same_net = net_ns_of(&node, "kubia-with-sidecar", "kubia")?
         == net_ns_of(&node, "kubia-with-sidecar", "fetcher")?;
     say(&format!("pod IP {ip}; one network namespace for both: {same_net}"));
-    let (addr, _) = node.exec_sync(
-        "kubia-with-sidecar",
-        "fetcher",
-        &["sh", "-c", "ip -4 -o addr show eth0 | awk '{print $4}'"],
-    )?;
-    say(&format!("eth0 (in fetcher): {}", addr.trim()));
+    let (addr, _) = node.exec_sync("kubia-with-sidecar", "fetcher", &["ip", "-4", "-o", "addr", "show", "eth0"])?;
+    // `2: eth0    inet 198.18.1.3/24 …`: the fourth field.
+    let addr = addr.split_whitespace().nth(3).unwrap_or_default().to_string();
+    say(&format!("eth0 (in fetcher): {addr}"));
 
     step(3, "a filesystem each, except the emptyDir");
     // Wait for the sidecar's first fetch into the volume.
@@ -256,39 +286,29 @@ pub fn run(_args: Args) -> Result<u8> {
     say(&format!(
         "(the kubelet starts at 10s; this node at {DEMO_BACKOFF_MS}ms, to be quick)"
     ));
-    let mut waits = BTreeSet::new();
-    let mut order = Vec::new();
-    node.wait_for("crasher", Duration::from_secs(30), |v| {
-        let waiting = v
-            .pod
-            .status
-            .as_ref()
-            .and_then(|s| s.container_statuses.as_ref())
-            .and_then(|l| l.first())
-            .and_then(|c| c.state.as_ref())
-            .and_then(|s| s.waiting.as_ref())
-            .and_then(|w| w.message.clone());
-        if let Some(m) = waiting {
-            let delay = m.split_whitespace().nth(1).unwrap_or("").to_string();
-            if waits.insert(delay.clone()) {
-                order.push(delay);
-            }
-        }
-        order.len() >= 3
-    })?;
+    let order = waits.join().map_err(|_| anyhow::anyhow!("the watcher panicked"))??;
     say(&format!("CrashLoopBackOff, waiting {}", order.join(", then ")));
 
     step(6, "kubia-liveness: 500 from its sixth request on; the probe restarts it");
     let live = node.wait_for("kubia-liveness", Duration::from_secs(30), |v| {
         restarts(v, "kubia") >= 1
     })?;
+    // Before kubia listens the probe may fail otherwise: the 500 is the
+    // failure this is about.
     for e in &live.events {
         let reason = e.reason.clone().unwrap_or_default();
-        if reason == "Unhealthy" || reason == "Killing" {
-            say(&format!("{reason}: {}", e.message.clone().unwrap_or_default()));
-            if reason == "Killing" {
-                break;
-            }
+        let message = e.message.clone().unwrap_or_default();
+        let shown = match reason.as_str() {
+            "Unhealthy" => message.contains("statuscode"),
+            "Killing" => true,
+            _ => false,
+        };
+        if shown {
+            let width = crate::common::cli::WIDTH - 4;
+            say(&crate::common::cli::wrap(&format!("{reason}: {message}"), width));
+        }
+        if reason == "Killing" {
+            break;
         }
     }
     say(&format!("restart count: {}", restarts(&live, "kubia")));

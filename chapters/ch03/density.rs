@@ -110,7 +110,7 @@ pub fn measure(home: &Home, root: &std::path::Path, n: u64) -> Result<Figures> {
         std::thread::sleep(Duration::from_millis(10));
     }
     let all_running = start.elapsed();
-    let rt = node.backend().runtime();
+    let rt = node.backend().runtime()?;
     let pss_per_pod = runtime_pss(&*rt)? / n;
     let start = Instant::now();
     for i in 0..n {
@@ -129,6 +129,8 @@ pub fn measure(home: &Home, root: &std::path::Path, n: u64) -> Result<Figures> {
     if left > 0 {
         bail!("{left} sandboxes and containers are left after deleting every pod");
     }
+    // The last holder of the runtime is the node: its shutdown drops it.
+    drop(rt);
     running.shutdown()?;
     Ok(Figures {
         pods: n,

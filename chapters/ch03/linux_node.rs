@@ -60,7 +60,9 @@ struct Shared {
 
 pub struct Linux {
     network: Arc<NodeNetwork>,
-    runtime: Arc<LinuxRuntime>,
+    /// Taken (and so dropped, which removes the node's cgroup) by
+    /// `shutdown`.
+    runtime: Mutex<Option<Arc<LinuxRuntime>>>,
     options: WorkerOptions,
     shared: Arc<Shared>,
     wake: Sender<Wake>,
@@ -114,7 +116,7 @@ pub fn start(settings: &Settings) -> Result<Box<dyn Backend>> {
     };
     Ok(Box::new(Linux {
         network,
-        runtime,
+        runtime: Mutex::new(Some(runtime)),
         options,
         shared,
         wake,
@@ -216,6 +218,11 @@ fn event_of(pod: &Pod, e: &lab03::kubelet::PodEvent) -> Event {
 }
 
 impl Linux {
+    fn rt(&self) -> Result<Arc<LinuxRuntime>> {
+        let rt = self.runtime.lock().unwrap_or_else(|e| e.into_inner());
+        rt.clone().context("the node is shut down")
+    }
+
     fn find_uid(&self, w: &Workers, namespace: &str, name: &str) -> Option<String> {
         w.by_uid
             .iter()
@@ -263,8 +270,9 @@ impl Linux {
 impl Backend for Linux {
     fn add(&self, pod: Pod) -> Result<()> {
         let uid = pod.metadata.uid.clone().context("a pod without a uid")?;
-        let runtime: Arc<dyn RuntimeService> = self.runtime.clone();
-        let images: Arc<dyn ImageService> = self.runtime.clone();
+        let rt = self.rt()?;
+        let runtime: Arc<dyn RuntimeService> = rt.clone();
+        let images: Arc<dyn ImageService> = rt;
         let worker = PodWorker::new(pod, runtime, images, self.options.clone())?;
         let mut w = self.shared.workers.lock().unwrap_or_else(|e| e.into_inner());
         w.by_uid.insert(uid, worker);
@@ -330,8 +338,8 @@ impl Backend for Linux {
         Ok(id.to_string())
     }
 
-    fn runtime(&self) -> Arc<dyn RuntimeService> {
-        self.runtime.clone()
+    fn runtime(&self) -> Result<Arc<dyn RuntimeService>> {
+        Ok(self.rt()?)
     }
 
     fn shutdown(&self) -> Result<()> {
@@ -356,25 +364,22 @@ impl Backend for Linux {
         if let Some(t) = self.driver.lock().unwrap_or_else(|e| e.into_inner()).take() {
             let _ = t.join();
         }
-        // Whatever the workers left (nothing, normally), then the network.
-        for s in self.runtime.list_pod_sandbox(&Default::default())? {
-            let _ = self.runtime.stop_pod_sandbox(&s.id);
-            let _ = self.runtime.remove_pod_sandbox(&s.id);
+        // Whatever the workers left (nothing, normally), then the runtime
+        // itself (dropping it removes the node's cgroup), then the network.
+        let rt = self.runtime.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(rt) = rt {
+            for s in rt.list_pod_sandbox(&Default::default())? {
+                let _ = rt.stop_pod_sandbox(&s.id);
+                let _ = rt.remove_pod_sandbox(&s.id);
+            }
+            let dir = rt.config().state_dir.parent().map(Path::to_path_buf);
+            drop(rt);
+            if let Some(dir) = dir {
+                let _ = &self.network;
+                NodeNetwork::remove(&dir)?;
+            }
         }
-        let _ = &self.network;
-        NodeNetwork::remove(self.network_dir())?;
         result
     }
 }
 
-impl Linux {
-    fn network_dir(&self) -> &Path {
-        // The network lives under the node's directory, which the runtime
-        // state directory is in too.
-        self.runtime
-            .config()
-            .state_dir
-            .parent()
-            .unwrap_or(Path::new("/"))
-    }
-}

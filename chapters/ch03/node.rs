@@ -194,7 +194,7 @@ impl Node {
         let cmd: Vec<String> = cmd.iter().map(|s| s.to_string()).collect();
         let out = self
             .backend
-            .runtime()
+            .runtime()?
             .exec_sync(&id, &cmd, Duration::from_secs(10))
             .with_context(|| format!("exec in {pod}/{container}"))?;
         let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
