@@ -35,11 +35,15 @@ fn the_books_manifests_parse_and_validate() {
     for entry in std::fs::read_dir(manifests()).expect("the manifests") {
         let path = entry.expect("entry").path();
         let body = std::fs::read_to_string(&path).expect("read");
-        let pod = lab03::manifest::parse_pod(&body)
-            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let pod =
+            lab03::manifest::parse_pod(&body).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         let errors = lab03::validate::validate_pod(&pod);
         assert!(errors.is_empty(), "{}: {errors:?}", path.display());
-        assert!(body.starts_with("apiVersion: v1\nkind: Pod\n"), "{}", path.display());
+        assert!(
+            body.starts_with("apiVersion: v1\nkind: Pod\n"),
+            "{}",
+            path.display()
+        );
         seen += 1;
     }
     assert_eq!(seen, 4);
@@ -112,17 +116,25 @@ fn wait_get(home: &Path, what: &str, done: impl Fn(&str) -> bool) -> String {
         if done(&table) {
             return table;
         }
-        assert!(Instant::now() < deadline, "waiting for {what}; last:\n{table}{}", text(&out.stderr));
+        assert!(
+            Instant::now() < deadline,
+            "waiting for {what}; last:\n{table}{}",
+            text(&out.stderr)
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }
 
 fn row<'a>(table: &'a str, pod: &str) -> Option<&'a str> {
-    table.lines().find(|l| l.split_whitespace().next() == Some(pod))
+    table
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(pod))
 }
 
 fn status_of(table: &str, pod: &str) -> Option<String> {
-    row(table, pod).and_then(|l| l.split_whitespace().nth(2)).map(str::to_string)
+    row(table, pod)
+        .and_then(|l| l.split_whitespace().nth(2))
+        .map(str::to_string)
 }
 
 /// The cgroup directory named `name` anywhere beneath the cgroup roots.
@@ -177,7 +189,10 @@ fn leftovers(home: &Path, node: &str) -> Vec<String> {
         let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
         let root = std::fs::read_link(entry.path().join("root")).unwrap_or_default();
         if text(&cmdline).contains(&home_s) || root.starts_with(home) {
-            found.push(format!("process {name}: {}", text(&cmdline).replace('\0', " ")));
+            found.push(format!(
+                "process {name}: {}",
+                text(&cmdline).replace('\0', " ")
+            ));
         }
     }
     let state = home.join("nodes").join(node).join("runtime");
@@ -241,10 +256,19 @@ fn a_node_runs_the_books_pods() {
             && row(t, "kubia-with-sidecar").is_some_and(|r| r.contains("2/2"))
     });
     assert!(table.starts_with("NAME "), "{table}");
-    let wide = ch03(&home).args(["get", "pods", "-o", "wide"]).output().expect("wide");
+    let wide = ch03(&home)
+        .args(["get", "pods", "-o", "wide"])
+        .output()
+        .expect("wide");
     let wide = text(&wide.stdout);
-    assert!(wide.contains("IP ") && wide.contains("NOMINATED NODE"), "{wide}");
-    assert!(wide.contains("198.18.1.") && wide.contains("node-1"), "{wide}");
+    assert!(
+        wide.contains("IP ") && wide.contains("NOMINATED NODE"),
+        "{wide}"
+    );
+    assert!(
+        wide.contains("198.18.1.") && wide.contains("node-1"),
+        "{wide}"
+    );
 
     // A second pod by the same name is refused.
     let again = ch03(&home)
@@ -254,22 +278,49 @@ fn a_node_runs_the_books_pods() {
         .output()
         .expect("apply");
     assert_eq!(again.status.code(), Some(1));
-    assert!(text(&again.stderr).contains("already exists"), "{}", text(&again.stderr));
+    assert!(
+        text(&again.stderr).contains("already exists"),
+        "{}",
+        text(&again.stderr)
+    );
 
     // The same hostname in both containers; exec's exit code comes back.
     let exec = ch03(&home)
-        .args(["exec", "kubia-with-sidecar", "-c", "fetcher", "--", "hostname"])
+        .args([
+            "exec",
+            "kubia-with-sidecar",
+            "-c",
+            "fetcher",
+            "--",
+            "hostname",
+        ])
         .output()
         .expect("exec");
     assert_eq!(text(&exec.stdout).trim(), "kubia-with-sidecar");
     let exec = ch03(&home)
-        .args(["exec", "kubia-with-sidecar", "-c", "fetcher", "--", "sh", "-c", "exit 3"])
+        .args([
+            "exec",
+            "kubia-with-sidecar",
+            "-c",
+            "fetcher",
+            "--",
+            "sh",
+            "-c",
+            "exit 3",
+        ])
         .output()
         .expect("exec");
     assert_eq!(exec.status.code(), Some(3));
 
-    let logs = ch03(&home).args(["logs", "kubia-manual"]).output().expect("logs");
-    assert!(text(&logs.stdout).contains("Kubia server starting"), "{}", text(&logs.stdout));
+    let logs = ch03(&home)
+        .args(["logs", "kubia-manual"])
+        .output()
+        .expect("logs");
+    assert!(
+        text(&logs.stdout).contains("Kubia server starting"),
+        "{}",
+        text(&logs.stdout)
+    );
 
     // An image the store does not hold.
     let missing = work.path().join("missing.yaml");
@@ -279,7 +330,12 @@ fn a_node_runs_the_books_pods() {
          - name: main\n    image: nothere:v9\n",
     )
     .expect("write");
-    ch03(&home).arg("apply").arg("-f").arg(&missing).assert().success();
+    ch03(&home)
+        .arg("apply")
+        .arg("-f")
+        .arg(&missing)
+        .assert()
+        .success();
     let t = wait_get(&home, "ErrImagePull", |t| {
         matches!(
             status_of(t, "missing").as_deref(),
@@ -287,8 +343,15 @@ fn a_node_runs_the_books_pods() {
         )
     });
     assert!(row(&t, "missing").is_some_and(|r| r.contains("0/1")), "{t}");
-    let described = ch03(&home).args(["describe", "pod", "missing"]).output().expect("describe");
-    assert!(text(&described.stdout).contains("nothere:v9"), "{}", text(&described.stdout));
+    let described = ch03(&home)
+        .args(["describe", "pod", "missing"])
+        .output()
+        .expect("describe");
+    assert!(
+        text(&described.stdout).contains("nothere:v9"),
+        "{}",
+        text(&described.stdout)
+    );
 
     let described = ch03(&home)
         .args(["describe", "pod", "kubia-manual"])
@@ -297,9 +360,19 @@ fn a_node_runs_the_books_pods() {
     let described = text(&described.stdout);
     settings().bind(|| insta::assert_snapshot!("describe_kubia_manual", described));
 
-    let deleted = ch03(&home).args(["delete", "pod", "kubia-manual"]).output().expect("delete");
-    assert_eq!(text(&deleted.stdout), "pod \"kubia-manual\" deleted\n", "{}", text(&deleted.stderr));
-    let table = wait_get(&home, "kubia-manual gone", |t| row(t, "kubia-manual").is_none());
+    let deleted = ch03(&home)
+        .args(["delete", "pod", "kubia-manual"])
+        .output()
+        .expect("delete");
+    assert_eq!(
+        text(&deleted.stdout),
+        "pod \"kubia-manual\" deleted\n",
+        "{}",
+        text(&deleted.stderr)
+    );
+    let table = wait_get(&home, "kubia-manual gone", |t| {
+        row(t, "kubia-manual").is_none()
+    });
     assert!(row(&table, "kubia-with-sidecar").is_some());
 
     let out = ch03(&home).args(["node", "down"]).output().expect("down");
@@ -323,7 +396,9 @@ fn kill_9_then_node_up_cleans_up() {
         .arg(manifests().join("kubia-manual.yaml"))
         .assert()
         .success();
-    wait_get(&home, "Running", |t| status_of(t, "kubia-manual").as_deref() == Some("Running"));
+    wait_get(&home, "Running", |t| {
+        status_of(t, "kubia-manual").as_deref() == Some("Running")
+    });
     let pid_file = home.join("nodes/node-1/daemon.pid");
     let pid: i32 = std::fs::read_to_string(&pid_file)
         .expect("pid file")
@@ -334,7 +409,9 @@ fn kill_9_then_node_up_cleans_up() {
         .expect("kill -9");
     let deadline = Instant::now() + Duration::from_secs(10);
     while Path::new(&format!("/proc/{pid}/stat")).exists()
-        && !std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default().contains(" Z ")
+        && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .unwrap_or_default()
+            .contains(" Z ")
     {
         assert!(Instant::now() < deadline, "the daemon outlived kill -9");
         std::thread::sleep(Duration::from_millis(20));
@@ -383,5 +460,8 @@ fn density_leaves_nothing() {
     let stdout = text(&out.stdout);
     assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
     assert!(stdout.contains("pods on one node          5"), "{stdout}");
-    assert!(stdout.contains("left behind               nothing"), "{stdout}");
+    assert!(
+        stdout.contains("left behind               nothing"),
+        "{stdout}"
+    );
 }

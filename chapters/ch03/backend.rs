@@ -56,7 +56,6 @@ pub trait Backend: Send + Sync {
     fn shutdown(&self) -> Result<()>;
 }
 
-
 /// Starts a node: the network (found again if a killed node left it), the
 /// runtime (which cleans up what a killed predecessor left), the loop.
 pub fn start(settings: &Settings) -> Result<Box<dyn Backend>> {

@@ -74,7 +74,11 @@ pub fn pod_start(rt: &dyn RuntimeService, dir: &NodeDir, round: u64) -> Result<(
             break;
         }
         if status.state == ContainerState::Exited {
-            bail!("the bench container exited: {} {}", status.reason, status.message);
+            bail!(
+                "the bench container exited: {} {}",
+                status.reason,
+                status.message
+            );
         }
         if start.elapsed() > Duration::from_secs(10) {
             bail!("the bench container did not run within 10s");
@@ -99,7 +103,9 @@ pub fn run(args: Args) -> Result<u8> {
     if !nix::unistd::geteuid().is_root() {
         bail!("the benchmark makes nodes and runs containerd: run it with sudo");
     }
-    let work = tempfile::Builder::new().prefix("kubelings-bench-").tempdir()?;
+    let work = tempfile::Builder::new()
+        .prefix("kubelings-bench-")
+        .tempdir()?;
     let home = Home::at(work.path().join("home"));
     crate::images::build_all(&home, work.path())?;
     let dir = NodeDir::at(&work.path().join("node"), "bench");
@@ -132,7 +138,9 @@ pub fn run(args: Args) -> Result<u8> {
     } else {
         let archive = work.path().join("kubia.tar");
         let store = lab02::layout::ImageStore::open(&home.images())?;
-        let name = crate::images::KUBIA.parse::<lab02::reference::Reference>()?.local_name();
+        let name = crate::images::KUBIA
+            .parse::<lab02::reference::Reference>()?
+            .local_name();
         let mut file = std::fs::File::create(&archive)?;
         lab02::archive::save(&store, &[name.as_str()], &mut file)?;
         drop(file);
@@ -141,9 +149,17 @@ pub fn run(args: Args) -> Result<u8> {
     let mut table = String::new();
     table += &format!("pod start, median of {} rounds\n", args.rounds);
     table += &format!("{:<34} {:>10}\n", "runtime", "median");
-    table += &format!("{:<34} {:>10}\n", "kubelings (CRI calls, pod network)", ms(ours_median));
+    table += &format!(
+        "{:<34} {:>10}\n",
+        "kubelings (CRI calls, pod network)",
+        ms(ours_median)
+    );
     if let Some(t) = &theirs {
-        let label = if t.cni_used { "ctr run --cni (runc, CNI bridge)" } else { "ctr run (runc, no CNI)" };
+        let label = if t.cni_used {
+            "ctr run --cni (runc, CNI bridge)"
+        } else {
+            "ctr run (runc, no CNI)"
+        };
         table += &format!("{label:<34} {:>10}\n", ms(t.median));
         let ratio = t.median.as_secs_f64() / ours_median.as_secs_f64().max(1e-9);
         table += &format!("{:<34} {:>9.1}x\n", "kubelings faster by", ratio);

@@ -141,7 +141,10 @@ pub fn check(text: &str, source: &str) -> Result<Vec<Pod>> {
         if list.len() == 1 {
             bail!("{source}: the Pod {name:?} is invalid: {}", list[0]);
         }
-        bail!("{source}: the Pod {name:?} is invalid:\n* {}", list.join("\n* "));
+        bail!(
+            "{source}: the Pod {name:?} is invalid:\n* {}",
+            list.join("\n* ")
+        );
     }
     Ok(pods)
 }
@@ -226,7 +229,11 @@ pub fn get(home: &Home, node: &str, args: GetArgs) -> Result<u8> {
         }
     }
     if !args.names.is_empty() {
-        pods.retain(|p| args.names.iter().any(|n| p.metadata.name.as_ref() == Some(n)));
+        pods.retain(|p| {
+            args.names
+                .iter()
+                .any(|n| p.metadata.name.as_ref() == Some(n))
+        });
     }
     if pods.is_empty() {
         eprintln!("No resources found in default namespace.");
@@ -265,10 +272,7 @@ fn container_of(pod: &Pod, name: Option<&str>) -> Result<String> {
         None => {
             let first = names.first().context("a pod without containers")?.clone();
             if names.len() > 1 {
-                eprintln!(
-                    "Defaulted container {first:?} out of: {}",
-                    names.join(", ")
-                );
+                eprintln!("Defaulted container {first:?} out of: {}", names.join(", "));
             }
             Ok(first)
         }

@@ -148,7 +148,9 @@ impl Containerd {
         let pid = child.id();
         let open = |kind: &str| -> Result<OwnedFd> {
             let path = format!("/proc/{pid}/ns/{kind}");
-            Ok(File::open(&path).with_context(|| format!("open {path}"))?.into())
+            Ok(File::open(&path)
+                .with_context(|| format!("open {path}"))?
+                .into())
         };
         let (net, mnt) = match (open("net"), open("mnt")) {
             (Ok(net), Ok(mnt)) => (net, mnt),
@@ -185,7 +187,10 @@ impl Containerd {
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
             if let Some(status) = self.child.try_wait().context("wait for containerd")? {
-                bail!("containerd exited ({status}) at start:\n{}", self.log_tail());
+                bail!(
+                    "containerd exited ({status}) at start:\n{}",
+                    self.log_tail()
+                );
             }
             if std::os::unix::net::UnixStream::connect(&self.socket).is_ok() {
                 return Ok(());
@@ -235,7 +240,10 @@ impl Containerd {
             // this harness holds open (the child inherits them).
             unsafe {
                 cmd.pre_exec(move || {
-                    for (fd, kind) in [(net, CloneFlags::CLONE_NEWNET), (mnt, CloneFlags::CLONE_NEWNS)] {
+                    for (fd, kind) in [
+                        (net, CloneFlags::CLONE_NEWNET),
+                        (mnt, CloneFlags::CLONE_NEWNS),
+                    ] {
                         // SAFETY: fd stays open in the child until exec.
                         let fd = BorrowedFd::borrow_raw(fd);
                         nix::sched::setns(fd, kind)?;
@@ -291,11 +299,7 @@ impl Containerd {
     pub fn import(&self, archive: &Path) -> Result<Vec<String>> {
         let before: HashSet<String> = self.images()?.into_iter().collect();
         let out = self
-            .ctr_ok([
-                "images".as_ref(),
-                "import".as_ref(),
-                archive.as_os_str(),
-            ])
+            .ctr_ok(["images".as_ref(), "import".as_ref(), archive.as_os_str()])
             .with_context(|| format!("import {}", archive.display()))?;
         let mut names: Vec<String> = self
             .images()?
@@ -370,9 +374,12 @@ impl Containerd {
     /// making: runs it to its end and returns what it printed and its exit.
     pub fn run_to_end(&self, image: &str, id: &str, command: &[&str]) -> Result<Output> {
         let mut cmd = self.ctr(["run", "--rm"]);
-        cmd.args(["--cgroup", &self.cgroups.path_for(&format!("{}-{id}", self.tag))])
-            .args([image, id])
-            .args(command);
+        cmd.args([
+            "--cgroup",
+            &self.cgroups.path_for(&format!("{}-{id}", self.tag)),
+        ])
+        .args([image, id])
+        .args(command);
         let line = describe(&cmd);
         output_within(&mut cmd, CTR_TIMEOUT).with_context(|| line)
     }
@@ -666,7 +673,10 @@ impl Shadows {
     fn new(base: &Path) -> Result<Shadows> {
         // overlayfs separates its options with ',' and its layers with ':'.
         if base.to_string_lossy().contains([',', ':']) {
-            bail!("{}: a ',' or ':' cannot be named in overlayfs options", base.display());
+            bail!(
+                "{}: a ',' or ':' cannot be named in overlayfs options",
+                base.display()
+            );
         }
         let overlay = |name: &str, lower: &str| -> Result<CString> {
             let dir = base.join("shadow").join(name);
@@ -695,7 +705,13 @@ impl Shadows {
         let overlay = Some("overlay");
         mount(overlay, "/etc", overlay, none, Some(self.etc.as_c_str()))?;
         mount(overlay, "/opt", overlay, none, Some(self.opt.as_c_str()))?;
-        mount(Some(self.var_lib.as_c_str()), "/var/lib", NONE, MsFlags::MS_BIND, NONE)?;
+        mount(
+            Some(self.var_lib.as_c_str()),
+            "/var/lib",
+            NONE,
+            MsFlags::MS_BIND,
+            NONE,
+        )?;
         loopback_up()?;
         nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)?;
         Ok(())
@@ -772,8 +788,18 @@ fn output_with_input(cmd: &mut Command, input: &[u8], timeout: Duration) -> Resu
             bytes
         })
     };
-    let stdout = drain(child.stdout.take().map(|p| Box::new(p) as Box<dyn Read + Send>));
-    let stderr = drain(child.stderr.take().map(|p| Box::new(p) as Box<dyn Read + Send>));
+    let stdout = drain(
+        child
+            .stdout
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let stderr = drain(
+        child
+            .stderr
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
     let deadline = Instant::now() + timeout;
     let status = loop {
         if let Some(status) = child.try_wait().context("wait for it")? {

@@ -89,7 +89,11 @@ fn up(home: &Home, name: &str, args: UpArgs) -> Result<u8> {
     // makes the child a session leader of its own, away from this
     // terminal's Ctrl-C.
     unsafe {
-        cmd.pre_exec(|| nix::unistd::setsid().map(|_| ()).map_err(std::io::Error::from));
+        cmd.pre_exec(|| {
+            nix::unistd::setsid()
+                .map(|_| ())
+                .map_err(std::io::Error::from)
+        });
     }
     let mut child = cmd.spawn().context("start the node's process")?;
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -109,7 +113,10 @@ fn up(home: &Home, name: &str, args: UpArgs) -> Result<u8> {
             bail!("the node's process ended ({status}):\n{}", log.trim_end());
         }
         if Instant::now() > deadline {
-            bail!("node {name} did not answer within 30s: see {}", dir.log_file().display());
+            bail!(
+                "node {name} did not answer within 30s: see {}",
+                dir.log_file().display()
+            );
         }
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -240,7 +247,12 @@ fn answer(node: &Node, stream: &UnixStream, stop: &Stop) -> Result<()> {
                 // process is about to exit, so wait here for it.
                 stop.asked.store(true, Ordering::SeqCst);
                 let outcome = loop {
-                    if let Some(o) = stop.outcome.lock().unwrap_or_else(|e| e.into_inner()).take() {
+                    if let Some(o) = stop
+                        .outcome
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .take()
+                    {
                         break o;
                     }
                     std::thread::sleep(Duration::from_millis(10));

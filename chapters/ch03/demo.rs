@@ -179,15 +179,25 @@ fn ip_of(view: &PodView) -> String {
 }
 
 fn all_running(view: &PodView) -> bool {
-    let statuses = view.pod.status.as_ref().and_then(|s| s.container_statuses.as_ref());
+    let statuses = view
+        .pod
+        .status
+        .as_ref()
+        .and_then(|s| s.container_statuses.as_ref());
     let n = view.pod.spec.as_ref().map_or(0, |s| s.containers.len());
     statuses.is_some_and(|l| {
-        l.len() == n && l.iter().all(|c| c.state.as_ref().is_some_and(|s| s.running.is_some()))
+        l.len() == n
+            && l.iter()
+                .all(|c| c.state.as_ref().is_some_and(|s| s.running.is_some()))
     })
 }
 
 fn restarts(view: &PodView, container: &str) -> i32 {
-    let statuses = view.pod.status.as_ref().and_then(|s| s.container_statuses.as_ref());
+    let statuses = view
+        .pod
+        .status
+        .as_ref()
+        .and_then(|s| s.container_statuses.as_ref());
     statuses
         .and_then(|l| l.iter().find(|c| c.name == container))
         .map_or(0, |c| c.restart_count)
@@ -214,7 +224,9 @@ pub fn run(_args: Args) -> Result<u8> {
     if !nix::unistd::geteuid().is_root() {
         bail!("the demo makes a node (network namespace, mounts, cgroups): run it with sudo");
     }
-    let work = tempfile::Builder::new().prefix("kubelings-demo-").tempdir()?;
+    let work = tempfile::Builder::new()
+        .prefix("kubelings-demo-")
+        .tempdir()?;
     let home = Home::at(work.path().join("home"));
     crate::images::build_all(&home, work.path())?;
     let dir = NodeDir::at(&work.path().join("node"), "node-1");
@@ -223,7 +235,10 @@ pub fn run(_args: Args) -> Result<u8> {
         cidr: lab03::ipam::node_cidr(1),
         backoff_base_ms: DEMO_BACKOFF_MS,
     };
-    step(1, "start a node: its network namespace, a bridge, 198.18.1.0/24");
+    step(
+        1,
+        "start a node: its network namespace, a bridge, 198.18.1.0/24",
+    );
     let running = Running::start(dir, config, &home)?;
     let node = running.node.clone();
     // The crash loop's waits, watched from the start: each lasts a
@@ -241,14 +256,25 @@ pub fn run(_args: Args) -> Result<u8> {
     let (hostname, _) = node.exec_sync("kubia-with-sidecar", "fetcher", &["hostname"])?;
     say(&format!("hostname (in fetcher): {}", hostname.trim()));
     let url = "http://localhost:8080/";
-    let (answer, _) = node.exec_sync("kubia-with-sidecar", "fetcher", &["wget", "-q", "-O-", url])?;
+    let (answer, _) =
+        node.exec_sync("kubia-with-sidecar", "fetcher", &["wget", "-q", "-O-", url])?;
     say(&format!("fetcher -> {url}: {}", answer.trim()));
     let same_net = net_ns_of(&node, "kubia-with-sidecar", "kubia")?
         == net_ns_of(&node, "kubia-with-sidecar", "fetcher")?;
-    say(&format!("pod IP {ip}; one network namespace for both: {same_net}"));
-    let (addr, _) = node.exec_sync("kubia-with-sidecar", "fetcher", &["ip", "-4", "-o", "addr", "show", "eth0"])?;
+    say(&format!(
+        "pod IP {ip}; one network namespace for both: {same_net}"
+    ));
+    let (addr, _) = node.exec_sync(
+        "kubia-with-sidecar",
+        "fetcher",
+        &["ip", "-4", "-o", "addr", "show", "eth0"],
+    )?;
     // `2: eth0    inet 198.18.1.3/24 …`: the fourth field.
-    let addr = addr.split_whitespace().nth(3).unwrap_or_default().to_string();
+    let addr = addr
+        .split_whitespace()
+        .nth(3)
+        .unwrap_or_default()
+        .to_string();
     say(&format!("eth0 (in fetcher): {addr}"));
 
     step(3, "a filesystem each, except the emptyDir");
@@ -260,8 +286,15 @@ pub fn run(_args: Args) -> Result<u8> {
         std::thread::sleep(Duration::from_millis(50));
     }
     let in_kubia = std::fs::read_to_string(&shared).unwrap_or_default();
-    say(&format!("kubia's /var/shared/index.html: {}", in_kubia.trim()));
-    node.exec_sync("kubia-with-sidecar", "fetcher", &["touch", "/only-in-fetcher"])?;
+    say(&format!(
+        "kubia's /var/shared/index.html: {}",
+        in_kubia.trim()
+    ));
+    node.exec_sync(
+        "kubia-with-sidecar",
+        "fetcher",
+        &["touch", "/only-in-fetcher"],
+    )?;
     let (ls, _) = node.exec_sync("kubia-with-sidecar", "fetcher", &["ls", "/only-in-fetcher"])?;
     say(&format!("fetcher sees {}", ls.trim()));
     let seen = kubia_root.join("only-in-fetcher").exists();
@@ -276,7 +309,11 @@ pub fn run(_args: Args) -> Result<u8> {
     step(4, "client: another pod, another machine, on the same node");
     let client = node.wait_for("client", Duration::from_secs(20), all_running)?;
     let (hostname, _) = node.exec_sync("client", "main", &["hostname"])?;
-    say(&format!("hostname: {}, pod IP {}", hostname.trim(), ip_of(&client)));
+    say(&format!(
+        "hostname: {}, pod IP {}",
+        hostname.trim(),
+        ip_of(&client)
+    ));
     say(&format!("an IP of its own: {}", ip_of(&client) != ip));
     let url = format!("http://{ip}:8080/");
     let (answer, _) = node.exec_sync("client", "main", &["wget", "-q", "-O-", &url])?;
@@ -286,10 +323,18 @@ pub fn run(_args: Args) -> Result<u8> {
     say(&format!(
         "(the kubelet starts at 10s; this node at {DEMO_BACKOFF_MS}ms, to be quick)"
     ));
-    let order = waits.join().map_err(|_| anyhow::anyhow!("the watcher panicked"))??;
-    say(&format!("CrashLoopBackOff, waiting {}", order.join(", then ")));
+    let order = waits
+        .join()
+        .map_err(|_| anyhow::anyhow!("the watcher panicked"))??;
+    say(&format!(
+        "CrashLoopBackOff, waiting {}",
+        order.join(", then ")
+    ));
 
-    step(6, "kubia-liveness: 500 from its sixth request on; the probe restarts it");
+    step(
+        6,
+        "kubia-liveness: 500 from its sixth request on; the probe restarts it",
+    );
     let live = node.wait_for("kubia-liveness", Duration::from_secs(30), |v| {
         restarts(v, "kubia") >= 1
     })?;
@@ -305,7 +350,10 @@ pub fn run(_args: Args) -> Result<u8> {
         };
         if shown {
             let width = crate::common::cli::WIDTH - 4;
-            say(&crate::common::cli::wrap(&format!("{reason}: {message}"), width));
+            say(&crate::common::cli::wrap(
+                &format!("{reason}: {message}"),
+                width,
+            ));
         }
         if reason == "Killing" {
             break;

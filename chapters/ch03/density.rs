@@ -144,18 +144,26 @@ pub fn run(args: Args) -> Result<u8> {
     if !nix::unistd::geteuid().is_root() {
         bail!("density makes a node (network namespace, mounts, cgroups): run it with sudo");
     }
-    let work = tempfile::Builder::new().prefix("kubelings-density-").tempdir()?;
+    let work = tempfile::Builder::new()
+        .prefix("kubelings-density-")
+        .tempdir()?;
     let home = Home::at(work.path().join("home"));
     crate::images::build_all(&home, work.path())?;
     let f = measure(&home, work.path(), args.pods)?;
     let mut table = String::new();
     table += &format!("pods on one node          {}\n", f.pods);
-    table += &format!("all Running after         {:.2} s\n", f.all_running.as_secs_f64());
+    table += &format!(
+        "all Running after         {:.2} s\n",
+        f.all_running.as_secs_f64()
+    );
     table += &format!(
         "node memory per pod (PSS) {:.0} KiB\n",
         f.pss_per_pod as f64 / 1024.0
     );
-    table += &format!("all deleted after         {:.2} s\n", f.all_deleted.as_secs_f64());
+    table += &format!(
+        "all deleted after         {:.2} s\n",
+        f.all_deleted.as_secs_f64()
+    );
     table += "left behind               nothing\n";
     print!("{table}");
     if let Some(file) = &args.save {

@@ -31,7 +31,13 @@ pub fn kubia_binary() -> Result<PathBuf> {
         .context("no kubia binary beside ch03: build it first (cargo build --bin kubia)")
 }
 
-fn build(home: &Home, store: &ImageStore, dockerfile: &str, context: &Path, tag: &str) -> Result<()> {
+fn build(
+    home: &Home,
+    store: &ImageStore,
+    dockerfile: &str,
+    context: &Path,
+    tag: &str,
+) -> Result<()> {
     let steps = lab02::build::parse(dockerfile)?;
     lab02::build::build(home, store, &steps, context, tag, &mut |_| {})
         .with_context(|| format!("build {tag}"))?;
@@ -51,7 +57,9 @@ pub fn build_all(home: &Home, work: &Path) -> Result<()> {
     let busybox = work.join("busybox-context");
     RootfsBuilder::new()
         .busybox(true)
-        .programs(["wget", "sh", "sleep", "cat", "ls", "hostname", "ip", "ifconfig", "nc", "date"])
+        .programs([
+            "wget", "sh", "sleep", "cat", "ls", "hostname", "ip", "ifconfig", "nc", "date",
+        ])
         .build(&busybox)
         .context("busybox's build context")?;
     build(home, &store, BUSYBOX_DOCKERFILE, &busybox, BUSYBOX)?;
@@ -60,7 +68,9 @@ pub fn build_all(home: &Home, work: &Path) -> Result<()> {
 
 /// `ch03 images`: the three images into `home`'s store.
 pub fn build_here(home: &Home) -> Result<u8> {
-    let work = tempfile::Builder::new().prefix("kubelings-images-").tempdir()?;
+    let work = tempfile::Builder::new()
+        .prefix("kubelings-images-")
+        .tempdir()?;
     build_all(home, work.path())?;
     for tag in [KUBIA, KUBIA_UNHEALTHY, BUSYBOX] {
         println!("{tag}");

@@ -236,13 +236,21 @@ impl Linux {
     /// Terminates a worker and waits until it is done; then forgets it.
     fn terminate(&self, uid: &str, grace: Option<Duration>) -> Result<()> {
         {
-            let mut w = self.shared.workers.lock().unwrap_or_else(|e| e.into_inner());
+            let mut w = self
+                .shared
+                .workers
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
             if let Some(worker) = w.by_uid.get_mut(uid) {
                 worker.terminate(grace);
             }
         }
         let _ = self.wake.send(Wake::Pod(uid.to_string()));
-        let mut w = self.shared.workers.lock().unwrap_or_else(|e| e.into_inner());
+        let mut w = self
+            .shared
+            .workers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         let deadline = std::time::Instant::now() + Duration::from_secs(600);
         loop {
             match w.by_uid.get(uid) {
@@ -274,7 +282,11 @@ impl Backend for Linux {
         let runtime: Arc<dyn RuntimeService> = rt.clone();
         let images: Arc<dyn ImageService> = rt;
         let worker = PodWorker::new(pod, runtime, images, self.options.clone())?;
-        let mut w = self.shared.workers.lock().unwrap_or_else(|e| e.into_inner());
+        let mut w = self
+            .shared
+            .workers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         w.by_uid.insert(uid, worker);
         drop(w);
         let _ = self.wake.send(Wake::Changed);
@@ -283,7 +295,11 @@ impl Backend for Linux {
 
     fn remove(&self, namespace: &str, name: &str) -> Result<()> {
         let uid = {
-            let w = self.shared.workers.lock().unwrap_or_else(|e| e.into_inner());
+            let w = self
+                .shared
+                .workers
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
             self.find_uid(&w, namespace, name)
         };
         match uid {
@@ -293,7 +309,11 @@ impl Backend for Linux {
     }
 
     fn pods(&self) -> Vec<PodView> {
-        let w = self.shared.workers.lock().unwrap_or_else(|e| e.into_inner());
+        let w = self
+            .shared
+            .workers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         w.by_uid
             .values()
             .map(|k| {
@@ -305,7 +325,12 @@ impl Backend for Linux {
                     m.name.as_deref().unwrap_or_default(),
                     k.uid(),
                 );
-                let events = k.events().list().iter().map(|e| event_of(&pod, e)).collect();
+                let events = k
+                    .events()
+                    .list()
+                    .iter()
+                    .map(|e| event_of(&pod, e))
+                    .collect();
                 PodView {
                     pod,
                     events,
@@ -316,7 +341,11 @@ impl Backend for Linux {
     }
 
     fn container_id(&self, namespace: &str, pod: &str, container: Option<&str>) -> Result<String> {
-        let w = self.shared.workers.lock().unwrap_or_else(|e| e.into_inner());
+        let w = self
+            .shared
+            .workers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         let uid = self
             .find_uid(&w, namespace, pod)
             .with_context(|| format!("pods {pod:?} not found"))?;
@@ -334,7 +363,8 @@ impl Backend for Linux {
         let (current, _) = worker
             .container_ids(&name)
             .with_context(|| format!("container {name} is not valid for pod {pod}"))?;
-        let id = current.with_context(|| format!("container {name:?} in pod {pod:?} is not running"))?;
+        let id =
+            current.with_context(|| format!("container {name:?} in pod {pod:?} is not running"))?;
         Ok(id.to_string())
     }
 
@@ -344,12 +374,20 @@ impl Backend for Linux {
 
     fn shutdown(&self) -> Result<()> {
         let uids: Vec<String> = {
-            let w = self.shared.workers.lock().unwrap_or_else(|e| e.into_inner());
+            let w = self
+                .shared
+                .workers
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
             w.by_uid.keys().cloned().collect()
         };
         // Every pod at once, each with its own grace period.
         {
-            let mut w = self.shared.workers.lock().unwrap_or_else(|e| e.into_inner());
+            let mut w = self
+                .shared
+                .workers
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
             for worker in w.by_uid.values_mut() {
                 worker.terminate(None);
             }
@@ -366,7 +404,11 @@ impl Backend for Linux {
         }
         // Whatever the workers left (nothing, normally), then the runtime
         // itself (dropping it removes the node's cgroup), then the network.
-        let rt = self.runtime.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let rt = self
+            .runtime
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
         if let Some(rt) = rt {
             for s in rt.list_pod_sandbox(&Default::default())? {
                 let _ = rt.stop_pod_sandbox(&s.id);
@@ -382,4 +424,3 @@ impl Backend for Linux {
         result
     }
 }
-

@@ -51,10 +51,19 @@ pub fn static_pod(text: &str, node: &str) -> Result<(Pod, String)> {
     meta.uid.get_or_insert_with(|| {
         // A UUID's shape, from the digest.
         let d = &digest;
-        format!("{}-{}-{}-{}-{}", &d[..8], &d[8..12], &d[12..16], &d[16..20], &d[20..32])
+        format!(
+            "{}-{}-{}-{}-{}",
+            &d[..8],
+            &d[8..12],
+            &d[12..16],
+            &d[16..20],
+            &d[20..32]
+        )
     });
     meta.creation_timestamp.get_or_insert_with(|| {
-        k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(chrono::DateTime::<chrono::Utc>::from(std::time::SystemTime::now()))
+        k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(chrono::DateTime::<chrono::Utc>::from(
+            std::time::SystemTime::now(),
+        ))
     });
     if let Some(spec) = pod.spec.as_mut() {
         spec.node_name = Some(node.to_string());
@@ -138,13 +147,23 @@ impl Node {
             }
             let namespace = pod.metadata.namespace.clone().unwrap_or_default();
             let name = pod.metadata.name.clone().unwrap_or_default();
-            if applied.values().any(|a| a.name == name && a.namespace == namespace) {
+            if applied
+                .values()
+                .any(|a| a.name == name && a.namespace == namespace)
+            {
                 problems.push(format!("{}: pod {name:?} already runs", path.display()));
                 continue;
             }
             match self.backend.add(pod) {
                 Ok(()) => {
-                    applied.insert(path, Applied { namespace, name, digest });
+                    applied.insert(
+                        path,
+                        Applied {
+                            namespace,
+                            name,
+                            digest,
+                        },
+                    );
                 }
                 Err(e) => problems.push(format!("start {name}: {e:#}")),
             }

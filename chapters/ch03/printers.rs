@@ -194,10 +194,18 @@ pub fn pod_row(pod: &Pod, now: SystemTime) -> PodRow {
         status: reason,
         restarts,
         age: since(pod.metadata.creation_timestamp.as_ref(), now),
-        ip: status.pod_ip.clone().filter(|i| !i.is_empty()).unwrap_or_else(none),
+        ip: status
+            .pod_ip
+            .clone()
+            .filter(|i| !i.is_empty())
+            .unwrap_or_else(none),
         node: spec.node_name.clone().unwrap_or_else(none),
         nominated_node: status.nominated_node_name.clone().unwrap_or_else(none),
-        readiness_gates: if gates == 0 { none() } else { format!("0/{gates}") },
+        readiness_gates: if gates == 0 {
+            none()
+        } else {
+            format!("0/{gates}")
+        },
     }
 }
 
@@ -240,7 +248,11 @@ fn map_lines(out: &mut String, title: &str, map: Option<&BTreeMap<String, String
         }
         Some(m) => {
             for (i, (k, v)) in m.iter().enumerate() {
-                let head = if i == 0 { format!("{title}:") } else { String::new() };
+                let head = if i == 0 {
+                    format!("{title}:")
+                } else {
+                    String::new()
+                };
                 let _ = writeln!(out, "{head}\t{k}={v}");
             }
         }
@@ -344,7 +356,11 @@ fn container_lines(out: &mut String, c: &Container, status: Option<&ContainerSta
             };
             let title = if ports.len() == 1 { "Port" } else { "Ports" };
             let _ = writeln!(out, "    {title}:\t{}", list(&|p| p.container_port));
-            let title = if ports.len() == 1 { "Host Port" } else { "Host Ports" };
+            let title = if ports.len() == 1 {
+                "Host Port"
+            } else {
+                "Host Ports"
+            };
             let _ = writeln!(out, "    {title}:\t{}", list(&|p| p.host_port.unwrap_or(0)));
         }
     }
@@ -399,7 +415,11 @@ fn container_lines(out: &mut String, c: &Container, status: Option<&ContainerSta
         Some(mounts) => {
             let _ = writeln!(out, "    Mounts:");
             for m in mounts {
-                let rw = if m.read_only == Some(true) { "ro" } else { "rw" };
+                let rw = if m.read_only == Some(true) {
+                    "ro"
+                } else {
+                    "rw"
+                };
                 let _ = writeln!(out, "      {} from {} ({rw})", m.mount_path, m.name);
             }
         }
@@ -515,7 +535,10 @@ pub fn describe_pod(pod: &Pod, events: &[Event], now: SystemTime) -> String {
         }
     }
     volume_lines(&mut out, spec.volumes.as_deref().unwrap_or_default());
-    let qos = status.qos_class.clone().unwrap_or_else(|| "BestEffort".into());
+    let qos = status
+        .qos_class
+        .clone()
+        .unwrap_or_else(|| "BestEffort".into());
     let _ = writeln!(out, "QoS Class:\t{qos}");
     let _ = writeln!(out, "Node-Selectors:\t<none>");
     let _ = writeln!(out, "Tolerations:\t<none>");
@@ -550,8 +573,7 @@ pub fn describe_pod(pod: &Pod, events: &[Event], now: SystemTime) -> String {
 mod tests {
     use super::*;
     use k8s_openapi::api::core::v1::{
-        ContainerStateRunning, ContainerStateTerminated, ContainerStateWaiting, PodSpec,
-        PodStatus,
+        ContainerStateRunning, ContainerStateTerminated, ContainerStateWaiting, PodSpec, PodStatus,
     };
 
     #[test]
@@ -604,7 +626,8 @@ mod tests {
     }
 
     fn waiting(name: &str, reason: &str, restarts: i32) -> ContainerStatus {
-        let finished = chrono::DateTime::<chrono::Utc>::from(std::time::SystemTime::now()) - chrono::Duration::seconds(12);
+        let finished = chrono::DateTime::<chrono::Utc>::from(std::time::SystemTime::now())
+            - chrono::Duration::seconds(12);
         ContainerStatus {
             name: name.into(),
             restart_count: restarts,

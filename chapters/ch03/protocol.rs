@@ -51,7 +51,9 @@ pub struct PodView {
 
 #[derive(Debug, Serialize, Deserialize)]
 pub enum Response {
-    Pong { pid: u32 },
+    Pong {
+        pid: u32,
+    },
     Pods(Vec<PodView>),
     /// The exec runs; its descriptors came with this line, in the order
     /// stdin, stdout, stderr of those that are `true`.

@@ -28,7 +28,10 @@ pub fn run(home: &Home, args: Args) -> Result<u8> {
     let source = args.file.display().to_string();
     let pods = crate::commands::check(&text, &source)?;
     if pods.len() != 1 {
-        bail!("{source}: run takes one pod, the manifest has {}", pods.len());
+        bail!(
+            "{source}: run takes one pod, the manifest has {}",
+            pods.len()
+        );
     }
     let name = pods[0].metadata.name.clone().unwrap_or_default();
     if !nix::unistd::geteuid().is_root() {
@@ -36,7 +39,9 @@ pub fn run(home: &Home, args: Args) -> Result<u8> {
     }
     // Blocked in every thread from here, so that Ctrl-C is only ours.
     let signals = lab01::signals::block_termination_signals();
-    let work = tempfile::Builder::new().prefix("kubelings-run-").tempdir()?;
+    let work = tempfile::Builder::new()
+        .prefix("kubelings-run-")
+        .tempdir()?;
     let dir = NodeDir::at(&work.path().join("node"), "node-1");
     let config = NodeConfig {
         name: "node-1".into(),

@@ -67,7 +67,10 @@ fn answer(mut stream: TcpStream, healthy_for: u64) -> std::io::Result<()> {
     println!("Received request from {}", peer.ip());
     let n = REQUESTS.fetch_add(1, Ordering::SeqCst) + 1;
     let (status, body) = if n > healthy_for {
-        ("500 Internal Server Error", "I'm not well. Please restart me!\n".into())
+        (
+            "500 Internal Server Error",
+            "I'm not well. Please restart me!\n".into(),
+        )
     } else {
         ("200 OK", format!("You've hit {}\n", hostname()))
     };
