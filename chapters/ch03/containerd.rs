@@ -16,6 +16,9 @@
 //! Dropping the harness kills and deletes every task, stops containerd, ends
 //! whatever is left in its mount namespace, and removes the directory.
 
+// The ch03 program and the test each use a part of it.
+#![allow(dead_code)]
+
 use std::collections::HashSet;
 use std::ffi::CString;
 use std::fs::File;
@@ -67,7 +70,10 @@ pub struct Containerd {
     mnt: Option<OwnedFd>,
     /// The mount namespace's identity, to find what still runs in it.
     mnt_id: (u64, u64),
-    cgroups: PeerCgroups,
+    /// Parents runc had to make in other v1 hierarchies, removed on drop.
+    _peer: PeerCgroups,
+    /// Our containers' cgroups go beneath this (a path in the hierarchy).
+    cgroup_parent: PathBuf,
     /// Prefix of our containers' cgroup names, unique on the machine.
     tag: String,
     /// Containers started with a CNI network, whose address must go back.
@@ -89,6 +95,7 @@ impl Containerd {
     /// Starts containerd in a new directory beneath `tmp` and waits for its
     /// socket.
     pub fn start(tmp: &Path) -> Result<Containerd> {
+        sweep_orphans();
         let dir = tempfile::Builder::new()
             .prefix("containerd-")
             .tempdir_in(tmp)
@@ -127,6 +134,10 @@ impl Containerd {
         std::os::unix::fs::symlink(CNI_PLUGINS, base.join("shadow/opt/upper/cni/bin"))
             .context("link /opt/cni/bin to the CNI plugins")?;
 
+        // Read before runc makes any cgroup (and before there is a child
+        // that an early return would leave running).
+        let peer = PeerCgroups::new().context("find our own cgroup")?;
+        let cgroup_parent = cgroup_parent()?;
         let shadows = Shadows::new(&base)?;
         let log = File::create(base.join("containerd.log")).context("create containerd.log")?;
         let mut cmd = Command::new("containerd");
@@ -175,7 +186,8 @@ impl Containerd {
             net: Some(net),
             mnt: Some(mnt),
             mnt_id,
-            cgroups: PeerCgroups::new().context("find our own cgroup")?,
+            _peer: peer,
+            cgroup_parent,
             tag,
             with_cni: HashSet::new(),
         };
@@ -262,8 +274,10 @@ impl Containerd {
         S: AsRef<std::ffi::OsStr>,
     {
         let mut cmd = self.inside("ctr");
+        // A containerd that does not answer fails the call soon.
         cmd.arg("--address")
             .arg(&self.socket)
+            .args(["--connect-timeout", "5s"])
             .args(["--namespace", NAMESPACE])
             .args(args);
         cmd
@@ -327,10 +341,16 @@ impl Containerd {
         let log = self.log_path(id);
         vec![
             "--cgroup".into(),
-            self.cgroups.path_for(&format!("{}-{id}", self.tag)).into(),
+            self.cgroup_path(id).into(),
             "--log-uri".into(),
             format!("file://{}", log.display()).into(),
         ]
+    }
+
+    /// The container's `linux.cgroupsPath`, beneath our own cgroup.
+    fn cgroup_path(&self, id: &str) -> String {
+        let name = format!("{}-{id}", self.tag);
+        self.cgroup_parent.join(name).display().to_string()
     }
 
     /// Where a container's stdout and stderr go.
@@ -374,12 +394,9 @@ impl Containerd {
     /// making: runs it to its end and returns what it printed and its exit.
     pub fn run_to_end(&self, image: &str, id: &str, command: &[&str]) -> Result<Output> {
         let mut cmd = self.ctr(["run", "--rm"]);
-        cmd.args([
-            "--cgroup",
-            &self.cgroups.path_for(&format!("{}-{id}", self.tag)),
-        ])
-        .args([image, id])
-        .args(command);
+        cmd.args(["--cgroup", &self.cgroup_path(id)])
+            .args([image, id])
+            .args(command);
         let line = describe(&cmd);
         output_within(&mut cmd, CTR_TIMEOUT).with_context(|| line)
     }
@@ -475,8 +492,14 @@ impl Containerd {
     }
 
     fn stop(&mut self) {
-        // Tasks first: a shim whose task is deleted exits by itself.
-        if let Ok(out) = self.ctr_ok(["containers", "list", "--quiet"]) {
+        // Tasks first: a shim whose task is deleted exits by itself. (A
+        // containerd that is gone cannot be asked; its shims are ended
+        // below.)
+        let running = matches!(self.child.try_wait(), Ok(None));
+        let listed = running
+            .then(|| self.ctr_ok(["containers", "list", "--quiet"]).ok())
+            .flatten();
+        if let Some(out) = listed {
             for id in lines(&out.stdout) {
                 let _ = self.remove(&id);
             }
@@ -520,6 +543,153 @@ impl Drop for Containerd {
             }
         }
     }
+}
+
+/// What a harness killed with SIGKILL leaves behind. containerd dies with
+/// it (PR_SET_PDEATHSIG), but shims are made to outlive containerd, so a
+/// shim keeps its container running, their mount namespace and directory
+/// stay, and so do the container's cgroups. Found by their names (a shim of
+/// our containerd namespace whose socket no longer answers; a cgroup of a
+/// harness whose process is gone) and ended by pid.
+fn sweep_orphans() {
+    use nix::sys::signal::{kill, Signal};
+    let mut dirs = Vec::new();
+    let mut shims = Vec::new();
+    for (pid, args) in processes() {
+        let is_shim = args
+            .first()
+            .is_some_and(|a| Path::new(a).file_name() == Some("containerd-shim-runc-v2".as_ref()));
+        let ours = args
+            .windows(2)
+            .any(|w| w[0] == "-namespace" && w[1] == NAMESPACE);
+        let socket = args
+            .windows(2)
+            .find(|w| w[0] == "-address")
+            .map(|w| PathBuf::from(&w[1]));
+        let Some(socket) = socket.filter(|_| is_shim && ours) else {
+            continue;
+        };
+        let Some(dir) = socket.parent() else { continue };
+        let made_by_us = dir
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with("containerd-"))
+            && dir.join("config.toml").exists();
+        if made_by_us && std::os::unix::net::UnixStream::connect(&socket).is_err() {
+            shims.push(pid);
+            dirs.push(dir.to_path_buf());
+        }
+    }
+    // The container's init first (its pid namespace goes with it), then
+    // the shim.
+    for (pid, _) in processes() {
+        if parent_of(pid).is_some_and(|ppid| shims.contains(&ppid)) {
+            let _ = kill(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL);
+        }
+    }
+    for &pid in &shims {
+        let _ = kill(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL);
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while shims
+        .iter()
+        .any(|pid| Path::new(&format!("/proc/{pid}")).exists())
+        && Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    for dir in dirs {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    sweep_cgroups();
+}
+
+/// Cgroups `kubelings-ctr-PID-…` beneath ours whose PID is gone.
+fn sweep_cgroups() {
+    use nix::sys::signal::{kill, Signal};
+    let Ok(parent) = cgroup_parent() else {
+        return;
+    };
+    let Ok(hierarchies) = std::fs::read_dir("/sys/fs/cgroup") else {
+        return;
+    };
+    let inner = parent.strip_prefix("/").unwrap_or(&parent);
+    let roots = hierarchies.flatten().map(|h| h.path());
+    for root in roots.chain([PathBuf::from("/sys/fs/cgroup")]) {
+        let Ok(entries) = std::fs::read_dir(root.join(inner)) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let owner = name
+                .strip_prefix("kubelings-ctr-")
+                .and_then(|rest| rest.split('-').next())
+                .and_then(|pid| pid.parse::<u32>().ok());
+            let Some(owner) = owner else { continue };
+            if Path::new(&format!("/proc/{owner}")).exists() {
+                continue;
+            }
+            let procs = std::fs::read_to_string(entry.path().join("cgroup.procs"));
+            for pid in procs.unwrap_or_default().lines() {
+                if let Ok(pid) = pid.trim().parse::<i32>() {
+                    let _ = kill(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL);
+                }
+            }
+            for _ in 0..100 {
+                if std::fs::remove_dir(entry.path()).is_ok() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+    }
+}
+
+/// Where our containers' cgroups go, as a path in the cgroup hierarchy.
+/// On v1 beneath our own cgroup in every hierarchy at once (see
+/// [`PeerCgroups`]). On v2 beneath our own cgroup too, whose controllers
+/// must be handed down first: `ctr run` always asks for cpu shares, and a
+/// v2 cgroup holding processes cannot hand any down (lab01 moves us into a
+/// leaf beside the containers for that).
+fn cgroup_parent() -> Result<PathBuf> {
+    use lab01::probe::{cgroup_mode, CgroupMode};
+    let root = Path::new(lab01::cgroup::v2::ROOT);
+    if cgroup_mode(root) != CgroupMode::Unified {
+        let peer = PeerCgroups::new().context("find our own cgroup")?;
+        let path = PathBuf::from(peer.path_for("x"));
+        return Ok(path.parent().unwrap_or(Path::new("/")).to_path_buf());
+    }
+    let parent = lab01::cgroup::v2::parent_dir()?;
+    lab01::cgroup::v2::enable_controllers(&parent, &["cpu", "memory", "pids"])?;
+    let inner = parent.strip_prefix(root).unwrap_or(&parent);
+    Ok(Path::new("/").join(inner))
+}
+
+/// Every process's pid and arguments.
+fn processes() -> Vec<(i32, Vec<String>)> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| {
+            let pid = e.file_name().to_str()?.parse::<i32>().ok()?;
+            let cmdline = std::fs::read(e.path().join("cmdline")).ok()?;
+            let args = cmdline
+                .split(|&b| b == 0)
+                .filter(|a| !a.is_empty())
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .collect();
+            Some((pid, args))
+        })
+        .collect()
+}
+
+/// The parent pid, from /proc/PID/stat (after the command's parenthesis).
+fn parent_of(pid: i32) -> Option<i32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(1)?.parse().ok()
 }
 
 /// Measures `rounds` pod starts against containerd: `ctr run -d` of the
@@ -566,6 +736,10 @@ pub fn bench_containerd(image_archive: &Path, rounds: usize, cni: bool) -> Resul
     if cni_used {
         note += &format!("; CNI bridge plugin, host-local IPAM in {SUBNET}");
     } else {
+        if !cni {
+            note += "; no CNI asked for: each container gets an empty \
+                     network namespace";
+        }
         containerd.run(&image, "warm-up", false)?;
     }
     let mut samples = Vec::with_capacity(rounds);
@@ -642,6 +816,7 @@ fn toml_string(s: &str) -> String {
 
 /// The CNI network: a bridge with the gateway address, host-local IPAM in
 /// [`SUBNET`] keeping its state in `data`, no NAT (no iptables rules).
+// ANCHOR: conflist
 fn conflist_json(data: &Path) -> serde_json::Value {
     serde_json::json!({
         "cniVersion": "1.0.0",
@@ -659,6 +834,7 @@ fn conflist_json(data: &Path) -> serde_json::Value {
         }],
     })
 }
+// ANCHOR_END: conflist
 
 /// What containerd's child does between fork and exec: new mount and
 /// network namespaces, the shadowed paths, loopback up. Its strings are
@@ -694,10 +870,12 @@ impl Shadows {
         })
     }
 
+    // ANCHOR: enter
     fn enter(&self) -> std::io::Result<()> {
         use nix::mount::{mount, MsFlags};
         const NONE: Option<&str> = None;
-        nix::sched::unshare(CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWNET)?;
+        let new = CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWNET;
+        nix::sched::unshare(new)?;
         // Nothing mounted here may travel back to the host's table.
         mount(NONE, "/", NONE, MsFlags::MS_REC | MsFlags::MS_PRIVATE, NONE)?;
         let none = MsFlags::empty();
@@ -716,6 +894,7 @@ impl Shadows {
         nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)?;
         Ok(())
     }
+    // ANCHOR_END: enter
 }
 
 /// `ip link set lo up` in the current network namespace, with the ioctls
