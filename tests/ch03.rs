@@ -312,6 +312,75 @@ fn a_node_runs_the_books_pods() {
         .expect("exec");
     assert_eq!(exec.status.code(), Some(3));
 
+    let header: Vec<&str> = wide
+        .lines()
+        .next()
+        .unwrap_or("")
+        .split("  ")
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+        .collect();
+    assert_eq!(
+        header,
+        [
+            "NAME",
+            "READY",
+            "STATUS",
+            "RESTARTS",
+            "AGE",
+            "IP",
+            "NODE",
+            "NOMINATED NODE",
+            "READINESS GATES"
+        ]
+    );
+
+    // A crash loop: restarts counted, the previous instance's log kept.
+    let crasher = work.path().join("crasher.yaml");
+    std::fs::write(
+        &crasher,
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: crasher\nspec:\n  containers:\n  \
+         - name: main\n    image: busybox:1\n    command: [sh, -c, 'echo ran; exit 1']\n",
+    )
+    .expect("write");
+    ch03(&home)
+        .arg("apply")
+        .arg("-f")
+        .arg(&crasher)
+        .assert()
+        .success();
+    let t = wait_get(&home, "CrashLoopBackOff", |t| {
+        status_of(t, "crasher").as_deref() == Some("CrashLoopBackOff")
+            && row(t, "crasher").is_some_and(|r| r.contains(" ago)"))
+    });
+    assert!(row(&t, "crasher").is_some_and(|r| r.contains("0/1")), "{t}");
+    let previous = ch03(&home)
+        .args(["logs", "crasher", "--previous"])
+        .output()
+        .expect("logs --previous");
+    assert_eq!(
+        text(&previous.stdout),
+        "ran\n",
+        "{}",
+        text(&previous.stderr)
+    );
+
+    let tail = ch03(&home)
+        .args(["logs", "kubia-with-sidecar", "-c", "kubia", "--tail", "1"])
+        .output()
+        .expect("logs --tail");
+    assert_eq!(
+        text(&tail.stdout).lines().count(),
+        1,
+        "{}",
+        text(&tail.stdout)
+    );
+    assert!(
+        text(&tail.stdout).starts_with("Received request from"),
+        "{}",
+        text(&tail.stdout)
+    );
+
     let logs = ch03(&home)
         .args(["logs", "kubia-manual"])
         .output()
