@@ -129,7 +129,7 @@ fn find(dir: &NodeDir, name: &str) -> Result<PodView> {
 /// What the API server would say about a manifest: it must parse (strict,
 /// with line and column or the field's path) and pass validation.
 pub fn check(text: &str, source: &str) -> Result<Vec<Pod>> {
-    let pods = lab03::manifest::parse_pods(text).with_context(|| format!("{source}"))?;
+    let pods = lab03::manifest::parse_pods(text).with_context(|| source.to_string())?;
     for pod in &pods {
         let errors = lab03::validate::validate_pod(pod);
         if errors.is_empty() {

@@ -6,8 +6,9 @@
 //! daemon.pid     the supervising process, while it runs
 //! control.sock   that process's control socket (JSON lines)
 //! daemon.log     what it printed
-//! runtime/       the runtime's state: sandboxes, containers, IPs
-//! pods/          the containers' logs, <ns>_<pod>_<uid>/<container>/<n>.log
+//! runtime/       the runtime's state: sandboxes, containers
+//! network/       the node's network namespace (a bind mount) and IPs
+//! kubelet/       logs/<ns>_<pod>_<uid>/<container>/<n>.log, pods' volumes
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -70,9 +71,6 @@ impl NodeDir {
     }
     pub fn log_file(&self) -> PathBuf {
         self.root.join("daemon.log")
-    }
-    pub fn runtime(&self) -> PathBuf {
-        self.root.join("runtime")
     }
     pub fn pod_logs(&self) -> PathBuf {
         self.root.join("pods")

@@ -13,7 +13,6 @@ use lab02::home::Home;
 mod backend;
 mod bench;
 mod commands;
-#[allow(dead_code)]
 mod containerd;
 // Only its `cli` part is used here.
 #[allow(dead_code)]

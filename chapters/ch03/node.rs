@@ -29,6 +29,9 @@ struct Applied {
     digest: String,
 }
 
+/// Parsed manifests by file: the pod and its digest.
+type Manifests = BTreeMap<PathBuf, (Pod, String)>;
+
 pub struct Node {
     pub dir: NodeDir,
     pub config: NodeConfig,
@@ -101,7 +104,7 @@ impl Node {
 
     /// The manifests in the directory, parsed, by file; and what could
     /// not be read (it was checked by `apply`, so somebody else wrote it).
-    fn read(&self) -> Result<(BTreeMap<PathBuf, (Pod, String)>, Vec<String>)> {
+    fn read(&self) -> Result<(Manifests, Vec<String>)> {
         let mut problems = Vec::new();
         let mut seen = BTreeMap::new();
         for entry in std::fs::read_dir(self.dir.manifests())? {
