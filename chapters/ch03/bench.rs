@@ -32,6 +32,11 @@ pub struct Args {
     save: Option<PathBuf>,
 }
 
+/// A pod's sandbox and container configs.
+type Configs = (PodSandboxConfig, ContainerConfig);
+/// How long a start took, and the sandbox's id.
+type Started = (Duration, String);
+
 /// The configs of one bench pod, as a kubelet would make them.
 fn configs(dir: &NodeDir, round: u64) -> (PodSandboxConfig, ContainerConfig) {
     let name = format!("bench-{round}");
@@ -62,8 +67,8 @@ fn configs(dir: &NodeDir, round: u64) -> (PodSandboxConfig, ContainerConfig) {
 
 // ANCHOR: pod_start
 /// One pod start through the CRI, until the container's process runs.
-pub fn pod_start(rt: &dyn RuntimeService, dir: &NodeDir, round: u64) -> Result<(Duration, String)> {
-    let (sandbox, container) = configs(dir, round);
+pub fn pod_start(rt: &dyn RuntimeService, cfg: Configs) -> Result<Started> {
+    let (sandbox, container) = cfg;
     let start = Instant::now();
     let pod = rt.run_pod_sandbox(&sandbox)?;
     let id = rt.create_container(&pod, &container, &sandbox)?;
@@ -121,7 +126,7 @@ pub fn run(args: Args) -> Result<u8> {
     let mut ours = Vec::new();
     let result = (|| -> Result<()> {
         for round in 0..=args.rounds {
-            let (took, pod) = pod_start(&*rt, &dir, round)?;
+            let (took, pod) = pod_start(&*rt, configs(&dir, round))?;
             if round > 0 {
                 ours.push(took);
             }

@@ -269,7 +269,8 @@ fn answer(node: &Node, stream: &UnixStream, stop: &Stop) -> Result<()> {
 /// client, and tells it the exit code when it ends.
 fn exec(node: &Node, stream: &UnixStream, req: &ExecRequest) -> Result<()> {
     let backend = node.backend();
-    let id = backend.container_id(&req.namespace, &req.pod, req.container.as_deref())?;
+    let container = req.container.as_deref();
+    let id = backend.container_id(&req.namespace, &req.pod, container)?;
     let request = lab03::cri::ExecRequest {
         cmd: req.cmd.clone(),
         tty: req.tty,

@@ -48,7 +48,8 @@ fn manifest(i: u64) -> String {
 /// The PSS of a process in bytes (`Pss:` in smaps_rollup is in kB).
 pub fn pss(pid: i32) -> Result<u64> {
     let path = format!("/proc/{pid}/smaps_rollup");
-    let text = std::fs::read_to_string(&path).with_context(|| format!("read {path}"))?;
+    let text = std::fs::read_to_string(&path);
+    let text = text.with_context(|| format!("read {path}"))?;
     let kb = text
         .lines()
         .find_map(|l| l.strip_prefix("Pss:"))

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use sha2::{Digest, Sha256};
 
 use crate::backend::{Backend, Settings};
@@ -63,11 +64,8 @@ pub fn static_pod(text: &str, node: &str) -> Result<(Pod, String)> {
             &d[20..32]
         )
     });
-    meta.creation_timestamp.get_or_insert_with(|| {
-        k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(chrono::DateTime::<chrono::Utc>::from(
-            std::time::SystemTime::now(),
-        ))
-    });
+    let now = std::time::SystemTime::now();
+    meta.creation_timestamp.get_or_insert(Time(now.into()));
     if let Some(spec) = pod.spec.as_mut() {
         spec.node_name = Some(node.to_string());
     }
@@ -154,7 +152,8 @@ impl Node {
                 .values()
                 .any(|a| a.name == name && a.namespace == namespace)
             {
-                problems.push(format!("{}: pod {name:?} already runs", path.display()));
+                let file = path.display();
+                problems.push(format!("{file}: pod {name:?} already runs"));
                 continue;
             }
             match self.backend.add(pod) {
