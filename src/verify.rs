@@ -384,9 +384,19 @@ impl Copy {
         what: &str,
         suites: &mut BTreeMap<String, Suite>,
         problems: &mut Vec<Problem>,
+        only: &[String],
     ) -> bool {
         let mut all = true;
-        for lab in ws.manifest.labs() {
+        // With --only, just the labs of the exercises named.
+        let wanted = |lab: &str| {
+            only.is_empty()
+                || ws
+                    .manifest
+                    .exercises
+                    .iter()
+                    .any(|e| e.lab == lab && only.contains(&e.id))
+        };
+        for lab in ws.manifest.labs().into_iter().filter(|l| wanted(l)) {
             let Ok(l) = ws.lab(lab) else {
                 continue; // a static problem already
             };
@@ -527,8 +537,8 @@ fn dynamic_checks(
         }
     }
     let mut switch_suites = BTreeMap::new();
-    switch.build(ws, "switch copy", &mut switch_suites, problems);
-    let starter_builds = starter.build(ws, "starter", &mut BTreeMap::new(), problems);
+    switch.build(ws, "switch copy", &mut switch_suites, problems, only);
+    let starter_builds = starter.build(ws, "starter", &mut BTreeMap::new(), problems, only);
 
     let ids: Vec<&str> = ws
         .manifest

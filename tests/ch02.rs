@@ -151,13 +151,18 @@ struct Registry {
 
 impl Registry {
     fn start(home: &Path, users: &Path) -> Registry {
+        Registry::start_with(home, users, &["--private", "kubia"])
+    }
+
+    /// `ch02 registry serve --users USERS` with more flags.
+    fn start_with(home: &Path, users: &Path, flags: &[&str]) -> Registry {
         use std::io::BufRead;
         let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("ch02"))
             .arg("--home")
             .arg(home)
             .args(["registry", "serve", "--addr", "127.0.0.1:0", "--users"])
             .arg(users)
-            .args(["--private", "kubia"])
+            .args(flags)
             .stderr(std::process::Stdio::piped())
             .spawn()
             .expect("start ch02 registry serve");
@@ -173,7 +178,7 @@ impl Registry {
         stderr.read_line(&mut line).expect("read what it says");
         // "ch02: registry on http://127.0.0.1:PORT (Ctrl-C to stop)"
         registry.host = line
-            .split("http://")
+            .split("://")
             .nth(1)
             .and_then(|rest| rest.split(' ').next())
             .unwrap_or_else(|| panic!("no address in {line:?}"))
@@ -295,4 +300,211 @@ fn push_and_pull_through_a_private_registry() {
     check("push", &push);
     check("pull", &pull);
     check("anonymous_pull_is_refused", &refusal);
+}
+
+/// Adds to `home`'s store an arm64/v8 twin of `kubelings/base:latest` (the
+/// same layers, another config) and an index naming both, arm64 first, as
+/// `kubelings/base:multi`: a multi-platform image like Docker Hub's.
+fn make_multi_platform(home: &Path) {
+    use serde_json::{json, Value};
+    let store = lab02::layout::ImageStore::open(&home.join("images")).expect("store");
+    let desc = store.resolve("kubelings/base:latest").expect("base image");
+    let digest = |d: &str| -> lab02::Digest { d.parse().expect("digest") };
+    let read = |d: &str| -> Value {
+        serde_json::from_slice(&store.read_blob(&digest(d)).expect("blob")).expect("json")
+    };
+    let base = desc.digest().to_string();
+    let manifest = read(&base);
+    let mut config = read(manifest["config"]["digest"].as_str().expect("config"));
+    let host_arch = config["architecture"].clone();
+    config["architecture"] = "arm64".into();
+    config["variant"] = "v8".into();
+    let config = serde_json::to_vec(&config).unwrap();
+    let mut arm = manifest.clone();
+    arm["config"]["digest"] = store.write_blob(&config).unwrap().to_string().into();
+    arm["config"]["size"] = config.len().into();
+    let arm = serde_json::to_vec(&arm).unwrap();
+    let arm_digest = store.write_blob(&arm).unwrap();
+    let entry = |digest: String, size: u64, platform: Value| {
+        json!({"mediaType": lab02::spec::MEDIA_TYPE_MANIFEST, "digest": digest,
+               "size": size, "platform": platform})
+    };
+    let index = serde_json::to_vec(&json!({
+        "schemaVersion": 2,
+        "mediaType": lab02::spec::MEDIA_TYPE_INDEX,
+        "manifests": [
+            entry(arm_digest.to_string(), arm.len() as u64,
+                  json!({"os": "linux", "architecture": "arm64", "variant": "v8"})),
+            entry(base, desc.size(), json!({"os": "linux", "architecture": host_arch})),
+        ],
+    }))
+    .unwrap();
+    let index_digest = store.write_blob(&index).unwrap();
+    let index_desc = lab02::spec::descriptor(
+        lab02::spec::MEDIA_TYPE_INDEX,
+        &index_digest,
+        index.len() as u64,
+    );
+    store
+        .tag("kubelings/base:multi", &index_desc)
+        .expect("tag the index");
+}
+
+#[test]
+fn pull_a_multi_platform_image() {
+    if !lab01::probe::require_program("skopeo") {
+        return;
+    }
+    let work = tempfile::tempdir().expect("tempdir");
+    let laptop = work.path().join("laptop");
+    let out = ch02(&laptop).arg("base").output().expect("run");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    make_multi_platform(&laptop);
+    let mut config = lab02::registry::RegistryConfig::new(work.path().join("registry"));
+    config.addr = "127.0.0.1:0".parse().unwrap();
+    let registry = lab02::registry::RegistryHandle::start(config).expect("registry");
+    let image = format!("{}/kubelings/base:multi", registry.host());
+    // skopeo copies the index and both images (--all), as `docker buildx
+    // --push` would have put them there.
+    let copied = std::process::Command::new("skopeo")
+        .args(["copy", "--all", "--dest-tls-verify=false"])
+        .arg(format!(
+            "oci:{}:kubelings/base:multi",
+            laptop.join("images").display()
+        ))
+        .arg(format!("docker://{image}"))
+        .output()
+        .expect("skopeo");
+    assert!(copied.status.success(), "{}", text(&copied.stderr));
+
+    let mut shown = String::new();
+    for (home, platform) in [
+        ("server", None),
+        ("arm", Some("linux/arm64")),
+        ("pi", Some("linux/arm/v7")),
+    ] {
+        let mut cmd = ch02(&work.path().join(home));
+        cmd.arg("pull");
+        let mut typed = String::from("$ ch02 pull");
+        if let Some(platform) = platform {
+            cmd.args(["--platform", platform]);
+            typed += &format!(" --platform {platform}");
+        }
+        let out = cmd.arg(&image).output().expect("run");
+        assert_eq!(out.status.success(), home != "pi", "{}", text(&out.stderr));
+        shown += &format!(
+            "{typed} \\\n    {image}\n{}{}",
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+    }
+    check("pull_multi_platform", &shown);
+    // Each pulled the manifest the index names for its platform.
+    let pulled = |home: &str| -> String {
+        let out = ch02(&work.path().join(home))
+            .args(["inspect", &image])
+            .output()
+            .expect("run");
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+        v["config"]["architecture"]
+            .as_str()
+            .unwrap_or("")
+            .to_string()
+    };
+    // What was pulled for this machine runs.
+    if require(Privilege::Root) {
+        ch02(&work.path().join("server"))
+            .args(["run", &image, "--", "sh", "-c", "echo pulled and ran"])
+            .assert()
+            .success()
+            .stdout("pulled and ran\n");
+    }
+    assert_eq!(pulled("arm"), "arm64");
+    assert_eq!(pulled("server"), lab02::client::pull::host_platform().1);
+    registry.shutdown().expect("shutdown");
+}
+
+/// A CA and a certificate for 127.0.0.1 signed by it, as PEM files in
+/// `dir`: (ca.crt, registry.crt, registry.key).
+fn make_ca(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+    let ca_key = KeyPair::generate().expect("key");
+    let mut ca = CertificateParams::new(Vec::<String>::new()).expect("params");
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.distinguished_name
+        .push(DnType::CommonName, "kubelings test CA");
+    let ca_cert = ca.self_signed(&ca_key).expect("CA");
+    let issuer = Issuer::new(ca, ca_key);
+    let key = KeyPair::generate().expect("key");
+    let leaf = CertificateParams::new(vec!["127.0.0.1".to_string()]).expect("params");
+    let cert = leaf.signed_by(&key, &issuer).expect("sign");
+    let paths = (
+        dir.join("ca.crt"),
+        dir.join("registry.crt"),
+        dir.join("registry.key"),
+    );
+    std::fs::write(&paths.0, ca_cert.pem()).expect("write");
+    std::fs::write(&paths.1, cert.pem()).expect("write");
+    std::fs::write(&paths.2, key.serialize_pem()).expect("write");
+    paths
+}
+
+#[test]
+fn a_registry_over_https_with_bearer_tokens() {
+    let work = tempfile::tempdir().expect("tempdir");
+    let (ca, cert, key) = make_ca(work.path());
+    let users = work.path().join("htpasswd");
+    let hash = bcrypt::hash(PASSWORD, 4).expect("bcrypt");
+    std::fs::write(&users, format!("{USER}:{hash}\n")).expect("htpasswd");
+    let (cert, key) = (cert.display().to_string(), key.display().to_string());
+    let registry = Registry::start_with(
+        &work.path().join("registry-home"),
+        &users,
+        &["--tls-cert", &cert, "--tls-key", &key, "--auth", "bearer"],
+    );
+    let host = registry.host.clone();
+    let laptop = work.path().join("laptop");
+    let ca = ca.display().to_string();
+    ch02(&laptop).arg("base").assert().success();
+    ch02(&laptop)
+        .args([
+            "login",
+            &host,
+            "--username",
+            USER,
+            "--password-stdin",
+            "--ca-file",
+            &ca,
+        ])
+        .write_stdin(format!("{PASSWORD}\n"))
+        .assert()
+        .success();
+    let target = format!("{host}/kubelings/base:v1");
+    ch02(&laptop)
+        .args(["tag", "kubelings/base:latest", &target])
+        .assert()
+        .success();
+    ch02(&laptop)
+        .args(["push", &target, "--ca-file", &ca])
+        .assert()
+        .success();
+
+    // Another computer: without the CA the certificate is refused, and
+    // the message says where the CA goes; with it in certs.d, the pull works.
+    let server = work.path().join("server");
+    let out = ch02(&server).args(["pull", &target]).output().expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    let refusal = text(&out.stderr);
+    assert_fits(&refusal);
+    assert!(
+        refusal.contains("unknown certificate authority"),
+        "{refusal}"
+    );
+    assert!(refusal.contains("certs.d"), "{refusal}");
+    let certs = server.join("certs.d").join(&host);
+    std::fs::create_dir_all(&certs).expect("certs.d");
+    std::fs::copy(&ca, certs.join("ca.crt")).expect("copy the CA");
+    let out = ch02(&server).args(["pull", &target]).output().expect("run");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).starts_with(&format!("pulled {target}")));
 }

@@ -14,7 +14,6 @@ use lab01::probe::{require, require_program, Privilege, CI_SKIP_PANIC};
 
 // The ch03 program's module, compiled here on its own.
 #[path = "../chapters/ch03/containerd.rs"]
-#[allow(dead_code)]
 mod containerd;
 
 use containerd::Containerd;
@@ -115,13 +114,29 @@ fn http_get_inside(containerd: &Containerd, ip: Ipv4Addr) -> String {
     .expect("the HTTP thread")
 }
 
+/// The log file once it holds `text` (or as it is after 10 s).
+fn wait_for_log(path: &Path, text: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let log = std::fs::read_to_string(path).unwrap_or_default();
+        if log.contains(text) || Instant::now() > deadline {
+            return log;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 /// Pids of processes whose command line names `path`.
 fn processes_naming(path: &Path) -> Vec<String> {
     let needle = path.as_os_str().as_encoded_bytes();
     std::fs::read_dir("/proc")
         .expect("/proc")
         .flatten()
-        .filter(|e| e.file_name().to_str().is_some_and(|n| n.parse::<u32>().is_ok()))
+        .filter(|e| {
+            e.file_name()
+                .to_str()
+                .is_some_and(|n| n.parse::<u32>().is_ok())
+        })
         .filter_map(|e| {
             let cmdline = std::fs::read(e.path().join("cmdline")).ok()?;
             cmdline
@@ -145,6 +160,12 @@ fn containerd_runs_our_kubia_image() {
         let names = containerd.import(&archive).expect("ctr image import");
         transcript += &format!("$ ctr image import kubia.tar\n{}\n", names.join("\n"));
         assert_eq!(names, ["kubia:v1"]);
+        // What is not an image archive is refused, by its name.
+        let junk = work.path().join("junk.tar");
+        std::fs::write(&junk, "not a tar file").expect("junk");
+        let refused = containerd.import(&junk).expect_err("junk imported");
+        assert!(format!("{refused:#}").contains("junk.tar"), "{refused:#}");
+        assert_eq!(containerd.images().expect("images"), ["kubia:v1"]);
 
         // The image's files run under runc: kubia says how to call it.
         let out = containerd
@@ -162,7 +183,9 @@ fn containerd_runs_our_kubia_image() {
         containerd
             .start_container("kubia:v1", "kubia", true, &[])
             .expect("ctr run --detach --cni");
-        let ip = containerd.pod_ip("kubia").expect("a pod IP from host-local");
+        let ip = containerd
+            .pod_ip("kubia")
+            .expect("a pod IP from host-local");
         transcript += &format!(
             "$ ctr run --detach --cni kubia:v1 kubia\n\
              task kubia: {}, pod IP {ip}\n",
@@ -174,9 +197,12 @@ fn containerd_runs_our_kubia_image() {
         let body = http_get_inside(&containerd, ip);
         transcript += &format!("$ curl http://{ip}:8080/\n{body}");
         assert!(body.starts_with("You've hit "), "{transcript}");
-        let log = std::fs::read_to_string(containerd.log_path("kubia")).expect("its log");
+        // The shim copies kubia's output into the file as it comes.
+        let log = wait_for_log(&containerd.log_path("kubia"), "Received request");
         transcript += &format!("$ cat kubia.log\n{log}");
-        containerd.remove("kubia").expect("delete the task and container");
+        containerd
+            .remove("kubia")
+            .expect("delete the task and container");
         assert_eq!(containerd.pod_ip("kubia"), None, "the address went back");
         (containerd.pid(), containerd.dir().to_path_buf())
     };
@@ -195,8 +221,9 @@ fn containerd_runs_our_kubia_image() {
         "mounts left under {work_path}"
     );
     assert!(
-        !mounts.lines().any(|l| l.contains(" - overlay ")
-            && l.contains(&dir.display().to_string())),
+        !mounts
+            .lines()
+            .any(|l| l.contains(" - overlay ") && l.contains(&dir.display().to_string())),
         "an overlay mount leaked into our mount table"
     );
     assert!(!dir.exists(), "{} was not removed", dir.display());

@@ -737,40 +737,16 @@ fn parse_ms(text: &str) -> Result<Duration> {
 /// line but the first indented by `indent`; each line ends in a newline.
 /// Spaces inside a line (a row's padding) are kept.
 pub fn wrap(text: &str, indent: usize) -> String {
-    let mut out = String::new();
-    let mut rest = text;
-    let mut prefix = String::new();
-    loop {
-        let room = WIDTH - prefix.len();
-        if rest.chars().count() <= room {
-            out += &format!(
-                "{prefix}{rest}
-"
-            );
-            return out;
-        }
-        let cut = rest
-            .char_indices()
-            .take(room + 1)
-            .filter(|&(i, c)| c == ' ' && !rest[..i].trim().is_empty())
-            .map(|(i, _)| i)
-            .last();
-        let Some(cut) = cut else {
-            // One word longer than a line: it stays whole.
-            out += &format!(
-                "{prefix}{rest}
-"
-            );
-            return out;
-        };
-        out += &format!(
-            "{prefix}{}
-",
-            rest[..cut].trim_end()
-        );
-        rest = rest[cut..].trim_start();
-        prefix = " ".repeat(indent);
-    }
+    let prefix = " ".repeat(indent);
+    let options = textwrap::Options::new(WIDTH)
+        .subsequent_indent(&prefix)
+        .word_separator(textwrap::WordSeparator::AsciiSpace)
+        .break_words(false);
+    // fill() would squeeze nothing, but trims each line's end; a row's
+    // inner padding stays.
+    let mut out = textwrap::fill(text, options);
+    out.push('\n');
+    out
 }
 
 /// Blank-line-separated paragraphs, each a list of logical lines: a line

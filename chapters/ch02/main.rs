@@ -54,9 +54,9 @@ enum Command {
     /// Save credentials for a registry.
     Login(registry::LoginArgs),
     /// Upload an image to a registry.
-    Push { reference: String },
-    /// Download an image from a registry.
-    Pull { reference: String },
+    Push(registry::PushArgs),
+    /// Download an image from a registry (a short name is on Docker Hub).
+    Pull(registry::PullArgs),
     /// Run an image as a container.
     Run(run::Args),
     /// The chapter's demo: build kubia, push it, pull it on "another computer", run it, ask it.
@@ -78,8 +78,8 @@ fn main() -> ExitCode {
         Command::Load(args) => images::load(&home, args),
         Command::Registry(cmd) => registry::registry(&home, cmd),
         Command::Login(args) => registry::login(&home, args),
-        Command::Push { reference } => registry::push(&home, &reference),
-        Command::Pull { reference } => registry::pull(&home, &reference),
+        Command::Push(args) => registry::push(&home, args),
+        Command::Pull(args) => registry::pull(&home, args),
         Command::Run(args) => run::run(&home, args).map(|code| code as u8),
         Command::Demo(args) => demo::run(&home, args),
         Command::Bench(args) => bench::run(args),

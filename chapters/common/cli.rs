@@ -48,26 +48,18 @@ pub fn wrap(text: &str, width: usize) -> String {
         .map(|i| i + 2)
         .filter(|&i| i <= width / 4)
         .unwrap_or(0);
-    let mut out = String::new();
-    for paragraph in text.lines() {
-        // A line's own indentation stays.
-        let body = paragraph.trim_start_matches(' ');
-        let mut line = " ".repeat(paragraph.len() - body.len());
-        let start = line.len();
-        for word in body.split(' ') {
-            let len = line.chars().count();
-            if len > indent && len + 1 + word.chars().count() > width {
-                out += line.trim_end();
-                out.push('\n');
-                line = " ".repeat(indent);
-            } else if line.len() > start && !line.ends_with(' ') {
-                line.push(' ');
-            }
-            line += word;
-        }
-        out += line.trim_end();
-        out.push('\n');
-    }
-    out.pop();
-    out
+    let rest = " ".repeat(indent);
+    text.lines()
+        .map(|paragraph| {
+            // A line's own indentation stays.
+            let own = &paragraph[..paragraph.len() - paragraph.trim_start_matches(' ').len()];
+            let options = textwrap::Options::new(width)
+                .initial_indent(own)
+                .subsequent_indent(&rest)
+                .word_separator(textwrap::WordSeparator::AsciiSpace)
+                .break_words(false);
+            textwrap::fill(paragraph.trim_start_matches(' '), options)
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }

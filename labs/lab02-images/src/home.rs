@@ -58,6 +58,12 @@ impl Home {
         self.root.join("auth.json")
     }
 
+    /// CAs for registries with certificates of their own, as Docker's
+    /// /etc/docker/certs.d: `certs.d/<host[:port]>/ca.crt`.
+    pub fn certs_dir(&self) -> PathBuf {
+        self.root.join("certs.d")
+    }
+
     /// Where `ch02 registry serve` keeps its data by default.
     pub fn registry(&self) -> PathBuf {
         self.root.join("registry")

@@ -25,6 +25,14 @@ use crate::digest::{Digest, DigestError};
 /// The tag a reference gets when it names neither a tag nor a digest.
 pub const DEFAULT_TAG: &str = "latest";
 
+/// The registry a name without one means, as Docker reads it.
+pub const DOCKER_HUB: &str = "docker.io";
+/// Where Docker Hub's registry API answers (`docker.io` itself does not).
+pub const DOCKER_HUB_API: &str = "registry-1.docker.io";
+/// Docker Hub's namespace for its official images (`busybox` is
+/// `library/busybox`).
+pub const OFFICIAL_NAMESPACE: &str = "library";
+
 /// Longest name (`registry/repository`) a registry accepts.
 const MAX_NAME_LEN: usize = 255;
 /// Longest tag: one leading character plus up to 127 more.
@@ -105,6 +113,76 @@ impl Reference {
             (None, None) => format!("{}:{DEFAULT_TAG}", self.name()),
         }
     }
+}
+
+impl Reference {
+    // ANCHOR: normalize
+    /// The reference as Docker resolves it to pull or push: a name without
+    /// a registry is on Docker Hub (`busybox` is
+    /// `docker.io/library/busybox:latest`), a one-part name there is in
+    /// `library/`, and `index.docker.io` is another name for `docker.io`.
+    pub fn normalized(&self) -> Reference {
+        let registry = match self.registry.as_deref() {
+            None | Some("index.docker.io") => DOCKER_HUB,
+            Some(other) => other,
+        };
+        let repository =
+            if registry == DOCKER_HUB && !self.repository.contains('/') {
+                format!("{OFFICIAL_NAMESPACE}/{}", self.repository)
+            } else {
+                self.repository.clone()
+            };
+        Reference {
+            registry: Some(registry.to_string()),
+            repository,
+            tag: self.tag.clone(),
+            digest: self.digest.clone(),
+        }
+    }
+    // ANCHOR_END: normalize
+
+    /// The short name Docker shows for a normalized reference: Docker
+    /// Hub's registry and `library/` left out (`busybox:latest`); others
+    /// as they are.
+    pub fn familiar(&self) -> Reference {
+        let mut familiar = self.normalized();
+        if familiar.registry.as_deref() == Some(DOCKER_HUB) {
+            familiar.registry = None;
+            if let Some(rest) = familiar
+                .repository
+                .strip_prefix(OFFICIAL_NAMESPACE)
+                .and_then(|r| r.strip_prefix('/'))
+            {
+                if !rest.contains('/') {
+                    familiar.repository = rest.to_string();
+                }
+            }
+        }
+        familiar
+    }
+}
+
+/// The host a registry's HTTP API answers on: Docker Hub's API is on
+/// `registry-1.docker.io`; every other registry answers on its own name.
+pub fn api_host(registry: &str) -> &str {
+    match registry {
+        DOCKER_HUB | "index.docker.io" => DOCKER_HUB_API,
+        other => other,
+    }
+}
+
+/// Whether a registry (`host[:port]`) is on this machine: `localhost`,
+/// 127.0.0.0/8 or `[::1]`.
+pub fn is_loopback(registry: &str) -> bool {
+    let host = match registry.rsplit_once(':') {
+        Some((host, port)) if !port.contains(']') => host,
+        _ => registry,
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 impl FromStr for Reference {

@@ -4,15 +4,13 @@
 //! test ends, also on failure (RegistryHandle and the child guard stop on
 //! drop).
 
-use std::collections::BTreeMap;
-use std::io::Write;
-use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+mod peers;
+use peers::{blobs, build_image, digest, noise, store, DockerRegistry};
 
 use lab02::client::{Client, ClientError, Credentials};
-use lab02::layout::ImageStore;
 use lab02::reference::Reference;
 use lab02::registry::{Challenge, RegistryConfig, RegistryHandle};
 use lab02::{spec, Digest};
@@ -62,92 +60,12 @@ impl Registry {
     }
 }
 
-fn store() -> (tempfile::TempDir, ImageStore) {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let store =
-        ImageStore::open(&dir.path().join("store")).expect("open store");
-    (dir, store)
-}
-
 fn client() -> Client {
     Client::new(None).quiet(true)
 }
 
 fn alice() -> Client {
     Client::new(Some(Credentials::new("alice", "secret"))).quiet(true)
-}
-
-/// Deterministic bytes that do not compress (xorshift).
-fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut state = seed | 1;
-    (0..len)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state as u8
-        })
-        .collect()
-}
-
-/// A one-layer image in `store`, tagged `name`: a real tar+gzip layer
-/// holding `/data` with `content`, and a config for linux/`arch`.
-fn build_image(
-    store: &ImageStore,
-    name: &str,
-    content: &[u8],
-    arch: &str,
-) -> Descriptor {
-    let mut tar = tar::Builder::new(Vec::new());
-    let mut header = tar::Header::new_gnu();
-    header.set_size(content.len() as u64);
-    header.set_mode(0o644);
-    header.set_mtime(0);
-    header.set_cksum();
-    tar.append_data(&mut header, "data", content).expect("tar");
-    let tar = tar.into_inner().expect("tar");
-    let mut gzip =
-        flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    gzip.write_all(&tar).unwrap();
-    let layer = gzip.finish().unwrap();
-
-    let layer_digest = store.write_blob(&layer).expect("layer blob");
-    let layer_desc = spec::descriptor(
-        spec::MEDIA_TYPE_LAYER_GZIP,
-        &layer_digest,
-        layer.len() as u64,
-    );
-    let config = spec::image_config(
-        "linux",
-        arch,
-        &spec::ExecConfig::default(),
-        &[Digest::of(&tar)],
-        &[],
-        None,
-    )
-    .expect("config");
-    let (config_bytes, config_desc) =
-        spec::config_blob(&config).expect("config blob");
-    store.write_blob(&config_bytes).expect("store config");
-    let manifest =
-        spec::image_manifest(config_desc, vec![layer_desc], BTreeMap::new())
-            .expect("manifest");
-    let desc = store.put_manifest(&manifest).expect("put manifest");
-    store.tag(name, &desc).expect("tag");
-    desc
-}
-
-fn digest(desc: &Descriptor) -> Digest {
-    spec::digest_of(desc).expect("sha256 digest")
-}
-
-/// The blobs of the image `desc` names: config first, then layers.
-fn blobs(store: &ImageStore, desc: &Descriptor) -> Vec<Digest> {
-    let manifest = store.manifest(desc).expect("manifest");
-    std::iter::once(manifest.config())
-        .chain(manifest.layers())
-        .map(digest)
-        .collect()
 }
 
 #[test]
@@ -546,102 +464,6 @@ fn credentials_file_keeps_each_registry() {
     assert!(!format!("{:?}", Credentials::new("a", "pw")).contains("pw"));
 }
 
-/// Debian's docker-registry (Docker's distribution), run with our own
-/// config on a free loopback port, killed by pid when dropped.
-struct DockerRegistry {
-    child: Child,
-    addr: SocketAddr,
-    _dir: tempfile::TempDir,
-}
-
-impl DockerRegistry {
-    const BINARY: &'static str = "/usr/bin/docker-registry";
-
-    /// None (after saying why) when the binary is missing, unless in CI.
-    fn start() -> Option<DockerRegistry> {
-        if !lab01::probe::require_program("docker-registry") {
-            return None;
-        }
-        let dir = tempfile::tempdir().expect("temp dir");
-        // A free port: bind port 0, note it, let it go.
-        let addr = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("free port");
-        let config = dir.path().join("config.yml");
-        std::fs::write(
-            &config,
-            format!(
-                "version: 0.1\n\
-                 log:\n  level: error\n  accesslog:\n    disabled: true\n\
-                 storage:\n  filesystem:\n    rootdirectory: {}\n\
-                 http:\n  addr: {addr}\n",
-                dir.path().join("data").display()
-            ),
-        )
-        .unwrap();
-        // It logs every 404 (and a HEAD for a missing blob is routine):
-        // keep its log beside the config, shown only if it fails to start.
-        let log = std::fs::File::create(dir.path().join("registry.log"))
-            .expect("log file");
-        let mut command = Command::new(Self::BINARY);
-        command
-            .arg("serve")
-            .arg(&config)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log);
-        // Its REGISTRY_* variables would override our config.
-        for (key, _) in std::env::vars_os() {
-            if key.to_string_lossy().starts_with("REGISTRY_") {
-                command.env_remove(key);
-            }
-        }
-        let child = command.spawn().expect("start docker-registry");
-        let registry = DockerRegistry {
-            child,
-            addr,
-            _dir: dir,
-        };
-        registry.wait_ready();
-        Some(registry)
-    }
-
-    /// Polls `/v2/` until it answers, for at most 20 s.
-    fn wait_ready(&self) {
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .proxy(None)
-            .http_status_as_error(false)
-            .timeout_global(Some(Duration::from_secs(2)))
-            .build()
-            .into();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if let Ok(response) =
-                agent.get(format!("http://{}/v2/", self.addr)).call()
-            {
-                if response.status() == 200 {
-                    return;
-                }
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let log =
-            std::fs::read_to_string(self._dir.path().join("registry.log"))
-                .unwrap_or_default();
-        panic!(
-            "docker-registry did not answer on {} within 20 s; its log:\n{log}",
-            self.addr
-        );
-    }
-}
-
-impl Drop for DockerRegistry {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[test]
 fn pushes_to_and_pulls_from_debian_docker_registry() {
     let Some(registry) = DockerRegistry::start() else {
@@ -690,4 +512,117 @@ fn large_layers_go_to_debian_docker_registry_in_chunks() {
     client().push(&store_a, "big:v1", &target).expect("push");
     let pulled = client().pull(&store_b, &target).expect("pull");
     assert_eq!(pulled.manifest, digest(&desc));
+}
+
+#[test]
+fn platforms_match_as_containerd_matches_them() {
+    use lab02::client::Platform;
+    let p = |s: &str| s.parse::<Platform>().expect(s);
+    // Default variants are spelled out: arm64 is arm64/v8, arm is arm/v7.
+    assert_eq!(p("linux/arm64").to_string(), "linux/arm64/v8");
+    assert_eq!(p("linux/aarch64").to_string(), "linux/arm64/v8");
+    assert_eq!(p("linux/arm").to_string(), "linux/arm/v7");
+    assert_eq!(p("linux/x86_64").to_string(), "linux/amd64");
+    assert_eq!(p("linux/arm64"), p("linux/arm64/v8"));
+    // An arm/v7 machine runs v7 first, then v6 and v5; not v8.
+    let v7 = p("linux/arm/v7");
+    assert_eq!(v7.rank(&p("linux/arm/v7")), Some(0));
+    assert_eq!(v7.rank(&p("linux/arm/v6")), Some(1));
+    assert_eq!(v7.rank(&p("linux/arm/v5")), Some(2));
+    assert_eq!(v7.rank(&p("linux/arm/v8")), None);
+    assert_eq!(p("linux/arm/v6").rank(&v7), None);
+    assert_eq!(v7.rank(&p("linux/arm64")), None);
+    assert_eq!(p("linux/amd64").rank(&p("windows/amd64")), None);
+    for bad in ["linux", "linux/", "a/b/c/d", "linux/arm 64"] {
+        let err = bad.parse::<Platform>().expect_err(bad);
+        assert!(err.to_string().contains("os/arch[/variant]"), "{err}");
+    }
+}
+
+#[test]
+fn an_index_picks_the_variant_and_names_what_it_has() {
+    use lab02::client::Platform;
+    let registry = Registry::start();
+    let (_a, store_a) = store();
+    let v6 = build_image(&store_a, "arm:v6", b"arm v6", "arm");
+    let v7 = build_image(&store_a, "arm:v7", b"arm v7", "arm");
+    let arm64 = build_image(&store_a, "arm:64", b"arm64", "arm64");
+    for tag in ["v6", "v7", "64"] {
+        client()
+            .push(
+                &store_a,
+                &format!("arm:{tag}"),
+                &registry.reference(&format!("arm:{tag}")),
+            )
+            .expect("push");
+    }
+    let entry = |desc: &Descriptor, arch: &str, variant: &str| {
+        serde_json::json!({
+            "mediaType": spec::MEDIA_TYPE_MANIFEST,
+            "digest": digest(desc).to_string(),
+            "size": desc.size(),
+            "platform": { "os": "linux", "architecture": arch, "variant": variant },
+        })
+    };
+    let put_index = |tag: &str, entries: Vec<serde_json::Value>| {
+        let index = serde_json::to_vec(&serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": spec::MEDIA_TYPE_INDEX,
+            "manifests": entries,
+        }))
+        .unwrap();
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .proxy(None)
+            .timeout_global(Some(Duration::from_secs(30)))
+            .build()
+            .into();
+        agent
+            .put(format!(
+                "http://{}/v2/arm/manifests/{tag}",
+                registry.handle.addr()
+            ))
+            .header("Content-Type", spec::MEDIA_TYPE_INDEX)
+            .send(&index[..])
+            .expect("PUT index");
+    };
+    put_index(
+        "all",
+        vec![
+            entry(&v6, "arm", "v6"),
+            entry(&arm64, "arm64", "v8"),
+            entry(&v7, "arm", "v7"),
+        ],
+    );
+    put_index(
+        "old",
+        vec![entry(&v6, "arm", "v6"), entry(&arm64, "arm64", "v8")],
+    );
+    let pull = |platform: &str, tag: &str| {
+        let (_dir, target) = store();
+        let result = client()
+            .platform(platform.parse::<Platform>().unwrap())
+            .pull(&target, &registry.reference(&format!("arm:{tag}")));
+        let empty = target.images().unwrap().is_empty();
+        (result, empty)
+    };
+    assert_eq!(pull("linux/arm/v7", "all").0.unwrap().manifest, digest(&v7));
+    assert_eq!(pull("linux/arm", "all").0.unwrap().manifest, digest(&v7));
+    assert_eq!(
+        pull("linux/arm64", "all").0.unwrap().manifest,
+        digest(&arm64)
+    );
+    // No v7 in the index: the v6 image runs on v7.
+    assert_eq!(pull("linux/arm/v7", "old").0.unwrap().manifest, digest(&v6));
+    let (result, empty) = pull("linux/amd64", "all");
+    let err = result.expect_err("no amd64");
+    assert!(matches!(err, ClientError::NoPlatform { .. }), "{err}");
+    let text = err.to_string();
+    assert!(
+        text.contains(
+            "linux/amd64 (it has: linux/arm/v6, linux/arm64/v8, linux/arm/v7)"
+        ),
+        "{text}"
+    );
+    assert!(text.contains("/arm:all"), "{text}");
+    assert!(empty, "nothing stored");
 }

@@ -16,6 +16,8 @@ use lab02::home::Home;
 use lab02::layout::ImageStore;
 use lab02::registry::{RegistryConfig, RegistryHandle};
 
+mod peers;
+
 /// Runs a command; panics with its output if it fails.
 fn sh(cmd: &mut Command) -> String {
     let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
@@ -265,4 +267,157 @@ fn skopeo_copies_through_our_registry() {
         assert_eq!(layers(&manifest), layers(&original));
     }
     registry.shutdown().expect("shutdown");
+}
+
+/// A layout with two images of the same program for two platforms, arm64
+/// listed first (so the first entry is never simply the answer), tagged
+/// `multi` as an OCI index; and the amd64 one alone, tagged `single`.
+/// Returns the amd64 and arm64 manifests' digests.
+fn multi_platform_layout(store: &ImageStore) -> (lab02::Digest, lab02::Digest) {
+    use peers::{build_image, digest};
+    let amd64 = build_image(store, "amd", b"built for amd64", "amd64");
+    let arm64 = build_image(store, "arm", b"built for arm64", "arm64");
+    store.tag("single", &amd64).expect("tag single");
+    let entry = |desc: &oci_spec::image::Descriptor,
+                 arch: &str,
+                 variant: Option<&str>| {
+        let mut platform =
+            serde_json::json!({ "os": "linux", "architecture": arch });
+        if let Some(v) = variant {
+            platform["variant"] = v.into();
+        }
+        serde_json::json!({
+            "mediaType": lab02::spec::MEDIA_TYPE_MANIFEST,
+            "digest": digest(desc).to_string(),
+            "size": desc.size(),
+            "platform": platform,
+        })
+    };
+    let index = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": lab02::spec::MEDIA_TYPE_INDEX,
+        "manifests": [entry(&arm64, "arm64", Some("v8")), entry(&amd64, "amd64", None)],
+    }))
+    .unwrap();
+    let index_digest = store.write_blob(&index).expect("index blob");
+    let desc = lab02::spec::descriptor(
+        lab02::spec::MEDIA_TYPE_INDEX,
+        &index_digest,
+        index.len() as u64,
+    );
+    store.tag("multi", &desc).expect("tag multi");
+    (digest(&amd64), digest(&arm64))
+}
+
+/// skopeo fills `host` (plain HTTP on loopback) with `multi:v1` (the
+/// index, `--all`) and `docker:v1` (the amd64 image in Docker's format,
+/// `--format v2s2`); then our client pulls the right platform of each and
+/// pushes what it pulled back under another name, digests unchanged.
+fn skopeo_then_pull_and_push_back(host: &str) {
+    use lab02::client::{Client, Platform};
+    use lab02::reference::Reference;
+    let work = tempfile::tempdir().expect("tempdir");
+    let layout = work.path().join("layout");
+    let source = ImageStore::open(&layout).expect("store");
+    let (amd64, arm64) = multi_platform_layout(&source);
+    sh(Command::new("skopeo").args([
+        "copy",
+        "--all",
+        "--dest-tls-verify=false",
+        &format!("oci:{}:multi:latest", layout.display()),
+        &format!("docker://{host}/multi:v1"),
+    ]));
+    sh(Command::new("skopeo").args([
+        "copy",
+        "--format",
+        "v2s2",
+        "--dest-tls-verify=false",
+        &format!("oci:{}:single:latest", layout.display()),
+        &format!("docker://{host}/docker:v1"),
+    ]));
+    let client = || Client::new(None).quiet(true);
+    let reference =
+        |name: &str| -> Reference { format!("{host}/{name}").parse().unwrap() };
+
+    // This machine's platform by default (x86_64 here: amd64, the second
+    // entry); --platform linux/arm64 for the other, which also matches
+    // the entry's spelled-out v8.
+    let (_d, pulled_store) = peers::store();
+    let host_pull = client()
+        .pull(&pulled_store, &reference("multi:v1"))
+        .expect("pull the index");
+    if lab02::client::pull::host_platform().1 == "amd64" {
+        assert_eq!(host_pull.manifest, amd64);
+    }
+    let arm = client()
+        .platform("linux/arm64".parse::<Platform>().unwrap())
+        .pull(&pulled_store, &reference("multi:v1"))
+        .expect("pull linux/arm64");
+    assert_eq!(arm.manifest, arm64);
+    let (_e, empty) = peers::store();
+    let err = client()
+        .platform("linux/s390x".parse::<Platform>().unwrap())
+        .pull(&empty, &reference("multi:v1"))
+        .expect_err("no s390x");
+    let text = err.to_string();
+    assert!(text.contains("linux/arm64/v8, linux/amd64"), "{text}");
+    assert!(empty.images().unwrap().is_empty(), "nothing stored: {text}");
+
+    // Docker's format: its media types, as skopeo converted them.
+    let docker = client()
+        .pull(&pulled_store, &reference("docker:v1"))
+        .expect("pull the Docker-format image");
+    let desc = pulled_store.resolve(&docker.local_name).expect("tagged");
+    assert_eq!(
+        desc.media_type().to_string(),
+        lab02::spec::DOCKER_MEDIA_TYPE_MANIFEST
+    );
+    pulled_store.check(&desc).expect("intact");
+
+    // Push back what was pulled: every digest stays what it was.
+    for (pulled, again) in
+        [(&docker, "docker-again:v1"), (&arm, "arm-again:v1")]
+    {
+        let pushed = client()
+            .push(&pulled_store, &pulled.local_name, &reference(again))
+            .expect("push back");
+        assert_eq!(pushed.manifest, pulled.manifest, "{again}");
+        let (_f, fresh) = peers::store();
+        let back = client()
+            .pull(&fresh, &reference(again))
+            .expect("pull again");
+        assert_eq!(back.manifest, pulled.manifest, "{again}");
+        let a = pulled_store
+            .manifest(&pulled_store.resolve(&pulled.local_name).unwrap())
+            .unwrap();
+        let b = fresh
+            .manifest(&fresh.resolve(&back.local_name).unwrap())
+            .unwrap();
+        assert_eq!(a.config().digest(), b.config().digest());
+        assert_eq!(a.layers(), b.layers());
+    }
+}
+
+#[test]
+fn skopeo_docker_format_and_index_through_our_registry() {
+    if !require_program("skopeo") {
+        return;
+    }
+    let work = tempfile::tempdir().expect("tempdir");
+    let mut config = RegistryConfig::new(work.path().join("registry"));
+    config.addr = "127.0.0.1:0".parse().expect("addr");
+    let registry = RegistryHandle::start(config).expect("registry");
+    skopeo_then_pull_and_push_back(&registry.host());
+    registry.shutdown().expect("shutdown");
+}
+
+#[test]
+fn skopeo_docker_format_and_index_through_docker_registry() {
+    if !require_program("skopeo") {
+        return;
+    }
+    let Some(registry) = peers::DockerRegistry::start() else {
+        return;
+    };
+    skopeo_then_pull_and_push_back(&registry.host());
 }

@@ -176,3 +176,109 @@ proptest! {
         let _ = text.parse::<Reference>();
     }
 }
+
+/// Docker's own cases (the normalization tests of distribution/reference,
+/// `ParseNormalizedNamed`): what `docker pull NAME` resolves to, and the
+/// short name `docker images` shows for it.
+#[test]
+fn short_names_resolve_as_docker_resolves_them() {
+    let cases = [
+        (
+            "busybox",
+            "docker.io/library/busybox:latest",
+            "busybox:latest",
+        ),
+        (
+            "library/busybox",
+            "docker.io/library/busybox:latest",
+            "busybox:latest",
+        ),
+        (
+            "docker.io/busybox",
+            "docker.io/library/busybox:latest",
+            "busybox:latest",
+        ),
+        (
+            "docker.io/library/busybox:1.36",
+            "docker.io/library/busybox:1.36",
+            "busybox:1.36",
+        ),
+        (
+            "index.docker.io/busybox",
+            "docker.io/library/busybox:latest",
+            "busybox:latest",
+        ),
+        (
+            "luksa/kubia",
+            "docker.io/luksa/kubia:latest",
+            "luksa/kubia:latest",
+        ),
+        (
+            "docker.io/library/a/b",
+            "docker.io/library/a/b:latest",
+            "library/a/b:latest",
+        ),
+        (
+            "localhost:5000/x",
+            "localhost:5000/x:latest",
+            "localhost:5000/x:latest",
+        ),
+        ("localhost/x", "localhost/x:latest", "localhost/x:latest"),
+        (
+            "127.0.0.1:5000/team/x:v1",
+            "127.0.0.1:5000/team/x:v1",
+            "127.0.0.1:5000/team/x:v1",
+        ),
+        ("quay.io/x/y", "quay.io/x/y:latest", "quay.io/x/y:latest"),
+    ];
+    for (typed, normalized, familiar) in cases {
+        let r: Reference = typed.parse().expect(typed);
+        assert_eq!(r.normalized().to_string(), normalized, "{typed}");
+        assert_eq!(r.normalized().familiar().to_string(), familiar, "{typed}");
+        // Normalizing twice changes nothing.
+        assert_eq!(r.normalized().normalized(), r.normalized(), "{typed}");
+    }
+    // Digests: kept, and no tag is invented beside them.
+    let r: Reference = format!("host.example/x@{DIGEST}").parse().unwrap();
+    assert_eq!(
+        r.normalized().to_string(),
+        format!("host.example/x@{DIGEST}")
+    );
+    let r: Reference = format!("busybox@{DIGEST}").parse().unwrap();
+    assert_eq!(
+        r.normalized().to_string(),
+        format!("docker.io/library/busybox@{DIGEST}")
+    );
+    assert_eq!(
+        r.normalized().familiar().local_name(),
+        format!("busybox@{DIGEST}")
+    );
+    // Uppercase is refused before any of this, as Docker refuses it.
+    assert!("Busybox".parse::<Reference>().is_err());
+}
+
+#[test]
+fn docker_hub_answers_on_its_api_host() {
+    use lab02::reference::{api_host, is_loopback};
+    assert_eq!(api_host("docker.io"), "registry-1.docker.io");
+    assert_eq!(api_host("index.docker.io"), "registry-1.docker.io");
+    assert_eq!(api_host("quay.io"), "quay.io");
+    assert_eq!(api_host("127.0.0.1:5000"), "127.0.0.1:5000");
+    for host in [
+        "localhost",
+        "localhost:5000",
+        "127.0.0.1:5000",
+        "127.8.9.1",
+        "[::1]:5000",
+    ] {
+        assert!(is_loopback(host), "{host}");
+    }
+    for host in [
+        "docker.io",
+        "10.0.0.1:5000",
+        "localhost.example:5000",
+        "[::2]:1",
+    ] {
+        assert!(!is_loopback(host), "{host}");
+    }
+}

@@ -1,4 +1,5 @@
-//! Pod manifests: YAML or JSON into `k8s_openapi`'s `Pod`, strictly.
+//! Manifests: YAML or JSON into `k8s_openapi`'s types (a `Pod` here,
+//! a `Service` in chapter 4), strictly.
 //!
 //! `k8s_openapi`'s `Deserialize` skips fields it does not know, so a typo
 //! such as `imagePullPolizy` would vanish without a word. The API server
@@ -9,6 +10,9 @@
 use std::fmt;
 
 use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::Resource;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 use serde_json::Value;
 
 /// A field of the input that the Pod type does not have.
@@ -38,10 +42,18 @@ pub enum ManifestError {
     /// A document that is not a mapping at its top.
     #[error("document {document}: expected an object with apiVersion and kind")]
     NotAnObject { document: usize },
-    #[error("document {document}: apiVersion {found:?} is not \"v1\"")]
-    WrongApiVersion { document: usize, found: String },
-    #[error("document {document}: kind {found:?} is not \"Pod\"")]
-    WrongKind { document: usize, found: String },
+    #[error("document {document}: apiVersion {found:?} is not {expected:?}")]
+    WrongApiVersion {
+        document: usize,
+        found: String,
+        expected: &'static str,
+    },
+    #[error("document {document}: kind {found:?} is not {expected:?}")]
+    WrongKind {
+        document: usize,
+        found: String,
+        expected: &'static str,
+    },
     /// A known field with a value of the wrong type.
     #[error("document {document}: {path}: {message}")]
     BadValue {
@@ -81,23 +93,37 @@ pub fn parse_pod(text: &str) -> Result<Pod, ManifestError> {
 /// Parses every Pod in `text`: one JSON object, or YAML documents
 /// separated by `---` (empty documents are skipped, as kubectl does).
 pub fn parse_pods(text: &str) -> Result<Vec<Pod>, ManifestError> {
-    let trees = if text.trim_start().starts_with('{') {
-        vec![json_tree(text)?]
-    } else {
-        yaml_trees(text)?
-    };
-    let mut pods = Vec::new();
-    for (index, tree) in trees.into_iter().enumerate() {
-        if !tree.is_null() {
-            pods.push(pod_from_tree(index + 1, tree)?);
-        }
-    }
-    if pods.is_empty() {
-        return Err(ManifestError::Empty);
-    }
-    Ok(pods)
+    parse_objects(text)
 }
 // ANCHOR_END: parse_pods
+
+/// Parses every object of kind `T` in `text`, as [`parse_pods`] does Pods:
+/// each must have `T`'s apiVersion and kind, and no field `T` lacks.
+pub fn parse_objects<T>(text: &str) -> Result<Vec<T>, ManifestError>
+where
+    T: Resource + DeserializeOwned + Serialize,
+{
+    let mut objects = Vec::new();
+    for (index, tree) in documents(text)?.into_iter().enumerate() {
+        if !tree.is_null() {
+            objects.push(object_from_tree(index + 1, tree)?);
+        }
+    }
+    if objects.is_empty() {
+        return Err(ManifestError::Empty);
+    }
+    Ok(objects)
+}
+
+/// The documents of `text` as value trees: one JSON object, or YAML
+/// documents separated by `---` (empty ones are null).
+pub fn documents(text: &str) -> Result<Vec<Value>, ManifestError> {
+    if text.trim_start().starts_with('{') {
+        Ok(vec![json_tree(text)?])
+    } else {
+        yaml_trees(text)
+    }
+}
 
 fn json_tree(text: &str) -> Result<Value, ManifestError> {
     serde_json::from_str(text).map_err(|e| ManifestError::Syntax {
@@ -135,7 +161,10 @@ fn yaml_trees(text: &str) -> Result<Vec<Value>, ManifestError> {
     Ok(trees)
 }
 
-fn pod_from_tree(document: usize, mut tree: Value) -> Result<Pod, ManifestError> {
+fn object_from_tree<T>(document: usize, mut tree: Value) -> Result<T, ManifestError>
+where
+    T: Resource + DeserializeOwned + Serialize,
+{
     let Some(object) = tree.as_object() else {
         return Err(ManifestError::NotAnObject { document });
     };
@@ -145,26 +174,28 @@ fn pod_from_tree(document: usize, mut tree: Value) -> Result<Pod, ManifestError>
         None => String::new(),
     };
     let (api_version, kind) = (text_of("apiVersion"), text_of("kind"));
-    if api_version != "v1" {
+    if api_version != T::API_VERSION {
         return Err(ManifestError::WrongApiVersion {
             document,
             found: api_version,
+            expected: T::API_VERSION,
         });
     }
-    if kind != "Pod" {
+    if kind != T::KIND {
         return Err(ManifestError::WrongKind {
             document,
             found: kind,
+            expected: T::KIND,
         });
     }
     quantities_as_strings(&mut tree, false);
-    let pod: Pod =
+    let object: T =
         serde_path_to_error::deserialize(&tree).map_err(|e| ManifestError::BadValue {
             document,
             path: e.path().to_string(),
             message: e.inner().to_string(),
         })?;
-    let known = serde_json::to_value(&pod).map_err(|e| ManifestError::BadValue {
+    let known = serde_json::to_value(&object).map_err(|e| ManifestError::BadValue {
         document,
         path: String::new(),
         message: e.to_string(),
@@ -174,7 +205,7 @@ fn pod_from_tree(document: usize, mut tree: Value) -> Result<Pod, ManifestError>
     if !fields.is_empty() {
         return Err(ManifestError::UnknownFields { document, fields });
     }
-    Ok(pod)
+    Ok(object)
 }
 
 /// YAML writes `cpu: 1` as a number, but `Quantity` reads only strings:

@@ -257,6 +257,11 @@ fn validate_metadata(pod: &Pod) -> Vec<FieldError> {
             ));
         }
     }
+    for key in meta.labels.iter().flatten().map(|(k, _)| k) {
+        for message in label_key_messages(key) {
+            errors.push(FieldError::invalid("metadata.labels", text(key), &message));
+        }
+    }
     for value in meta.labels.iter().flatten().map(|(_, v)| v) {
         if let Some(message) = label_value_message(value) {
             errors.push(FieldError::invalid(
@@ -271,7 +276,7 @@ fn validate_metadata(pod: &Pod) -> Vec<FieldError> {
 
 /// A label's value: empty, or at most 63 of `[A-Za-z0-9_.-]`, starting and
 /// ending with a letter or digit.
-fn label_value_message(value: &str) -> Option<String> {
+pub fn label_value_message(value: &str) -> Option<String> {
     if value.is_empty() {
         return None;
     }
@@ -283,6 +288,49 @@ fn label_value_message(value: &str) -> Option<String> {
         && value.starts_with(alnum)
         && value.ends_with(alnum);
     (!ok).then(|| "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyValue',  or 'my_value',  or '12345', regex used for validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')".to_string())
+}
+
+const QUALIFIED_NAME: &str = "must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')";
+
+/// What IsQualifiedName says of a label key (`app`, `example.com/tier`):
+/// an optional DNS subdomain prefix and `/`, then a name of at most 63
+/// of `[A-Za-z0-9_.-]` that starts and ends with a letter or digit.
+pub fn label_key_messages(key: &str) -> Vec<String> {
+    let parts: Vec<&str> = key.split('/').collect();
+    let (prefix, name) = match parts.as_slice() {
+        [name] => (None, *name),
+        [prefix, name] => (Some(*prefix), *name),
+        _ => {
+            return vec![format!(
+                "a qualified name {QUALIFIED_NAME} with an optional DNS subdomain \
+                 prefix and '/' (e.g. 'example.com/MyName')"
+            )]
+        }
+    };
+    let mut messages = Vec::new();
+    if let Some(prefix) = prefix {
+        if prefix.is_empty() {
+            messages.push("prefix part must be non-empty".to_string());
+        } else {
+            for m in dns_subdomain_messages(prefix) {
+                messages.push(format!("prefix part {m}"));
+            }
+        }
+    }
+    let alnum = |c: char| c.is_ascii_alphanumeric();
+    if name.is_empty() {
+        messages.push("name part must be non-empty".to_string());
+    } else if name.chars().count() > 63 {
+        messages.push("name part must be no more than 63 characters".to_string());
+    }
+    if !name.is_empty()
+        && !(name.chars().all(|c| alnum(c) || "-_.".contains(c))
+            && name.starts_with(alnum)
+            && name.ends_with(alnum))
+    {
+        messages.push(format!("name part {QUALIFIED_NAME}"));
+    }
+    messages
 }
 
 // ANCHOR: check_container_name

@@ -450,6 +450,70 @@ fn unhealthy_kubia_is_restarted() {
     insta::assert_yaml_snapshot!("liveness_restart_status", n.status("kubia"));
 }
 
+/// What changed since the last look: the container's state line, and each
+/// event that happened again.
+fn story(n: &Node, seen: &mut Vec<(String, u32)>, last: &mut String, out: &mut String) {
+    let at = n
+        .clock
+        .now()
+        .duration_since(start())
+        .unwrap_or_default()
+        .as_secs();
+    let s = n.status("kubia");
+    let line = format!(
+        "kubia {}, restartCount {}, ready {}",
+        n.state("kubia"),
+        s.restart_count,
+        s.ready
+    );
+    let mut new = Vec::new();
+    for e in n.w.events().list() {
+        let key = format!("{} {}: {}", e.type_.as_str(), e.reason, e.message);
+        match seen.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, count)) if *count == e.count => {}
+            Some((_, count)) => {
+                *count = e.count;
+                new.push(e);
+            }
+            None => {
+                seen.push((key, e.count));
+                new.push(e);
+            }
+        }
+    }
+    new.sort_by_key(|e| e.seq);
+    if line != *last || !new.is_empty() {
+        out.push_str(&format!("{at:>3}s  {line}\n"));
+        for e in new {
+            out.push_str(&format!("      {} {}:\n", e.type_.as_str(), e.reason));
+            out.push_str(&format!("        {}\n", e.message));
+        }
+        *last = line;
+    }
+}
+
+#[test]
+fn unhealthy_kubia_story() {
+    let (server, _) = unhealthy_kubia();
+    let probes = "livenessProbe:
+      httpGet: {path: /, port: 8080}
+      initialDelaySeconds: 15";
+    let mut n = Node::with(&PROBED.replace("PROBES", probes), |o| {
+        o.connector = Arc::new(move |_: SocketAddr, timeout: Duration| {
+            TcpStream::connect_timeout(&server, timeout)
+        });
+    });
+    let (mut seen, mut last, mut out) = (Vec::new(), String::new(), String::new());
+    n.w.sync();
+    story(&n, &mut seen, &mut last, &mut out);
+    for _ in 0..90 {
+        n.clock.advance(SECOND);
+        n.w.sync();
+        story(&n, &mut seen, &mut last, &mut out);
+    }
+    insta::assert_snapshot!("unhealthy_kubia_story", out);
+}
+
 #[test]
 fn tcp_socket_probe_connects() {
     let listener = TcpListener::bind("127.0.0.1:0").expect("a loopback port");
@@ -743,4 +807,103 @@ fn the_decision_needs_successes_in_a_row() {
             count: 1
         }
     );
+}
+
+#[test]
+fn workers_move_between_threads_and_jobs_run_on_them() {
+    fn send<T: Send>() {}
+    send::<PodWorker>();
+    // With a thread per job, the waker says when to sync again.
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let tx = std::sync::Mutex::new(tx);
+    let mut n = Node::with(ONE.replace("RESTART", "Always").as_str(), |o| {
+        o.spawner = Arc::new(lab03::kubelet::jobs::Threads);
+        o.waker = Arc::new(move |uid: &str| {
+            let _ = tx
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .send(uid.to_string());
+        });
+    });
+    n.w.sync();
+    assert_eq!(n.state("crash"), "running");
+    n.w.terminate(Some(SECOND));
+    n.w.sync();
+    let mut woken = 0;
+    while !n.w.is_terminated() {
+        let uid = rx
+            .recv_timeout(Duration::from_secs(5))
+            .expect("a job's waker");
+        assert_eq!(uid, "0a1b2c3d-uid");
+        woken += 1;
+        n.w.sync();
+    }
+    if woken == 0 {
+        // The stop was quick enough to be seen in the same sync; its
+        // waker still ran.
+        rx.recv_timeout(Duration::from_secs(5))
+            .expect("the stop's waker");
+    }
+    assert_eq!(n.rt.counts(), (0, 0));
+}
+
+#[test]
+fn pull_policy_never_does_not_pull() {
+    let yaml = "
+apiVersion: v1
+kind: Pod
+metadata: {name: local}
+spec:
+  containers:
+  - {name: app, image: only-local, imagePullPolicy: Never}
+";
+    let mut n = Node::new(yaml);
+    n.run(30);
+    assert_eq!(n.state("app"), "waiting:ErrImageNeverPull");
+    assert!(n.rt.calls().iter().all(|c| !c.starts_with("pull_image")));
+    n.rt.add_image("only-local");
+    n.run(10);
+    assert_eq!(n.state("app"), "running");
+}
+
+#[test]
+fn a_node_drives_many_workers() {
+    let clock = Arc::new(FakeClock::at(start()));
+    let rt = FakeRuntime::new(clock.clone());
+    rt.add_image("busybox");
+    rt.script("crash", &[(Duration::from_secs(3), Exit::Code(1))]);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let events = rt.events();
+    let mut node = lab03::kubelet::Workers::new();
+    for i in 0..200 {
+        let mut p = pod(&ONE.replace("RESTART", "Always"));
+        p.metadata.name = Some(format!("crash-{i}"));
+        p.metadata.uid = Some(format!("uid-{i}"));
+        let opts = WorkerOptions::inline(NodeLayout::under(dir.path()), clock.clone());
+        node.add(PodWorker::new(p, rt.clone(), rt.clone(), opts).expect("a worker"));
+    }
+    assert_eq!(rt.counts(), (200, 200));
+    // Every crash comes back as an event that syncs just its pod.
+    for _ in 0..4 {
+        clock.advance(SECOND);
+        let _ = rt.list_containers(&Default::default());
+        for e in events.try_iter() {
+            node.handle(&e);
+        }
+        node.tick(clock.now(), false);
+    }
+    let restarted = node
+        .iter()
+        .filter(|w| {
+            let s = w.status().container_statuses.unwrap_or_default();
+            s.first().is_some_and(|c| c.restart_count == 1)
+        })
+        .count();
+    assert_eq!(restarted, 200);
+    for i in 0..200 {
+        node.terminate(&format!("uid-{i}"), None);
+    }
+    assert_eq!(node.tick(clock.now(), false).len(), 200);
+    assert!(node.is_empty());
+    assert_eq!(rt.counts(), (0, 0));
 }

@@ -414,3 +414,59 @@ impl Drop for Cleanup<'_> {
         let _ = NodeNetwork::remove(self.0);
     }
 }
+
+/// Not a test: how long attach and detach take, for the book's figures.
+/// `cargo test -p lab03 --test network -- --ignored --nocapture
+/// attach_and_detach_timings` (LAB03_BENCH_PODS pods, default 100).
+#[test]
+#[ignore = "a benchmark, run by hand"]
+fn attach_and_detach_timings() {
+    if !require(Privilege::Root) {
+        return;
+    }
+    let n: usize = std::env::var("LAB03_BENCH_PODS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100);
+    let node = TestNode::new(10);
+    let pods: Vec<PodNs> = (0..n).map(|_| PodNs::new()).collect();
+    let timed = |f: &mut dyn FnMut(usize)| {
+        let mut times: Vec<Duration> = (0..n)
+            .map(|i| {
+                let start = std::time::Instant::now();
+                f(i);
+                start.elapsed()
+            })
+            .collect();
+        times.sort();
+        let total: Duration = times.iter().sum();
+        (times[n / 2], times[n * 9 / 10], total)
+    };
+    let attach = timed(&mut |i| {
+        node.get()
+            .attach(&format!("bench-{i}"), &pods[i].path())
+            .expect("attach");
+    });
+    let detach = timed(&mut |i| {
+        node.get().detach(&format!("bench-{i}")).expect("detach");
+    });
+    // The allocator's share: a flock and an fsync'd write per change.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let ipam =
+        lab03::ipam::Ipam::open(dir.path(), node_cidr(10), lab03::ipam::Range::BenchmarkOnly)
+            .expect("ipam");
+    let allocate = timed(&mut |i| {
+        ipam.allocate(&format!("bench-{i}")).expect("allocate");
+    });
+    let release = timed(&mut |i| {
+        ipam.release(&format!("bench-{i}")).expect("release");
+    });
+    for (what, (median, p90, total)) in [
+        ("attach", attach),
+        ("detach", detach),
+        ("ipam allocate", allocate),
+        ("ipam release", release),
+    ] {
+        println!("{what} x{n}: median {median:?}, p90 {p90:?}, total {total:?}");
+    }
+}

@@ -15,12 +15,33 @@ pub enum ClientError {
     )]
     NoRegistry { reference: String },
 
-    #[error("{method} {url}: {source}")]
+    #[error("{reference}: the TLS certificate of {registry} was refused: {problem}; if {registry} uses its own CA, put it in {hint} or pass --ca-file")]
+    Certificate {
+        reference: String,
+        registry: String,
+        problem: String,
+        hint: String,
+    },
+
+    #[error("CA file {}: {reason}", path.display())]
+    CaFile { path: PathBuf, reason: String },
+
+    #[error("{what}: {reason}")]
+    Redirect { what: String, reason: String },
+
+    #[error("{reference}: the registry sent a manifest of type {media_type:?}, which this client cannot read (it reads OCI and Docker schema 2 manifests and indexes); nothing was stored")]
+    MediaType {
+        reference: String,
+        media_type: String,
+    },
+
+    // The cause is in the message and not a source: ureq's I/O errors
+    // repeat their own cause, and a chain would print it thrice.
+    #[error("{method} {url}: {cause}")]
     Http {
         method: String,
         url: String,
-        #[source]
-        source: Box<ureq::Error>,
+        cause: Box<ureq::Error>,
     },
 
     #[error("{registry} refused the credentials{}: {message}", if *.anonymous { " (none were given: run `ch02 login` first)" } else { "" })]
@@ -59,7 +80,7 @@ pub enum ClientError {
         actual: u64,
     },
 
-    #[error("{reference} has no image for {platform} (it has: {available})")]
+    #[error("{reference} has no image for {platform} (it has: {available}); choose one with --platform; nothing was stored")]
     NoPlatform {
         reference: String,
         platform: String,

@@ -1,8 +1,9 @@
-//! One conversation with one registry: plain HTTP requests through ureq,
-//! plus what the registry's 401 challenges teach (Basic credentials, or
-//! bearer tokens fetched from its token realm and then sent instead).
+//! One conversation with one registry: HTTPS (or, on this machine, plain
+//! HTTP) requests through ureq, plus what the registry's 401 challenges
+//! teach (Basic credentials, or bearer tokens fetched from its token realm
+//! and then sent instead), and the redirects of blob downloads.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
@@ -15,7 +16,9 @@ use percent_encoding::{utf8_percent_encode, AsciiSet};
 use ureq::http;
 
 use super::errors::ClientError;
+use super::tls::{certificate_problem, TlsOptions, Transport};
 use super::Credentials;
+use crate::reference::api_host;
 
 pub type Response = http::Response<ureq::Body>;
 
@@ -23,9 +26,15 @@ pub type Response = http::Response<ureq::Body>;
 /// small JSON documents, and a broken server must not fill memory.
 const SMALL_BODY: u64 = 1 << 20;
 
-/// An agent for registries on this machine: plain HTTP, no proxy (a
-/// proxy from the environment must not see loopback traffic), bounded waits.
-pub fn agent() -> ureq::Agent {
+/// Redirects followed for one request before giving up (Docker's
+/// distribution client allows 10; blob storage needs one or two).
+pub const MAX_REDIRECTS: usize = 5;
+
+/// An agent for one registry: no proxy (a proxy from the environment must
+/// not see loopback traffic), bounded waits, redirects left to
+/// [`Conn::call`] (which must drop credentials for other hosts), and the
+/// given TLS settings.
+pub fn agent(tls: ureq::tls::TlsConfig) -> ureq::Agent {
     ureq::Agent::config_builder()
         .http_status_as_error(false)
         .proxy(None)
@@ -33,6 +42,7 @@ pub fn agent() -> ureq::Agent {
         .timeout_connect(Some(Duration::from_secs(10)))
         .timeout_recv_response(Some(Duration::from_secs(120)))
         .user_agent("kubelings-lab02")
+        .tls_config(tls)
         .build()
         .into()
 }
@@ -127,11 +137,19 @@ pub fn parse_challenge(header: &str) -> Option<Challenge> {
 
 /// One registry, one push or pull (or login).
 pub struct Conn<'c> {
-    agent: &'c ureq::Agent,
+    agent: ureq::Agent,
     creds: Option<&'c Credentials>,
-    /// `127.0.0.1:5000`.
+    tls: &'c TlsOptions,
+    /// `127.0.0.1:5000`, `docker.io`.
     pub registry: String,
-    base: String,
+    /// What the conversation is for (`docker.io/library/busybox:latest`),
+    /// named in certificate and redirect errors.
+    reference: String,
+    /// `https://registry-1.docker.io`, or `http://…` once a loopback or
+    /// insecure registry turned out to speak plain HTTP.
+    base: RefCell<String>,
+    /// Whether the next failure to speak HTTPS may still mean "plain HTTP".
+    may_fall_back: Cell<bool>,
     scheme: RefCell<Scheme>,
     /// Bearer tokens by repository ("" for the version check), with whether
     /// they allow push.
@@ -140,18 +158,30 @@ pub struct Conn<'c> {
 
 impl<'c> Conn<'c> {
     pub fn new(
-        agent: &'c ureq::Agent,
+        tls: &'c TlsOptions,
         creds: Option<&'c Credentials>,
         registry: &str,
-    ) -> Self {
-        Conn {
+        reference: &str,
+    ) -> Result<Self, ClientError> {
+        let agent = agent(tls.config_for(registry)?);
+        Ok(Conn {
             agent,
             creds,
+            tls,
             registry: registry.to_string(),
-            base: format!("http://{registry}"),
+            reference: reference.to_string(),
+            base: RefCell::new(format!("https://{}", api_host(registry))),
+            may_fall_back: Cell::new(
+                tls.transport(registry) == Transport::HttpsOrHttp,
+            ),
             scheme: RefCell::new(Scheme::Unknown),
             tokens: RefCell::new(HashMap::new()),
-        }
+        })
+    }
+
+    /// `https://host[:port]` (or `http://`), the registry's API root.
+    pub fn base(&self) -> String {
+        self.base.borrow().clone()
     }
 
     /// An absolute URL for a path or a Location header (which registries
@@ -160,9 +190,9 @@ impl<'c> Conn<'c> {
         if location.starts_with("http://") || location.starts_with("https://") {
             location.to_string()
         } else if location.starts_with('/') {
-            format!("{}{location}", self.base)
+            format!("{}{location}", self.base())
         } else {
-            format!("{}/{location}", self.base)
+            format!("{}/{location}", self.base())
         }
     }
 
@@ -174,7 +204,7 @@ impl<'c> Conn<'c> {
             200 => Ok(200),
             401 if self.creds.is_none() => Ok(401),
             _ => self
-                .expect(response, &[200], || format!("GET {}/v2/", self.base))
+                .expect(response, &[200], || format!("GET {}/v2/", self.base()))
                 .map(|_| 200),
         }
     }
@@ -190,12 +220,21 @@ impl<'c> Conn<'c> {
         payload: Payload,
         scope: Option<Scope>,
     ) -> Result<Response, ClientError> {
-        let url = self.url(location);
         let mut retried = false;
         loop {
             let authorization = self.authorization(scope);
-            let response =
-                self.send_once(method, &url, headers, &payload, authorization)?;
+            let (url, response) = self.send(
+                method,
+                location,
+                headers,
+                &payload,
+                authorization.clone(),
+            )?;
+            let response = if method == "GET" || method == "HEAD" {
+                self.follow(method, &url, response, headers, authorization)?
+            } else {
+                response
+            };
             if response.status() != 401 || retried {
                 return Ok(response);
             }
@@ -212,6 +251,126 @@ impl<'c> Conn<'c> {
     }
     // ANCHOR_END: call
 
+    /// Sends to the registry itself; for a loopback or insecure registry
+    /// whose first answer is not TLS at all, again in plain HTTP (and so
+    /// from then on). A refused certificate is an error, never a fallback.
+    fn send(
+        &self,
+        method: &str,
+        location: &str,
+        headers: &[(&str, String)],
+        payload: &Payload,
+        authorization: Option<String>,
+    ) -> Result<(String, Response), ClientError> {
+        let url = self.url(location);
+        let first = self.send_once(
+            method,
+            &url,
+            headers,
+            payload,
+            authorization.clone(),
+        );
+        let https_base = format!("https://{}", api_host(&self.registry));
+        match first {
+            Err(ClientError::Http { .. })
+                if self.may_fall_back.get() && url.starts_with(&https_base) =>
+            {
+                self.may_fall_back.set(false);
+                let http_base = format!("http://{}", api_host(&self.registry));
+                *self.base.borrow_mut() = http_base.clone();
+                let url = format!("{http_base}{}", &url[https_base.len()..]);
+                let response = self.send_once(
+                    method,
+                    &url,
+                    headers,
+                    payload,
+                    authorization,
+                )?;
+                Ok((url, response))
+            }
+            other => {
+                let response = other?;
+                self.may_fall_back.set(false);
+                Ok((url, response))
+            }
+        }
+    }
+
+    /// Follows a GET's redirects (registries send blob downloads to
+    /// storage elsewhere with 307): at most [`MAX_REDIRECTS`], never in a
+    /// loop, only to http(s) URLs (plain HTTP only where a registry could be
+    /// plain HTTP too), and credentials go only to the origin they were
+    /// meant for.
+    fn follow(
+        &self,
+        method: &str,
+        url: &str,
+        mut response: Response,
+        headers: &[(&str, String)],
+        authorization: Option<String>,
+    ) -> Result<Response, ClientError> {
+        let origin = origin(url);
+        let mut chain = vec![url.to_string()];
+        while matches!(response.status().as_u16(), 301 | 302 | 303 | 307 | 308)
+        {
+            let refuse = |reason: String| ClientError::Redirect {
+                what: format!("{}: {method} {url}", self.reference),
+                reason,
+            };
+            let location = header(&response, "Location");
+            if location.is_empty() {
+                return Err(refuse(format!(
+                    "{} without a Location",
+                    response.status()
+                )));
+            }
+            // ANCHOR: follow
+            let current = chain.last().map_or(url, String::as_str);
+            let next = resolve(current, location);
+            let scheme = next.split_once("://").map(|(s, _)| s);
+            match scheme {
+                Some(s) if s.eq_ignore_ascii_case("https") => {}
+                Some(s) if s.eq_ignore_ascii_case("http") => {
+                    if !self.tls.allows_http(&authority(&next)) {
+                        return Err(refuse(format!(
+                            "refused a redirect to plain HTTP: {next}"
+                        )));
+                    }
+                }
+                _ => {
+                    return Err(refuse(format!(
+                        "refused a redirect to {next}: only http(s) is followed"
+                    )))
+                }
+            }
+            if chain.contains(&next) {
+                chain.push(next);
+                return Err(refuse(format!(
+                    "a redirect loop: {}",
+                    chain.join(" -> ")
+                )));
+            }
+            if chain.len() > MAX_REDIRECTS {
+                return Err(refuse(format!(
+                    "more than {MAX_REDIRECTS} redirects: {} -> {next}",
+                    chain.join(" -> ")
+                )));
+            }
+            // Blob storage elsewhere gets a pre-signed URL, not our password.
+            let same_origin = origin == self::origin(&next);
+            let auth = if same_origin {
+                authorization.clone()
+            } else {
+                None
+            };
+            response =
+                self.send_once(method, &next, headers, &Payload::Empty, auth)?;
+            chain.push(next);
+            // ANCHOR_END: follow
+        }
+        Ok(response)
+    }
+
     fn send_once(
         &self,
         method: &str,
@@ -220,11 +379,15 @@ impl<'c> Conn<'c> {
         payload: &Payload,
         authorization: Option<String>,
     ) -> Result<Response, ClientError> {
-        let http_error = |source: ureq::Error| ClientError::Http {
-            method: method.to_string(),
-            url: url.to_string(),
-            source: Box::new(source),
-        };
+        let http_error =
+            |source: ureq::Error| match certificate_problem(&source) {
+                Some(problem) => self.certificate_error(url, problem),
+                None => ClientError::Http {
+                    method: method.to_string(),
+                    url: url.to_string(),
+                    cause: Box::new(source),
+                },
+            };
         let mut builder = http::Request::builder().method(method).uri(url);
         for (name, value) in headers {
             builder = builder.header(*name, value);
@@ -282,6 +445,20 @@ impl<'c> Conn<'c> {
             }
         };
         result.map_err(http_error)
+    }
+
+    fn certificate_error(&self, url: &str, problem: String) -> ClientError {
+        let host = authority(url);
+        let hint = match &self.tls.certs_dir {
+            Some(dir) => dir.join(&host).join("ca.crt").display().to_string(),
+            None => format!("certs.d/{host}/ca.crt"),
+        };
+        ClientError::Certificate {
+            reference: self.reference.clone(),
+            registry: host,
+            problem,
+            hint,
+        }
     }
 
     fn authorization(&self, scope: Option<Scope>) -> Option<String> {
@@ -358,6 +535,15 @@ impl<'c> Conn<'c> {
         service: Option<&str>,
         scope: Option<&str>,
     ) -> Result<String, ClientError> {
+        if realm.starts_with("http://")
+            && !self.tls.allows_http(&authority(realm))
+        {
+            return Err(ClientError::Protocol {
+                what: format!("{}: token realm {realm}", self.reference),
+                reason: "refused to send credentials there in plain HTTP"
+                    .into(),
+            });
+        }
         let mut url = realm.to_string();
         let mut params = Vec::new();
         if let Some(service) = service {
@@ -388,7 +574,7 @@ impl<'c> Conn<'c> {
             .map_err(|source| ClientError::Http {
                 method: "GET".into(),
                 url: realm.to_string(),
-                source: Box::new(source),
+                cause: Box::new(source),
             })?;
         let answer: serde_json::Value =
             serde_json::from_str(&text).map_err(|err| {
@@ -462,6 +648,43 @@ pub fn header<'r>(response: &'r Response, name: &str) -> &'r str {
         .get(name)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
+}
+
+/// `host[:port]` of an absolute URL.
+pub fn authority(url: &str) -> String {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    // Credentials in a URL (user@host) are not part of the host.
+    let host = &rest[..end];
+    host.rsplit_once('@')
+        .map_or(host, |(_, h)| h)
+        .to_ascii_lowercase()
+}
+
+/// `scheme://host[:port]`: what must match for credentials to be sent.
+fn origin(url: &str) -> String {
+    let scheme = url.split_once("://").map_or("", |(s, _)| s);
+    format!("{}://{}", scheme.to_ascii_lowercase(), authority(url))
+}
+
+/// A Location resolved against the URL it came from.
+fn resolve(current: &str, location: &str) -> String {
+    if location.contains("://") {
+        return location.to_string();
+    }
+    let scheme = current.split_once("://").map_or("https", |(s, _)| s);
+    if let Some(rest) = location.strip_prefix("//") {
+        return format!("{scheme}://{rest}");
+    }
+    if location.starts_with('/') {
+        return format!("{scheme}://{}{location}", authority(current));
+    }
+    // A relative path: beside the current one.
+    let path = current.split(['?', '#']).next().unwrap_or(current);
+    match path.rfind('/') {
+        Some(i) if i > scheme.len() + 2 => format!("{}/{location}", &path[..i]),
+        _ => format!("{path}/{location}"),
+    }
 }
 
 /// `url` with `key=value` added to its query.

@@ -1,6 +1,6 @@
 //! Pushing images from the local store to a registry and pulling them back,
-//! over the OCI distribution API: with our registry, or any other that
-//! speaks plain HTTP on this machine (Debian's docker-registry, say).
+//! over the OCI distribution API: with our registry, Debian's
+//! docker-registry, or the registries people use (Docker Hub), over HTTPS.
 //!
 //! Every digest that arrives is checked: a manifest against the reference
 //! (when pulling by digest) and the registry's Docker-Content-Digest, every
@@ -8,15 +8,19 @@
 
 pub mod errors;
 pub mod http;
+pub mod platform;
 pub mod progress;
 pub mod pull;
 pub mod push;
+pub mod tls;
 
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::Path;
 
 pub use errors::ClientError;
+pub use platform::Platform;
+pub use tls::TlsOptions;
 
 use crate::digest::Digest;
 use crate::layout::ImageStore;
@@ -147,6 +151,8 @@ pub struct PullReport {
     pub reference: String,
     /// The name it has in the local store.
     pub local_name: String,
+    /// The platform chosen, when the reference led to an index.
+    pub platform: Option<String>,
     pub manifest: Digest,
     pub blobs_fetched: usize,
     /// Blobs the local store had already.
@@ -155,21 +161,35 @@ pub struct PullReport {
 }
 
 // ANCHOR: client
-/// A registry client: an HTTP agent, optional credentials, and whether to
-/// draw progress bars.
+/// A registry client: optional credentials, where to find CAs, the
+/// platform to pull, and whether to draw progress bars.
 pub struct Client {
-    agent: ureq::Agent,
     creds: Option<Credentials>,
+    tls: TlsOptions,
+    platform: Platform,
     quiet: bool,
 }
 
 impl Client {
     pub fn new(creds: Option<Credentials>) -> Client {
         Client {
-            agent: http::agent(),
             creds,
+            tls: TlsOptions::default(),
+            platform: Platform::host(),
             quiet: false,
         }
+    }
+
+    /// CAs (`certs.d`, `--ca-file`) and insecure registries.
+    pub fn tls(mut self, tls: TlsOptions) -> Client {
+        self.tls = tls;
+        self
+    }
+
+    /// The platform an index resolves to (default: this machine's).
+    pub fn platform(mut self, platform: Platform) -> Client {
+        self.platform = platform;
+        self
     }
 
     /// No progress bars (they are hidden anyway when stderr is no terminal).
@@ -196,23 +216,43 @@ impl Client {
         )
     }
 
-    /// Pulls `source` into `store` and names it `source.local_name()`.
+    /// Pulls `source` into `store` and names it as Docker shows it: the
+    /// familiar name (`busybox:latest` for Docker Hub's
+    /// `docker.io/library/busybox:latest`), others as written.
     pub fn pull(
         &self,
         store: &ImageStore,
         source: &Reference,
     ) -> Result<PullReport, ClientError> {
         let conn = self.connect(source)?;
-        pull::pull(&conn, &progress::Progress::new(self.quiet), store, source)
+        let local_name = match source.registry.as_deref() {
+            Some(crate::reference::DOCKER_HUB) => {
+                source.familiar().local_name()
+            }
+            _ => source.local_name(),
+        };
+        pull::pull(
+            &conn,
+            &progress::Progress::new(self.quiet),
+            store,
+            source,
+            &self.platform,
+            &local_name,
+        )
     }
 
     /// Checks that the registry (`127.0.0.1:5000`) accepts the credentials,
     /// as `docker login` does: the version check must answer 200.
     pub fn login_check(&self, registry: &str) -> Result<(), ClientError> {
-        let conn = http::Conn::new(&self.agent, self.creds.as_ref(), registry);
+        let conn = http::Conn::new(
+            &self.tls,
+            self.creds.as_ref(),
+            registry,
+            registry,
+        )?;
         let response =
             conn.call("GET", "/v2/", &[], http::Payload::Empty, None)?;
-        conn.expect(response, &[200], || format!("GET http://{registry}/v2/"))?;
+        conn.expect(response, &[200], || format!("GET {}/v2/", conn.base()))?;
         Ok(())
     }
 
@@ -225,7 +265,12 @@ impl Client {
                 reference: reference.to_string(),
             }
         })?;
-        Ok(http::Conn::new(&self.agent, self.creds.as_ref(), registry))
+        http::Conn::new(
+            &self.tls,
+            self.creds.as_ref(),
+            registry,
+            &reference.to_string(),
+        )
     }
 }
 // ANCHOR_END: client

@@ -9,6 +9,7 @@ use indicatif::ProgressBar;
 
 use super::errors::ClientError;
 use super::http::{header, Conn, Payload, Scope};
+use super::platform::Platform;
 use super::progress::Progress;
 use super::push::check_echoed_digest;
 use super::PullReport;
@@ -33,35 +34,43 @@ struct Fetched {
     digest: Digest,
 }
 
+/// Pulls `source` for `platform` into `store`, under `local_name`.
 pub fn pull(
     conn: &Conn,
     progress: &Progress,
     store: &ImageStore,
     source: &Reference,
+    platform: &Platform,
+    local_name: &str,
 ) -> Result<PullReport, ClientError> {
     conn.ping()?;
     let repository = source.repository.as_str();
     let mut fetched = fetch_manifest(
         conn,
-        repository,
+        source,
         &source.tag_or_digest(),
         source.digest.as_ref(),
     )?;
+    // Everything that can be refused is refused before the first blob is
+    // fetched: an index without this platform, a manifest we cannot read.
+    let mut chosen = None;
     if spec::is_index(&fetched.media_type) {
-        let child = choose_platform(source, &fetched.bytes)?;
+        let (child, entry) = choose_platform(source, &fetched.bytes, platform)?;
         fetched =
-            fetch_manifest(conn, repository, &child.to_string(), Some(&child))?;
+            fetch_manifest(conn, source, &child.to_string(), Some(&child))?;
+        chosen = Some(entry);
     }
     if !spec::is_manifest(&fetched.media_type) {
-        return Err(ClientError::Protocol {
-            what: format!("pulling {source}"),
-            reason: format!("{} is not an image manifest", fetched.media_type),
+        return Err(ClientError::MediaType {
+            reference: source.to_string(),
+            media_type: fetched.media_type,
         });
     }
     let manifest = spec::parse_manifest(&fetched.bytes)?;
     let mut report = PullReport {
         reference: source.to_string(),
-        local_name: source.local_name(),
+        local_name: local_name.to_string(),
+        platform: chosen.map(|p| p.to_string()),
         manifest: fetched.digest.clone(),
         blobs_fetched: 0,
         blobs_skipped: 0,
@@ -99,7 +108,7 @@ pub fn pull(
         &fetched.digest,
         fetched.bytes.len() as u64,
     );
-    store.tag(&source.local_name(), &desc)?;
+    store.tag(local_name, &desc)?;
     // ANCHOR_END: pull
     Ok(report)
 }
@@ -108,10 +117,11 @@ pub fn pull(
 /// pulling by digest, and against what the registry says it is.
 fn fetch_manifest(
     conn: &Conn,
-    repository: &str,
+    source: &Reference,
     reference: &str,
     pinned: Option<&Digest>,
 ) -> Result<Fetched, ClientError> {
+    let repository = source.repository.as_str();
     let what = || format!("GET manifest {repository}:{reference}");
     let response = conn.call(
         "GET",
@@ -139,7 +149,7 @@ fn fetch_manifest(
         .map_err(|source| ClientError::Http {
             method: "GET".into(),
             url: what(),
-            source: Box::new(source),
+            cause: Box::new(source),
         })?;
     let digest = Digest::of(&bytes);
     if let Some(pinned) = pinned {
@@ -157,6 +167,16 @@ fn fetch_manifest(
     let media_type =
         if spec::is_manifest(&content_type) || spec::is_index(&content_type) {
             content_type
+        } else if !matches!(
+            content_type.as_str(),
+            "" | "application/json" | "text/plain"
+        ) {
+            // Schema 1 (`…manifest.v1+prettyjws`), an artifact, anything else:
+            // named, not guessed at.
+            return Err(ClientError::MediaType {
+                reference: source.to_string(),
+                media_type: content_type,
+            });
         } else {
             // Some registries answer application/json: the body says what it is.
             let value: serde_json::Value =
@@ -189,32 +209,46 @@ pub fn host_platform() -> (&'static str, &'static str) {
     ("linux", arch)
 }
 
-/// The index entry for this machine's platform.
+// ANCHOR: choose_platform
+/// The index entry for `platform`: the best-ranked one (an exact match,
+/// else for arm an older variant), the first of equals.
 fn choose_platform(
     source: &Reference,
     index: &[u8],
-) -> Result<Digest, ClientError> {
+    platform: &Platform,
+) -> Result<(Digest, Platform), ClientError> {
     let index = spec::parse_index(index)?;
-    let (os, arch) = host_platform();
+    let mut best: Option<(usize, &oci_spec::image::Descriptor, Platform)> =
+        None;
     let mut available = Vec::new();
     for entry in index.manifests() {
-        if let Some(platform) = entry.platform() {
-            let (entry_os, entry_arch) = (
-                platform.os().to_string(),
-                platform.architecture().to_string(),
-            );
-            if entry_os == os && entry_arch == arch {
-                return Ok(spec::digest_of(entry)?);
+        let Some(p) = entry.platform() else { continue };
+        let candidate = Platform::new(
+            &p.os().to_string(),
+            &p.architecture().to_string(),
+            p.variant().as_deref().unwrap_or(""),
+        );
+        if let Some(rank) = platform.rank(&candidate) {
+            if best.as_ref().is_none_or(|(b, _, _)| rank < *b) {
+                best = Some((rank, entry, candidate.clone()));
             }
-            available.push(format!("{entry_os}/{entry_arch}"));
         }
+        available.push(candidate.to_string());
     }
-    Err(ClientError::NoPlatform {
-        reference: source.to_string(),
-        platform: format!("{os}/{arch}"),
-        available: available.join(", "),
-    })
+    match best {
+        Some((_, entry, chosen)) => Ok((spec::digest_of(entry)?, chosen)),
+        None => Err(ClientError::NoPlatform {
+            reference: source.to_string(),
+            platform: platform.to_string(),
+            available: if available.is_empty() {
+                "no platform named".into()
+            } else {
+                available.join(", ")
+            },
+        }),
+    }
 }
+// ANCHOR_END: choose_platform
 
 // ANCHOR: fetch_blob
 /// Downloads one blob into the store. It streams through the store's blob

@@ -36,6 +36,9 @@ pub enum RegistryError {
     #[error("private repositories ({0}) need a users file: nobody could ever pull them")]
     PrivateWithoutUsers(String),
 
+    #[error("TLS file {}: {reason}", path.display())]
+    Tls { path: PathBuf, reason: String },
+
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,

@@ -10,6 +10,7 @@ pub mod manifest;
 pub mod names;
 pub mod server;
 pub mod storage;
+pub mod tls;
 pub mod upload;
 
 use std::future::IntoFuture;
@@ -37,6 +38,8 @@ pub struct RegistryConfig {
     /// Repositories (and the names beneath them) that need credentials to
     /// pull from, too.
     pub private: Vec<String>,
+    /// Serve HTTPS with this certificate and key (PEM files).
+    pub tls: Option<tls::TlsFiles>,
 }
 
 impl RegistryConfig {
@@ -47,6 +50,7 @@ impl RegistryConfig {
             root: root.into(),
             users: None,
             private: Vec::new(),
+            tls: None,
         }
     }
 }
@@ -68,7 +72,14 @@ fn build_app(
         users,
         config.private.clone(),
         challenge,
-        format!("http://{addr}/token"),
+        format!(
+            "{}://{addr}/token",
+            if config.tls.is_some() {
+                "https"
+            } else {
+                "http"
+            }
+        ),
     )?;
     Ok(server::App {
         storage,
@@ -91,6 +102,7 @@ fn bind(addr: SocketAddr) -> Result<std::net::TcpListener, RegistryError> {
 /// [`shutdown`](RegistryHandle::shutdown) or drop.
 pub struct RegistryHandle {
     addr: SocketAddr,
+    tls: bool,
     stop: tokio::sync::watch::Sender<bool>,
     thread: Option<std::thread::JoinHandle<Result<(), RegistryError>>>,
 }
@@ -117,6 +129,7 @@ impl RegistryHandle {
                     source,
                 })?;
         let app = Arc::new(build_app(&config, challenge, addr)?);
+        let tls = config.tls.as_ref().map(tls::server_config).transpose()?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("registry")
@@ -127,7 +140,8 @@ impl RegistryHandle {
         let thread = std::thread::Builder::new()
             .name(format!("registry {addr}"))
             .spawn(move || {
-                let result = runtime.block_on(serve(listener, app, stopped));
+                let result =
+                    runtime.block_on(serve(listener, tls, app, stopped));
                 // Whatever is still running (a stalled upload) is dropped.
                 runtime.shutdown_timeout(Duration::from_millis(100));
                 result
@@ -135,6 +149,7 @@ impl RegistryHandle {
             .map_err(RegistryError::Runtime)?;
         Ok(RegistryHandle {
             addr,
+            tls: config.tls.is_some(),
             stop,
             thread: Some(thread),
         })
@@ -143,6 +158,15 @@ impl RegistryHandle {
     /// Where the registry listens (with the real port, when 0 was asked for).
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// `https` if it serves TLS, else `http`.
+    pub fn scheme(&self) -> &'static str {
+        if self.tls {
+            "https"
+        } else {
+            "http"
+        }
     }
 
     /// `127.0.0.1:PORT`, as a reference's registry part.
@@ -177,11 +201,31 @@ impl Drop for RegistryHandle {
 /// moment to finish.
 async fn serve(
     listener: std::net::TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
     app: Arc<server::App>,
-    mut stopped: tokio::sync::watch::Receiver<bool>,
+    stopped: tokio::sync::watch::Receiver<bool>,
 ) -> Result<(), RegistryError> {
     let listener = tokio::net::TcpListener::from_std(listener)
         .map_err(RegistryError::Runtime)?;
+    match tls {
+        Some(config) => {
+            let listener = tls::TlsListener::new(listener, config)
+                .map_err(RegistryError::Runtime)?;
+            serve_on(listener, app, stopped).await
+        }
+        None => serve_on(listener, app, stopped).await,
+    }
+}
+
+async fn serve_on<L>(
+    listener: L,
+    app: Arc<server::App>,
+    mut stopped: tokio::sync::watch::Receiver<bool>,
+) -> Result<(), RegistryError>
+where
+    L: axum::serve::Listener,
+    L::Addr: std::fmt::Debug,
+{
     let mut signal = stopped.clone();
     let graceful = axum::serve(listener, server::router(app))
         .with_graceful_shutdown(async move {

@@ -36,12 +36,16 @@ pub struct PodEvent {
     pub first_at: SystemTime,
     pub last_at: SystemTime,
     pub count: u32,
+    /// Orders events that happened at the same time: the recorder's
+    /// count of events when this one last happened.
+    pub seq: u64,
 }
 
 /// A pod's events, oldest first.
 #[derive(Debug, Clone, Default)]
 pub struct Events {
     list: Vec<PodEvent>,
+    recorded: u64,
 }
 
 /// How many events a pod keeps; older ones fall off, as the API server's
@@ -58,6 +62,8 @@ impl Events {
         field_path: Option<String>,
         message: String,
     ) {
+        self.recorded += 1;
+        let seq = self.recorded;
         if let Some(e) = self.list.iter_mut().find(|e| {
             e.type_ == type_
                 && e.reason == reason
@@ -66,6 +72,7 @@ impl Events {
         }) {
             e.count += 1;
             e.last_at = at;
+            e.seq = seq;
             return;
         }
         self.list.push(PodEvent {
@@ -76,6 +83,7 @@ impl Events {
             first_at: at,
             last_at: at,
             count: 1,
+            seq,
         });
         if self.list.len() > MAX_EVENTS {
             self.list.remove(0);
@@ -90,7 +98,7 @@ impl Events {
     /// Ordered as `describe` shows them: by the time each last happened.
     pub fn by_last_seen(&self) -> Vec<&PodEvent> {
         let mut v: Vec<&PodEvent> = self.list.iter().collect();
-        v.sort_by_key(|e| e.last_at);
+        v.sort_by_key(|e| (e.last_at, e.seq));
         v
     }
 }

@@ -18,7 +18,8 @@
 //! event names the worker's [`PodWorker::sandbox_id`], whenever the
 //! [`jobs::Waker`] names its uid, and when the time `sync` returned has
 //! come (or on a tick). To delete a pod call [`PodWorker::terminate`] and
-//! keep syncing until [`PodWorker::is_terminated`].
+//! keep syncing until [`PodWorker::is_terminated`]. [`Workers`] is that
+//! bookkeeping for a whole node.
 
 pub mod config;
 pub mod events;
@@ -27,7 +28,9 @@ pub mod jobs;
 pub mod probe;
 pub mod status;
 pub mod worker;
+pub mod workers;
 
 pub use config::NodeLayout;
 pub use events::{EventType, Events, PodEvent};
 pub use worker::{PodWorker, WorkerError, WorkerOptions};
+pub use workers::Workers;

@@ -59,11 +59,13 @@ pub enum Action {
     Unsupported(String),
 }
 
+// ANCHOR: defaults
 /// The kubelet's defaults (the API server fills them in).
 pub const DEFAULT_PERIOD: Duration = Duration::from_secs(10);
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1);
 pub const DEFAULT_SUCCESS_THRESHOLD: u32 = 1;
 pub const DEFAULT_FAILURE_THRESHOLD: u32 = 3;
+// ANCHOR_END: defaults
 
 /// How many tries in a row decide.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,6 +92,9 @@ pub struct ProbeSpec {
     pub period: Duration,
     pub timeout: Duration,
     pub thresholds: Thresholds,
+    /// The probe's own `terminationGracePeriodSeconds`, which overrides
+    /// the pod's when a failure kills the container.
+    pub grace: Option<Duration>,
 }
 
 fn seconds(v: Option<i32>, default: Duration) -> Duration {
@@ -182,6 +187,9 @@ impl ProbeSpec {
                 success,
                 failure: count(probe.failure_threshold, DEFAULT_FAILURE_THRESHOLD),
             },
+            grace: probe
+                .termination_grace_period_seconds
+                .map(|s| Duration::from_secs(s.max(0) as u64)),
         })
     }
 }
@@ -302,27 +310,13 @@ fn address(host: &Option<String>, port: u16, target: &Target) -> Result<SocketAd
 /// One try of a probe. Blocks for up to the probe's timeout, so the
 /// worker runs it on a [`super::jobs::Spawner`].
 pub fn run_once(spec: &ProbeSpec, target: &Target) -> Outcome {
+    let timeout = spec.timeout;
+    let connector = target.connector.as_ref();
     match &spec.action {
-        Action::Exec(cmd) => match target
-            .runtime
-            .exec_sync(&target.container_id, cmd, spec.timeout)
-        {
-            Ok(r) if r.exit_code == 0 => Outcome::Success,
-            Ok(r) => {
-                let mut out = r.stdout;
-                out.extend_from_slice(&r.stderr);
-                Outcome::Failure(String::from_utf8_lossy(&out).trim_end().to_string())
-            }
-            Err(CriError::DeadlineExceeded(d)) => Outcome::Failure(format!(
-                "command \"{}\" timed out after {}",
-                cmd.join(" "),
-                crate::backoff::go_duration(d)
-            )),
-            Err(e) => Outcome::Failure(e.to_string()),
-        },
+        Action::Exec(cmd) => exec(cmd, timeout, target),
         Action::TcpSocket { host, port } => match address(host, *port, target) {
             Err(m) => Outcome::Failure(m),
-            Ok(addr) => match target.connector.connect(addr, spec.timeout) {
+            Ok(addr) => match connector.connect(addr, timeout) {
                 Ok(_) => Outcome::Success,
                 Err(e) => Outcome::Failure(dial_error(addr, &e)),
             },
@@ -335,17 +329,37 @@ pub fn run_once(spec: &ProbeSpec, target: &Target) -> Outcome {
             headers,
         } => {
             if !scheme.eq_ignore_ascii_case("http") {
-                return Outcome::Failure(format!("{scheme} probes are not supported by this node"));
+                let why = format!("{scheme} probes are not supported here");
+                return Outcome::Failure(why);
             }
             match address(host, *port, target) {
                 Err(m) => Outcome::Failure(m),
-                Ok(addr) => http_get(target.connector.as_ref(), addr, path, headers, spec.timeout),
+                Ok(addr) => http_get(connector, addr, path, headers, timeout),
             }
         }
         Action::Unsupported(why) => Outcome::Failure(why.clone()),
     }
 }
 // ANCHOR_END: run_once
+
+/// An exec probe: the command's exit code decides, its output is the
+/// failure's message.
+fn exec(cmd: &[String], timeout: Duration, target: &Target) -> Outcome {
+    match target.runtime.exec_sync(&target.container_id, cmd, timeout) {
+        Ok(r) if r.exit_code == 0 => Outcome::Success,
+        Ok(r) => {
+            let mut out = r.stdout;
+            out.extend_from_slice(&r.stderr);
+            Outcome::Failure(String::from_utf8_lossy(&out).trim_end().to_string())
+        }
+        Err(CriError::DeadlineExceeded(d)) => Outcome::Failure(format!(
+            "command \"{}\" timed out after {}",
+            cmd.join(" "),
+            crate::backoff::go_duration(d)
+        )),
+        Err(e) => Outcome::Failure(e.to_string()),
+    }
+}
 
 /// The status code of an HTTP/1.1 GET, all of it within `timeout`.
 fn http_status(

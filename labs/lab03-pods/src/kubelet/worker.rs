@@ -351,7 +351,8 @@ impl PodWorker {
             // Try again in a second, as the pod worker's resync would.
             return Some(plus(now, Duration::from_secs(1)));
         }
-        let mut wake = None;
+        // ANCHOR: containers
+        let (policy, mut wake) = (self.policy(), None);
         // Init containers, one at a time, each to completion.
         let (inits, apps): (Vec<usize>, Vec<usize>) =
             (0..self.ctrs.len()).partition(|&i| self.ctrs[i].init);
@@ -360,7 +361,7 @@ impl PodWorker {
                 Progress::Exited(0) => continue,
                 Progress::Running => return earliest(self.probe(i), wake),
                 Progress::NotStarted => return earliest(self.start(i), wake),
-                Progress::Exited(_) if self.policy() == RestartPolicy::Never => {
+                Progress::Exited(_) if policy == RestartPolicy::Never => {
                     // Rule 1 of the phase: the pod has failed.
                     self.update_phase();
                     return None;
@@ -368,6 +369,7 @@ impl PodWorker {
                 Progress::Exited(_) => return earliest(self.restart(i), wake),
             }
         }
+        let restarts = |code| backoff::should_restart(policy, code);
         // Then every app container, started together. A container its
         // liveness probe has just killed is started again in the same
         // pass, as computePodActions puts it in both lists.
@@ -377,13 +379,12 @@ impl PodWorker {
             }
             let w = match self.ctrs[i].progress() {
                 Progress::NotStarted => self.start(i),
-                Progress::Exited(code) if backoff::should_restart(self.policy(), code) => {
-                    self.restart(i)
-                }
+                Progress::Exited(code) if restarts(code) => self.restart(i),
                 Progress::Running | Progress::Exited(_) => None,
             };
             wake = earliest(wake, w);
         }
+        // ANCHOR_END: containers
         self.update_phase();
         wake
     }
@@ -567,6 +568,8 @@ impl PodWorker {
         if let Some(t) = c.term.take() {
             c.last_state = Some(t);
         }
+        // And the logs of those two, for `logs` and `logs --previous`.
+        let _ = crate::logs::prune(&sandbox.config.log_directory, &name, attempt);
         c.created += 1;
         c.waiting = None;
         // The image is looked at again before each start, as the kubelet
@@ -656,6 +659,17 @@ impl PodWorker {
                 );
                 self.image_present(i, found.id);
                 None
+            }
+            Ok(None) if self.ctrs[i].spec.image_pull_policy.as_deref() == Some("Never") => {
+                let message =
+                    format!("Container image \"{image}\" is not present with pull policy of Never");
+                self.ctrs[i].waiting = Some(Waiting {
+                    reason: "ErrImageNeverPull".into(),
+                    message: Some(message.clone()),
+                });
+                self.event(EventType::Warning, "ErrImageNeverPull", path, message);
+                // Only a new image in the store can change this.
+                Some(Some(plus(now, Duration::from_secs(10))))
             }
             Ok(None) => {
                 let key = self.backoff_key(i, "/pull");
@@ -791,51 +805,52 @@ impl PodWorker {
         wake
     }
 
-    /// Counts a try's outcome in; true when it restarts the container.
+    // ANCHOR: on_outcome
+    /// Counts a try's outcome in and acts on the decision; true when it
+    /// restarts the container.
     fn on_outcome(&mut self, i: usize, p: usize, outcome: Outcome) -> bool {
         let name = self.ctrs[i].spec.name.clone();
         let path = self.ctrs[i].path();
         let prober = &mut self.ctrs[i].probes[p];
-        let kind = prober.spec.kind;
+        let (kind, t) = (prober.spec.kind, prober.spec.thresholds);
+        let grace = prober.spec.grace;
         let passed = outcome == Outcome::Success;
-        let decision = probe::decide(&mut prober.run, passed, prober.spec.thresholds);
+        let decision = probe::decide(&mut prober.run, passed, t);
+        if decision != Decision::Unchanged {
+            prober.result = Some(decision == Decision::Pass);
+        }
         if let Outcome::Failure(why) = outcome {
             let message = format!("{} probe failed: {why}", kind.as_str());
             self.event(EventType::Warning, "Unhealthy", path.clone(), message);
         }
-        let prober = &mut self.ctrs[i].probes[p];
+        let c = &mut self.ctrs[i];
         match (kind, decision) {
             (_, Decision::Unchanged) => false,
+            (ProbeKind::Liveness, Decision::Pass) => false,
+            // Readiness only ever sets `ready`.
             (ProbeKind::Readiness, d) => {
-                prober.result = Some(d == Decision::Pass);
-                self.ctrs[i].ready = d == Decision::Pass;
+                c.ready = d == Decision::Pass;
                 false
             }
+            // Started: liveness and readiness may begin.
             (ProbeKind::Startup, Decision::Pass) => {
-                prober.result = Some(true);
-                let c = &mut self.ctrs[i];
                 c.started = true;
-                c.ready = !c.probes.iter().any(|p| p.spec.kind == ProbeKind::Readiness);
+                let gated = |p: &Prober| p.spec.kind == ProbeKind::Readiness;
+                c.ready = !c.probes.iter().any(gated);
                 false
             }
-            (ProbeKind::Liveness, Decision::Pass) => {
-                prober.result = Some(true);
-                false
-            }
+            // Liveness or startup failed: kill it, the policy restarts it.
             (kind, Decision::Fail) => {
-                prober.result = Some(false);
-                let what = if kind == ProbeKind::Liveness {
-                    "liveness"
-                } else {
-                    "startup"
-                };
-                let message = format!("Container {name} failed {what} probe, will be restarted");
+                let what = kind.as_str().to_lowercase();
+                let message = format!("Container {name} failed {what} probe");
+                let message = message + ", will be restarted";
                 self.event(EventType::Normal, "Killing", path, message);
-                self.stop(i, self.grace());
+                self.stop(i, grace.unwrap_or_else(|| self.grace()));
                 true
             }
         }
     }
+    // ANCHOR_END: on_outcome
 
     /// Stops a container's current instance gracefully, off this thread.
     fn stop(&mut self, i: usize, grace: Duration) {

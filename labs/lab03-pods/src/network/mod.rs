@@ -37,6 +37,25 @@
 //! loopback, the bridge and the pods' veths, so its routing table knows
 //! the pod CIDR and nothing else. Pods on one node reach each other and
 //! the node (the gateway address), and nothing beyond.
+//!
+//! The bind mount is made in the caller's mount namespace. A process that
+//! makes a mount namespace of its own while it exists gets a copy, which
+//! holds the node's namespace until that process drops it (a container's
+//! `pivot_root` and unmount of the old root do); the node's pods die
+//! before the node anyway.
+//!
+//! How the runtime uses it:
+//!
+//! ```ignore
+//! use lab03::{ipam::node_cidr, network::NodeNetwork};
+//! let node = NodeNetwork::open_or_create(state_dir, "node-1", node_cidr(1))?;
+//! let netns = format!("/proc/{sandbox_pid}/ns/net");
+//! let pod = node.attach(&uid, netns.as_ref())?; // pod.ip: status.podIP
+//! // A probe from the node: the socket is made in the node's namespace.
+//! let conn = node.run_in(|| TcpStream::connect_timeout(&to, timeout))?;
+//! node.detach(&uid)?; // the pod is deleted
+//! node.destroy()?; // the node goes down
+//! ```
 
 use std::io;
 use std::net::Ipv4Addr;

@@ -1,0 +1,18 @@
+//! lab04: services.
+//!
+//! Chapter 4 of the kubelings book builds this crate on lab03 (pods). A
+//! Service gives a changing set of pods one address that never changes:
+//!
+//! - [`manifest`] and [`validate`]: Service YAML into `k8s-openapi`'s
+//!   types, checked as the API server checks it, with field paths.
+//! - [`selector`]: label selectors, equality- and set-based.
+//! - [`endpoints`]: the EndpointSlices the endpoint-slice controller makes
+//!   from a Service and the pods it selects.
+//! - [`allocator`]: ClusterIPs and NodePorts, from bitmaps as
+//!   kube-apiserver allocates them.
+
+pub mod allocator;
+pub mod endpoints;
+pub mod manifest;
+pub mod selector;
+pub mod validate;
