@@ -4,19 +4,29 @@
 //! `You've hit <hostname>`, so you can tell which container (later: which
 //! pod) served you. Binds 127.0.0.1 unless told otherwise; its image passes
 //! `--addr 0.0.0.0:8080`, which inside a container means the container's own
-//! network namespace.
+//! network namespace. `--unhealthy-after N` makes it the book's unhealthy
+//! kubia: from its N+1st request on it answers 500, which a liveness probe
+//! notices.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Requests answered so far.
+static REQUESTS: AtomicU64 = AtomicU64::new(0);
 
 fn main() {
     let mut addr = "127.0.0.1:8080".to_string();
+    let mut healthy_for = u64::MAX;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match (arg.as_str(), args.next()) {
             ("--addr", Some(value)) => addr = value,
+            ("--unhealthy-after", Some(n)) if n.parse::<u64>().is_ok() => {
+                healthy_for = n.parse().unwrap_or(u64::MAX)
+            }
             _ => {
-                eprintln!("usage: kubia [--addr HOST:PORT]");
+                eprintln!("usage: kubia [--addr HOST:PORT] [--unhealthy-after N]");
                 std::process::exit(2);
             }
         }
@@ -30,7 +40,7 @@ fn main() {
     };
     println!("Kubia server starting on {addr}...");
     for stream in listener.incoming().flatten() {
-        if let Err(e) = answer(stream) {
+        if let Err(e) = answer(stream, healthy_for) {
             eprintln!("kubia: {e}");
         }
     }
@@ -44,7 +54,7 @@ fn hostname() -> String {
 
 // ANCHOR: answer
 /// Reads the request head, answers, closes.
-fn answer(mut stream: TcpStream) -> std::io::Result<()> {
+fn answer(mut stream: TcpStream, healthy_for: u64) -> std::io::Result<()> {
     let peer = stream.peer_addr()?;
     let mut reader = BufReader::new(stream.try_clone()?);
     let mut line = String::new();
@@ -55,17 +65,26 @@ fn answer(mut stream: TcpStream) -> std::io::Result<()> {
         }
     }
     println!("Received request from {}", peer.ip());
-    let body = format!("You've hit {}\n", hostname());
+    let n = REQUESTS.fetch_add(1, Ordering::SeqCst) + 1;
+    let (status, body) = if n > healthy_for {
+        (
+            "500 Internal Server Error",
+            "I'm not well. Please restart me!\n".into(),
+        )
+    } else {
+        ("200 OK", format!("You've hit {}\n", hostname()))
+    };
     write!(
         stream,
         concat!(
-            "HTTP/1.1 200 OK\r\n",
+            "HTTP/1.1 {}\r\n",
             "Content-Type: text/plain\r\n",
             "Content-Length: {}\r\n",
             "Connection: close\r\n",
             "\r\n",
             "{}"
         ),
+        status,
         body.len(),
         body
     )?;

@@ -1,0 +1,79 @@
+//! The images the demo, `density` and `bench` run: kubia (built from its
+//! Dockerfile, as chapter 2's demo does) and a busybox image for the
+//! sidecar and the crashing container, both into a store of their own.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use lab01::RootfsBuilder;
+use lab02::home::Home;
+use lab02::layout::ImageStore;
+
+/// kubia's Dockerfile (the book shows the file).
+const KUBIA_DOCKERFILE: &str = include_str!("../kubia/Dockerfile");
+/// Busybox's programs, no entrypoint: pods say what to run.
+const BUSYBOX_DOCKERFILE: &str = "FROM scratch\nCOPY . /\nCMD [\"sh\"]\n";
+
+/// The book's unhealthy kubia: the same program, told to fail from its
+/// sixth request on.
+const UNHEALTHY_DOCKERFILE: &str = "FROM scratch\nCOPY . /\nEXPOSE 8080\n\
+    ENTRYPOINT [\"/kubia\", \"--addr\", \"0.0.0.0:8080\", \"--unhealthy-after\", \"5\"]\n";
+
+pub const KUBIA: &str = "kubia:v1";
+pub const KUBIA_UNHEALTHY: &str = "kubia-unhealthy:v1";
+pub const BUSYBOX: &str = "busybox:1";
+
+/// The kubia binary beside this program (cargo builds them together).
+pub fn kubia_binary() -> Result<PathBuf> {
+    std::env::current_exe()?
+        .with_file_name("kubia")
+        .canonicalize()
+        .context("no kubia binary beside ch03: build it first (cargo build --bin kubia)")
+}
+
+fn build(
+    home: &Home,
+    store: &ImageStore,
+    dockerfile: &str,
+    context: &Path,
+    tag: &str,
+) -> Result<()> {
+    let steps = lab02::build::parse(dockerfile)?;
+    lab02::build::build(home, store, &steps, context, tag, &mut |_| {})
+        .with_context(|| format!("build {tag}"))?;
+    Ok(())
+}
+
+/// Builds kubia and busybox into `home`'s store (scratch space in `work`).
+pub fn build_all(home: &Home, work: &Path) -> Result<()> {
+    let store = ImageStore::open(&home.images())?;
+    let kubia = work.join("kubia-context");
+    RootfsBuilder::empty()
+        .binary(kubia_binary()?, "/kubia")
+        .build(&kubia)
+        .context("kubia's build context")?;
+    build(home, &store, KUBIA_DOCKERFILE, &kubia, KUBIA)?;
+    build(home, &store, UNHEALTHY_DOCKERFILE, &kubia, KUBIA_UNHEALTHY)?;
+    let busybox = work.join("busybox-context");
+    RootfsBuilder::new()
+        .busybox(true)
+        .programs([
+            "wget", "sh", "sleep", "cat", "ls", "hostname", "ip", "ifconfig", "nc", "date",
+        ])
+        .build(&busybox)
+        .context("busybox's build context")?;
+    build(home, &store, BUSYBOX_DOCKERFILE, &busybox, BUSYBOX)?;
+    Ok(())
+}
+
+/// `ch03 images`: the three images into `home`'s store.
+pub fn build_here(home: &Home) -> Result<u8> {
+    let work = tempfile::Builder::new()
+        .prefix("kubelings-images-")
+        .tempdir()?;
+    build_all(home, work.path())?;
+    for tag in [KUBIA, KUBIA_UNHEALTHY, BUSYBOX] {
+        println!("{tag}");
+    }
+    Ok(0)
+}
