@@ -303,13 +303,7 @@ impl Container {
         drop((sync_read, report_write, status_write, joins, plan, exe));
 
         let mut container = Container::new(name, init, status_read, cg, spec);
-        if spec.has(Namespace::User) {
-            write_id_maps(init)?;
-        }
-        if let Some(cg) = &container.cgroup {
-            cg.add(init.as_raw())?;
-        }
-        enter_cgroups(&spec.cgroup_dirs, init)?;
+        container.place(spec)?;
         let go = nix::unistd::write(&sync_write, &[1]);
         go.map_err(|e| Error::sys("start the container", e))?;
         // Open until init reports: the child checks we are still here.
@@ -318,6 +312,17 @@ impl Container {
         started.map(|()| container)
     }
     // ANCHOR_END: spawn
+
+    /// Before init goes on: its user namespace's ID maps, and its cgroups.
+    fn place(&self, spec: &ContainerSpec) -> Result<()> {
+        if spec.has(Namespace::User) {
+            write_id_maps(self.init)?;
+        }
+        if let Some(cg) = &self.cgroup {
+            cg.add(self.init.as_raw())?;
+        }
+        enter_cgroups(&spec.cgroup_dirs, self.init)
+    }
 
     fn new(
         name: &str,
