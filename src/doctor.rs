@@ -81,29 +81,11 @@ impl VmTools {
     pub fn find(host: &Host) -> VmTools {
         VmTools {
             qemu: host.qemu.clone(),
-            kernel: vm_kernel(),
+            kernel: kubelings_probe::vm_kernel(),
             busybox: find_program("busybox"),
             cpio: find_program("cpio"),
         }
     }
-}
-
-fn vm_kernel() -> Option<PathBuf> {
-    if let Some(k) = std::env::var_os("KUBELINGS_VM_KERNEL") {
-        return Some(PathBuf::from(k));
-    }
-    let mut found: Vec<PathBuf> = std::fs::read_dir("/boot")
-        .ok()?
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| {
-            p.file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with("vmlinuz-"))
-                && std::fs::File::open(p).is_ok()
-        })
-        .collect();
-    found.sort_by_key(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok());
-    found.pop()
 }
 
 /// The two tiers of lab01's cgroup tests: on this machine's own layout,

@@ -2,7 +2,7 @@
 //! self-checks use to decide whether they can run here.
 
 use std::fmt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// What a self-check needs from the machine before it can run at all.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -227,6 +227,26 @@ pub fn solved(id: &str) -> bool {
         Err(_) => true,
         Ok(list) => list.split(',').any(|s| s == "*" || s == id),
     }
+}
+
+/// The kernel the pure cgroup v2 VM tier boots: `KUBELINGS_VM_KERNEL`,
+/// else the newest readable /boot/vmlinuz-* (Debian's linux-image-amd64).
+pub fn vm_kernel() -> Option<PathBuf> {
+    if let Some(k) = std::env::var_os("KUBELINGS_VM_KERNEL") {
+        return Some(PathBuf::from(k));
+    }
+    let mut found: Vec<PathBuf> = std::fs::read_dir("/boot")
+        .ok()?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("vmlinuz-"))
+                && std::fs::File::open(p).is_ok()
+        })
+        .collect();
+    found.sort_by_key(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok());
+    found.pop()
 }
 
 #[cfg(test)]

@@ -183,8 +183,9 @@ impl Cgroup {
     }
 }
 
-/// The kernel may still be tearing down the last task for a moment (EBUSY).
-fn rmdir_patiently(dir: &Path) -> std::io::Result<()> {
+/// Removes an empty cgroup directory; the kernel may still be tearing
+/// down the last task for a moment (EBUSY), so it tries again a while.
+pub fn rmdir_patiently(dir: &Path) -> std::io::Result<()> {
     let mut wait = Duration::from_micros(100);
     for _ in 0..20 {
         match std::fs::remove_dir(dir) {

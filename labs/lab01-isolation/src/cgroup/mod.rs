@@ -21,7 +21,7 @@ pub mod v1;
 pub mod v2;
 
 #[cfg(target_os = "linux")]
-pub use live::{find_leftovers, own_memory_limit, Cgroup};
+pub use live::{find_leftovers, own_memory_limit, rmdir_patiently, Cgroup};
 
 /// Which cgroup layout a setting is meant for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]

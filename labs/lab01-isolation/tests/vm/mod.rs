@@ -20,21 +20,7 @@ pub fn skip(why: &str) -> bool {
 /// The kernel to boot: `KUBELINGS_VM_KERNEL`, else the newest readable
 /// /boot/vmlinuz-* (Debian's linux-image-amd64).
 pub fn kernel() -> Option<PathBuf> {
-    if let Some(k) = std::env::var_os("KUBELINGS_VM_KERNEL") {
-        return Some(PathBuf::from(k));
-    }
-    let mut found: Vec<PathBuf> = std::fs::read_dir("/boot")
-        .ok()?
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| {
-            p.file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with("vmlinuz-"))
-                && std::fs::File::open(p).is_ok()
-        })
-        .collect();
-    found.sort_by_key(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok());
-    found.pop()
+    lab01::probe::vm_kernel()
 }
 
 /// The test executable of lab01's `tests/<name>.rs`, built from the current

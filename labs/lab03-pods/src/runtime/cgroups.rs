@@ -347,18 +347,5 @@ fn rmdir_tree(dir: &Path) -> Result<(), CgroupError> {
             }
         }
     }
-    // The kernel may still be tearing down the last task a moment (EBUSY).
-    let mut wait = Duration::from_micros(100);
-    for _ in 0..30 {
-        match std::fs::remove_dir(dir) {
-            Ok(()) => return Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-            Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
-                std::thread::sleep(wait);
-                wait = (wait * 2).min(Duration::from_millis(50));
-            }
-            Err(e) => return Err(io("remove cgroup", dir)(e)),
-        }
-    }
-    std::fs::remove_dir(dir).map_err(io("remove cgroup", dir))
+    lab01::cgroup::rmdir_patiently(dir).map_err(io("remove cgroup", dir))
 }
