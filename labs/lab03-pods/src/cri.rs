@@ -134,6 +134,21 @@ pub struct PodSandboxFilter {
     pub label_selector: Labels,
 }
 
+impl PodSandboxFilter {
+    /// Whether a sandbox passes: every field set matches, and every
+    /// selector label is among the sandbox's.
+    pub fn matches(&self, id: &str, state: PodSandboxState, labels: &Labels) -> bool {
+        self.id.as_deref().is_none_or(|f| f == id)
+            && self.state.is_none_or(|f| f == state)
+            && selects(&self.label_selector, labels)
+    }
+}
+
+/// Equality on every pair of the selector, as the CRI's filters ask.
+fn selects(selector: &Labels, labels: &Labels) -> bool {
+    selector.iter().all(|(k, v)| labels.get(k) == Some(v))
+}
+
 /// CRI `ContainerMetadata`.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ContainerMetadata {
@@ -246,6 +261,23 @@ pub struct ContainerFilter {
     pub sandbox_id: Option<String>,
     pub state: Option<ContainerState>,
     pub label_selector: Labels,
+}
+
+impl ContainerFilter {
+    /// Whether a container passes: every field set matches, and every
+    /// selector label is among the container's.
+    pub fn matches(
+        &self,
+        id: &str,
+        sandbox_id: &str,
+        state: ContainerState,
+        labels: &Labels,
+    ) -> bool {
+        self.id.as_deref().is_none_or(|f| f == id)
+            && self.sandbox_id.as_deref().is_none_or(|f| f == sandbox_id)
+            && self.state.is_none_or(|f| f == state)
+            && selects(&self.label_selector, labels)
+    }
 }
 
 /// CRI `ContainerEventResponse`'s event types.

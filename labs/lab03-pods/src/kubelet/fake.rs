@@ -234,10 +234,6 @@ fn not_found(kind: &'static str, id: &str) -> CriError {
     }
 }
 
-fn matches(labels: &Labels, selector: &Labels) -> bool {
-    selector.iter().all(|(k, v)| labels.get(k) == Some(v))
-}
-
 impl RuntimeService for FakeRuntime {
     fn version(&self) -> VersionResponse {
         VersionResponse {
@@ -327,11 +323,7 @@ impl RuntimeService for FakeRuntime {
         let s = self.lock();
         Ok(s.sandboxes
             .iter()
-            .filter(|(id, b)| {
-                filter.id.as_ref().is_none_or(|f| f == *id)
-                    && filter.state.is_none_or(|f| f == b.state)
-                    && matches(&b.config.labels, &filter.label_selector)
-            })
+            .filter(|(id, b)| filter.matches(id, b.state, &b.config.labels))
             .map(|(id, b)| PodSandbox {
                 id: id.clone(),
                 metadata: b.config.metadata.clone(),
@@ -488,15 +480,7 @@ impl RuntimeService for FakeRuntime {
         let s = self.tick();
         Ok(s.containers
             .iter()
-            .filter(|(id, c)| {
-                filter.id.as_ref().is_none_or(|f| f == *id)
-                    && filter
-                        .sandbox_id
-                        .as_ref()
-                        .is_none_or(|f| *f == c.sandbox_id)
-                    && filter.state.is_none_or(|f| f == c.state)
-                    && matches(&c.config.labels, &filter.label_selector)
-            })
+            .filter(|(id, c)| filter.matches(id, &c.sandbox_id, c.state, &c.config.labels))
             .map(|(id, c)| ContainerInfo {
                 id: id.clone(),
                 sandbox_id: c.sandbox_id.clone(),

@@ -367,10 +367,6 @@ impl Inner {
     }
 }
 
-fn labels_match(selector: &Labels, labels: &Labels) -> bool {
-    selector.iter().all(|(k, v)| labels.get(k) == Some(v))
-}
-
 /// A new random id: 32 hex digits.
 fn new_id() -> CriResult<String> {
     let mut bytes = [0u8; 16];
@@ -564,11 +560,7 @@ impl RuntimeService for LinuxRuntime {
         let mut list: Vec<PodSandbox> = tables
             .sandboxes
             .iter()
-            .filter(|(id, rec)| {
-                filter.id.as_ref().is_none_or(|f| f == *id)
-                    && filter.state.is_none_or(|s| s == rec.state)
-                    && labels_match(&filter.label_selector, &rec.config.labels)
-            })
+            .filter(|(id, rec)| filter.matches(id, rec.state, &rec.config.labels))
             .map(|(id, rec)| PodSandbox {
                 id: id.clone(),
                 metadata: rec.config.metadata.clone(),
@@ -713,15 +705,7 @@ impl RuntimeService for LinuxRuntime {
         let mut list: Vec<ContainerInfo> = tables
             .containers
             .iter()
-            .filter(|(id, rec)| {
-                filter.id.as_ref().is_none_or(|f| f == *id)
-                    && filter
-                        .sandbox_id
-                        .as_ref()
-                        .is_none_or(|s| *s == rec.sandbox_id)
-                    && filter.state.is_none_or(|s| s == rec.state)
-                    && labels_match(&filter.label_selector, &rec.config.labels)
-            })
+            .filter(|(id, rec)| filter.matches(id, &rec.sandbox_id, rec.state, &rec.config.labels))
             .map(|(id, rec)| ContainerInfo {
                 id: id.clone(),
                 sandbox_id: rec.sandbox_id.clone(),
