@@ -14,5 +14,6 @@
 pub mod allocator;
 pub mod endpoints;
 pub mod manifest;
+pub mod proxy;
 pub mod selector;
 pub mod validate;
