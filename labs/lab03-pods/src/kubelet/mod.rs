@@ -1,6 +1,7 @@
 //! The node agent's pod logic: what the kubelet does with a pod once it is
 //! on its node, driving a runtime only through [`crate::cri`].
 //!
+//! - [`cluster`]: what a node knows of Services and the cluster's DNS.
 //! - [`config`]: a Pod into the CRI's sandbox and container configs.
 //! - [`worker`]: one [`PodWorker`] per pod, a non-blocking step function
 //!   that creates the sandbox, runs init containers in order, starts and
@@ -21,6 +22,7 @@
 //! keep syncing until [`PodWorker::is_terminated`]. [`Workers`] is that
 //! bookkeeping for a whole node.
 
+pub mod cluster;
 pub mod config;
 pub mod events;
 pub mod fake;
@@ -30,6 +32,7 @@ pub mod status;
 pub mod worker;
 pub mod workers;
 
+pub use cluster::PodEnvironment;
 pub use config::NodeLayout;
 pub use events::{EventType, Events, PodEvent};
 pub use worker::{PodWorker, WorkerError, WorkerOptions};

@@ -15,6 +15,7 @@ use std::time::{Duration, SystemTime};
 use k8s_openapi::api::core::v1::{Container, ContainerStateTerminated, Pod, PodCondition};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
+use super::cluster::{self, PodEnvironment};
 use super::config::{self, ConfigError, NodeLayout, PodIdentity};
 use super::events::{field_path, EventType, Events};
 use super::jobs::{self, Inline, Job, Poll, Spawner, Waker};
@@ -39,6 +40,8 @@ pub struct WorkerOptions {
     /// How httpGet and tcpSocket probes connect.
     pub connector: Arc<dyn Connector>,
     pub host_ip: Option<Ipv4Addr>,
+    /// Services and DNS for the pods' sandboxes and containers.
+    pub environment: Option<Arc<dyn PodEnvironment>>,
 }
 
 impl WorkerOptions {
@@ -53,6 +56,7 @@ impl WorkerOptions {
             waker: Arc::new(|_: &str| {}),
             connector: Arc::new(Direct),
             host_ip: None,
+            environment: None,
         }
     }
 
@@ -397,8 +401,11 @@ impl PodWorker {
                 std::fs::create_dir_all(&dir)
                     .map_err(|e| format!("making emptyDir {}: {e}", dir.display()))?;
             }
-            let config = config::sandbox_config(&self.pod, &self.opts.layout, 0)
+            let mut config = config::sandbox_config(&self.pod, &self.opts.layout, 0)
                 .map_err(|e| e.to_string())?;
+            if let Some(env) = &self.opts.environment {
+                config.dns_config = env.dns_config(&self.pod);
+            }
             let id = self
                 .runtime
                 .run_pod_sandbox(&config)
@@ -524,7 +531,13 @@ impl PodWorker {
             attempt,
             &self.opts.layout,
         ) {
-            Ok(c) => c,
+            Ok(mut c) => {
+                // Services that exist now; later ones reach it by DNS only.
+                if let Some(env) = &self.opts.environment {
+                    cluster::merge_env(&mut c.envs, env.service_env(&self.pod));
+                }
+                c
+            }
             Err(e) => return self.create_failed(i, "CreateContainerConfigError", e.to_string()),
         };
         let sandbox = self.sandbox.clone()?;
