@@ -7,10 +7,10 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use chapters::{daemon, layout, node, printers, protocol};
 use clap::{Parser, Subcommand};
 use lab02::home::Home;
 
-mod backend;
 mod bench;
 mod commands;
 mod containerd;
@@ -18,17 +18,10 @@ mod containerd;
 #[allow(dead_code)]
 #[path = "../common/mod.rs"]
 mod common;
-mod daemon;
 mod demo;
 mod density;
 mod images;
-mod layout;
-mod linux_node;
-mod node;
-mod printers;
-mod protocol;
 mod run;
-mod tabwriter;
 
 #[derive(Parser)]
 #[command(

@@ -1,0 +1,21 @@
+//! What the chapter programs share. Chapter 3's node (its supervising
+//! process, directory, control protocol and printers) is here rather than
+//! in `ch03` alone, because chapter 4's program runs the same node, with
+//! Services, a proxy and a DNS server beside its pods.
+
+#[path = "ch03/backend.rs"]
+pub mod backend;
+#[path = "ch03/daemon.rs"]
+pub mod daemon;
+#[path = "ch03/layout.rs"]
+pub mod layout;
+#[path = "ch03/linux_node.rs"]
+pub mod linux_node;
+#[path = "ch03/node.rs"]
+pub mod node;
+#[path = "ch03/printers.rs"]
+pub mod printers;
+#[path = "ch03/protocol.rs"]
+pub mod protocol;
+#[path = "ch03/tabwriter.rs"]
+pub mod tabwriter;
