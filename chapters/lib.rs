@@ -5,6 +5,8 @@
 
 #[path = "ch03/backend.rs"]
 pub mod backend;
+#[path = "ch03/commands.rs"]
+pub mod commands;
 #[path = "ch03/daemon.rs"]
 pub mod daemon;
 #[path = "ch03/layout.rs"]
@@ -17,5 +19,13 @@ pub mod node;
 pub mod printers;
 #[path = "ch03/protocol.rs"]
 pub mod protocol;
+#[path = "ch04/proxies.rs"]
+pub mod proxies;
+#[path = "ch04/service_node.rs"]
+pub mod service_node;
+#[path = "ch04/printers.rs"]
+pub mod service_printers;
+#[path = "ch04/services.rs"]
+pub mod services;
 #[path = "ch03/tabwriter.rs"]
 pub mod tabwriter;

@@ -25,7 +25,7 @@ use lab03::ipam::Cidr;
 use crate::protocol::PodView;
 
 /// What the node needs to start.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Settings {
     pub name: String,
     pub cidr: Cidr,
@@ -37,6 +37,8 @@ pub struct Settings {
     pub images: Home,
     /// The crash-loop back-off's first delay.
     pub backoff_base: Duration,
+    /// What pods learn of the cluster (chapter 4's Services and DNS).
+    pub environment: Option<Arc<dyn lab03::kubelet::PodEnvironment>>,
 }
 
 /// A running node: its network, runtime and pod workers.
@@ -54,6 +56,10 @@ pub trait Backend: Send + Sync {
     fn runtime(&self) -> Result<Arc<dyn RuntimeService>>;
     /// Stops every pod and removes the node's network and state.
     fn shutdown(&self) -> Result<()>;
+    /// The node's network namespace (a bind-mounted file), if it has one.
+    fn netns(&self) -> Option<PathBuf> {
+        None
+    }
 }
 
 /// Starts a node: the network (found again if a killed node left it), the

@@ -118,6 +118,7 @@ pub fn run(args: Args) -> Result<u8> {
         name: "bench".into(),
         cidr: lab03::ipam::node_cidr(1),
         backoff_base_ms: 10_000,
+        proxy: Default::default(),
     };
     dir.write_config(&config)?;
     let node = crate::node::Node::start(dir.clone(), config, &home)?;

@@ -19,6 +19,7 @@ use lab03::ipam::Cidr;
 use crate::layout::{NodeConfig, NodeDir};
 use crate::node::{Node, POLL};
 use crate::protocol::{self, Client, ExecRequest, Request, Response};
+use crate::service_node::{ProxyMode, ServiceNode};
 
 #[derive(clap::Subcommand)]
 pub enum NodeCommand {
@@ -44,6 +45,10 @@ pub struct UpArgs {
     /// kubelet's: 10000).
     #[arg(long, default_value_t = 10_000, value_name = "MS")]
     backoff_base_ms: u64,
+    /// How Services reach their pods (chapter 4): rules in the kernel, or
+    /// a process that copies bytes.
+    #[arg(long, value_enum, default_value_t = ProxyMode::Nftables)]
+    proxy: ProxyMode,
 }
 
 pub fn node(home: &Home, name: &str, cmd: NodeCommand) -> Result<u8> {
@@ -74,6 +79,7 @@ fn up(home: &Home, name: &str, args: UpArgs) -> Result<u8> {
         name: name.to_string(),
         cidr: args.cidr.unwrap_or_else(|| lab03::ipam::node_cidr(1)),
         backoff_base_ms: args.backoff_base_ms,
+        proxy: args.proxy,
     };
     dir.write_config(&config)?;
     let _ = std::fs::remove_file(dir.socket());
@@ -156,13 +162,22 @@ fn serve(home: &Home, name: &str) -> Result<u8> {
     // Termination signals go to one thread that turns them into a stop.
     let signals = lab01::signals::block_termination_signals();
     std::fs::write(dir.pid_file(), format!("{}\n", std::process::id()))?;
-    let node = match Node::start(dir.clone(), config, home) {
+    let services = Arc::new(ServiceNode::new(&dir.root, name));
+    let proxy = config.proxy;
+    let environment: Arc<dyn lab03::kubelet::PodEnvironment> = services.clone();
+    let node = match Node::start_with(dir.clone(), config, home, Some(environment)) {
         Ok(node) => Arc::new(node),
         Err(e) => {
             let _ = std::fs::remove_file(dir.pid_file());
             return Err(e);
         }
     };
+    if let Some(netns) = node.backend().netns() {
+        let node_ip = node.config.cidr.gateway();
+        if let Err(e) = services.start_proxy(proxy, &netns, node_ip) {
+            eprintln!("node {name}: no Services: {e:#}");
+        }
+    }
     let stop = Arc::new(Stop::default());
     {
         let stop = stop.clone();
@@ -187,14 +202,24 @@ fn serve(home: &Home, name: &str) -> Result<u8> {
                 }
                 Err(e) => eprintln!("node {name}: read the manifests: {e:#}"),
             }
+            let pods: Vec<_> = node.pods().into_iter().map(|v| v.pod).collect();
+            match services.sync(&pods) {
+                Ok(problems) => {
+                    for p in problems {
+                        eprintln!("node {name}: {p}");
+                    }
+                }
+                Err(e) => eprintln!("node {name}: Services: {e:#}"),
+            }
             last_sync = Instant::now();
         }
         match listener.accept() {
             Ok((stream, _)) => {
                 let node = node.clone();
                 let stop = stop.clone();
+                let services = services.clone();
                 std::thread::spawn(move || {
-                    if let Err(e) = answer(&node, &stream, &stop) {
+                    if let Err(e) = answer(&node, &services, &stream, &stop) {
                         let _ = protocol::send(&stream, &Response::Error(format!("{e:#}")), &[]);
                     }
                 });
@@ -206,7 +231,8 @@ fn serve(home: &Home, name: &str) -> Result<u8> {
         }
     }
     eprintln!("node {name}: stopping every pod");
-    let result = node.stop();
+    let stopped_proxy = services.shutdown();
+    let result = node.stop().and(stopped_proxy);
     let _ = std::fs::remove_dir_all(&dir.root);
     let outcome = match &result {
         Ok(()) => Response::Done,
@@ -229,7 +255,7 @@ struct Stop {
 }
 
 /// One connection: requests until it closes.
-fn answer(node: &Node, stream: &UnixStream, stop: &Stop) -> Result<()> {
+fn answer(node: &Node, services: &ServiceNode, stream: &UnixStream, stop: &Stop) -> Result<()> {
     let mut reader = BufReader::new(stream.try_clone()?);
     let mut line = String::new();
     while reader.read_line(&mut line)? > 0 {
@@ -241,6 +267,9 @@ fn answer(node: &Node, stream: &UnixStream, stop: &Stop) -> Result<()> {
                 protocol::send(stream, &Response::Pong { pid }, &[])?;
             }
             Request::Pods => protocol::send(stream, &Response::Pods(node.pods()), &[])?,
+            Request::Services => {
+                protocol::send(stream, &Response::Services(services.views()), &[])?
+            }
             Request::Exec(req) => return exec(node, stream, &req),
             Request::Shutdown => {
                 // The main loop stops the pods; the answer goes when the

@@ -234,6 +234,7 @@ pub fn run(_args: Args) -> Result<u8> {
         name: "node-1".into(),
         cidr: lab03::ipam::node_cidr(1),
         backoff_base_ms: DEMO_BACKOFF_MS,
+        proxy: Default::default(),
     };
     step(
         1,

@@ -84,6 +84,7 @@ pub fn measure(home: &Home, root: &std::path::Path, n: u64) -> Result<Figures> {
         name: "node-1".into(),
         cidr: lab03::ipam::node_cidr(1),
         backoff_base_ms: 10_000,
+        proxy: Default::default(),
     };
     let running = Running::start(dir, config, home)?;
     let node = running.node.clone();

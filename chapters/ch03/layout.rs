@@ -33,6 +33,9 @@ pub struct NodeConfig {
     /// The crash-loop back-off's first delay, in milliseconds (the
     /// kubelet's is 10 s; the demo and tests shorten it).
     pub backoff_base_ms: u64,
+    /// The Services' proxy (chapter 4); older nodes' files have none.
+    #[serde(default)]
+    pub proxy: crate::service_node::ProxyMode,
 }
 
 impl NodeDir {

@@ -86,6 +86,7 @@ pub fn start(settings: &Settings) -> Result<Box<dyn Backend>> {
         ..BackoffPolicy::KUBELET
     };
     options.host_ip = Some(network.gateway());
+    options.environment = settings.environment.clone();
     {
         let wake = wake.clone();
         options.waker = Arc::new(move |uid: &str| {
@@ -276,6 +277,10 @@ impl Linux {
 }
 
 impl Backend for Linux {
+    fn netns(&self) -> Option<std::path::PathBuf> {
+        Some(self.network.netns_path().to_path_buf())
+    }
+
     fn add(&self, pod: Pod) -> Result<()> {
         let uid = pod.metadata.uid.clone().context("a pod without a uid")?;
         let rt = self.rt()?;

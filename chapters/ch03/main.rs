@@ -7,12 +7,11 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use chapters::{daemon, layout, node, printers, protocol};
+use chapters::{commands, daemon, layout, node, printers, protocol};
 use clap::{Parser, Subcommand};
 use lab02::home::Home;
 
 mod bench;
-mod commands;
 mod containerd;
 // Only its `cli` part is used here.
 #[allow(dead_code)]

@@ -80,7 +80,18 @@ fn hex(bytes: &[u8]) -> String {
 impl Node {
     /// Starts the node's parts (network, runtime, pod workers).
     pub fn start(dir: NodeDir, config: NodeConfig, images: &lab02::home::Home) -> Result<Node> {
+        Node::start_with(dir, config, images, None)
+    }
+
+    /// Starts the node with what its pods learn of the cluster.
+    pub fn start_with(
+        dir: NodeDir,
+        config: NodeConfig,
+        images: &lab02::home::Home,
+        environment: Option<std::sync::Arc<dyn lab03::kubelet::PodEnvironment>>,
+    ) -> Result<Node> {
         let settings = Settings {
+            environment,
             name: config.name.clone(),
             cidr: config.cidr,
             dir: dir.root.clone(),

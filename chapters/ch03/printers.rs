@@ -241,7 +241,7 @@ fn rfc1123z(t: &Time) -> String {
     t.0.format("%a, %d %b %Y %H:%M:%S %z").to_string()
 }
 
-fn map_lines(out: &mut String, title: &str, map: Option<&BTreeMap<String, String>>) {
+pub fn map_lines(out: &mut String, title: &str, map: Option<&BTreeMap<String, String>>) {
     match map.filter(|m| !m.is_empty()) {
         None => {
             let _ = writeln!(out, "{title}:\t<none>");
@@ -542,6 +542,13 @@ pub fn describe_pod(pod: &Pod, events: &[Event], now: SystemTime) -> String {
     let _ = writeln!(out, "QoS Class:\t{qos}");
     let _ = writeln!(out, "Node-Selectors:\t<none>");
     let _ = writeln!(out, "Tolerations:\t<none>");
+    events_lines(&mut out, events, now);
+    // kubectl's describe writer: minimum width 0, padding 2.
+    align(&out, 0, 2)
+}
+
+/// The Events section that ends every `describe`.
+pub fn events_lines(out: &mut String, events: &[Event], now: SystemTime) {
     if events.is_empty() {
         let _ = writeln!(out, "Events:\t<none>");
     } else {
@@ -565,8 +572,6 @@ pub fn describe_pod(pod: &Pod, events: &[Event], now: SystemTime) -> String {
             );
         }
     }
-    // kubectl's describe writer: minimum width 0, padding 2.
-    align(&out, 0, 2)
 }
 
 #[cfg(test)]

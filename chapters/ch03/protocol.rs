@@ -22,6 +22,8 @@ pub enum Request {
     Ping,
     /// Every pod with its status and events.
     Pods,
+    /// Every Service with its EndpointSlices and events (chapter 4).
+    Services,
     /// Run a command in a container of a pod.
     Exec(ExecRequest),
     /// Stop every pod, remove the node, exit.
@@ -55,6 +57,7 @@ pub enum Response {
         pid: u32,
     },
     Pods(Vec<PodView>),
+    Services(Vec<crate::service_node::ServiceView>),
     /// The exec runs; its descriptors came with this line, in the order
     /// stdin, stdout, stderr of those that are `true`.
     ExecStarted {

@@ -47,6 +47,7 @@ pub fn run(home: &Home, args: Args) -> Result<u8> {
         name: "node-1".into(),
         cidr: args.cidr,
         backoff_base_ms: 10_000,
+        proxy: Default::default(),
     };
     let running = Running::start(dir, config, home)?;
     running.apply(&name, &text)?;
