@@ -9,6 +9,8 @@ pub mod backend;
 pub mod commands;
 #[path = "ch03/daemon.rs"]
 pub mod daemon;
+#[path = "ch03/images.rs"]
+pub mod images;
 #[path = "ch03/layout.rs"]
 pub mod layout;
 #[path = "ch03/linux_node.rs"]

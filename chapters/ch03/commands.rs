@@ -21,69 +21,69 @@ use crate::protocol::{Client, ExecRequest, PodView, Request, Response};
 pub struct ApplyArgs {
     /// The manifest (YAML or JSON); `-` reads standard input.
     #[arg(short = 'f', long = "filename", value_name = "FILE")]
-    file: PathBuf,
+    pub file: PathBuf,
 }
 
 #[derive(clap::Args)]
 pub struct GetArgs {
     /// `pods` (or `pod`, `po`).
-    resource: String,
+    pub resource: String,
     /// Only these pods.
-    names: Vec<String>,
+    pub names: Vec<String>,
     /// `wide` adds IP, NODE, NOMINATED NODE and READINESS GATES.
     #[arg(short = 'o', long = "output", value_name = "FORMAT")]
-    output: Option<String>,
+    pub output: Option<String>,
 }
 
 #[derive(clap::Args)]
 pub struct DescribeArgs {
     /// `pod` (or `pods`, `po`).
-    resource: String,
-    name: String,
+    pub resource: String,
+    pub name: String,
 }
 
 #[derive(clap::Args)]
 pub struct LogsArgs {
-    pod: String,
+    pub pod: String,
     /// The container (default: the pod's first).
     #[arg(short = 'c', long)]
-    container: Option<String>,
+    pub container: Option<String>,
     /// Keep printing what it writes until it ends.
     #[arg(short = 'f', long)]
-    follow: bool,
+    pub follow: bool,
     /// The log of the previous instance (before the last restart).
     #[arg(short = 'p', long)]
-    previous: bool,
+    pub previous: bool,
     /// Only the last N lines.
     #[arg(long, value_name = "N")]
-    tail: Option<usize>,
+    pub tail: Option<usize>,
     /// Each line with its time.
     #[arg(long)]
-    timestamps: bool,
+    pub timestamps: bool,
 }
 
 #[derive(clap::Args)]
 pub struct ExecArgs {
-    pod: String,
+    pub pod: String,
     /// The container (default: the pod's first).
     #[arg(short = 'c', long)]
-    container: Option<String>,
+    pub container: Option<String>,
     /// Pass standard input to the command.
     #[arg(short = 'i', long)]
-    stdin: bool,
+    pub stdin: bool,
     /// Give it a terminal.
     #[arg(short = 't', long)]
-    tty: bool,
+    pub tty: bool,
     /// The command and its arguments (after `--`).
     #[arg(last = true, required = true)]
-    command: Vec<String>,
+    pub command: Vec<String>,
 }
 
 #[derive(clap::Args)]
 pub struct DeleteArgs {
     /// `pod` (or `pods`, `po`).
-    resource: String,
-    name: String,
+    pub resource: String,
+    pub name: String,
 }
 
 fn pods_resource(resource: &str) -> Result<()> {
@@ -94,7 +94,7 @@ fn pods_resource(resource: &str) -> Result<()> {
 }
 
 /// The node, which must be up.
-fn running_node(home: &Home, name: &str) -> Result<NodeDir> {
+pub fn running_node(home: &Home, name: &str) -> Result<NodeDir> {
     let dir = NodeDir::of(home, name)?;
     dir.read_config()?;
     if dir.live_pid().is_none() {
@@ -189,8 +189,15 @@ pub fn apply(home: &Home, node: &str, args: ApplyArgs) -> Result<u8> {
     };
     let pods = check(&text, &source)?;
     let dir = running_node(home, node)?;
-    let existing = manifests(&dir)?;
-    for pod in &pods {
+    apply_pods(&dir, &pods, &text)
+}
+
+/// Writes checked pods into the node's manifest directory, one file each
+/// (a single pod as the reader wrote it, comments and all).
+pub fn apply_pods(dir: &NodeDir, pods: &[Pod], text: &str) -> Result<u8> {
+    let node = &dir.name;
+    let existing = manifests(dir)?;
+    for pod in pods {
         let name = pod.metadata.name.clone().unwrap_or_default();
         if existing.iter().any(|(_, n)| *n == name) {
             bail!(
@@ -199,11 +206,10 @@ pub fn apply(home: &Home, node: &str, args: ApplyArgs) -> Result<u8> {
             );
         }
     }
-    for pod in &pods {
+    for pod in pods {
         let name = pod.metadata.name.clone().unwrap_or_default();
-        // One file per pod, as the reader wrote it (comments and all).
         let body = if pods.len() == 1 {
-            text.clone()
+            text.to_string()
         } else {
             serde_json::to_string_pretty(pod)?
         };

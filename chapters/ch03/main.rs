@@ -7,7 +7,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use chapters::{commands, daemon, layout, node, printers, protocol};
+use chapters::{commands, daemon, images, layout, node, printers, protocol};
 use clap::{Parser, Subcommand};
 use lab02::home::Home;
 
@@ -19,7 +19,6 @@ mod containerd;
 mod common;
 mod demo;
 mod density;
-mod images;
 mod run;
 
 #[derive(Parser)]
