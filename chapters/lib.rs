@@ -23,6 +23,8 @@ pub mod printers;
 pub mod protocol;
 #[path = "ch04/proxies.rs"]
 pub mod proxies;
+#[path = "ch03/running.rs"]
+pub mod running;
 #[path = "ch04/service_node.rs"]
 pub mod service_node;
 #[path = "ch04/printers.rs"]

@@ -7,7 +7,6 @@
 //! probe restarts the book's unhealthy kubia.
 
 use std::collections::BTreeSet;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,8 +14,9 @@ use anyhow::{bail, Context, Result};
 use lab02::home::Home;
 
 use crate::layout::{NodeConfig, NodeDir};
-use crate::node::{Node, POLL};
+use crate::node::Node;
 use crate::protocol::PodView;
+pub use chapters::running::Running;
 
 #[derive(clap::Args)]
 pub struct Args {}
@@ -77,67 +77,6 @@ fn step(n: u32, what: &str) {
 fn say(text: &str) {
     for line in text.lines() {
         println!("    {line}");
-    }
-}
-
-/// A running node whose manifest directory is looked at in the
-/// background, stopped (every pod, its network) when dropped.
-pub struct Running {
-    pub node: Arc<Node>,
-    stop: Arc<AtomicBool>,
-    syncer: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Running {
-    pub fn start(dir: NodeDir, config: NodeConfig, images: &Home) -> Result<Running> {
-        dir.write_config(&config)?;
-        let node = Arc::new(Node::start(dir, config, images)?);
-        let stop = Arc::new(AtomicBool::new(false));
-        let syncer = {
-            let (node, stop) = (node.clone(), stop.clone());
-            std::thread::spawn(move || {
-                while !stop.load(Ordering::SeqCst) {
-                    if let Ok(problems) = node.sync() {
-                        for p in problems {
-                            eprintln!("node: {p}");
-                        }
-                    }
-                    std::thread::sleep(POLL);
-                }
-            })
-        };
-        Ok(Running {
-            node,
-            stop,
-            syncer: Some(syncer),
-        })
-    }
-
-    /// Writes a manifest into the node's directory (what `apply` does).
-    pub fn apply(&self, name: &str, text: &str) -> Result<()> {
-        crate::commands::check(text, name)?;
-        crate::layout::write_atomically(&self.node.dir.manifest(name), text.as_bytes())
-    }
-
-    pub fn shutdown(mut self) -> Result<()> {
-        self.halt()
-    }
-
-    fn halt(&mut self) -> Result<()> {
-        self.stop.store(true, Ordering::SeqCst);
-        if let Some(t) = self.syncer.take() {
-            let _ = t.join();
-            return self.node.stop();
-        }
-        Ok(())
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        if let Err(e) = self.halt() {
-            eprintln!("stop the node: {e:#}");
-        }
     }
 }
 

@@ -6,14 +6,19 @@
 //! `--addr 0.0.0.0:8080`, which inside a container means the container's own
 //! network namespace. `--unhealthy-after N` makes it the book's unhealthy
 //! kubia: from its N+1st request on it answers 500, which a liveness probe
-//! notices.
+//! notices. `GET /ready` answers 200 while it is ready and 503 once a
+//! `POST /ready` with body `false` made it not ready (`true` makes it ready
+//! again): chapter 4's readiness probe and demo use it.
 
+use std::io::Read;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 /// Requests answered so far.
 static REQUESTS: AtomicU64 = AtomicU64::new(0);
+/// What `GET /ready` says.
+static READY: AtomicBool = AtomicBool::new(true);
 
 fn main() {
     let mut addr = "127.0.0.1:8080".to_string();
@@ -57,12 +62,24 @@ fn hostname() -> String {
 fn answer(mut stream: TcpStream, healthy_for: u64) -> std::io::Result<()> {
     let peer = stream.peer_addr()?;
     let mut reader = BufReader::new(stream.try_clone()?);
+    let mut request = String::new();
+    reader.read_line(&mut request)?;
+    let mut length = 0usize;
     let mut line = String::new();
     loop {
         line.clear();
         if reader.read_line(&mut line)? == 0 || line == "\r\n" || line == "\n" {
             break;
         }
+        let lower = line.to_ascii_lowercase();
+        if let Some(v) = lower.strip_prefix("content-length:") {
+            length = v.trim().parse().unwrap_or(0);
+        }
+    }
+    let mut words = request.split_whitespace();
+    let (method, path) = (words.next().unwrap_or(""), words.next().unwrap_or("/"));
+    if path == "/ready" {
+        return readiness(stream, reader, method, length.min(16));
     }
     println!("Received request from {}", peer.ip());
     let n = REQUESTS.fetch_add(1, Ordering::SeqCst) + 1;
@@ -91,3 +108,28 @@ fn answer(mut stream: TcpStream, healthy_for: u64) -> std::io::Result<()> {
     stream.flush()
 }
 // ANCHOR_END: answer
+
+/// `GET /ready`: 200 or 503; `POST /ready` with `true` or `false` sets it.
+fn readiness(
+    mut stream: TcpStream,
+    mut reader: BufReader<TcpStream>,
+    method: &str,
+    length: usize,
+) -> std::io::Result<()> {
+    if method == "POST" {
+        let mut body = vec![0u8; length];
+        reader.read_exact(&mut body)?;
+        READY.store(body.trim_ascii() != b"false", Ordering::SeqCst);
+    }
+    let (status, body) = if READY.load(Ordering::SeqCst) {
+        ("200 OK", "ready\n")
+    } else {
+        ("503 Service Unavailable", "not ready\n")
+    };
+    write!(
+        stream,
+        "HTTP/1.1 {status}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )?;
+    stream.flush()
+}
