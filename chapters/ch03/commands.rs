@@ -130,7 +130,13 @@ fn find(dir: &NodeDir, name: &str) -> Result<PodView> {
 /// with line and column or the field's path) and pass validation.
 pub fn check(text: &str, source: &str) -> Result<Vec<Pod>> {
     let pods = lab03::manifest::parse_pods(text).with_context(|| source.to_string())?;
-    for pod in &pods {
+    validate_pods(&pods, source)?;
+    Ok(pods)
+}
+
+/// kube-apiserver's validation of each pod, in kubectl's wording.
+pub fn validate_pods(pods: &[Pod], source: &str) -> Result<()> {
+    for pod in pods {
         let errors = lab03::validate::validate_pod(pod);
         if errors.is_empty() {
             continue;
@@ -146,7 +152,7 @@ pub fn check(text: &str, source: &str) -> Result<Vec<Pod>> {
             list.join("\n* ")
         );
     }
-    Ok(pods)
+    Ok(())
 }
 // ANCHOR_END: check
 

@@ -87,9 +87,7 @@ fn say(text: &str) {
 /// What `count` requests from the client pod to `url` met: each hostname
 /// that answered, and how many failed.
 fn hits(node: &Node, url: &str, count: u32) -> Result<(BTreeMap<String, u32>, u32)> {
-    let script = format!(
-        "for i in $(seq {count}); do wget -q -O- -T 2 {url} || echo FAILED; done"
-    );
+    let script = format!("for i in $(seq {count}); do wget -q -O- -T 2 {url} || echo FAILED; done");
     let (out, _) = node.exec_sync("client", "main", &["sh", "-c", &script])?;
     let mut seen = BTreeMap::new();
     let mut failed = 0;
@@ -155,9 +153,13 @@ fn apply_service(store: &ServiceStore, text: &str, source: &str) -> Result<Strin
 
 pub fn run(args: Args) -> Result<u8> {
     if !nix::unistd::geteuid().is_root() {
-        bail!("the demo makes a node (network namespace, mounts, cgroups, rules): run it with sudo");
+        bail!(
+            "the demo makes a node (network namespace, mounts, cgroups, rules): run it with sudo"
+        );
     }
-    let work = tempfile::Builder::new().prefix("kubelings-demo-").tempdir()?;
+    let work = tempfile::Builder::new()
+        .prefix("kubelings-demo-")
+        .tempdir()?;
     let home = Home::at(work.path().join("home"));
     chapters::images::build_all(&home, work.path())?;
     let dir = NodeDir::at(&work.path().join("node"), "node-1");
@@ -171,10 +173,16 @@ pub fn run(args: Args) -> Result<u8> {
         ProxyMode::Userspace => "userspace",
         ProxyMode::Nftables => "nftables",
     };
-    step(1, &format!("start a node with the {mode} proxy and a DNS server"));
+    step(
+        1,
+        &format!("start a node with the {mode} proxy and a DNS server"),
+    );
     let running = Running::start_with(dir.clone(), config, &home, true)?;
     let node = running.node.clone();
-    let services: Arc<ServiceNode> = running.services.clone().context("a node without Services")?;
+    let services: Arc<ServiceNode> = running
+        .services
+        .clone()
+        .context("a node without Services")?;
     let store = ServiceStore::of(&dir.root);
     running.apply("client", &client_pod("client"))?;
     for name in PODS {
@@ -206,29 +214,55 @@ pub fn run(args: Args) -> Result<u8> {
         .skip_while(|l| !l.starts_with("Name:"))
         .collect::<Vec<_>>()
         .join("\n");
-    say(&format!("nslookup kubia (search path default.svc.cluster.local):\n{answer}"));
+    say(&format!(
+        "nslookup kubia (search path default.svc.cluster.local):\n{answer}"
+    ));
 
-    step(5, "environment variables: only for Services older than the container");
+    step(
+        5,
+        "environment variables: only for Services older than the container",
+    );
     let (env, _) = node.exec_sync("client", "main", &["sh", "-c", "env | grep ^KUBIA_ | sort"])?;
     say(&format!(
         "client (started before the Service): {}",
-        if env.trim().is_empty() { "no KUBIA_ variables" } else { env.trim() }
+        if env.trim().is_empty() {
+            "no KUBIA_ variables"
+        } else {
+            env.trim()
+        }
     ));
     running.apply("client-2", &client_pod("client-2"))?;
-    node.wait_for("client-2", Duration::from_secs(30), |v| lab04::endpoints::pod_ready(&v.pod))?;
-    let (env, _) = node.exec_sync("client-2", "main", &["sh", "-c", "env | grep ^KUBIA_SERVICE | sort"])?;
+    node.wait_for("client-2", Duration::from_secs(30), |v| {
+        lab04::endpoints::pod_ready(&v.pod)
+    })?;
+    let (env, _) = node.exec_sync(
+        "client-2",
+        "main",
+        &["sh", "-c", "env | grep ^KUBIA_SERVICE | sort"],
+    )?;
     say(&format!("client-2 (started after it):\n{}", env.trim()));
 
     step(6, "sessionAffinity: ClientIP pins the client to one pod");
-    say(&apply_service(&store, AFFINITY, "kubia-svc-client-ip.yaml")?);
+    say(&apply_service(
+        &store,
+        AFFINITY,
+        "kubia-svc-client-ip.yaml",
+    )?);
     // The proxy picks the change up at its next sync.
     std::thread::sleep(Duration::from_millis(600));
     let pinned = hits(&node, &url, 30)?;
-    say(&format!("{} pod(s) answered {} requests", pinned.0.len(), 30 - pinned.1));
+    say(&format!(
+        "{} pod(s) answered {} requests",
+        pinned.0.len(),
+        30 - pinned.1
+    ));
     say(&apply_service(&store, SERVICE, "kubia-svc.yaml")?);
     std::thread::sleep(Duration::from_millis(600));
 
-    step(7, "kubia-2 fails its readiness probe: no traffic until it passes");
+    step(
+        7,
+        "kubia-2 fails its readiness probe: no traffic until it passes",
+    );
     let pod_ip = |name: &str| -> Result<String> {
         node.pod(name)
             .and_then(|v| v.pod.status?.pod_ip)
@@ -236,7 +270,11 @@ pub fn run(args: Args) -> Result<u8> {
     };
     let set_ready = |value: &str| -> Result<()> {
         let target = format!("http://{}:8080/ready", pod_ip("kubia-2")?);
-        node.exec_sync("client", "main", &["wget", "-q", "-O-", "--post-data", value, &target])?;
+        node.exec_sync(
+            "client",
+            "main",
+            &["wget", "-q", "-O-", "--post-data", value, &target],
+        )?;
         Ok(())
     };
     set_ready("false")?;
@@ -248,7 +286,10 @@ pub fn run(args: Args) -> Result<u8> {
     say("kubia-2 ready again");
     say(&summary(&url, 30, &hits(&node, &url, 30)?));
 
-    step(8, "kubia-3 is deleted: its endpoint leaves, no request fails");
+    step(
+        8,
+        "kubia-3 is deleted: its endpoint leaves, no request fails",
+    );
     std::fs::remove_file(dir.manifest("kubia-3"))?;
     wait_endpoints(&services, 2)?;
     say(&summary(&url, 30, &hits(&node, &url, 30)?));
@@ -256,9 +297,16 @@ pub fn run(args: Args) -> Result<u8> {
     while node.pod("kubia-3").is_some() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(50));
     }
-    say(&format!("the ClusterIP is still {}: {}", ip, cluster_ip(&services)? == ip));
+    say(&format!(
+        "the ClusterIP is still {}: {}",
+        ip,
+        cluster_ip(&services)? == ip
+    ));
 
-    step(9, "stop the node: pods, the proxy's rules, the DNS server, the network");
+    step(
+        9,
+        "stop the node: pods, the proxy's rules, the DNS server, the network",
+    );
     running.shutdown()?;
     say("nothing left: no rule, address, namespace, mount, cgroup or process");
     Ok(0)

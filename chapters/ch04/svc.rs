@@ -122,20 +122,24 @@ pub fn apply(home: &Home, node: &str, args: ApplyArgs) -> Result<u8> {
     let mut services = Vec::new();
     let mut pod_list = Vec::new();
     let docs = lab03::manifest::documents(&text).with_context(|| source.clone())?;
-    for (i, doc) in docs.iter().enumerate().filter(|(_, d)| !d.is_null()) {
-        let where_ = format!("{source}: document {}", i + 1);
-        let json = serde_json::to_string(doc)?;
+    for (i, doc) in docs.into_iter().enumerate().filter(|(_, d)| !d.is_null()) {
         match doc.get("kind").and_then(|k| k.as_str()) {
-            Some("Service") => {
-                services.push(lab04::manifest::parse_service(&json).with_context(|| where_)?)
-            }
-            Some("Pod") => pod_list.extend(pods::check(&json, &where_)?),
-            Some(other) => {
-                bail!("{where_}: kind {other:?} is not one this node keeps (Service, Pod)")
-            }
-            None => bail!("{where_}: Object 'Kind' is missing"),
+            Some("Service") => services.push(
+                lab03::manifest::object_from_tree::<Service>(i + 1, doc)
+                    .with_context(|| source.clone())?,
+            ),
+            Some("Pod") => pod_list.push(
+                lab03::manifest::object_from_tree::<Pod>(i + 1, doc)
+                    .with_context(|| source.clone())?,
+            ),
+            Some(other) => bail!(
+                "{source}: document {}: kind {other:?} is not one this node keeps (Service, Pod)",
+                i + 1
+            ),
+            None => bail!("{source}: document {}: Object 'Kind' is missing", i + 1),
         }
     }
+    pods::validate_pods(&pod_list, &source)?;
     if services.is_empty() && pod_list.is_empty() {
         bail!("{source}: no objects passed to apply");
     }
@@ -269,27 +273,27 @@ pub fn get(home: &Home, node: &str, args: GetArgs) -> Result<u8> {
         );
     }
     let dir = pods::running_node(home, node)?;
-    let mut all = views(&dir)?;
+    // The kept Services are the truth (the API server's store); slices are
+    // what the node computed from them.
+    let mut services = ServiceStore::of(&dir.root).list()?;
+    let mut slices: Vec<_> = views(&dir)?.into_iter().flat_map(|v| v.slices).collect();
     if !args.names.is_empty() {
-        all.retain(|v| {
-            args.names
-                .iter()
-                .any(|n| v.service.metadata.name.as_deref() == Some(n))
+        let wanted = |name: Option<&String>| args.names.iter().any(|n| Some(n) == name);
+        services.retain(|s| wanted(s.metadata.name.as_ref()));
+        slices.retain(|s| {
+            let label = s.metadata.labels.as_ref();
+            wanted(label.and_then(|l| l.get(lab04::endpoints::SERVICE_NAME_LABEL)))
+                || wanted(s.metadata.name.as_ref())
         });
         if let Kind::Services = which {
             for n in &args.names {
-                if !all
-                    .iter()
-                    .any(|v| v.service.metadata.name.as_deref() == Some(n))
-                {
+                if !services.iter().any(|s| s.metadata.name.as_ref() == Some(n)) {
                     bail!("services {n:?} not found");
                 }
             }
         }
     }
     let now = SystemTime::now();
-    let services: Vec<Service> = all.iter().map(|v| v.service.clone()).collect();
-    let slices: Vec<_> = all.iter().flat_map(|v| v.slices.clone()).collect();
     match (which, args.output.as_deref()) {
         (Kind::Services, None) => print!("{}", printers::get_services(&services, false, now)),
         (Kind::Services, Some("wide")) => {
@@ -347,10 +351,18 @@ pub fn describe(home: &Home, node: &str, args: DescribeArgs) -> Result<u8> {
         Kind::Slices => bail!("describe knows services and pods"),
         Kind::Services => {
             let dir = pods::running_node(home, node)?;
+            let service = ServiceStore::of(&dir.root)
+                .get("default", &args.name)?
+                .with_context(|| format!("services {:?} not found", args.name))?;
             let view = views(&dir)?
                 .into_iter()
                 .find(|v| v.service.metadata.name.as_deref() == Some(args.name.as_str()))
-                .with_context(|| format!("services {:?} not found", args.name))?;
+                .unwrap_or(ServiceView {
+                    service: service.clone(),
+                    slices: Vec::new(),
+                    events: Vec::new(),
+                });
+            let view = ServiceView { service, ..view };
             print!(
                 "{}",
                 printers::describe_service(

@@ -161,7 +161,8 @@ fn yaml_trees(text: &str) -> Result<Vec<Value>, ManifestError> {
     Ok(trees)
 }
 
-fn object_from_tree<T>(document: usize, mut tree: Value) -> Result<T, ManifestError>
+/// One document's tree as a `T`, strictly; `document` (from 1) is named in errors.
+pub fn object_from_tree<T>(document: usize, mut tree: Value) -> Result<T, ManifestError>
 where
     T: Resource + DeserializeOwned + Serialize,
 {
