@@ -5,17 +5,17 @@
 //! ```text
 //!  node netns
 //!  ┌────────────────────────────────────────────────────────────┐
-//!  │ kube-svc0 (dummy) 198.19.0.10/32 …   UserspaceProxy        │
+//!  │ kube-svc0 198.19.0.10/32 …           UserspaceProxy        │
 //!  │        ▲ accept on 198.19.0.10:80 ──► pick ──► connect     │
 //!  │ kube0 198.18.N.1 ◄──────── copy both ways ────────┘        │
 //!  └───┼─────────────────────────────────────────┼──────────────┘
 //!   client pod                              endpoint pod
 //! ```
 //!
-//! - Every ClusterIP is a /32 on the dummy device [`DEVICE`], so the
-//!   node's kernel delivers what a pod sends there to a local socket (IPVS
-//!   mode does the same with `kube-ipvs0`). Sockets are made in the node's
-//!   namespace by [`run_in`], then handed to tokio.
+//! - Every ClusterIP is a /32 on the device [`DEVICE`], so the node's
+//!   kernel delivers what a pod sends there to a local socket (IPVS mode
+//!   does the same with its dummy device `kube-ipvs0`). Sockets are made
+//!   in the node's namespace by [`run_in`], then handed to tokio.
 //! - TCP: one listener per Service port (and one on the node's address
 //!   for a NodePort); each connection is spliced to an endpoint the
 //!   port's [`RoundRobin`] picks, the next one if a connect fails, with
@@ -51,7 +51,10 @@ use super::{
     ServiceTable, SyncReport,
 };
 
-/// The dummy device that holds the ClusterIPs in the node's namespace.
+/// The device that holds the ClusterIPs in the node's namespace: a
+/// bridge with no ports, which forwards nothing and is only there to own
+/// addresses. (IPVS mode uses a dummy device; not every kernel has the
+/// dummy driver, every kernel that runs pods has bridges.)
 pub const DEVICE: &str = "kube-svc0";
 
 /// How long each connect to an endpoint may take, one per attempt: the
