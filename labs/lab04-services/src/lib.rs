@@ -10,6 +10,9 @@
 //!   from a Service and the pods it selects.
 //! - [`allocator`]: ClusterIPs and NodePorts, from bitmaps as
 //!   kube-apiserver allocates them.
+//! - [`proxy::userspace`]: kube-proxy's first mode, a process that owns
+//!   the ClusterIPs and copies bytes to an endpoint [`proxy::pick`] picks
+//!   (round robin, ClientIP affinity).
 
 pub mod allocator;
 pub mod endpoints;

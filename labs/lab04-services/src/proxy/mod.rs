@@ -10,6 +10,10 @@
 //!   bytes to a chosen endpoint;
 //! - `nftables`: rules in the kernel that rewrite the destination (DNAT).
 
+pub mod pick;
+#[cfg(target_os = "linux")]
+pub mod userspace;
+
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::Ipv4Addr;
