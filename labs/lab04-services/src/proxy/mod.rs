@@ -20,6 +20,9 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 
 use crate::endpoints::SERVICE_NAME_LABEL;
 
+#[cfg(target_os = "linux")]
+pub mod nftables;
+
 /// A transport protocol a Service port may use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Protocol {
