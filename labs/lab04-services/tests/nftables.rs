@@ -165,6 +165,55 @@ fn the_ruleset_of_a_small_table() {
     insta::assert_snapshot!(text);
 }
 
+/// Breaks lines longer than `width` at spaces, ending each broken part
+/// with ` \\`: nft reads that as one line, so the text stays a ruleset.
+fn wrap(text: &str, width: usize) -> String {
+    let mut out = String::new();
+    for line in text.lines() {
+        let mut current = String::new();
+        for word in line.split(' ') {
+            if !current.is_empty() && current.len() + word.len() + 3 > width {
+                out.push_str(&format!("{current} \\\n"));
+                current = format!("    {word}");
+                continue;
+            }
+            if !current.is_empty() {
+                current.push(' ');
+            }
+            current.push_str(word);
+        }
+        out.push_str(&current);
+        out.push('\n');
+    }
+    out
+}
+
+/// The book's example: two pods behind kubia, the same two behind
+/// kubia-sticky (ClientIP affinity), and nobody, which has none.
+fn book_table() -> ServiceTable {
+    let pods = [Ipv4Addr::new(198, 18, 1, 2), Ipv4Addr::new(198, 18, 1, 3)];
+    let mut table = small_table(&pods);
+    for name in ["kubia-nodeport", "kubia-self"] {
+        table.services.remove(&port(name));
+        table.endpoints.remove(&port(name));
+    }
+    table
+}
+
+#[test]
+fn the_ruleset_as_the_book_shows_it() {
+    let text =
+        ruleset::full(&book_table(), Ipv4Addr::new(198, 18, 1, 1), &cidr());
+    let wrapped = wrap(&text, 78);
+    assert!(wrapped.lines().all(|l| l.len() <= 80), "{wrapped}");
+    insta::assert_snapshot!(wrapped);
+    if can_run() {
+        let ns = PodNs::new();
+        run_nft(&ns.path(), &["-c", "-f", "-"], Some(&wrapped))
+            .expect("the wrapped text is a ruleset too");
+    }
+}
+
 #[test]
 fn one_endpoint_change_rewrites_one_service() {
     let ips = pod_ips(1);
@@ -556,4 +605,28 @@ fn a_namespace_without_a_bridge_is_refused() {
     assert!(err.to_string().contains("has no bridge kube0"), "{err}");
     let listed = run_nft(&ns.path(), &["list", "ruleset"], None).expect("ls");
     assert_eq!(listed, "", "half a setup left");
+}
+
+/// The benchmark `ch04 bench` runs, here to run it alone:
+/// `cargo test --release -p lab04 --test nftables -- --ignored --nocapture`.
+/// It prints what it measured and asserts nothing about time.
+#[test]
+#[ignore = "a benchmark: run it on purpose, in release"]
+fn bench_programming_time() {
+    if !can_run() {
+        return;
+    }
+    let rows = lab04::proxy::nftables::bench(&[10, 1000, 5000]).expect("bench");
+    for r in &rows {
+        println!(
+            "{:>5} services x {} endpoints: full sync {:>8.1} ms \
+             ({} KiB of rules), one endpoint changed {:>6.2} ms",
+            r.services,
+            r.endpoints_per_service,
+            r.full_sync.as_secs_f64() * 1e3,
+            r.full_bytes / 1024,
+            r.endpoint_change.as_secs_f64() * 1e3,
+        );
+    }
+    assert_eq!(rows.len(), 3);
 }
