@@ -10,6 +10,9 @@
 //!   from a Service and the pods it selects.
 //! - [`allocator`]: ClusterIPs and NodePorts, from bitmaps as
 //!   kube-apiserver allocates them.
+//! - [`proxy::nftables`]: kube-proxy's nftables mode in a node's network
+//!   namespace: verdict maps, per-endpoint DNAT chains, affinity sets,
+//!   written by full and incremental `nft -f` transactions.
 
 pub mod allocator;
 pub mod endpoints;
