@@ -13,6 +13,9 @@
 //! - [`proxy::userspace`]: kube-proxy's first mode, a process that owns
 //!   the ClusterIPs and copies bytes to an endpoint [`proxy::pick`] picks
 //!   (round robin, ClientIP affinity).
+//! - [`proxy::nftables`]: kube-proxy's nftables mode in a node's network
+//!   namespace: verdict maps, per-endpoint DNAT chains, affinity sets,
+//!   written by full and incremental `nft -f` transactions.
 
 pub mod allocator;
 pub mod endpoints;

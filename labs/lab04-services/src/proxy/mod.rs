@@ -10,6 +10,8 @@
 //!   bytes to a chosen endpoint;
 //! - `nftables`: rules in the kernel that rewrite the destination (DNAT).
 
+#[cfg(target_os = "linux")]
+pub mod nftables;
 pub mod pick;
 #[cfg(target_os = "linux")]
 pub mod userspace;
