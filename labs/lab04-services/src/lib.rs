@@ -10,9 +10,14 @@
 //!   from a Service and the pods it selects.
 //! - [`allocator`]: ClusterIPs and NodePorts, from bitmaps as
 //!   kube-apiserver allocates them.
+//! - [`dns`] and [`env`]: how a pod finds a Service: CoreDNS's names under
+//!   `cluster.local` and a server for them, the kubelet's service
+//!   variables and its `resolv.conf`.
 
 pub mod allocator;
+pub mod dns;
 pub mod endpoints;
+pub mod env;
 pub mod manifest;
 pub mod proxy;
 pub mod selector;
