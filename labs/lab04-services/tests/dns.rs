@@ -550,3 +550,116 @@ fn dig_output_for_kubia() {
     });
     server.shutdown().expect("stop the DNS server");
 }
+
+// ---- as root: a service IP in a network namespace, a pod's resolv.conf ----
+
+/// A throwaway network namespace, held by a descriptor: the kernel frees
+/// it when this is dropped and the server's sockets in it are closed.
+struct Netns(std::fs::File);
+
+impl Netns {
+    fn new() -> Netns {
+        let file = std::thread::scope(|s| {
+            s.spawn(|| {
+                nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET)
+                    .expect("unshare a network namespace");
+                std::fs::File::open("/proc/thread-self/ns/net")
+                    .expect("open the new namespace")
+            })
+            .join()
+            .expect("the thread ran")
+        });
+        Netns(file)
+    }
+
+    fn path(&self) -> std::path::PathBuf {
+        use std::os::fd::AsRawFd;
+        format!("/proc/self/fd/{}", self.0.as_raw_fd()).into()
+    }
+}
+
+/// Runs `program args` in the namespace (a child forked on a thread that
+/// entered it is in it too) and returns its standard output.
+fn run_in(ns: &Netns, program: &str, args: &[&str]) -> String {
+    let out = lab03::network::run_in(&ns.path(), || {
+        Command::new(program).args(args).output()
+    })
+    .expect("enter the namespace")
+    .unwrap_or_else(|e| panic!("running {program}: {e}"));
+    assert!(
+        out.status.success(),
+        "{program} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `dig +search +short NAME` as a pod would run it: /etc/resolv.conf is
+/// the pod's, bind-mounted in a mount namespace of dig's own (private,
+/// so nothing is seen outside, and gone when dig exits).
+fn pod_dig(ns: &Netns, resolv: &std::path::Path, name: &str) -> Vec<String> {
+    let script = r#"mount --bind "$0" /etc/resolv.conf &&
+        exec dig +search +short +time=1 +tries=1 "$1""#;
+    let resolv = resolv.to_str().expect("a UTF-8 temp path");
+    let out = run_in(
+        ns,
+        "unshare",
+        &["--mount", "sh", "-c", script, resolv, name],
+    );
+    let mut lines: Vec<String> = out.lines().map(str::to_string).collect();
+    lines.sort();
+    lines
+}
+
+#[test]
+fn a_pod_finds_kubia_by_its_short_name_on_the_service_ip() {
+    use probe::Privilege;
+    if !probe::require(Privilege::Root)
+        || !have_dig()
+        || !probe::require_program("ip")
+        || !probe::require_program("unshare")
+    {
+        return;
+    }
+    let dns_ip = Ipv4Addr::new(198, 19, 0, 10);
+    let ns = Netns::new();
+    // The DNS Service's address on the namespace's loopback, as a node
+    // holds the addresses it answers on.
+    run_in(&ns, "ip", &["link", "set", "lo", "up"]);
+    run_in(&ns, "ip", &["addr", "add", "198.19.0.10/32", "dev", "lo"]);
+    let server = DnsServer::start_in(
+        &ns.path(),
+        SocketAddr::from((dns_ip, 53)),
+        "cluster.local",
+    )
+    .expect("start the DNS server in the namespace");
+    let c = cluster();
+    server.update(&c.services, &c.slices, &c.pods);
+
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let resolv = dir.path().join("resolv.conf");
+    let text = lab04::env::resolv_conf("default", &[dns_ip], "cluster.local");
+    std::fs::write(&resolv, text).expect("write resolv.conf");
+
+    // Fewer dots than ndots:5: the search path is tried first.
+    assert_eq!(pod_dig(&ns, &resolv, "kubia"), ["198.19.0.12"]);
+    assert_eq!(pod_dig(&ns, &resolv, "kubia.default"), ["198.19.0.12"]);
+    assert_eq!(
+        pod_dig(&ns, &resolv, "kubia-headless"),
+        ["198.18.1.2", "198.18.1.3"]
+    );
+
+    // kubia deleted: its name is gone at the next question.
+    let rest: Vec<Service> = c.services[1..].to_vec();
+    let slices: Vec<EndpointSlice> = rest
+        .iter()
+        .flat_map(|s| endpoint_slices(s, &c.pods, MAX_ENDPOINTS_PER_SLICE))
+        .collect();
+    server.update(&rest, &slices, &c.pods);
+    assert!(pod_dig(&ns, &resolv, "kubia").is_empty());
+    assert_eq!(
+        pod_dig(&ns, &resolv, "kubia-headless"),
+        ["198.18.1.2", "198.18.1.3"]
+    );
+    server.shutdown().expect("stop the DNS server");
+}
