@@ -534,19 +534,37 @@ fn dig_output_for_kubia() {
     settings.add_filter(r";; WHEN: .*", ";; WHEN: [time]");
     // The SOA serial is the time of the last update.
     settings.add_filter(r" \d{9,10} 7200 ", " [serial] 7200 ");
+    settings.add_filter(r"\d{9,10} ; serial", "[serial] ; serial");
+    // The book shows these: 80 columns at most, so no command echo
+    // (+nocmd), and the SOA on lines of its own (+multiline).
     settings.bind(|| {
         insta::assert_snapshot!(
             "dig_a",
-            dig(at, &["kubia.default.svc.cluster.local"])
-        );
-        insta::assert_snapshot!(
-            "dig_srv",
-            dig(at, &["SRV", "_http._tcp.kubia.default.svc.cluster.local"])
+            dig(at, &["+nocmd", "kubia.default.svc.cluster.local"])
         );
         insta::assert_snapshot!(
             "dig_nxdomain",
-            dig(at, &["kubia.other.svc.cluster.local"])
+            dig(
+                at,
+                &["+nocmd", "+multiline", "kubia.other.svc.cluster.local"]
+            )
         );
+        let mut transcript = String::new();
+        for args in [
+            &["kubia.default.svc.cluster.local"][..],
+            &["SRV", "_http._tcp.kubia.default.svc.cluster.local"],
+            &["SRV", "kubia.default.svc.cluster.local"],
+            &["kubia-headless.default.svc.cluster.local"],
+            &["SRV", "kubia-headless.default.svc.cluster.local"],
+            &["198-18-1-2.default.pod.cluster.local"],
+            &["example.com"],
+        ] {
+            transcript.push_str(&format!("$ dig +short {}\n", args.join(" ")));
+            for line in short(at, args) {
+                transcript.push_str(&format!("{line}\n"));
+            }
+        }
+        insta::assert_snapshot!("dig_short", transcript);
     });
     server.shutdown().expect("stop the DNS server");
 }
