@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
-use k8s_openapi::api::core::v1::{EnvVar, Service};
+use k8s_openapi::api::core::v1::{EnvVar, Service, ServicePort};
 
 /// The Service every pod hears of, whatever its namespace and
 /// `enableServiceLinks`: the API server's own, `default/kubernetes`.
@@ -36,8 +36,7 @@ fn cluster_ip(service: &Service) -> Option<&str> {
 
 // ANCHOR: from_service
 /// One Service's variables, in the kubelet's order: the host, the first
-/// port, each named port; then the Docker-link ones, `<NAME>_PORT` for the
-/// first port and four per port.
+/// port, each named port; then the Docker-link ones.
 pub fn from_service(service: &Service) -> Vec<EnvVar> {
     let Some(ip) = cluster_ip(service) else {
         return Vec::new();
@@ -64,6 +63,17 @@ pub fn from_service(service: &Service) -> Vec<EnvVar> {
             ));
         }
     }
+    out.extend(link_vars(&prefix, ip, ports));
+    out
+}
+// ANCHOR_END: from_service
+
+// ANCHOR: link_vars
+/// The Docker-link variables: `<NAME>_PORT`, the first port as a URL, and
+/// per port `<NAME>_PORT_<port>_<PROTO>` (the URL again) with `_PROTO`,
+/// `_PORT` and `_ADDR`.
+fn link_vars(prefix: &str, ip: &str, ports: &[ServicePort]) -> Vec<EnvVar> {
+    let mut out = Vec::new();
     for (i, p) in ports.iter().enumerate() {
         let protocol = p.protocol.as_deref().unwrap_or("TCP");
         let lower = protocol.to_ascii_lowercase();
@@ -85,7 +95,7 @@ pub fn from_service(service: &Service) -> Vec<EnvVar> {
     }
     out
 }
-// ANCHOR_END: from_service
+// ANCHOR_END: link_vars
 
 // ANCHOR: service_env
 /// The service variables of a container in a pod of `namespace`, from
