@@ -16,9 +16,14 @@
 //! - [`proxy::nftables`]: kube-proxy's nftables mode in a node's network
 //!   namespace: verdict maps, per-endpoint DNAT chains, affinity sets,
 //!   written by full and incremental `nft -f` transactions.
+//! - [`dns`] and [`env`]: how a pod finds a Service: CoreDNS's names under
+//!   `cluster.local` and a server for them, the kubelet's service
+//!   variables and its `resolv.conf`.
 
 pub mod allocator;
+pub mod dns;
 pub mod endpoints;
+pub mod env;
 pub mod manifest;
 pub mod proxy;
 pub mod selector;
