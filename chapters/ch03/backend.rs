@@ -56,8 +56,9 @@ pub trait Backend: Send + Sync {
     fn runtime(&self) -> Result<Arc<dyn RuntimeService>>;
     /// Stops every pod and removes the node's network and state.
     fn shutdown(&self) -> Result<()>;
-    /// The node's network namespace (a bind-mounted file), if it has one.
-    fn netns(&self) -> Option<PathBuf> {
+    /// The node's network (its namespace, bridge and addresses), if it
+    /// has one.
+    fn network(&self) -> Option<Arc<lab03::network::NodeNetwork>> {
         None
     }
 }

@@ -172,10 +172,11 @@ fn serve(home: &Home, name: &str) -> Result<u8> {
             return Err(e);
         }
     };
-    if let Some(netns) = node.backend().netns() {
-        let node_ip = node.config.cidr.gateway();
-        if let Err(e) = services.start_proxy(proxy, &netns, node_ip) {
-            eprintln!("node {name}: no Services: {e:#}");
+    if let Some(network) = node.backend().network() {
+        if let Err(e) = services.start(proxy, &network) {
+            let _ = node.stop();
+            let _ = std::fs::remove_file(dir.pid_file());
+            return Err(e);
         }
     }
     let stop = Arc::new(Stop::default());

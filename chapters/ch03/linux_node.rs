@@ -277,8 +277,8 @@ impl Linux {
 }
 
 impl Backend for Linux {
-    fn netns(&self) -> Option<std::path::PathBuf> {
-        Some(self.network.netns_path().to_path_buf())
+    fn network(&self) -> Option<Arc<NodeNetwork>> {
+        Some(self.network.clone())
     }
 
     fn add(&self, pod: Pod) -> Result<()> {

@@ -44,11 +44,11 @@ impl Running {
         let proxy = config.proxy;
         let node = Arc::new(Node::start_with(dir, config, images, environment)?);
         if let Some(s) = &service_node {
-            let netns = node
+            let network = node
                 .backend()
-                .netns()
+                .network()
                 .ok_or_else(|| anyhow::anyhow!("this node has no network namespace"))?;
-            if let Err(e) = s.start_proxy(proxy, &netns, node.config.cidr.gateway()) {
+            if let Err(e) = s.start(proxy, &network) {
                 let _ = node.stop();
                 return Err(e);
             }

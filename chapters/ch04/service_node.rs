@@ -8,7 +8,7 @@
 //! time it looks at its manifests; only what changed reaches the proxy.
 
 use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
+use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::{Mutex, RwLock};
 use std::time::SystemTime;
@@ -19,6 +19,8 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use lab03::cri::DnsConfig;
 use lab03::kubelet::PodEnvironment;
+use lab03::network::NodeNetwork;
+use lab04::dns::DnsServer;
 use lab04::proxy::{Proxier, ServiceTable};
 
 use crate::services::{dns_ip, ServiceStore};
@@ -62,8 +64,6 @@ struct State {
     table: ServiceTable,
     /// Per Service (namespace, name): its events, oldest first.
     events: BTreeMap<(String, String), Vec<Event>>,
-    /// Pods' IPs by namespace (for pod DNS records).
-    pods: Vec<Pod>,
 }
 
 pub struct ServiceNode {
@@ -71,6 +71,7 @@ pub struct ServiceNode {
     node: String,
     state: RwLock<State>,
     proxier: Mutex<Option<Box<dyn Proxier>>>,
+    dns: Mutex<Option<DnsServer>>,
 }
 
 impl ServiceNode {
@@ -81,12 +82,25 @@ impl ServiceNode {
             node: node.to_string(),
             state: RwLock::new(State::default()),
             proxier: Mutex::new(None),
+            dns: Mutex::new(None),
         }
     }
 
-    /// Starts the proxy in the node's network namespace.
-    pub fn start_proxy(&self, mode: ProxyMode, netns: &Path, node_ip: Ipv4Addr) -> Result<()> {
-        let proxier = crate::proxies::start(mode, netns, node_ip)?;
+    /// Starts the proxy and the DNS server in the node's network
+    /// namespace; the DNS server answers on [`dns_ip`], an address of the
+    /// node's own.
+    pub fn start(&self, mode: ProxyMode, network: &NodeNetwork) -> Result<()> {
+        let netns = network.netns_path();
+        if let Err(e) = network.add_local_address(dns_ip()) {
+            // A node found again after a kill -9 has it already.
+            if !format!("{e}").contains("exists") {
+                return Err(e).context("the DNS server's address");
+            }
+        }
+        let dns = DnsServer::start_in(netns, SocketAddr::from((dns_ip(), 53)), CLUSTER_DOMAIN)
+            .context("start the cluster DNS server")?;
+        *self.dns.lock().unwrap_or_else(|e| e.into_inner()) = Some(dns);
+        let proxier = crate::proxies::start(mode, netns, network.gateway())?;
         *self.proxier.lock().unwrap_or_else(|e| e.into_inner()) = Some(proxier);
         Ok(())
     }
@@ -107,7 +121,10 @@ impl ServiceNode {
                 lab04::endpoints::MAX_ENDPOINTS_PER_SLICE,
             );
             let named = name_slices(svc, made);
-            for warning in unresolved_ports(svc, pods) {
+            for mut warning in unresolved_ports(svc, pods) {
+                if let Some(source) = warning.source.as_mut() {
+                    source.host = Some(self.node.clone());
+                }
                 events.entry(key.clone()).or_default().push(warning);
             }
             slices.insert(key, named);
@@ -126,6 +143,9 @@ impl ServiceNode {
                 }
             }
         }
+        if let Some(dns) = self.dns.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+            dns.update(&services, &all, pods);
+        }
         let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
         // Keep the first time each warning was seen, as events have it.
         for (key, list) in events.iter_mut() {
@@ -142,7 +162,6 @@ impl ServiceNode {
             slices,
             table,
             events,
-            pods: pods.to_vec(),
         };
         Ok(problems)
     }
@@ -174,8 +193,11 @@ impl ServiceNode {
             .clone()
     }
 
-    /// Removes every rule, address and listener of the proxy.
+    /// Removes every rule, address and listener of the proxy, and stops
+    /// the DNS server.
     pub fn shutdown(&self) -> Result<()> {
+        let dns = self.dns.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let dns = dns.map_or(Ok(()), |d| d.shutdown().context("stop the DNS server"));
         if let Some(mut p) = self
             .proxier
             .lock()
@@ -185,7 +207,7 @@ impl ServiceNode {
             p.shutdown()
                 .with_context(|| format!("stop the {} proxy", p.mode()))?;
         }
-        Ok(())
+        dns
     }
 }
 
@@ -212,8 +234,18 @@ impl PodEnvironment for ServiceNode {
     // ANCHOR_END: dns_config
 
     fn service_env(&self, pod: &Pod) -> Vec<(String, String)> {
-        let _ = pod;
-        Vec::new()
+        let namespace = pod.metadata.namespace.as_deref().unwrap_or("default");
+        let links = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.enable_service_links)
+            .unwrap_or(true);
+        // The Services kept now: one made later is not in them.
+        let services = self.store.list().unwrap_or_default();
+        lab04::env::service_env(&services, namespace, links)
+            .into_iter()
+            .map(|e| (e.name, e.value.unwrap_or_default()))
+            .collect()
     }
 }
 

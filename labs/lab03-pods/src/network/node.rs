@@ -349,6 +349,26 @@ impl NodeNetwork {
         })
     }
 
+    /// Adds `ip/32` to the node namespace's loopback: an address the node
+    /// itself answers on (chapter 4's DNS server on its Service address).
+    /// It goes with the namespace.
+    pub fn add_local_address(&self, ip: Ipv4Addr) -> Result<(), NetworkError> {
+        self.in_node(|handle| async move {
+            let index = super::bridge::link_index(&handle, "lo")
+                .await
+                .map_err(failed("finding lo".into(), &self.netns_path))?
+                .ok_or_else(|| {
+                    failed("finding lo".into(), &self.netns_path)(rtnetlink::Error::RequestFailed)
+                })?;
+            handle
+                .address()
+                .add(index, std::net::IpAddr::V4(ip), 32)
+                .execute()
+                .await
+                .map_err(failed(format!("adding {ip}/32 to lo"), &self.netns_path))
+        })
+    }
+
     /// Runs `f` on a thread inside the node's network namespace: sockets
     /// it makes belong there (the node reaching a pod, for a probe).
     pub fn run_in<T: Send>(&self, f: impl FnOnce() -> T + Send) -> Result<T, NetworkError> {
