@@ -87,7 +87,7 @@ fn say(text: &str) {
 /// What `count` requests from the client pod to `url` met: each hostname
 /// that answered, and how many failed.
 fn hits(node: &Node, url: &str, count: u32) -> Result<(BTreeMap<String, u32>, u32)> {
-    let script = format!("for i in $(seq {count}); do wget -q -O- -T 2 {url} || echo FAILED; done");
+    let script = format!("for i in $(seq {count}); do wget -q -O- {url} || echo FAILED; done");
     let (out, _) = node.exec_sync("client", "main", &["sh", "-c", &script])?;
     let mut seen = BTreeMap::new();
     let mut failed = 0;
@@ -104,18 +104,16 @@ fn hits(node: &Node, url: &str, count: u32) -> Result<(BTreeMap<String, u32>, u3
 fn summary(url: &str, count: u32, (seen, failed): &(BTreeMap<String, u32>, u32)) -> String {
     let names: Vec<&str> = seen.keys().map(String::as_str).collect();
     format!(
-        "{count} requests to {url}: answered by {} ({} failed)",
+        "{count} requests to {url}\n  answered by {} ({} failed)",
         names.join(", "),
         failed
     )
 }
 
-fn cluster_ip(services: &ServiceNode) -> Result<String> {
-    services
-        .views()
-        .iter()
-        .find(|v| v.service.metadata.name.as_deref() == Some("kubia"))
-        .and_then(|v| v.service.spec.as_ref()?.cluster_ip.clone())
+fn cluster_ip(store: &ServiceStore) -> Result<String> {
+    store
+        .get("default", "kubia")?
+        .and_then(|s| s.spec?.cluster_ip)
         .context("no Service kubia on the node")
 }
 
@@ -190,14 +188,15 @@ pub fn run(args: Args) -> Result<u8> {
     }
     say("pods: client (busybox), kubia-1, kubia-2, kubia-3 (app=kubia)");
 
-    step(2, "the book's Service: a ClusterIP in front of app=kubia");
-    say(&apply_service(&store, SERVICE, "kubia-svc.yaml")?);
-    let ip = cluster_ip(&services)?;
     for name in ["client"].iter().chain(PODS.iter()) {
         node.wait_for(name, Duration::from_secs(30), |v| {
             lab04::endpoints::pod_ready(&v.pod)
         })?;
     }
+
+    step(2, "the book's Service: a ClusterIP in front of app=kubia");
+    say(&apply_service(&store, SERVICE, "kubia-svc.yaml")?);
+    let ip = cluster_ip(&store)?;
     wait_endpoints(&services, 3)?;
     say(&format!("ClusterIP {ip}, 3 ready endpoints"));
 
@@ -209,9 +208,12 @@ pub fn run(args: Args) -> Result<u8> {
     let name_url = "http://kubia.default.svc.cluster.local/";
     say(&summary(name_url, 30, &hits(&node, name_url, 30)?));
     let (lookup, _) = node.exec_sync("client", "main", &["nslookup", "kubia"])?;
+    // busybox asks under every search domain; the first found is the answer.
     let answer = lookup
         .lines()
         .skip_while(|l| !l.starts_with("Name:"))
+        .take(2)
+        .map(|l| l.replace('\t', " "))
         .collect::<Vec<_>>()
         .join("\n");
     say(&format!(
@@ -222,7 +224,7 @@ pub fn run(args: Args) -> Result<u8> {
         5,
         "environment variables: only for Services older than the container",
     );
-    let (env, _) = node.exec_sync("client", "main", &["sh", "-c", "env | grep ^KUBIA_ | sort"])?;
+    let (env, _) = node.exec_sync("client", "main", &["sh", "-c", "env | grep ^KUBIA_"])?;
     say(&format!(
         "client (started before the Service): {}",
         if env.trim().is_empty() {
@@ -238,7 +240,7 @@ pub fn run(args: Args) -> Result<u8> {
     let (env, _) = node.exec_sync(
         "client-2",
         "main",
-        &["sh", "-c", "env | grep ^KUBIA_SERVICE | sort"],
+        &["sh", "-c", "env | grep ^KUBIA_SERVICE"],
     )?;
     say(&format!("client-2 (started after it):\n{}", env.trim()));
 
@@ -300,7 +302,7 @@ pub fn run(args: Args) -> Result<u8> {
     say(&format!(
         "the ClusterIP is still {}: {}",
         ip,
-        cluster_ip(&services)? == ip
+        cluster_ip(&store)? == ip
     ));
 
     step(

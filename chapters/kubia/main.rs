@@ -44,10 +44,16 @@ fn main() {
         }
     };
     println!("Kubia server starting on {addr}...");
+    // A thread per connection, and a limit on how long one may keep
+    // kubia waiting for its request: a slow or silent client (a probe cut
+    // short, a proxy's dead connection) holds up nobody else.
     for stream in listener.incoming().flatten() {
-        if let Err(e) = answer(stream, healthy_for) {
-            eprintln!("kubia: {e}");
-        }
+        std::thread::spawn(move || {
+            let _ = stream.set_read_timeout(Some(std::time::Duration::from_secs(5)));
+            if let Err(e) = answer(stream, healthy_for) {
+                eprintln!("kubia: {e}");
+            }
+        });
     }
 }
 
