@@ -825,3 +825,61 @@ fn shutdown_and_drop_leave_nothing_behind() {
     let after = settle_descriptors(fds_before);
     assert_eq!(after, fds_before, "descriptors leaked");
 }
+
+/// Not a check but a measurement (`--ignored --nocapture`): how long a
+/// first sync of 500 Service ports takes, and an incremental one that
+/// changes one of them, a thousand connections through the proxy, and
+/// the same thousand straight to the pods.
+#[test]
+#[ignore = "a benchmark: run with --ignored --nocapture"]
+fn bench_sync_and_connections() {
+    if !require(Privilege::Root) {
+        return;
+    }
+    let _serial = serial();
+    let mut c = Cluster::new(11, &["client", "kubia-a"]);
+    c.serve_tcp("kubia-a");
+    let endpoint = c.pod("kubia-a").endpoint();
+    let mut table = ServiceTable::default();
+    for i in 0..500u16 {
+        let id = port_name(&format!("svc-{i}"), Protocol::Tcp);
+        let ip =
+            Ipv4Addr::new(198, 19, (i / 250) as u8 + 1, (i % 250) as u8 + 1);
+        add(&mut table, &id, info(ip, 80), vec![endpoint]);
+    }
+    let started = Instant::now();
+    c.proxy().sync(&table).expect("sync");
+    let full = started.elapsed();
+    let mut one_more = table.clone();
+    let id = port_name("svc-0", Protocol::Tcp);
+    one_more.endpoints.insert(id, vec![]);
+    let started = Instant::now();
+    let report = c.proxy().sync(&one_more).expect("sync");
+    let incremental = started.elapsed();
+    assert_eq!(report.changed, 1);
+    let started = Instant::now();
+    c.proxy().sync(&ServiceTable::default()).expect("sync");
+    let removed = started.elapsed();
+    eprintln!("sync of 500 Service ports: {full:?}; one changed: {incremental:?}; all removed: {removed:?}");
+
+    let mut small = ServiceTable::default();
+    let id = port_name("kubia", Protocol::Tcp);
+    add(&mut small, &id, info(cluster_ip(10), 80), vec![endpoint]);
+    c.proxy().sync(&small).expect("sync");
+    for (what, to) in [
+        ("through the proxy", SocketAddrV4::new(cluster_ip(10), 80)),
+        (
+            "straight to the pod",
+            SocketAddrV4::new(endpoint.ip, endpoint.port),
+        ),
+    ] {
+        let started = Instant::now();
+        for _ in 0..1000 {
+            ask(c.pod("client"), to).expect("ask");
+        }
+        eprintln!(
+            "1000 connections one after another {what}: {:?}",
+            started.elapsed()
+        );
+    }
+}
