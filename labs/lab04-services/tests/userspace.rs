@@ -883,3 +883,15 @@ fn bench_sync_and_connections() {
         );
     }
 }
+
+#[test]
+fn a_path_that_is_no_namespace_is_refused() {
+    // Needs no root: the path is checked before anything is made.
+    let dir = tempfile::tempdir().expect("temp dir");
+    for path in [dir.path().to_path_buf(), dir.path().join("missing")] {
+        let err = UserspaceProxy::new(&path, Ipv4Addr::new(198, 18, 1, 1))
+            .expect_err("not a namespace");
+        let text = err.to_string();
+        assert!(text.contains(&path.display().to_string()), "{text}");
+    }
+}
