@@ -17,9 +17,12 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
+use k8s_openapi::api::core::v1::{Pod as PodObject, PodCondition, PodStatus};
 use kubelings_probe::{require, Privilege};
 use lab03::ipam::node_cidr;
 use lab03::network::{run_in, NodeNetwork, PodNetwork};
+use lab04::endpoints::{endpoint_slices, MAX_ENDPOINTS_PER_SLICE};
+use lab04::manifest::parse_service;
 use lab04::proxy::userspace::{UserspaceProxy, DEVICE};
 use lab04::proxy::{
     Endpoint, Protocol, Proxier, ServicePortInfo, ServicePortName, ServiceTable,
@@ -894,4 +897,76 @@ fn a_path_that_is_no_namespace_is_refused() {
         let text = err.to_string();
         assert!(text.contains(&path.display().to_string()), "{text}");
     }
+}
+
+/// A pod object for test pod `name` at `ip`, labelled `app: kubia`.
+fn pod_object(name: &str, ip: Ipv4Addr, ready: bool) -> PodObject {
+    let yaml = format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\n  \
+         labels: {{app: kubia}}\nspec:\n  containers:\n  - name: kubia\n    \
+         image: kubia\n    ports:\n    - {{containerPort: {BACKEND_PORT}}}\n"
+    );
+    let mut pod = lab03::manifest::parse_pod(&yaml).expect("a pod");
+    pod.metadata.namespace = Some("default".into());
+    pod.metadata.uid = Some(format!("uid-{name}"));
+    pod.status = Some(PodStatus {
+        phase: Some("Running".into()),
+        pod_ip: Some(ip.to_string()),
+        conditions: Some(vec![PodCondition {
+            type_: "Ready".into(),
+            status: if ready { "True" } else { "False" }.into(),
+            ..Default::default()
+        }]),
+        ..Default::default()
+    });
+    pod
+}
+
+#[test]
+fn from_the_api_objects_to_a_ready_pod() {
+    if !require(Privilege::Root) {
+        return;
+    }
+    let _serial = serial();
+    let mut c = Cluster::new(12, &["client", "kubia-a", "kubia-b"]);
+    c.serve_tcp("kubia-a");
+    c.serve_tcp("kubia-b");
+    let path = format!(
+        "{}/tests/services/kubia-nodeport.yaml",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let text = std::fs::read_to_string(path).expect("the manifest");
+    let mut svc = parse_service(&text).expect("a Service");
+    svc.metadata.namespace = Some("default".into());
+    svc.metadata.uid = Some("uid-svc".into());
+    if let Some(spec) = svc.spec.as_mut() {
+        spec.cluster_ip = Some(cluster_ip(12).to_string());
+    }
+    let (a_ip, b_ip) = (c.pod("kubia-a").net.ip, c.pod("kubia-b").net.ip);
+    let table = |b_ready: bool| {
+        let pods = [
+            pod_object("kubia-a", a_ip, true),
+            pod_object("kubia-b", b_ip, b_ready),
+        ];
+        let slices = endpoint_slices(&svc, &pods, MAX_ENDPOINTS_PER_SLICE);
+        ServiceTable::build(std::slice::from_ref(&svc), &slices)
+    };
+    let via_ip = SocketAddrV4::new(cluster_ip(12), 80);
+    let via_node = SocketAddrV4::new(c.node().gateway(), 30123);
+
+    // kubia-b is not ready: everything goes to kubia-a.
+    let not_yet = table(false);
+    c.proxy().sync(&not_yet).expect("sync");
+    for to in [via_ip, via_node, via_ip, via_node] {
+        assert_eq!(ask(c.pod("client"), to).expect("ask"), "kubia-a");
+    }
+    // Its readiness probe passes: it takes turns too.
+    let ready = table(true);
+    let report = c.proxy().sync(&ready).expect("sync");
+    assert_eq!(report.changed, 1);
+    let mut seen: Vec<String> = (0..4)
+        .map(|_| ask(c.pod("client"), via_ip).expect("ask"))
+        .collect();
+    seen.sort();
+    assert_eq!(seen, ["kubia-a", "kubia-a", "kubia-b", "kubia-b"]);
 }
