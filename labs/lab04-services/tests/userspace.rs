@@ -17,9 +17,12 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
+use k8s_openapi::api::core::v1::{Pod as PodObject, PodCondition, PodStatus};
 use kubelings_probe::{require, Privilege};
 use lab03::ipam::node_cidr;
 use lab03::network::{run_in, NodeNetwork, PodNetwork};
+use lab04::endpoints::{endpoint_slices, MAX_ENDPOINTS_PER_SLICE};
+use lab04::manifest::parse_service;
 use lab04::proxy::userspace::{UserspaceProxy, DEVICE};
 use lab04::proxy::{
     Endpoint, Protocol, Proxier, ServicePortInfo, ServicePortName, ServiceTable,
@@ -27,6 +30,7 @@ use lab04::proxy::{
 use tokio::task::JoinSet;
 
 const TIMEOUT: Duration = Duration::from_secs(3);
+const PATIENT: Duration = Duration::from_secs(2);
 const BACKEND_PORT: u16 = 8080;
 
 static SERIAL: Mutex<()> = Mutex::new(());
@@ -114,9 +118,13 @@ impl Cluster {
             let net = cluster.node().attach(name, &ns.path()).expect("attach");
             cluster.pods.insert(name.to_string(), Pod { ns, net });
         }
+        // Patient: on a loaded machine a pod may take longer than
+        // kube-proxy's first 250 ms to answer, and a failover would
+        // change whose turn it is.
         let proxy =
             UserspaceProxy::new(cluster.netns(), cluster.node().gateway())
-                .expect("start the proxy");
+                .expect("start the proxy")
+                .with_dial_timeouts(&[PATIENT; 3]);
         cluster.proxy = Some(proxy);
         cluster
     }
@@ -151,9 +159,25 @@ impl Cluster {
         let _entered = self.servers().enter();
         let listener =
             tokio::net::TcpListener::from_std(listener).expect("to tokio");
-        self.servers()
+        let server = self
+            .servers()
             .spawn(serve_tcp(listener, name.to_string()))
-            .abort_handle()
+            .abort_handle();
+        // Once from the node, so that its neighbour entry (ARP) is there
+        // before the proxy's first connect: the first contact with a
+        // fresh address waits for it.
+        let to = SocketAddr::V4(at);
+        let stream =
+            run_in(self.netns(), || TcpStream::connect_timeout(&to, TIMEOUT))
+                .expect("enter the node")
+                .expect("the node reaches the pod's server");
+        stream.set_read_timeout(Some(TIMEOUT)).expect("timeout");
+        let mut hello = String::new();
+        BufReader::new(stream)
+            .read_line(&mut hello)
+            .expect("the pod's server greets");
+        assert_eq!(hello, format!("{name}\n"));
+        server
     }
 
     /// Starts the UDP server of pod `name`: it answers `<name>:<data>`.
@@ -167,6 +191,7 @@ impl Cluster {
         let _entered = self.servers().enter();
         let socket = tokio::net::UdpSocket::from_std(socket).expect("to tokio");
         let name = name.to_string();
+        let to = SocketAddr::V4(at);
         self.servers().spawn(async move {
             let mut buf = [0u8; 1500];
             while let Ok((n, from)) = socket.recv_from(&mut buf).await {
@@ -175,6 +200,16 @@ impl Cluster {
                 let _ = socket.send_to(&reply, from).await;
             }
         });
+        // Once from the node (see `serve_tcp`).
+        let probe = run_in(self.netns(), || {
+            UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0))
+        })
+        .expect("enter the node")
+        .expect("bind");
+        probe.set_read_timeout(Some(TIMEOUT)).expect("timeout");
+        probe.send_to(b"hi", to).expect("send");
+        let mut buf = [0u8; 64];
+        probe.recv(&mut buf).expect("the pod's server answers");
     }
 }
 
@@ -583,10 +618,10 @@ fn a_thousand_connections_at_once_leak_nothing() {
     }
     let elapsed = started.elapsed();
     assert_eq!(per_pod.values().sum::<usize>(), N);
-    assert!(
-        per_pod.values().all(|&n| n == N / 3 || n == N / 3 + 1),
-        "{per_pod:?}"
-    );
+    // Round robin spreads them (exactly, unless a connect had to fail
+    // over on a busy machine).
+    assert_eq!(per_pod.len(), 3, "{per_pod:?}");
+    assert!(per_pod.values().all(|&n| n >= N / 4), "{per_pod:?}");
     eprintln!("{N} concurrent connections through the proxy in {elapsed:?}");
     drop(clients);
     let after = settle_descriptors(before);
@@ -609,9 +644,10 @@ fn a_pod_that_dies_ends_only_its_connections() {
     add(&mut table, &id, info(cluster_ip(10), 80), endpoints);
     c.proxy().sync(&table).expect("sync");
     let to = SocketAddrV4::new(cluster_ip(10), 80);
+    // One after the other: each greeting means its pick is made.
     let mut one = Client::connect(c.pod("client"), to).expect("connect");
-    let mut two = Client::connect(c.pod("client"), to).expect("connect");
     assert_eq!(one.hello().expect("hello"), "kubia-a");
+    let mut two = Client::connect(c.pod("client"), to).expect("connect");
     assert_eq!(two.hello().expect("hello"), "kubia-b");
     a.abort();
     assert!(one.closed(), "the connection to the dead pod stayed open");
@@ -726,6 +762,14 @@ fn shutdown_and_drop_leave_nothing_behind() {
     }
     let _serial = serial();
     let root_before = root_addresses();
+    // tokio makes a socket pair for signals once per process, with its
+    // first runtime: made here, it is not counted as the proxy's.
+    drop(
+        tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .build()
+            .expect("a runtime"),
+    );
     let fds_before = descriptors();
     {
         let mut c = Cluster::new(10, &["client", "kubia-a"]);
@@ -764,9 +808,13 @@ fn shutdown_and_drop_leave_nothing_behind() {
             .expect("a second shutdown does nothing");
         assert!(c.proxy().sync(&table).is_err(), "synced after shutdown");
 
-        // A proxy dropped without shutdown cleans up too.
-        let mut again = UserspaceProxy::new(c.netns(), c.node().gateway())
-            .expect("a new proxy");
+        // A proxy dropped without shutdown cleans up too; the node
+        // program holds it as any other mode.
+        let mut again: Box<dyn Proxier> = Box::new(
+            UserspaceProxy::new(c.netns(), c.node().gateway())
+                .expect("a new proxy"),
+        );
+        assert_eq!(again.mode(), "userspace");
         again.sync(&table).expect("sync");
         drop(again);
         let listing = c.node().show().expect("list");
@@ -777,9 +825,148 @@ fn shutdown_and_drop_leave_nothing_behind() {
         nix::net::if_::if_nametoindex(DEVICE).is_err(),
         "{DEVICE} appeared in the root namespace"
     );
-    assert_eq!(
-        settle_descriptors(fds_before),
-        fds_before,
-        "descriptors leaked"
+    let after = settle_descriptors(fds_before);
+    assert_eq!(after, fds_before, "descriptors leaked");
+}
+
+/// Not a check but a measurement (`--ignored --nocapture`): how long a
+/// first sync of 500 Service ports takes, and an incremental one that
+/// changes one of them, a thousand connections through the proxy, and
+/// the same thousand straight to the pods.
+#[test]
+#[ignore = "a benchmark: run with --ignored --nocapture"]
+fn bench_sync_and_connections() {
+    if !require(Privilege::Root) {
+        return;
+    }
+    let _serial = serial();
+    let mut c = Cluster::new(11, &["client", "kubia-a"]);
+    c.serve_tcp("kubia-a");
+    let endpoint = c.pod("kubia-a").endpoint();
+    let mut table = ServiceTable::default();
+    for i in 0..500u16 {
+        let id = port_name(&format!("svc-{i}"), Protocol::Tcp);
+        let ip =
+            Ipv4Addr::new(198, 19, (i / 250) as u8 + 1, (i % 250) as u8 + 1);
+        add(&mut table, &id, info(ip, 80), vec![endpoint]);
+    }
+    let started = Instant::now();
+    c.proxy().sync(&table).expect("sync");
+    let full = started.elapsed();
+    let mut one_more = table.clone();
+    let id = port_name("svc-0", Protocol::Tcp);
+    one_more.endpoints.insert(id, vec![]);
+    let started = Instant::now();
+    let report = c.proxy().sync(&one_more).expect("sync");
+    let incremental = started.elapsed();
+    assert_eq!(report.changed, 1);
+    let started = Instant::now();
+    c.proxy().sync(&ServiceTable::default()).expect("sync");
+    let removed = started.elapsed();
+    eprintln!("sync of 500 Service ports: {full:?}; one changed: {incremental:?}; all removed: {removed:?}");
+
+    let mut small = ServiceTable::default();
+    let id = port_name("kubia", Protocol::Tcp);
+    add(&mut small, &id, info(cluster_ip(10), 80), vec![endpoint]);
+    c.proxy().sync(&small).expect("sync");
+    for (what, to) in [
+        ("through the proxy", SocketAddrV4::new(cluster_ip(10), 80)),
+        (
+            "straight to the pod",
+            SocketAddrV4::new(endpoint.ip, endpoint.port),
+        ),
+    ] {
+        let started = Instant::now();
+        for _ in 0..1000 {
+            ask(c.pod("client"), to).expect("ask");
+        }
+        eprintln!(
+            "1000 connections one after another {what}: {:?}",
+            started.elapsed()
+        );
+    }
+}
+
+#[test]
+fn a_path_that_is_no_namespace_is_refused() {
+    // Needs no root: the path is checked before anything is made.
+    let dir = tempfile::tempdir().expect("temp dir");
+    for path in [dir.path().to_path_buf(), dir.path().join("missing")] {
+        let err = UserspaceProxy::new(&path, Ipv4Addr::new(198, 18, 1, 1))
+            .expect_err("not a namespace");
+        let text = err.to_string();
+        assert!(text.contains(&path.display().to_string()), "{text}");
+    }
+}
+
+/// A pod object for test pod `name` at `ip`, labelled `app: kubia`.
+fn pod_object(name: &str, ip: Ipv4Addr, ready: bool) -> PodObject {
+    let yaml = format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\n  \
+         labels: {{app: kubia}}\nspec:\n  containers:\n  - name: kubia\n    \
+         image: kubia\n    ports:\n    - {{containerPort: {BACKEND_PORT}}}\n"
     );
+    let mut pod = lab03::manifest::parse_pod(&yaml).expect("a pod");
+    pod.metadata.namespace = Some("default".into());
+    pod.metadata.uid = Some(format!("uid-{name}"));
+    pod.status = Some(PodStatus {
+        phase: Some("Running".into()),
+        pod_ip: Some(ip.to_string()),
+        conditions: Some(vec![PodCondition {
+            type_: "Ready".into(),
+            status: if ready { "True" } else { "False" }.into(),
+            ..Default::default()
+        }]),
+        ..Default::default()
+    });
+    pod
+}
+
+#[test]
+fn from_the_api_objects_to_a_ready_pod() {
+    if !require(Privilege::Root) {
+        return;
+    }
+    let _serial = serial();
+    let mut c = Cluster::new(12, &["client", "kubia-a", "kubia-b"]);
+    c.serve_tcp("kubia-a");
+    c.serve_tcp("kubia-b");
+    let path = format!(
+        "{}/tests/services/kubia-nodeport.yaml",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let text = std::fs::read_to_string(path).expect("the manifest");
+    let mut svc = parse_service(&text).expect("a Service");
+    svc.metadata.namespace = Some("default".into());
+    svc.metadata.uid = Some("uid-svc".into());
+    if let Some(spec) = svc.spec.as_mut() {
+        spec.cluster_ip = Some(cluster_ip(12).to_string());
+    }
+    let (a_ip, b_ip) = (c.pod("kubia-a").net.ip, c.pod("kubia-b").net.ip);
+    let table = |b_ready: bool| {
+        let pods = [
+            pod_object("kubia-a", a_ip, true),
+            pod_object("kubia-b", b_ip, b_ready),
+        ];
+        let slices = endpoint_slices(&svc, &pods, MAX_ENDPOINTS_PER_SLICE);
+        ServiceTable::build(std::slice::from_ref(&svc), &slices)
+    };
+    let via_ip = SocketAddrV4::new(cluster_ip(12), 80);
+    let via_node = SocketAddrV4::new(c.node().gateway(), 30123);
+
+    // kubia-b is not ready: everything goes to kubia-a.
+    let not_yet = table(false);
+    c.proxy().sync(&not_yet).expect("sync");
+    for to in [via_ip, via_node, via_ip, via_node] {
+        assert_eq!(ask(c.pod("client"), to).expect("ask"), "kubia-a");
+    }
+    // Its readiness probe passes: it takes turns too.
+    let ready = table(true);
+    let report = c.proxy().sync(&ready).expect("sync");
+    assert_eq!(report.changed, 1);
+    let mut seen: Vec<String> = (0..4)
+        .map(|_| ask(c.pod("client"), via_ip).expect("ask"))
+        .collect();
+    seen.sort();
+    assert_eq!(seen, ["kubia-a", "kubia-a", "kubia-b", "kubia-b"]);
 }

@@ -104,6 +104,7 @@ pub struct UserspaceProxy {
     /// The ClusterIPs on [`DEVICE`].
     addresses: BTreeSet<Ipv4Addr>,
     synced: bool,
+    dial_timeouts: Arc<[Duration]>,
 }
 
 /// One Service port's listeners and balancer.
@@ -131,6 +132,14 @@ impl Listener {
         // mean its sockets are closed.
         let _ = self.done.recv_timeout(STOP_WAIT);
     }
+}
+
+/// What a sync does to the Service ports that changed.
+#[derive(Default)]
+struct Plan {
+    stop: Vec<ServicePortName>,
+    start: Vec<(ServicePortName, ServicePortInfo)>,
+    update: Vec<ServicePortName>,
 }
 
 /// A socket bound for a Service port, before tokio has it.
@@ -172,9 +181,18 @@ impl UserspaceProxy {
             applied: ServiceTable::default(),
             addresses: BTreeSet::new(),
             synced: false,
+            dial_timeouts: DIAL_TIMEOUTS.into(),
         })
     }
     // ANCHOR_END: new
+
+    /// Replaces [`DIAL_TIMEOUTS`] (one attempt per entry) for the
+    /// Service ports opened from now on: a test on a loaded machine, or
+    /// a node whose pods answer slowly, wants more patience.
+    pub fn with_dial_timeouts(mut self, timeouts: &[Duration]) -> Self {
+        self.dial_timeouts = timeouts.into();
+        self
+    }
 
     /// The network namespace it proxies in.
     pub fn netns(&self) -> &Path {
@@ -308,7 +326,10 @@ impl UserspaceProxy {
             match socket {
                 Bound::Tcp(l) => {
                     let l = TcpListener::from_std(l)?;
-                    runtime.spawn(serve_tcp(l, balancer, stopped, done_tx));
+                    let timeouts = self.dial_timeouts.clone();
+                    runtime.spawn(serve_tcp(
+                        l, balancer, timeouts, stopped, done_tx,
+                    ));
                 }
                 Bound::Udp(s) => {
                     let s = Arc::new(UdpSocket::from_std(s)?);
@@ -332,6 +353,84 @@ impl UserspaceProxy {
         Ok(())
     }
 
+    /// The ClusterIPs of the running Service ports.
+    fn cluster_ips(&self) -> BTreeSet<Ipv4Addr> {
+        self.running.values().map(|r| r.info.cluster_ip).collect()
+    }
+
+    /// Sorts the changed Service ports: new ones start, deleted ones
+    /// stop, and ones whose address or ports changed do both; the rest
+    /// keep their sockets and get new endpoints or affinity.
+    fn plan(&self, changed: &[ServicePortName], table: &ServiceTable) -> Plan {
+        let mut plan = Plan::default();
+        for id in changed {
+            let old = self.running.get(id).map(|r| &r.info);
+            match (old, table.services.get(id)) {
+                (Some(old), Some(new)) if same_sockets(old, new) => {
+                    plan.update.push(id.clone());
+                }
+                (old, new) => {
+                    if old.is_some() {
+                        plan.stop.push(id.clone());
+                    }
+                    if let Some(new) = new {
+                        plan.start.push((id.clone(), new.clone()));
+                    }
+                }
+            }
+        }
+        plan
+    }
+
+    /// Binds and starts the Service ports `start`; answers what failed,
+    /// one line each.
+    fn open(
+        &mut self,
+        start: &[(ServicePortName, ServicePortInfo)],
+        table: &ServiceTable,
+    ) -> Vec<String> {
+        if start.is_empty() {
+            return Vec::new();
+        }
+        let bound = match self.bind(start) {
+            Ok(bound) => bound,
+            Err(e) => return vec![e.to_string()],
+        };
+        let mut errors = Vec::new();
+        for ((id, info), sockets) in start.iter().zip(bound) {
+            let started = sockets.and_then(|s| self.start(id, info, table, s));
+            if let Err(e) = started {
+                errors.push(format!(
+                    "{id} ({}:{}): {e}",
+                    info.cluster_ip, info.port
+                ));
+            }
+        }
+        errors
+    }
+
+    // ANCHOR: live
+    /// Gives the balancers of `ids` their new endpoints and affinity, in
+    /// place: connections they already made are not touched.
+    fn update_live(&mut self, ids: &[ServicePortName], table: &ServiceTable) {
+        let now = Instant::now();
+        for id in ids {
+            let (Some(r), Some(info)) =
+                (self.running.get_mut(id), table.services.get(id))
+            else {
+                continue;
+            };
+            r.info = info.clone();
+            let mut balancer = lock(&r.balancer);
+            balancer.set_affinity(info.affinity);
+            balancer.set_endpoints(usable(table, id));
+            balancer.sweep(now);
+            drop(balancer);
+            self.record(id, table);
+        }
+    }
+    // ANCHOR_END: live
+
     /// Notes that `id` now runs as `table` has it.
     fn record(&mut self, id: &ServicePortName, table: &ServiceTable) {
         if let Some(info) = table.services.get(id) {
@@ -342,12 +441,12 @@ impl UserspaceProxy {
     }
 }
 
-// ANCHOR: sync
 impl Proxier for UserspaceProxy {
     fn mode(&self) -> &'static str {
         "userspace"
     }
 
+    // ANCHOR: sync
     /// Opens and closes listeners only for the Service ports that
     /// changed; for those whose sockets stay (only endpoints or affinity
     /// changed) the balancer is updated in place and no connection drops.
@@ -359,78 +458,32 @@ impl Proxier for UserspaceProxy {
             });
         }
         let changed = self.applied.changed(table);
-        let full = !self.synced;
-        let (mut stop, mut start, mut update) = (vec![], vec![], vec![]);
-        for id in &changed {
-            let old = self.running.get(id).map(|r| &r.info);
-            match (old, table.services.get(id)) {
-                (Some(old), Some(new)) if same_sockets(old, new) => {
-                    update.push(id.clone());
-                }
-                (old, new) => {
-                    if old.is_some() {
-                        stop.push(id.clone());
-                    }
-                    if let Some(new) = new {
-                        start.push((id.clone(), new.clone()));
-                    }
-                }
-            }
-        }
-        self.stop(&stop);
-
+        let plan = self.plan(&changed, table);
+        self.stop(&plan.stop);
         // Addresses first: a socket binds only to an address that is there.
-        let mut wanted: BTreeSet<Ipv4Addr> =
-            self.running.values().map(|r| r.info.cluster_ip).collect();
-        wanted.extend(start.iter().map(|(_, info)| info.cluster_ip));
+        let mut wanted = self.cluster_ips();
+        wanted.extend(plan.start.iter().map(|(_, info)| info.cluster_ip));
         self.set_addresses(wanted)?;
-
-        let mut errors = Vec::new();
-        let bound = self.bind(&start)?;
-        for ((id, info), sockets) in start.iter().zip(bound) {
-            let started = sockets.and_then(|s| self.start(id, info, table, s));
-            if let Err(e) = started {
-                errors.push(format!(
-                    "{id} ({}:{}): {e}",
-                    info.cluster_ip, info.port
-                ));
-            }
-        }
-
-        let now = Instant::now();
-        for id in &update {
-            let (Some(r), Some(info)) =
-                (self.running.get_mut(id), table.services.get(id))
-            else {
-                continue;
-            };
-            r.info = info.clone();
-            let mut b = lock(&r.balancer);
-            b.set_affinity(info.affinity);
-            b.set_endpoints(usable(table, id));
-            b.sweep(now);
-            drop(b);
-            self.record(id, table);
-        }
-
+        let errors = self.open(&plan.start, table);
+        self.update_live(&plan.update, table);
         if !errors.is_empty() {
             // Nothing half-made stays: an address whose ports all failed
             // goes again, and the next sync retries them.
-            let wanted =
-                self.running.values().map(|r| r.info.cluster_ip).collect();
-            self.set_addresses(wanted)?;
+            self.set_addresses(self.cluster_ips())?;
             return Err(ProxyError::Other(format!(
                 "the userspace proxy could not open {} Service port(s): {}",
                 errors.len(),
                 errors.join("; ")
             )));
         }
+        let full = !self.synced;
         self.synced = true;
         Ok(SyncReport {
             changed: changed.len(),
             full,
         })
     }
+    // ANCHOR_END: sync
 
     /// Closes every listener and connection, deletes [`DEVICE`] (and so
     /// every ClusterIP) and stops the runtime. A second call does nothing.
@@ -452,7 +505,6 @@ impl Proxier for UserspaceProxy {
         deleted
     }
 }
-// ANCHOR_END: sync
 
 impl Drop for UserspaceProxy {
     fn drop(&mut self) {
@@ -566,8 +618,9 @@ fn dial(
 async fn connect(
     balancer: &Mutex<RoundRobin>,
     client: Ipv4Addr,
+    timeouts: &[Duration],
 ) -> Option<TcpStream> {
-    for timeout in DIAL_TIMEOUTS {
+    for &timeout in timeouts {
         let endpoint = lock(balancer).pick(client, Instant::now())?;
         let attempt = async { dial(endpoint)?.await };
         match tokio::time::timeout(timeout, attempt).await {
@@ -596,6 +649,7 @@ fn client_ip(peer: SocketAddr) -> Ipv4Addr {
 async fn serve_tcp(
     listener: TcpListener,
     balancer: Arc<Mutex<RoundRobin>>,
+    timeouts: Arc<[Duration]>,
     mut stop: oneshot::Receiver<()>,
     done: mpsc::Sender<()>,
 ) {
@@ -606,9 +660,11 @@ async fn serve_tcp(
             accepted = listener.accept() => match accepted {
                 Ok((client, peer)) => {
                     let balancer = balancer.clone();
+                    let timeouts = timeouts.clone();
                     connections.spawn(async move {
                         let ip = client_ip(peer);
-                        if let Some(endpoint) = connect(&balancer, ip).await {
+                        let endpoint = connect(&balancer, ip, &timeouts).await;
+                        if let Some(endpoint) = endpoint {
                             splice(client, endpoint).await;
                         }
                     });
@@ -640,7 +696,6 @@ struct Association {
     last: Arc<Mutex<Instant>>,
 }
 
-// ANCHOR: udp
 /// One UDP socket of a Service port: each client address gets its own
 /// socket to an endpoint, whose replies go back from the Service's
 /// address, until nothing has passed for [`UDP_IDLE_TIMEOUT`].
@@ -656,6 +711,7 @@ async fn serve_udp(
     loop {
         tokio::select! {
             _ = &mut stop => break,
+            // ANCHOR: udp
             got = socket.recv_from(&mut buf) => {
                 let Ok((n, from)) = got else { continue };
                 let a = match clients.entry(from) {
@@ -677,6 +733,7 @@ async fn serve_udp(
                     Instant::now();
                 let _ = a.upstream.send(&buf[..n]).await;
             }
+            // ANCHOR_END: udp
             Some(ended) = replies.join_next(), if !replies.is_empty() => {
                 if let Ok(client) = ended {
                     clients.remove(&client);
@@ -688,7 +745,6 @@ async fn serve_udp(
     replies.shutdown().await;
     drop(done);
 }
-// ANCHOR_END: udp
 
 /// A socket connected to the endpoint the balancer picks for `client`.
 async fn associate(
@@ -699,8 +755,11 @@ async fn associate(
     if !IN_NODE_NETNS.with(|c| c.get()) {
         return None;
     }
+    // Made now, on this thread (one in the node's namespace).
     let any = SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0));
-    let upstream = UdpSocket::bind(any).await.ok()?;
+    let upstream = std::net::UdpSocket::bind(any).ok()?;
+    upstream.set_nonblocking(true).ok()?;
+    let upstream = UdpSocket::from_std(upstream).ok()?;
     upstream.connect(SocketAddr::V4(endpoint)).await.ok()?;
     Some(Association {
         upstream: Arc::new(upstream),
