@@ -57,33 +57,100 @@ fn can_run_nodes() -> bool {
     require(Privilege::Root) && require_program("nft")
 }
 
+/// Lines up the columns of a table again after redaction changed the
+/// widths of its cells (kubectl's printer: three spaces between).
+fn realign(lines: &[String], gap: usize) -> Vec<String> {
+    let split = regex::Regex::new(r"\s{2,}").expect("pattern");
+    let rows: Vec<Vec<&str>> = lines
+        .iter()
+        .map(|l| split.split(l.trim_end()).collect())
+        .collect();
+    let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..columns)
+        .map(|c| {
+            rows.iter()
+                .filter_map(|r| r.get(c))
+                .map(|s| s.chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    rows.iter()
+        .map(|r| {
+            let mut line = String::new();
+            for (c, cell) in r.iter().enumerate() {
+                if c + 1 == r.len() {
+                    line += cell;
+                } else {
+                    line += &format!("{cell:<w$}{}", " ".repeat(gap), w = widths[c]);
+                }
+            }
+            line
+        })
+        .collect()
+}
+
 /// Replaces what changes from run to run: service and pod addresses,
-/// NodePorts the allocator picked, ages, times, uids.
+/// ages, times, uids, slice names; tables are lined up again.
 fn redact(text: &str) -> String {
-    let mut out = String::new();
+    let mut lines = Vec::new();
     for line in text.lines() {
         let mut l = line.to_string();
         for (pattern, with) in [
             (r"198\.19\.\d+\.\d+", "198.19.X.X"),
             (r"198\.18\.1\.\d+", "198.18.1.X"),
-            (r":3\d{4}/", ":3XXXX/"),
             (r"\b\d+(s|m\d*s?)\b", "<age>"),
             (r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", "<time>"),
             (
                 r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}",
                 "<uid>",
             ),
-            (r"kubia-[bcdfghjklmnpqrstvwxz2456789]{5}\b", "kubia-XXXXX"),
+            (
+                r"(kubia[a-z-]*)-[bcdfghjklmnpqrstvwxz2456789]{5}\b",
+                "$1-XXXXX",
+            ),
         ] {
             l = regex::Regex::new(pattern)
                 .expect("pattern")
                 .replace_all(&l, with)
                 .into_owned();
         }
-        out += &l;
-        out.push('\n');
+        lines.push(l);
     }
-    out
+    // A table: a header and the rows under it at the same indent, up to
+    // the next command.
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < lines.len() {
+        let header = lines[i].starts_with("NAME ") || lines[i].trim_start().starts_with("Type ");
+        if header {
+            let indent = lines[i].len() - lines[i].trim_start().len();
+            let mut j = i + 1;
+            while j < lines.len()
+                && !lines[j].starts_with('$')
+                && !lines[j].trim().is_empty()
+                && lines[j].len() - lines[j].trim_start().len() == indent
+            {
+                j += 1;
+            }
+            let block: Vec<String> = lines[i..j]
+                .iter()
+                .map(|l| l.trim_start().to_string())
+                .collect();
+            // kubectl get pads with three spaces, describe with two.
+            let gap = if indent == 0 { 3 } else { 2 };
+            out.extend(
+                realign(&block, gap)
+                    .into_iter()
+                    .map(|l| format!("{}{l}", " ".repeat(indent))),
+            );
+            i = j;
+        } else {
+            out.push(lines[i].clone());
+            i += 1;
+        }
+    }
+    out.join("\n") + "\n"
 }
 
 #[test]
@@ -206,6 +273,7 @@ fn the_books_services_on_a_node() {
                containerPort: 8080\n";
     std::fs::write(work.path().join("kubia-1.yaml"), pod).expect("write");
     let mut session = String::new();
+    let work_dir = format!("{}/", work.path().display());
     let mut run = |args: &[&str]| {
         let out = ch04(&home)
             .current_dir(manifests())
@@ -213,7 +281,8 @@ fn the_books_services_on_a_node() {
             .output()
             .expect("run");
         assert!(out.status.success(), "{args:?}: {}", text(&out.stderr));
-        session += &format!("$ ch04 {}\n{}", args.join(" "), text(&out.stdout));
+        let shown = args.join(" ").replace(&work_dir, "");
+        session += &format!("$ ch04 {shown}\n{}", text(&out.stdout));
     };
     let pod_file = work.path().join("kubia-1.yaml");
     run(&["apply", "-f", pod_file.to_str().expect("utf-8")]);
@@ -282,6 +351,9 @@ fn demo(proxy: &str) -> String {
         "{printed}"
     );
     assert!(printed.contains(": true"), "{printed}");
+    // And nothing of the demo's is left: no mount, no process.
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+    assert!(!mounts.contains("kubelings-demo-"), "{mounts}");
     redact(&printed)
 }
 
