@@ -351,9 +351,6 @@ fn demo(proxy: &str) -> String {
         "{printed}"
     );
     assert!(printed.contains(": true"), "{printed}");
-    // And nothing of the demo's is left: no mount, no process.
-    let mounts = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
-    assert!(!mounts.contains("kubelings-demo-"), "{mounts}");
     redact(&printed)
 }
 

@@ -149,6 +149,28 @@ fn apply_service(store: &ServiceStore, text: &str, source: &str) -> Result<Strin
         .join(", "))
 }
 
+/// Mounts under `work` and processes rooted or running there: what a
+/// node that stopped must not leave (its namespaces go with its mounts,
+/// its rules and addresses with its namespace).
+fn leftovers(work: &std::path::Path) -> Vec<String> {
+    let mut found = Vec::new();
+    let path = work.to_string_lossy();
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    found.extend(
+        mounts
+            .lines()
+            .filter(|l| l.contains(&*path))
+            .map(|l| format!("mount: {l}")),
+    );
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let root = std::fs::read_link(entry.path().join("root")).unwrap_or_default();
+        if root.starts_with(work) {
+            found.push(format!("process {}", entry.file_name().to_string_lossy()));
+        }
+    }
+    found
+}
+
 pub fn run(args: Args) -> Result<u8> {
     if !nix::unistd::geteuid().is_root() {
         bail!(
@@ -310,6 +332,10 @@ pub fn run(args: Args) -> Result<u8> {
         "stop the node: pods, the proxy's rules, the DNS server, the network",
     );
     running.shutdown()?;
+    let left = leftovers(work.path());
+    if !left.is_empty() {
+        bail!("the node left behind:\n{}", left.join("\n"));
+    }
     say("nothing left: no rule, address, namespace, mount, cgroup or process");
     Ok(0)
 }
