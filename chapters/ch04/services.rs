@@ -221,6 +221,7 @@ fn default(svc: &mut Service) {
     }
 }
 
+// ANCHOR: allocate
 /// The ClusterIP and NodePorts of a new Service: what it asked for if
 /// free, else the allocator's pick.
 fn allocate(
@@ -274,6 +275,7 @@ fn allocate(
     }
     Ok(())
 }
+// ANCHOR_END: allocate
 
 /// An update keeps what was allocated: a ClusterIP cannot change (the
 /// API server's "field is immutable"), and NodePorts stay.
