@@ -667,6 +667,22 @@ fn a_pod_finds_kubia_by_its_short_name_on_the_service_ip() {
         ["198.18.1.2", "198.18.1.3"]
     );
 
+    // The cost of ndots:5: a name outside the cluster with fewer dots is
+    // asked under every search domain first; with its final dot, once.
+    let before = server.questions();
+    assert!(pod_dig(&ns, &resolv, "api.example.com").is_empty());
+    let searched = server.questions() - before;
+    let before = server.questions();
+    assert!(pod_dig(&ns, &resolv, "api.example.com.").is_empty());
+    let absolute = server.questions() - before;
+    insta::assert_snapshot!(
+        "questions_per_lookup",
+        format!(
+            "dig +search api.example.com:  {searched} questions\n\
+             dig +search api.example.com.: {absolute} question\n"
+        )
+    );
+
     // kubia deleted: its name is gone at the next question.
     let rest: Vec<Service> = c.services[1..].to_vec();
     let slices: Vec<EndpointSlice> = rest
