@@ -697,3 +697,23 @@ fn a_pod_finds_kubia_by_its_short_name_on_the_service_ip() {
     );
     server.shutdown().expect("stop the DNS server");
 }
+
+#[test]
+fn a_server_that_cannot_start_says_where() {
+    // Not an address of this namespace: nothing is bound, the error names
+    // the socket and the address.
+    let addr: SocketAddr = "198.19.0.10:53".parse().unwrap();
+    let err = DnsServer::start(addr, "cluster.local")
+        .err()
+        .expect("198.19.0.10 is no address here");
+    let text = err.to_string();
+    assert!(
+        text.contains("UDP") && text.contains("198.19.0.10:53"),
+        "{text}"
+    );
+    let missing = std::path::Path::new("/nonexistent/netns");
+    let err = DnsServer::start_in(missing, addr, "cluster.local")
+        .err()
+        .expect("there is no such namespace");
+    assert!(err.to_string().contains("/nonexistent/netns"), "{err}");
+}
