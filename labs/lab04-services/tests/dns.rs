@@ -321,6 +321,27 @@ fn an_endpoint_with_a_hostname_is_named_by_it() {
 }
 
 #[test]
+fn an_external_name_service_is_an_alias() {
+    let mut c = cluster();
+    let external = parse_service(
+        "apiVersion: v1\nkind: Service\nmetadata: {name: external-api}\n\
+         spec: {type: ExternalName, externalName: api.example.com}\n",
+    )
+    .unwrap();
+    c.services.push(external);
+    let zone = zone(&c);
+    for qtype in [QueryType::A, QueryType::Srv] {
+        let answer =
+            zone.answer("external-api.default.svc.cluster.local", qtype);
+        assert_eq!(
+            lines(&answer),
+            ["external-api.default.svc.cluster.local. 5 IN CNAME \
+              api.example.com."]
+        );
+    }
+}
+
+#[test]
 fn pod_names_need_a_pod_with_that_address() {
     let zone = zone(&cluster());
     let answer =
@@ -473,6 +494,30 @@ fn dig_asks_the_server_over_udp_and_tcp() {
         "NOERROR"
     );
     assert_eq!(status(at, &["example.com"]), "REFUSED");
+    server.shutdown().expect("stop the DNS server");
+}
+
+#[test]
+fn dig_follows_an_external_name_to_the_edge_of_the_cluster() {
+    if !have_dig() {
+        return;
+    }
+    let server = loopback_server();
+    let c = cluster();
+    let mut services = c.services.clone();
+    services.push(
+        parse_service(
+            "apiVersion: v1\nkind: Service\nmetadata: {name: external-api}\n\
+             spec: {type: ExternalName, externalName: api.example.com}\n",
+        )
+        .unwrap(),
+    );
+    server.update(&services, &c.slices, &c.pods);
+    // The alias, and nothing for its target: that is outside.
+    assert_eq!(
+        short(server.addr(), &["external-api.default.svc.cluster.local"]),
+        ["api.example.com."]
+    );
     server.shutdown().expect("stop the DNS server");
 }
 

@@ -18,7 +18,7 @@ use hickory_server::net::runtime::Time;
 use hickory_server::proto::op::{
     Edns, Header, HeaderCounts, MessageType, Metadata, OpCode, ResponseCode,
 };
-use hickory_server::proto::rr::rdata::{A, SOA, SRV};
+use hickory_server::proto::rr::rdata::{A, CNAME, SOA, SRV};
 use hickory_server::proto::rr::{
     Name, RData, Record as WireRecord, RecordType,
 };
@@ -343,6 +343,7 @@ fn to_wire(record: &Record) -> Option<WireRecord> {
     let name = |text: &str| Name::from_ascii(text).ok();
     let data = match &record.data {
         RecordData::A(ip) => RData::A(A(*ip)),
+        RecordData::Cname(target) => RData::CNAME(CNAME(name(target)?)),
         RecordData::Srv {
             priority,
             weight,
