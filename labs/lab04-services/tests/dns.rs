@@ -321,6 +321,27 @@ fn an_endpoint_with_a_hostname_is_named_by_it() {
 }
 
 #[test]
+fn an_external_name_service_is_an_alias() {
+    let mut c = cluster();
+    let external = parse_service(
+        "apiVersion: v1\nkind: Service\nmetadata: {name: external-api}\n\
+         spec: {type: ExternalName, externalName: api.example.com}\n",
+    )
+    .unwrap();
+    c.services.push(external);
+    let zone = zone(&c);
+    for qtype in [QueryType::A, QueryType::Srv] {
+        let answer =
+            zone.answer("external-api.default.svc.cluster.local", qtype);
+        assert_eq!(
+            lines(&answer),
+            ["external-api.default.svc.cluster.local. 5 IN CNAME \
+              api.example.com."]
+        );
+    }
+}
+
+#[test]
 fn pod_names_need_a_pod_with_that_address() {
     let zone = zone(&cluster());
     let answer =
@@ -473,6 +494,30 @@ fn dig_asks_the_server_over_udp_and_tcp() {
         "NOERROR"
     );
     assert_eq!(status(at, &["example.com"]), "REFUSED");
+    server.shutdown().expect("stop the DNS server");
+}
+
+#[test]
+fn dig_follows_an_external_name_to_the_edge_of_the_cluster() {
+    if !have_dig() {
+        return;
+    }
+    let server = loopback_server();
+    let c = cluster();
+    let mut services = c.services.clone();
+    services.push(
+        parse_service(
+            "apiVersion: v1\nkind: Service\nmetadata: {name: external-api}\n\
+             spec: {type: ExternalName, externalName: api.example.com}\n",
+        )
+        .unwrap(),
+    );
+    server.update(&services, &c.slices, &c.pods);
+    // The alias, and nothing for its target: that is outside.
+    assert_eq!(
+        short(server.addr(), &["external-api.default.svc.cluster.local"]),
+        ["api.example.com."]
+    );
     server.shutdown().expect("stop the DNS server");
 }
 
@@ -667,6 +712,22 @@ fn a_pod_finds_kubia_by_its_short_name_on_the_service_ip() {
         ["198.18.1.2", "198.18.1.3"]
     );
 
+    // The cost of ndots:5: a name outside the cluster with fewer dots is
+    // asked under every search domain first; with its final dot, once.
+    let before = server.questions();
+    assert!(pod_dig(&ns, &resolv, "api.example.com").is_empty());
+    let searched = server.questions() - before;
+    let before = server.questions();
+    assert!(pod_dig(&ns, &resolv, "api.example.com.").is_empty());
+    let absolute = server.questions() - before;
+    insta::assert_snapshot!(
+        "questions_per_lookup",
+        format!(
+            "dig +search api.example.com:  {searched} questions\n\
+             dig +search api.example.com.: {absolute} question\n"
+        )
+    );
+
     // kubia deleted: its name is gone at the next question.
     let rest: Vec<Service> = c.services[1..].to_vec();
     let slices: Vec<EndpointSlice> = rest
@@ -680,4 +741,24 @@ fn a_pod_finds_kubia_by_its_short_name_on_the_service_ip() {
         ["198.18.1.2", "198.18.1.3"]
     );
     server.shutdown().expect("stop the DNS server");
+}
+
+#[test]
+fn a_server_that_cannot_start_says_where() {
+    // Not an address of this namespace: nothing is bound, the error names
+    // the socket and the address.
+    let addr: SocketAddr = "198.19.0.10:53".parse().unwrap();
+    let err = DnsServer::start(addr, "cluster.local")
+        .err()
+        .expect("198.19.0.10 is no address here");
+    let text = err.to_string();
+    assert!(
+        text.contains("UDP") && text.contains("198.19.0.10:53"),
+        "{text}"
+    );
+    let missing = std::path::Path::new("/nonexistent/netns");
+    let err = DnsServer::start_in(missing, addr, "cluster.local")
+        .err()
+        .expect("there is no such namespace");
+    assert!(err.to_string().contains("/nonexistent/netns"), "{err}");
 }

@@ -21,6 +21,8 @@ pub const TTL: u32 = 5;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RecordData {
     A(Ipv4Addr),
+    /// An alias: the name is another name (an ExternalName Service).
+    Cname(String),
     Srv {
         priority: u16,
         weight: u16,
@@ -62,6 +64,7 @@ impl fmt::Display for Record {
         write!(f, "{} {} IN ", self.name, self.ttl)?;
         match &self.data {
             RecordData::A(ip) => write!(f, "A {ip}"),
+            RecordData::Cname(target) => write!(f, "CNAME {target}"),
             RecordData::Srv {
                 priority,
                 weight,
@@ -385,6 +388,8 @@ pub struct ClusterDns {
     domain: String,
     serial: u32,
     services: BTreeMap<(String, String), DnsService>,
+    /// ExternalName Services: (namespace, name) → the absolute name.
+    aliases: BTreeMap<(String, String), String>,
     /// (namespace, IP) of every pod that has an IP and has not ended.
     pods: BTreeSet<(String, Ipv4Addr)>,
     namespaces: BTreeSet<String>,
@@ -409,9 +414,9 @@ impl ClusterDns {
     }
 
     /// The zone for `domain` from every Service, EndpointSlice and pod.
-    /// Services without an address yet, and ExternalName ones (a CNAME we
-    /// do not serve), have no records. `serial` goes into the SOA: the
-    /// plugin uses the time of the last change it saw.
+    /// Services without an address yet have no records; an ExternalName
+    /// one is an alias (CNAME) of its `externalName`. `serial` goes into
+    /// the SOA: the plugin uses the time of the last change it saw.
     pub fn build(
         domain: &str,
         services: &[Service],
@@ -423,6 +428,7 @@ impl ClusterDns {
             domain: domain.trim_end_matches('.').to_ascii_lowercase(),
             serial,
             services: BTreeMap::new(),
+            aliases: BTreeMap::new(),
             pods: BTreeSet::new(),
             namespaces: BTreeSet::from(["default".to_string()]),
         };
@@ -430,6 +436,16 @@ impl ClusterDns {
             let Some(spec) = svc.spec.as_ref() else {
                 continue;
             };
+            let namespace = namespace_of(&svc.metadata.namespace);
+            let name = svc.metadata.name.clone().unwrap_or_default();
+            if spec.type_.as_deref() == Some("ExternalName") {
+                if let Some(target) = spec.external_name.as_deref() {
+                    let target = format!("{}.", target.trim_end_matches('.'));
+                    zone.namespaces.insert(namespace.clone());
+                    zone.aliases.insert((namespace, name), target);
+                }
+                continue;
+            }
             let cluster_ip = match spec.cluster_ip.as_deref() {
                 Some("None") => None,
                 Some(ip) => match ip.parse() {
@@ -438,11 +454,6 @@ impl ClusterDns {
                 },
                 None => continue,
             };
-            if spec.type_.as_deref() == Some("ExternalName") {
-                continue;
-            }
-            let namespace = namespace_of(&svc.metadata.namespace);
-            let name = svc.metadata.name.clone().unwrap_or_default();
             let ports = spec
                 .ports
                 .iter()
@@ -586,11 +597,27 @@ impl ClusterDns {
                     ..Found::default()
                 })
             }
-            ClusterName::Service(query) => self
-                .services
-                .get(&(query.namespace.clone(), query.service.clone()))
-                .map(|s| service_records(s, &query, &qname, &self.domain))
-                .filter(|f| !f.is_empty()),
+            ClusterName::Service(query)
+                if query.endpoint.is_none() && query.port.is_none() =>
+            {
+                let key = (query.namespace.clone(), query.service.clone());
+                if let Some(target) = self.aliases.get(&key) {
+                    // An alias answers every type with itself; the
+                    // resolver follows it (outside: REFUSED, here).
+                    return Answer {
+                        rcode: Rcode::NoError,
+                        answers: vec![Record {
+                            name: qname,
+                            ttl: TTL,
+                            data: RecordData::Cname(target.clone()),
+                        }],
+                        authority: Vec::new(),
+                        additionals: Vec::new(),
+                    };
+                }
+                self.service_found(&query, &qname)
+            }
+            ClusterName::Service(query) => self.service_found(&query, &qname),
             ClusterName::Invalid => None,
         };
         let Some(found) = found else {
@@ -610,6 +637,18 @@ impl ClusterDns {
             authority: Vec::new(),
             additionals,
         }
+    }
+
+    /// The records of a name under a Service; `None`: no such name.
+    fn service_found(
+        &self,
+        query: &ServiceQuery,
+        qname: &str,
+    ) -> Option<Found> {
+        self.services
+            .get(&(query.namespace.clone(), query.service.clone()))
+            .map(|s| service_records(s, query, qname, &self.domain))
+            .filter(|f| !f.is_empty())
     }
 
     /// No records: the code, and the SOA in the authority section.

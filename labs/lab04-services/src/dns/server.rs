@@ -9,6 +9,7 @@
 
 use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -17,7 +18,7 @@ use hickory_server::net::runtime::Time;
 use hickory_server::proto::op::{
     Edns, Header, HeaderCounts, MessageType, Metadata, OpCode, ResponseCode,
 };
-use hickory_server::proto::rr::rdata::{A, SOA, SRV};
+use hickory_server::proto::rr::rdata::{A, CNAME, SOA, SRV};
 use hickory_server::proto::rr::{
     Name, RData, Record as WireRecord, RecordType,
 };
@@ -50,6 +51,7 @@ type Shared = Arc<RwLock<Arc<ClusterDns>>>;
 pub struct DnsServer {
     addr: SocketAddr,
     zone: Shared,
+    questions: Arc<AtomicU64>,
     stop: Option<oneshot::Sender<()>>,
     thread: Option<JoinHandle<Result<(), String>>>,
 }
@@ -90,6 +92,7 @@ impl DnsServer {
         let addr = udp.local_addr().map_err(DnsError::Runtime)?;
         let zone: Shared =
             Arc::new(RwLock::new(Arc::new(ClusterDns::empty(domain))));
+        let questions = Arc::new(AtomicU64::new(0));
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -102,7 +105,10 @@ impl DnsServer {
                 .map_err(DnsError::Runtime)?;
             let tcp = tokio::net::TcpListener::from_std(tcp)
                 .map_err(DnsError::Runtime)?;
-            let mut server = Server::new(Handler { zone: zone.clone() });
+            let mut server = Server::new(Handler {
+                zone: zone.clone(),
+                questions: questions.clone(),
+            });
             server.register_socket(udp);
             server.register_listener(tcp, TCP_TIMEOUT, TCP_RESPONSE_BUFFER);
             server
@@ -124,6 +130,7 @@ impl DnsServer {
         Ok(DnsServer {
             addr,
             zone,
+            questions,
             stop: Some(stop),
             thread: Some(thread),
         })
@@ -160,6 +167,11 @@ impl DnsServer {
             // the value is a whole Arc either way.
             Err(poisoned) => *poisoned.into_inner() = zone,
         }
+    }
+
+    /// How many questions it has answered (what a search path costs).
+    pub fn questions(&self) -> u64 {
+        self.questions.load(Ordering::Relaxed)
     }
 
     /// The zone being served.
@@ -233,6 +245,7 @@ fn bind(addr: SocketAddr) -> Result<(UdpSocket, TcpListener), DnsError> {
 /// Answers every query from the zone of the moment.
 struct Handler {
     zone: Shared,
+    questions: Arc<AtomicU64>,
 }
 
 #[async_trait::async_trait]
@@ -242,6 +255,7 @@ impl RequestHandler for Handler {
         request: &Request,
         mut response: R,
     ) -> ResponseInfo {
+        self.questions.fetch_add(1, Ordering::Relaxed);
         let mut metadata = Metadata::response_from_request(&request.metadata);
         // The answer's EDNS says what we take (the client's size, at least
         // 512), as an EDNS server must when the question had one.
@@ -329,6 +343,7 @@ fn to_wire(record: &Record) -> Option<WireRecord> {
     let name = |text: &str| Name::from_ascii(text).ok();
     let data = match &record.data {
         RecordData::A(ip) => RData::A(A(*ip)),
+        RecordData::Cname(target) => RData::CNAME(CNAME(name(target)?)),
         RecordData::Srv {
             priority,
             weight,
