@@ -299,7 +299,8 @@ fn the_books_services_on_a_node() {
     wait_for(&home, &["get", "endpointslices"], |t| {
         t.lines().count() == 5 && !t.contains("<unset>   ")
     });
-    run(&["get", "svc", "-o", "wide"]);
+    run(&["get", "svc"]);
+    run(&["get", "svc", "kubia", "-o", "wide"]);
     run(&["get", "endpointslices"]);
     run(&["describe", "svc", "kubia"]);
     run(&["delete", "svc", "kubia"]);

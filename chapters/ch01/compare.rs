@@ -37,8 +37,12 @@ pub fn rows() -> Result<Vec<(String, String, String)>> {
             ..Resources::default()
         });
     }
-    let (out, limit) = run_captured_inspect(&spec, |c| c.cgroup().and_then(|cg| cg.memory_limit()))
-        .context("run the script in a container (needs root, or user namespaces)")?;
+    let (out, limit) = run_captured_inspect(&spec, |c| {
+        c.cgroup().and_then(|cg| cg.memory_limit())
+    })
+    .context(
+        "run the script in a container (needs root, or user namespaces)",
+    )?;
 
     let parse = |text: &str| -> Vec<(String, String)> {
         text.lines()
@@ -63,7 +67,9 @@ pub fn rows() -> Result<Vec<(String, String, String)>> {
             }
         })
         .collect();
-    let show = |limit: Option<u64>| limit.map_or("none".to_string(), |b| HumanBytes(b).to_string());
+    let show = |limit: Option<u64>| {
+        limit.map_or("none".to_string(), |b| HumanBytes(b).to_string())
+    };
     rows.push((
         "memory limit".into(),
         show(limit),
@@ -88,7 +94,8 @@ pub fn table() -> Result<String> {
         let inside = clip(inside, INSIDE - 1);
         out += &format!("{what:<WHAT$}{inside:<INSIDE$}{}\n", clip(host, HOST));
     }
-    if let Some((_, inside, host)) = rows.iter().find(|(w, _, _)| w == "kernel") {
+    if let Some((_, inside, host)) = rows.iter().find(|(w, _, _)| w == "kernel")
+    {
         out += if inside == host {
             "\nOne kernel: the container's system calls go to the host's own kernel.\n"
         } else {

@@ -50,7 +50,9 @@ pub fn run(args: Args) -> Result<i32> {
             let dir = temp.path().join("rootfs");
             let command = &args.command[0];
             let mut builder = RootfsBuilder::new();
-            if !command.contains('/') && lab01::probe::find_program(command).is_some() {
+            if !command.contains('/')
+                && lab01::probe::find_program(command).is_some()
+            {
                 builder = builder.programs([command.as_str()]);
             }
             builder.build(&dir).context("build the rootfs")?;

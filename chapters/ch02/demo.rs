@@ -91,7 +91,8 @@ pub fn run(_home: &Home, args: Args) -> Result<u8> {
 
     step(3, "push it (with credentials)");
     let target: Reference = format!("{host}/kubia:v1").parse()?;
-    laptop_store.tag(&target.local_name(), &laptop_store.resolve("kubia:v1")?)?;
+    laptop_store
+        .tag(&target.local_name(), &laptop_store.resolve("kubia:v1")?)?;
     let creds = Credentials::new(USER, PASSWORD);
     let client = Client::new(Some(creds)).quiet(true);
     let pushed = client.push(&laptop_store, &target.local_name(), &target)?;
@@ -114,9 +115,16 @@ pub fn run(_home: &Home, args: Args) -> Result<u8> {
     let manifest = server_store.manifest(&desc)?;
     let image_config = server_store.config(&manifest)?;
     let assembly = Assembly::best();
-    let rootfs = prepare_rootfs(&server, &server_store, &manifest, "kubia-demo", assembly)?;
+    let rootfs = prepare_rootfs(
+        &server,
+        &server_store,
+        &manifest,
+        "kubia-demo",
+        assembly,
+    )?;
     // kubia's own log goes into a pipe, shown once it has stopped.
-    let (log_read, log_write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+    let (log_read, log_write) =
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
     let spec = container_spec(&image_config, rootfs.path(), &[])?
         .hostname("kubia-7d5b")
         .stdio(

@@ -55,7 +55,8 @@ pub fn local(reference: &str) -> Result<String> {
 pub fn base(home: &Home, args: BaseArgs) -> Result<u8> {
     let store = store(home)?;
     let name = local(&args.tag)?;
-    let built = lab02::build::base::build_base(&store, &name).context("build the base image")?;
+    let built = lab02::build::base::build_base(&store, &name)
+        .context("build the base image")?;
     println!("{name} {}", built.manifest.digest());
     Ok(0)
 }
@@ -63,13 +64,18 @@ pub fn base(home: &Home, args: BaseArgs) -> Result<u8> {
 pub fn build(home: &Home, args: BuildArgs) -> Result<u8> {
     let store = store(home)?;
     let file = args.file.unwrap_or_else(|| args.dir.join("Dockerfile"));
-    let text =
-        std::fs::read_to_string(&file).with_context(|| format!("read {}", file.display()))?;
-    let steps = lab02::build::parse(&text).with_context(|| file.display().to_string())?;
-    let built =
-        lab02::build::builder::build(home, &store, &steps, &args.dir, &args.tag, &mut |l| {
-            println!("{l}")
-        })?;
+    let text = std::fs::read_to_string(&file)
+        .with_context(|| format!("read {}", file.display()))?;
+    let steps = lab02::build::parse(&text)
+        .with_context(|| file.display().to_string())?;
+    let built = lab02::build::builder::build(
+        home,
+        &store,
+        &steps,
+        &args.dir,
+        &args.tag,
+        &mut |l| println!("{l}"),
+    )?;
     println!("{} {}", built.name, built.manifest.digest());
     Ok(0)
 }
@@ -79,8 +85,8 @@ pub fn list(home: &Home) -> Result<u8> {
     println!("{:<40} {:<14} SIZE", "IMAGE", "DIGEST");
     for (name, desc) in store.images()? {
         let manifest = store.manifest(&desc)?;
-        let size: u64 =
-            manifest.layers().iter().map(|l| l.size()).sum::<u64>() + manifest.config().size();
+        let size: u64 = manifest.layers().iter().map(|l| l.size()).sum::<u64>()
+            + manifest.config().size();
         let digest = desc.digest().to_string();
         let short = digest.strip_prefix("sha256:").unwrap_or(&digest);
         println!(
@@ -128,7 +134,8 @@ pub fn save(home: &Home, args: SaveArgs) -> Result<u8> {
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(std::path::Path::new("."));
-    let mut temp = tempfile::NamedTempFile::new_in(dir).context("create the archive")?;
+    let mut temp =
+        tempfile::NamedTempFile::new_in(dir).context("create the archive")?;
     lab02::archive::save(&store, &names, &mut temp)?;
     temp.persist(&args.output)
         .with_context(|| format!("write {}", args.output.display()))?;

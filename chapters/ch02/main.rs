@@ -99,6 +99,7 @@ fn main() -> ExitCode {
 /// The image store of `home`, created on first use.
 fn store(home: &Home) -> Result<lab02::layout::ImageStore> {
     use anyhow::Context;
-    lab02::layout::ImageStore::open(&home.images())
-        .with_context(|| format!("open the image store in {}", home.images().display()))
+    lab02::layout::ImageStore::open(&home.images()).with_context(|| {
+        format!("open the image store in {}", home.images().display())
+    })
 }

@@ -6,7 +6,9 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use indicatif::HumanBytes;
-use lab02::client::{Client, Credentials, Platform, PullReport, PushReport, TlsOptions};
+use lab02::client::{
+    Client, Credentials, Platform, PullReport, PushReport, TlsOptions,
+};
 use lab02::home::Home;
 use lab02::reference::Reference;
 use lab02::registry::{Challenge, RegistryConfig};
@@ -108,7 +110,8 @@ pub fn registry(home: &Home, command: RegistryCommand) -> Result<u8> {
             bail!("--users {}: no such file", users.display());
         }
     }
-    let mut config = RegistryConfig::new(args.root.unwrap_or_else(|| home.registry()));
+    let mut config =
+        RegistryConfig::new(args.root.unwrap_or_else(|| home.registry()));
     config.addr = args.addr;
     config.users = args.users;
     config.private = args.private;
@@ -121,7 +124,8 @@ pub fn registry(home: &Home, command: RegistryCommand) -> Result<u8> {
     };
     // Ctrl-C and friends end the wait below; blocked first so none is lost.
     let signals = lab01::signals::block_termination_signals();
-    let registry = lab02::registry::RegistryHandle::start_with(config, challenge)?;
+    let registry =
+        lab02::registry::RegistryHandle::start_with(config, challenge)?;
     eprintln!(
         "ch02: registry on {}://{} (Ctrl-C to stop)",
         registry.scheme(),
@@ -133,10 +137,9 @@ pub fn registry(home: &Home, command: RegistryCommand) -> Result<u8> {
 }
 
 pub fn client_for(home: &Home, reference: &Reference) -> Result<Client> {
-    let registry = reference
-        .registry
-        .clone()
-        .context("the reference names no registry (e.g. 127.0.0.1:5000/kubia:v1)")?;
+    let registry = reference.registry.clone().context(
+        "the reference names no registry (e.g. 127.0.0.1:5000/kubia:v1)",
+    )?;
     let creds = Credentials::load(&home.credentials(), &registry)?;
     Ok(Client::new(creds))
 }
@@ -182,7 +185,9 @@ pub fn show_pull(r: &PullReport) -> String {
         format!("\n  stored as {}", r.local_name)
     };
     let platform = match &r.platform {
-        Some(platform) => format!("\n  for {platform}, from a multi-platform index"),
+        Some(platform) => {
+            format!("\n  for {platform}, from a multi-platform index")
+        }
         None => String::new(),
     };
     format!(
@@ -215,7 +220,9 @@ pub fn login(home: &Home, args: LoginArgs) -> Result<u8> {
     let creds = Credentials::new(args.username, password);
     // `index.docker.io` and `docker.io` are one registry, saved as docker.io.
     let registry = match args.registry.as_str() {
-        "index.docker.io" | "registry-1.docker.io" => lab02::reference::DOCKER_HUB.to_string(),
+        "index.docker.io" | "registry-1.docker.io" => {
+            lab02::reference::DOCKER_HUB.to_string()
+        }
         other => other.to_string(),
     };
     Client::new(Some(creds.clone()))
@@ -243,7 +250,8 @@ pub fn push(home: &Home, args: PushArgs) -> Result<u8> {
 pub fn pull(home: &Home, args: PullArgs) -> Result<u8> {
     let (_, source) = parse_remote(&args.reference)?;
     let store = store(home)?;
-    let mut client = client_for(home, &source)?.tls(tls_options(home, args.tls));
+    let mut client =
+        client_for(home, &source)?.tls(tls_options(home, args.tls));
     if let Some(platform) = args.platform {
         client = client.platform(platform);
     }

@@ -51,7 +51,12 @@ pub trait Backend: Send + Sync {
     /// Every pod with its status and events.
     fn pods(&self) -> Vec<PodView>;
     /// The runtime's id of a pod's running container (`None`: the first).
-    fn container_id(&self, namespace: &str, pod: &str, container: Option<&str>) -> Result<String>;
+    fn container_id(
+        &self,
+        namespace: &str,
+        pod: &str,
+        container: Option<&str>,
+    ) -> Result<String>;
     /// The runtime, for exec and for measuring.
     fn runtime(&self) -> Result<Arc<dyn RuntimeService>>;
     /// Stops every pod and removes the node's network and state.

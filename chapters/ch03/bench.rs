@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use lab02::home::Home;
 use lab03::cri::{
-    ContainerConfig, ContainerMetadata, ContainerState, PodSandboxConfig, PodSandboxMetadata,
-    RuntimeService,
+    ContainerConfig, ContainerMetadata, ContainerState, PodSandboxConfig,
+    PodSandboxMetadata, RuntimeService,
 };
 
 use crate::containerd::{bench_containerd, median};
@@ -49,7 +49,12 @@ fn configs(dir: &NodeDir, round: u64) -> (PodSandboxConfig, ContainerConfig) {
             attempt: 0,
         },
         hostname: name.clone(),
-        log_directory: lab03::logs::pod_log_dir(&dir.pod_logs(), "default", &name, &uid),
+        log_directory: lab03::logs::pod_log_dir(
+            &dir.pod_logs(),
+            "default",
+            &name,
+            &uid,
+        ),
         cgroup_parent: format!("kubepods/besteffort/pod{uid}"),
         ..Default::default()
     };
@@ -106,7 +111,9 @@ fn ms(d: Duration) -> String {
 
 pub fn run(args: Args) -> Result<u8> {
     if !nix::unistd::geteuid().is_root() {
-        bail!("the benchmark makes nodes and runs containerd: run it with sudo");
+        bail!(
+            "the benchmark makes nodes and runs containerd: run it with sudo"
+        );
     }
     let work = tempfile::Builder::new()
         .prefix("kubelings-bench-")
@@ -150,7 +157,10 @@ pub fn run(args: Args) -> Result<u8> {
         let mut file = std::fs::File::create(&archive)?;
         lab02::archive::save(&store, &[name.as_str()], &mut file)?;
         drop(file);
-        Some(bench_containerd(&archive, args.rounds as usize, true).context("containerd")?)
+        Some(
+            bench_containerd(&archive, args.rounds as usize, true)
+                .context("containerd")?,
+        )
     };
     let mut table = String::new();
     table += &format!("pod start, median of {} rounds\n", args.rounds);
@@ -167,7 +177,8 @@ pub fn run(args: Args) -> Result<u8> {
             "ctr run (runc, no CNI)"
         };
         table += &format!("{label:<34} {:>10}\n", ms(t.median));
-        let ratio = t.median.as_secs_f64() / ours_median.as_secs_f64().max(1e-9);
+        let ratio =
+            t.median.as_secs_f64() / ours_median.as_secs_f64().max(1e-9);
         table += &format!("{:<34} {:>9.1}x\n", "kubelings faster by", ratio);
         let note = crate::common::cli::wrap(&format!("note: {}", t.note), 80);
         table += &format!("{note}\n");

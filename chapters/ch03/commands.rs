@@ -107,7 +107,8 @@ pub fn running_node(home: &Home, name: &str) -> Result<NodeDir> {
 }
 
 fn pods_of(dir: &NodeDir) -> Result<Vec<PodView>> {
-    let mut client = Client::connect(&dir.socket())?.timeout(Duration::from_secs(30))?;
+    let mut client =
+        Client::connect(&dir.socket())?.timeout(Duration::from_secs(30))?;
     match client.call(&Request::Pods)? {
         Response::Pods(pods) => Ok(pods),
         other => bail!("the node answered {other:?}"),
@@ -129,7 +130,8 @@ fn find(dir: &NodeDir, name: &str) -> Result<PodView> {
 /// What the API server would say about a manifest: it must parse (strict,
 /// with line and column or the field's path) and pass validation.
 pub fn check(text: &str, source: &str) -> Result<Vec<Pod>> {
-    let pods = lab03::manifest::parse_pods(text).with_context(|| source.to_string())?;
+    let pods = lab03::manifest::parse_pods(text)
+        .with_context(|| source.to_string())?;
     validate_pods(&pods, source)?;
     Ok(pods)
 }
@@ -230,10 +232,13 @@ pub fn get(home: &Home, node: &str, args: GetArgs) -> Result<u8> {
     let wide = match args.output.as_deref() {
         None => false,
         Some("wide") => true,
-        Some(other) => bail!("-o {other}: this node prints only the table and `-o wide`"),
+        Some(other) => {
+            bail!("-o {other}: this node prints only the table and `-o wide`")
+        }
     };
     let dir = running_node(home, node)?;
-    let mut pods: Vec<Pod> = pods_of(&dir)?.into_iter().map(|v| v.pod).collect();
+    let mut pods: Vec<Pod> =
+        pods_of(&dir)?.into_iter().map(|v| v.pod).collect();
     pods.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
     for name in &args.names {
         if !pods.iter().any(|p| p.metadata.name.as_ref() == Some(name)) {
@@ -345,7 +350,13 @@ pub fn logs(home: &Home, node: &str, args: LogsArgs) -> Result<u8> {
 
 /// `logs -f`: what the file gains, line by line, until the container
 /// stops running.
-fn follow(dir: &NodeDir, pod: &str, container: &str, path: &Path, timestamps: bool) -> Result<()> {
+fn follow(
+    dir: &NodeDir,
+    pod: &str,
+    container: &str,
+    path: &Path,
+    timestamps: bool,
+) -> Result<()> {
     let mut offset = std::fs::metadata(path)?.len();
     let mut last_check = Instant::now();
     loop {
@@ -476,11 +487,14 @@ pub fn delete(home: &Home, node: &str, args: DeleteArgs) -> Result<u8> {
     }
     let grace = find(&dir, &args.name)
         .ok()
-        .and_then(|v| v.pod.spec.and_then(|s| s.termination_grace_period_seconds))
+        .and_then(|v| {
+            v.pod.spec.and_then(|s| s.termination_grace_period_seconds)
+        })
         .unwrap_or(30)
         .max(0) as u64;
     for f in &files {
-        std::fs::remove_file(f).with_context(|| format!("remove {}", f.display()))?;
+        std::fs::remove_file(f)
+            .with_context(|| format!("remove {}", f.display()))?;
     }
     // The node notices, stops the pod gracefully, then forgets it.
     let deadline = Instant::now() + Duration::from_secs(grace + 30);

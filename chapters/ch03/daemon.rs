@@ -115,7 +115,8 @@ fn up(home: &Home, name: &str, args: UpArgs) -> Result<u8> {
             }
         }
         if let Some(status) = child.try_wait()? {
-            let log = std::fs::read_to_string(dir.log_file()).unwrap_or_default();
+            let log =
+                std::fs::read_to_string(dir.log_file()).unwrap_or_default();
             bail!("the node's process ended ({status}):\n{}", log.trim_end());
         }
         if Instant::now() > deadline {
@@ -141,11 +142,13 @@ fn down(home: &Home, name: &str) -> Result<u8> {
         }
         bail!("node {name} is not up");
     };
-    let mut client = Client::connect(&dir.socket())?.timeout(Duration::from_secs(120))?;
+    let mut client =
+        Client::connect(&dir.socket())?.timeout(Duration::from_secs(120))?;
     client.call(&Request::Shutdown)?;
     // The answer comes once every pod is gone; the process then exits.
     let deadline = Instant::now() + Duration::from_secs(10);
-    while nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok() {
+    while nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok()
+    {
         if Instant::now() > deadline {
             bail!("node {name}'s process {pid} did not exit");
         }
@@ -165,13 +168,14 @@ fn serve(home: &Home, name: &str) -> Result<u8> {
     let services = Arc::new(ServiceNode::new(&dir.root, name));
     let proxy = config.proxy;
     let environment: Arc<dyn lab03::kubelet::PodEnvironment> = services.clone();
-    let node = match Node::start_with(dir.clone(), config, home, Some(environment)) {
-        Ok(node) => Arc::new(node),
-        Err(e) => {
-            let _ = std::fs::remove_file(dir.pid_file());
-            return Err(e);
-        }
-    };
+    let node =
+        match Node::start_with(dir.clone(), config, home, Some(environment)) {
+            Ok(node) => Arc::new(node),
+            Err(e) => {
+                let _ = std::fs::remove_file(dir.pid_file());
+                return Err(e);
+            }
+        };
     if let Some(network) = node.backend().network() {
         if let Err(e) = services.start(proxy, &network) {
             let _ = node.stop();
@@ -221,7 +225,11 @@ fn serve(home: &Home, name: &str) -> Result<u8> {
                 let services = services.clone();
                 std::thread::spawn(move || {
                     if let Err(e) = answer(&node, &services, &stream, &stop) {
-                        let _ = protocol::send(&stream, &Response::Error(format!("{e:#}")), &[]);
+                        let _ = protocol::send(
+                            &stream,
+                            &Response::Error(format!("{e:#}")),
+                            &[],
+                        );
                     }
                 });
             }
@@ -256,21 +264,31 @@ struct Stop {
 }
 
 /// One connection: requests until it closes.
-fn answer(node: &Node, services: &ServiceNode, stream: &UnixStream, stop: &Stop) -> Result<()> {
+fn answer(
+    node: &Node,
+    services: &ServiceNode,
+    stream: &UnixStream,
+    stop: &Stop,
+) -> Result<()> {
     let mut reader = BufReader::new(stream.try_clone()?);
     let mut line = String::new();
     while reader.read_line(&mut line)? > 0 {
-        let request: Request = serde_json::from_str(&line).context("a bad request")?;
+        let request: Request =
+            serde_json::from_str(&line).context("a bad request")?;
         line.clear();
         match request {
             Request::Ping => {
                 let pid = std::process::id();
                 protocol::send(stream, &Response::Pong { pid }, &[])?;
             }
-            Request::Pods => protocol::send(stream, &Response::Pods(node.pods()), &[])?,
-            Request::Services => {
-                protocol::send(stream, &Response::Services(services.views()), &[])?
+            Request::Pods => {
+                protocol::send(stream, &Response::Pods(node.pods()), &[])?
             }
+            Request::Services => protocol::send(
+                stream,
+                &Response::Services(services.views()),
+                &[],
+            )?,
             Request::Exec(req) => return exec(node, stream, &req),
             Request::Shutdown => {
                 // The main loop stops the pods; the answer goes when the

@@ -25,7 +25,8 @@ pub struct Args {}
 /// crash loop shows three restarts in seconds.
 pub const DEMO_BACKOFF_MS: u64 = 250;
 
-const SIDECAR_POD: &str = include_str!("../../book/src/ch03/manifests/kubia-with-sidecar.yaml");
+const SIDECAR_POD: &str =
+    include_str!("../../book/src/ch03/manifests/kubia-with-sidecar.yaml");
 
 const CLIENT_POD: &str = "\
 apiVersion: v1
@@ -82,7 +83,10 @@ fn say(text: &str) {
 
 /// The delays of a container's first three CrashLoopBackOff waits, as its
 /// waiting message names them (`back-off 500ms restarting failed …`).
-fn watch_waits(node: Arc<Node>, pod: &str) -> std::thread::JoinHandle<Result<Vec<String>>> {
+fn watch_waits(
+    node: Arc<Node>,
+    pod: &str,
+) -> std::thread::JoinHandle<Result<Vec<String>>> {
     let pod = pod.to_string();
     std::thread::spawn(move || {
         let mut seen = BTreeSet::new();
@@ -98,7 +102,8 @@ fn watch_waits(node: Arc<Node>, pod: &str) -> std::thread::JoinHandle<Result<Vec
                 .and_then(|s| s.waiting.as_ref())
                 .and_then(|w| w.message.clone());
             if let Some(m) = waiting {
-                let delay = m.split_whitespace().nth(1).unwrap_or("").to_string();
+                let delay =
+                    m.split_whitespace().nth(1).unwrap_or("").to_string();
                 if seen.insert(delay.clone()) {
                     order.push(delay);
                 }
@@ -143,7 +148,11 @@ fn restarts(view: &PodView, container: &str) -> i32 {
 }
 
 /// The root filesystem of a running container, as the node sees it.
-fn root_of(node: &Node, pod: &str, container: &str) -> Result<std::path::PathBuf> {
+fn root_of(
+    node: &Node,
+    pod: &str,
+    container: &str,
+) -> Result<std::path::PathBuf> {
     let backend = node.backend();
     let id = backend.container_id("default", pod, Some(container))?;
     let status = backend.runtime()?.container_status(&id)?;
@@ -151,7 +160,11 @@ fn root_of(node: &Node, pod: &str, container: &str) -> Result<std::path::PathBuf
     Ok(format!("/proc/{pid}/root").into())
 }
 
-fn net_ns_of(node: &Node, pod: &str, container: &str) -> Result<std::path::PathBuf> {
+fn net_ns_of(
+    node: &Node,
+    pod: &str,
+    container: &str,
+) -> Result<std::path::PathBuf> {
     let backend = node.backend();
     let id = backend.container_id("default", pod, Some(container))?;
     let status = backend.runtime()?.container_status(&id)?;
@@ -191,13 +204,21 @@ pub fn run(_args: Args) -> Result<u8> {
     say("manifests: kubia-with-sidecar, client, crasher, kubia-liveness");
 
     step(2, "kubia-with-sidecar: two containers, one machine");
-    let first = node.wait_for("kubia-with-sidecar", Duration::from_secs(20), all_running)?;
+    let first = node.wait_for(
+        "kubia-with-sidecar",
+        Duration::from_secs(20),
+        all_running,
+    )?;
     let ip = ip_of(&first);
-    let (hostname, _) = node.exec_sync("kubia-with-sidecar", "fetcher", &["hostname"])?;
+    let (hostname, _) =
+        node.exec_sync("kubia-with-sidecar", "fetcher", &["hostname"])?;
     say(&format!("hostname (in fetcher): {}", hostname.trim()));
     let url = "http://localhost:8080/";
-    let (answer, _) =
-        node.exec_sync("kubia-with-sidecar", "fetcher", &["wget", "-q", "-O-", url])?;
+    let (answer, _) = node.exec_sync(
+        "kubia-with-sidecar",
+        "fetcher",
+        &["wget", "-q", "-O-", url],
+    )?;
     say(&format!("fetcher -> {url}: {}", answer.trim()));
     let same_net = net_ns_of(&node, "kubia-with-sidecar", "kubia")?
         == net_ns_of(&node, "kubia-with-sidecar", "fetcher")?;
@@ -235,7 +256,11 @@ pub fn run(_args: Args) -> Result<u8> {
         "fetcher",
         &["touch", "/only-in-fetcher"],
     )?;
-    let (ls, _) = node.exec_sync("kubia-with-sidecar", "fetcher", &["ls", "/only-in-fetcher"])?;
+    let (ls, _) = node.exec_sync(
+        "kubia-with-sidecar",
+        "fetcher",
+        &["ls", "/only-in-fetcher"],
+    )?;
     say(&format!("fetcher sees {}", ls.trim()));
     let seen = kubia_root.join("only-in-fetcher").exists();
     say(&format!("kubia sees /only-in-fetcher: {seen}"));
@@ -247,7 +272,8 @@ pub fn run(_args: Args) -> Result<u8> {
     say(&format!("kubia's / holds: {}", top.join(" ")));
 
     step(4, "client: another pod, another machine, on the same node");
-    let client = node.wait_for("client", Duration::from_secs(20), all_running)?;
+    let client =
+        node.wait_for("client", Duration::from_secs(20), all_running)?;
     let (hostname, _) = node.exec_sync("client", "main", &["hostname"])?;
     say(&format!(
         "hostname: {}, pod IP {}",
@@ -256,7 +282,8 @@ pub fn run(_args: Args) -> Result<u8> {
     ));
     say(&format!("an IP of its own: {}", ip_of(&client) != ip));
     let url = format!("http://{ip}:8080/");
-    let (answer, _) = node.exec_sync("client", "main", &["wget", "-q", "-O-", &url])?;
+    let (answer, _) =
+        node.exec_sync("client", "main", &["wget", "-q", "-O-", &url])?;
     say(&format!("client -> {url}: {}", answer.trim()));
 
     step(5, "crasher: restarted, with a back-off that doubles");
@@ -275,9 +302,10 @@ pub fn run(_args: Args) -> Result<u8> {
         6,
         "kubia-liveness: 500 from its sixth request on; the probe restarts it",
     );
-    let live = node.wait_for("kubia-liveness", Duration::from_secs(30), |v| {
-        restarts(v, "kubia") >= 1
-    })?;
+    let live =
+        node.wait_for("kubia-liveness", Duration::from_secs(30), |v| {
+            restarts(v, "kubia") >= 1
+        })?;
     // Before kubia listens the probe may fail otherwise: the 500 is the
     // failure this is about.
     for e in &live.events {

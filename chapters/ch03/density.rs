@@ -98,8 +98,12 @@ pub fn measure(home: &Home, root: &std::path::Path, n: u64) -> Result<Figures> {
         let up = pods
             .iter()
             .filter(|v| {
-                let phase = v.pod.status.as_ref().and_then(|s| s.phase.as_deref());
-                let row = crate::printers::pod_row(&v.pod, std::time::SystemTime::now());
+                let phase =
+                    v.pod.status.as_ref().and_then(|s| s.phase.as_deref());
+                let row = crate::printers::pod_row(
+                    &v.pod,
+                    std::time::SystemTime::now(),
+                );
                 phase == Some("Running") && row.status == "Running"
             })
             .count() as u64;
@@ -129,7 +133,9 @@ pub fn measure(home: &Home, root: &std::path::Path, n: u64) -> Result<Figures> {
     let left = rt.list_pod_sandbox(&PodSandboxFilter::default())?.len()
         + rt.list_containers(&ContainerFilter::default())?.len();
     if left > 0 {
-        bail!("{left} sandboxes and containers are left after deleting every pod");
+        bail!(
+            "{left} sandboxes and containers are left after deleting every pod"
+        );
     }
     // The last holder of the runtime is the node: its shutdown drops it.
     drop(rt);

@@ -58,8 +58,8 @@ pub fn build_all(home: &Home, work: &Path) -> Result<()> {
     RootfsBuilder::new()
         .busybox(true)
         .programs([
-            "wget", "sh", "sleep", "cat", "ls", "hostname", "ip", "ifconfig", "nc", "date", "seq",
-            "nslookup",
+            "wget", "sh", "sleep", "cat", "ls", "hostname", "ip", "ifconfig",
+            "nc", "date", "seq", "nslookup",
         ])
         .build(&busybox)
         .context("busybox's build context")?;

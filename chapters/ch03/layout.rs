@@ -94,12 +94,16 @@ impl NodeDir {
                 self.name
             )
         })?;
-        serde_json::from_str(&text).with_context(|| format!("read {}", file.display()))
+        serde_json::from_str(&text)
+            .with_context(|| format!("read {}", file.display()))
     }
 
     pub fn write_config(&self, config: &NodeConfig) -> Result<()> {
         std::fs::create_dir_all(self.manifests())?;
-        write_atomically(&self.config_file(), &serde_json::to_vec_pretty(config)?)
+        write_atomically(
+            &self.config_file(),
+            &serde_json::to_vec_pretty(config)?,
+        )
     }
 
     /// The daemon's pid, if the pid file names a live process.

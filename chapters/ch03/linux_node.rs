@@ -25,7 +25,11 @@ use crate::protocol::PodView;
 struct Plugin(Arc<NodeNetwork>);
 
 impl lab03::runtime::PodNetwork for Plugin {
-    fn attach(&self, uid: &str, netns: &Path) -> Result<std::net::Ipv4Addr, NetworkError> {
+    fn attach(
+        &self,
+        uid: &str,
+        netns: &Path,
+    ) -> Result<std::net::Ipv4Addr, NetworkError> {
         Ok(self.0.attach(uid, netns)?.ip)
     }
     fn detach(&self, uid: &str) -> Result<(), NetworkError> {
@@ -73,14 +77,17 @@ pub struct Linux {
 /// runtime (which cleans up what a killed predecessor left), the loop.
 pub fn start(settings: &Settings) -> Result<Box<dyn Backend>> {
     let dir = &settings.dir;
-    let network = NodeNetwork::open_or_create(dir, &settings.name, settings.cidr)
-        .with_context(|| format!("node {}: its network", settings.name))?;
+    let network =
+        NodeNetwork::open_or_create(dir, &settings.name, settings.cidr)
+            .with_context(|| format!("node {}: its network", settings.name))?;
     let network = Arc::new(network);
-    let config = RuntimeConfig::new(dir.join("runtime"), settings.images.clone())
-        .network(Arc::new(Plugin(network.clone())));
+    let config =
+        RuntimeConfig::new(dir.join("runtime"), settings.images.clone())
+            .network(Arc::new(Plugin(network.clone())));
     let runtime = Arc::new(LinuxRuntime::new(config).context("the runtime")?);
     let (wake, rx) = channel();
-    let mut options = WorkerOptions::new(NodeLayout::under(&dir.join("kubelet")));
+    let mut options =
+        WorkerOptions::new(NodeLayout::under(&dir.join("kubelet")));
     options.backoff = BackoffPolicy {
         initial: settings.backoff_base,
         ..BackoffPolicy::KUBELET
@@ -95,10 +102,11 @@ pub fn start(settings: &Settings) -> Result<Box<dyn Backend>> {
         // httpGet and tcpSocket probes come from the node, as the
         // kubelet's do: from inside the node's network namespace.
         let net = network.clone();
-        options.connector = Arc::new(move |addr: SocketAddr, timeout: Duration| {
-            net.run_in(|| TcpStream::connect_timeout(&addr, timeout))
-                .map_err(std::io::Error::other)?
-        });
+        options.connector =
+            Arc::new(move |addr: SocketAddr, timeout: Duration| {
+                net.run_in(|| TcpStream::connect_timeout(&addr, timeout))
+                    .map_err(std::io::Error::other)?
+            });
     }
     let shared = Arc::new(Shared {
         workers: Mutex::new(Workers::default()),
@@ -224,12 +232,18 @@ impl Linux {
         rt.clone().context("the node is shut down")
     }
 
-    fn find_uid(&self, w: &Workers, namespace: &str, name: &str) -> Option<String> {
+    fn find_uid(
+        &self,
+        w: &Workers,
+        namespace: &str,
+        name: &str,
+    ) -> Option<String> {
         w.by_uid
             .iter()
             .find(|(_, k)| {
                 let m = &k.pod().metadata;
-                m.name.as_deref() == Some(name) && m.namespace.as_deref() == Some(namespace)
+                m.name.as_deref() == Some(name)
+                    && m.namespace.as_deref() == Some(namespace)
             })
             .map(|(uid, _)| uid.clone())
     }
@@ -286,7 +300,8 @@ impl Backend for Linux {
         let rt = self.rt()?;
         let runtime: Arc<dyn RuntimeService> = rt.clone();
         let images: Arc<dyn ImageService> = rt;
-        let worker = PodWorker::new(pod, runtime, images, self.options.clone())?;
+        let worker =
+            PodWorker::new(pod, runtime, images, self.options.clone())?;
         let mut w = self
             .shared
             .workers
@@ -345,7 +360,12 @@ impl Backend for Linux {
             .collect()
     }
 
-    fn container_id(&self, namespace: &str, pod: &str, container: Option<&str>) -> Result<String> {
+    fn container_id(
+        &self,
+        namespace: &str,
+        pod: &str,
+        container: Option<&str>,
+    ) -> Result<String> {
         let w = self
             .shared
             .workers
@@ -365,11 +385,12 @@ impl Backend for Linux {
                 .map(|c| c.name.clone())
                 .context("a pod without containers")?,
         };
-        let (current, _) = worker
-            .container_ids(&name)
-            .with_context(|| format!("container {name} is not valid for pod {pod}"))?;
-        let id =
-            current.with_context(|| format!("container {name:?} in pod {pod:?} is not running"))?;
+        let (current, _) = worker.container_ids(&name).with_context(|| {
+            format!("container {name} is not valid for pod {pod}")
+        })?;
+        let id = current.with_context(|| {
+            format!("container {name:?} in pod {pod:?} is not running")
+        })?;
         Ok(id.to_string())
     }
 
@@ -404,7 +425,9 @@ impl Backend for Linux {
             }
         }
         let _ = self.wake.send(Wake::Stop);
-        if let Some(t) = self.driver.lock().unwrap_or_else(|e| e.into_inner()).take() {
+        if let Some(t) =
+            self.driver.lock().unwrap_or_else(|e| e.into_inner()).take()
+        {
             let _ = t.join();
         }
         // Whatever the workers left (nothing, normally), then the runtime

@@ -79,7 +79,11 @@ fn hex(bytes: &[u8]) -> String {
 
 impl Node {
     /// Starts the node's parts (network, runtime, pod workers).
-    pub fn start(dir: NodeDir, config: NodeConfig, images: &lab02::home::Home) -> Result<Node> {
+    pub fn start(
+        dir: NodeDir,
+        config: NodeConfig,
+        images: &lab02::home::Home,
+    ) -> Result<Node> {
         Node::start_with(dir, config, images, None)
     }
 
@@ -120,7 +124,8 @@ impl Node {
             let path = entry?.path();
             let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
             // The kubelet skips dot files (our atomic writes' temporaries).
-            let yaml = [".yaml", ".yml", ".json"].iter().any(|e| name.ends_with(e));
+            let yaml =
+                [".yaml", ".yml", ".json"].iter().any(|e| name.ends_with(e));
             if name.starts_with('.') || !yaml {
                 continue;
             }
@@ -142,10 +147,13 @@ impl Node {
     /// then start the new (a changed one is replaced).
     pub fn sync(&self) -> Result<Vec<String>> {
         let (seen, mut problems) = self.read()?;
-        let mut applied = self.applied.lock().unwrap_or_else(|e| e.into_inner());
+        let mut applied =
+            self.applied.lock().unwrap_or_else(|e| e.into_inner());
         let gone: Vec<PathBuf> = applied
             .iter()
-            .filter(|(path, a)| seen.get(*path).is_none_or(|(_, d)| *d != a.digest))
+            .filter(|(path, a)| {
+                seen.get(*path).is_none_or(|(_, d)| *d != a.digest)
+            })
             .map(|(path, _)| path.clone())
             .collect();
         for a in gone.iter().filter_map(|path| applied.remove(path)) {
@@ -210,7 +218,10 @@ impl Node {
             }
             if Instant::now() > deadline {
                 let state = self.pod(name).map(|v| {
-                    let row = crate::printers::pod_row(&v.pod, std::time::SystemTime::now());
+                    let row = crate::printers::pod_row(
+                        &v.pod,
+                        std::time::SystemTime::now(),
+                    );
                     row.status
                 });
                 bail!("pod {name}: still {state:?} after {timeout:?}");
@@ -221,13 +232,29 @@ impl Node {
 
     /// Runs `cmd` in a container and collects its output (what the demo
     /// and `exec` without a terminal use).
-    pub fn exec_sync(&self, pod: &str, container: &str, cmd: &[&str]) -> Result<(String, i32)> {
+    pub fn exec_sync(
+        &self,
+        pod: &str,
+        container: &str,
+        cmd: &[&str],
+    ) -> Result<(String, i32)> {
+        self.exec_sync_within(pod, container, cmd, Duration::from_secs(10))
+    }
+
+    /// As [`Node::exec_sync`], killed after `timeout`.
+    pub fn exec_sync_within(
+        &self,
+        pod: &str,
+        container: &str,
+        cmd: &[&str],
+        timeout: Duration,
+    ) -> Result<(String, i32)> {
         let id = self.backend.container_id("default", pod, Some(container))?;
         let cmd: Vec<String> = cmd.iter().map(|s| s.to_string()).collect();
         let out = self
             .backend
             .runtime()?
-            .exec_sync(&id, &cmd, Duration::from_secs(10))
+            .exec_sync(&id, &cmd, timeout)
             .with_context(|| format!("exec in {pod}/{container}"))?;
         let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
         text += &String::from_utf8_lossy(&out.stderr);

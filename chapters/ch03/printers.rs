@@ -241,7 +241,11 @@ fn rfc1123z(t: &Time) -> String {
     t.0.format("%a, %d %b %Y %H:%M:%S %z").to_string()
 }
 
-pub fn map_lines(out: &mut String, title: &str, map: Option<&BTreeMap<String, String>>) {
+pub fn map_lines(
+    out: &mut String,
+    title: &str,
+    map: Option<&BTreeMap<String, String>>,
+) {
     match map.filter(|m| !m.is_empty()) {
         None => {
             let _ = writeln!(out, "{title}:\t<none>");
@@ -332,12 +336,17 @@ fn state_lines(out: &mut String, title: &str, state: Option<&ContainerState>) {
     }
 }
 
-fn container_lines(out: &mut String, c: &Container, status: Option<&ContainerStatus>) {
+fn container_lines(
+    out: &mut String,
+    c: &Container,
+    status: Option<&ContainerStatus>,
+) {
     let _ = writeln!(out, "  {}:", c.name);
     if let Some(id) = status.and_then(|s| s.container_id.as_ref()) {
         let _ = writeln!(out, "    Container ID:\t{id}");
     }
-    let _ = writeln!(out, "    Image:\t{}", c.image.clone().unwrap_or_default());
+    let _ =
+        writeln!(out, "    Image:\t{}", c.image.clone().unwrap_or_default());
     let image_id = status.map(|s| s.image_id.clone()).unwrap_or_default();
     let _ = writeln!(out, "    Image ID:\t{image_id}");
     let ports = c.ports.clone().unwrap_or_default();
@@ -347,21 +356,34 @@ fn container_lines(out: &mut String, c: &Container, status: Option<&ContainerSta
             let _ = writeln!(out, "    Host Port:\t<none>");
         }
         _ => {
-            let list = |f: &dyn Fn(&k8s_openapi::api::core::v1::ContainerPort) -> i32| {
+            let list = |f: &dyn Fn(
+                &k8s_openapi::api::core::v1::ContainerPort,
+            ) -> i32| {
                 ports
                     .iter()
-                    .map(|p| format!("{}/{}", f(p), p.protocol.as_deref().unwrap_or("TCP")))
+                    .map(|p| {
+                        format!(
+                            "{}/{}",
+                            f(p),
+                            p.protocol.as_deref().unwrap_or("TCP")
+                        )
+                    })
                     .collect::<Vec<_>>()
                     .join(", ")
             };
             let title = if ports.len() == 1 { "Port" } else { "Ports" };
-            let _ = writeln!(out, "    {title}:\t{}", list(&|p| p.container_port));
+            let _ =
+                writeln!(out, "    {title}:\t{}", list(&|p| p.container_port));
             let title = if ports.len() == 1 {
                 "Host Port"
             } else {
                 "Host Ports"
             };
-            let _ = writeln!(out, "    {title}:\t{}", list(&|p| p.host_port.unwrap_or(0)));
+            let _ = writeln!(
+                out,
+                "    {title}:\t{}",
+                list(&|p| p.host_port.unwrap_or(0))
+            );
         }
     }
     if let Some(cmd) = c.command.as_ref().filter(|c| !c.is_empty()) {
@@ -377,14 +399,14 @@ fn container_lines(out: &mut String, c: &Container, status: Option<&ContainerSta
         }
     }
     state_lines(out, "State", status.and_then(|s| s.state.as_ref()));
-    if let Some(last) = status
-        .and_then(|s| s.last_state.as_ref())
-        .filter(|l| l.terminated.is_some() || l.running.is_some() || l.waiting.is_some())
-    {
+    if let Some(last) = status.and_then(|s| s.last_state.as_ref()).filter(|l| {
+        l.terminated.is_some() || l.running.is_some() || l.waiting.is_some()
+    }) {
         state_lines(out, "Last State", Some(last));
     }
     let ready = status.is_some_and(|s| s.ready);
-    let _ = writeln!(out, "    Ready:\t{}", if ready { "True" } else { "False" });
+    let _ =
+        writeln!(out, "    Ready:\t{}", if ready { "True" } else { "False" });
     let restarts = status.map_or(0, |s| s.restart_count);
     let _ = writeln!(out, "    Restart Count:\t{restarts}");
     for (title, probe) in [
@@ -420,7 +442,11 @@ fn container_lines(out: &mut String, c: &Container, status: Option<&ContainerSta
                 } else {
                     "rw"
                 };
-                let _ = writeln!(out, "      {} from {} ({rw})", m.mount_path, m.name);
+                let _ = writeln!(
+                    out,
+                    "      {} from {} ({rw})",
+                    m.mount_path, m.name
+                );
             }
         }
     }
@@ -439,7 +465,11 @@ fn volume_lines(out: &mut String, volumes: &[Volume]) {
                 out,
                 "    Type:\tEmptyDir (a temporary directory that shares a pod's lifetime)"
             );
-            let _ = writeln!(out, "    Medium:\t{}", e.medium.clone().unwrap_or_default());
+            let _ = writeln!(
+                out,
+                "    Medium:\t{}",
+                e.medium.clone().unwrap_or_default()
+            );
             let limit = e.size_limit.as_ref().map(|q| q.0.clone());
             let _ = writeln!(
                 out,
@@ -491,7 +521,11 @@ pub fn describe_pod(pod: &Pod, events: &[Event], now: SystemTime) -> String {
     map_lines(&mut out, "Labels", meta.labels.as_ref());
     map_lines(&mut out, "Annotations", meta.annotations.as_ref());
     if let Some(t) = &meta.deletion_timestamp {
-        let _ = writeln!(out, "Status:\tTerminating (lasts {})", since(Some(t), now));
+        let _ = writeln!(
+            out,
+            "Status:\tTerminating (lasts {})",
+            since(Some(t), now)
+        );
     } else {
         let phase = status.phase.clone().unwrap_or_else(|| "Pending".into());
         let _ = writeln!(out, "Status:\t{phase}");
@@ -515,7 +549,8 @@ pub fn describe_pod(pod: &Pod, events: &[Event], now: SystemTime) -> String {
     let find = |list: &Option<Vec<ContainerStatus>>, name: &str| {
         list.iter().flatten().find(|s| s.name == name).cloned()
     };
-    if let Some(inits) = spec.init_containers.as_ref().filter(|i| !i.is_empty()) {
+    if let Some(inits) = spec.init_containers.as_ref().filter(|i| !i.is_empty())
+    {
         let _ = writeln!(out, "Init Containers:");
         for c in inits {
             let s = find(&status.init_container_statuses, &c.name);
@@ -578,7 +613,8 @@ pub fn events_lines(out: &mut String, events: &[Event], now: SystemTime) {
 mod tests {
     use super::*;
     use k8s_openapi::api::core::v1::{
-        ContainerStateRunning, ContainerStateTerminated, ContainerStateWaiting, PodSpec, PodStatus,
+        ContainerStateRunning, ContainerStateTerminated, ContainerStateWaiting,
+        PodSpec, PodStatus,
     };
 
     #[test]
@@ -600,18 +636,26 @@ mod tests {
             (2 * 365 * 24 * 3600, "2y"),
         ];
         for (secs, want) in cases {
-            assert_eq!(human_duration(Duration::from_secs(secs)), want, "{secs}s");
+            assert_eq!(
+                human_duration(Duration::from_secs(secs)),
+                want,
+                "{secs}s"
+            );
         }
     }
 
     fn pod(statuses: Vec<ContainerStatus>, phase: &str) -> Pod {
-        let now = chrono::DateTime::<chrono::Utc>::from(std::time::SystemTime::now());
+        let now =
+            chrono::DateTime::<chrono::Utc>::from(std::time::SystemTime::now());
         Pod {
-            metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
-                name: Some("kubia".into()),
-                creation_timestamp: Some(Time(now - chrono::Duration::seconds(75))),
-                ..Default::default()
-            },
+            metadata:
+                k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+                    name: Some("kubia".into()),
+                    creation_timestamp: Some(Time(
+                        now - chrono::Duration::seconds(75),
+                    )),
+                    ..Default::default()
+                },
             spec: Some(PodSpec {
                 containers: statuses
                     .iter()
@@ -631,8 +675,9 @@ mod tests {
     }
 
     fn waiting(name: &str, reason: &str, restarts: i32) -> ContainerStatus {
-        let finished = chrono::DateTime::<chrono::Utc>::from(std::time::SystemTime::now())
-            - chrono::Duration::seconds(12);
+        let finished =
+            chrono::DateTime::<chrono::Utc>::from(std::time::SystemTime::now())
+                - chrono::Duration::seconds(12);
         ContainerStatus {
             name: name.into(),
             restart_count: restarts,
@@ -683,14 +728,16 @@ mod tests {
     #[test]
     fn an_init_container_shows_progress() {
         let mut p = pod(vec![running("kubia")], "Pending");
-        p.spec.as_mut().unwrap().init_containers = Some(vec![Container::default()]);
-        p.status.as_mut().unwrap().init_container_statuses = Some(vec![ContainerStatus {
-            state: Some(ContainerState {
-                running: Some(ContainerStateRunning { started_at: None }),
+        p.spec.as_mut().unwrap().init_containers =
+            Some(vec![Container::default()]);
+        p.status.as_mut().unwrap().init_container_statuses =
+            Some(vec![ContainerStatus {
+                state: Some(ContainerState {
+                    running: Some(ContainerStateRunning { started_at: None }),
+                    ..Default::default()
+                }),
                 ..Default::default()
-            }),
-            ..Default::default()
-        }]);
+            }]);
         assert_eq!(pod_row(&p, SystemTime::now()).status, "Init:0/1");
     }
 

@@ -13,7 +13,9 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use k8s_openapi::api::core::v1::{Event, Pod};
-use nix::sys::socket::{recvmsg, sendmsg, ControlMessage, ControlMessageOwned, MsgFlags};
+use nix::sys::socket::{
+    recvmsg, sendmsg, ControlMessage, ControlMessageOwned, MsgFlags,
+};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -72,7 +74,11 @@ pub enum Response {
 }
 
 /// Sends one line, with descriptors riding along when there are any.
-pub fn send(stream: &UnixStream, message: &Response, fds: &[RawFd]) -> Result<()> {
+pub fn send(
+    stream: &UnixStream,
+    message: &Response,
+    fds: &[RawFd],
+) -> Result<()> {
     let mut line = serde_json::to_vec(message)?;
     line.push(b'\n');
     if fds.is_empty() {
@@ -81,7 +87,13 @@ pub fn send(stream: &UnixStream, message: &Response, fds: &[RawFd]) -> Result<()
     }
     let cmsg = [ControlMessage::ScmRights(fds)];
     let iov = [IoSlice::new(&line)];
-    let sent = sendmsg::<()>(stream.as_raw_fd(), &iov, &cmsg, MsgFlags::empty(), None)?;
+    let sent = sendmsg::<()>(
+        stream.as_raw_fd(),
+        &iov,
+        &cmsg,
+        MsgFlags::empty(),
+        None,
+    )?;
     // The descriptors went with the first byte; the rest is plain data.
     (&*stream).write_all(&line[sent..])?;
     Ok(())
@@ -97,8 +109,9 @@ pub struct Client {
 
 impl Client {
     pub fn connect(socket: &Path) -> Result<Client> {
-        let stream = UnixStream::connect(socket)
-            .with_context(|| format!("connect to the node at {}", socket.display()))?;
+        let stream = UnixStream::connect(socket).with_context(|| {
+            format!("connect to the node at {}", socket.display())
+        })?;
         let reader = BufReader::new(stream.try_clone()?);
         Ok(Client {
             stream,
@@ -121,7 +134,9 @@ impl Client {
 
     pub fn response(&mut self) -> Result<Response> {
         let mut line = std::mem::take(&mut self.pending);
-        if !line.ends_with(b"\n") && self.reader.read_until(b'\n', &mut line)? == 0 {
+        if !line.ends_with(b"\n")
+            && self.reader.read_until(b'\n', &mut line)? == 0
+        {
             bail!("the node closed the connection");
         }
         match serde_json::from_slice(&line)? {

@@ -60,10 +60,16 @@ pub fn run(home: &Home, args: Args) -> Result<u8> {
     let mut header = true;
     loop {
         if let Some(view) = running.node.pod(&name) {
-            let table =
-                crate::printers::get_pods(std::slice::from_ref(&view.pod), true, SystemTime::now());
+            let table = crate::printers::get_pods(
+                std::slice::from_ref(&view.pod),
+                true,
+                SystemTime::now(),
+            );
             let row = crate::printers::pod_row(&view.pod, SystemTime::now());
-            let key = format!("{} {} {} {}", row.ready, row.status, row.restarts, row.ip);
+            let key = format!(
+                "{} {} {} {}",
+                row.ready, row.status, row.restarts, row.ip
+            );
             if key != last {
                 let mut lines = table.lines();
                 let head = lines.next().unwrap_or_default();

@@ -24,7 +24,11 @@ pub struct Running {
 }
 
 impl Running {
-    pub fn start(dir: NodeDir, config: NodeConfig, images: &Home) -> Result<Running> {
+    pub fn start(
+        dir: NodeDir,
+        config: NodeConfig,
+        images: &Home,
+    ) -> Result<Running> {
         Running::start_with(dir, config, images, false)
     }
 
@@ -37,17 +41,18 @@ impl Running {
         services: bool,
     ) -> Result<Running> {
         dir.write_config(&config)?;
-        let service_node = services.then(|| Arc::new(ServiceNode::new(&dir.root, &config.name)));
+        let service_node = services
+            .then(|| Arc::new(ServiceNode::new(&dir.root, &config.name)));
         let environment = service_node
             .clone()
             .map(|s| s as Arc<dyn lab03::kubelet::PodEnvironment>);
         let proxy = config.proxy;
-        let node = Arc::new(Node::start_with(dir, config, images, environment)?);
+        let node =
+            Arc::new(Node::start_with(dir, config, images, environment)?);
         if let Some(s) = &service_node {
-            let network = node
-                .backend()
-                .network()
-                .ok_or_else(|| anyhow::anyhow!("this node has no network namespace"))?;
+            let network = node.backend().network().ok_or_else(|| {
+                anyhow::anyhow!("this node has no network namespace")
+            })?;
             if let Err(e) = s.start(proxy, &network) {
                 let _ = node.stop();
                 return Err(e);
@@ -65,9 +70,12 @@ impl Running {
                         }
                     }
                     if let Some(s) = &services {
-                        let pods: Vec<_> = node.pods().into_iter().map(|v| v.pod).collect();
+                        let pods: Vec<_> =
+                            node.pods().into_iter().map(|v| v.pod).collect();
                         match s.sync(&pods) {
-                            Ok(problems) => problems.iter().for_each(|p| eprintln!("node: {p}")),
+                            Ok(problems) => problems
+                                .iter()
+                                .for_each(|p| eprintln!("node: {p}")),
                             Err(e) => eprintln!("node: Services: {e:#}"),
                         }
                     }
@@ -86,7 +94,10 @@ impl Running {
     /// Writes a manifest into the node's directory (what `apply` does).
     pub fn apply(&self, name: &str, text: &str) -> Result<()> {
         crate::commands::check(text, name)?;
-        crate::layout::write_atomically(&self.node.dir.manifest(name), text.as_bytes())
+        crate::layout::write_atomically(
+            &self.node.dir.manifest(name),
+            text.as_bytes(),
+        )
     }
 
     pub fn shutdown(mut self) -> Result<()> {

@@ -7,8 +7,10 @@
 /// Aligns `text`: every cell at least `min_width` wide, `padding` spaces
 /// after its widest.
 pub fn align(text: &str, min_width: usize, padding: usize) -> String {
-    let lines: Vec<Vec<&str>> = text.lines().map(|l| l.split('\t').collect()).collect();
-    let mut widths: Vec<Vec<usize>> = lines.iter().map(|_| Vec::new()).collect();
+    let lines: Vec<Vec<&str>> =
+        text.lines().map(|l| l.split('\t').collect()).collect();
+    let mut widths: Vec<Vec<usize>> =
+        lines.iter().map(|_| Vec::new()).collect();
     format(&lines, &mut widths, 0, 0, lines.len(), min_width, padding);
     let mut out = String::new();
     for (cells, widths) in lines.iter().zip(&widths) {

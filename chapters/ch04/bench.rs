@@ -67,7 +67,12 @@ fn request(addr: SocketAddr) -> std::io::Result<()> {
 /// `total` requests from `concurrency` threads, each taking the next of
 /// `targets` in turn. Runs on the calling thread's network namespace
 /// (threads inherit it).
-fn load(name: &str, targets: &[SocketAddr], total: u64, concurrency: u64) -> Load {
+fn load(
+    name: &str,
+    targets: &[SocketAddr],
+    total: u64,
+    concurrency: u64,
+) -> Load {
     let started = Instant::now();
     let per_thread = total / concurrency;
     let results: Vec<(Vec<Duration>, usize)> = std::thread::scope(|scope| {
@@ -94,7 +99,8 @@ fn load(name: &str, targets: &[SocketAddr], total: u64, concurrency: u64) -> Loa
         handles.into_iter().filter_map(|h| h.join().ok()).collect()
     });
     let elapsed = started.elapsed();
-    let mut times: Vec<Duration> = results.iter().flat_map(|(t, _)| t.clone()).collect();
+    let mut times: Vec<Duration> =
+        results.iter().flat_map(|(t, _)| t.clone()).collect();
     let failed = results.iter().map(|(_, f)| f).sum();
     times.sort();
     let pct = |p: f64| {
@@ -146,9 +152,10 @@ fn through(
     store.apply(&[svc], "kubia-svc.yaml")?;
     let mut pods = Vec::new();
     for pod in PODS {
-        let view = running.node.wait_for(pod, Duration::from_secs(30), |v| {
-            lab04::endpoints::pod_ready(&v.pod)
-        })?;
+        let view =
+            running.node.wait_for(pod, Duration::from_secs(30), |v| {
+                lab04::endpoints::pod_ready(&v.pod)
+            })?;
         let ip = view
             .pod
             .status
@@ -164,7 +171,8 @@ fn through(
     let cluster_ip = loop {
         let table = services.table();
         let ready = table.services.iter().find_map(|(id, info)| {
-            (id.name == "kubia" && table.usable(id).len() == 3).then_some(info.cluster_ip)
+            (id.name == "kubia" && table.usable(id).len() == 3)
+                .then_some(info.cluster_ip)
         });
         if let Some(ip) = ready {
             break ip;
@@ -193,13 +201,17 @@ fn ms(d: Duration) -> String {
 }
 
 /// The request table.
-pub fn load_table(rows: &[(Load, Load)], args_requests: u64, concurrency: u64) -> String {
+pub fn load_table(
+    rows: &[(Load, Load)],
+    args_requests: u64,
+    concurrency: u64,
+) -> String {
     let mut out = format!(
         "short HTTP requests to kubia, {args_requests} per target, {concurrency} at once\n"
     );
     let _ = writeln!(
         out,
-        "{:<28}{:>10}{:>11}{:>11}{:>9}",
+        "{:<28}{:>10}{:>11}{:>11}{:>11}",
         "target", "req/s", "p50", "p99", "vs direct"
     );
     for (direct, proxied) in rows {
@@ -207,10 +219,11 @@ pub fn load_table(rows: &[(Load, Load)], args_requests: u64, concurrency: u64) -
             (direct, None),
             (proxied, Some(proxied.per_second / direct.per_second)),
         ] {
-            let vs = ratio.map_or(String::new(), |r| format!("{:.0}%", r * 100.0));
+            let vs =
+                ratio.map_or(String::new(), |r| format!("{:.0}%", r * 100.0));
             let _ = writeln!(
                 out,
-                "{:<28}{:>10.0}{:>11}{:>11}{:>9}",
+                "{:<28}{:>10.0}{:>11}{:>11}{:>11}",
                 l.target,
                 l.per_second,
                 ms(l.p50),
@@ -227,7 +240,9 @@ pub fn load_table(rows: &[(Load, Load)], args_requests: u64, concurrency: u64) -
 
 /// The rule-programming table.
 pub fn rules_table(rows: &[lab04::proxy::nftables::bench::BenchRow]) -> String {
-    let mut out = String::from("nftables proxy: programming the kernel (one nft -f each)\n");
+    let mut out = String::from(
+        "nftables proxy: programming the kernel (one nft -f each)\n",
+    );
     let _ = writeln!(
         out,
         "{:<10}{:>10}{:>13}{:>16}{:>11}",
@@ -269,7 +284,8 @@ pub fn run(args: Args) -> Result<u8> {
     text += &rules_table(&rules);
     print!("{text}");
     if let Some(path) = &args.save {
-        std::fs::write(path, &text).with_context(|| format!("write {}", path.display()))?;
+        std::fs::write(path, &text)
+            .with_context(|| format!("write {}", path.display()))?;
     }
     Ok(0)
 }

@@ -25,9 +25,11 @@ pub struct Args {
     proxy: ProxyMode,
 }
 
-const SERVICE: &str = include_str!("../../labs/lab04-services/tests/services/kubia-svc.yaml");
-const AFFINITY: &str =
-    include_str!("../../labs/lab04-services/tests/services/kubia-svc-client-ip.yaml");
+const SERVICE: &str =
+    include_str!("../../labs/lab04-services/tests/services/kubia-svc.yaml");
+const AFFINITY: &str = include_str!(
+    "../../labs/lab04-services/tests/services/kubia-svc-client-ip.yaml"
+);
 
 /// A kubia pod with a readiness probe on `/ready`, checked every second.
 fn kubia_pod(name: &str) -> String {
@@ -72,6 +74,9 @@ spec:
     )
 }
 
+/// Under a loaded machine a busybox lookup may wait out a lost packet.
+const EXEC_TIMEOUT: Duration = Duration::from_secs(60);
+
 const PODS: [&str; 3] = ["kubia-1", "kubia-2", "kubia-3"];
 
 fn step(n: u32, what: &str) {
@@ -86,9 +91,20 @@ fn say(text: &str) {
 
 /// What `count` requests from the client pod to `url` met: each hostname
 /// that answered, and how many failed.
-fn hits(node: &Node, url: &str, count: u32) -> Result<(BTreeMap<String, u32>, u32)> {
-    let script = format!("for i in $(seq {count}); do wget -q -O- {url} || echo FAILED; done");
-    let (out, _) = node.exec_sync("client", "main", &["sh", "-c", &script])?;
+fn hits(
+    node: &Node,
+    url: &str,
+    count: u32,
+) -> Result<(BTreeMap<String, u32>, u32)> {
+    let script = format!(
+        "for i in $(seq {count}); do wget -q -O- {url} || echo FAILED; done"
+    );
+    let (out, _) = node.exec_sync_within(
+        "client",
+        "main",
+        &["sh", "-c", &script],
+        EXEC_TIMEOUT,
+    )?;
     let mut seen = BTreeMap::new();
     let mut failed = 0;
     for line in out.lines() {
@@ -101,7 +117,11 @@ fn hits(node: &Node, url: &str, count: u32) -> Result<(BTreeMap<String, u32>, u3
     Ok((seen, failed))
 }
 
-fn summary(url: &str, count: u32, (seen, failed): &(BTreeMap<String, u32>, u32)) -> String {
+fn summary(
+    url: &str,
+    count: u32,
+    (seen, failed): &(BTreeMap<String, u32>, u32),
+) -> String {
     let names: Vec<&str> = seen.keys().map(String::as_str).collect();
     format!(
         "{count} requests to {url}\n  answered by {} ({} failed)",
@@ -127,7 +147,9 @@ fn wait_endpoints(services: &ServiceNode, want: usize) -> Result<()> {
             .filter(|v| v.service.metadata.name.as_deref() == Some("kubia"))
             .flat_map(|v| v.slices.clone())
             .flat_map(|s| s.endpoints)
-            .filter(|e| e.conditions.as_ref().and_then(|c| c.ready).unwrap_or(true))
+            .filter(|e| {
+                e.conditions.as_ref().and_then(|c| c.ready).unwrap_or(true)
+            })
             .count();
         if ready == want {
             return Ok(());
@@ -139,7 +161,11 @@ fn wait_endpoints(services: &ServiceNode, want: usize) -> Result<()> {
     }
 }
 
-fn apply_service(store: &ServiceStore, text: &str, source: &str) -> Result<String> {
+fn apply_service(
+    store: &ServiceStore,
+    text: &str,
+    source: &str,
+) -> Result<String> {
     let svc: Service = lab04::manifest::parse_service(text)?;
     let done = store.apply(&[svc], source)?;
     Ok(done
@@ -155,7 +181,8 @@ fn apply_service(store: &ServiceStore, text: &str, source: &str) -> Result<Strin
 fn leftovers(work: &std::path::Path) -> Vec<String> {
     let mut found = Vec::new();
     let path = work.to_string_lossy();
-    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let mounts =
+        std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
     found.extend(
         mounts
             .lines()
@@ -163,9 +190,13 @@ fn leftovers(work: &std::path::Path) -> Vec<String> {
             .map(|l| format!("mount: {l}")),
     );
     for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let root = std::fs::read_link(entry.path().join("root")).unwrap_or_default();
+        let root =
+            std::fs::read_link(entry.path().join("root")).unwrap_or_default();
         if root.starts_with(work) {
-            found.push(format!("process {}", entry.file_name().to_string_lossy()));
+            found.push(format!(
+                "process {}",
+                entry.file_name().to_string_lossy()
+            ));
         }
     }
     found
@@ -229,7 +260,12 @@ pub fn run(args: Args) -> Result<u8> {
     step(4, "and through the Service's name in the cluster's DNS");
     let name_url = "http://kubia.default.svc.cluster.local/";
     say(&summary(name_url, 30, &hits(&node, name_url, 30)?));
-    let (lookup, _) = node.exec_sync("client", "main", &["nslookup", "kubia"])?;
+    let (lookup, _) = node.exec_sync_within(
+        "client",
+        "main",
+        &["nslookup", "kubia"],
+        EXEC_TIMEOUT,
+    )?;
     // busybox asks under every search domain; the first found is the answer.
     let answer = lookup
         .lines()
@@ -246,7 +282,12 @@ pub fn run(args: Args) -> Result<u8> {
         5,
         "environment variables: only for Services older than the container",
     );
-    let (env, _) = node.exec_sync("client", "main", &["sh", "-c", "env | grep ^KUBIA_"])?;
+    let (env, _) = node.exec_sync_within(
+        "client",
+        "main",
+        &["sh", "-c", "env | grep ^KUBIA_"],
+        EXEC_TIMEOUT,
+    )?;
     say(&format!(
         "client (started before the Service): {}",
         if env.trim().is_empty() {
@@ -259,10 +300,11 @@ pub fn run(args: Args) -> Result<u8> {
     node.wait_for("client-2", Duration::from_secs(30), |v| {
         lab04::endpoints::pod_ready(&v.pod)
     })?;
-    let (env, _) = node.exec_sync(
+    let (env, _) = node.exec_sync_within(
         "client-2",
         "main",
         &["sh", "-c", "env | grep ^KUBIA_SERVICE"],
+        EXEC_TIMEOUT,
     )?;
     say(&format!("client-2 (started after it):\n{}", env.trim()));
 
@@ -294,10 +336,11 @@ pub fn run(args: Args) -> Result<u8> {
     };
     let set_ready = |value: &str| -> Result<()> {
         let target = format!("http://{}:8080/ready", pod_ip("kubia-2")?);
-        node.exec_sync(
+        node.exec_sync_within(
             "client",
             "main",
             &["wget", "-q", "-O-", "--post-data", value, &target],
+            EXEC_TIMEOUT,
         )?;
         Ok(())
     };

@@ -59,8 +59,13 @@ pub fn ports_column(svc: &Service) -> String {
 // ANCHOR_END: ports_column
 
 /// `get svc` (`-o wide` adds SELECTOR).
-pub fn get_services(services: &[Service], wide: bool, now: SystemTime) -> String {
-    let mut text = String::from("NAME\tTYPE\tCLUSTER-IP\tEXTERNAL-IP\tPORT(S)\tAGE");
+pub fn get_services(
+    services: &[Service],
+    wide: bool,
+    now: SystemTime,
+) -> String {
+    let mut text =
+        String::from("NAME\tTYPE\tCLUSTER-IP\tEXTERNAL-IP\tPORT(S)\tAGE");
     if wide {
         text += "\tSELECTOR";
     }
@@ -85,7 +90,10 @@ pub fn get_services(services: &[Service], wide: bool, now: SystemTime) -> String
 }
 
 /// `get endpointslices`.
-pub fn get_endpoint_slices(slices: &[EndpointSlice], now: SystemTime) -> String {
+pub fn get_endpoint_slices(
+    slices: &[EndpointSlice],
+    now: SystemTime,
+) -> String {
     let mut text = String::from("NAME\tADDRESSTYPE\tPORTS\tENDPOINTS\tAGE\n");
     for s in slices {
         let ports: Vec<String> = s
@@ -130,7 +138,8 @@ fn endpoints_of(slices: &[EndpointSlice], port_name: &str) -> Vec<String> {
             continue;
         };
         for e in &s.endpoints {
-            let ready = e.conditions.as_ref().and_then(|c| c.ready).unwrap_or(true);
+            let ready =
+                e.conditions.as_ref().and_then(|c| c.ready).unwrap_or(true);
             if ready {
                 out.extend(e.addresses.iter().map(|a| format!("{a}:{port}")));
             }
@@ -148,7 +157,8 @@ pub fn describe_service(
 ) -> String {
     let spec = svc.spec.clone().unwrap_or_default();
     let mut out = String::new();
-    let _ = writeln!(out, "Name:\t{}", svc.metadata.name.as_deref().unwrap_or(""));
+    let _ =
+        writeln!(out, "Name:\t{}", svc.metadata.name.as_deref().unwrap_or(""));
     let _ = writeln!(
         out,
         "Namespace:\t{}",
@@ -156,7 +166,8 @@ pub fn describe_service(
     );
     map_lines(&mut out, "Labels", svc.metadata.labels.as_ref());
     map_lines(&mut out, "Annotations", svc.metadata.annotations.as_ref());
-    let _ = writeln!(out, "Selector:\t{}", selector_text(spec.selector.as_ref()));
+    let _ =
+        writeln!(out, "Selector:\t{}", selector_text(spec.selector.as_ref()));
     let _ = writeln!(
         out,
         "Type:\t{}",

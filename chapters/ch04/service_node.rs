@@ -14,7 +14,9 @@ use std::sync::{Mutex, RwLock};
 use std::time::SystemTime;
 
 use anyhow::{Context, Result};
-use k8s_openapi::api::core::v1::{Event, EventSource, ObjectReference, Pod, Service};
+use k8s_openapi::api::core::v1::{
+    Event, EventSource, ObjectReference, Pod, Service,
+};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use lab03::cri::DnsConfig;
@@ -97,8 +99,12 @@ impl ServiceNode {
                 return Err(e).context("the DNS server's address");
             }
         }
-        let dns = DnsServer::start_in(netns, SocketAddr::from((dns_ip(), 53)), CLUSTER_DOMAIN)
-            .context("start the cluster DNS server")?;
+        let dns = DnsServer::start_in(
+            netns,
+            SocketAddr::from((dns_ip(), 53)),
+            CLUSTER_DOMAIN,
+        )
+        .context("start the cluster DNS server")?;
         *self.dns.lock().unwrap_or_else(|e| e.into_inner()) = Some(dns);
         let proxier = crate::proxies::start(mode, netns, network.gateway())?;
         *self.proxier.lock().unwrap_or_else(|e| e.into_inner()) = Some(proxier);
@@ -112,7 +118,8 @@ impl ServiceNode {
         let services = self.store.list()?;
         let mut problems = Vec::new();
         let mut slices = BTreeMap::new();
-        let mut events: BTreeMap<(String, String), Vec<Event>> = BTreeMap::new();
+        let mut events: BTreeMap<(String, String), Vec<Event>> =
+            BTreeMap::new();
         for svc in &services {
             let key = key_of(&svc.metadata);
             let made = lab04::endpoints::endpoint_slices(
@@ -121,42 +128,33 @@ impl ServiceNode {
                 lab04::endpoints::MAX_ENDPOINTS_PER_SLICE,
             );
             let named = name_slices(svc, made);
-            for mut warning in unresolved_ports(svc, pods) {
-                if let Some(source) = warning.source.as_mut() {
-                    source.host = Some(self.node.clone());
-                }
-                events.entry(key.clone()).or_default().push(warning);
-            }
+            let warnings = unresolved_ports(svc, pods, &self.node);
+            events.entry(key.clone()).or_default().extend(warnings);
             slices.insert(key, named);
         }
-        let all: Vec<EndpointSlice> = slices.values().flatten().cloned().collect();
+        let all: Vec<EndpointSlice> =
+            slices.values().flatten().cloned().collect();
         let table = ServiceTable::build(&services, &all);
         let changed = {
             let state = self.state.read().unwrap_or_else(|e| e.into_inner());
             state.table != table
         };
         if changed {
-            let mut proxier = self.proxier.lock().unwrap_or_else(|e| e.into_inner());
+            let mut proxier =
+                self.proxier.lock().unwrap_or_else(|e| e.into_inner());
             if let Some(p) = proxier.as_mut() {
                 if let Err(e) = p.sync(&table) {
                     problems.push(format!("{} proxy: {e}", p.mode()));
                 }
             }
         }
-        if let Some(dns) = self.dns.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+        if let Some(dns) =
+            self.dns.lock().unwrap_or_else(|e| e.into_inner()).as_ref()
+        {
             dns.update(&services, &all, pods);
         }
         let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
-        // Keep the first time each warning was seen, as events have it.
-        for (key, list) in events.iter_mut() {
-            if let Some(old) = state.events.get(key) {
-                for e in list.iter_mut() {
-                    if let Some(o) = old.iter().find(|o| o.message == e.message) {
-                        *e = o.clone();
-                    }
-                }
-            }
-        }
+        keep_first_seen(&mut events, &state.events);
         *state = State {
             services,
             slices,
@@ -197,7 +195,8 @@ impl ServiceNode {
     /// the DNS server.
     pub fn shutdown(&self) -> Result<()> {
         let dns = self.dns.lock().unwrap_or_else(|e| e.into_inner()).take();
-        let dns = dns.map_or(Ok(()), |d| d.shutdown().context("stop the DNS server"));
+        let dns =
+            dns.map_or(Ok(()), |d| d.shutdown().context("stop the DNS server"));
         if let Some(mut p) = self
             .proxier
             .lock()
@@ -249,6 +248,23 @@ impl PodEnvironment for ServiceNode {
     }
 }
 
+/// Keeps each warning's first sighting, as an Event counts from it.
+fn keep_first_seen(
+    events: &mut BTreeMap<(String, String), Vec<Event>>,
+    old: &BTreeMap<(String, String), Vec<Event>>,
+) {
+    for (key, list) in events.iter_mut() {
+        let Some(old) = old.get(key) else {
+            continue;
+        };
+        for e in list.iter_mut() {
+            if let Some(o) = old.iter().find(|o| o.message == e.message) {
+                *e = o.clone();
+            }
+        }
+    }
+}
+
 fn key_of(meta: &ObjectMeta) -> (String, String) {
     (
         meta.namespace.clone().unwrap_or_else(|| "default".into()),
@@ -258,14 +274,18 @@ fn key_of(meta: &ObjectMeta) -> (String, String) {
 
 /// Gives the controller's slices names that stay the same from one round
 /// to the next (the API server would name them from `generateName`).
-fn name_slices(svc: &Service, slices: Vec<EndpointSlice>) -> Vec<EndpointSlice> {
+fn name_slices(
+    svc: &Service,
+    slices: Vec<EndpointSlice>,
+) -> Vec<EndpointSlice> {
     use sha2::{Digest, Sha256};
     let uid = svc.metadata.uid.clone().unwrap_or_default();
     slices
         .into_iter()
         .enumerate()
         .map(|(i, mut slice)| {
-            let prefix = slice.metadata.generate_name.clone().unwrap_or_default();
+            let prefix =
+                slice.metadata.generate_name.clone().unwrap_or_default();
             let digest = Sha256::digest(format!("{uid}/{i}").as_bytes());
             // The API server's suffix alphabet: no vowels, no look-alikes.
             const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
@@ -275,7 +295,8 @@ fn name_slices(svc: &Service, slices: Vec<EndpointSlice>) -> Vec<EndpointSlice> 
                 .map(|b| ALPHABET[usize::from(*b) % ALPHABET.len()] as char)
                 .collect();
             slice.metadata.name = Some(format!("{prefix}{suffix}"));
-            slice.metadata.creation_timestamp = svc.metadata.creation_timestamp.clone();
+            slice.metadata.creation_timestamp =
+                svc.metadata.creation_timestamp.clone();
             slice
         })
         .collect()
@@ -283,7 +304,7 @@ fn name_slices(svc: &Service, slices: Vec<EndpointSlice>) -> Vec<EndpointSlice> 
 
 /// A warning for each selected pod that lacks a named target port: it is
 /// no endpoint of that port, and `describe svc` says why.
-fn unresolved_ports(svc: &Service, pods: &[Pod]) -> Vec<Event> {
+fn unresolved_ports(svc: &Service, pods: &[Pod], node: &str) -> Vec<Event> {
     let Some(selector) = lab04::endpoints::service_selector(svc) else {
         return Vec::new();
     };
@@ -305,18 +326,19 @@ fn unresolved_ports(svc: &Service, pods: &[Pod]) -> Vec<Event> {
                     other => format!("{other:?}"),
                 };
                 let pod_name = pod.metadata.name.clone().unwrap_or_default();
-                out.push(warning(
-                    svc,
-                    "FailedToResolvePort",
-                    format!("pod {pod_name} has no container port named {target:?}: it is not an endpoint of port {}", port.port),
-                ));
+                let message = format!(
+                    "{pod_name} has no port {target:?}: \
+                     no endpoint of port {}",
+                    port.port
+                );
+                out.push(warning(svc, node, "FailedToResolvePort", message));
             }
         }
     }
     out
 }
 
-fn warning(svc: &Service, reason: &str, message: String) -> Event {
+fn warning(svc: &Service, node: &str, reason: &str, message: String) -> Event {
     let now = Time(SystemTime::now().into());
     Event {
         metadata: ObjectMeta {
@@ -338,7 +360,7 @@ fn warning(svc: &Service, reason: &str, message: String) -> Event {
         last_timestamp: Some(now),
         source: Some(EventSource {
             component: Some("endpointslice-controller".into()),
-            host: None,
+            host: Some(node.to_string()),
         }),
         ..Default::default()
     }

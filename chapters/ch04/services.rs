@@ -9,10 +9,12 @@ use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::core::v1::{Service, ServiceSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use lab04::allocator::{service_cidr, ClusterIpAllocator, NodePortAllocator, NODE_PORTS};
+use lab04::allocator::{
+    service_cidr, ClusterIpAllocator, NodePortAllocator, NODE_PORTS,
+};
 
 use crate::layout::write_atomically;
 
@@ -63,8 +65,13 @@ impl ServiceStore {
     pub fn list(&self) -> Result<Vec<Service>> {
         let entries = match std::fs::read_dir(&self.dir) {
             Ok(e) => e,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(e).with_context(|| format!("read {}", self.dir.display())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(Vec::new())
+            }
+            Err(e) => {
+                return Err(e)
+                    .with_context(|| format!("read {}", self.dir.display()))
+            }
         };
         let mut services = Vec::new();
         for entry in entries {
@@ -75,8 +82,10 @@ impl ServiceStore {
             }
             let text = std::fs::read_to_string(&path)
                 .with_context(|| format!("read {}", path.display()))?;
-            let svc: Service = serde_json::from_str(&text)
-                .with_context(|| format!("{}: not a Service", path.display()))?;
+            let svc: Service =
+                serde_json::from_str(&text).with_context(|| {
+                    format!("{}: not a Service", path.display())
+                })?;
             services.push(svc);
         }
         services.sort_by(|a, b| {
@@ -96,13 +105,18 @@ impl ServiceStore {
     /// Creates or updates Services: all of them or, when one is refused,
     /// none. Holds the directory's lock, so two `apply`s never hand out
     /// one address twice.
-    pub fn apply(&self, services: &[Service], source: &str) -> Result<Vec<(String, Applied)>> {
+    pub fn apply(
+        &self,
+        services: &[Service],
+        source: &str,
+    ) -> Result<Vec<(String, Applied)>> {
         std::fs::create_dir_all(&self.dir)
             .with_context(|| format!("create {}", self.dir.display()))?;
         let lock = std::fs::File::create(self.dir.join(".lock"))?;
-        let _held = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive)
-            .map_err(|(_, e)| e)
-            .context("lock the node's Services")?;
+        let _held =
+            nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive)
+                .map_err(|(_, e)| e)
+                .context("lock the node's Services")?;
         let existing = self.list()?;
         let mut ips = ClusterIpAllocator::new(service_cidr());
         let mut ports = NodePortAllocator::new(NODE_PORTS);
@@ -130,9 +144,13 @@ impl ServiceStore {
             default(&mut svc);
             let errors = lab04::validate::validate_service(&svc);
             if !errors.is_empty() {
-                let list: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+                let list: Vec<String> =
+                    errors.iter().map(|e| e.to_string()).collect();
                 if list.len() == 1 {
-                    bail!("{source}: the Service {name:?} is invalid: {}", list[0]);
+                    bail!(
+                        "{source}: the Service {name:?} is invalid: {}",
+                        list[0]
+                    );
                 }
                 bail!(
                     "{source}: the Service {name:?} is invalid:\n* {}",
@@ -142,7 +160,9 @@ impl ServiceStore {
             let outcome = match old {
                 Some(old) => {
                     update(&mut svc, old).map_err(|e| {
-                        anyhow::anyhow!("{source}: the Service {name:?} is invalid: {e}")
+                        anyhow::anyhow!(
+                            "{source}: the Service {name:?} is invalid: {e}"
+                        )
                     })?;
                     if strip_time(old) == strip_time(&svc) {
                         Applied::Unchanged
@@ -152,7 +172,9 @@ impl ServiceStore {
                 }
                 None => {
                     allocate(&mut svc, &mut ips, &mut ports).map_err(|e| {
-                        anyhow::anyhow!("{source}: the Service {name:?} is invalid: {e}")
+                        anyhow::anyhow!(
+                            "{source}: the Service {name:?} is invalid: {e}"
+                        )
                     })?;
                     svc.metadata.creation_timestamp =
                         Some(Time(std::time::SystemTime::now().into()));
@@ -185,11 +207,16 @@ impl ServiceStore {
 }
 
 /// Marks what a kept Service holds as taken.
-fn reserve(svc: &Service, ips: &mut ClusterIpAllocator, ports: &mut NodePortAllocator) {
+fn reserve(
+    svc: &Service,
+    ips: &mut ClusterIpAllocator,
+    ports: &mut NodePortAllocator,
+) {
     let Some(spec) = svc.spec.as_ref() else {
         return;
     };
-    if let Some(ip) = spec.cluster_ip.as_deref().and_then(|ip| ip.parse().ok()) {
+    if let Some(ip) = spec.cluster_ip.as_deref().and_then(|ip| ip.parse().ok())
+    {
         let _ = ips.allocate(ip);
     }
     for p in spec.ports.iter().flatten() {
@@ -222,8 +249,8 @@ fn default(svc: &mut Service) {
 }
 
 // ANCHOR: allocate
-/// The ClusterIP and NodePorts of a new Service: what it asked for if
-/// free, else the allocator's pick.
+/// The ClusterIP of a new Service: the one it asked for if that is free
+/// and in the range, else the allocator's pick; none for a headless one.
 fn allocate(
     svc: &mut Service,
     ips: &mut ClusterIpAllocator,
@@ -235,20 +262,22 @@ fn allocate(
         Some("None") => {}
         Some(text) if !text.is_empty() => {
             let ip: Ipv4Addr = text.parse().map_err(|_| {
+                let why = "must be a valid IP address";
                 anyhow::anyhow!(
-                    "spec.clusterIPs: Invalid value: {text:?}: must be a valid IP address"
+                    "spec.clusterIPs: Invalid value: {text:?}: {why}"
                 )
             })?;
             ips.allocate(ip).map_err(|e| {
+                let why = format!("failed to allocate IP {ip}: {e}");
                 anyhow::anyhow!(
-                    "spec.clusterIPs: Invalid value: [\"{ip}\"]: failed to allocate IP {ip}: {e}"
+                    "spec.clusterIPs: Invalid value: [\"{ip}\"]: {why}"
                 )
             })?;
         }
         _ => {
-            let ip = ips
-                .allocate_next(&mut random)
-                .map_err(|e| anyhow::anyhow!("failed to allocate a serviceIP: {e}"))?;
+            let ip = ips.allocate_next(&mut random).map_err(|e| {
+                anyhow::anyhow!("failed to allocate a serviceIP: {e}")
+            })?;
             spec.cluster_ip = Some(ip.to_string());
         }
     }
@@ -256,26 +285,38 @@ fn allocate(
         spec.cluster_ips = Some(vec![ip]);
     }
     if spec.type_.as_deref() == Some("NodePort") {
-        for (i, p) in spec.ports.iter_mut().flatten().enumerate() {
-            match p.node_port {
-                Some(n) => {
-                    let port = u16::try_from(n).unwrap_or(0);
-                    ports.allocate(port).map_err(|e| {
-                        anyhow::anyhow!("spec.ports[{i}].nodePort: Invalid value: {n}: {e}")
-                    })?;
-                }
-                None => {
-                    let n = ports
-                        .allocate_next(&mut random)
-                        .map_err(|e| anyhow::anyhow!("spec.ports[{i}].nodePort: {e}"))?;
-                    p.node_port = Some(i32::from(n));
-                }
+        allocate_node_ports(spec, ports, &mut random)?;
+    }
+    Ok(())
+}
+// ANCHOR_END: allocate
+
+/// A NodePort Service's ports: each the one asked for, else a pick.
+fn allocate_node_ports(
+    spec: &mut ServiceSpec,
+    ports: &mut NodePortAllocator,
+    random: &mut dyn FnMut(usize) -> usize,
+) -> Result<()> {
+    for (i, p) in spec.ports.iter_mut().flatten().enumerate() {
+        match p.node_port {
+            Some(n) => {
+                let port = u16::try_from(n).unwrap_or(0);
+                ports.allocate(port).map_err(|e| {
+                    anyhow::anyhow!(
+                        "spec.ports[{i}].nodePort: Invalid value: {n}: {e}"
+                    )
+                })?;
+            }
+            None => {
+                let n = ports.allocate_next(random).map_err(|e| {
+                    anyhow::anyhow!("spec.ports[{i}].nodePort: {e}")
+                })?;
+                p.node_port = Some(i32::from(n));
             }
         }
     }
     Ok(())
 }
-// ANCHOR_END: allocate
 
 /// An update keeps what was allocated: a ClusterIP cannot change (the
 /// API server's "field is immutable"), and NodePorts stay.
@@ -321,10 +362,11 @@ fn uuid_like(namespace: &str, name: &str) -> String {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos())
         .unwrap_or_default();
-    let d: String = Sha256::digest(format!("{namespace}/{name}/{now}").as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let d: String =
+        Sha256::digest(format!("{namespace}/{name}/{now}").as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
     format!(
         "{}-{}-{}-{}-{}",
         &d[..8],

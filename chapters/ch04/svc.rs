@@ -97,7 +97,8 @@ fn kind(resource: &str) -> Result<Kind> {
 
 /// Every Service of the running node, with its slices and events.
 pub fn views(dir: &NodeDir) -> Result<Vec<ServiceView>> {
-    let mut client = Client::connect(&dir.socket())?.timeout(Duration::from_secs(30))?;
+    let mut client =
+        Client::connect(&dir.socket())?.timeout(Duration::from_secs(30))?;
     match client.call(&Request::Services)? {
         Response::Services(v) => Ok(v),
         other => bail!("the node answered {other:?}"),
@@ -110,7 +111,8 @@ fn read_input(file: &Path) -> Result<(String, String)> {
         std::io::stdin().read_to_string(&mut text)?;
         return Ok((text, "<stdin>".into()));
     }
-    let text = std::fs::read_to_string(file).with_context(|| format!("read {}", file.display()))?;
+    let text = std::fs::read_to_string(file)
+        .with_context(|| format!("read {}", file.display()))?;
     Ok((text, file.display().to_string()))
 }
 
@@ -121,7 +123,8 @@ pub fn apply(home: &Home, node: &str, args: ApplyArgs) -> Result<u8> {
     let (text, source) = read_input(&args.file)?;
     let mut services = Vec::new();
     let mut pod_list = Vec::new();
-    let docs = lab03::manifest::documents(&text).with_context(|| source.clone())?;
+    let docs =
+        lab03::manifest::documents(&text).with_context(|| source.clone())?;
     for (i, doc) in docs.into_iter().enumerate().filter(|(_, d)| !d.is_null()) {
         match doc.get("kind").and_then(|k| k.as_str()) {
             Some("Service") => services.push(
@@ -145,7 +148,9 @@ pub fn apply(home: &Home, node: &str, args: ApplyArgs) -> Result<u8> {
     }
     let dir = pods::running_node(home, node)?;
     if !services.is_empty() {
-        for (name, outcome) in ServiceStore::of(&dir.root).apply(&services, &source)? {
+        for (name, outcome) in
+            ServiceStore::of(&dir.root).apply(&services, &source)?
+        {
             println!("service/{name} {outcome}");
         }
     }
@@ -170,7 +175,9 @@ pub fn expose(home: &Home, node: &str, args: ExposeArgs) -> Result<u8> {
             let views = pod_views(&dir)?;
             let pod = views
                 .iter()
-                .find(|p| p.metadata.name.as_deref() == Some(args.target.as_str()))
+                .find(|p| {
+                    p.metadata.name.as_deref() == Some(args.target.as_str())
+                })
                 .with_context(|| format!("pods {:?} not found", args.target))?;
             let labels = pod.metadata.labels.clone().unwrap_or_default();
             if labels.is_empty() {
@@ -192,12 +199,15 @@ pub fn expose(home: &Home, node: &str, args: ExposeArgs) -> Result<u8> {
                 .context("expose label needs --name: a selector does not name the Service")?;
             (name, equality_selector(&args.target)?)
         }
-        other => bail!("cannot expose a {other:?}: expose `pod NAME` or `label SELECTOR`"),
+        other => bail!(
+            "cannot expose a {other:?}: expose `pod NAME` or `label SELECTOR`"
+        ),
     };
-    let target_port = args.target_port.as_deref().map(|t| match t.parse::<i32>() {
-        Ok(n) => IntOrString::Int(n),
-        Err(_) => IntOrString::String(t.to_string()),
-    });
+    let target_port =
+        args.target_port.as_deref().map(|t| match t.parse::<i32>() {
+            Ok(n) => IntOrString::Int(n),
+            Err(_) => IntOrString::String(t.to_string()),
+        });
     let svc = Service {
         metadata: ObjectMeta {
             name: Some(name.clone()),
@@ -252,7 +262,8 @@ fn equality_selector(text: &str) -> Result<BTreeMap<String, String>> {
 }
 
 fn pod_views(dir: &NodeDir) -> Result<Vec<Pod>> {
-    let mut client = Client::connect(&dir.socket())?.timeout(Duration::from_secs(30))?;
+    let mut client =
+        Client::connect(&dir.socket())?.timeout(Duration::from_secs(30))?;
     match client.call(&Request::Pods)? {
         Response::Pods(p) => Ok(p.into_iter().map(|v| v.pod).collect()),
         other => bail!("the node answered {other:?}"),
@@ -276,18 +287,22 @@ pub fn get(home: &Home, node: &str, args: GetArgs) -> Result<u8> {
     // The kept Services are the truth (the API server's store); slices are
     // what the node computed from them.
     let mut services = ServiceStore::of(&dir.root).list()?;
-    let mut slices: Vec<_> = views(&dir)?.into_iter().flat_map(|v| v.slices).collect();
+    let mut slices: Vec<_> =
+        views(&dir)?.into_iter().flat_map(|v| v.slices).collect();
     if !args.names.is_empty() {
-        let wanted = |name: Option<&String>| args.names.iter().any(|n| Some(n) == name);
+        let wanted =
+            |name: Option<&String>| args.names.iter().any(|n| Some(n) == name);
         services.retain(|s| wanted(s.metadata.name.as_ref()));
         slices.retain(|s| {
             let label = s.metadata.labels.as_ref();
-            wanted(label.and_then(|l| l.get(lab04::endpoints::SERVICE_NAME_LABEL)))
-                || wanted(s.metadata.name.as_ref())
+            wanted(
+                label.and_then(|l| l.get(lab04::endpoints::SERVICE_NAME_LABEL)),
+            ) || wanted(s.metadata.name.as_ref())
         });
         if let Kind::Services = which {
             for n in &args.names {
-                if !services.iter().any(|s| s.metadata.name.as_ref() == Some(n)) {
+                if !services.iter().any(|s| s.metadata.name.as_ref() == Some(n))
+                {
                     bail!("services {n:?} not found");
                 }
             }
@@ -295,7 +310,9 @@ pub fn get(home: &Home, node: &str, args: GetArgs) -> Result<u8> {
     }
     let now = SystemTime::now();
     match (which, args.output.as_deref()) {
-        (Kind::Services, None) => print!("{}", printers::get_services(&services, false, now)),
+        (Kind::Services, None) => {
+            print!("{}", printers::get_services(&services, false, now))
+        }
         (Kind::Services, Some("wide")) => {
             print!("{}", printers::get_services(&services, true, now))
         }
@@ -310,7 +327,11 @@ pub fn get(home: &Home, node: &str, args: GetArgs) -> Result<u8> {
 }
 
 /// `-o yaml|json`: one object as itself, several as a `List`.
-fn print_objects<T: serde::Serialize>(items: &[T], kind: &str, format: &str) -> Result<()> {
+fn print_objects<T: serde::Serialize>(
+    items: &[T],
+    kind: &str,
+    format: &str,
+) -> Result<()> {
     let mut values = Vec::new();
     for item in items {
         let mut v = serde_json::to_value(item)?;
@@ -353,10 +374,15 @@ pub fn describe(home: &Home, node: &str, args: DescribeArgs) -> Result<u8> {
             let dir = pods::running_node(home, node)?;
             let service = ServiceStore::of(&dir.root)
                 .get("default", &args.name)?
-                .with_context(|| format!("services {:?} not found", args.name))?;
+                .with_context(|| {
+                    format!("services {:?} not found", args.name)
+                })?;
             let view = views(&dir)?
                 .into_iter()
-                .find(|v| v.service.metadata.name.as_deref() == Some(args.name.as_str()))
+                .find(|v| {
+                    v.service.metadata.name.as_deref()
+                        == Some(args.name.as_str())
+                })
                 .unwrap_or(ServiceView {
                     service: service.clone(),
                     slices: Vec::new(),
@@ -389,19 +415,23 @@ pub fn delete(home: &Home, node: &str, args: DeleteArgs) -> Result<u8> {
                 name: args.name,
             },
         ),
-        Kind::Slices => bail!("EndpointSlices follow their Service: delete the Service"),
+        Kind::Slices => {
+            bail!("EndpointSlices follow their Service: delete the Service")
+        }
         Kind::Services => {
             let dir = pods::running_node(home, node)?;
             if !ServiceStore::of(&dir.root).delete("default", &args.name)? {
                 bail!("services {:?} not found", args.name);
             }
             let deadline = Instant::now() + Duration::from_secs(10);
-            while views(&dir)?
-                .iter()
-                .any(|v| v.service.metadata.name.as_deref() == Some(args.name.as_str()))
-            {
+            while views(&dir)?.iter().any(|v| {
+                v.service.metadata.name.as_deref() == Some(args.name.as_str())
+            }) {
                 if Instant::now() > deadline {
-                    bail!("the node still has service {:?} after 10s", args.name);
+                    bail!(
+                        "the node still has service {:?} after 10s",
+                        args.name
+                    );
                 }
                 std::thread::sleep(Duration::from_millis(20));
             }

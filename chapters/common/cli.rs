@@ -52,7 +52,8 @@ pub fn wrap(text: &str, width: usize) -> String {
     text.lines()
         .map(|paragraph| {
             // A line's own indentation stays.
-            let own = &paragraph[..paragraph.len() - paragraph.trim_start_matches(' ').len()];
+            let own = &paragraph
+                [..paragraph.len() - paragraph.trim_start_matches(' ').len()];
             let options = textwrap::Options::new(width)
                 .initial_indent(own)
                 .subsequent_indent(&rest)

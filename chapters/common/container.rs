@@ -48,8 +48,12 @@ pub fn run_in_foreground(spec: &ContainerSpec, program: &str) -> Result<i32> {
     let status = container.wait()?;
     match status {
         ExitStatus::Exited(_) => {}
-        ExitStatus::OomKilled => eprintln!("{program}: the container was {status}"),
-        ExitStatus::Signaled(_) => eprintln!("{program}: the command was {status}"),
+        ExitStatus::OomKilled => {
+            eprintln!("{program}: the container was {status}")
+        }
+        ExitStatus::Signaled(_) => {
+            eprintln!("{program}: the command was {status}")
+        }
     }
     Ok(status.code())
 }

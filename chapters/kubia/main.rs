@@ -31,7 +31,9 @@ fn main() {
                 healthy_for = n.parse().unwrap_or(u64::MAX)
             }
             _ => {
-                eprintln!("usage: kubia [--addr HOST:PORT] [--unhealthy-after N]");
+                eprintln!(
+                    "usage: kubia [--addr HOST:PORT] [--unhealthy-after N]"
+                );
                 std::process::exit(2);
             }
         }
@@ -49,7 +51,8 @@ fn main() {
     // short, a proxy's dead connection) holds up nobody else.
     for stream in listener.incoming().flatten() {
         std::thread::spawn(move || {
-            let _ = stream.set_read_timeout(Some(std::time::Duration::from_secs(5)));
+            let _ = stream
+                .set_read_timeout(Some(std::time::Duration::from_secs(5)));
             if let Err(e) = answer(stream, healthy_for) {
                 eprintln!("kubia: {e}");
             }
@@ -63,18 +66,21 @@ fn hostname() -> String {
         .unwrap_or_else(|_| "unknown".into())
 }
 
-// ANCHOR: answer
-/// Reads the request head, answers, closes.
-fn answer(mut stream: TcpStream, healthy_for: u64) -> std::io::Result<()> {
-    let peer = stream.peer_addr()?;
-    let mut reader = BufReader::new(stream.try_clone()?);
+/// The request's method, path and body length, from its head.
+struct Head {
+    method: String,
+    path: String,
+    length: usize,
+}
+
+fn read_head(reader: &mut BufReader<TcpStream>) -> std::io::Result<Head> {
     let mut request = String::new();
     reader.read_line(&mut request)?;
-    let mut length = 0usize;
+    let mut length = 0;
     let mut line = String::new();
     loop {
         line.clear();
-        if reader.read_line(&mut line)? == 0 || line == "\r\n" || line == "\n" {
+        if reader.read_line(&mut line)? == 0 || line.trim_end().is_empty() {
             break;
         }
         let lower = line.to_ascii_lowercase();
@@ -83,9 +89,21 @@ fn answer(mut stream: TcpStream, healthy_for: u64) -> std::io::Result<()> {
         }
     }
     let mut words = request.split_whitespace();
-    let (method, path) = (words.next().unwrap_or(""), words.next().unwrap_or("/"));
-    if path == "/ready" {
-        return readiness(stream, reader, method, length.min(16));
+    Ok(Head {
+        method: words.next().unwrap_or("").to_string(),
+        path: words.next().unwrap_or("/").to_string(),
+        length,
+    })
+}
+
+// ANCHOR: answer
+/// Reads the request head, answers, closes.
+fn answer(mut stream: TcpStream, healthy_for: u64) -> std::io::Result<()> {
+    let peer = stream.peer_addr()?;
+    let mut reader = BufReader::new(stream.try_clone()?);
+    let head = read_head(&mut reader)?;
+    if head.path == "/ready" {
+        return readiness(stream, reader, &head.method, head.length.min(16));
     }
     println!("Received request from {}", peer.ip());
     let n = REQUESTS.fetch_add(1, Ordering::SeqCst) + 1;
@@ -134,7 +152,8 @@ fn readiness(
     };
     write!(
         stream,
-        "HTTP/1.1 {status}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "HTTP/1.1 {status}\r\nContent-Type: text/plain\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     )?;
     stream.flush()
