@@ -6,7 +6,6 @@
 //! it, a descriptor keeps it), as a sandbox process would hold one.
 #![cfg(target_os = "linux")]
 
-use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
@@ -15,65 +14,10 @@ use std::time::Duration;
 
 use lab01::probe::{require, Privilege};
 use lab03::ipam::node_cidr;
+use lab03::network::scratch::{ScratchNetns as PodNs, ScratchNode as TestNode};
 use lab03::network::{
     find_leftovers, host_ifname, run_in, show, NetworkError, NodeNetwork, BRIDGE, NETWORK_DIR,
 };
-
-/// A pod's network namespace, held by a descriptor.
-struct PodNs(File);
-
-impl PodNs {
-    fn new() -> PodNs {
-        let file = std::thread::scope(|s| {
-            s.spawn(|| {
-                nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).expect("unshare");
-                File::open("/proc/thread-self/ns/net").expect("open the new namespace")
-            })
-            .join()
-            .expect("the thread ran")
-        });
-        PodNs(file)
-    }
-
-    /// The path the runtime would pass (`/proc/<pid>/ns/net` for a
-    /// sandbox; here the descriptor's).
-    fn path(&self) -> PathBuf {
-        PathBuf::from(format!("/proc/self/fd/{}", self.0.as_raw_fd()))
-    }
-}
-
-/// A node in a temporary state directory, removed however the test ends.
-struct TestNode {
-    node: Option<NodeNetwork>,
-    dir: tempfile::TempDir,
-}
-
-impl TestNode {
-    fn new(n: u8) -> TestNode {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let node = NodeNetwork::create(dir.path(), &format!("node-{n}"), node_cidr(n))
-            .expect("create the node network");
-        TestNode {
-            node: Some(node),
-            dir,
-        }
-    }
-
-    fn get(&self) -> &NodeNetwork {
-        self.node.as_ref().expect("a node")
-    }
-}
-
-impl Drop for TestNode {
-    fn drop(&mut self) {
-        drop(self.node.take());
-        let removed = NodeNetwork::remove(self.dir.path());
-        // A second panic while one unwinds would abort the whole run.
-        if let (Err(e), false) = (removed, std::thread::panicking()) {
-            panic!("removing the node network: {e}");
-        }
-    }
-}
 
 const TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -112,8 +56,11 @@ fn two_pods_on_a_node_reach_each_other() {
     if !require(Privilege::Root) {
         return;
     }
-    let node = TestNode::new(2);
-    let (a, b) = (PodNs::new(), PodNs::new());
+    let node = TestNode::new(2).expect("a node network");
+    let (a, b) = (
+        PodNs::new().expect("a network namespace"),
+        PodNs::new().expect("a network namespace"),
+    );
     let pa = node.get().attach("pod-a", &a.path()).expect("attach a");
     let pb = node.get().attach("pod-b", &b.path()).expect("attach b");
     assert_eq!(pa.ip, "198.18.2.2".parse::<Ipv4Addr>().expect("ip"));
@@ -131,8 +78,8 @@ fn pods_reach_the_node_and_nothing_beyond() {
     if !require(Privilege::Root) {
         return;
     }
-    let node = TestNode::new(3);
-    let pod = PodNs::new();
+    let node = TestNode::new(3).expect("a node network");
+    let pod = PodNs::new().expect("a network namespace");
     let net = node.get().attach("pod-a", &pod.path()).expect("attach");
     // The node reaches its pods (probes come from it) and they it.
     echo(&pod.path(), net.ip, node.get().netns_path()).expect("the node reaches the pod");
@@ -188,8 +135,11 @@ fn the_listing_of_a_node_with_two_pods() {
     if !require(Privilege::Root) {
         return;
     }
-    let node = TestNode::new(1);
-    let (a, b) = (PodNs::new(), PodNs::new());
+    let node = TestNode::new(1).expect("a node network");
+    let (a, b) = (
+        PodNs::new().expect("a network namespace"),
+        PodNs::new().expect("a network namespace"),
+    );
     node.get().attach("kubia", &a.path()).expect("attach");
     node.get().attach("client", &b.path()).expect("attach");
     let text = format!(
@@ -205,12 +155,14 @@ fn allocations_persist_across_reopen() {
     if !require(Privilege::Root) {
         return;
     }
-    let mut node = TestNode::new(5);
-    let (a, b) = (PodNs::new(), PodNs::new());
+    let mut node = TestNode::new(5).expect("a node network");
+    let (a, b) = (
+        PodNs::new().expect("a network namespace"),
+        PodNs::new().expect("a network namespace"),
+    );
     let first = node.get().attach("pod-a", &a.path()).expect("attach");
     // The node process goes away and comes back.
-    drop(node.node.take());
-    node.node = Some(NodeNetwork::open(node.dir.path()).expect("reopen"));
+    node.reopen().expect("reopen");
     let pods = node.get().pods().expect("pods");
     assert_eq!(pods.len(), 1);
     assert_eq!(
@@ -231,8 +183,8 @@ fn detach_releases_the_address_and_the_pair() {
     if !require(Privilege::Root) {
         return;
     }
-    let node = TestNode::new(6);
-    let pod = PodNs::new();
+    let node = TestNode::new(6).expect("a node network");
+    let pod = PodNs::new().expect("a network namespace");
     let net = node.get().attach("pod-a", &pod.path()).expect("attach");
     assert!(show(&pod.path()).expect("list").link("eth0").is_some());
     assert_eq!(node.get().detach("pod-a").expect("detach"), Some(net.ip));
@@ -255,28 +207,27 @@ fn destroy_leaves_nothing() {
     if !require(Privilege::Root) {
         return;
     }
-    let mut node = TestNode::new(7);
-    let (a, b) = (PodNs::new(), PodNs::new());
+    let mut node = TestNode::new(7).expect("a node network");
+    let (a, b) = (
+        PodNs::new().expect("a network namespace"),
+        PodNs::new().expect("a network namespace"),
+    );
     node.get().attach("pod-a", &a.path()).expect("attach");
     node.get().attach("pod-b", &b.path()).expect("attach");
-    assert_eq!(find_leftovers(node.dir.path()).expect("mounts").len(), 1);
-    node.node
-        .take()
-        .expect("a node")
-        .destroy()
-        .expect("destroy");
+    assert_eq!(find_leftovers(node.dir()).expect("mounts").len(), 1);
+    node.destroy().expect("destroy");
     assert_eq!(
-        find_leftovers(node.dir.path()).expect("mounts"),
+        find_leftovers(node.dir()).expect("mounts"),
         Vec::<PathBuf>::new()
     );
-    assert!(!node.dir.path().join(NETWORK_DIR).exists());
+    assert!(!node.dir().join(NETWORK_DIR).exists());
     // The pods' ends went with it, at once.
     for pod in [&a, &b] {
         let left = show(&pod.path()).expect("list the pod");
         assert_eq!(left.links.len(), 1, "more than lo left:\n{left}");
     }
     assert!(matches!(
-        NodeNetwork::open(node.dir.path()),
+        NodeNetwork::open(node.dir()),
         Err(NetworkError::NotANode { .. })
     ));
 }
@@ -300,8 +251,8 @@ fn bad_input_is_named_and_leaves_nothing() {
     let err = NodeNetwork::open(dir.path()).expect_err("nothing there");
     assert!(err.to_string().contains("is not a node network"), "{err}");
 
-    let node = TestNode::new(8);
-    let err = NodeNetwork::create(node.dir.path(), "again", node_cidr(8)).expect_err("twice");
+    let node = TestNode::new(8).expect("a node network");
+    let err = NodeNetwork::create(node.dir(), "again", node_cidr(8)).expect_err("twice");
     assert!(matches!(err, NetworkError::Exists { .. }), "{err}");
     // Ours (the root namespace, in this test) and the node's own.
     let refused = [
@@ -316,12 +267,12 @@ fn bad_input_is_named_and_leaves_nothing() {
             "{err}"
         );
     }
-    let missing = node.dir.path().join("no-such-netns");
+    let missing = node.dir().join("no-such-netns");
     let err = node.get().attach("p", &missing).expect_err("missing");
     assert!(err.to_string().contains("no-such-netns"), "{err}");
     let err = node
         .get()
-        .attach("", &PodNs::new().path())
+        .attach("", &PodNs::new().expect("a network namespace").path())
         .expect_err("no uid");
     assert!(matches!(err, NetworkError::BadInput { .. }), "{err}");
     assert!(
@@ -357,9 +308,9 @@ fn a_killed_node_process_is_cleaned_up() {
         return;
     }
     let dir = tempfile::tempdir().expect("temp dir");
-    let pod = PodNs::new();
+    let pod = PodNs::new().expect("a network namespace");
     // The child opens our descriptor through /proc/<our pid>/fd.
-    let pod_path = format!("/proc/{}/fd/{}", std::process::id(), pod.0.as_raw_fd());
+    let pod_path = format!("/proc/{}/fd/{}", std::process::id(), pod.as_raw_fd());
     let mut child = std::process::Command::new(std::env::current_exe().expect("test binary"))
         .args([
             "--exact",
@@ -428,8 +379,10 @@ fn attach_and_detach_timings() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(100);
-    let node = TestNode::new(10);
-    let pods: Vec<PodNs> = (0..n).map(|_| PodNs::new()).collect();
+    let node = TestNode::new(10).expect("a node network");
+    let pods: Vec<PodNs> = (0..n)
+        .map(|_| PodNs::new().expect("a network namespace"))
+        .collect();
     let timed = |f: &mut dyn FnMut(usize)| {
         let mut times: Vec<Duration> = (0..n)
             .map(|i| {

@@ -4,10 +4,8 @@
 #![cfg(target_os = "linux")]
 
 use std::collections::BTreeSet;
-use std::fs::File;
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream};
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -15,8 +13,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kubelings_probe::{require, require_program, Privilege};
-use lab03::ipam::node_cidr;
-use lab03::network::{run_in, NodeNetwork};
+use lab03::network::run_in;
+use lab03::network::scratch::{ScratchNetns as PodNs, ScratchNode as TestNode};
 use lab04::allocator::service_cidr;
 use lab04::proxy::nftables::ruleset::{
     self, affinity_set, endpoint_chain, service_chain, service_chain_rules,
@@ -208,7 +206,7 @@ fn the_ruleset_as_the_book_shows_it() {
     assert!(wrapped.lines().all(|l| l.len() <= 80), "{wrapped}");
     insta::assert_snapshot!(wrapped);
     if can_run() {
-        let ns = PodNs::new();
+        let ns = PodNs::new().expect("a network namespace");
         run_nft(&ns.path(), &["-c", "-f", "-"], Some(&wrapped))
             .expect("the wrapped text is a ruleset too");
     }
@@ -246,65 +244,6 @@ fn one_endpoint_change_rewrites_one_service() {
 /// Whether the kernel tests can run: root and nft.
 fn can_run() -> bool {
     require(Privilege::Root) && require_program("nft")
-}
-
-/// A pod's network namespace, held by a descriptor.
-struct PodNs(File);
-
-impl PodNs {
-    fn new() -> PodNs {
-        let file = std::thread::scope(|s| {
-            s.spawn(|| {
-                nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET)
-                    .expect("unshare");
-                File::open("/proc/thread-self/ns/net").expect("open it")
-            })
-            .join()
-            .expect("the thread ran")
-        });
-        PodNs(file)
-    }
-
-    fn path(&self) -> PathBuf {
-        PathBuf::from(format!("/proc/self/fd/{}", self.0.as_raw_fd()))
-    }
-}
-
-/// A node in a temporary directory, removed however the test ends.
-struct TestNode {
-    node: Option<NodeNetwork>,
-    dir: tempfile::TempDir,
-}
-
-impl TestNode {
-    fn new(n: u8) -> TestNode {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let node =
-            NodeNetwork::create(dir.path(), &format!("node-{n}"), node_cidr(n))
-                .expect("create the node network");
-        TestNode {
-            node: Some(node),
-            dir,
-        }
-    }
-
-    fn get(&self) -> &NodeNetwork {
-        self.node.as_ref().expect("a node")
-    }
-
-    fn netns(&self) -> &Path {
-        self.get().netns_path()
-    }
-}
-
-impl Drop for TestNode {
-    fn drop(&mut self) {
-        drop(self.node.take());
-        let removed = NodeNetwork::remove(self.dir.path());
-        if let (Err(e), false) = (removed, std::thread::panicking()) {
-            panic!("removing the node network: {e}");
-        }
-    }
 }
 
 /// A server on a pod's port 8080 that writes its name to every client
@@ -388,8 +327,10 @@ struct Cluster {
 
 impl Cluster {
     fn new(n: u8) -> Cluster {
-        let node = TestNode::new(n);
-        let pods: Vec<PodNs> = (0..3).map(|_| PodNs::new()).collect();
+        let node = TestNode::new(n).expect("a node network");
+        let pods: Vec<PodNs> = (0..3)
+            .map(|_| PodNs::new().expect("a network namespace"))
+            .collect();
         let mut ips = Vec::new();
         let mut servers = Vec::new();
         for (i, pod) in pods.iter().enumerate() {
@@ -425,7 +366,7 @@ fn nft_accepts_the_ruleset_and_its_changes() {
     if !can_run() {
         return;
     }
-    let ns = PodNs::new();
+    let ns = PodNs::new().expect("a network namespace");
     let ips = pod_ips(1);
     let old = small_table(&ips);
     let node_ip = Ipv4Addr::new(198, 18, 1, 1);
@@ -564,7 +505,7 @@ fn the_kernel_holds_our_table_until_shutdown() {
         return;
     }
     let root_before = root_ruleset();
-    let node = TestNode::new(46);
+    let node = TestNode::new(46).expect("a node network");
     let forward = || {
         run_in(node.netns(), || {
             std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward")
@@ -598,7 +539,7 @@ fn a_namespace_without_a_bridge_is_refused() {
     if !can_run() {
         return;
     }
-    let ns = PodNs::new();
+    let ns = PodNs::new().expect("a network namespace");
     let err = NftablesProxy::new(&ns.path(), Ipv4Addr::new(198, 18, 1, 1))
         .err()
         .expect("not a node");

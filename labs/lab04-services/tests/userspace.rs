@@ -9,10 +9,8 @@
 #![cfg(target_os = "linux")]
 
 use std::collections::BTreeMap;
-use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpStream, UdpSocket};
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
@@ -20,6 +18,7 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::core::v1::{Pod as PodObject, PodCondition, PodStatus};
 use kubelings_probe::{require, Privilege};
 use lab03::ipam::node_cidr;
+use lab03::network::scratch::ScratchNetns as PodNs;
 use lab03::network::{run_in, NodeNetwork, PodNetwork};
 use lab04::endpoints::{endpoint_slices, MAX_ENDPOINTS_PER_SLICE};
 use lab04::manifest::parse_service;
@@ -38,28 +37,6 @@ static SERIAL: Mutex<()> = Mutex::new(());
 /// One test at a time; a failed one does not stop the rest.
 fn serial() -> MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-/// A pod's network namespace, held by a descriptor.
-struct PodNs(File);
-
-impl PodNs {
-    fn new() -> PodNs {
-        let file = std::thread::scope(|s| {
-            s.spawn(|| {
-                nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET)
-                    .expect("unshare");
-                File::open("/proc/thread-self/ns/net").expect("open it")
-            })
-            .join()
-            .expect("the thread ran")
-        });
-        PodNs(file)
-    }
-
-    fn path(&self) -> PathBuf {
-        PathBuf::from(format!("/proc/self/fd/{}", self.0.as_raw_fd()))
-    }
 }
 
 /// A pod: its namespace and its address.
@@ -114,7 +91,7 @@ impl Cluster {
             dir,
         };
         for name in pods {
-            let ns = PodNs::new();
+            let ns = PodNs::new().expect("a network namespace");
             let net = cluster.node().attach(name, &ns.path()).expect("attach");
             cluster.pods.insert(name.to_string(), Pod { ns, net });
         }

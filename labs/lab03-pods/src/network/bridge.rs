@@ -43,10 +43,7 @@ pub(crate) async fn create_bridge(
 // ANCHOR_END: bridge
 
 /// The index of the interface `name`, or None if there is none.
-pub(crate) async fn link_index(
-    handle: &Handle,
-    name: &str,
-) -> Result<Option<u32>, rtnetlink::Error> {
+pub async fn link_index(handle: &Handle, name: &str) -> Result<Option<u32>, rtnetlink::Error> {
     Ok(find_link(handle, name).await?.map(|m| m.header.index))
 }
 
@@ -77,7 +74,7 @@ pub(crate) async fn delete_link(handle: &Handle, name: &str) -> Result<bool, rtn
 }
 
 /// The errno of a netlink error answer, positive (`ENODEV` is 19).
-pub(crate) fn errno(e: &rtnetlink::Error) -> Option<i32> {
+pub fn errno(e: &rtnetlink::Error) -> Option<i32> {
     match e {
         rtnetlink::Error::NetlinkError(m) => m.code.map(|c| -c.get()),
         _ => None,

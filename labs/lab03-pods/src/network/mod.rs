@@ -71,13 +71,16 @@ mod listing;
 mod netns;
 #[cfg(target_os = "linux")]
 mod node;
+pub mod scratch;
 #[cfg(target_os = "linux")]
 mod veth;
 
 #[cfg(target_os = "linux")]
-pub use listing::{show, Link, Listing, Route};
+pub use bridge::{errno, link_index};
 #[cfg(target_os = "linux")]
-pub use netns::{find_leftovers, run_in};
+pub use listing::{show, Link, Listing, Route};
+pub use netns::{find_leftovers, netlink_in, run_in};
+pub use node::io_of;
 #[cfg(target_os = "linux")]
 pub use node::{NodeNetwork, PodEntry, NETNS_FILE, NETWORK_DIR, NODE_FILE};
 #[cfg(target_os = "linux")]

@@ -61,6 +61,26 @@ where
     })
 }
 
+/// Runs `f` with an rtnetlink handle in the existing namespace `netns`,
+/// on a thread of its own there: what a later lab needs to add its own
+/// devices, addresses or routes to a node. The kernel's answer comes back
+/// as the errno it carries, with `what` to say what was asked.
+pub fn netlink_in<T, F, Fut>(netns: &Path, what: &str, f: F) -> Result<T, NetworkError>
+where
+    T: Send,
+    F: FnOnce(Handle) -> Fut + Send,
+    Fut: Future<Output = Result<T, rtnetlink::Error>>,
+{
+    let file = open_netns(netns)?;
+    with_netlink(Target::Join(file.as_fd()), netns, |handle| async move {
+        f(handle).await.map_err(|e| NetworkError::Netlink {
+            what: what.to_string(),
+            netns: netns.to_path_buf(),
+            source: super::node::io_of(e),
+        })
+    })
+}
+
 /// Runs `f` on a thread that is in the network namespace at `netns` (a
 /// bind mount, or `/proc/<pid>/ns/net`), and answers what it answers. The
 /// calling thread's namespace never changes; a socket `f` makes stays in

@@ -548,7 +548,8 @@ fn failed<'a>(what: String, netns: &'a Path) -> impl FnOnce(rtnetlink::Error) ->
 }
 
 /// rtnetlink's error as the errno it carries, if it is the kernel's.
-pub(crate) fn io_of(e: rtnetlink::Error) -> io::Error {
+/// A netlink error as the `io::Error` of the errno it carries.
+pub fn io_of(e: rtnetlink::Error) -> io::Error {
     match e {
         rtnetlink::Error::NetlinkError(m) => m.to_io(),
         other => io::Error::other(other.to_string()),

@@ -35,8 +35,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{mpsc, Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use futures_util::TryStreamExt;
-use lab03::network::run_in;
+use lab03::network::{errno, io_of, link_index, run_in};
 use nix::sched::{setns, CloneFlags};
 use rtnetlink::packet_route::address::AddressMessage;
 use rtnetlink::{AddressMessageBuilder, Handle, LinkBridge, LinkUnspec};
@@ -798,32 +797,26 @@ async fn relay_replies(
     client
 }
 
-/// Runs `f` with a netlink handle in the namespace `netns`, on a thread
-/// of its own there (a netlink socket talks to its maker's namespace).
+/// Runs `f` with a netlink handle in the namespace `netns` (lab03's
+/// netlink thread), naming [`DEVICE`] when it fails.
 fn netlink<T, F, Fut>(netns: &Path, what: &str, f: F) -> Result<T, ProxyError>
 where
     T: Send,
     F: FnOnce(Handle) -> Fut + Send,
     Fut: Future<Output = Result<T, rtnetlink::Error>>,
 {
-    let failed = |source: io::Error| ProxyError::Io {
-        what: format!("{what} ({DEVICE}) in {}", netns.display()),
-        source,
-    };
-    let out = run_in(netns, || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_io()
-            .build()?;
-        runtime.block_on(async {
-            let (connection, handle, _) = rtnetlink::new_connection()?;
-            let driver = tokio::spawn(connection);
-            let out = f(handle).await.map_err(io_of);
-            driver.abort();
-            out
-        })
+    let what = format!("{what} ({DEVICE})");
+    lab03::network::netlink_in(netns, &what, f).map_err(|e| match e {
+        lab03::network::NetworkError::Netlink {
+            what,
+            netns,
+            source,
+        } => ProxyError::Io {
+            what: format!("{what} in {}", netns.display()),
+            source,
+        },
+        other => ProxyError::Other(other.to_string()),
     })
-    .map_err(|e| ProxyError::Other(e.to_string()))?;
-    out.map_err(failed)
 }
 
 /// Deletes [`DEVICE`] in `netns`, and with it every ClusterIP.
@@ -839,19 +832,6 @@ fn delete_device(netns: &Path) -> Result<(), ProxyError> {
     })
 }
 
-/// The index of interface `name`, `None` if there is none.
-async fn link_index(
-    h: &Handle,
-    name: &str,
-) -> Result<Option<u32>, rtnetlink::Error> {
-    let mut links = h.link().get().match_name(name).execute();
-    match links.try_next().await {
-        Ok(link) => Ok(link.map(|l| l.header.index)),
-        Err(e) if errno(&e) == Some(ENODEV) => Ok(None),
-        Err(e) => Err(e),
-    }
-}
-
 /// `ip/32` on interface `index`, as a delete request wants it.
 fn address(index: u32, ip: Ipv4Addr) -> AddressMessage {
     AddressMessageBuilder::<Ipv4Addr>::new()
@@ -863,18 +843,3 @@ fn address(index: u32, ip: Ipv4Addr) -> AddressMessage {
 const ENODEV: i32 = nix::errno::Errno::ENODEV as i32;
 const EEXIST: i32 = nix::errno::Errno::EEXIST as i32;
 const EADDRNOTAVAIL: i32 = nix::errno::Errno::EADDRNOTAVAIL as i32;
-
-/// The errno of a netlink error answer, positive.
-fn errno(e: &rtnetlink::Error) -> Option<i32> {
-    match e {
-        rtnetlink::Error::NetlinkError(m) => m.code.map(|c| -c.get()),
-        _ => None,
-    }
-}
-
-fn io_of(e: rtnetlink::Error) -> io::Error {
-    match e {
-        rtnetlink::Error::NetlinkError(m) => m.to_io(),
-        other => io::Error::other(other.to_string()),
-    }
-}

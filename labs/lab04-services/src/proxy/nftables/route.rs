@@ -128,41 +128,19 @@ fn netlink(
     route: RouteMessage,
     add: bool,
 ) -> Result<(), ProxyError> {
-    let what = format!(
-        "{} the service route in {}",
-        if add { "adding" } else { "deleting" },
-        netns.display()
-    );
-    let io = |source| ProxyError::Io {
-        what: what.clone(),
-        source,
-    };
-    run_in(netns, || -> std::io::Result<()> {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_io()
-            .build()?;
-        runtime.block_on(async move {
-            // Made on this thread, so the socket is in `netns`.
-            let (connection, handle, _) = rtnetlink::new_connection()?;
-            let driver = tokio::spawn(connection);
-            let done = if add {
-                handle.route().add(route).replace().execute().await
-            } else {
-                handle.route().del(route).execute().await
-            };
-            driver.abort();
-            match done {
-                Ok(()) => Ok(()),
-                // ESRCH: no such route (deleted already).
-                Err(rtnetlink::Error::NetlinkError(m))
-                    if !add && m.code.map(|c| -c.get()) == Some(3) =>
-                {
-                    Ok(())
-                }
-                Err(e) => Err(std::io::Error::other(e.to_string())),
-            }
-        })
+    let what = if add { "adding" } else { "deleting" };
+    let what = format!("{what} the service route");
+    lab03::network::netlink_in(netns, &what, |handle| async move {
+        let done = if add {
+            handle.route().add(route).replace().execute().await
+        } else {
+            handle.route().del(route).execute().await
+        };
+        match done {
+            // ESRCH: no such route (deleted already).
+            Err(e) if !add && lab03::network::errno(&e) == Some(3) => Ok(()),
+            other => other,
+        }
     })
-    .map_err(|e| ProxyError::Other(format!("{what}: {e}")))?
-    .map_err(io)
+    .map_err(|e| ProxyError::Other(e.to_string()))
 }
