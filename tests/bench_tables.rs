@@ -23,7 +23,8 @@ fn book(path: &str) -> PathBuf {
 }
 
 fn read(path: &Path) -> String {
-    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
 fn ms(v: f64) -> Duration {
@@ -43,10 +44,14 @@ fn assert_fits(text: &str) {
 /// The `<text>` contents and the count of filled `<rect>`s of an SVG, which
 /// must parse as XML.
 fn svg_texts_and_bars(svg: &str, colours: &[&str]) -> (Vec<String>, usize) {
-    let doc = roxmltree::Document::parse(svg).expect("the chart is well-formed XML");
+    let doc =
+        roxmltree::Document::parse(svg).expect("the chart is well-formed XML");
     let root = doc.root_element();
     assert_eq!(root.tag_name().name(), "svg");
-    assert!(root.attribute("viewBox").is_some() || root.attribute("width").is_some());
+    assert!(
+        root.attribute("viewBox").is_some()
+            || root.attribute("width").is_some()
+    );
     let texts = doc
         .descendants()
         .filter(|n| n.has_tag_name("text"))
@@ -56,8 +61,9 @@ fn svg_texts_and_bars(svg: &str, colours: &[&str]) -> (Vec<String>, usize) {
         .descendants()
         .filter(|n| n.has_tag_name("rect"))
         .filter(|n| {
-            n.attribute("fill")
-                .is_some_and(|f| colours.iter().any(|c| f.eq_ignore_ascii_case(c)))
+            n.attribute("fill").is_some_and(|f| {
+                colours.iter().any(|c| f.eq_ignore_ascii_case(c))
+            })
         })
         .count();
     (texts, bars)
@@ -104,9 +110,13 @@ fn startup_table_reads_back_and_fits() {
     let table = sample_startup();
     let text = table.render();
     assert_fits(&text);
-    assert!(text.contains("runc                        failed: runc run exited"));
+    assert!(
+        text.contains("runc                        failed: runc run exited")
+    );
     assert!(text.contains("VM boot (qemu)              skipped: --skip-vm"));
-    assert!(text.contains("ch01 container                  2.14 ms      3.04 ms"));
+    assert!(
+        text.contains("ch01 container                  2.14 ms      3.04 ms")
+    );
     assert_eq!(startup::Table::parse(&text).expect("parse"), table);
 }
 
@@ -257,10 +267,12 @@ fn bench_chart_stacks_both_trips() {
 #[test]
 fn startup_table_in_the_book_is_the_programs() {
     let text = read(&book("ch01/startup-table.txt"));
-    let table = startup::Table::parse(&text).expect("ch01/startup-table.txt reads back");
+    let table = startup::Table::parse(&text)
+        .expect("ch01/startup-table.txt reads back");
     assert_eq!(table.render(), text, "re-rendered differently");
     assert_fits(&text);
-    let names: Vec<&str> = table.lines.iter().map(|l| l.name.as_str()).collect();
+    let names: Vec<&str> =
+        table.lines.iter().map(|l| l.name.as_str()).collect();
     assert_eq!(
         names[..3],
         ["plain process", "namespaces only", startup::CONTAINER]
@@ -281,7 +293,8 @@ fn startup_table_in_the_book_is_the_programs() {
 
 #[test]
 fn startup_chart_in_the_book_is_drawn_from_its_table() {
-    let table = startup::Table::parse(&read(&book("ch01/startup-table.txt"))).expect("parse");
+    let table = startup::Table::parse(&read(&book("ch01/startup-table.txt")))
+        .expect("parse");
     let svg = read(&book("img/startup-chart.svg"));
     check_startup_chart(&table, &svg);
     assert_eq!(
@@ -295,7 +308,8 @@ fn startup_chart_in_the_book_is_drawn_from_its_table() {
 #[test]
 fn bench_table_in_the_book_is_the_programs() {
     let text = read(&book("ch02/benchmark-table.txt"));
-    let table = bench::Table::parse(&text).expect("ch02/benchmark-table.txt reads back");
+    let table = bench::Table::parse(&text)
+        .expect("ch02/benchmark-table.txt reads back");
     assert_eq!(table.render(), text, "re-rendered differently");
     assert_fits(&text);
     for (what, took) in &table.rows {
@@ -304,7 +318,9 @@ fn bench_table_in_the_book_is_the_programs() {
             "the book's table has every row measured: {what}"
         );
     }
-    assert!(table.get(bench::OURS).is_some() && table.get(bench::PEERS).is_some());
+    assert!(
+        table.get(bench::OURS).is_some() && table.get(bench::PEERS).is_some()
+    );
     // Measured on a real tree, with tar's unpack beside ours.
     assert_eq!(
         table.source, "from /usr",
@@ -321,7 +337,8 @@ fn bench_table_in_the_book_is_the_programs() {
 
 #[test]
 fn bench_chart_in_the_book_is_drawn_from_its_table() {
-    let table = bench::Table::parse(&read(&book("ch02/benchmark-table.txt"))).expect("parse");
+    let table = bench::Table::parse(&read(&book("ch02/benchmark-table.txt")))
+        .expect("parse");
     let svg = read(&book("img/bench-chart.svg"));
     check_bench_chart(&table, &svg);
     assert_eq!(
@@ -343,8 +360,10 @@ fn startup_reports_a_failed_row_as_failed() {
     }
     let bin = tempfile::tempdir().expect("temp dir");
     let runc = bin.path().join("runc");
-    std::fs::write(&runc, "#!/bin/sh\necho broken >&2\nexit 1\n").expect("write runc");
-    std::fs::set_permissions(&runc, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    std::fs::write(&runc, "#!/bin/sh\necho broken >&2\nexit 1\n")
+        .expect("write runc");
+    std::fs::set_permissions(&runc, std::fs::Permissions::from_mode(0o755))
+        .expect("chmod");
     let path = format!(
         "{}:{}",
         bin.path().display(),
@@ -363,7 +382,8 @@ fn startup_reports_a_failed_row_as_failed() {
         "{text}{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let table = startup::Table::parse(&text).expect("the printed table reads back");
+    let table =
+        startup::Table::parse(&text).expect("the printed table reads back");
     let runc = table.line("runc").expect("a runc row");
     assert!(
         matches!(&runc.outcome, Outcome::Failed(why) if why.contains("exit status: 1")),

@@ -61,8 +61,10 @@ fn every_listing_and_output_fits_80_columns() {
         }
     }
     by_file.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
-    let summary: Vec<String> = by_file.iter().map(|(n, f)| format!("{n:4} {f}")).collect();
-    let listing: Vec<String> = problems.iter().map(ToString::to_string).collect();
+    let summary: Vec<String> =
+        by_file.iter().map(|(n, f)| format!("{n:4} {f}")).collect();
+    let listing: Vec<String> =
+        problems.iter().map(ToString::to_string).collect();
     assert!(
         problems.is_empty(),
         "{} code or output lines wider than 80 columns, by file:\n{}\n\nEach one:\n{}",
@@ -129,7 +131,8 @@ fn lab_lines() -> (Vec<(String, String)>, HashSet<String>) {
 
 #[test]
 fn the_preprocessed_book_keeps_answers_in_the_appendix() {
-    let chapters = book::preprocessed(&book_dir()).unwrap_or_else(|e| panic!("{e}"));
+    let chapters =
+        book::preprocessed(&book_dir()).unwrap_or_else(|e| panic!("{e}"));
     let solutions_page = Path::new(book::expand::SOLUTIONS_PAGE);
     assert_eq!(
         chapters.last().map(|(p, _)| p.as_path()),
@@ -161,7 +164,11 @@ fn the_preprocessed_book_keeps_answers_in_the_appendix() {
         }
         for (path, text) in &chapters[..chapters.len() - 1] {
             if let Some(n) = text.lines().position(|l| l.trim() == line) {
-                leaks.push(format!("{}:{}: {id}: `{line}`", path.display(), n + 1));
+                leaks.push(format!(
+                    "{}:{}: {id}: `{line}`",
+                    path.display(),
+                    n + 1
+                ));
             }
         }
     }
@@ -187,7 +194,8 @@ fn the_preprocessed_book_keeps_answers_in_the_appendix() {
 #[test]
 fn the_book_builds() {
     let out = tempfile::tempdir().unwrap();
-    let index = book::build(&book_dir(), Some(out.path())).unwrap_or_else(|e| panic!("{e}"));
+    let index = book::build(&book_dir(), Some(out.path()))
+        .unwrap_or_else(|e| panic!("{e}"));
     assert!(index.is_file(), "no {}", index.display());
     assert!(index.starts_with(out.path()));
     assert!(

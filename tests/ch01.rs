@@ -19,7 +19,8 @@ fn root() -> bool {
 fn rootfs() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
-        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("ch01-test-rootfs");
+        let dir =
+            Path::new(env!("CARGO_TARGET_TMPDIR")).join("ch01-test-rootfs");
         lab01::RootfsBuilder::new()
             .build_once(&dir)
             .expect("build rootfs");
@@ -56,7 +57,8 @@ fn bad_cpus_values_are_named() {
             .output()
             .expect("run");
         assert_eq!(out.status.code(), Some(2), "{}", stderr_of(&out));
-        refusals += &format!("$ ch01 run --cpus {value} -- true\n{}", stderr_of(&out));
+        refusals +=
+            &format!("$ ch01 run --cpus {value} -- true\n{}", stderr_of(&out));
     }
     insta::assert_snapshot!(refusals);
 }
@@ -88,7 +90,8 @@ fn hostname_is_the_containers_own() {
         .expect("run");
     assert!(out.status.success(), "{}", stderr_of(&out));
     let inside = String::from_utf8_lossy(&out.stdout).into_owned();
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").expect("hostname");
+    let host =
+        std::fs::read_to_string("/proc/sys/kernel/hostname").expect("hostname");
     assert_ne!(inside.trim(), host.trim(), "the host kept its name");
     insta::assert_snapshot!(inside);
 }
@@ -188,9 +191,13 @@ const INSIDE: usize = 40;
 /// for the kernel and its library directories); the host's keeps its shape
 /// and says what it must be.
 fn redact_host(table: &str) -> String {
-    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").expect("osrelease");
-    let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").expect("hostname");
-    let number = |text: &str| -> u64 { text.parse().unwrap_or_else(|_| panic!("{text:?}")) };
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .expect("osrelease");
+    let hostname =
+        std::fs::read_to_string("/proc/sys/kernel/hostname").expect("hostname");
+    let number = |text: &str| -> u64 {
+        text.parse().unwrap_or_else(|_| panic!("{text:?}"))
+    };
     let mask = |text: &str| -> u64 {
         let hex = text
             .split(['(', ')'])
@@ -271,7 +278,11 @@ fn redact_host(table: &str) -> String {
             }
             "capabilities" => {
                 let (outside, within) = (mask(&host), mask(&inside));
-                assert_eq!(outside & within, within, "the host has all the container's");
+                assert_eq!(
+                    outside & within,
+                    within,
+                    "the host has all the container's"
+                );
                 assert!(outside.count_ones() > within.count_ones(), "{line}");
                 format!("[N>{}] ([mask])", within.count_ones())
             }
@@ -355,7 +366,8 @@ fn two_hundred_runs_leave_nothing() {
     for pid in pids {
         assert_eq!(leftovers_of(pid), Vec::<PathBuf>::new());
     }
-    let mounts = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+    let mounts =
+        std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
     assert!(!mounts.contains("kubelings"), "{mounts}");
 }
 
@@ -379,11 +391,13 @@ fn startup_prints_its_table() {
     // What needs nothing but root is measured: two times and a ratio.
     for name in ["plain process", "namespaces only", "ch01 container"] {
         let line = row(name);
-        let figures: Vec<&str> = line[name.len()..].split_whitespace().collect();
+        let figures: Vec<&str> =
+            line[name.len()..].split_whitespace().collect();
         let [median, "ms", p90, "ms", ratio] = figures[..] else {
             panic!("not a measured row: {line}");
         };
-        let (median, p90): (f64, f64) = (median.parse().expect(&line), p90.parse().expect(&line));
+        let (median, p90): (f64, f64) =
+            (median.parse().expect(&line), p90.parse().expect(&line));
         assert!(0.0 < median && median <= p90, "{line}");
         assert!(ratio.ends_with('x'), "{line}");
     }

@@ -55,7 +55,8 @@ fn bad_references_are_named() {
             .output()
             .expect("run");
         assert_eq!(out.status.code(), Some(1));
-        refusals += &format!("$ ch02 inspect {reference}\n{}", text(&out.stderr));
+        refusals +=
+            &format!("$ ch02 inspect {reference}\n{}", text(&out.stderr));
     }
     assert_fits(&refusals);
     insta::assert_snapshot!(refusals);
@@ -157,15 +158,16 @@ impl Registry {
     /// `ch02 registry serve --users USERS` with more flags.
     fn start_with(home: &Path, users: &Path, flags: &[&str]) -> Registry {
         use std::io::BufRead;
-        let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("ch02"))
-            .arg("--home")
-            .arg(home)
-            .args(["registry", "serve", "--addr", "127.0.0.1:0", "--users"])
-            .arg(users)
-            .args(flags)
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .expect("start ch02 registry serve");
+        let child =
+            std::process::Command::new(assert_cmd::cargo::cargo_bin("ch02"))
+                .arg("--home")
+                .arg(home)
+                .args(["registry", "serve", "--addr", "127.0.0.1:0", "--users"])
+                .arg(users)
+                .args(flags)
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .expect("start ch02 registry serve");
         // Owned at once, so that it is stopped even if what follows fails.
         let mut registry = Registry {
             child,
@@ -198,7 +200,8 @@ impl Drop for Registry {
 /// `curl -i http://HOST/v2/`: the answer's status line, headers and body.
 fn get_v2(host: &str) -> String {
     use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(host).expect("connect to the registry");
+    let mut stream =
+        std::net::TcpStream::connect(host).expect("connect to the registry");
     write!(
         stream,
         "GET /v2/ HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
@@ -221,7 +224,10 @@ fn check(name: &str, text: &str) {
     settings.add_filter(r#""size": \d+"#, r#""size": [size]"#);
     // `ch02 images` shows the first 12 digits of the manifest's digest.
     settings.add_filter(r"(?m)^(\S+ +)[0-9a-f]{12} ", "$1[digest]     ");
-    settings.add_filter(r#""architecture": "[^"]+""#, r#""architecture": "[arch]""#);
+    settings.add_filter(
+        r#""architecture": "[^"]+""#,
+        r#""architecture": "[arch]""#,
+    );
     settings.add_filter(r"(?mi)^date: .*$", "date: [date]");
     settings.bind(|| insta::assert_snapshot!(name, text));
     if text.trim_start().starts_with('{') {
@@ -251,7 +257,8 @@ fn push_and_pull_through_a_private_registry() {
     // An image, and what the store says of it.
     stdout(ch02(&laptop).arg("base"));
     let images = stdout(ch02(&laptop).arg("images"));
-    let inspect = stdout(ch02(&laptop).args(["inspect", "kubelings/base:latest"]));
+    let inspect =
+        stdout(ch02(&laptop).args(["inspect", "kubelings/base:latest"]));
     assert!(inspect.contains(r#""Cmd": ["#), "{inspect}");
 
     // A registry with one user, where kubia is private.
@@ -276,11 +283,13 @@ fn push_and_pull_through_a_private_registry() {
     let first = stdout(ch02(&laptop).args(["push", &target]));
     let second = stdout(ch02(&laptop).args(["push", &target]));
     assert!(second.contains("0 blob(s) sent"), "{second}");
-    let push = format!("$ ch02 push {target}\n{first}$ ch02 push {target}\n{second}");
+    let push =
+        format!("$ ch02 push {target}\n{first}$ ch02 push {target}\n{second}");
 
     // Pull on another computer: a public repository needs no credentials.
     let pull = stdout(ch02(&server).args(["pull", &target]));
-    let digest = |text: &str| text.lines().last().map(str::trim).map(String::from);
+    let digest =
+        |text: &str| text.lines().last().map(str::trim).map(String::from);
     assert_eq!(digest(&first), digest(&pull), "the same manifest");
 
     // A private one does, whether the image is there or not.
@@ -307,21 +316,25 @@ fn push_and_pull_through_a_private_registry() {
 /// `kubelings/base:multi`: a multi-platform image like Docker Hub's.
 fn make_multi_platform(home: &Path) {
     use serde_json::{json, Value};
-    let store = lab02::layout::ImageStore::open(&home.join("images")).expect("store");
+    let store =
+        lab02::layout::ImageStore::open(&home.join("images")).expect("store");
     let desc = store.resolve("kubelings/base:latest").expect("base image");
     let digest = |d: &str| -> lab02::Digest { d.parse().expect("digest") };
     let read = |d: &str| -> Value {
-        serde_json::from_slice(&store.read_blob(&digest(d)).expect("blob")).expect("json")
+        serde_json::from_slice(&store.read_blob(&digest(d)).expect("blob"))
+            .expect("json")
     };
     let base = desc.digest().to_string();
     let manifest = read(&base);
-    let mut config = read(manifest["config"]["digest"].as_str().expect("config"));
+    let mut config =
+        read(manifest["config"]["digest"].as_str().expect("config"));
     let host_arch = config["architecture"].clone();
     config["architecture"] = "arm64".into();
     config["variant"] = "v8".into();
     let config = serde_json::to_vec(&config).unwrap();
     let mut arm = manifest.clone();
-    arm["config"]["digest"] = store.write_blob(&config).unwrap().to_string().into();
+    arm["config"]["digest"] =
+        store.write_blob(&config).unwrap().to_string().into();
     arm["config"]["size"] = config.len().into();
     let arm = serde_json::to_vec(&arm).unwrap();
     let arm_digest = store.write_blob(&arm).unwrap();
@@ -360,9 +373,11 @@ fn pull_a_multi_platform_image() {
     let out = ch02(&laptop).arg("base").output().expect("run");
     assert!(out.status.success(), "{}", text(&out.stderr));
     make_multi_platform(&laptop);
-    let mut config = lab02::registry::RegistryConfig::new(work.path().join("registry"));
+    let mut config =
+        lab02::registry::RegistryConfig::new(work.path().join("registry"));
     config.addr = "127.0.0.1:0".parse().unwrap();
-    let registry = lab02::registry::RegistryHandle::start(config).expect("registry");
+    let registry =
+        lab02::registry::RegistryHandle::start(config).expect("registry");
     let image = format!("{}/kubelings/base:multi", registry.host());
     // skopeo copies the index and both images (--all), as `docker buildx
     // --push` would have put them there.
@@ -405,7 +420,8 @@ fn pull_a_multi_platform_image() {
             .args(["inspect", &image])
             .output()
             .expect("run");
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+        let v: serde_json::Value =
+            serde_json::from_slice(&out.stdout).expect("json");
         v["config"]["architecture"]
             .as_str()
             .unwrap_or("")
@@ -426,8 +442,12 @@ fn pull_a_multi_platform_image() {
 
 /// A CA and a certificate for 127.0.0.1 signed by it, as PEM files in
 /// `dir`: (ca.crt, registry.crt, registry.key).
-fn make_ca(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
-    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+fn make_ca(
+    dir: &Path,
+) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+    use rcgen::{
+        BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair,
+    };
     let ca_key = KeyPair::generate().expect("key");
     let mut ca = CertificateParams::new(Vec::<String>::new()).expect("params");
     ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -436,7 +456,8 @@ fn make_ca(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf, std::path::Pa
     let ca_cert = ca.self_signed(&ca_key).expect("CA");
     let issuer = Issuer::new(ca, ca_key);
     let key = KeyPair::generate().expect("key");
-    let leaf = CertificateParams::new(vec!["127.0.0.1".to_string()]).expect("params");
+    let leaf =
+        CertificateParams::new(vec!["127.0.0.1".to_string()]).expect("params");
     let cert = leaf.signed_by(&key, &issuer).expect("sign");
     let paths = (
         dir.join("ca.crt"),

@@ -35,8 +35,8 @@ fn the_books_manifests_parse_and_validate() {
     for entry in std::fs::read_dir(manifests()).expect("the manifests") {
         let path = entry.expect("entry").path();
         let body = std::fs::read_to_string(&path).expect("read");
-        let pod =
-            lab03::manifest::parse_pod(&body).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let pod = lab03::manifest::parse_pod(&body)
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         let errors = lab03::validate::validate_pod(&pod);
         assert!(errors.is_empty(), "{}: {errors:?}", path.display());
         assert!(
@@ -177,7 +177,8 @@ fn node_cgroup(state_dir: &Path) -> String {
 fn leftovers(home: &Path, node: &str) -> Vec<String> {
     let mut found = Vec::new();
     let home_s = home.to_string_lossy().into_owned();
-    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let mountinfo =
+        std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
     for line in mountinfo.lines().filter(|l| l.contains(&home_s)) {
         found.push(format!("mount: {line}"));
     }
@@ -186,8 +187,10 @@ fn leftovers(home: &Path, node: &str) -> Vec<String> {
         if name.parse::<u32>().is_err() {
             continue;
         }
-        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
-        let root = std::fs::read_link(entry.path().join("root")).unwrap_or_default();
+        let cmdline =
+            std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        let root =
+            std::fs::read_link(entry.path().join("root")).unwrap_or_default();
         if text(&cmdline).contains(&home_s) || root.starts_with(home) {
             found.push(format!(
                 "process {name}: {}",
@@ -427,7 +430,8 @@ fn a_node_runs_the_books_pods() {
         .output()
         .expect("describe");
     let described = text(&described.stdout);
-    settings().bind(|| insta::assert_snapshot!("describe_kubia_manual", described));
+    settings()
+        .bind(|| insta::assert_snapshot!("describe_kubia_manual", described));
 
     let deleted = ch03(&home)
         .args(["delete", "pod", "kubia-manual"])
@@ -474,8 +478,11 @@ fn kill_9_then_node_up_cleans_up() {
         .trim()
         .parse()
         .expect("a pid");
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::SIGKILL)
-        .expect("kill -9");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::SIGKILL,
+    )
+    .expect("kill -9");
     let deadline = Instant::now() + Duration::from_secs(10);
     while Path::new(&format!("/proc/{pid}/stat")).exists()
         && !std::fs::read_to_string(format!("/proc/{pid}/stat"))

@@ -101,7 +101,8 @@ fn http_get_inside(containerd: &Containerd, ip: Ipv4Addr) -> String {
         stream
             .set_read_timeout(Some(Duration::from_secs(10)))
             .expect("timeout");
-        write!(stream, "GET / HTTP/1.1\r\nHost: kubia\r\n\r\n").expect("request");
+        write!(stream, "GET / HTTP/1.1\r\nHost: kubia\r\n\r\n")
+            .expect("request");
         let mut answer = String::new();
         stream.read_to_string(&mut answer).expect("answer");
         answer
@@ -156,9 +157,11 @@ fn containerd_runs_our_kubia_image() {
     let archive = kubia_archive(work.path());
     let mut transcript = String::new();
     let (pid, dir) = {
-        let mut containerd = Containerd::start(work.path()).expect("start containerd");
+        let mut containerd =
+            Containerd::start(work.path()).expect("start containerd");
         let names = containerd.import(&archive).expect("ctr image import");
-        transcript += &format!("$ ctr image import kubia.tar\n{}\n", names.join("\n"));
+        transcript +=
+            &format!("$ ctr image import kubia.tar\n{}\n", names.join("\n"));
         assert_eq!(names, ["kubia:v1"]);
         // What is not an image archive is refused, by its name.
         let junk = work.path().join("junk.tar");
@@ -198,7 +201,8 @@ fn containerd_runs_our_kubia_image() {
         transcript += &format!("$ curl http://{ip}:8080/\n{body}");
         assert!(body.starts_with("You've hit "), "{transcript}");
         // The shim copies kubia's output into the file as it comes.
-        let log = wait_for_log(&containerd.log_path("kubia"), "Received request");
+        let log =
+            wait_for_log(&containerd.log_path("kubia"), "Received request");
         transcript += &format!("$ cat kubia.log\n{log}");
         containerd
             .remove("kubia")
@@ -214,16 +218,16 @@ fn containerd_runs_our_kubia_image() {
     );
     let left = processes_naming(work.path());
     assert!(left.is_empty(), "still running: {left:?}");
-    let mounts = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+    let mounts =
+        std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
     let work_path = work.path().display().to_string();
     assert!(
         !mounts.lines().any(|l| l.contains(&work_path)),
         "mounts left under {work_path}"
     );
     assert!(
-        !mounts
-            .lines()
-            .any(|l| l.contains(" - overlay ") && l.contains(&dir.display().to_string())),
+        !mounts.lines().any(|l| l.contains(" - overlay ")
+            && l.contains(&dir.display().to_string())),
         "an overlay mount leaked into our mount table"
     );
     assert!(!dir.exists(), "{} was not removed", dir.display());
@@ -243,7 +247,8 @@ fn bench_containerd_measures_ctr_run() {
     }
     let work = tempfile::tempdir().expect("tempdir");
     let archive = kubia_archive(work.path());
-    let result = containerd::bench_containerd(&archive, 2, true).expect("bench");
+    let result =
+        containerd::bench_containerd(&archive, 2, true).expect("bench");
     assert_eq!(result.samples.len(), 2);
     assert!(result.cni_used, "CNI left out: {}", result.note);
     assert!(result.median > Duration::ZERO);

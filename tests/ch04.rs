@@ -27,7 +27,8 @@ fn assert_fits(text: &str) {
 }
 
 fn manifests() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../labs/lab04-services/tests/services")
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../labs/lab04-services/tests/services")
 }
 
 /// A node of the test's own, taken down (pods, rules, network) on drop.
@@ -82,7 +83,11 @@ fn realign(lines: &[String], gap: usize) -> Vec<String> {
                 if c + 1 == r.len() {
                     line += cell;
                 } else {
-                    line += &format!("{cell:<w$}{}", " ".repeat(gap), w = widths[c]);
+                    line += &format!(
+                        "{cell:<w$}{}",
+                        " ".repeat(gap),
+                        w = widths[c]
+                    );
                 }
             }
             line
@@ -122,7 +127,8 @@ fn redact(text: &str) -> String {
     let mut out = Vec::new();
     let mut i = 0;
     while i < lines.len() {
-        let header = lines[i].starts_with("NAME ") || lines[i].trim_start().starts_with("Type ");
+        let header = lines[i].starts_with("NAME ")
+            || lines[i].trim_start().starts_with("Type ");
         if header {
             let indent = lines[i].len() - lines[i].trim_start().len();
             let mut j = i + 1;
@@ -200,7 +206,8 @@ fn bad_services_are_named_and_change_nothing() {
     let mut refusals = String::new();
     for (name, body) in &cases {
         let out = if name.ends_with(".sh") {
-            refusals += "$ ch04 expose label 'app in (kubia)' --name kubia --port 80\n";
+            refusals +=
+                "$ ch04 expose label 'app in (kubia)' --name kubia --port 80\n";
             ch04(&home)
                 .args([
                     "expose",

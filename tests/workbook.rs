@@ -65,7 +65,9 @@ fn file_with_marker(dir: &Path, id: &str) -> (PathBuf, String) {
                 .any(|l| l.trim() == marker)
                 .then_some((f, text))
         })
-        .unwrap_or_else(|| panic!("no file under {} has `{marker}`", dir.display()))
+        .unwrap_or_else(|| {
+            panic!("no file under {} has `{marker}`", dir.display())
+        })
 }
 
 /// The lines of a file that are not between exercise markers.
@@ -171,7 +173,9 @@ fn hint_level_out_of_range_is_refused() {
             .assert()
             // clap's usage error, naming the allowed range; no hint shown.
             .code(2)
-            .stderr(predicate::str::contains(format!("invalid value '{level}'")))
+            .stderr(predicate::str::contains(format!(
+                "invalid value '{level}'"
+            )))
             .stderr(predicate::str::contains("1..=3"))
             .stdout(predicate::str::contains(&e.hints[0]).not());
     }
@@ -227,7 +231,8 @@ fn start_replaces_every_exercise_with_a_todo() {
     assert!(!ws.join(".git").exists());
 
     for e in &manifest().exercises {
-        let (reference_file, reference) = file_with_marker(&root().join("labs"), &e.id);
+        let (reference_file, reference) =
+            file_with_marker(&root().join("labs"), &e.id);
         let rel = reference_file.strip_prefix(root()).unwrap();
         let (starter_file, starter) = file_with_marker(&ws.join("labs"), &e.id);
         assert_eq!(starter_file.strip_prefix(&ws).unwrap(), rel);
@@ -239,7 +244,8 @@ fn start_replaces_every_exercise_with_a_todo() {
             .iter()
             .position(|l| l.trim() == format!("// EXERCISE: {}", e.id))
             .unwrap();
-        let indent = &lines[start][..lines[start].len() - lines[start].trim_start().len()];
+        let indent = &lines[start]
+            [..lines[start].len() - lines[start].trim_start().len()];
         let todo = format!(
             "{indent}todo!(\"{}: {} (book §{})\")",
             e.id, e.title, e.section
@@ -340,7 +346,9 @@ fn doctor_reports_the_host_and_every_exercise() {
             && kubelings_probe::find_program("sudo").is_some();
         let (verb, need) = match host.allows(e.privilege) {
             Ok(()) => ("runs", format!("(needs: {need})")),
-            Err(_) if sudo => ("runs", format!("(needs: {need}; through sudo)")),
+            Err(_) if sudo => {
+                ("runs", format!("(needs: {need}; through sudo)"))
+            }
             Err(_) => ("skips", format!("(needs: {need})")),
         };
         assert!(line.trim_start().starts_with(verb), "{line}");
@@ -723,8 +731,9 @@ pub fn free() -> u32 {
             .unwrap_or_else(|| panic!("no row for {id}:\n{stdout}"))
             .to_string()
     };
-    let cells =
-        |id: &str| -> Vec<String> { row(id).split(" | ").map(|c| c.trim().to_string()).collect() };
+    let cells = |id: &str| -> Vec<String> {
+        row(id).split(" | ").map(|c| c.trim().to_string()).collect()
+    };
     assert_eq!(
         cells("labx-double"),
         ["labx-double", "passes", "fails", "fails", "ok"]
@@ -753,7 +762,8 @@ fn kubelings_test_lists_the_skips_and_keeps_cargos_status() {
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert_eq!(out.status.code(), Some(101), "cargo's status:\n{stdout}");
     assert!(stdout.contains("test triples ... FAILED"), "{stdout}");
-    let report = &stdout[stdout.find("tests that skipped here").expect(&stdout)..];
+    let report =
+        &stdout[stdout.find("tests that skipped here").expect(&stdout)..];
     assert!(report.contains("skips  needs a unicorn"), "{report}");
     assert!(report.contains("1 test skipped"), "{report}");
 

@@ -55,13 +55,14 @@ pub fn run(args: Args) -> Result<()> {
         .context("build the rootfs")?;
     let runs = args.runs as usize;
 
-    let container = ContainerSpec::new(["true"])
-        .rootfs(&rootfs)
-        .resources(Resources {
-            memory: Some(64 << 20),
-            pids: Some(64),
-            cpu: None,
-        });
+    let container =
+        ContainerSpec::new(["true"])
+            .rootfs(&rootfs)
+            .resources(Resources {
+                memory: Some(64 << 20),
+                pids: Some(64),
+                cpu: None,
+            });
     let mut lanes: Vec<(String, Outcome<Once>)> = vec![
         (
             "plain process".into(),
@@ -95,7 +96,9 @@ pub fn run(args: Args) -> Result<()> {
         }
         None => (
             "runc".into(),
-            Outcome::Skipped("runc is not installed (apt-get install runc)".into()),
+            Outcome::Skipped(
+                "runc is not installed (apt-get install runc)".into(),
+            ),
         ),
     });
     let mut rows = take_turns(lanes, runs);
@@ -136,8 +139,10 @@ pub fn run(args: Args) -> Result<()> {
 /// Written whole or not at all.
 fn write_whole(file: &Path, text: &str) -> Result<()> {
     let tmp = file.with_extension("tmp");
-    std::fs::write(&tmp, text).with_context(|| format!("write {}", tmp.display()))?;
-    std::fs::rename(&tmp, file).with_context(|| format!("write {}", file.display()))
+    std::fs::write(&tmp, text)
+        .with_context(|| format!("write {}", tmp.display()))?;
+    std::fs::rename(&tmp, file)
+        .with_context(|| format!("write {}", file.display()))
 }
 
 /// One line on what the figures were measured on.
@@ -263,7 +268,11 @@ fn runc_version(runc: &str) -> String {
 
 /// runc runs an OCI bundle of the same rootfs. Its cgroups go beneath ours:
 /// left alone, runc would create them at the root of every hierarchy.
-fn runc_once<'a>(runc: String, rootfs: &Path, work: &Path) -> Result<Once<'a>, String> {
+fn runc_once<'a>(
+    runc: String,
+    rootfs: &Path,
+    work: &Path,
+) -> Result<Once<'a>, String> {
     let bundle = work.join("bundle");
     let state = work.join("runc-state");
     std::fs::create_dir_all(&bundle).map_err(|e| e.to_string())?;
@@ -276,18 +285,22 @@ fn runc_once<'a>(runc: String, rootfs: &Path, work: &Path) -> Result<Once<'a>, S
         return Err(format!("runc spec exited with {status}"));
     }
     let config_path = bundle.join("config.json");
-    let text = std::fs::read_to_string(&config_path).map_err(|e| e.to_string())?;
-    let mut config: serde_json::Value = serde_json::from_str(&text).map_err(|e| e.to_string())?;
+    let text =
+        std::fs::read_to_string(&config_path).map_err(|e| e.to_string())?;
+    let mut config: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| e.to_string())?;
     config["process"]["terminal"] = false.into();
     config["process"]["args"] = serde_json::json!(["/bin/true"]);
     config["root"]["path"] = rootfs.display().to_string().into();
-    let cgroups = lab01::cgroup::peer::PeerCgroups::new().map_err(|e| e.to_string())?;
+    let cgroups =
+        lab01::cgroup::peer::PeerCgroups::new().map_err(|e| e.to_string())?;
     let mut n = 0;
     Ok(Box::new(move || {
         n += 1;
         let id = format!("kubelings-bench-{}-{n}", std::process::id());
         config["linux"]["cgroupsPath"] = cgroups.path_for(&id).into();
-        std::fs::write(&config_path, config.to_string()).map_err(|e| e.to_string())?;
+        std::fs::write(&config_path, config.to_string())
+            .map_err(|e| e.to_string())?;
         let status = Command::new(&runc)
             .arg("--root")
             .arg(&state)
@@ -317,13 +330,15 @@ fn vm_boot(runs: usize) -> (Row, Option<String>) {
         })
     });
     let Some(kernel) = kernel else {
-        let why = "no kernel image in /boot (apt-get install linux-image-amd64)";
+        let why =
+            "no kernel image in /boot (apt-get install linux-image-amd64)";
         return (Row::skipped("VM boot (qemu)", why), None);
     };
     let boot = |accel: &str, timeout: Duration| -> Result<(), String> {
         let mut child = Command::new(&qemu)
             .args([
-                "-accel", accel, "-m", "256", "-display", "none", "-monitor", "none",
+                "-accel", accel, "-m", "256", "-display", "none", "-monitor",
+                "none",
             ])
             .args(["-serial", "null", "-no-reboot", "-kernel"])
             .arg(&kernel)
@@ -345,7 +360,10 @@ fn vm_boot(runs: usize) -> (Row, Option<String>) {
                 _ => {
                     let _ = child.kill();
                     let _ = child.wait();
-                    return Err(format!("no exit within {} s", timeout.as_secs()));
+                    return Err(format!(
+                        "no exit within {} s",
+                        timeout.as_secs()
+                    ));
                 }
             }
         }
@@ -513,7 +531,8 @@ impl Table {
             .vm_runs
             .map(|n| format!(", {n} for the VM"))
             .unwrap_or_default();
-        out += &wrap(&format!("{HEADER_INTRO}{} runs per row{vm}", self.runs), 2);
+        out +=
+            &wrap(&format!("{HEADER_INTRO}{} runs per row{vm}", self.runs), 2);
         out.push('\n');
         out += &format!(
             "{:<NAME$}{:>FIGURE$}{:>FIGURE$}{:>RATIO$}\n",
@@ -531,10 +550,16 @@ impl Table {
                     )
                 }
                 Outcome::Skipped(why) => {
-                    out += &wrap(&format!("{:<NAME$}  skipped: {why}", line.name), NAME + 2)
+                    out += &wrap(
+                        &format!("{:<NAME$}  skipped: {why}", line.name),
+                        NAME + 2,
+                    )
                 }
                 Outcome::Failed(why) => {
-                    out += &wrap(&format!("{:<NAME$}  failed: {why}", line.name), NAME + 2)
+                    out += &wrap(
+                        &format!("{:<NAME$}  failed: {why}", line.name),
+                        NAME + 2,
+                    )
                 }
             }
         }
@@ -569,14 +594,18 @@ impl Table {
             Some(n) => Some(
                 n.strip_suffix(" for the VM")
                     .and_then(|n| n.parse().ok())
-                    .with_context(|| format!("unexpected {vm:?} after `runs per row`"))?,
+                    .with_context(|| {
+                        format!("unexpected {vm:?} after `runs per row`")
+                    })?,
             ),
             None if vm.is_empty() => None,
             None => bail!("unexpected {vm:?} after `runs per row`"),
         };
         let rows = parts.next().context("no rows")?;
         let (header, rows) = rows.split_first().context("no header")?;
-        if header.split_whitespace().collect::<Vec<_>>() != ["median", "p90", "vs", "container"] {
+        if header.split_whitespace().collect::<Vec<_>>()
+            != ["median", "p90", "vs", "container"]
+        {
             bail!("unexpected header {header:?}");
         }
         let mut lines = Vec::new();
@@ -634,7 +663,8 @@ impl Table {
         let height = 90 + 44 * n as u32;
         let mut svg = String::new();
         {
-            let root = SVGBackend::with_string(&mut svg, (800, height)).into_drawing_area();
+            let root = SVGBackend::with_string(&mut svg, (800, height))
+                .into_drawing_area();
             root.fill(&WHITE)?;
             let mut chart = ChartBuilder::on(&root)
                 .caption(
@@ -650,14 +680,17 @@ impl Table {
                     (bottom..top).log_scale(),
                     (0..n.saturating_sub(1)).into_segmented(),
                 )?;
-            let names: Vec<&str> = self.lines.iter().rev().map(|l| l.name.as_str()).collect();
+            let names: Vec<&str> =
+                self.lines.iter().rev().map(|l| l.name.as_str()).collect();
             chart
                 .configure_mesh()
                 .disable_y_mesh()
                 .y_labels(n)
                 .y_label_style(("sans-serif", 15))
                 .y_label_formatter(&|v| match v {
-                    SegmentValue::CenterOf(i) => names.get(*i).unwrap_or(&"").to_string(),
+                    SegmentValue::CenterOf(i) => {
+                        names.get(*i).unwrap_or(&"").to_string()
+                    }
                     _ => String::new(),
                 })
                 .x_label_style(("sans-serif", 13))

@@ -107,7 +107,8 @@ pub fn run(args: Args) -> Result<u8> {
                 }
             }
         }
-        std::fs::remove_dir_all(&dir).with_context(|| format!("remove {}", dir.display()))?;
+        std::fs::remove_dir_all(&dir)
+            .with_context(|| format!("remove {}", dir.display()))?;
     }
 
     let table = Table {
@@ -164,7 +165,8 @@ fn our_trip(dir: &Path, context: &Path) -> Result<Vec<(String, Duration)>> {
     let pushed = start.elapsed();
     client.pull(&server_store, &target)?;
     let pulled = start.elapsed();
-    let manifest = server_store.manifest(&server_store.resolve(&target.local_name())?)?;
+    let manifest =
+        server_store.manifest(&server_store.resolve(&target.local_name())?)?;
     let rootfs = dir.join("ours-rootfs");
     std::fs::create_dir_all(&rootfs)?;
     for layer in manifest.layers() {
@@ -215,8 +217,10 @@ fn our_trip(dir: &Path, context: &Path) -> Result<Vec<(String, Duration)>> {
 /// Written whole or not at all.
 fn write_whole(file: &Path, text: &str) -> Result<()> {
     let tmp = file.with_extension("tmp");
-    std::fs::write(&tmp, text).with_context(|| format!("write {}", tmp.display()))?;
-    std::fs::rename(&tmp, file).with_context(|| format!("write {}", file.display()))
+    std::fs::write(&tmp, text)
+        .with_context(|| format!("write {}", tmp.display()))?;
+    std::fs::rename(&tmp, file)
+        .with_context(|| format!("write {}", file.display()))
 }
 
 /// The row of lab02's whole trip, and of the real tools'.
@@ -273,7 +277,9 @@ impl Table {
     }
 
     fn header(size_mb: u64, files: u64, source: &str) -> String {
-        format!("{size_mb} MiB in {files} files ({source}) over loopback:\n{TRIP}")
+        format!(
+            "{size_mb} MiB in {files} files ({source}) over loopback:\n{TRIP}"
+        )
     }
 
     /// Which trip was faster, and how many times; a ratio is never below 1.
@@ -309,7 +315,10 @@ impl Table {
         out.push('\n');
         for (what, took) in &self.rows {
             out += &match took {
-                Ok(took) => format!("{what:<NAME$}{:>12.1} ms\n", took.as_secs_f64() * 1e3),
+                Ok(took) => format!(
+                    "{what:<NAME$}{:>12.1} ms\n",
+                    took.as_secs_f64() * 1e3
+                ),
                 Err(why) => format!("{what}\n  failed: {why}\n"),
             };
         }
@@ -335,7 +344,8 @@ impl Table {
         let source = rest.strip_suffix(") over loopback:").with_context(bad)?;
         let size_mb: u64 = size.parse().with_context(bad)?;
         let files: u64 = files.parse().with_context(bad)?;
-        if format!("{first}\n{second}") != Table::header(size_mb, files, source) {
+        if format!("{first}\n{second}") != Table::header(size_mb, files, source)
+        {
             bail!(bad());
         }
         let mut rounds = 1;
@@ -361,14 +371,17 @@ impl Table {
                 continue;
             }
             if let Some(why) = line.strip_prefix("  failed: ") {
-                let last = rows.last_mut().context("a failure before any row")?;
+                let last =
+                    rows.last_mut().context("a failure before any row")?;
                 last.1 = Err(why.to_string());
                 continue;
             }
             match line.strip_suffix(" ms").and_then(|l| l.rsplit_once(' ')) {
                 Some((what, took)) => {
-                    let ms: f64 = took.parse().with_context(|| format!("in {line:?}"))?;
-                    let took = Duration::from_micros((ms * 10.0).round() as u64 * 100);
+                    let ms: f64 =
+                        took.parse().with_context(|| format!("in {line:?}"))?;
+                    let took =
+                        Duration::from_micros((ms * 10.0).round() as u64 * 100);
                     rows.push((what.trim_end().to_string(), Ok(took)));
                 }
                 None => rows.push((line.to_string(), Err(String::new()))),
@@ -421,7 +434,8 @@ impl Table {
         ];
         let mut svg = String::new();
         {
-            let root = SVGBackend::with_string(&mut svg, (800, 340)).into_drawing_area();
+            let root = SVGBackend::with_string(&mut svg, (800, 340))
+                .into_drawing_area();
             root.fill(&WHITE)?;
             let mut chart = ChartBuilder::on(&root)
                 .caption(
@@ -437,14 +451,17 @@ impl Table {
                 // Discrete ranges include their end: 0..=2 is a row for
                 // each trip and one on top, for the legend.
                 .build_cartesian_2d(0.0..right, (0..trips.len()).into_segmented())?;
-            let names: Vec<&str> = trips.iter().rev().map(|(n, _)| *n).collect();
+            let names: Vec<&str> =
+                trips.iter().rev().map(|(n, _)| *n).collect();
             chart
                 .configure_mesh()
                 .disable_y_mesh()
                 .y_labels(trips.len())
                 .y_label_style(("sans-serif", 15))
                 .y_label_formatter(&|v| match v {
-                    SegmentValue::CenterOf(i) => names.get(*i).unwrap_or(&"").to_string(),
+                    SegmentValue::CenterOf(i) => {
+                        names.get(*i).unwrap_or(&"").to_string()
+                    }
                     _ => String::new(),
                 })
                 .x_label_style(("sans-serif", 13))
@@ -468,15 +485,20 @@ impl Table {
                     bar.set_margin(14, 14, 0, 1);
                     bars.push(bar);
                 }
-                chart
-                    .draw_series(bars)?
-                    .label(legend[step])
-                    .legend(move |(x, y)| {
-                        Rectangle::new([(x, y - 6), (x + 14, y + 6)], colour.filled())
-                    });
+                chart.draw_series(bars)?.label(legend[step]).legend(
+                    move |(x, y)| {
+                        Rectangle::new(
+                            [(x, y - 6), (x + 14, y + 6)],
+                            colour.filled(),
+                        )
+                    },
+                );
             }
-            let totals = [OURS, PEERS].map(|t| self.get(t).map(|d| d.as_secs_f64() * 1e3));
-            for (i, ((_, ms), total)) in trips.iter().zip(totals).rev().enumerate() {
+            let totals = [OURS, PEERS]
+                .map(|t| self.get(t).map(|d| d.as_secs_f64() * 1e3));
+            for (i, ((_, ms), total)) in
+                trips.iter().zip(totals).rev().enumerate()
+            {
                 // The trip's own total: the steps' rounded figures may not add up to it.
                 let total = total.unwrap_or_else(|| ms.iter().sum());
                 chart.draw_series(std::iter::once(Text::new(
@@ -570,7 +592,8 @@ fn copy_tree(from: &Path, to: &Path, left: u64, cap: u64) -> Result<()> {
 
 fn copy_walk(from: &Path, to: &Path, budget: &mut Budget) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
-    std::fs::create_dir_all(to).with_context(|| format!("create {}", to.display()))?;
+    std::fs::create_dir_all(to)
+        .with_context(|| format!("create {}", to.display()))?;
     let Ok(entries) = std::fs::read_dir(from) else {
         // Unreadable: left out, like an unreadable file.
         return Ok(());
@@ -589,7 +612,10 @@ fn copy_walk(from: &Path, to: &Path, budget: &mut Budget) -> Result<()> {
         if kind.is_dir() {
             copy_walk(&src, &dst, budget)?;
             let mode = meta.permissions().mode() & 0o7777;
-            std::fs::set_permissions(&dst, std::fs::Permissions::from_mode(mode))?;
+            std::fs::set_permissions(
+                &dst,
+                std::fs::Permissions::from_mode(mode),
+            )?;
         } else if kind.is_symlink() {
             if let Ok(target) = std::fs::read_link(&src) {
                 std::os::unix::fs::symlink(target, &dst)
@@ -617,7 +643,9 @@ fn copy_walk(from: &Path, to: &Path, budget: &mut Budget) -> Result<()> {
 /// Bytes of regular files under `dir`, and how many there are.
 fn tree_size(dir: &Path) -> Result<(u64, u64)> {
     let (mut bytes, mut files) = (0, 0);
-    for entry in std::fs::read_dir(dir).with_context(|| format!("read {}", dir.display()))? {
+    for entry in std::fs::read_dir(dir)
+        .with_context(|| format!("read {}", dir.display()))?
+    {
         let entry = entry?;
         let meta = entry.path().symlink_metadata()?;
         if meta.is_dir() {
@@ -647,7 +675,9 @@ fn make_payload(dir: &Path, size_mb: u64) -> Result<()> {
                 chunk.copy_from_slice(&state.to_le_bytes()[..chunk.len()]);
             }
         } else {
-            let line = format!("line {i}: the quick brown fox jumps over the lazy dog\n");
+            let line = format!(
+                "line {i}: the quick brown fox jumps over the lazy dog\n"
+            );
             for (j, b) in bytes.iter_mut().enumerate() {
                 *b = line.as_bytes()[j % line.len()];
             }
@@ -658,7 +688,10 @@ fn make_payload(dir: &Path, size_mb: u64) -> Result<()> {
 }
 
 /// umoci repack → skopeo copy to docker-registry → skopeo copy back → umoci unpack.
-fn peer_trip(work: &Path, data: &Path) -> Result<(Vec<(String, Duration)>, Duration)> {
+fn peer_trip(
+    work: &Path,
+    data: &Path,
+) -> Result<(Vec<(String, Duration)>, Duration)> {
     for tool in ["umoci", "skopeo", "docker-registry"] {
         if find_program(tool).is_none() {
             bail!("{tool} is not installed (apt-get install {tool})");

@@ -99,7 +99,9 @@ impl Containerd {
         let dir = tempfile::Builder::new()
             .prefix("containerd-")
             .tempdir_in(tmp)
-            .with_context(|| format!("create a directory in {}", tmp.display()))?;
+            .with_context(|| {
+                format!("create a directory in {}", tmp.display())
+            })?;
         let base = dir.path().to_path_buf();
         let socket = base.join("containerd.sock");
         // sun_path holds 108 bytes with the NUL; containerd adds ".ttrpc".
@@ -121,25 +123,31 @@ impl Containerd {
             "shadow/opt/upper/cni",
             "shadow/opt/work",
         ] {
-            std::fs::create_dir_all(base.join(sub))
-                .with_context(|| format!("create {}", base.join(sub).display()))?;
+            std::fs::create_dir_all(base.join(sub)).with_context(|| {
+                format!("create {}", base.join(sub).display())
+            })?;
         }
         let config = base.join("config.toml");
         std::fs::write(&config, config_toml(&base, &socket))
             .with_context(|| format!("write {}", config.display()))?;
-        let conflist = base.join("shadow/etc/upper/cni/net.d/10-kubelings.conflist");
+        let conflist =
+            base.join("shadow/etc/upper/cni/net.d/10-kubelings.conflist");
         std::fs::write(&conflist, conflist_json(&base.join("cni")).to_string())
             .with_context(|| format!("write {}", conflist.display()))?;
         // ctr looks for plugins in /opt/cni/bin; Debian has them elsewhere.
-        std::os::unix::fs::symlink(CNI_PLUGINS, base.join("shadow/opt/upper/cni/bin"))
-            .context("link /opt/cni/bin to the CNI plugins")?;
+        std::os::unix::fs::symlink(
+            CNI_PLUGINS,
+            base.join("shadow/opt/upper/cni/bin"),
+        )
+        .context("link /opt/cni/bin to the CNI plugins")?;
 
         // Read before runc makes any cgroup (and before there is a child
         // that an early return would leave running).
         let peer = PeerCgroups::new().context("find our own cgroup")?;
         let cgroup_parent = cgroup_parent()?;
         let shadows = Shadows::new(&base)?;
-        let log = File::create(base.join("containerd.log")).context("create containerd.log")?;
+        let log = File::create(base.join("containerd.log"))
+            .context("create containerd.log")?;
         let mut cmd = Command::new("containerd");
         cmd.arg("--config")
             .arg(&config)
@@ -198,7 +206,9 @@ impl Containerd {
     fn wait_for_socket(&mut self) -> Result<()> {
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
-            if let Some(status) = self.child.try_wait().context("wait for containerd")? {
+            if let Some(status) =
+                self.child.try_wait().context("wait for containerd")?
+            {
                 bail!(
                     "containerd exited ({status}) at start:\n{}",
                     self.log_tail()
@@ -236,7 +246,8 @@ impl Containerd {
 
     /// The last lines containerd logged.
     pub fn log_tail(&self) -> String {
-        let text = std::fs::read_to_string(self.dir().join("containerd.log")).unwrap_or_default();
+        let text = std::fs::read_to_string(self.dir().join("containerd.log"))
+            .unwrap_or_default();
         let lines: Vec<&str> = text.lines().collect();
         lines[lines.len().saturating_sub(10)..].join("\n")
     }
@@ -291,7 +302,8 @@ impl Containerd {
     {
         let mut cmd = self.ctr(args);
         let line = describe(&cmd);
-        let out = output_within(&mut cmd, CTR_TIMEOUT).with_context(|| line.clone())?;
+        let out = output_within(&mut cmd, CTR_TIMEOUT)
+            .with_context(|| line.clone())?;
         if !out.status.success() {
             bail!(
                 "{line}: {}: {}",
@@ -368,7 +380,8 @@ impl Containerd {
         with_cni: bool,
         command: &[&str],
     ) -> Result<Duration> {
-        let mut args: Vec<std::ffi::OsString> = vec!["run".into(), "--detach".into()];
+        let mut args: Vec<std::ffi::OsString> =
+            vec!["run".into(), "--detach".into()];
         args.extend(self.run_flags(id));
         if with_cni {
             args.push("--cni".into());
@@ -392,7 +405,12 @@ impl Containerd {
 
     /// `ctr run --rm IMAGE ID COMMAND…` without a network of its own
     /// making: runs it to its end and returns what it printed and its exit.
-    pub fn run_to_end(&self, image: &str, id: &str, command: &[&str]) -> Result<Output> {
+    pub fn run_to_end(
+        &self,
+        image: &str,
+        id: &str,
+        command: &[&str],
+    ) -> Result<Output> {
         let mut cmd = self.ctr(["run", "--rm"]);
         cmd.args(["--cgroup", &self.cgroup_path(id)])
             .args([image, id])
@@ -417,7 +435,8 @@ impl Containerd {
         // host-local keeps one file per address, holding the container id
         // (ctr's is "NAMESPACE-ID") and the interface.
         let owner = format!("{NAMESPACE}-{id}");
-        let entries = std::fs::read_dir(self.dir().join("cni").join(NETWORK)).ok()?;
+        let entries =
+            std::fs::read_dir(self.dir().join("cni").join(NETWORK)).ok()?;
         entries.flatten().find_map(|e| {
             let ip: Ipv4Addr = e.file_name().to_str()?.parse().ok()?;
             let text = std::fs::read_to_string(e.path()).ok()?;
@@ -441,7 +460,8 @@ impl Containerd {
     /// does: CNI's DEL, so that host-local frees the address. The netns is
     /// gone with the task, so only the IPAM part has work left.
     fn cni_del(&self, id: &str) -> Result<()> {
-        let mut plugin = conflist_json(&self.dir().join("cni"))["plugins"][0].clone();
+        let mut plugin =
+            conflist_json(&self.dir().join("cni"))["plugins"][0].clone();
         plugin["name"] = NETWORK.into();
         plugin["cniVersion"] = "1.0.0".into();
         let mut cmd = self.inside(Path::new(CNI_PLUGINS).join("bridge"));
@@ -451,8 +471,12 @@ impl Containerd {
             .env("CNI_IFNAME", "eth0")
             .env("CNI_PATH", CNI_PLUGINS)
             .stdin(Stdio::piped());
-        let out = output_with_input(&mut cmd, plugin.to_string().as_bytes(), CTR_TIMEOUT)
-            .context("CNI DEL")?;
+        let out = output_with_input(
+            &mut cmd,
+            plugin.to_string().as_bytes(),
+            CTR_TIMEOUT,
+        )
+        .context("CNI DEL")?;
         if !out.status.success() {
             bail!(
                 "CNI DEL of {id}: {}: {}",
@@ -465,7 +489,12 @@ impl Containerd {
 
     /// One measured pod start: `ctr run -d` of the image's own command
     /// until its process runs; then the task and container are removed.
-    pub fn run(&mut self, image: &str, id: &str, with_cni: bool) -> Result<Duration> {
+    pub fn run(
+        &mut self,
+        image: &str,
+        id: &str,
+        with_cni: bool,
+    ) -> Result<Duration> {
         let took = self.start_container(image, id, with_cni, &[]);
         let removed = self.remove(id);
         let took = took?;
@@ -508,7 +537,9 @@ impl Containerd {
         let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
         let _ = kill(pid, Signal::SIGTERM);
         let deadline = Instant::now() + Duration::from_secs(5);
-        while matches!(self.child.try_wait(), Ok(None)) && Instant::now() < deadline {
+        while matches!(self.child.try_wait(), Ok(None))
+            && Instant::now() < deadline
+        {
             std::thread::sleep(Duration::from_millis(10));
         }
         let _ = self.child.kill();
@@ -522,7 +553,8 @@ impl Containerd {
                     break;
                 }
                 for pid in left {
-                    let _ = kill(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL);
+                    let _ =
+                        kill(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL);
                 }
                 std::thread::sleep(Duration::from_millis(10));
             }
@@ -556,9 +588,9 @@ fn sweep_orphans() {
     let mut dirs = Vec::new();
     let mut shims = Vec::new();
     for (pid, args) in processes() {
-        let is_shim = args
-            .first()
-            .is_some_and(|a| Path::new(a).file_name() == Some("containerd-shim-runc-v2".as_ref()));
+        let is_shim = args.first().is_some_and(|a| {
+            Path::new(a).file_name() == Some("containerd-shim-runc-v2".as_ref())
+        });
         let ours = args
             .windows(2)
             .any(|w| w[0] == "-namespace" && w[1] == NAMESPACE);
@@ -575,7 +607,9 @@ fn sweep_orphans() {
             .and_then(|n| n.to_str())
             .is_some_and(|n| n.starts_with("containerd-"))
             && dir.join("config.toml").exists();
-        if made_by_us && std::os::unix::net::UnixStream::connect(&socket).is_err() {
+        if made_by_us
+            && std::os::unix::net::UnixStream::connect(&socket).is_err()
+        {
             shims.push(pid);
             dirs.push(dir.to_path_buf());
         }
@@ -629,10 +663,12 @@ fn sweep_cgroups() {
             if Path::new(&format!("/proc/{owner}")).exists() {
                 continue;
             }
-            let procs = std::fs::read_to_string(entry.path().join("cgroup.procs"));
+            let procs =
+                std::fs::read_to_string(entry.path().join("cgroup.procs"));
             for pid in procs.unwrap_or_default().lines() {
                 if let Ok(pid) = pid.trim().parse::<i32>() {
-                    let _ = kill(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL);
+                    let _ =
+                        kill(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL);
                 }
             }
             for _ in 0..100 {
@@ -696,7 +732,11 @@ fn parent_of(pid: i32) -> Option<i32> {
 /// image in `image_archive` (as `ch02 save` writes it), with the CNI bridge
 /// plugin when `cni` is asked for and works, until the container's process
 /// runs. One round before them warms containerd up and is not counted.
-pub fn bench_containerd(image_archive: &Path, rounds: usize, cni: bool) -> Result<BenchResult> {
+pub fn bench_containerd(
+    image_archive: &Path,
+    rounds: usize,
+    cni: bool,
+) -> Result<BenchResult> {
     if rounds == 0 {
         bail!("the benchmark needs at least one round");
     }
@@ -728,7 +768,8 @@ pub fn bench_containerd(image_archive: &Path, rounds: usize, cni: bool) -> Resul
                 Ok(_) => cni_used = true,
                 Err(e) => {
                     let _ = containerd.remove("warm-up");
-                    note += &format!("; without CNI: ctr run --cni failed: {e:#}");
+                    note +=
+                        &format!("; without CNI: ctr run --cni failed: {e:#}");
                 }
             }
         }
@@ -744,7 +785,11 @@ pub fn bench_containerd(image_archive: &Path, rounds: usize, cni: bool) -> Resul
     }
     let mut samples = Vec::with_capacity(rounds);
     for round in 0..rounds {
-        samples.push(containerd.run(&image, &format!("bench-{round}"), cni_used)?);
+        samples.push(containerd.run(
+            &image,
+            &format!("bench-{round}"),
+            cni_used,
+        )?);
     }
     drop(containerd);
     Ok(BenchResult {
@@ -902,7 +947,9 @@ impl Shadows {
 fn loopback_up() -> std::io::Result<()> {
     use nix::errno::Errno;
     // SAFETY: socket(2) takes integers; we close what it returns below.
-    let sock = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    let sock = unsafe {
+        libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0)
+    };
     if sock < 0 {
         return Err(Errno::last().into());
     }
@@ -912,7 +959,8 @@ fn loopback_up() -> std::io::Result<()> {
         *dst = *src as libc::c_char;
     }
     // SAFETY: SIOCGIFFLAGS fills in the ifreq we own.
-    let mut rc = unsafe { libc::ioctl(sock, libc::SIOCGIFFLAGS as _, &mut req) };
+    let mut rc =
+        unsafe { libc::ioctl(sock, libc::SIOCGIFFLAGS as _, &mut req) };
     if rc == 0 {
         // SAFETY: the ioctl above set the union's flags member.
         unsafe { req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short };
@@ -952,7 +1000,11 @@ fn output_within(cmd: &mut Command, timeout: Duration) -> Result<Output> {
     output_with_input(cmd, &[], timeout)
 }
 
-fn output_with_input(cmd: &mut Command, input: &[u8], timeout: Duration) -> Result<Output> {
+fn output_with_input(
+    cmd: &mut Command,
+    input: &[u8],
+    timeout: Duration,
+) -> Result<Output> {
     cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
     let mut child = cmd.spawn().context("start it")?;
     if let Some(mut stdin) = child.stdin.take() {

@@ -30,6 +30,16 @@ struct Applied {
     digest: String,
 }
 
+impl Applied {
+    fn new(namespace: String, name: String, digest: String) -> Applied {
+        Applied {
+            namespace,
+            name,
+            digest,
+        }
+    }
+}
+
 /// Parsed manifests by file: the pod and its digest.
 type Manifests = BTreeMap<PathBuf, (Pod, String)>;
 
@@ -177,14 +187,7 @@ impl Node {
             }
             match self.backend.add(pod) {
                 Ok(()) => {
-                    applied.insert(
-                        path,
-                        Applied {
-                            namespace,
-                            name,
-                            digest,
-                        },
-                    );
+                    applied.insert(path, Applied::new(namespace, name, digest));
                 }
                 Err(e) => problems.push(format!("start {name}: {e:#}")),
             }

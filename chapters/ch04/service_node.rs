@@ -30,6 +30,9 @@ use crate::services::{dns_ip, ServiceStore};
 /// The cluster's DNS domain.
 pub const CLUSTER_DOMAIN: &str = "cluster.local";
 
+/// Objects by their Service's namespace and name.
+type Keyed<T> = BTreeMap<(String, String), Vec<T>>;
+
 /// Which proxy a node runs (`--proxy`).
 #[derive(
     Debug,
@@ -111,27 +114,36 @@ impl ServiceNode {
         Ok(())
     }
 
-    // ANCHOR: sync
-    /// One round: read the Services, compute their slices from `pods`,
-    /// and hand the proxy the table if it changed.
-    pub fn sync(&self, pods: &[Pod]) -> Result<Vec<String>> {
-        let services = self.store.list()?;
-        let mut problems = Vec::new();
+    /// Each Service's EndpointSlices, named, and the warnings about pods
+    /// it selects but cannot use.
+    fn slices_of(
+        &self,
+        services: &[Service],
+        pods: &[Pod],
+    ) -> (Keyed<EndpointSlice>, Keyed<Event>) {
         let mut slices = BTreeMap::new();
-        let mut events: BTreeMap<(String, String), Vec<Event>> =
-            BTreeMap::new();
-        for svc in &services {
+        let mut events: Keyed<Event> = BTreeMap::new();
+        for svc in services {
             let key = key_of(&svc.metadata);
             let made = lab04::endpoints::endpoint_slices(
                 svc,
                 pods,
                 lab04::endpoints::MAX_ENDPOINTS_PER_SLICE,
             );
-            let named = name_slices(svc, made);
             let warnings = unresolved_ports(svc, pods, &self.node);
             events.entry(key.clone()).or_default().extend(warnings);
-            slices.insert(key, named);
+            slices.insert(key, name_slices(svc, made));
         }
+        (slices, events)
+    }
+
+    // ANCHOR: sync
+    /// One round: read the Services, compute their slices from `pods`,
+    /// and hand the proxy the table if it changed.
+    pub fn sync(&self, pods: &[Pod]) -> Result<Vec<String>> {
+        let services = self.store.list()?;
+        let mut problems = Vec::new();
+        let (slices, mut events) = self.slices_of(&services, pods);
         let all: Vec<EndpointSlice> =
             slices.values().flatten().cloned().collect();
         let table = ServiceTable::build(&services, &all);
@@ -249,10 +261,7 @@ impl PodEnvironment for ServiceNode {
 }
 
 /// Keeps each warning's first sighting, as an Event counts from it.
-fn keep_first_seen(
-    events: &mut BTreeMap<(String, String), Vec<Event>>,
-    old: &BTreeMap<(String, String), Vec<Event>>,
-) {
+fn keep_first_seen(events: &mut Keyed<Event>, old: &Keyed<Event>) {
     for (key, list) in events.iter_mut() {
         let Some(old) = old.get(key) else {
             continue;
