@@ -67,6 +67,7 @@ spec:
       httpGet:
         path: /
         port: 8080
+      initialDelaySeconds: 1
       periodSeconds: 1
       failureThreshold: 1
 ";
@@ -200,8 +201,7 @@ pub fn run(_args: Args) -> Result<u8> {
     running.apply("kubia-with-sidecar", SIDECAR_POD)?;
     running.apply("client", CLIENT_POD)?;
     running.apply("crasher", CRASHER_POD)?;
-    running.apply("kubia-liveness", LIVENESS_POD)?;
-    say("manifests: kubia-with-sidecar, client, crasher, kubia-liveness");
+    say("manifests: kubia-with-sidecar, client, crasher");
 
     step(2, "kubia-with-sidecar: two containers, one machine");
     let first = node.wait_for(
@@ -302,30 +302,36 @@ pub fn run(_args: Args) -> Result<u8> {
         6,
         "kubia-liveness: 500 from its sixth request on; the probe restarts it",
     );
+    // Started only now, so what it does is watched from its first second.
+    running.apply("kubia-liveness", LIVENESS_POD)?;
+    // Before kubia listens the probe may fail otherwise: the 500 is the
+    // failure this is about.
+    let event = |v: &PodView, reason: &str, text: &str| {
+        v.events
+            .iter()
+            .find(|e| {
+                e.reason.as_deref() == Some(reason)
+                    && e.message.as_deref().is_some_and(|m| m.contains(text))
+            })
+            .cloned()
+    };
     let live =
         node.wait_for("kubia-liveness", Duration::from_secs(30), |v| {
             restarts(v, "kubia") >= 1
+                && event(v, "Unhealthy", "statuscode").is_some()
         })?;
-    // Before kubia listens the probe may fail otherwise: the 500 is the
-    // failure this is about.
-    for e in &live.events {
+    let shown = [
+        event(&live, "Unhealthy", "statuscode"),
+        event(&live, "Killing", ""),
+    ];
+    for e in shown.iter().flatten() {
         let reason = e.reason.clone().unwrap_or_default();
         let message = e.message.clone().unwrap_or_default();
-        let shown = match reason.as_str() {
-            "Unhealthy" => message.contains("statuscode"),
-            "Killing" => true,
-            _ => false,
-        };
-        if shown {
-            let width = crate::common::cli::WIDTH - 4;
-            say(&crate::common::cli::wrap(
-                &format!("{reason}: {message}"),
-                width,
-            ));
-        }
-        if reason == "Killing" {
-            break;
-        }
+        let width = crate::common::cli::WIDTH - 4;
+        say(&crate::common::cli::wrap(
+            &format!("{reason}: {message}"),
+            width,
+        ));
     }
     say(&format!("restart count: {}", restarts(&live, "kubia")));
 
