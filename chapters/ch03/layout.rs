@@ -112,10 +112,18 @@ impl NodeDir {
         let pid: i32 = text.trim().parse().ok()?;
         // Signal 0 checks that the process exists without touching it.
         nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).ok()?;
-        // A recycled pid would be some other program: check it is us.
+        // A recycled pid would be some other program: check it is a node's
+        // process (`ch03` or `ch04`, both run the node; a rebuilt binary
+        // shows as "(deleted)") serving this node.
         let exe = std::fs::read_link(format!("/proc/{pid}/exe")).ok()?;
-        let me = std::env::current_exe().ok()?;
-        (exe == me).then_some(pid)
+        let exe = exe.to_string_lossy();
+        let program = exe.trim_end_matches(" (deleted)").rsplit('/').next()?;
+        let args = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+        let args: Vec<&[u8]> = args.split(|b| *b == 0).collect();
+        let serves =
+            args.windows(2).any(|w| w == [&b"node"[..], &b"serve"[..]]);
+        let named = args.contains(&self.name.as_bytes());
+        (["ch03", "ch04"].contains(&program) && serves && named).then_some(pid)
     }
 }
 
