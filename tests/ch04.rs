@@ -59,40 +59,17 @@ fn can_run_nodes() -> bool {
 }
 
 /// Lines up the columns of a table again after redaction changed the
-/// widths of its cells (kubectl's printer: three spaces between).
-fn realign(lines: &[String], gap: usize) -> Vec<String> {
+/// widths of its cells, with the printers' own aligner: `get`'s minimum
+/// width 6 and padding 3, or `describe`'s 0 and 2.
+fn realign(lines: &[String], min_width: usize, padding: usize) -> Vec<String> {
     let split = regex::Regex::new(r"\s{2,}").expect("pattern");
-    let rows: Vec<Vec<&str>> = lines
+    let cells: Vec<String> = lines
         .iter()
-        .map(|l| split.split(l.trim_end()).collect())
+        .map(|l| split.replace_all(l.trim_end(), "\t").into_owned())
         .collect();
-    let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
-    let widths: Vec<usize> = (0..columns)
-        .map(|c| {
-            rows.iter()
-                .filter_map(|r| r.get(c))
-                .map(|s| s.chars().count())
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
-    rows.iter()
-        .map(|r| {
-            let mut line = String::new();
-            for (c, cell) in r.iter().enumerate() {
-                if c + 1 == r.len() {
-                    line += cell;
-                } else {
-                    line += &format!(
-                        "{cell:<w$}{}",
-                        " ".repeat(gap),
-                        w = widths[c]
-                    );
-                }
-            }
-            line
-        })
-        .collect()
+    let text =
+        chapters::tabwriter::align(&cells.join("\n"), min_width, padding);
+    text.lines().map(str::to_string).collect()
 }
 
 /// Replaces what changes from run to run: service and pod addresses,
@@ -143,10 +120,10 @@ fn redact(text: &str) -> String {
                 .iter()
                 .map(|l| l.trim_start().to_string())
                 .collect();
-            // kubectl get pads with three spaces, describe with two.
-            let gap = if indent == 0 { 3 } else { 2 };
+            let (min_width, padding) =
+                if indent == 0 { (6, 3) } else { (0, 2) };
             out.extend(
-                realign(&block, gap)
+                realign(&block, min_width, padding)
                     .into_iter()
                     .map(|l| format!("{}{l}", " ".repeat(indent))),
             );

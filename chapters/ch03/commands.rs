@@ -119,7 +119,8 @@ fn not_found(name: &str) -> anyhow::Error {
     anyhow::anyhow!("pods {name:?} not found")
 }
 
-fn find(dir: &NodeDir, name: &str) -> Result<PodView> {
+/// The node's pod `name`, or kubectl's "not found".
+pub fn find(dir: &NodeDir, name: &str) -> Result<PodView> {
     pods_of(dir)?
         .into_iter()
         .find(|p| p.pod.metadata.name.as_deref() == Some(name))

@@ -172,13 +172,7 @@ pub fn expose(home: &Home, node: &str, args: ExposeArgs) -> Result<u8> {
     let dir = pods::running_node(home, node)?;
     let (name, selector) = match args.kind.as_str() {
         "pod" | "pods" | "po" => {
-            let views = pod_views(&dir)?;
-            let pod = views
-                .iter()
-                .find(|p| {
-                    p.metadata.name.as_deref() == Some(args.target.as_str())
-                })
-                .with_context(|| format!("pods {:?} not found", args.target))?;
+            let pod = pods::find(&dir, &args.target)?.pod;
             let labels = pod.metadata.labels.clone().unwrap_or_default();
             if labels.is_empty() {
                 bail!(
@@ -259,15 +253,6 @@ fn equality_selector(text: &str) -> Result<BTreeMap<String, String>> {
         bail!("selector {text:?}: empty (a Service with no selector selects nothing)");
     }
     Ok(map)
-}
-
-fn pod_views(dir: &NodeDir) -> Result<Vec<Pod>> {
-    let mut client =
-        Client::connect(&dir.socket())?.timeout(Duration::from_secs(30))?;
-    match client.call(&Request::Pods)? {
-        Response::Pods(p) => Ok(p.into_iter().map(|v| v.pod).collect()),
-        other => bail!("the node answered {other:?}"),
-    }
 }
 
 pub fn get(home: &Home, node: &str, args: GetArgs) -> Result<u8> {

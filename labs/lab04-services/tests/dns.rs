@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::process::Command;
 
-use k8s_openapi::api::core::v1::{Pod, PodCondition, PodStatus, Service};
+use k8s_openapi::api::core::v1::{Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kubelings_probe as probe;
 use lab04::dns::records::{
@@ -17,39 +17,8 @@ use lab04::dns::{Answer, ClusterDns, DnsServer, QueryType, Rcode};
 use lab04::endpoints::{endpoint_slices, MAX_ENDPOINTS_PER_SLICE};
 use lab04::manifest::parse_service;
 
-const POD: &str = r#"
-apiVersion: v1
-kind: Pod
-metadata:
-  name: kubia-x
-  labels: {app: kubia}
-spec:
-  nodeName: node-1
-  containers:
-  - name: kubia
-    image: kubia
-    ports:
-    - {name: http, containerPort: 8080}
-    - {name: https, containerPort: 8443}
-"#;
-
-fn pod(name: &str, ip: &str, ready: bool) -> Pod {
-    let mut pod = lab03::manifest::parse_pod(POD).unwrap();
-    pod.metadata.name = Some(name.into());
-    pod.metadata.namespace = Some("default".into());
-    pod.metadata.uid = Some(format!("uid-{name}"));
-    pod.status = Some(PodStatus {
-        phase: Some("Running".into()),
-        pod_ip: Some(ip.into()),
-        conditions: Some(vec![PodCondition {
-            type_: "Ready".into(),
-            status: if ready { "True" } else { "False" }.into(),
-            ..Default::default()
-        }]),
-        ..Default::default()
-    });
-    pod
-}
+mod support;
+use support::pod;
 
 /// A Service from tests/services, in `default`, with `cluster_ip` (as
 /// the allocator would have set it) unless it is headless.

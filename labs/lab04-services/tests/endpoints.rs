@@ -1,45 +1,14 @@
 //! EndpointSlices as the endpoint-slice controller writes them.
 
-use k8s_openapi::api::core::v1::{Pod, PodCondition, PodStatus};
+use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use lab04::endpoints::{
     conditions, endpoint_slices, find_port, MAX_ENDPOINTS_PER_SLICE,
 };
 use lab04::manifest::parse_service;
 
-const POD: &str = r#"
-apiVersion: v1
-kind: Pod
-metadata:
-  name: kubia-x
-  labels: {app: kubia}
-spec:
-  nodeName: node-1
-  containers:
-  - name: kubia
-    image: kubia
-    ports:
-    - {name: http, containerPort: 8080}
-    - {name: https, containerPort: 8443}
-"#;
-
-fn pod(name: &str, ip: &str, ready: bool) -> Pod {
-    let mut pod = lab03::manifest::parse_pod(POD).unwrap();
-    pod.metadata.name = Some(name.into());
-    pod.metadata.namespace = Some("default".into());
-    pod.metadata.uid = Some(format!("uid-{name}"));
-    pod.status = Some(PodStatus {
-        phase: Some("Running".into()),
-        pod_ip: Some(ip.into()),
-        conditions: Some(vec![PodCondition {
-            type_: "Ready".into(),
-            status: if ready { "True" } else { "False" }.into(),
-            ..Default::default()
-        }]),
-        ..Default::default()
-    });
-    pod
-}
+mod support;
+use support::pod;
 
 fn service(file: &str) -> k8s_openapi::api::core::v1::Service {
     let path = format!("{}/tests/services/{file}", env!("CARGO_MANIFEST_DIR"));

@@ -8,6 +8,7 @@
 //! count this process's descriptors, which another test would disturb.
 #![cfg(target_os = "linux")]
 
+mod support;
 use std::collections::BTreeMap;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpStream, UdpSocket};
@@ -15,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::{Pod as PodObject, PodCondition, PodStatus};
+use k8s_openapi::api::core::v1::Pod as PodObject;
 use kubelings_probe::{require, Privilege};
 use lab03::ipam::node_cidr;
 use lab03::network::scratch::ScratchNetns as PodNs;
@@ -883,20 +884,8 @@ fn pod_object(name: &str, ip: Ipv4Addr, ready: bool) -> PodObject {
          labels: {{app: kubia}}\nspec:\n  containers:\n  - name: kubia\n    \
          image: kubia\n    ports:\n    - {{containerPort: {BACKEND_PORT}}}\n"
     );
-    let mut pod = lab03::manifest::parse_pod(&yaml).expect("a pod");
-    pod.metadata.namespace = Some("default".into());
-    pod.metadata.uid = Some(format!("uid-{name}"));
-    pod.status = Some(PodStatus {
-        phase: Some("Running".into()),
-        pod_ip: Some(ip.to_string()),
-        conditions: Some(vec![PodCondition {
-            type_: "Ready".into(),
-            status: if ready { "True" } else { "False" }.into(),
-            ..Default::default()
-        }]),
-        ..Default::default()
-    });
-    pod
+    let pod = lab03::manifest::parse_pod(&yaml).expect("a pod");
+    support::running(pod, &ip.to_string(), ready)
 }
 
 #[test]
