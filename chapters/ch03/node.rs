@@ -59,21 +59,10 @@ pub struct Node {
 /// as `spec.nodeName`.
 pub fn static_pod(text: &str, node: &str) -> Result<(Pod, String)> {
     let mut pod = lab03::manifest::parse_pod(text)?;
-    let digest = hex(&Sha256::digest(format!("{node}\n{text}").as_bytes()));
+    let digest = digest_hex(&format!("{node}\n{text}"));
     let meta = &mut pod.metadata;
     meta.namespace.get_or_insert_with(|| "default".into());
-    meta.uid.get_or_insert_with(|| {
-        // A UUID's shape, from the digest.
-        let d = &digest;
-        format!(
-            "{}-{}-{}-{}-{}",
-            &d[..8],
-            &d[8..12],
-            &d[12..16],
-            &d[16..20],
-            &d[20..32]
-        )
-    });
+    meta.uid.get_or_insert_with(|| uuid_of(&digest));
     let now = std::time::SystemTime::now();
     meta.creation_timestamp.get_or_insert(Time(now.into()));
     if let Some(spec) = pod.spec.as_mut() {
@@ -83,8 +72,23 @@ pub fn static_pod(text: &str, node: &str) -> Result<(Pod, String)> {
 }
 // ANCHOR_END: static_pod
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+/// SHA-256 of `text`, in hex.
+pub fn digest_hex(text: &str) -> String {
+    let digest = Sha256::digest(text.as_bytes());
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A uid in a UUID's shape, from a hex digest (the node has no API server
+/// to hand uids out).
+pub fn uuid_of(d: &str) -> String {
+    format!(
+        "{}-{}-{}-{}-{}",
+        &d[..8],
+        &d[8..12],
+        &d[12..16],
+        &d[16..20],
+        &d[20..32]
+    )
 }
 
 impl Node {

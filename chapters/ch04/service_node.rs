@@ -22,13 +22,11 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use lab03::cri::DnsConfig;
 use lab03::kubelet::PodEnvironment;
 use lab03::network::NodeNetwork;
+use lab04::dns::records::CLUSTER_DOMAIN;
 use lab04::dns::DnsServer;
 use lab04::proxy::{Proxier, ServiceTable};
 
 use crate::services::{dns_ip, ServiceStore};
-
-/// The cluster's DNS domain.
-pub const CLUSTER_DOMAIN: &str = "cluster.local";
 
 /// Objects by their Service's namespace and name.
 type Keyed<T> = BTreeMap<(String, String), Vec<T>>;
@@ -232,12 +230,8 @@ impl PodEnvironment for ServiceNode {
         match spec.dns_policy.as_deref().unwrap_or("ClusterFirst") {
             "ClusterFirst" => Some(DnsConfig {
                 servers: vec![dns_ip().to_string()],
-                searches: vec![
-                    format!("{namespace}.svc.{CLUSTER_DOMAIN}"),
-                    format!("svc.{CLUSTER_DOMAIN}"),
-                    CLUSTER_DOMAIN.to_string(),
-                ],
-                options: vec!["ndots:5".to_string()],
+                searches: lab04::env::search_path(namespace, CLUSTER_DOMAIN),
+                options: vec![format!("ndots:{}", lab04::env::NDOTS)],
             }),
             _ => None,
         }

@@ -355,24 +355,12 @@ fn strip_time(svc: &Service) -> Service {
     s
 }
 
-/// A stable uid for a Service of this node (no API server to hand one out).
+/// A uid for a new Service of this node (no API server to hand one out).
 fn uuid_like(namespace: &str, name: &str) -> String {
-    use sha2::{Digest, Sha256};
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos())
         .unwrap_or_default();
-    let d: String =
-        Sha256::digest(format!("{namespace}/{name}/{now}").as_bytes())
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
-    format!(
-        "{}-{}-{}-{}-{}",
-        &d[..8],
-        &d[8..12],
-        &d[12..16],
-        &d[16..20],
-        &d[20..32]
-    )
+    let digest = crate::node::digest_hex(&format!("{namespace}/{name}/{now}"));
+    crate::node::uuid_of(&digest)
 }

@@ -127,6 +127,17 @@ pub fn service_env(
 }
 // ANCHOR_END: service_env
 
+/// A pod's DNS search path for `namespace`: its own namespace's
+/// Services, every namespace's, then the cluster domain.
+pub fn search_path(namespace: &str, cluster_domain: &str) -> Vec<String> {
+    let domain = cluster_domain.trim_end_matches('.');
+    vec![
+        format!("{namespace}.svc.{domain}"),
+        format!("svc.{domain}"),
+        domain.to_string(),
+    ]
+}
+
 // ANCHOR: resolv_conf
 /// The `/etc/resolv.conf` of a pod in `namespace` with `dnsPolicy:
 /// ClusterFirst`, as the kubelet asks the runtime to write it: the
@@ -139,9 +150,10 @@ pub fn resolv_conf(
     nameservers: &[Ipv4Addr],
     cluster_domain: &str,
 ) -> String {
-    let domain = cluster_domain.trim_end_matches('.');
-    let mut out =
-        format!("search {namespace}.svc.{domain} svc.{domain} {domain}\n");
+    let mut out = format!(
+        "search {}\n",
+        search_path(namespace, cluster_domain).join(" ")
+    );
     for ns in nameservers {
         out.push_str(&format!("nameserver {ns}\n"));
     }
