@@ -1,0 +1,14 @@
+//! The API server: Kubernetes' REST API over a [`crate::store::Store`].
+
+pub mod fields;
+pub mod guard;
+pub mod list;
+pub mod openapi;
+pub mod params;
+pub mod patch;
+pub mod protobuf;
+pub mod resources;
+pub mod status;
+pub mod stored;
+pub mod table;
+pub mod watch;

@@ -1,0 +1,41 @@
+//! Objects as the store holds them: one object's JSON per key, its
+//! resourceVersion being the key's mod_revision (never stored in the
+//! value itself, as kube-apiserver's etcd3 storage does).
+
+use serde_json::Value;
+
+use super::status::ApiError;
+use crate::store::KeyValue;
+
+/// The object a key holds, with `metadata.resourceVersion` filled from
+/// the store's revision.
+pub fn decode(kv: &KeyValue) -> Result<Value, ApiError> {
+    let mut object: Value = serde_json::from_slice(&kv.value).map_err(|e| {
+        ApiError::internal(format!("object at {} is not JSON: {e}", kv.key))
+    })?;
+    set_resource_version(&mut object, kv.mod_revision);
+    Ok(object)
+}
+
+/// The bytes to store for `object`: its JSON without resourceVersion.
+pub fn encode(object: &Value) -> Vec<u8> {
+    let mut object = object.clone();
+    if let Some(meta) =
+        object.get_mut("metadata").and_then(Value::as_object_mut)
+    {
+        meta.remove("resourceVersion");
+    }
+    object.to_string().into_bytes()
+}
+
+/// Set `metadata.resourceVersion` to `revision`.
+pub fn set_resource_version(object: &mut Value, revision: i64) {
+    if let Some(meta) =
+        object.get_mut("metadata").and_then(Value::as_object_mut)
+    {
+        meta.insert(
+            "resourceVersion".into(),
+            Value::String(revision.to_string()),
+        );
+    }
+}
