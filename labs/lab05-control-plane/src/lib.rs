@@ -4,6 +4,8 @@
 //!   MVCC over a file) or real etcd, behind one trait.
 //! - [`apiserver`]: the Kubernetes REST API over that store, as the real
 //!   `kubectl` and the Python client use it.
+//! - [`client`]: the API client the control plane's own components use.
 
 pub mod apiserver;
+pub mod client;
 pub mod store;
