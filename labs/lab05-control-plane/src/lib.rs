@@ -7,5 +7,6 @@
 //! - [`client`]: the API client the control plane's own components use.
 
 pub mod apiserver;
+pub mod bench;
 pub mod client;
 pub mod store;
