@@ -31,8 +31,9 @@ use super::{
     WatchStream,
 };
 
-/// How many events a watcher may lag behind before it is dropped.
-pub const WATCH_BUFFER: usize = 10_000;
+/// How many events a watcher may lag behind before it is dropped (a
+/// power of two: tokio's broadcast channel rounds its capacity up to one).
+pub const WATCH_BUFFER: usize = 1 << 14;
 /// How many writes may wait for the writer before callers wait to send.
 const QUEUE: usize = 4096;
 
