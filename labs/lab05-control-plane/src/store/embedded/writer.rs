@@ -114,8 +114,12 @@ fn commit(
             }
             return Err(e);
         }
+    }
+    let mut compacted = false;
+    {
         let mut index = shared.index.write().map_err(|_| poisoned())?;
         for record in records {
+            compacted |= matches!(record, Record::Compact { .. });
             if let Some(event) = index.apply(record) {
                 // No watcher listening is fine.
                 let _ = shared.events.send(event);
@@ -125,6 +129,12 @@ fn commit(
     for (reply, answer) in answers {
         // The caller may have given up waiting; that is fine too.
         let _ = reply.send(answer);
+    }
+    if compacted {
+        // Only this thread writes the index, so the snapshot stays true
+        // until the rewrite is done.
+        let snapshot = shared.index.read().map_err(|_| poisoned())?.snapshot();
+        log.rewrite(&snapshot)?;
     }
     Ok(())
 }
