@@ -54,7 +54,9 @@ impl Index {
         prefix: &str,
         options: &ListOptions,
     ) -> Result<ListResult, StoreError> {
-        let revision = options.revision.unwrap_or(self.revision);
+        // Revision 0 (or less) is "now", as in etcd.
+        let revision =
+            options.revision.filter(|&r| r > 0).unwrap_or(self.revision);
         self.check_readable(revision)?;
         let from = match &options.start_after {
             Some(after) if after.as_str() >= prefix => after.as_str(),

@@ -63,6 +63,7 @@ pub struct Shared {
 
 /// The writer thread's loop; returns when every sender is gone, or the
 /// log cannot be written (then every later write fails).
+// ANCHOR: run
 pub fn run(mut log: Log, shared: Arc<Shared>, requests: Receiver<Request>) {
     while let Ok(first) = requests.recv() {
         let mut batch = vec![first];
@@ -79,7 +80,9 @@ pub fn run(mut log: Log, shared: Arc<Shared>, requests: Receiver<Request>) {
         }
     }
 }
+// ANCHOR_END: run
 
+// ANCHOR: commit
 /// Decides, logs, applies and answers one batch.
 fn commit(
     log: &mut Log,
@@ -138,6 +141,7 @@ fn commit(
     }
     Ok(())
 }
+// ANCHOR_END: commit
 
 pub fn poisoned() -> StoreError {
     StoreError::Backend("the store's index lock is poisoned".into())
