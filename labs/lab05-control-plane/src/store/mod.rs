@@ -11,13 +11,23 @@
 //! - [`embedded`]: the default, our own MVCC over one file on disk.
 //! - [`etcd`]: real etcd v3, through its JSON gateway.
 
+pub mod bench;
+pub mod embedded;
+pub mod etcd;
+pub mod etcd_process;
+
+pub use embedded::EmbeddedStore;
+pub use etcd::EtcdStore;
+pub use etcd_process::EtcdProcess;
+
 use std::fmt;
 use std::pin::Pin;
 
 use async_trait::async_trait;
 
 /// A revision of the whole store: 1 is the first write, and every write
-/// (create, update, delete) takes the next one.
+/// (create, update, delete) takes the next one. (A new etcd is at 1
+/// before any write, so there the first write is 2.)
 pub type Revision = i64;
 
 /// One key as the store holds it.
