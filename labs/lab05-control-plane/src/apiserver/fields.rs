@@ -69,7 +69,7 @@ pub enum FieldSelectorError {
 
 /// The operators, longest first at each position: `!=` and `==` must win
 /// over the `=` inside them.
-const OPERATORS: [(&str, Op); 3] =
+pub const OPERATORS: [(&str, Op); 3] =
     [("!=", Op::NotEquals), ("==", Op::Equals), ("=", Op::Equals)];
 
 // ANCHOR: parse_requirement

@@ -1,0 +1,737 @@
+//! The API server's read path: LIST with selectors, resourceVersions and
+//! pages; WATCH with its start, its selector transitions, bookmarks,
+//! timeouts and errors. Driven directly through `list::list` and
+//! `watch::watch` over an in-memory store.
+
+mod support_watch;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use lab05::apiserver::list::{self, CONTINUE_EXPIRED};
+use lab05::apiserver::params::ListParams;
+use lab05::apiserver::watch::{self, WatchOptions, WatchOutput};
+use lab05::store::Store;
+use serde_json::{json, Value};
+use support_watch::*;
+
+fn params() -> ListParams {
+    ListParams::default()
+}
+
+fn names(items: &[Value]) -> Vec<&str> {
+    items
+        .iter()
+        .map(|o| o["metadata"]["name"].as_str().unwrap())
+        .collect()
+}
+
+/// Three pods in default (two on node-1), one in kube-system.
+async fn three_pods(store: &dyn Store) -> i64 {
+    create(
+        store,
+        &pod("default", "a", json!({"app": "kubia"}), "node-1"),
+    )
+    .await;
+    create(
+        store,
+        &pod("default", "b", json!({"app": "kubia", "env": "dev"}), ""),
+    )
+    .await;
+    create(
+        store,
+        &pod("default", "c", json!({"app": "other"}), "node-1"),
+    )
+    .await;
+    create(
+        store,
+        &pod("kube-system", "d", json!({"app": "kubia"}), "node-1"),
+    )
+    .await
+}
+
+async fn watch_of(
+    store: &Arc<MemStore>,
+    params: ListParams,
+    options: WatchOptions,
+) -> Events {
+    let response = watch::watch_with(
+        store.clone(),
+        pods(),
+        Some("default".into()),
+        params,
+        WatchOutput::Object,
+        options,
+    )
+    .await
+    .unwrap();
+    Events::new(response)
+}
+
+fn fast() -> WatchOptions {
+    WatchOptions {
+        bookmark_interval: Duration::from_millis(100),
+        ..WatchOptions::default()
+    }
+}
+
+#[tokio::test]
+async fn list_filters_by_namespace_labels_and_fields() {
+    let s = store();
+    let rv = three_pods(s.as_ref()).await;
+    let all = list::list(s.as_ref(), pods(), Some("default"), &params())
+        .await
+        .unwrap();
+    assert_eq!(names(&all.items), ["a", "b", "c"]);
+    assert_eq!(all.resource_version, rv.to_string());
+    assert_eq!(all.items[0]["metadata"]["resourceVersion"], "1");
+    assert_eq!(all.continue_token, None);
+
+    let every = list::list(s.as_ref(), pods(), None, &params())
+        .await
+        .unwrap();
+    assert_eq!(names(&every.items), ["a", "b", "c", "d"]);
+
+    let p = ListParams {
+        label_selector: Some("app=kubia,env!=dev".into()),
+        field_selector: Some("spec.nodeName=node-1".into()),
+        ..params()
+    };
+    let l = list::list(s.as_ref(), pods(), None, &p).await.unwrap();
+    assert_eq!(names(&l.items), ["a", "d"]);
+
+    // Unscheduled pods: a missing field is "".
+    let p = ListParams {
+        field_selector: Some("spec.nodeName=".into()),
+        ..params()
+    };
+    let l = list::list(s.as_ref(), pods(), None, &p).await.unwrap();
+    assert_eq!(names(&l.items), ["b"]);
+
+    // What `kubectl delete` waits with.
+    let p = ListParams {
+        field_selector: Some("metadata.name=c".into()),
+        resource_version: Some("0".into()),
+        limit: Some(500),
+        ..params()
+    };
+    let l = list::list(s.as_ref(), pods(), Some("default"), &p)
+        .await
+        .unwrap();
+    assert_eq!(names(&l.items), ["c"]);
+}
+
+#[tokio::test]
+async fn list_object_is_a_kind_list() {
+    let s = store();
+    three_pods(s.as_ref()).await;
+    let l = list::list(s.as_ref(), pods(), Some("default"), &params())
+        .await
+        .unwrap();
+    let o = list::list_object(pods(), &l);
+    assert_eq!(o["kind"], "PodList");
+    assert_eq!(o["apiVersion"], "v1");
+    assert_eq!(o["metadata"]["resourceVersion"], "4");
+    assert_eq!(o["items"].as_array().unwrap().len(), 3);
+}
+
+#[tokio::test]
+async fn bad_selectors_are_400() {
+    let s = store();
+    let cases = [
+        (Some("app in (a"), None, "unable to parse requirement"),
+        (None, Some("spec.nodeName"), "invalid selector: 'spec.nodeName'; can't understand 'spec.nodeName'"),
+        (None, Some("spec.foo=x"), "field label not supported: spec.foo"),
+    ];
+    for (labels, fields, message) in cases {
+        let p = ListParams {
+            label_selector: labels.map(String::from),
+            field_selector: fields.map(String::from),
+            ..params()
+        };
+        let e = list::list(s.as_ref(), pods(), None, &p).await.unwrap_err();
+        assert_eq!((e.code, e.reason), (400, "BadRequest"), "{e}");
+        assert!(e.message.starts_with(message), "{e}");
+    }
+    let p = ListParams {
+        field_selector: Some("data.x=y".into()),
+        ..params()
+    };
+    let e = list::list(s.as_ref(), configmaps(), None, &p)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        e.message,
+        r#""data.x" is not a known field selector: only "metadata.name", "metadata.namespace""#
+    );
+    // The same goes for a watch, before any stream starts.
+    let e = watch::watch(s.clone(), pods(), None, p, WatchOutput::Object)
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, 400);
+}
+
+#[tokio::test]
+async fn list_exact_reads_an_old_revision() {
+    let s = store();
+    three_pods(s.as_ref()).await;
+    let mut b = pod("default", "b", json!({"app": "kubia"}), "node-2");
+    b["status"]["phase"] = json!("Running");
+    update(s.as_ref(), &b).await; // 5
+    delete(s.as_ref(), "default", "a").await; // 6
+    let p = ListParams {
+        resource_version: Some("3".into()),
+        resource_version_match: Some("Exact".into()),
+        ..params()
+    };
+    let l = list::list(s.as_ref(), pods(), Some("default"), &p)
+        .await
+        .unwrap();
+    assert_eq!(l.resource_version, "3");
+    assert_eq!(names(&l.items), ["a", "b", "c"]);
+    assert_eq!(l.items[1]["status"]["phase"], "Pending");
+    let now = list::list(s.as_ref(), pods(), Some("default"), &params())
+        .await
+        .unwrap();
+    assert_eq!(now.resource_version, "6");
+    assert_eq!(names(&now.items), ["b", "c"]);
+    assert_eq!(now.items[0]["metadata"]["resourceVersion"], "5");
+
+    // NotOlderThan an old revision: the newest.
+    let p = ListParams {
+        resource_version: Some("3".into()),
+        resource_version_match: Some("NotOlderThan".into()),
+        ..params()
+    };
+    let l = list::list(s.as_ref(), pods(), Some("default"), &p)
+        .await
+        .unwrap();
+    assert_eq!(l.resource_version, "6");
+}
+
+#[tokio::test]
+async fn list_too_large_resource_version_is_504_after_a_short_wait() {
+    let s = store();
+    three_pods(s.as_ref()).await;
+    let started = Instant::now();
+    let p = ListParams {
+        resource_version: Some("100".into()),
+        ..params()
+    };
+    let e = list::list(s.as_ref(), pods(), None, &p).await.unwrap_err();
+    assert_eq!((e.code, e.reason), (504, "Timeout"));
+    assert_eq!(e.message, "Too large resource version: 100, current: 4");
+    assert_eq!(
+        e.to_status()["details"]["causes"][0]["reason"],
+        "ResourceVersionTooLarge"
+    );
+    assert!(started.elapsed() < Duration::from_secs(5));
+
+    // A write that arrives during the wait satisfies it.
+    let s2 = s.clone();
+    let writer = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        create(s2.as_ref(), &pod("default", "e", json!({}), "")).await;
+    });
+    let p = ListParams {
+        resource_version: Some("5".into()),
+        resource_version_match: Some("NotOlderThan".into()),
+        ..params()
+    };
+    let l = list::list(s.as_ref(), pods(), None, &p).await.unwrap();
+    assert_eq!(l.resource_version, "5");
+    writer.await.unwrap();
+}
+
+#[tokio::test]
+async fn list_at_a_compacted_revision_is_410() {
+    let s = store();
+    three_pods(s.as_ref()).await;
+    s.compact(3).await.unwrap();
+    let p = ListParams {
+        resource_version: Some("2".into()),
+        resource_version_match: Some("Exact".into()),
+        ..params()
+    };
+    let e = list::list(s.as_ref(), pods(), None, &p).await.unwrap_err();
+    assert_eq!((e.code, e.reason), (410, "Expired"));
+    assert!(e.message.starts_with("too old resource version: 2"), "{e}");
+}
+
+#[tokio::test]
+async fn bad_resource_version_options_are_400() {
+    let s = store();
+    for (rv, m) in [
+        (Some("abc"), None),
+        (None, Some("Exact")),
+        (Some("0"), Some("Exact")),
+        (Some("3"), Some("Newest")),
+    ] {
+        let p = ListParams {
+            resource_version: rv.map(String::from),
+            resource_version_match: m.map(String::from),
+            ..params()
+        };
+        let e = list::list(s.as_ref(), pods(), None, &p).await.unwrap_err();
+        assert_eq!(e.code, 400, "{rv:?} {m:?}: {e}");
+    }
+}
+
+/// Pages of 2 of five pods, with writes between the pages: every page
+/// is read at the first page's revision.
+#[tokio::test]
+async fn pages_are_consistent_at_the_first_revision() {
+    let s = store();
+    for name in ["p1", "p2", "p3", "p4", "p5"] {
+        create(
+            s.as_ref(),
+            &pod("default", name, json!({"app": "kubia"}), ""),
+        )
+        .await;
+    }
+    let page = |token: Option<String>| ListParams {
+        limit: Some(2),
+        continue_token: token,
+        ..params()
+    };
+    let first = list::list(s.as_ref(), pods(), Some("default"), &page(None))
+        .await
+        .unwrap();
+    assert_eq!(names(&first.items), ["p1", "p2"]);
+    assert_eq!(first.resource_version, "5");
+    let token = first.continue_token.clone().unwrap();
+    // The token is upstream's: base64url of {"v","rv","start"}.
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(&token)
+        .unwrap();
+    let decoded: Value = serde_json::from_slice(&raw).unwrap();
+    assert_eq!(
+        decoded,
+        json!({"v": "meta.k8s.io/v1", "rv": 5, "start": "p2\u{0}"})
+    );
+
+    delete(s.as_ref(), "default", "p3").await;
+    create(s.as_ref(), &pod("default", "p0", json!({}), "")).await;
+    create(s.as_ref(), &pod("default", "p9", json!({}), "")).await;
+
+    let second =
+        list::list(s.as_ref(), pods(), Some("default"), &page(Some(token)))
+            .await
+            .unwrap();
+    assert_eq!(names(&second.items), ["p3", "p4"]);
+    assert_eq!(second.resource_version, "5");
+    let third = list::list(
+        s.as_ref(),
+        pods(),
+        Some("default"),
+        &page(second.continue_token.clone()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(names(&third.items), ["p5"]);
+    assert_eq!(third.continue_token, None);
+
+    // Filtering happens after the read: a page may come back short (even
+    // empty) and still carry a continue token.
+    update(s.as_ref(), &pod("default", "p1", json!({"app": "x"}), "")).await;
+    update(s.as_ref(), &pod("default", "p2", json!({"app": "x"}), "")).await;
+    let p = ListParams {
+        label_selector: Some("app=kubia".into()),
+        limit: Some(2),
+        ..params()
+    };
+    let l = list::list(s.as_ref(), pods(), Some("default"), &p)
+        .await
+        .unwrap();
+    assert_eq!(names(&l.items), Vec::<&str>::new()); // p0 and p1: no match
+    assert!(l.continue_token.is_some());
+    let p = ListParams {
+        continue_token: l.continue_token,
+        ..p
+    };
+    let l = list::list(s.as_ref(), pods(), Some("default"), &p)
+        .await
+        .unwrap();
+    assert_eq!(names(&l.items), ["p4"]); // p2 and p4
+}
+
+#[tokio::test]
+async fn malformed_continue_tokens_are_400() {
+    let s = store();
+    three_pods(s.as_ref()).await;
+    let enc = |v: Value| {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string())
+    };
+    for token in [
+        "not base64!".to_string(),
+        enc(json!({"v": "meta.k8s.io/v2", "rv": 3, "start": "a\u{0}"})),
+        enc(json!({"v": "meta.k8s.io/v1", "rv": 0, "start": "a\u{0}"})),
+        enc(json!({"v": "meta.k8s.io/v1", "rv": 3, "start": ""})),
+        enc(
+            json!({"v": "meta.k8s.io/v1", "rv": 3, "start": "../../secrets/x"}),
+        ),
+    ] {
+        let p = ListParams {
+            continue_token: Some(token.clone()),
+            ..params()
+        };
+        let e = list::list(s.as_ref(), pods(), Some("default"), &p)
+            .await
+            .unwrap_err();
+        assert_eq!(e.code, 400, "{token}: {e}");
+        assert!(e.message.starts_with("continue key is not valid"), "{e}");
+    }
+    // A resourceVersion beside a continue token is refused too.
+    let first = list::list(
+        s.as_ref(),
+        pods(),
+        Some("default"),
+        &ListParams {
+            limit: Some(1),
+            ..params()
+        },
+    )
+    .await
+    .unwrap();
+    let p = ListParams {
+        continue_token: first.continue_token,
+        resource_version: Some("2".into()),
+        ..params()
+    };
+    let e = list::list(s.as_ref(), pods(), Some("default"), &p)
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, 400);
+}
+
+#[tokio::test]
+async fn an_expired_continue_token_is_410() {
+    let s = store();
+    three_pods(s.as_ref()).await;
+    let p = ListParams {
+        limit: Some(1),
+        ..params()
+    };
+    let first = list::list(s.as_ref(), pods(), Some("default"), &p)
+        .await
+        .unwrap();
+    create(s.as_ref(), &pod("default", "z", json!({}), "")).await;
+    s.compact(5).await.unwrap();
+    let p = ListParams {
+        limit: Some(1),
+        continue_token: first.continue_token,
+        ..params()
+    };
+    let e = list::list(s.as_ref(), pods(), Some("default"), &p)
+        .await
+        .unwrap_err();
+    assert_eq!((e.code, e.reason), (410, "Expired"));
+    assert_eq!(e.message, CONTINUE_EXPIRED);
+    assert!(e
+        .message
+        .starts_with("The provided continue parameter is too old"));
+}
+
+#[tokio::test]
+async fn watch_from_a_revision_replays_what_came_after() {
+    let s = store();
+    three_pods(s.as_ref()).await;
+    let mut b = pod("default", "b", json!({"app": "kubia"}), "node-2");
+    b["status"]["phase"] = json!("Running");
+    update(s.as_ref(), &b).await; // 5
+    let p = ListParams {
+        resource_version: Some("2".into()),
+        ..params()
+    };
+    let mut w = watch_of(&s, p, WatchOptions::default()).await;
+    assert_eq!(
+        brief(&w.expect().await),
+        ("ADDED".into(), "c".into(), "3".into())
+    );
+    let e = w.expect().await;
+    assert_eq!(brief(&e), ("MODIFIED".into(), "b".into(), "5".into()));
+    assert_eq!(e["object"]["status"]["phase"], "Running");
+    // Then what comes next, live; kube-system's pod is not in the prefix.
+    create(s.as_ref(), &pod("kube-system", "x", json!({}), "")).await; // 6
+    create(s.as_ref(), &pod("default", "y", json!({}), "")).await; // 7
+    assert_eq!(
+        brief(&w.expect().await),
+        ("ADDED".into(), "y".into(), "7".into())
+    );
+    assert!(w.quiet_for(Duration::from_millis(100)).await);
+}
+
+#[tokio::test]
+async fn watch_without_a_revision_starts_with_what_exists() {
+    let s = store();
+    three_pods(s.as_ref()).await;
+    for rv in [None, Some("0")] {
+        let p = ListParams {
+            resource_version: rv.map(String::from),
+            label_selector: Some("app=kubia".into()),
+            ..params()
+        };
+        let mut w = watch_of(&s, p, WatchOptions::default()).await;
+        assert_eq!(
+            brief(&w.expect().await),
+            ("ADDED".into(), "a".into(), "1".into())
+        );
+        assert_eq!(
+            brief(&w.expect().await),
+            ("ADDED".into(), "b".into(), "2".into())
+        );
+        assert!(w.quiet_for(Duration::from_millis(50)).await);
+    }
+}
+
+#[tokio::test]
+async fn deleted_carries_the_last_state_at_the_delete_revision() {
+    let s = store();
+    three_pods(s.as_ref()).await;
+    let p = ListParams {
+        resource_version: Some("4".into()),
+        ..params()
+    };
+    let mut w = watch_of(&s, p, WatchOptions::default()).await;
+    let mut a = pod("default", "a", json!({"app": "kubia"}), "node-1");
+    a["status"]["phase"] = json!("Succeeded");
+    update(s.as_ref(), &a).await; // 5
+    delete(s.as_ref(), "default", "a").await; // 6
+    assert_eq!(brief(&w.expect().await).0, "MODIFIED");
+    let e = w.expect().await;
+    assert_eq!(brief(&e), ("DELETED".into(), "a".into(), "6".into()));
+    assert_eq!(e["object"]["status"]["phase"], "Succeeded");
+    assert_eq!(e["object"]["kind"], "Pod");
+}
+
+/// With a selector the watcher sees objects enter (ADDED), stay
+/// (MODIFIED) and leave (DELETED, as they were before the change).
+#[tokio::test]
+async fn objects_entering_and_leaving_the_selection() {
+    let s = store();
+    three_pods(s.as_ref()).await;
+    let p = ListParams {
+        resource_version: Some("4".into()),
+        label_selector: Some("app=kubia".into()),
+        field_selector: Some("status.phase!=Failed".into()),
+        ..params()
+    };
+    let mut w = watch_of(&s, p, WatchOptions::default()).await;
+    // c starts matching.
+    update(
+        s.as_ref(),
+        &pod("default", "c", json!({"app": "kubia"}), ""),
+    )
+    .await; // 5
+            // a keeps matching.
+    update(
+        s.as_ref(),
+        &pod("default", "a", json!({"app": "kubia", "x": "1"}), ""),
+    )
+    .await; // 6
+            // b leaves by its labels, c by its phase.
+    update(s.as_ref(), &pod("default", "b", json!({"app": "gone"}), "")).await; // 7
+    let mut c = pod("default", "c", json!({"app": "kubia"}), "");
+    c["status"]["phase"] = json!("Failed");
+    update(s.as_ref(), &c).await; // 8
+                                  // Never matching: nothing.
+    update(
+        s.as_ref(),
+        &pod("default", "b", json!({"app": "still-gone"}), ""),
+    )
+    .await; // 9
+    delete(s.as_ref(), "default", "b").await; // 10
+    create(
+        s.as_ref(),
+        &pod("default", "z", json!({"app": "kubia"}), ""),
+    )
+    .await; // 11
+
+    assert_eq!(
+        brief(&w.expect().await),
+        ("ADDED".into(), "c".into(), "5".into())
+    );
+    assert_eq!(
+        brief(&w.expect().await),
+        ("MODIFIED".into(), "a".into(), "6".into())
+    );
+    let left = w.expect().await;
+    assert_eq!(brief(&left), ("DELETED".into(), "b".into(), "7".into()));
+    assert_eq!(left["object"]["metadata"]["labels"]["env"], "dev");
+    let failed = w.expect().await;
+    assert_eq!(brief(&failed), ("DELETED".into(), "c".into(), "8".into()));
+    assert_eq!(failed["object"]["status"]["phase"], "Pending");
+    assert_eq!(
+        brief(&w.expect().await),
+        ("ADDED".into(), "z".into(), "11".into())
+    );
+}
+
+#[tokio::test]
+async fn bookmarks_carry_the_latest_revision() {
+    let s = store();
+    three_pods(s.as_ref()).await;
+    let p = ListParams {
+        resource_version: Some("4".into()),
+        allow_watch_bookmarks: Some("true".into()),
+        label_selector: Some("app=none".into()),
+        ..params()
+    };
+    let mut w = watch_of(&s, p, fast()).await;
+    let b = w.expect().await;
+    assert_eq!(
+        b,
+        json!({"type": "BOOKMARK", "object": {"kind": "Pod", "apiVersion": "v1",
+            "metadata": {"resourceVersion": "4"}}})
+    );
+    // Events the selector drops still move the bookmark on.
+    create(s.as_ref(), &pod("default", "q", json!({}), "")).await; // 5
+    let b = w.expect().await;
+    assert_eq!(b["type"], "BOOKMARK");
+    assert_eq!(b["object"]["metadata"]["resourceVersion"], "5");
+
+    // Without allowWatchBookmarks, none.
+    let p = ListParams {
+        resource_version: Some("5".into()),
+        ..params()
+    };
+    let mut w = watch_of(&s, p, fast()).await;
+    assert!(w.quiet_for(Duration::from_millis(300)).await);
+}
+
+#[tokio::test]
+async fn send_initial_events_ends_with_a_marked_bookmark() {
+    let s = store();
+    three_pods(s.as_ref()).await;
+    let p = ListParams {
+        send_initial_events: Some("true".into()),
+        resource_version_match: Some("NotOlderThan".into()),
+        allow_watch_bookmarks: Some("true".into()),
+        ..params()
+    };
+    let mut w = watch_of(&s, p, WatchOptions::default()).await;
+    let mut types = Vec::new();
+    for _ in 0..3 {
+        types.push(brief(&w.expect().await));
+    }
+    assert_eq!(
+        types,
+        [
+            ("ADDED".into(), "a".into(), "1".into()),
+            ("ADDED".into(), "b".into(), "2".into()),
+            ("ADDED".into(), "c".into(), "3".into()),
+        ]
+    );
+    let end = w.expect().await;
+    assert_eq!(end["type"], "BOOKMARK");
+    assert_eq!(end["object"]["metadata"]["resourceVersion"], "4");
+    assert_eq!(
+        end["object"]["metadata"]["annotations"]["k8s.io/initial-events-end"],
+        "true"
+    );
+}
+
+#[tokio::test]
+async fn timeout_seconds_ends_the_stream() {
+    let s = store();
+    three_pods(s.as_ref()).await;
+    let started = Instant::now();
+    let p = ListParams {
+        resource_version: Some("4".into()),
+        timeout_seconds: Some(1),
+        ..params()
+    };
+    let mut w = watch_of(&s, p, WatchOptions::default()).await;
+    assert_eq!(w.next_within(Duration::from_secs(5)).await, None);
+    let took = started.elapsed();
+    assert!(took >= Duration::from_millis(900), "{took:?}");
+}
+
+/// A watch from a compacted revision is accepted (200) and says why it
+/// cannot go on in an ERROR event, as kube-apiserver's watch cache does.
+#[tokio::test]
+async fn watch_from_a_compacted_revision_is_an_expired_error_event() {
+    let s = store();
+    three_pods(s.as_ref()).await;
+    s.compact(4).await.unwrap();
+    let p = ListParams {
+        resource_version: Some("1".into()),
+        ..params()
+    };
+    let mut w = watch_of(&s, p, WatchOptions::default()).await;
+    let e = w.expect().await;
+    assert_eq!(e["type"], "ERROR");
+    assert_eq!(e["object"]["kind"], "Status");
+    assert_eq!(e["object"]["reason"], "Expired");
+    assert_eq!(e["object"]["code"], 410);
+    assert!(e["object"]["message"]
+        .as_str()
+        .unwrap()
+        .starts_with("too old resource version: 1"));
+    assert_eq!(w.next().await, None);
+}
+
+#[tokio::test]
+async fn a_store_error_midway_ends_with_an_error_event() {
+    let s = store();
+    three_pods(s.as_ref()).await;
+    for (compacted, code) in [(Some(4), 410), (None, 500)] {
+        let p = ListParams {
+            resource_version: Some("4".into()),
+            ..params()
+        };
+        let mut w = watch_of(&s, p, WatchOptions::default()).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        s.fail_watches(compacted);
+        let e = w.expect().await;
+        assert_eq!(e["type"], "ERROR");
+        assert_eq!(e["object"]["code"], code);
+        assert_eq!(w.next().await, None);
+    }
+}
+
+#[tokio::test]
+async fn table_watch_sends_one_row_tables() {
+    let s = store();
+    three_pods(s.as_ref()).await;
+    let p = ListParams {
+        resource_version: Some("4".into()),
+        ..params()
+    };
+    let response = watch::watch(
+        s.clone(),
+        pods(),
+        Some("default".into()),
+        p,
+        WatchOutput::Table,
+    )
+    .await
+    .unwrap();
+    let mut w = Events::new(response);
+    delete(s.as_ref(), "default", "a").await;
+    let e = w.expect().await;
+    assert_eq!(e["type"], "DELETED");
+    assert_eq!(e["object"]["kind"], "Table");
+    assert_eq!(e["object"]["metadata"]["resourceVersion"], "5");
+    let rows = e["object"]["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0]["object"]["metadata"]["name"], "a");
+}
+
+/// Dropping the response (the client went away) drops the store's watch.
+#[tokio::test]
+async fn a_dropped_watch_lets_go_of_the_store() {
+    let s = store();
+    three_pods(s.as_ref()).await;
+    let p = ListParams {
+        resource_version: Some("4".into()),
+        ..params()
+    };
+    let w = watch_of(&s, p, WatchOptions::default()).await;
+    assert_eq!(s.watchers(), 1);
+    drop(w);
+    assert_eq!(s.watchers(), 0);
+    // Writes go on without anyone to read them.
+    create(s.as_ref(), &pod("default", "n", json!({}), "")).await;
+}
