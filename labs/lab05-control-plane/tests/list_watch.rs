@@ -260,21 +260,50 @@ async fn list_at_a_compacted_revision_is_410() {
 }
 
 #[tokio::test]
-async fn bad_resource_version_options_are_400() {
+async fn bad_resource_version_options_are_refused() {
     let s = store();
-    for (rv, m) in [
-        (Some("abc"), None),
-        (None, Some("Exact")),
-        (Some("0"), Some("Exact")),
-        (Some("3"), Some("Newest")),
-    ] {
+    let p = ListParams {
+        resource_version: Some("abc".into()),
+        ..params()
+    };
+    let e = list::list(s.as_ref(), pods(), None, &p).await.unwrap_err();
+    assert_eq!(e.code, 400, "{e}");
+    // The rest break ListOptions' validation: 422, in upstream's words.
+    let cases = [
+        (None, Some("Exact"), None, "resourceVersionMatch: Forbidden: resourceVersionMatch is forbidden unless resourceVersion is provided"),
+        (Some("0"), Some("Exact"), None, "resourceVersionMatch: Forbidden: resourceVersionMatch \"exact\" is forbidden for resourceVersion \"0\""),
+        (Some("3"), Some("Newest"), None, "resourceVersionMatch: Unsupported value: \"Newest\": supported values: \"Exact\", \"NotOlderThan\", \"\""),
+        (None, None, Some("true"), "sendInitialEvents: Forbidden: sendInitialEvents is forbidden for list"),
+    ];
+    for (rv, m, initial, message) in cases {
         let p = ListParams {
             resource_version: rv.map(String::from),
             resource_version_match: m.map(String::from),
+            send_initial_events: initial.map(String::from),
             ..params()
         };
         let e = list::list(s.as_ref(), pods(), None, &p).await.unwrap_err();
-        assert_eq!(e.code, 400, "{rv:?} {m:?}: {e}");
+        assert_eq!((e.code, e.reason), (422, "Invalid"), "{e}");
+        assert_eq!(
+            e.message,
+            format!("ListOptions.meta.k8s.io \"\" is invalid: {message}")
+        );
+    }
+    // A watch: a match only with sendInitialEvents, and then NotOlderThan.
+    for (m, initial) in [
+        (Some("NotOlderThan"), None),
+        (None, Some("true")),
+        (Some("Exact"), Some("true")),
+    ] {
+        let p = ListParams {
+            resource_version_match: m.map(String::from),
+            send_initial_events: initial.map(String::from),
+            ..params()
+        };
+        let e = watch::watch(s.clone(), pods(), None, p, WatchOutput::Object)
+            .await
+            .unwrap_err();
+        assert_eq!(e.code, 422, "{m:?} {initial:?}: {e}");
     }
 }
 
@@ -380,7 +409,12 @@ async fn malformed_continue_tokens_are_400() {
             .await
             .unwrap_err();
         assert_eq!(e.code, 400, "{token}: {e}");
-        assert!(e.message.starts_with("continue key is not valid"), "{e}");
+        assert!(
+            e.message.starts_with(
+                "invalid continue token: continue key is not valid"
+            ),
+            "{e}"
+        );
     }
     // A resourceVersion beside a continue token is refused too.
     let first = list::list(

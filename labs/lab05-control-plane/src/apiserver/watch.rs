@@ -172,6 +172,7 @@ impl Watcher {
         output: WatchOutput,
         options: WatchOptions,
     ) -> Result<Watcher, ApiError> {
+        params.validate_watch()?;
         let filter = Filter::from_params(resource, params)?;
         let (start, not_older_than) = start_of(params)?;
         let timeout = match params.timeout_seconds {
