@@ -16,6 +16,49 @@ use lab05::store::Store;
 use serde_json::{json, Value};
 use support_watch::*;
 
+/// Each test body runs twice: on the in-memory store and on the
+/// embedded store (in a temporary directory).
+macro_rules! on_both_stores {
+    ($($name:ident),* $(,)?) => { $(
+        mod $name {
+            #[tokio::test]
+            async fn memory() {
+                super::$name(super::store()).await
+            }
+
+            #[tokio::test]
+            async fn embedded() {
+                let dir = tempfile::tempdir().unwrap();
+                let store = lab05::store::EmbeddedStore::open(dir.path())
+                    .unwrap();
+                super::$name(std::sync::Arc::new(store)).await
+            }
+        }
+    )* };
+}
+
+on_both_stores!(
+    list_filters_by_namespace_labels_and_fields,
+    list_object_is_a_kind_list,
+    bad_selectors_are_400,
+    list_exact_reads_an_old_revision,
+    list_too_large_resource_version_is_504_after_a_short_wait,
+    list_at_a_compacted_revision_is_410,
+    bad_resource_version_options_are_refused,
+    pages_are_consistent_at_the_first_revision,
+    malformed_continue_tokens_are_400,
+    an_expired_continue_token_is_410,
+    watch_from_a_revision_replays_what_came_after,
+    watch_without_a_revision_starts_with_what_exists,
+    deleted_carries_the_last_state_at_the_delete_revision,
+    objects_entering_and_leaving_the_selection,
+    bookmarks_carry_the_latest_revision,
+    send_initial_events_ends_with_a_marked_bookmark,
+    timeout_seconds_ends_the_stream,
+    watch_from_a_compacted_revision_is_an_expired_error_event,
+    table_watch_sends_one_row_tables,
+);
+
 fn params() -> ListParams {
     ListParams::default()
 }
@@ -52,7 +95,7 @@ async fn three_pods(store: &dyn Store) -> i64 {
 }
 
 async fn watch_of(
-    store: &Arc<MemStore>,
+    store: &Arc<dyn Store>,
     params: ListParams,
     options: WatchOptions,
 ) -> Events {
@@ -76,9 +119,7 @@ fn fast() -> WatchOptions {
     }
 }
 
-#[tokio::test]
-async fn list_filters_by_namespace_labels_and_fields() {
-    let s = store();
+async fn list_filters_by_namespace_labels_and_fields(s: Arc<dyn Store>) {
     let rv = three_pods(s.as_ref()).await;
     let all = list::list(s.as_ref(), pods(), Some("default"), &params())
         .await
@@ -122,9 +163,7 @@ async fn list_filters_by_namespace_labels_and_fields() {
     assert_eq!(names(&l.items), ["c"]);
 }
 
-#[tokio::test]
-async fn list_object_is_a_kind_list() {
-    let s = store();
+async fn list_object_is_a_kind_list(s: Arc<dyn Store>) {
     three_pods(s.as_ref()).await;
     let l = list::list(s.as_ref(), pods(), Some("default"), &params())
         .await
@@ -136,9 +175,7 @@ async fn list_object_is_a_kind_list() {
     assert_eq!(o["items"].as_array().unwrap().len(), 3);
 }
 
-#[tokio::test]
-async fn bad_selectors_are_400() {
-    let s = store();
+async fn bad_selectors_are_400(s: Arc<dyn Store>) {
     let cases = [
         (Some("app in (a"), None, "unable to parse requirement"),
         (None, Some("spec.nodeName"), "invalid selector: 'spec.nodeName'; can't understand 'spec.nodeName'"),
@@ -172,9 +209,7 @@ async fn bad_selectors_are_400() {
     assert_eq!(e.code, 400);
 }
 
-#[tokio::test]
-async fn list_exact_reads_an_old_revision() {
-    let s = store();
+async fn list_exact_reads_an_old_revision(s: Arc<dyn Store>) {
     three_pods(s.as_ref()).await;
     let mut b = pod("default", "b", json!({"app": "kubia"}), "node-2");
     b["status"]["phase"] = json!("Running");
@@ -210,9 +245,9 @@ async fn list_exact_reads_an_old_revision() {
     assert_eq!(l.resource_version, "6");
 }
 
-#[tokio::test]
-async fn list_too_large_resource_version_is_504_after_a_short_wait() {
-    let s = store();
+async fn list_too_large_resource_version_is_504_after_a_short_wait(
+    s: Arc<dyn Store>,
+) {
     three_pods(s.as_ref()).await;
     let started = Instant::now();
     let p = ListParams {
@@ -244,9 +279,7 @@ async fn list_too_large_resource_version_is_504_after_a_short_wait() {
     writer.await.unwrap();
 }
 
-#[tokio::test]
-async fn list_at_a_compacted_revision_is_410() {
-    let s = store();
+async fn list_at_a_compacted_revision_is_410(s: Arc<dyn Store>) {
     three_pods(s.as_ref()).await;
     s.compact(3).await.unwrap();
     let p = ListParams {
@@ -259,9 +292,7 @@ async fn list_at_a_compacted_revision_is_410() {
     assert!(e.message.starts_with("too old resource version: 2"), "{e}");
 }
 
-#[tokio::test]
-async fn bad_resource_version_options_are_refused() {
-    let s = store();
+async fn bad_resource_version_options_are_refused(s: Arc<dyn Store>) {
     let p = ListParams {
         resource_version: Some("abc".into()),
         ..params()
@@ -309,9 +340,7 @@ async fn bad_resource_version_options_are_refused() {
 
 /// Pages of 2 of five pods, with writes between the pages: every page
 /// is read at the first page's revision.
-#[tokio::test]
-async fn pages_are_consistent_at_the_first_revision() {
-    let s = store();
+async fn pages_are_consistent_at_the_first_revision(s: Arc<dyn Store>) {
     for name in ["p1", "p2", "p3", "p4", "p5"] {
         create(
             s.as_ref(),
@@ -385,9 +414,7 @@ async fn pages_are_consistent_at_the_first_revision() {
     assert_eq!(names(&l.items), ["p4"]); // p2 and p4
 }
 
-#[tokio::test]
-async fn malformed_continue_tokens_are_400() {
-    let s = store();
+async fn malformed_continue_tokens_are_400(s: Arc<dyn Store>) {
     three_pods(s.as_ref()).await;
     let enc = |v: Value| {
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string())
@@ -439,9 +466,7 @@ async fn malformed_continue_tokens_are_400() {
     assert_eq!(e.code, 400);
 }
 
-#[tokio::test]
-async fn an_expired_continue_token_is_410() {
-    let s = store();
+async fn an_expired_continue_token_is_410(s: Arc<dyn Store>) {
     three_pods(s.as_ref()).await;
     let p = ListParams {
         limit: Some(1),
@@ -467,9 +492,7 @@ async fn an_expired_continue_token_is_410() {
         .starts_with("The provided continue parameter is too old"));
 }
 
-#[tokio::test]
-async fn watch_from_a_revision_replays_what_came_after() {
-    let s = store();
+async fn watch_from_a_revision_replays_what_came_after(s: Arc<dyn Store>) {
     three_pods(s.as_ref()).await;
     let mut b = pod("default", "b", json!({"app": "kubia"}), "node-2");
     b["status"]["phase"] = json!("Running");
@@ -496,9 +519,7 @@ async fn watch_from_a_revision_replays_what_came_after() {
     assert!(w.quiet_for(Duration::from_millis(100)).await);
 }
 
-#[tokio::test]
-async fn watch_without_a_revision_starts_with_what_exists() {
-    let s = store();
+async fn watch_without_a_revision_starts_with_what_exists(s: Arc<dyn Store>) {
     three_pods(s.as_ref()).await;
     for rv in [None, Some("0")] {
         let p = ListParams {
@@ -519,9 +540,9 @@ async fn watch_without_a_revision_starts_with_what_exists() {
     }
 }
 
-#[tokio::test]
-async fn deleted_carries_the_last_state_at_the_delete_revision() {
-    let s = store();
+async fn deleted_carries_the_last_state_at_the_delete_revision(
+    s: Arc<dyn Store>,
+) {
     three_pods(s.as_ref()).await;
     let p = ListParams {
         resource_version: Some("4".into()),
@@ -541,9 +562,7 @@ async fn deleted_carries_the_last_state_at_the_delete_revision() {
 
 /// With a selector the watcher sees objects enter (ADDED), stay
 /// (MODIFIED) and leave (DELETED, as they were before the change).
-#[tokio::test]
-async fn objects_entering_and_leaving_the_selection() {
-    let s = store();
+async fn objects_entering_and_leaving_the_selection(s: Arc<dyn Store>) {
     three_pods(s.as_ref()).await;
     let p = ListParams {
         resource_version: Some("4".into()),
@@ -602,9 +621,7 @@ async fn objects_entering_and_leaving_the_selection() {
     );
 }
 
-#[tokio::test]
-async fn bookmarks_carry_the_latest_revision() {
-    let s = store();
+async fn bookmarks_carry_the_latest_revision(s: Arc<dyn Store>) {
     three_pods(s.as_ref()).await;
     let p = ListParams {
         resource_version: Some("4".into()),
@@ -634,9 +651,7 @@ async fn bookmarks_carry_the_latest_revision() {
     assert!(w.quiet_for(Duration::from_millis(300)).await);
 }
 
-#[tokio::test]
-async fn send_initial_events_ends_with_a_marked_bookmark() {
-    let s = store();
+async fn send_initial_events_ends_with_a_marked_bookmark(s: Arc<dyn Store>) {
     three_pods(s.as_ref()).await;
     let p = ListParams {
         send_initial_events: Some("true".into()),
@@ -666,9 +681,7 @@ async fn send_initial_events_ends_with_a_marked_bookmark() {
     );
 }
 
-#[tokio::test]
-async fn timeout_seconds_ends_the_stream() {
-    let s = store();
+async fn timeout_seconds_ends_the_stream(s: Arc<dyn Store>) {
     three_pods(s.as_ref()).await;
     let started = Instant::now();
     let p = ListParams {
@@ -684,9 +697,9 @@ async fn timeout_seconds_ends_the_stream() {
 
 /// A watch from a compacted revision is accepted (200) and says why it
 /// cannot go on in an ERROR event, as kube-apiserver's watch cache does.
-#[tokio::test]
-async fn watch_from_a_compacted_revision_is_an_expired_error_event() {
-    let s = store();
+async fn watch_from_a_compacted_revision_is_an_expired_error_event(
+    s: Arc<dyn Store>,
+) {
     three_pods(s.as_ref()).await;
     s.compact(4).await.unwrap();
     let p = ListParams {
@@ -709,13 +722,14 @@ async fn watch_from_a_compacted_revision_is_an_expired_error_event() {
 #[tokio::test]
 async fn a_store_error_midway_ends_with_an_error_event() {
     let s = store();
+    let d: Arc<dyn Store> = s.clone();
     three_pods(s.as_ref()).await;
     for (compacted, code) in [(Some(4), 410), (None, 500)] {
         let p = ListParams {
             resource_version: Some("4".into()),
             ..params()
         };
-        let mut w = watch_of(&s, p, WatchOptions::default()).await;
+        let mut w = watch_of(&d, p, WatchOptions::default()).await;
         tokio::time::sleep(Duration::from_millis(20)).await;
         s.fail_watches(compacted);
         let e = w.expect().await;
@@ -725,9 +739,7 @@ async fn a_store_error_midway_ends_with_an_error_event() {
     }
 }
 
-#[tokio::test]
-async fn table_watch_sends_one_row_tables() {
-    let s = store();
+async fn table_watch_sends_one_row_tables(s: Arc<dyn Store>) {
     three_pods(s.as_ref()).await;
     let p = ListParams {
         resource_version: Some("4".into()),
@@ -757,12 +769,13 @@ async fn table_watch_sends_one_row_tables() {
 #[tokio::test]
 async fn a_dropped_watch_lets_go_of_the_store() {
     let s = store();
+    let d: Arc<dyn Store> = s.clone();
     three_pods(s.as_ref()).await;
     let p = ListParams {
         resource_version: Some("4".into()),
         ..params()
     };
-    let w = watch_of(&s, p, WatchOptions::default()).await;
+    let w = watch_of(&d, p, WatchOptions::default()).await;
     assert_eq!(s.watchers(), 1);
     drop(w);
     assert_eq!(s.watchers(), 0);
