@@ -151,6 +151,8 @@ struct Watcher {
     resource: &'static Resource,
     filter: Filter,
     output: WatchOutput,
+    /// What a Table row carries (`includeObject`).
+    include: IncludeObject,
     /// Lines to send before reading the store again (initial events, a
     /// bookmark, a final error).
     pending: VecDeque<Bytes>,
@@ -192,6 +194,7 @@ impl Watcher {
             resource,
             filter,
             output,
+            include: include_object(params),
             pending: VecDeque::new(),
             events: None,
             bookmarks,
@@ -365,7 +368,7 @@ impl Watcher {
                     self.resource,
                     &[object],
                     &rv,
-                    IncludeObject::Metadata,
+                    self.include,
                     SystemTime::now(),
                 );
                 line(kind, &t)
@@ -391,6 +394,15 @@ impl Watcher {
                 "rows": [],
             }),
         }
+    }
+}
+
+/// `includeObject=None|Object|Metadata` (the default).
+fn include_object(params: &ListParams) -> IncludeObject {
+    match params.include_object.as_deref() {
+        Some("None") => IncludeObject::None,
+        Some("Object") => IncludeObject::Object,
+        _ => IncludeObject::Metadata,
     }
 }
 
