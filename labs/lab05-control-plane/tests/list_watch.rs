@@ -883,3 +883,82 @@ async fn hundred_watchers_ten_thousand_events() {
     );
     assert!(p99 <= Duration::from_millis(10), "p99 {p99:?}");
 }
+
+/// Aborts the server task on every path out of a test.
+struct Serving(tokio::task::JoinHandle<()>);
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Read from `conn` into `got` until it holds `needle` (10 s at most).
+async fn read_until(
+    conn: &mut tokio::net::TcpStream,
+    got: &mut Vec<u8>,
+    needle: &str,
+) {
+    use tokio::io::AsyncReadExt;
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while !String::from_utf8_lossy(got).contains(needle) {
+            let mut buf = [0u8; 4096];
+            let n = conn.read(&mut buf).await.unwrap();
+            assert!(n > 0, "the server closed the connection");
+            got.extend_from_slice(&buf[..n]);
+        }
+    })
+    .await
+    .expect("nothing in time");
+}
+
+/// Over a real socket the watch is an HTTP/1.1 chunked response of JSON
+/// lines, each sent as it happens.
+#[tokio::test]
+async fn watch_over_http_is_chunked_json_lines() {
+    use axum::extract::Query;
+    use tokio::io::AsyncWriteExt;
+
+    let s: Arc<dyn Store> = store();
+    three_pods(s.as_ref()).await;
+    let for_server = s.clone();
+    let app = axum::Router::new().route(
+        "/api/v1/namespaces/default/pods",
+        axum::routing::get(move |Query(p): Query<ListParams>| {
+            let store = for_server.clone();
+            async move {
+                watch::watch(
+                    store,
+                    pods(),
+                    Some("default".into()),
+                    p,
+                    WatchOutput::Object,
+                )
+                .await
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let _server = Serving(tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    }));
+
+    let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
+    conn.write_all(
+        b"GET /api/v1/namespaces/default/pods?watch=true&resourceVersion=4&timeoutSeconds=5 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let mut got = Vec::new();
+    read_until(&mut conn, &mut got, "\r\n\r\n").await;
+    let head = String::from_utf8_lossy(&got).to_lowercase();
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert!(head.contains("transfer-encoding: chunked"), "{head}");
+    assert!(head.contains("content-type: application/json"), "{head}");
+    // The event arrives while the response is still open.
+    create(s.as_ref(), &pod("default", "live", json!({}), "")).await;
+    read_until(&mut conn, &mut got, "\"live\"").await;
+    let text = String::from_utf8_lossy(&got).to_string();
+    assert!(text.contains(r#"{"type":"ADDED","object":{"#), "{text}");
+}
