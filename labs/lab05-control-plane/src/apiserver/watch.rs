@@ -131,8 +131,8 @@ fn start_of(
     let rv = params.resource_version.as_deref().unwrap_or("");
     let initial = params
         .send_initial_events
-        .as_deref()
-        .map(|v| flag(&Some(v.into())));
+        .is_some()
+        .then(|| flag(&params.send_initial_events));
     let n = match rv {
         "" | "0" => None,
         rv => Some(parse_revision(rv)?),
