@@ -110,11 +110,25 @@ impl Events {
         tokio::time::timeout(wait, self.next_event()).await.is_err()
     }
 
+    /// The next event's raw line (with its newline).
+    pub async fn next_line_within(
+        &mut self,
+        timeout: Duration,
+    ) -> Option<Vec<u8>> {
+        tokio::time::timeout(timeout, self.next_raw())
+            .await
+            .expect("no watch event in time")
+    }
+
     async fn next_event(&mut self) -> Option<Value> {
+        let line = self.next_raw().await?;
+        Some(serde_json::from_slice(&line).unwrap())
+    }
+
+    async fn next_raw(&mut self) -> Option<Vec<u8>> {
         loop {
             if let Some(i) = self.buf.iter().position(|b| *b == b'\n') {
-                let line: Vec<u8> = self.buf.drain(..=i).collect();
-                return Some(serde_json::from_slice(&line).unwrap());
+                return Some(self.buf.drain(..=i).collect());
             }
             match self.body.next().await {
                 Some(chunk) => self.buf.extend_from_slice(&chunk.unwrap()),
