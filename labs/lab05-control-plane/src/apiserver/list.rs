@@ -132,8 +132,14 @@ pub async fn list(
     params.validate_list()?;
     let filter = Filter::from_params(resource, params)?;
     let prefix = resource.prefix(namespace);
+    // resourceVersion=0 is "any": kube-apiserver answers it from its
+    // watch cache, whole, whatever the limit (informers list so).
+    let any = params.resource_version.as_deref() == Some("0")
+        && params.continue_token.as_deref().is_none_or(str::is_empty);
     let limit = match params.limit {
-        Some(l) if l > 0 => Some(usize::try_from(l).unwrap_or(usize::MAX)),
+        Some(l) if l > 0 && !any => {
+            Some(usize::try_from(l).unwrap_or(usize::MAX))
+        }
         _ => None,
     };
     let mut options = ListOptions {
