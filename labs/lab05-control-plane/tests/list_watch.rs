@@ -59,6 +59,61 @@ on_both_stores!(
     table_watch_sends_one_row_tables,
 );
 
+/// The same bodies on real etcd too (when it is installed), for the
+/// behaviour that rests on what the store reports: old revisions,
+/// compaction, previous values in watch events, pages.
+macro_rules! on_etcd {
+    ($($name:ident),* $(,)?) => { $(
+        mod $name {
+            #[tokio::test]
+            async fn etcd() {
+                if !kubelings_probe::require_program("etcd") {
+                    return;
+                }
+                let dir = tempfile::tempdir().unwrap();
+                let etcd = lab05::store::EtcdProcess::start(dir.path()).unwrap();
+                let store =
+                    lab05::store::EtcdStore::connect(etcd.endpoint()).unwrap();
+                super::super::$name(std::sync::Arc::new(store)).await;
+                drop(etcd);
+            }
+        }
+    )* };
+}
+
+mod on_etcd {
+    on_etcd!(
+        list_exact_reads_an_old_revision,
+        list_at_a_compacted_revision_is_410,
+        pages_are_consistent_at_the_first_revision,
+        an_expired_continue_token_is_410,
+        watch_from_a_revision_replays_what_came_after,
+        deleted_carries_the_last_state_at_the_delete_revision,
+        objects_entering_and_leaving_the_selection,
+        watch_from_a_compacted_revision_is_an_expired_error_event,
+    );
+}
+
+/// Revisions relative to where a test's store starts: 0 for ours, 1 for
+/// a fresh etcd (whose first write is revision 2).
+struct Revs(i64);
+
+impl Revs {
+    async fn of(s: &dyn Store) -> Revs {
+        Revs(s.revision().await.unwrap())
+    }
+
+    /// The n-th write's revision.
+    fn n(&self, n: i64) -> i64 {
+        self.0 + n
+    }
+
+    /// ... as a resourceVersion.
+    fn at(&self, n: i64) -> String {
+        self.n(n).to_string()
+    }
+}
+
 fn params() -> ListParams {
     ListParams::default()
 }
@@ -120,13 +175,14 @@ fn fast() -> WatchOptions {
 }
 
 async fn list_filters_by_namespace_labels_and_fields(s: Arc<dyn Store>) {
+    let r = Revs::of(s.as_ref()).await;
     let rv = three_pods(s.as_ref()).await;
     let all = list::list(s.as_ref(), pods(), Some("default"), &params())
         .await
         .unwrap();
     assert_eq!(names(&all.items), ["a", "b", "c"]);
     assert_eq!(all.resource_version, rv.to_string());
-    assert_eq!(all.items[0]["metadata"]["resourceVersion"], "1");
+    assert_eq!(all.items[0]["metadata"]["resourceVersion"], r.at(1));
     assert_eq!(all.continue_token, None);
 
     let every = list::list(s.as_ref(), pods(), None, &params())
@@ -164,6 +220,7 @@ async fn list_filters_by_namespace_labels_and_fields(s: Arc<dyn Store>) {
 }
 
 async fn list_object_is_a_kind_list(s: Arc<dyn Store>) {
+    let r = Revs::of(s.as_ref()).await;
     three_pods(s.as_ref()).await;
     let l = list::list(s.as_ref(), pods(), Some("default"), &params())
         .await
@@ -171,7 +228,7 @@ async fn list_object_is_a_kind_list(s: Arc<dyn Store>) {
     let o = list::list_object(pods(), &l);
     assert_eq!(o["kind"], "PodList");
     assert_eq!(o["apiVersion"], "v1");
-    assert_eq!(o["metadata"]["resourceVersion"], "4");
+    assert_eq!(o["metadata"]["resourceVersion"], r.at(4));
     assert_eq!(o["items"].as_array().unwrap().len(), 3);
 }
 
@@ -210,53 +267,62 @@ async fn bad_selectors_are_400(s: Arc<dyn Store>) {
 }
 
 async fn list_exact_reads_an_old_revision(s: Arc<dyn Store>) {
+    let r = Revs::of(s.as_ref()).await;
     three_pods(s.as_ref()).await;
     let mut b = pod("default", "b", json!({"app": "kubia"}), "node-2");
     b["status"]["phase"] = json!("Running");
     update(s.as_ref(), &b).await; // 5
     delete(s.as_ref(), "default", "a").await; // 6
     let p = ListParams {
-        resource_version: Some("3".into()),
+        resource_version: Some(r.at(3)),
         resource_version_match: Some("Exact".into()),
         ..params()
     };
     let l = list::list(s.as_ref(), pods(), Some("default"), &p)
         .await
         .unwrap();
-    assert_eq!(l.resource_version, "3");
+    assert_eq!(l.resource_version, r.at(3));
     assert_eq!(names(&l.items), ["a", "b", "c"]);
     assert_eq!(l.items[1]["status"]["phase"], "Pending");
     let now = list::list(s.as_ref(), pods(), Some("default"), &params())
         .await
         .unwrap();
-    assert_eq!(now.resource_version, "6");
+    assert_eq!(now.resource_version, r.at(6));
     assert_eq!(names(&now.items), ["b", "c"]);
-    assert_eq!(now.items[0]["metadata"]["resourceVersion"], "5");
+    assert_eq!(now.items[0]["metadata"]["resourceVersion"], r.at(5));
 
     // NotOlderThan an old revision: the newest.
     let p = ListParams {
-        resource_version: Some("3".into()),
+        resource_version: Some(r.at(3)),
         resource_version_match: Some("NotOlderThan".into()),
         ..params()
     };
     let l = list::list(s.as_ref(), pods(), Some("default"), &p)
         .await
         .unwrap();
-    assert_eq!(l.resource_version, "6");
+    assert_eq!(l.resource_version, r.at(6));
 }
 
 async fn list_too_large_resource_version_is_504_after_a_short_wait(
     s: Arc<dyn Store>,
 ) {
+    let r = Revs::of(s.as_ref()).await;
     three_pods(s.as_ref()).await;
     let started = Instant::now();
     let p = ListParams {
-        resource_version: Some("100".into()),
+        resource_version: Some(r.at(100)),
         ..params()
     };
     let e = list::list(s.as_ref(), pods(), None, &p).await.unwrap_err();
     assert_eq!((e.code, e.reason), (504, "Timeout"));
-    assert_eq!(e.message, "Too large resource version: 100, current: 4");
+    assert_eq!(
+        e.message,
+        format!(
+            "Too large resource version: {}, current: {}",
+            r.n(100),
+            r.n(4)
+        )
+    );
     assert_eq!(
         e.to_status()["details"]["causes"][0]["reason"],
         "ResourceVersionTooLarge"
@@ -270,26 +336,28 @@ async fn list_too_large_resource_version_is_504_after_a_short_wait(
         create(s2.as_ref(), &pod("default", "e", json!({}), "")).await;
     });
     let p = ListParams {
-        resource_version: Some("5".into()),
+        resource_version: Some(r.at(5)),
         resource_version_match: Some("NotOlderThan".into()),
         ..params()
     };
     let l = list::list(s.as_ref(), pods(), None, &p).await.unwrap();
-    assert_eq!(l.resource_version, "5");
+    assert_eq!(l.resource_version, r.at(5));
     writer.await.unwrap();
 }
 
 async fn list_at_a_compacted_revision_is_410(s: Arc<dyn Store>) {
+    let r = Revs::of(s.as_ref()).await;
     three_pods(s.as_ref()).await;
-    s.compact(3).await.unwrap();
+    s.compact(r.n(3)).await.unwrap();
     let p = ListParams {
-        resource_version: Some("2".into()),
+        resource_version: Some(r.at(2)),
         resource_version_match: Some("Exact".into()),
         ..params()
     };
     let e = list::list(s.as_ref(), pods(), None, &p).await.unwrap_err();
     assert_eq!((e.code, e.reason), (410, "Expired"));
-    assert!(e.message.starts_with("too old resource version: 2"), "{e}");
+    let old = format!("too old resource version: {}", r.n(2));
+    assert!(e.message.starts_with(&old), "{e}");
 }
 
 async fn bad_resource_version_options_are_refused(s: Arc<dyn Store>) {
@@ -341,6 +409,7 @@ async fn bad_resource_version_options_are_refused(s: Arc<dyn Store>) {
 /// Pages of 2 of five pods, with writes between the pages: every page
 /// is read at the first page's revision.
 async fn pages_are_consistent_at_the_first_revision(s: Arc<dyn Store>) {
+    let r = Revs::of(s.as_ref()).await;
     for name in ["p1", "p2", "p3", "p4", "p5"] {
         create(
             s.as_ref(),
@@ -357,7 +426,7 @@ async fn pages_are_consistent_at_the_first_revision(s: Arc<dyn Store>) {
         .await
         .unwrap();
     assert_eq!(names(&first.items), ["p1", "p2"]);
-    assert_eq!(first.resource_version, "5");
+    assert_eq!(first.resource_version, r.at(5));
     let token = first.continue_token.clone().unwrap();
     // The token is upstream's: base64url of {"v","rv","start"}.
     let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
@@ -366,7 +435,7 @@ async fn pages_are_consistent_at_the_first_revision(s: Arc<dyn Store>) {
     let decoded: Value = serde_json::from_slice(&raw).unwrap();
     assert_eq!(
         decoded,
-        json!({"v": "meta.k8s.io/v1", "rv": 5, "start": "p2\u{0}"})
+        json!({"v": "meta.k8s.io/v1", "rv": r.n(5), "start": "p2\u{0}"})
     );
 
     delete(s.as_ref(), "default", "p3").await;
@@ -378,7 +447,7 @@ async fn pages_are_consistent_at_the_first_revision(s: Arc<dyn Store>) {
             .await
             .unwrap();
     assert_eq!(names(&second.items), ["p3", "p4"]);
-    assert_eq!(second.resource_version, "5");
+    assert_eq!(second.resource_version, r.at(5));
     let third = list::list(
         s.as_ref(),
         pods(),
@@ -467,6 +536,7 @@ async fn malformed_continue_tokens_are_400(s: Arc<dyn Store>) {
 }
 
 async fn an_expired_continue_token_is_410(s: Arc<dyn Store>) {
+    let r = Revs::of(s.as_ref()).await;
     three_pods(s.as_ref()).await;
     let p = ListParams {
         limit: Some(1),
@@ -476,7 +546,7 @@ async fn an_expired_continue_token_is_410(s: Arc<dyn Store>) {
         .await
         .unwrap();
     create(s.as_ref(), &pod("default", "z", json!({}), "")).await;
-    s.compact(5).await.unwrap();
+    s.compact(r.n(5)).await.unwrap();
     let p = ListParams {
         limit: Some(1),
         continue_token: first.continue_token,
@@ -493,33 +563,35 @@ async fn an_expired_continue_token_is_410(s: Arc<dyn Store>) {
 }
 
 async fn watch_from_a_revision_replays_what_came_after(s: Arc<dyn Store>) {
+    let r = Revs::of(s.as_ref()).await;
     three_pods(s.as_ref()).await;
     let mut b = pod("default", "b", json!({"app": "kubia"}), "node-2");
     b["status"]["phase"] = json!("Running");
     update(s.as_ref(), &b).await; // 5
     let p = ListParams {
-        resource_version: Some("2".into()),
+        resource_version: Some(r.at(2)),
         ..params()
     };
     let mut w = watch_of(&s, p, WatchOptions::default()).await;
     assert_eq!(
         brief(&w.expect().await),
-        ("ADDED".into(), "c".into(), "3".into())
+        ("ADDED".into(), "c".into(), r.at(3))
     );
     let e = w.expect().await;
-    assert_eq!(brief(&e), ("MODIFIED".into(), "b".into(), "5".into()));
+    assert_eq!(brief(&e), ("MODIFIED".into(), "b".into(), r.at(5)));
     assert_eq!(e["object"]["status"]["phase"], "Running");
     // Then what comes next, live; kube-system's pod is not in the prefix.
     create(s.as_ref(), &pod("kube-system", "x", json!({}), "")).await; // 6
     create(s.as_ref(), &pod("default", "y", json!({}), "")).await; // 7
     assert_eq!(
         brief(&w.expect().await),
-        ("ADDED".into(), "y".into(), "7".into())
+        ("ADDED".into(), "y".into(), r.at(7))
     );
     assert!(w.quiet_for(Duration::from_millis(100)).await);
 }
 
 async fn watch_without_a_revision_starts_with_what_exists(s: Arc<dyn Store>) {
+    let r = Revs::of(s.as_ref()).await;
     three_pods(s.as_ref()).await;
     for rv in [None, Some("0")] {
         let p = ListParams {
@@ -530,11 +602,11 @@ async fn watch_without_a_revision_starts_with_what_exists(s: Arc<dyn Store>) {
         let mut w = watch_of(&s, p, WatchOptions::default()).await;
         assert_eq!(
             brief(&w.expect().await),
-            ("ADDED".into(), "a".into(), "1".into())
+            ("ADDED".into(), "a".into(), r.at(1))
         );
         assert_eq!(
             brief(&w.expect().await),
-            ("ADDED".into(), "b".into(), "2".into())
+            ("ADDED".into(), "b".into(), r.at(2))
         );
         assert!(w.quiet_for(Duration::from_millis(50)).await);
     }
@@ -543,9 +615,10 @@ async fn watch_without_a_revision_starts_with_what_exists(s: Arc<dyn Store>) {
 async fn deleted_carries_the_last_state_at_the_delete_revision(
     s: Arc<dyn Store>,
 ) {
+    let r = Revs::of(s.as_ref()).await;
     three_pods(s.as_ref()).await;
     let p = ListParams {
-        resource_version: Some("4".into()),
+        resource_version: Some(r.at(4)),
         ..params()
     };
     let mut w = watch_of(&s, p, WatchOptions::default()).await;
@@ -555,7 +628,7 @@ async fn deleted_carries_the_last_state_at_the_delete_revision(
     delete(s.as_ref(), "default", "a").await; // 6
     assert_eq!(brief(&w.expect().await).0, "MODIFIED");
     let e = w.expect().await;
-    assert_eq!(brief(&e), ("DELETED".into(), "a".into(), "6".into()));
+    assert_eq!(brief(&e), ("DELETED".into(), "a".into(), r.at(6)));
     assert_eq!(e["object"]["status"]["phase"], "Succeeded");
     assert_eq!(e["object"]["kind"], "Pod");
 }
@@ -563,9 +636,10 @@ async fn deleted_carries_the_last_state_at_the_delete_revision(
 /// With a selector the watcher sees objects enter (ADDED), stay
 /// (MODIFIED) and leave (DELETED, as they were before the change).
 async fn objects_entering_and_leaving_the_selection(s: Arc<dyn Store>) {
+    let r = Revs::of(s.as_ref()).await;
     three_pods(s.as_ref()).await;
     let p = ListParams {
-        resource_version: Some("4".into()),
+        resource_version: Some(r.at(4)),
         label_selector: Some("app=kubia".into()),
         field_selector: Some("status.phase!=Failed".into()),
         ..params()
@@ -603,28 +677,29 @@ async fn objects_entering_and_leaving_the_selection(s: Arc<dyn Store>) {
 
     assert_eq!(
         brief(&w.expect().await),
-        ("ADDED".into(), "c".into(), "5".into())
+        ("ADDED".into(), "c".into(), r.at(5))
     );
     assert_eq!(
         brief(&w.expect().await),
-        ("MODIFIED".into(), "a".into(), "6".into())
+        ("MODIFIED".into(), "a".into(), r.at(6))
     );
     let left = w.expect().await;
-    assert_eq!(brief(&left), ("DELETED".into(), "b".into(), "7".into()));
+    assert_eq!(brief(&left), ("DELETED".into(), "b".into(), r.at(7)));
     assert_eq!(left["object"]["metadata"]["labels"]["env"], "dev");
     let failed = w.expect().await;
-    assert_eq!(brief(&failed), ("DELETED".into(), "c".into(), "8".into()));
+    assert_eq!(brief(&failed), ("DELETED".into(), "c".into(), r.at(8)));
     assert_eq!(failed["object"]["status"]["phase"], "Pending");
     assert_eq!(
         brief(&w.expect().await),
-        ("ADDED".into(), "z".into(), "11".into())
+        ("ADDED".into(), "z".into(), r.at(11))
     );
 }
 
 async fn bookmarks_carry_the_latest_revision(s: Arc<dyn Store>) {
+    let r = Revs::of(s.as_ref()).await;
     three_pods(s.as_ref()).await;
     let p = ListParams {
-        resource_version: Some("4".into()),
+        resource_version: Some(r.at(4)),
         allow_watch_bookmarks: Some("true".into()),
         label_selector: Some("app=none".into()),
         ..params()
@@ -634,17 +709,17 @@ async fn bookmarks_carry_the_latest_revision(s: Arc<dyn Store>) {
     assert_eq!(
         b,
         json!({"type": "BOOKMARK", "object": {"kind": "Pod", "apiVersion": "v1",
-            "metadata": {"resourceVersion": "4"}}})
+            "metadata": {"resourceVersion": r.at(4)}}})
     );
     // Events the selector drops still move the bookmark on.
     create(s.as_ref(), &pod("default", "q", json!({}), "")).await; // 5
     let b = w.expect().await;
     assert_eq!(b["type"], "BOOKMARK");
-    assert_eq!(b["object"]["metadata"]["resourceVersion"], "5");
+    assert_eq!(b["object"]["metadata"]["resourceVersion"], r.at(5));
 
     // Without allowWatchBookmarks, none.
     let p = ListParams {
-        resource_version: Some("5".into()),
+        resource_version: Some(r.at(5)),
         ..params()
     };
     let mut w = watch_of(&s, p, fast()).await;
@@ -652,6 +727,7 @@ async fn bookmarks_carry_the_latest_revision(s: Arc<dyn Store>) {
 }
 
 async fn send_initial_events_ends_with_a_marked_bookmark(s: Arc<dyn Store>) {
+    let r = Revs::of(s.as_ref()).await;
     three_pods(s.as_ref()).await;
     let p = ListParams {
         send_initial_events: Some("true".into()),
@@ -667,14 +743,14 @@ async fn send_initial_events_ends_with_a_marked_bookmark(s: Arc<dyn Store>) {
     assert_eq!(
         types,
         [
-            ("ADDED".into(), "a".into(), "1".into()),
-            ("ADDED".into(), "b".into(), "2".into()),
-            ("ADDED".into(), "c".into(), "3".into()),
+            ("ADDED".into(), "a".into(), r.at(1)),
+            ("ADDED".into(), "b".into(), r.at(2)),
+            ("ADDED".into(), "c".into(), r.at(3)),
         ]
     );
     let end = w.expect().await;
     assert_eq!(end["type"], "BOOKMARK");
-    assert_eq!(end["object"]["metadata"]["resourceVersion"], "4");
+    assert_eq!(end["object"]["metadata"]["resourceVersion"], r.at(4));
     assert_eq!(
         end["object"]["metadata"]["annotations"]["k8s.io/initial-events-end"],
         "true"
@@ -682,10 +758,11 @@ async fn send_initial_events_ends_with_a_marked_bookmark(s: Arc<dyn Store>) {
 }
 
 async fn timeout_seconds_ends_the_stream(s: Arc<dyn Store>) {
+    let r = Revs::of(s.as_ref()).await;
     three_pods(s.as_ref()).await;
     let started = Instant::now();
     let p = ListParams {
-        resource_version: Some("4".into()),
+        resource_version: Some(r.at(4)),
         timeout_seconds: Some(1),
         ..params()
     };
@@ -700,10 +777,11 @@ async fn timeout_seconds_ends_the_stream(s: Arc<dyn Store>) {
 async fn watch_from_a_compacted_revision_is_an_expired_error_event(
     s: Arc<dyn Store>,
 ) {
+    let r = Revs::of(s.as_ref()).await;
     three_pods(s.as_ref()).await;
-    s.compact(4).await.unwrap();
+    s.compact(r.n(4)).await.unwrap();
     let p = ListParams {
-        resource_version: Some("1".into()),
+        resource_version: Some(r.at(1)),
         ..params()
     };
     let mut w = watch_of(&s, p, WatchOptions::default()).await;
@@ -715,7 +793,7 @@ async fn watch_from_a_compacted_revision_is_an_expired_error_event(
     assert!(e["object"]["message"]
         .as_str()
         .unwrap()
-        .starts_with("too old resource version: 1"));
+        .starts_with(&format!("too old resource version: {}", r.n(1))));
     assert_eq!(w.next().await, None);
 }
 
@@ -740,9 +818,10 @@ async fn a_store_error_midway_ends_with_an_error_event() {
 }
 
 async fn table_watch_sends_one_row_tables(s: Arc<dyn Store>) {
+    let r = Revs::of(s.as_ref()).await;
     three_pods(s.as_ref()).await;
     let p = ListParams {
-        resource_version: Some("4".into()),
+        resource_version: Some(r.at(4)),
         ..params()
     };
     let response = watch::watch(
@@ -759,7 +838,7 @@ async fn table_watch_sends_one_row_tables(s: Arc<dyn Store>) {
     let e = w.expect().await;
     assert_eq!(e["type"], "DELETED");
     assert_eq!(e["object"]["kind"], "Table");
-    assert_eq!(e["object"]["metadata"]["resourceVersion"], "5");
+    assert_eq!(e["object"]["metadata"]["resourceVersion"], r.at(5));
     let rows = e["object"]["rows"].as_array().unwrap();
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0]["object"]["metadata"]["name"], "a");
