@@ -1,5 +1,22 @@
 //! LIST: the objects of a collection, filtered by label and field
 //! selectors, at a resourceVersion, a page at a time.
+//!
+//! A list is one read of the store under the collection's key prefix, at
+//! one revision; that revision is the list's resourceVersion, and a
+//! client that watches from it misses nothing. What the client may ask:
+//!
+//! - no resourceVersion: the newest state; `0`: any state (ours is the
+//!   newest too, and whole: like kube-apiserver's watch cache it ignores
+//!   `limit` then);
+//! - `N` with `resourceVersionMatch=Exact` (or, the legacy way, with a
+//!   `limit`): the store as it was at N, 410 once N is compacted;
+//! - `N` otherwise: the newest, but not older than N: a server that has
+//!   not seen N yet waits a moment, then answers 504.
+//!
+//! Pages (`limit`, `continue`) are all read at the first page's revision,
+//! so a paged list is as consistent as a whole one. Selectors filter
+//! after the read, as upstream's do: a page may be short, even empty,
+//! and still have a next one.
 
 use std::time::Duration;
 
