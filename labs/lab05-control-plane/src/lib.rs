@@ -6,4 +6,5 @@
 //!   `kubectl` and the Python client use it.
 
 pub mod apiserver;
+pub mod auth;
 pub mod store;
