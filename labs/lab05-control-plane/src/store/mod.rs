@@ -11,6 +11,15 @@
 //! - [`embedded`]: the default, our own MVCC over one file on disk.
 //! - [`etcd`]: real etcd v3, through its JSON gateway.
 
+pub mod bench;
+pub mod embedded;
+pub mod etcd;
+pub mod etcd_process;
+
+pub use embedded::EmbeddedStore;
+pub use etcd::EtcdStore;
+pub use etcd_process::EtcdProcess;
+
 use std::fmt;
 use std::pin::Pin;
 
