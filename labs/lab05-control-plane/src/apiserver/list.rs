@@ -1,12 +1,17 @@
 //! LIST: the objects of a collection, filtered by label and field
 //! selectors, at a resourceVersion, a page at a time.
 
+use std::time::Duration;
+
 use serde_json::Value;
 
+use super::continue_token;
+use super::filter::Filter;
 use super::params::ListParams;
 use super::resources::Resource;
 use super::status::ApiError;
-use crate::store::Store;
+use super::stored;
+use crate::store::{ListOptions, Revision, Store, StoreError};
 
 /// A list's answer before it is wrapped as `<Kind>List` or a Table.
 #[derive(Debug, Clone, PartialEq)]
@@ -21,6 +26,122 @@ pub struct Listed {
     pub remaining: Option<i64>,
 }
 
+/// What a list's `resourceVersion` and `resourceVersionMatch` ask for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadAt {
+    /// The newest state (rv unset, or "0": any).
+    Newest,
+    /// The newest, which must be at least this revision (NotOlderThan).
+    NotOlderThan(Revision),
+    /// Exactly this revision (Exact; or a legacy `limit` list at an rv).
+    Exact(Revision),
+}
+
+/// How long a list at a revision the store has not reached waits for
+/// it before answering 504 (kube-apiserver waits up to 3 s in its watch
+/// cache; a second is plenty for one process).
+pub const FRESHNESS_WAIT: Duration = Duration::from_secs(1);
+
+/// The 410 of a continue token whose revision was compacted, in
+/// kube-apiserver's words.
+pub const CONTINUE_EXPIRED: &str = "The provided continue parameter is too \
+old to display a consistent list result. You can start a new list without \
+the continue parameter, or use the continue token in this response to \
+retrieve the remainder of the results. Continuing with the provided token \
+results in an inconsistent list - objects that were created, modified, or \
+deleted between the time the first chunk was returned and now may show up \
+in the list.";
+
+/// Read `resourceVersion` / `resourceVersionMatch` as apimachinery's
+/// ListOptions validation and the etcd3 store do.
+pub fn read_at(params: &ListParams) -> Result<ReadAt, ApiError> {
+    let rv = params.resource_version.as_deref().unwrap_or("");
+    let matching = params.resource_version_match.as_deref().unwrap_or("");
+    if !matching.is_empty() && rv.is_empty() {
+        return Err(ApiError::bad_request(
+            "resourceVersionMatch is forbidden unless resourceVersion is \
+             provided",
+        ));
+    }
+    if rv.is_empty() || rv == "0" {
+        return match matching {
+            "Exact" => Err(ApiError::bad_request(
+                "resourceVersionMatch \"Exact\" is forbidden for \
+                 resourceVersion \"0\"",
+            )),
+            "" | "NotOlderThan" => Ok(ReadAt::Newest),
+            other => Err(unsupported_match(other)),
+        };
+    }
+    let n = parse_revision(rv)?;
+    match matching {
+        "Exact" => Ok(ReadAt::Exact(n)),
+        "NotOlderThan" => Ok(ReadAt::NotOlderThan(n)),
+        // The legacy meaning: a paged list at an rv reads exactly there,
+        // an unpaged one at least there.
+        "" if params.limit.is_some_and(|l| l > 0) => Ok(ReadAt::Exact(n)),
+        "" => Ok(ReadAt::NotOlderThan(n)),
+        other => Err(unsupported_match(other)),
+    }
+}
+
+fn unsupported_match(value: &str) -> ApiError {
+    ApiError::bad_request(format!(
+        "resourceVersionMatch: Unsupported value: \"{value}\": supported \
+         values: \"Exact\", \"NotOlderThan\""
+    ))
+}
+
+/// A resourceVersion as a revision; anything else is a 400.
+pub fn parse_revision(rv: &str) -> Result<Revision, ApiError> {
+    rv.parse::<Revision>()
+        .ok()
+        .filter(|n| *n >= 0)
+        .ok_or_else(|| {
+            ApiError::bad_request(format!("invalid resource version: {rv:?}"))
+        })
+}
+
+/// The 504 of a resourceVersion the store has not reached, with the cause
+/// clients look for (`ResourceVersionTooLarge`) to retry.
+pub fn too_large(requested: Revision, current: Revision) -> ApiError {
+    ApiError {
+        details: Some(serde_json::json!({
+            "causes": [{
+                "reason": "ResourceVersionTooLarge",
+                "message": "Too large resource version",
+            }],
+            "retryAfterSeconds": 1,
+        })),
+        ..ApiError::new(
+            504,
+            "Timeout",
+            format!(
+                "Too large resource version: {requested}, current: {current}"
+            ),
+        )
+    }
+}
+
+/// Wait (up to [`FRESHNESS_WAIT`]) until the store has reached `revision`.
+pub async fn wait_fresh(
+    store: &dyn Store,
+    revision: Revision,
+) -> Result<(), ApiError> {
+    let deadline = tokio::time::Instant::now() + FRESHNESS_WAIT;
+    loop {
+        let current = store.revision().await?;
+        if current >= revision {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(too_large(revision, current));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+// ANCHOR: list
 /// List `resource` in `namespace` (`None`: every namespace, or a cluster
 /// scoped resource) as `params` ask.
 pub async fn list(
@@ -29,9 +150,83 @@ pub async fn list(
     namespace: Option<&str>,
     params: &ListParams,
 ) -> Result<Listed, ApiError> {
-    let _ = (store, resource, namespace, params);
-    Err(ApiError::internal("list is not implemented yet"))
+    let filter = Filter::from_params(resource, params)?;
+    let prefix = resource.prefix(namespace);
+    let limit = match params.limit {
+        Some(l) if l > 0 => Some(usize::try_from(l).unwrap_or(usize::MAX)),
+        _ => None,
+    };
+    let mut options = ListOptions {
+        limit,
+        ..ListOptions::default()
+    };
+    let token = params.continue_token.as_deref().filter(|t| !t.is_empty());
+    let from_token = match token {
+        Some(token) => {
+            let rv = params.resource_version.as_deref().unwrap_or("");
+            if !rv.is_empty() && rv != "0" {
+                return Err(ApiError::bad_request(
+                    "specifying resource version is not allowed when using \
+                     continue",
+                ));
+            }
+            if params.resource_version_match.is_some() {
+                return Err(ApiError::bad_request(
+                    "resourceVersionMatch is forbidden when continue is \
+                     provided",
+                ));
+            }
+            let at = continue_token::decode(token, &prefix)
+                .map_err(|e| ApiError::bad_request(e.to_string()))?;
+            options.revision = at.revision;
+            options.start_after = Some(continue_token::start_after(&at.start));
+            true
+        }
+        None => {
+            match read_at(params)? {
+                ReadAt::Newest => {}
+                ReadAt::NotOlderThan(n) => wait_fresh(store, n).await?,
+                ReadAt::Exact(n) => options.revision = Some(n),
+            }
+            false
+        }
+    };
+    let result = match store.list(&prefix, &options).await {
+        Ok(result) => result,
+        // All pages are read at the first page's revision; once that is
+        // compacted the list cannot go on consistently.
+        Err(StoreError::Compacted { .. }) if from_token => {
+            return Err(ApiError::new(410, "Expired", CONTINUE_EXPIRED))
+        }
+        Err(StoreError::FutureRevision { requested, current }) => {
+            return Err(too_large(requested, current))
+        }
+        Err(e) => return Err(e.into()),
+    };
+    // Filtering after the read, as kube-apiserver does: a page may hold
+    // fewer items than `limit` and still have a next page.
+    let mut items = Vec::with_capacity(result.kvs.len());
+    for kv in &result.kvs {
+        let object = stored::decode(kv)?;
+        if filter.matches(&object) {
+            items.push(object);
+        }
+    }
+    let continue_token = match (result.more, result.kvs.last()) {
+        (true, Some(last)) => Some(
+            continue_token::encode(&last.key, &prefix, result.revision)
+                .map_err(|e| ApiError::internal(e.to_string()))?,
+        ),
+        _ => None,
+    };
+    Ok(Listed {
+        items,
+        resource_version: result.revision.to_string(),
+        continue_token,
+        remaining: None,
+    })
 }
+// ANCHOR_END: list
 
 /// The `<Kind>List` object of a list answer.
 pub fn list_object(resource: &Resource, listed: &Listed) -> Value {

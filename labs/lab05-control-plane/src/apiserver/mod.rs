@@ -1,6 +1,8 @@
 //! The API server: Kubernetes' REST API over a [`crate::store::Store`].
 
+pub mod continue_token;
 pub mod fields;
+pub mod filter;
 pub mod guard;
 pub mod list;
 pub mod openapi;
