@@ -65,6 +65,10 @@ pub struct Args {
     /// (kube-apiserver: 5 minutes). For tests of 410 Gone.
     #[arg(long, hide = true, value_name = "SECONDS")]
     compact_interval: Option<u64>,
+    /// Stop when standard input closes too (a test's server ends with the
+    /// test process, however that ends).
+    #[arg(long, hide = true)]
+    stop_with_stdin: bool,
 }
 
 /// Servers here bind loopback only: nothing outside this computer
@@ -180,13 +184,27 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     let compactor = args
         .compact_interval
         .map(|s| tokio::spawn(compact_every(backend.store.clone(), s)));
+    let stdin_closed = Arc::new(tokio::sync::Notify::new());
+    if args.stop_with_stdin {
+        let notify = stdin_closed.clone();
+        std::thread::spawn(move || {
+            let _ = std::io::copy(&mut std::io::stdin(), &mut std::io::sink());
+            notify.notify_one();
+        });
+    }
     let router = server.router();
+    let stop = stdin_closed.notified();
     let served = match tls_config {
         Some(config) => {
-            let listener = lab02::registry::tls::TlsListener::new(listener, config)?;
-            until_signal(axum::serve(listener, router).into_future()).await
+            let listener =
+                lab02::registry::tls::TlsListener::new(listener, config)?;
+            let serving = axum::serve(listener, router).into_future();
+            until_signal(serving, stop).await
         }
-        None => until_signal(axum::serve(listener, router).into_future()).await,
+        None => {
+            let serving = axum::serve(listener, router).into_future();
+            until_signal(serving, stop).await
+        }
     };
     if let Some(task) = compactor {
         task.abort();
@@ -196,10 +214,11 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     served
 }
 
-/// Runs the server until SIGINT or SIGTERM.
-async fn until_signal<F>(server: F) -> anyhow::Result<()>
+/// Runs the server until SIGINT or SIGTERM (or `stop`).
+async fn until_signal<F, S>(server: F, stop: S) -> anyhow::Result<()>
 where
     F: std::future::Future<Output = std::io::Result<()>>,
+    S: std::future::Future<Output = ()>,
 {
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
@@ -208,6 +227,7 @@ where
         result = &mut server => return result.context("serving"),
         _ = term.recv() => {}
         _ = int.recv() => {}
+        _ = stop => {}
     }
     // Watches never end by themselves: requests in flight are cut off,
     // as kube-apiserver's shutdown ends them.
