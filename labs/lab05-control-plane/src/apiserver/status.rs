@@ -166,6 +166,66 @@ impl ApiError {
         )
     }
 
+    /// 403: `pods "x" is forbidden: <why>`.
+    pub fn forbidden(group: &str, plural: &str, name: &str, why: &str) -> Self {
+        let what = qualified(group, plural);
+        let message = if name.is_empty() {
+            format!("{what} is forbidden: {why}")
+        } else {
+            format!("{what} \"{name}\" is forbidden: {why}")
+        };
+        ApiError {
+            details: Some(details(group, plural, name)),
+            ..Self::new(403, "Forbidden", message)
+        }
+    }
+
+    /// 404 for a path that names nothing the server serves.
+    pub fn no_such_path() -> Self {
+        ApiError {
+            details: Some(json!({})),
+            ..Self::new(
+                404,
+                "NotFound",
+                "the server could not find the requested resource",
+            )
+        }
+    }
+
+    /// 405: a verb the path does not take.
+    pub fn method_not_allowed(method: &str, what: &str) -> Self {
+        Self::new(
+            405,
+            "MethodNotAllowed",
+            format!("{method} is not supported on {what}"),
+        )
+    }
+
+    /// 415: a body in a format the server does not read.
+    pub fn unsupported_media_type(content_type: &str) -> Self {
+        let _ = content_type;
+        Self::new(
+            415,
+            "UnsupportedMediaType",
+            "the body of the request was in an unknown format - accepted \
+             media types include: application/json, application/yaml",
+        )
+    }
+
+    /// 413: a body over the server's limit.
+    pub fn too_large(limit: usize) -> Self {
+        Self::new(
+            413,
+            "RequestEntityTooLarge",
+            format!("Request entity too large: limit is {limit}"),
+        )
+    }
+
+    /// 503: the server cannot do this now.
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        Self::new(503, "ServiceUnavailable", message)
+    }
+
     pub fn internal(message: impl Into<String>) -> Self {
         Self::new(500, "InternalError", message)
     }

@@ -1,0 +1,91 @@
+//! GET: one object, a collection (a list, or with `watch=true` a
+//! watch), as JSON or, when the Accept header asks, as a Table.
+
+use std::time::SystemTime;
+
+use axum::response::{IntoResponse, Response};
+use serde_json::Value;
+
+use super::{Call, Reply};
+use crate::apiserver::status::ApiError;
+use crate::apiserver::table::{self, IncludeObject};
+use crate::apiserver::watch::{self, WatchOutput};
+use crate::apiserver::{list, stored};
+
+/// The object at the call's path, as stored now.
+pub async fn read(call: &Call) -> Result<Value, ApiError> {
+    let kv = call
+        .server
+        .store()
+        .get(&call.key())
+        .await?
+        .ok_or_else(|| call.not_found())?;
+    stored::decode(&kv)
+}
+
+/// `?includeObject=` of a Table request.
+fn include(call: &Call) -> IncludeObject {
+    match call.param("includeObject") {
+        Some("None") => IncludeObject::None,
+        Some("Object") => IncludeObject::Object,
+        _ => IncludeObject::Metadata,
+    }
+}
+
+/// `objects` as the answer: a Table if asked for, else `whole`.
+fn answer(call: &Call, objects: &[Value], rv: &str, whole: Value) -> Reply {
+    if !call.wants_table() {
+        return Reply::ok(whole);
+    }
+    let t = table::to_table(
+        call.resource(),
+        objects,
+        rv,
+        include(call),
+        SystemTime::now(),
+    );
+    let mut reply = Reply::ok(t);
+    reply.table = true;
+    reply
+}
+
+/// GET of one object.
+pub async fn get(call: &Call) -> Result<Reply, ApiError> {
+    call.authorize("get", None, None)?;
+    let object = read(call).await?;
+    let rv = object["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    Ok(answer(
+        call,
+        std::slice::from_ref(&object),
+        &rv,
+        object.clone(),
+    ))
+}
+
+/// GET of a collection: a list, or a watch.
+pub async fn collection(call: &Call) -> Result<Response, ApiError> {
+    let params = call.list_params()?;
+    let resource = call.resource();
+    let namespace = call.namespace().map(str::to_string);
+    if params.is_watch() {
+        call.authorize("watch", None, None)?;
+        let output = if call.wants_table() {
+            WatchOutput::Table
+        } else {
+            WatchOutput::Object
+        };
+        let store = call.server.store().clone();
+        return watch::watch(store, resource, namespace, params, output).await;
+    }
+    call.authorize("list", None, None)?;
+    let store = call.server.store();
+    let listed =
+        list::list(store.as_ref(), resource, namespace.as_deref(), &params)
+            .await?;
+    let whole = list::list_object(resource, &listed);
+    let reply = answer(call, &listed.items, &listed.resource_version, whole);
+    Ok(reply.into_response())
+}
