@@ -4,9 +4,11 @@
 //!   MVCC over a file) or real etcd, behind one trait.
 //! - [`apiserver`]: the Kubernetes REST API over that store, as the real
 //!   `kubectl` and the Python client use it.
+//! - [`auth`]: who may do what: TLS, bearer tokens, the node rule.
 //! - [`client`]: the API client the control plane's own components use.
 
 pub mod apiserver;
+pub mod auth;
 pub mod bench;
 pub mod client;
 pub mod store;

@@ -1,0 +1,252 @@
+//! `ch05 apiserver`: the API server over a store, with HTTPS and bearer
+//! tokens, until SIGINT or SIGTERM.
+//!
+//! At start it makes (once) the cluster's CA and the tokens of the
+//! cluster's identities, a server certificate for this start, and
+//! `DIR/admin.kubeconfig`; with `--store etcd` and no endpoints it runs
+//! an etcd of its own, stopped with it.
+
+use std::future::IntoFuture;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use lab05::apiserver::guard::Guard;
+use lab05::apiserver::server::{ApiServer, Options};
+use lab05::auth::tls::Ca;
+use lab05::auth::{Role, TokenFile, TokenGuard};
+use lab05::store::embedded::EmbeddedStore;
+use lab05::store::{EtcdProcess, EtcdStore};
+use lab05::store::Store;
+use tokio::signal::unix::{signal, SignalKind};
+
+use crate::{data, kubeconfig};
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum StoreKind {
+    /// Our own store, in DIR/store.
+    Embedded,
+    /// etcd: --etcd-endpoints, or one started here with its data in
+    /// DIR/etcd.
+    Etcd,
+}
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Where the objects are kept.
+    #[arg(long, value_enum, default_value = "embedded")]
+    store: StoreKind,
+    /// A running etcd's client URLs (the first is used), for --store etcd.
+    #[arg(long, value_delimiter = ',', value_name = "URL,...")]
+    etcd_endpoints: Vec<String>,
+    /// The control plane's data directory (store, CA, tokens,
+    /// kubeconfigs). Default: $KUBELINGS_HOME/control-plane.
+    #[arg(long, value_name = "DIR")]
+    data: Option<PathBuf>,
+    /// The loopback address and port to serve (port 0: any free one).
+    #[arg(long, default_value = "127.0.0.1:6443", value_parser = loopback)]
+    listen: SocketAddr,
+    /// Serve HTTPS (the default).
+    #[arg(long, overrides_with = "no_tls")]
+    tls: bool,
+    /// Serve plain HTTP, with tokens still required.
+    #[arg(long, overrides_with = "tls")]
+    no_tls: bool,
+    /// Another name or address for the server certificate (repeatable).
+    #[arg(long = "tls-san", value_name = "NAME")]
+    tls_sans: Vec<String>,
+    /// Issue tokens for nodes node-1 … node-N at start (more with
+    /// `ch05 kubeconfig --user node:NAME`, while it runs).
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    nodes: u32,
+    /// Compact the store every SECONDS, keeping one interval of history
+    /// (kube-apiserver: 5 minutes). For tests of 410 Gone.
+    #[arg(long, hide = true, value_name = "SECONDS")]
+    compact_interval: Option<u64>,
+    /// Stop when standard input closes too (a test's server ends with the
+    /// test process, however that ends).
+    #[arg(long, hide = true)]
+    stop_with_stdin: bool,
+}
+
+/// Servers here bind loopback only: nothing outside this computer
+/// reaches them.
+fn loopback(text: &str) -> Result<SocketAddr, String> {
+    let addr: SocketAddr = text
+        .parse()
+        .map_err(|_| "not an address:port (e.g. 127.0.0.1:6443)".to_string())?;
+    if !addr.ip().is_loopback() {
+        return Err(format!(
+            "{} is not a loopback address: the API server listens on \
+             127.0.0.1 (or ::1) only",
+            addr.ip()
+        ));
+    }
+    Ok(addr)
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(serve(args))
+}
+
+/// The store, and the etcd we started for it (stopped on drop, after the
+/// store).
+struct Backend {
+    store: Arc<dyn Store>,
+    _etcd: Option<EtcdProcess>,
+    what: String,
+}
+
+fn open_store(args: &Args, dir: &Path) -> anyhow::Result<Backend> {
+    Ok(match args.store {
+        StoreKind::Embedded => {
+            let path = dir.join("store");
+            let store = EmbeddedStore::open(&path).with_context(|| {
+                format!("opening the store in {}", path.display())
+            })?;
+            Backend {
+                store: Arc::new(store),
+                _etcd: None,
+                what: format!("embedded, in {}", path.display()),
+            }
+        }
+        StoreKind::Etcd => match args.etcd_endpoints.first() {
+            Some(endpoint) => Backend {
+                store: Arc::new(
+                    EtcdStore::connect(endpoint)
+                        .with_context(|| format!("etcd at {endpoint}"))?,
+                ),
+                _etcd: None,
+                what: format!("etcd at {endpoint}"),
+            },
+            None => {
+                let path = dir.join("etcd");
+                let etcd = EtcdProcess::start(&path)
+                    .context("starting etcd (--etcd-endpoints for yours)")?;
+                let endpoint = etcd.endpoint().to_string();
+                Backend {
+                    store: Arc::new(EtcdStore::connect(&endpoint)?),
+                    what: format!(
+                        "etcd at {endpoint} (pid {}, data in {})",
+                        etcd.pid(),
+                        path.display()
+                    ),
+                    _etcd: Some(etcd),
+                }
+            }
+        },
+    })
+}
+
+async fn serve(args: Args) -> anyhow::Result<()> {
+    let dir = data::dir(args.data.clone());
+    data::create(&dir)?;
+    let tls = !args.no_tls;
+
+    // The identities of the cluster's components, issued once.
+    let mut tokens = TokenFile::open(&dir)?;
+    let mut roles = vec![Role::Admin, Role::Scheduler, Role::ControllerManager];
+    roles.extend((1..=args.nodes).map(|i| Role::Node(format!("node-{i}"))));
+    for role in &roles {
+        tokens.issue(role)?;
+    }
+    let tls_config = if tls {
+        Some(Ca::load_or_create(&dir)?.server_config(&args.tls_sans)?)
+    } else {
+        None
+    };
+
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let addr = listener.local_addr()?;
+    let backend = open_store(&args, &dir)?;
+    let guard: Arc<dyn Guard> = Arc::new(TokenGuard::new(tokens));
+    let server = ApiServer::new(backend.store.clone(), guard, Options::default())
+        .await
+        .map_err(|e| anyhow::anyhow!("starting the API server: {e}"))?;
+
+    let scheme = if tls { "https" } else { "http" };
+    let url = format!("{scheme}://{addr}");
+    data::save_url(&dir, &url)?;
+    let admin = dir.join("admin.kubeconfig");
+    kubeconfig::write(&dir, &Role::Admin, &admin)?;
+    println!("ch05: the API server listens on {url}");
+    println!("ch05: store: {}", backend.what);
+    println!("export KUBECONFIG={}", admin.display());
+
+    let compactor = args
+        .compact_interval
+        .map(|s| tokio::spawn(compact_every(backend.store.clone(), s)));
+    let stdin_closed = Arc::new(tokio::sync::Notify::new());
+    if args.stop_with_stdin {
+        let notify = stdin_closed.clone();
+        std::thread::spawn(move || {
+            let _ = std::io::copy(&mut std::io::stdin(), &mut std::io::sink());
+            notify.notify_one();
+        });
+    }
+    let router = server.router();
+    let stop = stdin_closed.notified();
+    let served = match tls_config {
+        Some(config) => {
+            let listener =
+                lab02::registry::tls::TlsListener::new(listener, config)?;
+            let serving = axum::serve(listener, router).into_future();
+            until_signal(serving, stop).await
+        }
+        None => {
+            let serving = axum::serve(listener, router).into_future();
+            until_signal(serving, stop).await
+        }
+    };
+    if let Some(task) = compactor {
+        task.abort();
+    }
+    drop(server);
+    drop(backend);
+    served
+}
+
+/// Runs the server until SIGINT or SIGTERM (or `stop`).
+async fn until_signal<F, S>(server: F, stop: S) -> anyhow::Result<()>
+where
+    F: std::future::Future<Output = std::io::Result<()>>,
+    S: std::future::Future<Output = ()>,
+{
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    tokio::pin!(server);
+    tokio::select! {
+        result = &mut server => return result.context("serving"),
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+        _ = stop => {}
+    }
+    // Watches never end by themselves: requests in flight are cut off,
+    // as kube-apiserver's shutdown ends them.
+    eprintln!("ch05: stopping");
+    Ok(())
+}
+
+/// kube-apiserver's compaction: every interval, forget history older than
+/// the revision the store had one interval ago.
+async fn compact_every(store: Arc<dyn Store>, seconds: u64) {
+    let interval = Duration::from_secs(seconds.max(1));
+    let mut previous = None;
+    loop {
+        tokio::time::sleep(interval).await;
+        if let Some(rev) = previous {
+            if let Err(e) = store.compact(rev).await {
+                eprintln!("ch05: compacting at {rev}: {e}");
+            }
+        }
+        previous = store.revision().await.ok();
+    }
+}

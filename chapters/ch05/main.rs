@@ -1,0 +1,54 @@
+//! `ch05`: chapter 5's program, first half: the control plane's API
+//! server. `apiserver` serves the Kubernetes API over a store (our own
+//! embedded one, or real etcd) with HTTPS and bearer tokens, so the real
+//! `kubectl` and the Python client talk to it; `kubeconfig` writes the file
+//! that tells them where it is and who they are.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod apiserver;
+// Only its `cli` part is used here.
+#[allow(dead_code)]
+#[path = "../common/mod.rs"]
+mod common;
+mod data;
+mod kubeconfig;
+
+#[derive(Parser)]
+#[command(
+    name = "ch05",
+    about = "Chapter 5: the control plane's API server (a store, HTTPS, tokens)"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the Kubernetes API until Ctrl-C (or SIGTERM).
+    Apiserver(apiserver::Args),
+    /// Write a kubeconfig for one identity (admin, a node, the scheduler,
+    /// the controller manager).
+    Kubeconfig(kubeconfig::Args),
+}
+
+fn main() -> ExitCode {
+    let cli: Cli = common::cli::parse("ch05");
+    let result = match cli.command {
+        Command::Apiserver(args) => apiserver::run(args),
+        Command::Kubeconfig(args) => kubeconfig::run(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!(
+                "{}",
+                common::cli::wrap(&format!("ch05: {e:#}"), common::cli::WIDTH)
+            );
+            ExitCode::from(1)
+        }
+    }
+}

@@ -1,0 +1,928 @@
+//! The `ch05` API server against the real kubectl, over both stores.
+//!
+//! One server per store, started on first use and shared by the tests
+//! (each works in a namespace of its own), stopped when the test process
+//! exits. Each test runs kubectl as a user would and checks what it
+//! prints.
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command as StdCommand, Stdio};
+use std::sync::mpsc;
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use assert_cmd::Command;
+use lab01::probe::require_program;
+
+/// A running `ch05 apiserver` and what reaching it takes.
+struct Server {
+    /// The control plane's data directory.
+    data: PathBuf,
+    /// Manifests and kubectl's HOME (its discovery cache).
+    work: PathBuf,
+    url: String,
+    admin: PathBuf,
+}
+
+/// The servers started, stopped at exit (a static is never dropped).
+static RUNNING: Mutex<Vec<(Child, PathBuf)>> = Mutex::new(Vec::new());
+
+extern "C" fn stop_servers() {
+    let Ok(mut running) = RUNNING.lock() else {
+        return;
+    };
+    for (child, root) in running.iter_mut() {
+        stop(child);
+        let _ = std::fs::remove_dir_all(root);
+    }
+}
+
+/// SIGTERM, a few seconds for a clean stop (its etcd too), then SIGKILL.
+fn stop(child: &mut Child) {
+    if let Ok(pid) = i32::try_from(child.id()) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+fn register(child: Child, root: PathBuf) {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // SAFETY: `stop_servers` is a plain function that never unwinds
+        // (it ignores every error); atexit only records its address.
+        unsafe {
+            libc::atexit(stop_servers);
+        }
+    });
+    RUNNING.lock().expect("server list").push((child, root));
+}
+
+impl Server {
+    /// Starts `ch05 apiserver` with `store` and the extra arguments, on a
+    /// free loopback port, and waits until kubectl gets `/readyz`.
+    fn start(store: &str, extra: &[&str]) -> Server {
+        let root = tempfile::Builder::new()
+            .prefix("ch05-test-")
+            .tempdir()
+            .expect("tempdir")
+            .keep();
+        let data = root.join("data");
+        let work = root.join("work");
+        std::fs::create_dir_all(work.join("home")).expect("work dir");
+        let log = std::fs::File::create(root.join("apiserver.log"))
+            .expect("log file");
+        let mut child =
+            StdCommand::new(assert_cmd::cargo::cargo_bin("ch05"))
+                .args(["apiserver", "--store", store, "--data"])
+                .arg(&data)
+                .args(["--listen", "127.0.0.1:0", "--nodes", "2"])
+                .arg("--stop-with-stdin")
+                .args(extra)
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(log)
+                .spawn()
+                .expect("ch05 apiserver starts");
+        let stdout = child.stdout.take().expect("stdout");
+        register(child, root.clone());
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut url = None;
+        let deadline = Instant::now() + Duration::from_secs(90);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = rx.recv_timeout(left).unwrap_or_else(|_| {
+                panic!(
+                    "ch05 apiserver did not start: {}",
+                    read(&root.join("apiserver.log"))
+                )
+            });
+            if let Some(u) = line.strip_prefix("ch05: the API server listens on ")
+            {
+                url = Some(u.to_string());
+            }
+            if line.starts_with("export KUBECONFIG=") {
+                break;
+            }
+        }
+        let server = Server {
+            admin: data.join("admin.kubeconfig"),
+            data,
+            work,
+            url: url.expect("the server says where it listens"),
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !server.kubectl(&["get", "--raw", "/readyz"]).ok {
+            assert!(
+                Instant::now() < deadline,
+                "not ready: {}",
+                read(&root.join("apiserver.log"))
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        server
+    }
+
+    fn port(&self) -> &str {
+        self.url.rsplit(':').next().unwrap_or("")
+    }
+
+    /// kubectl as the admin.
+    fn kubectl(&self, args: &[&str]) -> Run {
+        self.kubectl_as(&self.admin, args, None)
+    }
+
+    /// kubectl with a kubeconfig, optionally a standard input.
+    fn kubectl_as(
+        &self,
+        config: &Path,
+        args: &[&str],
+        stdin: Option<&str>,
+    ) -> Run {
+        let mut cmd = Command::new("kubectl");
+        cmd.arg("--kubeconfig")
+            .arg(config)
+            .args(args)
+            .env("HOME", self.work.join("home"))
+            .env_remove("KUBECONFIG")
+            .timeout(Duration::from_secs(60));
+        if let Some(input) = stdin {
+            cmd.write_stdin(input);
+        }
+        let out = cmd.output().expect("kubectl runs");
+        Run {
+            ok: out.status.success(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    /// A kubeconfig for `user` (`node:node-1`), by `ch05 kubeconfig`.
+    fn kubeconfig(&self, user: &str) -> PathBuf {
+        let path = self.work.join(format!("{user}.kubeconfig"));
+        let out = Command::cargo_bin("ch05")
+            .expect("ch05")
+            .arg("kubeconfig")
+            .arg("--data")
+            .arg(&self.data)
+            .args(["--user", user, "-o"])
+            .arg(&path)
+            .timeout(Duration::from_secs(30))
+            .output()
+            .expect("ch05 kubeconfig");
+        assert!(out.status.success(), "{out:?}");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            format!("export KUBECONFIG={}", path.display())
+        );
+        path
+    }
+
+    /// A namespace of the test's own (made from a manifest: JSON).
+    fn namespace(&self, name: &str) -> String {
+        let manifest = format!(
+            "{{\"apiVersion\":\"v1\",\"kind\":\"Namespace\",\
+             \"metadata\":{{\"name\":\"{name}\"}}}}"
+        );
+        let run = self.kubectl_as(
+            &self.admin,
+            &["create", "-f", "-"],
+            Some(&manifest),
+        );
+        assert!(run.ok, "{run:?}");
+        name.to_string()
+    }
+
+    /// Writes a manifest into the work directory; its path.
+    fn manifest(&self, name: &str, text: &str) -> String {
+        let path = self.work.join(name);
+        std::fs::write(&path, text).expect("manifest");
+        path.display().to_string()
+    }
+}
+
+/// What one kubectl run printed.
+#[derive(Debug)]
+struct Run {
+    ok: bool,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    /// Succeeded; its standard output.
+    #[track_caller]
+    fn out(&self) -> &str {
+        assert!(self.ok, "kubectl failed: {self:?}");
+        &self.stdout
+    }
+
+    /// Failed; its standard error.
+    #[track_caller]
+    fn err(&self) -> &str {
+        assert!(!self.ok, "kubectl should have failed: {self:?}");
+        &self.stderr
+    }
+}
+
+fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_default()
+}
+
+/// The shared server of a store kind; `None` (a skip) when etcd is not
+/// installed.
+fn server(store: &str) -> Option<&'static Server> {
+    static EMBEDDED: OnceLock<Server> = OnceLock::new();
+    static ETCD: OnceLock<Server> = OnceLock::new();
+    if !require_program("kubectl") {
+        return None;
+    }
+    match store {
+        "etcd" if !require_program("etcd") => None,
+        "etcd" => Some(ETCD.get_or_init(|| Server::start("etcd", &[]))),
+        _ => Some(EMBEDDED.get_or_init(|| Server::start("embedded", &[]))),
+    }
+}
+
+/// The words of a table's header line.
+fn header(table: &str) -> Vec<&str> {
+    table
+        .lines()
+        .next()
+        .unwrap_or("")
+        .split("  ")
+        .map(str::trim)
+        .filter(|w| !w.is_empty())
+        .collect()
+}
+
+/// The cells of a table's row whose first cell is `name`.
+fn row<'a>(table: &'a str, name: &str) -> Vec<&'a str> {
+    table
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(name))
+        .unwrap_or_else(|| panic!("no row {name} in:\n{table}"))
+        .split("  ")
+        .map(str::trim)
+        .filter(|w| !w.is_empty())
+        .collect()
+}
+
+/// The names in the first column of a table.
+fn names(table: &str) -> Vec<&str> {
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().next())
+        .collect()
+}
+
+fn book(path: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join(path)
+        .display()
+        .to_string()
+}
+
+fn kubia_manual() -> String {
+    book("book/src/ch03/manifests/kubia-manual.yaml")
+}
+
+fn kubia_labelled() -> String {
+    book("book/src/ch03/manifests/kubia-manual-with-labels.yaml")
+}
+
+fn kubia_svc() -> String {
+    book("labs/lab04-services/tests/services/kubia-svc.yaml")
+}
+
+/// KiA chapter 4's ReplicationController (image `kubia`).
+const KUBIA_RC: &str = "\
+apiVersion: v1
+kind: ReplicationController
+metadata:
+  name: kubia
+spec:
+  replicas: 3
+  selector:
+    app: kubia
+  template:
+    metadata:
+      labels:
+        app: kubia
+    spec:
+      containers:
+      - name: kubia
+        image: kubia
+        ports:
+        - containerPort: 8080
+";
+
+/// A pod as a user writes one (KiA chapter 3, image `kubia`, port 8080).
+fn pod(name: &str, labels: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\n  labels: \
+         {{{labels}}}\nspec:\n  containers:\n  - name: kubia\n    image: \
+         kubia\n    ports:\n    - containerPort: 8080\n"
+    )
+}
+
+// The tests, each against a &Server; `both_stores!` below makes one test
+// per store of each.
+
+fn cluster_info(s: &Server) {
+    let out = s.kubectl(&["cluster-info"]);
+    let first = out.out().lines().next().unwrap_or("");
+    // kubectl colours it only on a terminal.
+    assert_eq!(
+        first,
+        format!("Kubernetes control plane is running at {}", s.url)
+    );
+    assert!(s.url.starts_with("https://127.0.0.1:"), "{}", s.url);
+    assert!(!s.port().is_empty());
+}
+
+fn version(s: &Server) {
+    let out = s.kubectl(&["version"]);
+    let server = out
+        .out()
+        .lines()
+        .find(|l| l.starts_with("Server Version: "))
+        .unwrap_or_else(|| panic!("no server version: {out:?}"));
+    assert!(server.starts_with("Server Version: v1.32."), "{server}");
+}
+
+fn api_resources(s: &Server) {
+    let out = s.kubectl(&["api-resources"]);
+    let table = out.out();
+    assert_eq!(
+        header(table),
+        ["NAME", "SHORTNAMES", "APIVERSION", "NAMESPACED", "KIND"]
+    );
+    assert_eq!(row(table, "pods"), ["pods", "po", "v1", "true", "Pod"]);
+    assert_eq!(row(table, "nodes"), ["nodes", "no", "v1", "false", "Node"]);
+    assert_eq!(
+        row(table, "deployments"),
+        ["deployments", "deploy", "apps/v1", "true", "Deployment"]
+    );
+    assert_eq!(
+        row(table, "leases"),
+        ["leases", "coordination.k8s.io/v1", "true", "Lease"]
+    );
+    for name in [
+        "namespaces",
+        "services",
+        "endpoints",
+        "events",
+        "replicationcontrollers",
+        "replicasets",
+    ] {
+        row(table, name);
+    }
+}
+
+fn get_every_kind(s: &Server) {
+    let ns = s.namespace("get-kinds");
+    s.kubectl(&["create", "-n", &ns, "-f", &kubia_manual()])
+        .out();
+    s.kubectl(&["create", "-n", &ns, "-f", &kubia_svc()]).out();
+    let rc = s.manifest("get-kinds-rc.yaml", KUBIA_RC);
+    s.kubectl(&["create", "-n", &ns, "-f", &rc]).out();
+
+    let pods = s.kubectl(&["get", "pods", "-n", &ns]);
+    assert_eq!(
+        header(pods.out()),
+        ["NAME", "READY", "STATUS", "RESTARTS", "AGE"]
+    );
+    let cells = row(pods.out(), "kubia-manual");
+    assert_eq!(cells[..4], ["kubia-manual", "0/1", "Pending", "0"]);
+    let svc = s.kubectl(&["get", "svc", "-n", &ns]);
+    assert_eq!(
+        header(svc.out()),
+        ["NAME", "TYPE", "CLUSTER-IP", "EXTERNAL-IP", "PORT(S)", "AGE"]
+    );
+    let cells = row(svc.out(), "kubia");
+    assert_eq!(cells[1], "ClusterIP");
+    assert_eq!(cells[4], "80/TCP");
+    let rcs = s.kubectl(&["get", "rc", "-n", &ns]);
+    assert_eq!(
+        header(rcs.out()),
+        ["NAME", "DESIRED", "CURRENT", "READY", "AGE"]
+    );
+    assert_eq!(row(rcs.out(), "kubia")[..2], ["kubia", "3"]);
+
+    for kind in ["rs", "deployments", "leases", "events"] {
+        let none = s.kubectl(&["get", kind, "-n", &ns]);
+        assert_eq!(
+            none.stderr.trim(),
+            format!("No resources found in {ns} namespace."),
+            "{kind}: {none:?}"
+        );
+        assert!(none.ok);
+    }
+    // Endpoints: none, or the one the Service's controller made.
+    assert!(s.kubectl(&["get", "endpoints", "-n", &ns]).ok);
+
+    let nodes = s.kubectl(&["get", "nodes"]);
+    assert!(nodes.ok, "{nodes:?}");
+    let namespaces = s.kubectl(&["get", "namespaces"]);
+    assert_eq!(header(namespaces.out()), ["NAME", "STATUS", "AGE"]);
+    assert_eq!(row(namespaces.out(), &ns)[..2], [ns.as_str(), "Active"]);
+}
+
+fn get_output_formats(s: &Server) {
+    let ns = s.namespace("get-formats");
+    s.kubectl(&["create", "-n", &ns, "-f", &kubia_manual()])
+        .out();
+    s.kubectl(&["create", "-n", &ns, "-f", &kubia_labelled()])
+        .out();
+
+    let wide = s.kubectl(&["get", "pods", "-o", "wide", "-n", &ns]);
+    assert_eq!(
+        header(wide.out()),
+        [
+            "NAME",
+            "READY",
+            "STATUS",
+            "RESTARTS",
+            "AGE",
+            "IP",
+            "NODE",
+            "NOMINATED NODE",
+            "READINESS GATES"
+        ]
+    );
+    let yaml = s.kubectl(&["get", "pod", "kubia-manual", "-o", "yaml", "-n", &ns]);
+    let pod: serde_yaml::Value =
+        serde_yaml::from_str(yaml.out()).expect("YAML");
+    assert_eq!(pod["kind"], "Pod");
+    assert_eq!(pod["metadata"]["name"], "kubia-manual");
+    assert_eq!(pod["metadata"]["namespace"], ns.as_str());
+    assert_eq!(pod["spec"]["containers"][0]["image"], "kubia:v1");
+    let json = s.kubectl(&["get", "pods", "-o", "json", "-n", &ns]);
+    let list: serde_json::Value =
+        serde_json::from_str(json.out()).expect("JSON");
+    assert_eq!(list["kind"], "List");
+    assert_eq!(list["items"].as_array().map(Vec::len), Some(2));
+
+    let labelled = s.kubectl(&["get", "pods", "-l", "creation_method=manual", "-n", &ns]);
+    assert_eq!(names(labelled.out()), ["kubia-manual-v2"]);
+    let not = s.kubectl(&["get", "pods", "-l", "!env", "-n", &ns]);
+    assert_eq!(names(not.out()), ["kubia-manual"]);
+    let by_name = s.kubectl(&[
+        "get",
+        "pods",
+        "--field-selector",
+        "metadata.name=kubia-manual",
+        "-n",
+        &ns,
+    ]);
+    assert_eq!(names(by_name.out()), ["kubia-manual"]);
+    let unbound = s.kubectl(&[
+        "get",
+        "pods",
+        "--field-selector",
+        "spec.nodeName=node-9",
+        "-n",
+        &ns,
+    ]);
+    assert!(unbound.out().is_empty(), "{unbound:?}");
+    let labels = s.kubectl(&["get", "pods", "--show-labels", "-n", &ns]);
+    assert_eq!(
+        row(labels.out(), "kubia-manual-v2").last().copied(),
+        Some("creation_method=manual,env=prod")
+    );
+}
+
+fn get_watch_prints_a_later_change(s: &Server) {
+    let ns = s.namespace("get-watch");
+    let mut watch = StdCommand::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(&s.admin)
+        .args(["get", "pods", "-w", "-n", &ns])
+        .env("HOME", s.work.join("home"))
+        .env_remove("KUBECONFIG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("kubectl get -w");
+    let mut stdout = watch.stdout.take().expect("stdout");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = stdout.read(&mut buf) {
+            if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
+                break;
+            }
+        }
+    });
+    // The watch starts from the (empty) list; the pod comes after.
+    std::thread::sleep(Duration::from_millis(1500));
+    let manifest = s.manifest("watch-pod.yaml", &pod("watched", "app: w"));
+    s.kubectl(&["create", "-n", &ns, "-f", &manifest]).out();
+    let mut seen = String::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !seen.contains("watched") && Instant::now() < deadline {
+        if let Ok(bytes) = rx.recv_timeout(Duration::from_millis(200)) {
+            seen.push_str(&String::from_utf8_lossy(&bytes));
+        }
+    }
+    let _ = watch.kill();
+    let _ = watch.wait();
+    let cells = row(&seen, "watched");
+    assert_eq!(cells[..3], ["watched", "0/1", "Pending"], "{seen}");
+}
+
+fn create_then_already_exists(s: &Server) {
+    let ns = s.namespace("create");
+    let file = kubia_manual();
+    let out = s.kubectl(&["create", "-n", &ns, "-f", &file]);
+    assert_eq!(out.out(), "pod/kubia-manual created\n");
+    let again = s.kubectl(&["create", "-n", &ns, "-f", &file]);
+    assert_eq!(
+        again.err().trim(),
+        format!(
+            "Error from server (AlreadyExists): error when creating \
+             \"{file}\": pods \"kubia-manual\" already exists"
+        )
+    );
+}
+
+fn apply_twice_then_edited(s: &Server) {
+    let ns = s.namespace("apply");
+    let file = s.manifest("apply.yaml", &pod("applied", "app: kubia"));
+    let first = s.kubectl(&["apply", "-n", &ns, "-f", &file]);
+    assert_eq!(first.out(), "pod/applied created\n");
+    let second = s.kubectl(&["apply", "-n", &ns, "-f", &file]);
+    assert_eq!(second.out(), "pod/applied unchanged\n");
+    s.manifest("apply.yaml", &pod("applied", "app: kubia, tier: web"));
+    let third = s.kubectl(&["apply", "-n", &ns, "-f", &file]);
+    assert_eq!(third.out(), "pod/applied configured\n");
+    let labels = s.kubectl(&[
+        "get",
+        "pod",
+        "applied",
+        "-n",
+        &ns,
+        "-o",
+        "jsonpath={.metadata.labels.tier}",
+    ]);
+    assert_eq!(labels.out(), "web");
+}
+
+fn replace(s: &Server) {
+    let ns = s.namespace("replace");
+    let file = s.manifest("replace.yaml", &pod("replaced", "app: a"));
+    s.kubectl(&["create", "-n", &ns, "-f", &file]).out();
+    s.manifest("replace.yaml", &pod("replaced", "app: b"));
+    let out = s.kubectl(&["replace", "-n", &ns, "-f", &file]);
+    assert_eq!(out.out(), "pod/replaced replaced\n");
+    let app = s.kubectl(&[
+        "get",
+        "pod",
+        "replaced",
+        "-n",
+        &ns,
+        "-o",
+        "jsonpath={.metadata.labels.app}",
+    ]);
+    assert_eq!(app.out(), "b");
+}
+
+fn patch_three_ways(s: &Server) {
+    let ns = s.namespace("patch");
+    let file = s.manifest("patch.yaml", &pod("patched", "app: p"));
+    s.kubectl(&["create", "-n", &ns, "-f", &file]).out();
+    let patch = |kind: &str, body: &str| {
+        s.kubectl(&["patch", "pod", "patched", "-n", &ns, "--type", kind, "-p", body])
+    };
+    let merge = patch("merge", r#"{"metadata":{"labels":{"m":"1"}}}"#);
+    assert_eq!(merge.out(), "pod/patched patched\n");
+    // Strategic: the container list merges by name (the image changes,
+    // the port stays).
+    let strategic = patch(
+        "strategic",
+        r#"{"spec":{"containers":[{"name":"kubia","image":"kubia:v2"}]}}"#,
+    );
+    assert_eq!(strategic.out(), "pod/patched patched\n");
+    let json = patch(
+        "json",
+        r#"[{"op":"add","path":"/metadata/annotations","value":{"j":"2"}}]"#,
+    );
+    assert_eq!(json.out(), "pod/patched patched\n");
+    let got = s.kubectl(&["get", "pod", "patched", "-n", &ns, "-o", "json"]);
+    let pod: serde_json::Value = serde_json::from_str(got.out()).unwrap();
+    assert_eq!(pod["metadata"]["labels"]["m"], "1");
+    assert_eq!(pod["metadata"]["annotations"]["j"], "2");
+    let c = &pod["spec"]["containers"][0];
+    assert_eq!(c["image"], "kubia:v2");
+    assert_eq!(c["ports"][0]["containerPort"], 8080);
+    let unchanged = patch("merge", r#"{"metadata":{"labels":{"m":"1"}}}"#);
+    assert_eq!(unchanged.out(), "pod/patched patched (no change)\n");
+}
+
+fn label_and_annotate(s: &Server) {
+    let ns = s.namespace("label");
+    s.kubectl(&["create", "-n", &ns, "-f", &kubia_manual()])
+        .out();
+    let label =
+        s.kubectl(&["label", "pod", "kubia-manual", "env=debug", "-n", &ns]);
+    assert_eq!(label.out(), "pod/kubia-manual labeled\n");
+    let taken = s.kubectl(&["label", "pod", "kubia-manual", "env=prod", "-n", &ns]);
+    assert_eq!(
+        taken.err().trim(),
+        "error: 'env' already has a value (debug), and --overwrite is false"
+    );
+    let over = s.kubectl(&[
+        "label",
+        "pod",
+        "kubia-manual",
+        "env=prod",
+        "--overwrite",
+        "-n",
+        &ns,
+    ]);
+    assert_eq!(over.out(), "pod/kubia-manual labeled\n");
+    let note = s.kubectl(&[
+        "annotate",
+        "pod",
+        "kubia-manual",
+        "mycompany.com/someannotation=foo bar",
+        "-n",
+        &ns,
+    ]);
+    assert_eq!(note.out(), "pod/kubia-manual annotated\n");
+    let got = s.kubectl(&["get", "pod", "kubia-manual", "-n", &ns, "-o", "json"]);
+    let pod: serde_json::Value = serde_json::from_str(got.out()).unwrap();
+    assert_eq!(pod["metadata"]["labels"]["env"], "prod");
+    assert_eq!(
+        pod["metadata"]["annotations"]["mycompany.com/someannotation"],
+        "foo bar"
+    );
+}
+
+fn scale_rc(s: &Server) {
+    let ns = s.namespace("scale");
+    let rc = s.manifest("scale-rc.yaml", KUBIA_RC);
+    s.kubectl(&["create", "-n", &ns, "-f", &rc]).out();
+    let out = s.kubectl(&["scale", "rc", "kubia", "--replicas=5", "-n", &ns]);
+    assert_eq!(out.out(), "replicationcontroller/kubia scaled\n");
+    let replicas = s.kubectl(&[
+        "get",
+        "rc",
+        "kubia",
+        "-n",
+        &ns,
+        "-o",
+        "jsonpath={.spec.replicas}",
+    ]);
+    assert_eq!(replicas.out(), "5");
+}
+
+fn delete_waits(s: &Server) {
+    let ns = s.namespace("delete");
+    s.kubectl(&["create", "-n", &ns, "-f", &kubia_manual()])
+        .out();
+    let out = s.kubectl(&["delete", "pod", "kubia-manual", "-n", &ns]);
+    assert_eq!(out.out(), "pod \"kubia-manual\" deleted\n");
+    let gone = s.kubectl(&["get", "pod", "kubia-manual", "-n", &ns]);
+    assert_eq!(
+        gone.err().trim(),
+        "Error from server (NotFound): pods \"kubia-manual\" not found"
+    );
+}
+
+fn describe_pod_node_service(s: &Server) {
+    let ns = s.namespace("describe");
+    s.kubectl(&["create", "-n", &ns, "-f", &kubia_labelled()])
+        .out();
+    s.kubectl(&["create", "-n", &ns, "-f", &kubia_svc()]).out();
+    let pod = s.kubectl(&["describe", "pod", "kubia-manual-v2", "-n", &ns]);
+    let text = pod.out();
+    let field = |text: &str, name: &str| -> String {
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}:")))
+            .unwrap_or_else(|| panic!("no {name}: in\n{text}"))
+            .trim()
+            .to_string()
+    };
+    assert_eq!(field(text, "Name"), "kubia-manual-v2");
+    assert_eq!(field(text, "Namespace"), ns);
+    assert_eq!(field(text, "Status"), "Pending");
+    assert_eq!(field(text, "Labels"), "creation_method=manual");
+    assert!(text.contains("    Image:          kubia:v1"), "{text}");
+    assert_eq!(field(text, "Events"), "<none>");
+
+    let svc = s.kubectl(&["describe", "service", "kubia", "-n", &ns]);
+    let text = svc.out();
+    assert_eq!(field(text, "Name"), "kubia");
+    assert_eq!(field(text, "Selector"), "app=kubia");
+    assert_eq!(field(text, "Type"), "ClusterIP");
+
+    let node = s.manifest(
+        "describe-node.yaml",
+        "apiVersion: v1\nkind: Node\nmetadata:\n  name: describe-node\n  \
+         labels: {kubernetes.io/hostname: describe-node}\n",
+    );
+    s.kubectl(&["create", "-f", &node]).out();
+    let desc = s.kubectl(&["describe", "node", "describe-node"]);
+    let text = desc.out();
+    assert_eq!(field(text, "Name"), "describe-node");
+    assert!(text.contains("kubernetes.io/hostname=describe-node"), "{text}");
+}
+
+/// kubectl's generators POST protobuf.
+fn create_deployment_and_namespace(s: &Server) {
+    let made = s.kubectl(&["create", "namespace", "generated"]);
+    assert_eq!(made.out(), "namespace/generated created\n");
+    let dep = s.kubectl(&[
+        "create",
+        "deployment",
+        "kiada",
+        "--image=kubia",
+        "-n",
+        "generated",
+    ]);
+    assert_eq!(dep.out(), "deployment.apps/kiada created\n");
+    let image = s.kubectl(&[
+        "get",
+        "deployment",
+        "kiada",
+        "-n",
+        "generated",
+        "-o",
+        "jsonpath={.spec.template.spec.containers[0].image}",
+    ]);
+    assert_eq!(image.out(), "kubia");
+}
+
+fn explain(s: &Server) {
+    let out = s.kubectl(&["explain", "pod.spec.containers"]);
+    let text = out.out();
+    assert!(text.starts_with("KIND:       Pod\nVERSION:    v1\n"), "{text}");
+    assert!(text.contains("FIELD: containers <[]Container>"), "{text}");
+}
+
+fn invalid_manifest(s: &Server) {
+    let ns = s.namespace("invalid");
+    let file = s.manifest(
+        "invalid.yaml",
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: bad\nspec:\n  \
+         containers:\n  - name: kubia\n",
+    );
+    let out = s.kubectl(&["create", "-n", &ns, "-f", &file]);
+    assert_eq!(
+        out.err().trim(),
+        "The Pod \"bad\" is invalid: spec.containers[0].image: Required value"
+    );
+}
+
+fn wrong_token_is_unauthorized(s: &Server) {
+    let text = read(&s.admin);
+    let token = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("token: "))
+        .expect("a token");
+    let wrong = s.work.join("wrong.kubeconfig");
+    std::fs::write(&wrong, text.replace(token, "not-the-token")).unwrap();
+    let out = s.kubectl_as(&wrong, &["get", "pods"], None);
+    assert_eq!(
+        out.err().trim(),
+        "error: You must be logged in to the server (Unauthorized)"
+    );
+}
+
+fn a_node_writes_only_its_own_node(s: &Server) {
+    for name in ["node-1", "node-2"] {
+        let node = s.manifest(
+            &format!("{name}.yaml"),
+            &format!("apiVersion: v1\nkind: Node\nmetadata:\n  name: {name}\n"),
+        );
+        // Another test may have made it already.
+        let _ = s.kubectl(&["create", "-f", &node]);
+    }
+    let config = s.kubeconfig("node:node-1");
+    let own = s.kubectl_as(&config, &["label", "node", "node-1", "ready=yes", "--overwrite"], None);
+    assert_eq!(own.out(), "node/node-1 labeled\n");
+    let other = s.kubectl_as(&config, &["label", "node", "node-2", "ready=yes", "--overwrite"], None);
+    assert_eq!(
+        other.err().trim(),
+        "Error from server (Forbidden): nodes \"node-2\" is forbidden: node \
+         \"node-1\" is not allowed to modify node \"node-2\""
+    );
+    // Reading is allowed.
+    assert!(s.kubectl_as(&config, &["get", "nodes"], None).ok);
+    // A node added after the server started (its token issued now).
+    let late = s.kubeconfig("node:node-7");
+    let out = s.kubectl_as(&late, &["label", "node", "node-2", "x=y"], None);
+    assert!(out.err().contains("node \"node-7\" is not allowed"), "{out:?}");
+}
+
+macro_rules! both_stores {
+    ($($name:ident),* $(,)?) => {
+        mod embedded {
+            $(
+                #[test]
+                fn $name() {
+                    if let Some(s) = super::server("embedded") {
+                        super::$name(s);
+                    }
+                }
+            )*
+        }
+        mod etcd {
+            $(
+                #[test]
+                fn $name() {
+                    if let Some(s) = super::server("etcd") {
+                        super::$name(s);
+                    }
+                }
+            )*
+        }
+    };
+}
+
+both_stores!(
+    cluster_info,
+    version,
+    api_resources,
+    get_every_kind,
+    get_output_formats,
+    get_watch_prints_a_later_change,
+    create_then_already_exists,
+    apply_twice_then_edited,
+    replace,
+    patch_three_ways,
+    label_and_annotate,
+    scale_rc,
+    delete_waits,
+    describe_pod_node_service,
+    create_deployment_and_namespace,
+    explain,
+    invalid_manifest,
+    wrong_token_is_unauthorized,
+    a_node_writes_only_its_own_node,
+);
+
+/// Bad command lines: refused with a reason, nothing started.
+#[test]
+fn bad_input_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let ch05 = || {
+        let mut cmd = Command::cargo_bin("ch05").expect("ch05");
+        cmd.timeout(Duration::from_secs(30));
+        cmd
+    };
+    let out = ch05()
+        .args(["apiserver", "--listen", "0.0.0.0:6443", "--data"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr).trim(),
+        "ch05: --listen 0.0.0.0:6443: 0.0.0.0 is not a loopback address: the\n      API server listens on 127.0.0.1 (or ::1) only"
+    );
+    let out = ch05()
+        .args(["apiserver", "--listen", "localhost", "--data"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, "").unwrap();
+    let out = ch05()
+        .args(["apiserver", "--listen", "127.0.0.1:0", "--data"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.starts_with("ch05: cannot use "), "{err}");
+    let out = ch05()
+        .args(["kubeconfig", "--user", "root", "--data"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
