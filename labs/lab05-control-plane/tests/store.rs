@@ -468,3 +468,52 @@ async fn bench() {
         }
     }
 }
+
+/// Compaction rewrites the log as a snapshot of what is kept: the file
+/// shrinks, and the reopened store reads and watches as before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn embedded_compaction_rewrites_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("store.log");
+    let (before, compacted, last) = within_value(async {
+        let store = EmbeddedStore::open(dir.path()).unwrap();
+        store.create("/s/gone", b"x".to_vec()).await.unwrap();
+        store.delete("/s/gone", None).await.unwrap();
+        let mut rev = store.create("/s/a", b"0".to_vec()).await.unwrap();
+        for i in 1..200 {
+            let value = format!("{i:>1000}").into_bytes();
+            rev = store.update("/s/a", Some(rev), value).await.unwrap();
+        }
+        let compacted = rev - 1;
+        store.update("/s/a", None, b"after".to_vec()).await.unwrap();
+        let (last, _) = store.delete("/s/a", None).await.unwrap();
+        let size = std::fs::metadata(&log).unwrap().len();
+        store.compact(compacted).await.unwrap();
+        (size, compacted, last)
+    })
+    .await;
+    within(async {
+        let after = std::fs::metadata(&log).unwrap().len();
+        assert!(after * 20 < before, "log {before} -> {after} bytes");
+        let store = EmbeddedStore::open(dir.path()).unwrap();
+        assert_eq!(store.revision().await.unwrap(), last);
+        let at = ListOptions {
+            revision: Some(compacted),
+            ..ListOptions::default()
+        };
+        let list = store.list("/s/", &at).await.unwrap();
+        assert_eq!(keys(&list.kvs), ["/s/a"]);
+        assert_eq!(list.kvs[0].value, format!("{:>1000}", 198).into_bytes());
+        let mut watch = store.watch("/s/", compacted - 1).await.unwrap();
+        let events = next_events(&mut watch, 4).await;
+        let revisions: Vec<Revision> =
+            events.iter().map(Event::revision).collect();
+        assert_eq!(revisions, [compacted, compacted + 1, last - 1, last]);
+        assert!(matches!(&events[0], Event::Put { prev: Some(_), .. }));
+        assert!(matches!(&events[3], Event::Delete { prev, .. }
+            if prev.value == b"after"));
+        let next = store.create("/s/new", vec![]).await.unwrap();
+        assert_eq!(next, last + 1);
+    })
+    .await;
+}

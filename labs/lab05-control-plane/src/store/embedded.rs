@@ -182,6 +182,7 @@ impl Store for EmbeddedStore {
         }
     }
 
+    // ANCHOR: watch
     async fn watch(
         &self,
         prefix: &str,
@@ -202,6 +203,7 @@ impl Store for EmbeddedStore {
             last,
         )))
     }
+    // ANCHOR_END: watch
 
     async fn revision(&self) -> Result<Revision, StoreError> {
         Ok(self.index()?.revision())
@@ -266,7 +268,11 @@ fn watch_stream(
                     };
                     return Some((Err(error), w));
                 }
-                Err(broadcast::error::RecvError::Closed) => return None,
+                Err(broadcast::error::RecvError::Closed) => {
+                    w.ended = true;
+                    let error = StoreError::Backend("the store closed".into());
+                    return Some((Err(error), w));
+                }
             }
         }
     })
