@@ -54,6 +54,12 @@ async fn discovery_lists_groups_resources_and_subresources() {
         (&json!("1"), &json!("32"))
     );
     assert_eq!(api.get("/healthz").await.text, "ok");
+    let apps = api.get("/apis/apps").await.body;
+    assert_eq!(apps["kind"], "APIGroup");
+    assert_eq!(apps["preferredVersion"]["groupVersion"], "apps/v1");
+    let wrong = api.post("/api/v1", &json!({})).await;
+    assert_eq!(wrong.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(wrong.body["kind"], "Status");
     let missing = api.get("/apis/nope/v1").await;
     assert_eq!(missing.status, StatusCode::NOT_FOUND);
     let missing = api.get("/api/v1/widgets").await;
