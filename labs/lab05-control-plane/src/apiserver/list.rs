@@ -137,7 +137,6 @@ pub async fn wait_fresh(
     }
 }
 
-// ANCHOR: list
 /// List `resource` in `namespace` (`None`: every namespace, or a cluster
 /// scoped resource) as `params` ask.
 pub async fn list(
@@ -189,6 +188,7 @@ pub async fn list(
             false
         }
     };
+    // ANCHOR: list
     let result = match store.list(&prefix, &options).await {
         Ok(result) => result,
         // All pages are read at the first page's revision; once that is
@@ -223,8 +223,8 @@ pub async fn list(
         continue_token,
         remaining: None,
     })
+    // ANCHOR_END: list
 }
-// ANCHOR_END: list
 
 /// The `<Kind>List` object of a list answer.
 pub fn list_object(resource: &Resource, listed: &Listed) -> Value {
