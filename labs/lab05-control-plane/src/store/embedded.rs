@@ -9,7 +9,8 @@
 //! ([`writer`]). Watches are fed from the index's history, then from a
 //! broadcast of committed events.
 //!
-//! The log is never rewritten: compaction trims memory, not the file.
+//! Compaction trims memory and rewrites the log as a snapshot of what is
+//! kept, renamed over the old file, so the file stays bounded too.
 
 pub mod index;
 pub mod log;
