@@ -256,7 +256,16 @@ async fn invalid_objects_are_422_with_the_field() {
         "{}",
         bad.message()
     );
-    assert_eq!(bad.body["details"]["causes"][0]["field"], "metadata.name");
+    let cause = &bad.body["details"]["causes"][0];
+    assert_eq!(cause["field"], "metadata.name");
+    assert_eq!(cause["reason"], "FieldValueInvalid");
+    assert!(
+        cause["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("Invalid value: \"Kubia\": a lowercase"),
+        "kubectl prints the field before the message: {cause}"
+    );
     let mut pod = kubia_pod("kubia");
     pod["spec"]["containers"][0]
         .as_object_mut()
