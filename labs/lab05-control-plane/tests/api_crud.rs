@@ -85,6 +85,12 @@ async fn bootstrap_makes_namespaces_and_the_kubernetes_service() {
     assert_eq!(svc.body["spec"]["clusterIP"], "198.19.0.1");
     assert_eq!(svc.body["spec"]["ports"][0]["name"], "https");
     assert_eq!(svc.body["metadata"]["labels"]["provider"], "kubernetes");
+    let ep = api
+        .get("/api/v1/namespaces/default/endpoints/kubernetes")
+        .await;
+    assert_eq!(ep.status, StatusCode::OK);
+    assert_eq!(ep.body["subsets"][0]["addresses"][0]["ip"], "127.0.0.1");
+    assert_eq!(ep.body["subsets"][0]["ports"][0]["port"], 6443);
     // A second server over the same store finds them and makes nothing.
     let rv = svc.body["metadata"]["resourceVersion"].clone();
     let again = lab05::apiserver::ApiServer::new(
@@ -809,6 +815,14 @@ async fn table_of_one_object() {
     );
     assert_eq!(got.body["kind"], "Table");
     assert_eq!(got.body["rows"][0]["cells"][0], "kubia");
+}
+
+#[tokio::test]
+async fn writes_need_the_namespace_in_the_path() {
+    let api = api().await;
+    let across = api.post("/api/v1/pods", &kubia_pod("kubia")).await;
+    assert_eq!(across.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(across.body["reason"], "MethodNotAllowed");
 }
 
 #[tokio::test]
