@@ -752,6 +752,15 @@ async fn objects_need_a_live_namespace() {
     );
     let kept = api.delete("/api/v1/namespaces/default", None).await;
     assert_eq!(kept.status, StatusCode::FORBIDDEN);
+    // The namespace controller's last step: its finalizer off, it is gone.
+    let mut last = deleted.body.clone();
+    last["spec"]["finalizers"] = json!([]);
+    let finalized = api.put("/api/v1/namespaces/foo/finalize", &last).await;
+    assert_eq!(finalized.status, StatusCode::OK, "{}", finalized.text);
+    assert_eq!(
+        api.get("/api/v1/namespaces/foo").await.status,
+        StatusCode::NOT_FOUND
+    );
 }
 
 #[tokio::test]
