@@ -85,6 +85,12 @@ async fn bootstrap_makes_namespaces_and_the_kubernetes_service() {
     assert_eq!(svc.body["spec"]["clusterIP"], "198.19.0.1");
     assert_eq!(svc.body["spec"]["ports"][0]["name"], "https");
     assert_eq!(svc.body["metadata"]["labels"]["provider"], "kubernetes");
+    let ep = api
+        .get("/api/v1/namespaces/default/endpoints/kubernetes")
+        .await;
+    assert_eq!(ep.status, StatusCode::OK);
+    assert_eq!(ep.body["subsets"][0]["addresses"][0]["ip"], "127.0.0.1");
+    assert_eq!(ep.body["subsets"][0]["ports"][0]["port"], 6443);
     // A second server over the same store finds them and makes nothing.
     let rv = svc.body["metadata"]["resourceVersion"].clone();
     let again = lab05::apiserver::ApiServer::new(
@@ -178,6 +184,40 @@ async fn service_addresses_and_node_ports_are_taken_once() {
 }
 
 #[tokio::test]
+async fn a_service_turned_node_port_gets_a_port() {
+    let api = api().await;
+    let svcs = "/api/v1/namespaces/default/services";
+    let svc = json!({"apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": "kubia-http"},
+        "spec": {"selector": {"app": "kubia"}, "ports": [{"port": 80,
+                 "targetPort": 8080}]}});
+    let created = api.post(svcs, &svc).await.body;
+    assert!(created["spec"]["ports"][0].get("nodePort").is_none());
+    let mut balanced = created.clone();
+    balanced["spec"]["type"] = json!("LoadBalancer");
+    let updated = api.put(&format!("{svcs}/kubia-http"), &balanced).await;
+    assert_eq!(updated.status, StatusCode::OK, "{}", updated.text);
+    let port = updated.body["spec"]["ports"][0]["nodePort"]
+        .as_u64()
+        .unwrap();
+    assert!((30000..=32767).contains(&port), "{port}");
+    assert_eq!(
+        updated.body["spec"]["clusterIP"],
+        created["spec"]["clusterIP"]
+    );
+    let mut moved = updated.body.clone();
+    moved["spec"]["clusterIP"] = json!("198.19.9.9");
+    moved["spec"]["clusterIPs"] = json!(["198.19.9.9"]);
+    let refused = api.put(&format!("{svcs}/kubia-http"), &moved).await;
+    assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        refused.message().contains("may not change once set"),
+        "{}",
+        refused.message()
+    );
+}
+
+#[tokio::test]
 async fn get_of_a_missing_object_is_not_found() {
     let api = api().await;
     let got = api.get(&format!("{PODS}/x")).await;
@@ -256,7 +296,16 @@ async fn invalid_objects_are_422_with_the_field() {
         "{}",
         bad.message()
     );
-    assert_eq!(bad.body["details"]["causes"][0]["field"], "metadata.name");
+    let cause = &bad.body["details"]["causes"][0];
+    assert_eq!(cause["field"], "metadata.name");
+    assert_eq!(cause["reason"], "FieldValueInvalid");
+    assert!(
+        cause["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("Invalid value: \"Kubia\": a lowercase"),
+        "kubectl prints the field before the message: {cause}"
+    );
     let mut pod = kubia_pod("kubia");
     pod["spec"]["containers"][0]
         .as_object_mut()
@@ -737,6 +786,15 @@ async fn objects_need_a_live_namespace() {
     );
     let kept = api.delete("/api/v1/namespaces/default", None).await;
     assert_eq!(kept.status, StatusCode::FORBIDDEN);
+    // The namespace controller's last step: its finalizer off, it is gone.
+    let mut last = deleted.body.clone();
+    last["spec"]["finalizers"] = json!([]);
+    let finalized = api.put("/api/v1/namespaces/foo/finalize", &last).await;
+    assert_eq!(finalized.status, StatusCode::OK, "{}", finalized.text);
+    assert_eq!(
+        api.get("/api/v1/namespaces/foo").await.status,
+        StatusCode::NOT_FOUND
+    );
 }
 
 #[tokio::test]
@@ -800,6 +858,14 @@ async fn table_of_one_object() {
     );
     assert_eq!(got.body["kind"], "Table");
     assert_eq!(got.body["rows"][0]["cells"][0], "kubia");
+}
+
+#[tokio::test]
+async fn writes_need_the_namespace_in_the_path() {
+    let api = api().await;
+    let across = api.post("/api/v1/pods", &kubia_pod("kubia")).await;
+    assert_eq!(across.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(across.body["reason"], "MethodNotAllowed");
 }
 
 #[tokio::test]

@@ -179,7 +179,12 @@ pub async fn delete_object(
         let deleting =
             meta.get("deletionTimestamp").is_some_and(|t| !t.is_null());
         let old_grace = meta["deletionGracePeriodSeconds"].as_i64();
-        let namespace = resource.kind == "Namespace";
+        // A namespace waits for its contents to go while it has the
+        // namespace controller's finalizer (`spec.finalizers`).
+        let namespace = resource.kind == "Namespace"
+            && current["spec"]["finalizers"]
+                .as_array()
+                .is_some_and(|f| !f.is_empty());
         let keep = !finalizers.is_empty() || grace > 0 || namespace;
         let mut new = current.clone();
         if keep {
