@@ -86,6 +86,12 @@ pub async fn collection(call: &Call) -> Result<Response, ApiError> {
         list::list(store.as_ref(), resource, namespace.as_deref(), &params)
             .await?;
     let whole = list::list_object(resource, &listed);
-    let reply = answer(call, &listed.items, &listed.resource_version, whole);
+    let mut reply =
+        answer(call, &listed.items, &listed.resource_version, whole);
+    // A Table's ListMeta carries the page's continue token too: kubectl
+    // pages through Tables (`--chunk-size`).
+    if let (true, Some(c)) = (reply.table, &listed.continue_token) {
+        reply.body["metadata"]["continue"] = Value::String(c.clone());
+    }
     Ok(reply.into_response())
 }
