@@ -413,3 +413,38 @@ fn server_side_apply_takes_yaml_and_creates() {
     assert_eq!(created["metadata"]["name"], "kubia");
     assert_eq!(created["spec"]["containers"][0]["name"], "main");
 }
+
+#[test]
+fn strategic_set_element_order_places_elements() {
+    let current = json!({"spec": {"containers": [{"name": "main", "env": [
+        {"name": "A", "value": "1"}, {"name": "S", "value": "server"},
+        {"name": "B", "value": "2"}]}]}});
+    let out = smp(
+        "Pod",
+        current.clone(),
+        json!({"spec": {"containers": [{"name": "main",
+            "$setElementOrder/env": [{"name": "A"}, {"name": "NEW"}, {"name": "B"}],
+            "env": [{"name": "NEW", "value": "x"}]}]}}),
+    );
+    let names: Vec<&str> = out["spec"]["containers"][0]["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["A", "NEW", "S", "B"]);
+    let out = smp(
+        "Pod",
+        current,
+        json!({"spec": {"containers": [{"name": "main",
+            "$setElementOrder/env": [{"name": "B"}, {"name": "A"}]}]}}),
+    );
+    let names: Vec<&str> = out["spec"]["containers"][0]["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["name"].as_str().unwrap())
+        .collect();
+    // S was before B, the first listed element it preceded.
+    assert_eq!(names, ["S", "B", "A"]);
+}
