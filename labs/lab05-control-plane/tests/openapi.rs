@@ -242,4 +242,14 @@ fn kubectl_create_validates_on_the_server_and_explain_finds_the_kind() {
     assert!(ok, "{out}");
     assert!(out.contains("KIND:       Pod"), "{out}");
     assert!(out.contains("VERSION:    v1"), "{out}");
+
+    if cfg!(feature = "explain") {
+        let (ok, out) =
+            kubectl(home.path(), &["explain", "pods.spec.containers.ports"]);
+        assert!(ok, "{out}");
+        assert!(out.contains("containerPort"), "{out}");
+        let (ok, out) = kubectl(home.path(), &["explain", "deploy.spec"]);
+        assert!(ok, "{out}");
+        assert!(out.contains("replicas"), "{out}");
+    }
 }
