@@ -214,6 +214,10 @@ mod schemas {
     use schemars::gen::{SchemaGenerator, SchemaSettings};
     use serde_json::{Map, Value};
 
+    use crate::apiserver::patch::schema::{
+        Field as PatchField, Type as PatchType,
+    };
+
     use super::Resource;
 
     pub fn of(resources: &[&Resource]) -> Map<String, Value> {
@@ -223,13 +227,69 @@ mod schemas {
         for r in resources {
             add(&mut generator, r.kind);
         }
-        generator
+        let mut defs: Map<String, Value> = generator
             .take_definitions()
             .into_iter()
             .filter_map(|(name, schema)| {
                 serde_json::to_value(schema).ok().map(|s| (name, s))
             })
-            .collect()
+            .collect();
+        for r in resources {
+            let ty = crate::apiserver::patch::schema::of_kind(r.kind);
+            annotate(&mut defs, &super::schema_name(r), ty);
+        }
+        defs
+    }
+
+    // ANCHOR: annotate
+    /// Marks the merge lists of [`crate::apiserver::patch::schema`] in
+    /// the schemas, as kube-apiserver's OpenAPI does from the Go tags
+    /// (`x-kubernetes-patch-strategy: merge`, `...-merge-key: name`).
+    /// kubectl apply computes its patches from these: without them it
+    /// would take every list as atomic and send lists whole. From the
+    /// same table, client and server agree by construction.
+    fn annotate(
+        defs: &mut Map<String, Value>,
+        name: &str,
+        ty: &'static PatchType,
+    ) {
+        for (field, strategy) in ty.fields {
+            let Some(prop) = defs
+                .get_mut(name)
+                .and_then(|d| d.get_mut("properties"))
+                .and_then(|p| p.get_mut(*field))
+            else {
+                continue;
+            };
+            let next = match strategy {
+                PatchField::Struct(sub) => ref_of(prop).map(|r| (r, *sub)),
+                PatchField::MergeByKey { key, elem } => {
+                    prop["x-kubernetes-patch-strategy"] = "merge".into();
+                    prop["x-kubernetes-patch-merge-key"] = (*key).into();
+                    prop.get("items").and_then(ref_of).map(|r| (r, *elem))
+                }
+                PatchField::MergePrimitives => {
+                    prop["x-kubernetes-patch-strategy"] = "merge".into();
+                    None
+                }
+            };
+            if let Some((def, sub)) = next {
+                annotate(defs, &def, sub);
+            }
+        }
+    }
+    // ANCHOR_END: annotate
+
+    /// The schema a property refers to (`$ref`, or wrapped in `allOf`).
+    fn ref_of(prop: &Value) -> Option<String> {
+        let r = prop
+            .get("$ref")
+            .or_else(|| prop.get("allOf")?.get(0)?.get("$ref"))?;
+        Some(
+            r.as_str()?
+                .strip_prefix("#/components/schemas/")?
+                .to_string(),
+        )
     }
 
     fn add(g: &mut SchemaGenerator, kind: &str) {
