@@ -18,8 +18,8 @@ use lab05::apiserver::server::{ApiServer, Options};
 use lab05::auth::tls::Ca;
 use lab05::auth::{Role, TokenFile, TokenGuard};
 use lab05::store::embedded::EmbeddedStore;
-use lab05::store::{EtcdProcess, EtcdStore};
 use lab05::store::Store;
+use lab05::store::{EtcdProcess, EtcdStore};
 use tokio::signal::unix::{signal, SignalKind};
 
 use crate::{data, kubeconfig};
@@ -168,7 +168,11 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     let backend = open_store(&args, &dir)?;
     let guard: Arc<dyn Guard> = Arc::new(TokenGuard::new(tokens));
-    let server = ApiServer::new(backend.store.clone(), guard, Options::default())
+    let options = Options {
+        advertise_address: addr.to_string(),
+        ..Options::default()
+    };
+    let server = ApiServer::new(backend.store.clone(), guard, options)
         .await
         .map_err(|e| anyhow::anyhow!("starting the API server: {e}"))?;
 
