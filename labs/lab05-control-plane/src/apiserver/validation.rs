@@ -238,14 +238,18 @@ fn selects_template(
             .iter()
             .map(|(k, v)| format!("{k:?}:{v:?}"))
             .collect();
-        errors.push(FieldError::invalid(
-            "spec.template.metadata.labels",
-            BadValue::Text(format!(
-                "map[string]string{{{}}}",
+        // Go prints the value as a map literal, unquoted: the detail
+        // carries it, so no quoted value is shown.
+        errors.push(FieldError {
+            path: "spec.template.metadata.labels".into(),
+            kind: ErrorType::Invalid,
+            value: None,
+            detail: format!(
+                "map[string]string{{{}}}: `selector` does not match template \
+                 `labels`",
                 shown.join(", ")
-            )),
-            "`selector` does not match template `labels`",
-        ));
+            ),
+        });
     }
 }
 

@@ -174,8 +174,9 @@ impl Store for MemStore {
             async move {
                 loop {
                     match rx.recv().await {
-                        Ok(e) if e.revision() > last
-                            && e.key().starts_with(&prefix) =>
+                        Ok(e)
+                            if e.revision() > last
+                                && e.key().starts_with(&prefix) =>
                         {
                             return Some((Ok(e), rx))
                         }

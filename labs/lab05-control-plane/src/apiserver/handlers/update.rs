@@ -22,6 +22,8 @@ const TRIES: usize = 16;
 /// PUT of an object.
 pub async fn put(call: &Call) -> Result<Reply, ApiError> {
     let tree = call.body_object(None)?;
+    check_name(&tree, call.name())?;
+    check_namespace(&tree, call.namespace())?;
     let mode = call.field_validation()?;
     change(call, Part::Main, "update", mode, |_| Ok(tree.clone())).await
 }
@@ -114,7 +116,7 @@ pub fn conflict(call: &Call) -> ApiError {
 }
 
 /// The body's name must be the URL's.
-fn check_name(tree: &Value, name: &str) -> Result<(), ApiError> {
+pub fn check_name(tree: &Value, name: &str) -> Result<(), ApiError> {
     match meta::meta_str(tree, "name") {
         Some(given) if given != name && !given.is_empty() => {
             Err(ApiError::bad_request(format!(
