@@ -31,8 +31,9 @@ use super::{
     WatchStream,
 };
 
-/// How many events a watcher may lag behind before it is dropped.
-pub const WATCH_BUFFER: usize = 10_000;
+/// How many events a watcher may lag behind before it is dropped (a
+/// power of two: tokio's broadcast channel rounds its capacity up to one).
+pub const WATCH_BUFFER: usize = 1 << 14;
 /// How many writes may wait for the writer before callers wait to send.
 const QUEUE: usize = 4096;
 
@@ -181,6 +182,7 @@ impl Store for EmbeddedStore {
         }
     }
 
+    // ANCHOR: watch
     async fn watch(
         &self,
         prefix: &str,
@@ -201,6 +203,7 @@ impl Store for EmbeddedStore {
             last,
         )))
     }
+    // ANCHOR_END: watch
 
     async fn revision(&self) -> Result<Revision, StoreError> {
         Ok(self.index()?.revision())
@@ -265,7 +268,11 @@ fn watch_stream(
                     };
                     return Some((Err(error), w));
                 }
-                Err(broadcast::error::RecvError::Closed) => return None,
+                Err(broadcast::error::RecvError::Closed) => {
+                    w.ended = true;
+                    let error = StoreError::Backend("the store closed".into());
+                    return Some((Err(error), w));
+                }
             }
         }
     })

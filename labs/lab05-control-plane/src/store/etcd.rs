@@ -7,6 +7,10 @@
 //! success, a read of the key on failure (the 409's current object).
 //! Calls are blocking HTTP (ureq) on tokio's blocking pool; a watch is
 //! one streaming POST read by a thread of its own ([`watch_thread`]).
+//!
+//! Two differences from the embedded store show through: a new etcd is
+//! at revision 1 before any write (its first write is 2), and etcd's
+//! "compacted" error does not say the compacted revision (0 then).
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -54,6 +58,8 @@ impl EtcdStore {
         let agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_global(Some(CALL_TIMEOUT))
+            // Sixteen concurrent writers keep their connections.
+            .max_idle_connections_per_host(64)
             .build()
             .new_agent();
         Ok(EtcdStore {
@@ -254,7 +260,9 @@ impl Store for EtcdStore {
         if let Some(limit) = options.limit.filter(|&l| l > 0) {
             body["limit"] = json!(limit.to_string());
         }
-        if let Some(revision) = options.revision {
+        // Revision 0 is "now" to etcd, and to us.
+        let asked = options.revision.filter(|&r| r > 0);
+        if let Some(revision) = asked {
             body["revision"] = json!(revision.to_string());
         }
         let answer = self.call("kv/range", body).await.map_err(|e| {
@@ -266,9 +274,7 @@ impl Store for EtcdStore {
         };
         Ok(ListResult {
             kvs,
-            revision: options
-                .revision
-                .unwrap_or_else(|| header_revision(&answer)),
+            revision: asked.unwrap_or_else(|| header_revision(&answer)),
             more: answer["more"].as_bool().unwrap_or(false),
         })
     }

@@ -26,7 +26,8 @@ use std::pin::Pin;
 use async_trait::async_trait;
 
 /// A revision of the whole store: 1 is the first write, and every write
-/// (create, update, delete) takes the next one.
+/// (create, update, delete) takes the next one. (A new etcd is at 1
+/// before any write, so there the first write is 2.)
 pub type Revision = i64;
 
 /// One key as the store holds it.

@@ -54,7 +54,9 @@ impl Index {
         prefix: &str,
         options: &ListOptions,
     ) -> Result<ListResult, StoreError> {
-        let revision = options.revision.unwrap_or(self.revision);
+        // Revision 0 (or less) is "now", as in etcd.
+        let revision =
+            options.revision.filter(|&r| r > 0).unwrap_or(self.revision);
         self.check_readable(revision)?;
         let from = match &options.start_after {
             Some(after) if after.as_str() >= prefix => after.as_str(),
@@ -146,6 +148,9 @@ impl Index {
             return;
         }
         self.compacted = revision;
+        // The last write may be a delete at `revision` whose tombstone
+        // goes; the revision counter must not go back with it.
+        self.revision = self.revision.max(revision);
         while self
             .history
             .front()
@@ -154,15 +159,50 @@ impl Index {
             self.history.pop_front();
         }
         self.keys.retain(|_, versions| {
-            // Keep the version a read at `revision` sees, and later ones.
-            let seen = versions.partition_point(|v| v.revision <= revision);
-            let mut keep_from = seen.saturating_sub(1);
-            if versions.get(keep_from).is_some_and(|v| v.kv.is_none()) {
-                keep_from += 1; // a tombstone reads as absent
+            // Keep the last version before `revision` (a read at
+            // `revision` may see it, and it is the `prev` of an event at
+            // `revision`), and every later one; a tombstone there is the
+            // same as nothing.
+            let before = versions.partition_point(|v| v.revision < revision);
+            let mut keep_from = before.saturating_sub(1);
+            if versions
+                .get(keep_from)
+                .is_some_and(|v| v.revision < revision && v.kv.is_none())
+            {
+                keep_from += 1;
             }
             versions.drain(..keep_from);
             !versions.is_empty()
         });
+    }
+}
+
+impl Index {
+    /// The records that rebuild this index as it is now, for a log
+    /// rewritten after a compaction: the value each key had just before
+    /// the compacted revision, then every kept event, then the compaction.
+    pub fn snapshot(&self) -> Vec<Record> {
+        let mut base: Vec<&KeyValue> = self
+            .keys
+            .values()
+            .filter_map(|versions| versions.first())
+            .filter(|v| v.revision < self.compacted)
+            .filter_map(|v| v.kv.as_ref())
+            .collect();
+        base.sort_by_key(|kv| kv.mod_revision);
+        let mut records: Vec<Record> =
+            base.into_iter().cloned().map(Record::Put).collect();
+        records.extend(self.history.iter().map(|event| match event {
+            Event::Put { kv, .. } => Record::Put(kv.clone()),
+            Event::Delete { prev, revision } => Record::Delete {
+                key: prev.key.clone(),
+                revision: *revision,
+            },
+        }));
+        records.push(Record::Compact {
+            revision: self.compacted,
+        });
+        records
     }
 }
 

@@ -6,6 +6,8 @@
 //! replayed from the start; a record cut short by a crash (kill -9 in the
 //! middle of a write) fails its length or checksum check, and it and
 //! everything after it are dropped: those writes were never acknowledged.
+//! After a compaction the log is rewritten as a snapshot of what is kept
+//! ([`Log::rewrite`]), so the file stays as bounded as the memory.
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
@@ -169,6 +171,37 @@ impl Log {
                     self.path.display()
                 ))
             })
+    }
+}
+
+impl Log {
+    /// Replaces the log by `records` (a compacted store's snapshot):
+    /// written beside it, made durable, then renamed over it, so a crash
+    /// at any point leaves one whole log, old or new.
+    pub fn rewrite(&mut self, records: &[Record]) -> Result<(), StoreError> {
+        let err = |what: &str, e: std::io::Error| {
+            StoreError::Backend(format!("{what} {}: {e}", self.path.display()))
+        };
+        let mut encoded = Vec::new();
+        for record in records {
+            record.encode(&mut encoded);
+        }
+        let new = self.path.with_extension("log.new");
+        let mut file = File::create(&new).map_err(|e| err("rewrite", e))?;
+        file.write_all(&encoded)
+            .and_then(|()| file.sync_all())
+            .map_err(|e| err("rewrite", e))?;
+        std::fs::rename(&new, &self.path).map_err(|e| err("rename over", e))?;
+        if let Some(dir) = self.path.parent() {
+            File::open(dir)
+                .and_then(|d| d.sync_all())
+                .map_err(|e| err("sync the directory of", e))?;
+        }
+        self.file = OpenOptions::new()
+            .append(true)
+            .open(&self.path)
+            .map_err(|e| err("reopen", e))?;
+        Ok(())
     }
 }
 

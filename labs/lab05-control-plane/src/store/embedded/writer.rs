@@ -63,6 +63,7 @@ pub struct Shared {
 
 /// The writer thread's loop; returns when every sender is gone, or the
 /// log cannot be written (then every later write fails).
+// ANCHOR: run
 pub fn run(mut log: Log, shared: Arc<Shared>, requests: Receiver<Request>) {
     while let Ok(first) = requests.recv() {
         let mut batch = vec![first];
@@ -79,7 +80,9 @@ pub fn run(mut log: Log, shared: Arc<Shared>, requests: Receiver<Request>) {
         }
     }
 }
+// ANCHOR_END: run
 
+// ANCHOR: commit
 /// Decides, logs, applies and answers one batch.
 fn commit(
     log: &mut Log,
@@ -114,8 +117,12 @@ fn commit(
             }
             return Err(e);
         }
+    }
+    let mut compacted = false;
+    {
         let mut index = shared.index.write().map_err(|_| poisoned())?;
         for record in records {
+            compacted |= matches!(record, Record::Compact { .. });
             if let Some(event) = index.apply(record) {
                 // No watcher listening is fine.
                 let _ = shared.events.send(event);
@@ -126,8 +133,15 @@ fn commit(
         // The caller may have given up waiting; that is fine too.
         let _ = reply.send(answer);
     }
+    if compacted {
+        // Only this thread writes the index, so the snapshot stays true
+        // until the rewrite is done.
+        let snapshot = shared.index.read().map_err(|_| poisoned())?.snapshot();
+        log.rewrite(&snapshot)?;
+    }
     Ok(())
 }
+// ANCHOR_END: commit
 
 pub fn poisoned() -> StoreError {
     StoreError::Backend("the store's index lock is poisoned".into())
