@@ -69,7 +69,7 @@ pub enum FieldSelectorError {
 
 /// The operators, longest first at each position: `!=` and `==` must win
 /// over the `=` inside them.
-const OPERATORS: [(&str, Op); 3] =
+pub const OPERATORS: [(&str, Op); 3] =
     [("!=", Op::NotEquals), ("==", Op::Equals), ("=", Op::Equals)];
 
 // ANCHOR: parse_requirement
@@ -250,6 +250,7 @@ impl fmt::Display for FieldSelector {
 /// The fields every kind offers.
 const META: &[&str] = &["metadata.name", "metadata.namespace"];
 
+// ANCHOR: supported
 /// The selectable fields of a kind, as kube-apiserver's
 /// `GetAttrs`/`ToSelectableFields` (pkg/registry/*/strategy.go) build them.
 pub fn supported(resource: &Resource) -> &'static [&'static str] {
@@ -294,6 +295,8 @@ pub fn supported(resource: &Resource) -> &'static [&'static str] {
         _ => META,
     }
 }
+
+// ANCHOR_END: supported
 
 /// Kinds that register their own field conversion, whose error for an
 /// unknown field reads `field label not supported: …`.

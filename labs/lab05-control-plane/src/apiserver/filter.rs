@@ -28,12 +28,10 @@ impl Filter {
     ) -> Result<Filter, ApiError> {
         let labels = match params.label_selector.as_deref() {
             None => Selector::default(),
-            Some(text) => Selector::parse(text).map_err(|e| {
-                ApiError::bad_request(format!(
-                    "unable to parse requirement: {}: {}",
-                    e.term, e.message
-                ))
-            })?,
+            // lab04's message begins as kube-apiserver's does
+            // ("unable to parse requirement …").
+            Some(text) => Selector::parse(text)
+                .map_err(|e| ApiError::bad_request(e.to_string()))?,
         };
         let fields = match params.field_selector.as_deref() {
             None => FieldSelector::default(),

@@ -1,5 +1,22 @@
 //! LIST: the objects of a collection, filtered by label and field
 //! selectors, at a resourceVersion, a page at a time.
+//!
+//! A list is one read of the store under the collection's key prefix, at
+//! one revision; that revision is the list's resourceVersion, and a
+//! client that watches from it misses nothing. What the client may ask:
+//!
+//! - no resourceVersion: the newest state; `0`: any state (ours is the
+//!   newest too, and whole: like kube-apiserver's watch cache it ignores
+//!   `limit` then);
+//! - `N` with `resourceVersionMatch=Exact` (or, the legacy way, with a
+//!   `limit`): the store as it was at N, 410 once N is compacted;
+//! - `N` otherwise: the newest, but not older than N: a server that has
+//!   not seen N yet waits a moment, then answers 504.
+//!
+//! Pages (`limit`, `continue`) are all read at the first page's revision,
+//! so a paged list is as consistent as a whole one. Selectors filter
+//! after the read, as upstream's do: a page may be short, even empty,
+//! and still have a next one.
 
 use std::time::Duration;
 
@@ -52,44 +69,23 @@ results in an inconsistent list - objects that were created, modified, or \
 deleted between the time the first chunk was returned and now may show up \
 in the list.";
 
-/// Read `resourceVersion` / `resourceVersionMatch` as apimachinery's
-/// ListOptions validation and the etcd3 store do.
+/// Read `resourceVersion` / `resourceVersionMatch` (already validated) as
+/// the etcd3 store does.
 pub fn read_at(params: &ListParams) -> Result<ReadAt, ApiError> {
     let rv = params.resource_version.as_deref().unwrap_or("");
-    let matching = params.resource_version_match.as_deref().unwrap_or("");
-    if !matching.is_empty() && rv.is_empty() {
-        return Err(ApiError::bad_request(
-            "resourceVersionMatch is forbidden unless resourceVersion is \
-             provided",
-        ));
-    }
     if rv.is_empty() || rv == "0" {
-        return match matching {
-            "Exact" => Err(ApiError::bad_request(
-                "resourceVersionMatch \"Exact\" is forbidden for \
-                 resourceVersion \"0\"",
-            )),
-            "" | "NotOlderThan" => Ok(ReadAt::Newest),
-            other => Err(unsupported_match(other)),
-        };
+        return Ok(ReadAt::Newest);
     }
     let n = parse_revision(rv)?;
-    match matching {
-        "Exact" => Ok(ReadAt::Exact(n)),
-        "NotOlderThan" => Ok(ReadAt::NotOlderThan(n)),
-        // The legacy meaning: a paged list at an rv reads exactly there,
-        // an unpaged one at least there.
-        "" if params.limit.is_some_and(|l| l > 0) => Ok(ReadAt::Exact(n)),
-        "" => Ok(ReadAt::NotOlderThan(n)),
-        other => Err(unsupported_match(other)),
-    }
-}
-
-fn unsupported_match(value: &str) -> ApiError {
-    ApiError::bad_request(format!(
-        "resourceVersionMatch: Unsupported value: \"{value}\": supported \
-         values: \"Exact\", \"NotOlderThan\""
-    ))
+    Ok(match params.resource_version_match.as_deref() {
+        Some("Exact") => ReadAt::Exact(n),
+        // The legacy meaning of no match: a paged list at an rv reads
+        // exactly there, an unpaged one at least there.
+        None | Some("") if params.limit.is_some_and(|l| l > 0) => {
+            ReadAt::Exact(n)
+        }
+        _ => ReadAt::NotOlderThan(n),
+    })
 }
 
 /// A resourceVersion as a revision; anything else is a 400.
@@ -150,10 +146,17 @@ pub async fn list(
     namespace: Option<&str>,
     params: &ListParams,
 ) -> Result<Listed, ApiError> {
+    params.validate_list()?;
     let filter = Filter::from_params(resource, params)?;
     let prefix = resource.prefix(namespace);
+    // resourceVersion=0 is "any": kube-apiserver answers it from its
+    // watch cache, whole, whatever the limit (informers list so).
+    let any = params.resource_version.as_deref() == Some("0")
+        && params.continue_token.as_deref().is_none_or(str::is_empty);
     let limit = match params.limit {
-        Some(l) if l > 0 => Some(usize::try_from(l).unwrap_or(usize::MAX)),
+        Some(l) if l > 0 && !any => {
+            Some(usize::try_from(l).unwrap_or(usize::MAX))
+        }
         _ => None,
     };
     let mut options = ListOptions {
@@ -170,14 +173,9 @@ pub async fn list(
                      continue",
                 ));
             }
-            if params.resource_version_match.is_some() {
-                return Err(ApiError::bad_request(
-                    "resourceVersionMatch is forbidden when continue is \
-                     provided",
-                ));
-            }
-            let at = continue_token::decode(token, &prefix)
-                .map_err(|e| ApiError::bad_request(e.to_string()))?;
+            let at = continue_token::decode(token, &prefix).map_err(|e| {
+                ApiError::bad_request(format!("invalid continue token: {e}"))
+            })?;
             options.revision = at.revision;
             options.start_after = Some(continue_token::start_after(&at.start));
             true

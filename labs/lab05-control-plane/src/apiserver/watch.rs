@@ -131,8 +131,8 @@ fn start_of(
     let rv = params.resource_version.as_deref().unwrap_or("");
     let initial = params
         .send_initial_events
-        .as_deref()
-        .map(|v| flag(&Some(v.into())));
+        .is_some()
+        .then(|| flag(&params.send_initial_events));
     let n = match rv {
         "" | "0" => None,
         rv => Some(parse_revision(rv)?),
@@ -151,6 +151,8 @@ struct Watcher {
     resource: &'static Resource,
     filter: Filter,
     output: WatchOutput,
+    /// What a Table row carries (`includeObject`).
+    include: IncludeObject,
     /// Lines to send before reading the store again (initial events, a
     /// bookmark, a final error).
     pending: VecDeque<Bytes>,
@@ -172,6 +174,7 @@ impl Watcher {
         output: WatchOutput,
         options: WatchOptions,
     ) -> Result<Watcher, ApiError> {
+        params.validate_watch()?;
         let filter = Filter::from_params(resource, params)?;
         let (start, not_older_than) = start_of(params)?;
         let timeout = match params.timeout_seconds {
@@ -191,6 +194,7 @@ impl Watcher {
             resource,
             filter,
             output,
+            include: include_object(params),
             pending: VecDeque::new(),
             events: None,
             bookmarks,
@@ -364,7 +368,7 @@ impl Watcher {
                     self.resource,
                     &[object],
                     &rv,
-                    IncludeObject::Metadata,
+                    self.include,
                     SystemTime::now(),
                 );
                 line(kind, &t)
@@ -390,6 +394,15 @@ impl Watcher {
                 "rows": [],
             }),
         }
+    }
+}
+
+/// `includeObject=None|Object|Metadata` (the default).
+fn include_object(params: &ListParams) -> IncludeObject {
+    match params.include_object.as_deref() {
+        Some("None") => IncludeObject::None,
+        Some("Object") => IncludeObject::Object,
+        _ => IncludeObject::Metadata,
     }
 }
 
