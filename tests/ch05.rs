@@ -298,6 +298,8 @@ fn get_output_formats(s: &Server) {
 
 fn get_watch_prints_a_later_change(s: &Server) {
     let ns = s.namespace("get-watch");
+    let before = s.manifest("watch-before.yaml", &pod("before", "app: w"));
+    s.kubectl(&["create", "-n", &ns, "-f", &before]).out();
     let mut watch = StdCommand::new("kubectl")
         .arg("--kubeconfig")
         .arg(&s.admin)
@@ -305,7 +307,7 @@ fn get_watch_prints_a_later_change(s: &Server) {
         .env("HOME", s.work.join("home"))
         .env_remove("KUBECONFIG")
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .stderr(Stdio::null())
         .spawn()
         .expect("kubectl get -w");
     let mut stdout = watch.stdout.take().expect("stdout");
@@ -318,19 +320,29 @@ fn get_watch_prints_a_later_change(s: &Server) {
             }
         }
     });
-    // The watch starts from the (empty) list; the pod comes after.
-    std::thread::sleep(Duration::from_millis(1500));
+    let mut seen = String::new();
+    let wait_for = |name: &str, seen: &mut String| {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while names(&format!("\n{seen}")).iter().all(|n| *n != name)
+            && Instant::now() < deadline
+        {
+            if let Ok(bytes) = rx.recv_timeout(Duration::from_millis(100)) {
+                seen.push_str(&String::from_utf8_lossy(&bytes));
+            }
+        }
+    };
+    // The list is printed: the watch goes on from the list's
+    // resourceVersion, so whatever is written now is seen.
+    wait_for("before", &mut seen);
     let manifest = s.manifest("watch-pod.yaml", &pod("watched", "app: w"));
     s.kubectl(&["create", "-n", &ns, "-f", &manifest]).out();
-    let mut seen = String::new();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !seen.contains("watched") && Instant::now() < deadline {
-        if let Ok(bytes) = rx.recv_timeout(Duration::from_millis(200)) {
-            seen.push_str(&String::from_utf8_lossy(&bytes));
-        }
-    }
+    wait_for("watched", &mut seen);
     let _ = watch.kill();
     let _ = watch.wait();
+    assert_eq!(
+        header(&seen),
+        ["NAME", "READY", "STATUS", "RESTARTS", "AGE"]
+    );
     let cells = row(&seen, "watched");
     assert_eq!(cells[..3], ["watched", "0/1", "Pending"], "{seen}");
 }
@@ -516,7 +528,11 @@ fn describe_pod_node_service(s: &Server) {
     assert_eq!(field(text, "Namespace"), ns);
     assert_eq!(field(text, "Status"), "Pending");
     assert_eq!(field(text, "Labels"), "creation_method=manual");
-    assert!(text.contains("    Image:          kubia:v1"), "{text}");
+    let image = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Image:"))
+        .map(str::trim);
+    assert_eq!(image, Some("kubia:v1"), "{text}");
     assert_eq!(field(text, "Events"), "<none>");
 
     let svc = s.kubectl(&["describe", "service", "kubia", "-n", &ns]);
@@ -611,7 +627,8 @@ fn a_node_writes_only_its_own_node(s: &Server) {
             &format!("apiVersion: v1\nkind: Node\nmetadata:\n  name: {name}\n"),
         );
         // Another test may have made it already.
-        let _ = s.kubectl(&["create", "-f", &node]);
+        let made = s.kubectl(&["create", "-f", &node]);
+        assert!(made.ok || made.stderr.contains("AlreadyExists"), "{made:?}");
     }
     let config = s.kubeconfig("node:node-1");
     let own = s.kubectl_as(
@@ -705,7 +722,8 @@ fn bad_input_is_refused() {
     assert_eq!(out.status.code(), Some(2));
     assert_eq!(
         String::from_utf8_lossy(&out.stderr).trim(),
-        "ch05: --listen 0.0.0.0:6443: 0.0.0.0 is not a loopback address: the\n      API server listens on 127.0.0.1 (or ::1) only"
+        "ch05: --listen 0.0.0.0:6443: 0.0.0.0 is not a loopback address: the \
+         API server\n      listens on 127.0.0.1 (or ::1) only"
     );
     let out = ch05()
         .args(["apiserver", "--listen", "localhost", "--data"])
