@@ -748,3 +748,82 @@ fn bad_input_is_refused() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
 }
+
+/// SIGTERM stops the server, and the etcd it started, with exit code 0;
+/// `ch05 kubeconfig` writes DIR/admin.kubeconfig by default.
+#[test]
+fn the_server_stops_cleanly_with_its_etcd() {
+    if !require_program("etcd") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = StdCommand::new(assert_cmd::cargo::cargo_bin("ch05"))
+        .args(["apiserver", "--store", "etcd", "--listen", "127.0.0.1:0"])
+        .arg("--data")
+        .arg(dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("ch05 apiserver");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut etcd = None;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        let Ok(line) = rx.recv_timeout(Duration::from_millis(200)) else {
+            continue;
+        };
+        if let Some(rest) = line.split("(pid ").nth(1) {
+            etcd = rest.split(',').next().map(str::to_string);
+        }
+        if line.starts_with("export KUBECONFIG=") {
+            break;
+        }
+    }
+    let etcd = etcd.expect("the server names its etcd's pid");
+    assert!(Path::new(&format!("/proc/{etcd}")).exists());
+
+    let out = Command::cargo_bin("ch05")
+        .unwrap()
+        .arg("kubeconfig")
+        .arg("--data")
+        .arg(dir.path())
+        .timeout(Duration::from_secs(30))
+        .output()
+        .unwrap();
+    let admin = dir.path().join("admin.kubeconfig");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("export KUBECONFIG={}\n", admin.display())
+    );
+    let config = std::fs::read_to_string(&admin).unwrap();
+    assert!(config.contains("server: https://127.0.0.1:"), "{config}");
+
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("ch05 apiserver did not stop on SIGTERM");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status:?}");
+    // Its etcd is gone too (a zombie has no cmdline).
+    let cmdline =
+        std::fs::read(format!("/proc/{etcd}/cmdline")).unwrap_or_default();
+    assert!(cmdline.is_empty(), "etcd {etcd} still runs");
+}
