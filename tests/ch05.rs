@@ -827,3 +827,42 @@ fn the_server_stops_cleanly_with_its_etcd() {
         std::fs::read(format!("/proc/{etcd}/cmdline")).unwrap_or_default();
     assert!(cmdline.is_empty(), "etcd {etcd} still runs");
 }
+
+/// `--no-tls` serves plain HTTP (tokens still asked for); `--etcd-endpoints`
+/// uses an etcd that is already running.
+#[test]
+fn plain_http_and_an_etcd_of_ones_own() {
+    if !require_program("kubectl") {
+        return;
+    }
+    let http = Server::start("embedded", &["--no-tls"]);
+    assert!(http.url.starts_with("http://127.0.0.1:"), "{}", http.url);
+    let ns = http.kubectl(&["get", "ns", "default", "-o", "name"]);
+    assert_eq!(ns.out(), "namespace/default\n");
+    assert!(!read(&http.admin).contains("certificate-authority-data"));
+
+    if !require_program("etcd") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let etcd = lab05::store::EtcdProcess::start(dir.path()).expect("etcd");
+    let s = Server::start("etcd", &["--etcd-endpoints", etcd.endpoint()]);
+    let ns = s.kubectl(&["get", "ns", "kube-system", "-o", "name"]);
+    assert_eq!(ns.out(), "namespace/kube-system\n");
+    // The objects are in that etcd, under kube-apiserver's keys.
+    let keys = StdCommand::new("etcdctl")
+        .args([
+            "--endpoints",
+            etcd.endpoint(),
+            "get",
+            "--prefix",
+            "--keys-only",
+        ])
+        .arg("/registry/namespaces/")
+        .env("ETCDCTL_API", "3")
+        .output();
+    if let Some(out) = keys.ok().filter(|o| o.status.success()) {
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains("/registry/namespaces/kube-system"), "{text}");
+    }
+}

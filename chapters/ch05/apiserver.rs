@@ -51,7 +51,8 @@ pub struct Args {
     /// Serve HTTPS (the default).
     #[arg(long, overrides_with = "no_tls")]
     tls: bool,
-    /// Serve plain HTTP, with tokens still required.
+    /// Serve plain HTTP (a request with no token is the admin: kubectl
+    /// sends none without TLS).
     #[arg(long, overrides_with = "tls")]
     no_tls: bool,
     /// Another name or address for the server certificate (repeatable).
@@ -167,7 +168,11 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let addr = listener.local_addr()?;
     let backend = open_store(&args, &dir)?;
-    let guard: Arc<dyn Guard> = Arc::new(TokenGuard::new(tokens));
+    let guard: Arc<dyn Guard> = if tls {
+        Arc::new(TokenGuard::new(tokens))
+    } else {
+        Arc::new(TokenGuard::insecure(tokens))
+    };
     let options = Options {
         advertise_address: addr.to_string(),
         ..Options::default()
@@ -184,6 +189,12 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     println!("ch05: the API server listens on {url}");
     println!("ch05: store: {}", backend.what);
     println!("export KUBECONFIG={}", admin.display());
+    if !tls {
+        eprintln!(
+            "ch05: plain HTTP: kubectl sends no token over it, so a request \
+             without one is the admin"
+        );
+    }
 
     let compactor = args
         .compact_interval
