@@ -54,6 +54,12 @@ async fn discovery_lists_groups_resources_and_subresources() {
         (&json!("1"), &json!("32"))
     );
     assert_eq!(api.get("/healthz").await.text, "ok");
+    let apps = api.get("/apis/apps").await.body;
+    assert_eq!(apps["kind"], "APIGroup");
+    assert_eq!(apps["preferredVersion"]["groupVersion"], "apps/v1");
+    let wrong = api.post("/api/v1", &json!({})).await;
+    assert_eq!(wrong.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(wrong.body["kind"], "Status");
     let missing = api.get("/apis/nope/v1").await;
     assert_eq!(missing.status, StatusCode::NOT_FOUND);
     let missing = api.get("/api/v1/widgets").await;
@@ -79,6 +85,12 @@ async fn bootstrap_makes_namespaces_and_the_kubernetes_service() {
     assert_eq!(svc.body["spec"]["clusterIP"], "198.19.0.1");
     assert_eq!(svc.body["spec"]["ports"][0]["name"], "https");
     assert_eq!(svc.body["metadata"]["labels"]["provider"], "kubernetes");
+    let ep = api
+        .get("/api/v1/namespaces/default/endpoints/kubernetes")
+        .await;
+    assert_eq!(ep.status, StatusCode::OK);
+    assert_eq!(ep.body["subsets"][0]["addresses"][0]["ip"], "127.0.0.1");
+    assert_eq!(ep.body["subsets"][0]["ports"][0]["port"], 6443);
     // A second server over the same store finds them and makes nothing.
     let rv = svc.body["metadata"]["resourceVersion"].clone();
     let again = lab05::apiserver::ApiServer::new(
@@ -250,7 +262,16 @@ async fn invalid_objects_are_422_with_the_field() {
         "{}",
         bad.message()
     );
-    assert_eq!(bad.body["details"]["causes"][0]["field"], "metadata.name");
+    let cause = &bad.body["details"]["causes"][0];
+    assert_eq!(cause["field"], "metadata.name");
+    assert_eq!(cause["reason"], "FieldValueInvalid");
+    assert!(
+        cause["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("Invalid value: \"Kubia\": a lowercase"),
+        "kubectl prints the field before the message: {cause}"
+    );
     let mut pod = kubia_pod("kubia");
     pod["spec"]["containers"][0]
         .as_object_mut()
@@ -731,6 +752,15 @@ async fn objects_need_a_live_namespace() {
     );
     let kept = api.delete("/api/v1/namespaces/default", None).await;
     assert_eq!(kept.status, StatusCode::FORBIDDEN);
+    // The namespace controller's last step: its finalizer off, it is gone.
+    let mut last = deleted.body.clone();
+    last["spec"]["finalizers"] = json!([]);
+    let finalized = api.put("/api/v1/namespaces/foo/finalize", &last).await;
+    assert_eq!(finalized.status, StatusCode::OK, "{}", finalized.text);
+    assert_eq!(
+        api.get("/api/v1/namespaces/foo").await.status,
+        StatusCode::NOT_FOUND
+    );
 }
 
 #[tokio::test]
@@ -794,6 +824,14 @@ async fn table_of_one_object() {
     );
     assert_eq!(got.body["kind"], "Table");
     assert_eq!(got.body["rows"][0]["cells"][0], "kubia");
+}
+
+#[tokio::test]
+async fn writes_need_the_namespace_in_the_path() {
+    let api = api().await;
+    let across = api.post("/api/v1/pods", &kubia_pod("kubia")).await;
+    assert_eq!(across.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(across.body["reason"], "MethodNotAllowed");
 }
 
 #[tokio::test]

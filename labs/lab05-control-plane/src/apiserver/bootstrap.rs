@@ -67,9 +67,47 @@ pub async fn run(server: &ApiServer) -> Result<(), ApiError> {
         "spec": {
             "clusterIP": first.to_string(),
             "ports": [{"name": "https", "port": 443, "protocol": "TCP",
-                       "targetPort": 6443}],
+                       "targetPort": advertised_port(server)}],
         },
     });
-    ensure(server, resource("services")?, Some("default"), service).await
+    ensure(server, resource("services")?, Some("default"), service).await?;
+    ensure(
+        server,
+        resource("endpoints")?,
+        Some("default"),
+        own_endpoints(&server.options().advertise_address),
+    )
+    .await
+}
+
+/// The port the API server advertises (the `kubernetes` Service's
+/// target).
+fn advertised_port(server: &ApiServer) -> u16 {
+    let advertise = &server.options().advertise_address;
+    advertise
+        .rsplit_once(':')
+        .and_then(|(_, port)| port.parse().ok())
+        .unwrap_or(6443)
+}
+
+/// The `kubernetes` Service's endpoints: the API server's own address,
+/// so the Service leads to it (kube-apiserver keeps this object itself).
+fn own_endpoints(advertise: &str) -> Value {
+    let (ip, port) = advertise
+        .rsplit_once(':')
+        .and_then(|(ip, port)| Some((ip, port.parse::<u16>().ok()?)))
+        .unwrap_or(("127.0.0.1", 6443));
+    json!({
+        "apiVersion": "v1",
+        "kind": "Endpoints",
+        "metadata": {
+            "name": "kubernetes",
+            "labels": {"endpointslice.kubernetes.io/skip-mirror": "true"},
+        },
+        "subsets": [{
+            "addresses": [{"ip": ip.trim_matches(['[', ']'])}],
+            "ports": [{"name": "https", "port": port, "protocol": "TCP"}],
+        }],
+    })
 }
 // ANCHOR_END: run

@@ -18,23 +18,36 @@ pub fn api_versions(server_address: &str) -> Value {
     })
 }
 
+/// One group with its one version, as `/apis` lists it.
+fn group_entry(group: &str, version: &str) -> Value {
+    let gv = json!({
+        "groupVersion": format!("{group}/{version}"),
+        "version": version,
+    });
+    json!({
+        "name": group,
+        "versions": [gv.clone()],
+        "preferredVersion": gv,
+    })
+}
+
 /// `GET /apis`: every other group, each with its one version.
 pub fn api_group_list() -> Value {
     let groups: Vec<Value> = resources::groups()
         .into_iter()
-        .map(|(group, version)| {
-            let gv = json!({
-                "groupVersion": format!("{group}/{version}"),
-                "version": version,
-            });
-            json!({
-                "name": group,
-                "versions": [gv.clone()],
-                "preferredVersion": gv,
-            })
-        })
+        .map(|(group, version)| group_entry(group, version))
         .collect();
     json!({ "kind": "APIGroupList", "apiVersion": "v1", "groups": groups })
+}
+
+/// `GET /apis/<group>`: that group, or `None`.
+pub fn api_group(name: &str) -> Option<Value> {
+    let (group, version) =
+        resources::groups().into_iter().find(|(g, _)| *g == name)?;
+    let mut entry = group_entry(group, version);
+    entry["kind"] = json!("APIGroup");
+    entry["apiVersion"] = json!("v1");
+    Some(entry)
 }
 
 // ANCHOR: resource_list

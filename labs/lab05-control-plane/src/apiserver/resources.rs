@@ -116,7 +116,15 @@ pub static RESOURCES: &[Resource] = &[
         namespaced: false,
         short_names: &["ns"],
         categories: &[],
-        subresources: &[STATUS],
+        subresources: &[
+            STATUS,
+            Subresource {
+                name: "finalize",
+                kind: "",
+                group_version: None,
+                verbs: &["update"],
+            },
+        ],
         store_prefix: "namespaces",
     },
     Resource {

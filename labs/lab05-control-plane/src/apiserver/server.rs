@@ -117,6 +117,7 @@ impl ApiServer {
             .route("/api", get(api))
             .route("/apis", get(apis))
             .route("/api/v1", get(core_v1))
+            .route("/apis/{group}", get(group))
             .route("/apis/{group}/{version}", get(group_version))
             .route("/version", get(version))
             .route("/healthz", get(ok))
@@ -125,6 +126,7 @@ impl ApiServer {
             .route("/openapi/v3", get(openapi_root))
             .route("/openapi/v3/{*path}", get(openapi_document))
             .fallback(handlers::dispatch)
+            .method_not_allowed_fallback(method_not_allowed)
             .layer(middleware::from_fn_with_state(
                 Arc::clone(self),
                 authenticate,
@@ -182,6 +184,18 @@ async fn core_v1() -> Response {
         Some(list) => json_ok(&list),
         None => ApiError::no_such_path().into_response(),
     }
+}
+
+async fn group(Path(group): Path<String>) -> Response {
+    match discovery::api_group(&group) {
+        Some(g) => json_ok(&g),
+        None => ApiError::no_such_path().into_response(),
+    }
+}
+
+async fn method_not_allowed(request: Request) -> Response {
+    let (method, path) = (request.method().clone(), request.uri().path());
+    ApiError::method_not_allowed(method.as_str(), path).into_response()
 }
 
 async fn group_version(

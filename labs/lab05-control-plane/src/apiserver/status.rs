@@ -128,7 +128,7 @@ impl ApiError {
             .map(|e| {
                 json!({
                     "reason": cause_reason(&e.kind),
-                    "message": e.to_string(),
+                    "message": cause_message(e),
                     "field": e.path,
                 })
             })
@@ -289,6 +289,16 @@ impl IntoResponse for ApiError {
             self.to_status().to_string(),
         )
             .into_response()
+    }
+}
+
+/// A cause's message is the error without its field (`Required
+/// value`): kubectl prints `<field>: <message>` from the two.
+fn cause_message(e: &FieldError) -> String {
+    let text = e.to_string();
+    match text.strip_prefix(&format!("{}: ", e.path)) {
+        Some(rest) => rest.to_string(),
+        None => text,
     }
 }
 

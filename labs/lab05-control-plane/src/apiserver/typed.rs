@@ -187,6 +187,7 @@ pub fn validate(
     })
 }
 
+// ANCHOR: strict
 /// Decodes a `T` from `tree`, dealing with unknown fields as `mode`
 /// says.
 pub fn strict<T>(
@@ -224,6 +225,7 @@ where
         _ => Ok((object, Vec::new())),
     }
 }
+// ANCHOR_END: strict
 
 fn to_json<T: Serialize>(object: &T) -> Result<Value, ApiError> {
     serde_json::to_value(object)

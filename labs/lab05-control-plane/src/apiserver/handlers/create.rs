@@ -50,6 +50,7 @@ pub async fn create_from(
     Ok(Reply::new(StatusCode::CREATED, object).with_warnings(decoded.warnings))
 }
 
+// ANCHOR: namespace_accepts
 /// Namespace lifecycle (kube-apiserver's admission plugin): no new
 /// objects in a namespace that does not exist or is being deleted.
 async fn namespace_accepts(
@@ -82,6 +83,7 @@ async fn namespace_accepts(
     }
     Ok(())
 }
+// ANCHOR_END: namespace_accepts
 
 /// What a kind's create does to its object before it is checked
 /// (PrepareForCreate): a new object has no status of its own but what
@@ -114,6 +116,7 @@ fn prepare(resource: &Resource, object: &mut Value) -> Result<(), ApiError> {
     Ok(())
 }
 
+// ANCHOR: store_new
 /// Stores `object` (decoded and defaulted) as a new object of
 /// `resource`: metadata, validation, `authorize`, allocations, then the
 /// store's create, retried with a new name for `generateName`.
@@ -188,3 +191,4 @@ pub async fn store_new(
         ),
     ))
 }
+// ANCHOR_END: store_new

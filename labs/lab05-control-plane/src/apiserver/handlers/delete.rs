@@ -106,6 +106,7 @@ pub async fn delete(call: &Call) -> Result<Reply, ApiError> {
     Ok(Reply::ok(object))
 }
 
+// ANCHOR: grace_period
 /// The grace period a delete gives: only pods have one, and only pods
 /// that are on a node and still running.
 fn grace_period(
@@ -131,6 +132,7 @@ fn grace_period(
         .unwrap_or(30)
         .max(0)
 }
+// ANCHOR_END: grace_period
 
 // ANCHOR: finalizers
 /// The finalizers an object keeps, with the garbage collector's ones as
@@ -154,6 +156,7 @@ fn finalizers(object: &Value, policy: Option<&str>) -> Vec<String> {
 }
 // ANCHOR_END: finalizers
 
+// ANCHOR: delete_object
 /// Deletes (or marks for deletion) the call's object; the object as it
 /// was last.
 pub async fn delete_object(
@@ -176,7 +179,12 @@ pub async fn delete_object(
         let deleting =
             meta.get("deletionTimestamp").is_some_and(|t| !t.is_null());
         let old_grace = meta["deletionGracePeriodSeconds"].as_i64();
-        let namespace = resource.kind == "Namespace";
+        // A namespace waits for its contents to go while it has the
+        // namespace controller's finalizer (`spec.finalizers`).
+        let namespace = resource.kind == "Namespace"
+            && current["spec"]["finalizers"]
+                .as_array()
+                .is_some_and(|f| !f.is_empty());
         let keep = !finalizers.is_empty() || grace > 0 || namespace;
         let mut new = current.clone();
         if keep {
@@ -231,6 +239,7 @@ pub async fn delete_object(
     }
     Err(update::conflict(call))
 }
+// ANCHOR_END: delete_object
 
 fn check_preconditions(
     call: &Call,

@@ -300,6 +300,15 @@ async fn run(
 
 async fn route_call(call: Call) -> Result<Response, ApiError> {
     let has_name = call.path.name.is_some();
+    // `/api/v1/pods` lists pods across namespaces; it writes nothing.
+    let across = call.resource().namespaced && call.namespace().is_none();
+    if across && call.method != Method::GET {
+        let r = call.resource();
+        return Err(ApiError::method_not_allowed(
+            call.method.as_str(),
+            &format!("{} across namespaces", qualified(r.group, r.plural)),
+        ));
+    }
     let sub = call.path.subresource.clone();
     let method = call.method.clone();
     if let Some(sub) = sub {

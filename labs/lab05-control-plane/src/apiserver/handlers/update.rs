@@ -33,6 +33,7 @@ pub fn resource_version(object: &Value) -> Option<&str> {
     meta::meta_str(object, "resourceVersion").filter(|rv| !rv.is_empty())
 }
 
+// ANCHOR: change
 /// Changes the call's object to what `compute` makes of the current one
 /// (a whole object, before defaulting), as `part` of it.
 pub async fn change(
@@ -109,6 +110,7 @@ pub async fn change(
     }
     Err(conflict(call))
 }
+// ANCHOR_END: change
 
 pub fn conflict(call: &Call) -> ApiError {
     let r = call.resource();

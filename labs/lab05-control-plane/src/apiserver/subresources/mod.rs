@@ -4,10 +4,12 @@
 //! - [`scale`]: a controller's replica count, as an `autoscaling/v1` Scale
 //! - [`binding`]: the scheduler puts a pod on a node
 //! - [`eviction`]: a polite delete of a pod
+//! - [`finalize`]: the namespace controller's last word on a namespace
 //! - [`log`]: a pod's logs (the node agent's, in the second half)
 
 pub mod binding;
 pub mod eviction;
+pub mod finalize;
 pub mod log;
 pub mod scale;
 pub mod status;
@@ -30,6 +32,7 @@ pub async fn dispatch(call: Call, sub: &str) -> Result<Response, ApiError> {
         ("scale", &Method::PATCH) => scale::patch(&call).await?,
         ("binding", &Method::POST) => binding::create(&call).await?,
         ("eviction", &Method::POST) => eviction::create(&call).await?,
+        ("finalize", &Method::PUT) => finalize::put(&call).await?,
         ("log", &Method::GET) => return log::get(&call).await,
         _ => {
             let r = call.resource();
