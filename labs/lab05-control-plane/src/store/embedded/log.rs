@@ -2,7 +2,8 @@
 //!
 //! Every committed write is one record appended to `store.log`:
 //! `[length u32][crc32 u32][payload]`, little-endian. A batch of records
-//! is made durable by one `fdatasync` (group commit). On open the log is
+//! is made durable by one `fdatasync` (group commit), into space zeroed
+//! ahead of time ([`Log::append`]). On open the log is
 //! replayed from the start; a record cut short by a crash (kill -9 in the
 //! middle of a write) fails its length or checksum check, and it and
 //! everything after it are dropped: those writes were never acknowledged.
@@ -11,6 +12,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use crate::store::{KeyValue, Revision, StoreError};
@@ -122,16 +124,25 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// The open log, positioned at its end.
+/// How much zeroed space the log adds at a time. Appends go into space
+/// already written (with zeros) and synced, so their `fdatasync` flushes
+/// data only: the file's size and extents do not change on each commit.
+const GROW: u64 = 8 << 20;
+
+/// The open log, positioned after its last record.
 pub struct Log {
     file: File,
     path: PathBuf,
+    /// Where the next record goes.
+    end: u64,
+    /// The file's size: zeros from `end` to here.
+    allocated: u64,
 }
 
 impl Log {
     /// Opens (or creates) `dir/store.log`, returns it with every intact
     /// record in it. A torn tail is cut off the file, so new records follow
-    /// the last good one.
+    /// the last good one (the zeros after the last record read as the end).
     pub fn open(dir: &Path) -> Result<(Log, Vec<Record>), StoreError> {
         let err = |what: &str, e: std::io::Error| {
             StoreError::Backend(format!("{what} {}: {e}", dir.display()))
@@ -140,8 +151,9 @@ impl Log {
         let path = dir.join("store.log");
         let mut file = OpenOptions::new()
             .read(true)
-            .append(true)
+            .write(true)
             .create(true)
+            .truncate(false)
             .open(&path)
             .map_err(|e| err("open the log in", e))?;
         // A new file's directory entry must be durable too.
@@ -152,29 +164,57 @@ impl Log {
         file.read_to_end(&mut bytes)
             .map_err(|e| err("read the log in", e))?;
         let (records, good) = parse(&bytes);
-        if good < bytes.len() {
-            file.set_len(good as u64)
+        let end = good as u64;
+        if end < bytes.len() as u64 {
+            // Cut what follows the last record, torn or zeros, so no stale
+            // byte can follow a new record.
+            file.set_len(end)
                 .and_then(|()| file.sync_all())
                 .map_err(|e| err("cut the torn tail of the log in", e))?;
         }
-        Ok((Log { file, path }, records))
+        let log = Log {
+            file,
+            path,
+            end,
+            allocated: end,
+        };
+        Ok((log, records))
     }
 
     /// Appends the encoded records and waits until they are on disk.
     pub fn append(&mut self, encoded: &[u8]) -> Result<(), StoreError> {
-        self.file
-            .write_all(encoded)
-            .and_then(|()| self.file.sync_data())
-            .map_err(|e| {
-                StoreError::Backend(format!(
-                    "write {}: {e}",
-                    self.path.display()
-                ))
-            })
+        let len = encoded.len() as u64;
+        let written = self
+            .grow_for(len)
+            .and_then(|()| self.file.write_all_at(encoded, self.end))
+            .and_then(|()| self.file.sync_data());
+        written.map_err(|e| {
+            StoreError::Backend(format!("write {}: {e}", self.path.display()))
+        })?;
+        self.end += len;
+        Ok(())
     }
-}
 
-impl Log {
+    /// Makes room for `len` more bytes: zeros written and synced, size and
+    /// all, so the appends into them change no metadata.
+    fn grow_for(&mut self, len: u64) -> std::io::Result<()> {
+        if self.end + len <= self.allocated {
+            return Ok(());
+        }
+        let target = self.allocated.max(self.end + len) + GROW;
+        let zeros = vec![0u8; 1 << 20];
+        let mut at = self.allocated;
+        while at < target {
+            let n = (target - at).min(zeros.len() as u64);
+            // n is at most 1 MiB.
+            self.file.write_all_at(&zeros[..n as usize], at)?;
+            at += n;
+        }
+        self.file.sync_all()?;
+        self.allocated = target;
+        Ok(())
+    }
+
     /// Replaces the log by `records` (a compacted store's snapshot):
     /// written beside it, made durable, then renamed over it, so a crash
     /// at any point leaves one whole log, old or new.
@@ -198,9 +238,12 @@ impl Log {
                 .map_err(|e| err("sync the directory of", e))?;
         }
         self.file = OpenOptions::new()
-            .append(true)
+            .read(true)
+            .write(true)
             .open(&self.path)
             .map_err(|e| err("reopen", e))?;
+        self.end = encoded.len() as u64;
+        self.allocated = self.end;
         Ok(())
     }
 }

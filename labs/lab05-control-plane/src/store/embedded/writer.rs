@@ -61,9 +61,9 @@ pub struct Shared {
     pub events: broadcast::Sender<Event>,
 }
 
+// ANCHOR: run
 /// The writer thread's loop; returns when every sender is gone, or the
 /// log cannot be written (then every later write fails).
-// ANCHOR: run
 pub fn run(mut log: Log, shared: Arc<Shared>, requests: Receiver<Request>) {
     while let Ok(first) = requests.recv() {
         let mut batch = vec![first];
