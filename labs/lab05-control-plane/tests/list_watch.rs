@@ -512,6 +512,24 @@ async fn malformed_continue_tokens_are_400(s: Arc<dyn Store>) {
             "{e}"
         );
     }
+    // rv -1 is kube-apiserver's "inconsistent continue": the rest of the
+    // keys, as they are now.
+    create(s.as_ref(), &pod("default", "e", json!({}), "")).await;
+    let p = ListParams {
+        continue_token: Some(enc(
+            json!({"v": "meta.k8s.io/v1", "rv": -1, "start": "b\u{0}"}),
+        )),
+        ..params()
+    };
+    let rest = list::list(s.as_ref(), pods(), Some("default"), &p)
+        .await
+        .unwrap();
+    assert_eq!(names(&rest.items), ["c", "e"]);
+    assert_eq!(
+        rest.resource_version,
+        s.revision().await.unwrap().to_string()
+    );
+
     // A resourceVersion beside a continue token is refused too.
     let first = list::list(
         s.as_ref(),
