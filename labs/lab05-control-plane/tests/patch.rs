@@ -413,3 +413,299 @@ fn server_side_apply_takes_yaml_and_creates() {
     assert_eq!(created["metadata"]["name"], "kubia");
     assert_eq!(created["spec"]["containers"][0]["name"], "main");
 }
+
+#[test]
+fn strategic_set_element_order_places_elements() {
+    let current = json!({"spec": {"containers": [{"name": "main", "env": [
+        {"name": "A", "value": "1"}, {"name": "S", "value": "server"},
+        {"name": "B", "value": "2"}]}]}});
+    let out = smp(
+        "Pod",
+        current.clone(),
+        json!({"spec": {"containers": [{"name": "main",
+            "$setElementOrder/env": [{"name": "A"}, {"name": "NEW"}, {"name": "B"}],
+            "env": [{"name": "NEW", "value": "x"}]}]}}),
+    );
+    let names: Vec<&str> = out["spec"]["containers"][0]["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["A", "NEW", "S", "B"]);
+    let out = smp(
+        "Pod",
+        current,
+        json!({"spec": {"containers": [{"name": "main",
+            "$setElementOrder/env": [{"name": "B"}, {"name": "A"}]}]}}),
+    );
+    let names: Vec<&str> = out["spec"]["containers"][0]["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["name"].as_str().unwrap())
+        .collect();
+    // S was before B, the first listed element it preceded.
+    assert_eq!(names, ["S", "B", "A"]);
+}
+
+/// The real kubectl's patches, applied by `apply_patch`: a tiny server
+/// holds one pod and answers discovery, OpenAPI, GET, POST and PATCH.
+mod with_kubectl {
+    use std::process::{Command, Stdio};
+    use std::sync::{Arc, Mutex};
+    use std::time::{Duration, Instant};
+
+    use axum::body::Bytes;
+    use axum::extract::State;
+    use axum::http::{header, HeaderMap, StatusCode};
+    use axum::response::{IntoResponse, Response};
+    use axum::routing::get;
+    use lab05::apiserver::openapi;
+    use lab05::apiserver::patch::{apply_patch, PatchType};
+    use lab05::apiserver::resources::by_kind;
+    use serde_json::{json, Value};
+
+    type Pod = Arc<Mutex<Option<Value>>>;
+
+    fn reply(code: StatusCode, v: Value) -> Response {
+        (
+            code,
+            [(header::CONTENT_TYPE, "application/json")],
+            v.to_string(),
+        )
+            .into_response()
+    }
+
+    fn ok(v: Value) -> Response {
+        reply(StatusCode::OK, v)
+    }
+
+    fn not_found() -> Response {
+        reply(
+            StatusCode::NOT_FOUND,
+            json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                   "reason": "NotFound", "code": 404,
+                   "message": "pods \"kubia\" not found",
+                   "details": {"name": "kubia", "kind": "pods"}}),
+        )
+    }
+
+    async fn patch(
+        State(pod): State<Pod>,
+        headers: HeaderMap,
+        body: Bytes,
+    ) -> Response {
+        let content_type = headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|c| c.to_str().ok())
+            .unwrap_or("");
+        let Some(t) = PatchType::from_content_type(content_type) else {
+            return reply(StatusCode::UNSUPPORTED_MEDIA_TYPE, json!({}));
+        };
+        let current = pod.lock().unwrap().clone().unwrap_or(Value::Null);
+        match apply_patch(by_kind("", "Pod").unwrap(), &current, &body, t) {
+            Ok(patched) => {
+                *pod.lock().unwrap() = Some(patched.clone());
+                ok(patched)
+            }
+            Err(e) => reply(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                json!({"kind": "Status", "apiVersion": "v1",
+                       "status": "Failure", "reason": "Invalid",
+                       "code": 422, "message": e.to_string()}),
+            ),
+        }
+    }
+
+    fn app(pod: Pod) -> axum::Router {
+        let item = "/api/v1/namespaces/default/pods/kubia";
+        axum::Router::new()
+            .route(
+                "/api",
+                get(|| async { ok(json!({"kind": "APIVersions", "versions": ["v1"]})) }),
+            )
+            .route(
+                "/apis",
+                get(|| async {
+                    ok(json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": []}))
+                }),
+            )
+            .route(
+                "/api/v1",
+                get(|| async {
+                    ok(json!({"kind": "APIResourceList", "groupVersion": "v1",
+                        "resources": [{"name": "pods", "singularName": "pod",
+                            "namespaced": true, "kind": "Pod",
+                            "verbs": ["create", "get", "list", "patch"]}]}))
+                }),
+            )
+            .route("/openapi/v3", get(|| async { ok(openapi::root()) }))
+            .route(
+                "/openapi/v3/{*path}",
+                get(|axum::extract::Path(p): axum::extract::Path<String>| async move {
+                    openapi::document(&p).map(ok).unwrap_or_else(not_found)
+                }),
+            )
+            .route(
+                "/api/v1/namespaces/default/pods",
+                axum::routing::post(|State(pod): State<Pod>, body: Bytes| async move {
+                    let created: Value = serde_json::from_slice(&body).unwrap();
+                    *pod.lock().unwrap() = Some(created.clone());
+                    reply(StatusCode::CREATED, created)
+                }),
+            )
+            .route(
+                item,
+                get(|State(pod): State<Pod>| async move {
+                    pod.lock().unwrap().clone().map(ok).unwrap_or_else(not_found)
+                })
+                .patch(patch),
+            )
+            .with_state(pod)
+    }
+
+    fn kubectl(home: &std::path::Path, args: &[&str]) -> String {
+        let mut child = Command::new("kubectl")
+            .args(args)
+            .env("HOME", home)
+            .env("KUBECONFIG", home.join("kubeconfig"))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while child.try_wait().unwrap().is_none() {
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("kubectl {args:?} hung");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let out = child.wait_with_output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).to_string()
+            + &String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "kubectl {args:?}: {text}");
+        text
+    }
+
+    const V1: &str = "apiVersion: v1
+kind: Pod
+metadata:
+  name: kubia
+  labels: {app: kubia, env: dev}
+spec:
+  containers:
+  - name: main
+    image: luksa/kubia
+    env: [{name: A, value: '1'}, {name: B, value: '2'}]
+  - name: sidecar
+    image: busybox
+";
+
+    const V2: &str = "apiVersion: v1
+kind: Pod
+metadata:
+  name: kubia
+  labels: {app: kubia, tier: web}
+spec:
+  containers:
+  - name: main
+    image: luksa/kubia:v2
+    env: [{name: A, value: '1'}, {name: NEW, value: x}, {name: B, value: '2'}]
+";
+
+    #[test]
+    fn kubectl_apply_label_and_patch() {
+        if !kubelings_probe::require_program("kubectl") {
+            return;
+        }
+        let pod: Pod = Arc::default();
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let listener = runtime
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .unwrap();
+        let addr = listener.local_addr().unwrap();
+        runtime.spawn(std::future::IntoFuture::into_future(axum::serve(
+            listener,
+            app(pod.clone()),
+        )));
+        let home = tempfile::tempdir().unwrap();
+        let h = home.path();
+        std::fs::write(
+            h.join("kubeconfig"),
+            format!(
+                "apiVersion: v1\nkind: Config\nclusters: [{{name: c, cluster: {{server: \"http://{addr}\"}}}}]\nusers: [{{name: u, user: {{}}}}]\ncontexts: [{{name: x, context: {{cluster: c, user: u, namespace: default}}}}]\ncurrent-context: x\n"
+            ),
+        )
+        .unwrap();
+        let file = |name: &str, text: &str| {
+            let p = h.join(name);
+            std::fs::write(&p, text).unwrap();
+            p.to_str().unwrap().to_string()
+        };
+        let (v1, v2) = (file("v1.yaml", V1), file("v2.yaml", V2));
+        let stored = || pod.lock().unwrap().clone().unwrap();
+
+        kubectl(h, &["apply", "-f", &v1]);
+        assert_eq!(stored()["spec"]["containers"][1]["name"], "sidecar");
+
+        // A three-way strategic merge patch: a label dropped, a container
+        // deleted by key, an env var inserted where the file has it.
+        kubectl(h, &["apply", "-f", &v2]);
+        let p = stored();
+        assert_eq!(
+            p["metadata"]["labels"],
+            json!({"app": "kubia", "tier": "web"})
+        );
+        let containers = p["spec"]["containers"].as_array().unwrap();
+        assert_eq!(containers.len(), 1, "{containers:?}");
+        assert_eq!(containers[0]["image"], "luksa/kubia:v2");
+        assert_eq!(
+            containers[0]["env"],
+            json!([{"name": "A", "value": "1"}, {"name": "NEW", "value": "x"},
+                   {"name": "B", "value": "2"}])
+        );
+
+        kubectl(h, &["label", "pod", "kubia", "env=prod"]);
+        assert_eq!(stored()["metadata"]["labels"]["env"], "prod");
+
+        kubectl(
+            h,
+            &[
+                "patch",
+                "pod",
+                "kubia",
+                "--type=json",
+                "-p",
+                r#"[{"op": "replace", "path": "/spec/containers/0/image", "value": "luksa/kubia:v3"}]"#,
+            ],
+        );
+        assert_eq!(
+            stored()["spec"]["containers"][0]["image"],
+            "luksa/kubia:v3"
+        );
+
+        kubectl(
+            h,
+            &[
+                "patch",
+                "pod",
+                "kubia",
+                "-p",
+                r#"{"spec": {"containers": [{"name": "main", "env": [{"name": "A", "$patch": "delete"}]}]}}"#,
+            ],
+        );
+        let env = &stored()["spec"]["containers"][0]["env"];
+        assert_eq!(env.as_array().unwrap().len(), 2, "{env}");
+
+        kubectl(
+            h,
+            &["apply", "--server-side", "--force-conflicts", "-f", &v1],
+        );
+        let p = stored();
+        assert_eq!(p["spec"]["containers"][0]["image"], "luksa/kubia");
+        assert_eq!(p["spec"]["containers"][1]["name"], "sidecar");
+    }
+}

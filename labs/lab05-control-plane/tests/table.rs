@@ -483,3 +483,111 @@ reportingComponent: node-controller
     .join("\n\n");
     insta::assert_snapshot!(text);
 }
+
+/// The real kubectl renders our Tables: a tiny server answers discovery
+/// and `GET pods` (Table or not, by the Accept header kubectl sends).
+#[test]
+fn kubectl_prints_our_table() {
+    use axum::http::{header, HeaderMap};
+    use axum::response::IntoResponse;
+    use std::process::{Command, Stdio};
+
+    if !kubelings_probe::require_program("kubectl") {
+        return;
+    }
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let addr = listener.local_addr().unwrap();
+    let json = |v: Value| {
+        ([(header::CONTENT_TYPE, "application/json")], v.to_string())
+            .into_response()
+    };
+    let app = axum::Router::new()
+        .route(
+            "/api",
+            axum::routing::get(move || async move {
+                json(json!({"kind": "APIVersions", "versions": ["v1"]}))
+            }),
+        )
+        .route(
+            "/apis",
+            axum::routing::get(move || async move {
+                json(json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": []}))
+            }),
+        )
+        .route(
+            "/api/v1",
+            axum::routing::get(move || async move {
+                json(json!({"kind": "APIResourceList", "groupVersion": "v1",
+                    "resources": [{"name": "pods", "singularName": "pod",
+                        "namespaced": true, "kind": "Pod",
+                        "verbs": ["get", "list"], "shortNames": ["po"]}]}))
+            }),
+        )
+        .route(
+            "/api/v1/namespaces/default/pods",
+            axum::routing::get(move |headers: HeaderMap| async move {
+                let accept = headers
+                    .get(header::ACCEPT)
+                    .and_then(|a| a.to_str().ok())
+                    .unwrap_or("");
+                assert!(accept.contains("as=Table"), "{accept}");
+                let mut pods = yaml(PODS);
+                for p in &mut pods {
+                    p["metadata"]["namespace"] = json!("default");
+                }
+                let t = to_table(res("Pod"), &pods, "42", IncludeObject::Metadata, now());
+                (
+                    [(header::CONTENT_TYPE, "application/json;as=Table;v=v1;g=meta.k8s.io")],
+                    t.to_string(),
+                )
+                    .into_response()
+            }),
+        );
+    runtime.spawn(std::future::IntoFuture::into_future(axum::serve(
+        listener, app,
+    )));
+    let home = tempfile::tempdir().unwrap();
+    std::fs::write(
+        home.path().join("kubeconfig"),
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters: [{{name: c, cluster: {{server: \"http://{addr}\"}}}}]\nusers: [{{name: u, user: {{}}}}]\ncontexts: [{{name: x, context: {{cluster: c, user: u, namespace: default}}}}]\ncurrent-context: x\n"
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new("kubectl")
+        .args(["get", "pods", "-o", "wide"])
+        .env("HOME", home.path())
+        .env("KUBECONFIG", home.path().join("kubeconfig"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("kubectl get pods hung");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // kubectl's tabwriter pads with three spaces too: the same text.
+    let table = to_table(
+        res("Pod"),
+        &yaml(PODS),
+        "42",
+        IncludeObject::Metadata,
+        now(),
+    );
+    assert_eq!(stdout.trim_end(), render(&table));
+}

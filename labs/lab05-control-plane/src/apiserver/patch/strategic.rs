@@ -14,9 +14,10 @@
 //!   current map not listed are dropped, as upstream does;
 //! - `$deleteFromPrimitiveList/<field>: [..]`: those values leave the
 //!   list of strings `<field>`;
-//! - `$setElementOrder/<field>`: accepted and ignored. Merged elements
-//!   keep their place and new ones are appended, where upstream reorders
-//!   the list to the patch's order.
+//! - `$setElementOrder/<field>: [..]` (kubectl apply sends it): the
+//!   elements it lists take its order; others keep their places among
+//!   them. Without it, merged elements keep their place and new ones are
+//!   appended.
 //!
 //! One difference on purpose: a value the current object lacks is taken
 //! from the patch with its directives applied (to nothing), where
@@ -48,6 +49,17 @@ pub fn merge_map(
     if let Some(retain) = patch.remove(RETAIN_KEYS) {
         retain_keys(&mut original, &patch, &retain)?;
     }
+    // Each ordered list's elements before the merge, for their places.
+    let mut orders = Vec::new();
+    for (key, order) in &patch {
+        if let Some(field) = key.strip_prefix(SET_ELEMENT_ORDER) {
+            let before = match original.get(field) {
+                Some(Value::Array(list)) => list.clone(),
+                _ => Vec::new(),
+            };
+            orders.push((field.to_string(), order.clone(), before));
+        }
+    }
     for (key, patch_value) in patch {
         if key.starts_with(SET_ELEMENT_ORDER) {
             continue;
@@ -65,7 +77,62 @@ pub fn merge_map(
         let merged = merge_value(current, patch_value, field)?;
         original.insert(key, merged);
     }
+    for (field, order, before) in orders {
+        let key = match ty.field(&field) {
+            Some(Field::MergeByKey { key, .. }) => Some(*key),
+            Some(Field::MergePrimitives) => None,
+            _ => continue,
+        };
+        let (Some(Value::Array(list)), Value::Array(order)) =
+            (original.remove(&field), order)
+        else {
+            continue;
+        };
+        let list = set_element_order(list, &order, &before, key);
+        original.insert(field, Value::Array(list));
+    }
     Ok(original)
+}
+
+/// `$setElementOrder`: the listed elements in the listed order, and
+/// each other element (one the server added) back before the first
+/// listed element that came after it; a new element stays with the one
+/// listed before it.
+fn set_element_order(
+    merged: Vec<Value>,
+    order: &[Value],
+    before: &[Value],
+    key: Option<&str>,
+) -> Vec<Value> {
+    let id = |v: &Value| match key {
+        Some(k) => v.get(k).cloned(),
+        None => Some(v.clone()),
+    };
+    let place = |list: &[Value], v: &Value| {
+        let wanted = id(v)?;
+        list.iter().position(|o| id(o).as_ref() == Some(&wanted))
+    };
+    let (mut listed, server_only): (Vec<Value>, Vec<Value>) =
+        merged.into_iter().partition(|v| place(order, v).is_some());
+    listed.sort_by_key(|v| place(order, v));
+    let mut out = Vec::new();
+    let mut server_only = server_only.into_iter().peekable();
+    let mut last = None;
+    for item in listed {
+        let at = place(before, &item).or(last);
+        while let Some(s) = server_only.peek() {
+            let earlier =
+                matches!((place(before, s), at), (Some(b), Some(a)) if b < a);
+            if !earlier {
+                break;
+            }
+            out.extend(server_only.next());
+        }
+        last = at;
+        out.push(item);
+    }
+    out.extend(server_only);
+    out
 }
 
 /// One field's value: maps merge, lists by the field's strategy, anything
