@@ -666,6 +666,30 @@ fn a_node_writes_only_its_own_node(s: &Server) {
     );
     // Reading is allowed.
     assert!(s.kubectl_as(&config, &["get", "nodes"], None).ok);
+    // Pods: only mirror pods bound to itself, deletes of its own.
+    let ns = s.namespace("node-writes");
+    let plain = s.manifest("node-plain.yaml", &pod("plain", "app: nw"));
+    let out = s.kubectl_as(&config, &["create", "-n", &ns, "-f", &plain], None);
+    assert_eq!(
+        out.err().trim(),
+        format!(
+            "Error from server (Forbidden): error when creating \"{plain}\": \
+             pods \"plain\" is forbidden: pod does not have \
+             \"kubernetes.io/config.mirror\" annotation, node \"node-1\" can \
+             only create mirror pods"
+        )
+    );
+    let bound = pod("elsewhere", "app: nw")
+        .replace("spec:\n", "spec:\n  nodeName: node-2\n");
+    let bound = s.manifest("node-bound.yaml", &bound);
+    s.kubectl(&["create", "-n", &ns, "-f", &bound]).out();
+    let out =
+        s.kubectl_as(&config, &["delete", "pod", "elsewhere", "-n", &ns], None);
+    assert_eq!(
+        out.err().trim(),
+        "Error from server (Forbidden): pods \"elsewhere\" is forbidden: node \
+         \"node-1\" can only delete pods with spec.nodeName set to itself"
+    );
     // A node added after the server started (its token issued now).
     let late = s.kubeconfig("node:node-7");
     let out = s.kubectl_as(&late, &["label", "node", "node-2", "x=y"], None);
