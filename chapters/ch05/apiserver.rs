@@ -150,19 +150,12 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     data::create(&dir)?;
     let tls = !args.no_tls;
 
-    // The identities of the cluster's components, issued once.
-    let mut tokens = TokenFile::open(&dir)?;
-    let mut roles = vec![Role::Admin, Role::Scheduler, Role::ControllerManager];
-    roles.extend((1..=args.nodes).map(|i| Role::Node(format!("node-{i}"))));
-    for role in &roles {
-        tokens.issue(role)?;
-    }
+    let tokens = issue_identities(&dir, args.nodes)?;
     let tls_config = if tls {
         Some(Ca::load_or_create(&dir)?.server_config(&args.tls_sans)?)
     } else {
         None
     };
-
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
@@ -207,6 +200,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
             notify.notify_one();
         });
     }
+    // ANCHOR: serve
     let router = server.router();
     let stop = stdin_closed.notified();
     let served = match tls_config {
@@ -221,6 +215,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
             until_signal(serving, stop).await
         }
     };
+    // ANCHOR_END: serve
     if let Some(task) = compactor {
         task.abort();
     }
@@ -228,6 +223,21 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     drop(backend);
     served
 }
+
+// ANCHOR: identities
+/// The tokens of the cluster's components: the admin, the scheduler, the
+/// controller manager and `nodes` node agents, each issued once and kept
+/// in the data directory.
+fn issue_identities(dir: &Path, nodes: u32) -> anyhow::Result<TokenFile> {
+    let mut tokens = TokenFile::open(dir)?;
+    let mut roles = vec![Role::Admin, Role::Scheduler, Role::ControllerManager];
+    roles.extend((1..=nodes).map(|i| Role::Node(format!("node-{i}"))));
+    for role in &roles {
+        tokens.issue(role)?;
+    }
+    Ok(tokens)
+}
+// ANCHOR_END: identities
 
 /// Runs the server until SIGINT or SIGTERM (or `stop`).
 async fn until_signal<F, S>(server: F, stop: S) -> anyhow::Result<()>
