@@ -18,8 +18,8 @@ use lab05::apiserver::server::{ApiServer, Options};
 use lab05::auth::tls::Ca;
 use lab05::auth::{Role, TokenFile, TokenGuard};
 use lab05::store::embedded::EmbeddedStore;
-use lab05::store::{EtcdProcess, EtcdStore};
 use lab05::store::Store;
+use lab05::store::{EtcdProcess, EtcdStore};
 use tokio::signal::unix::{signal, SignalKind};
 
 use crate::{data, kubeconfig};
@@ -51,7 +51,8 @@ pub struct Args {
     /// Serve HTTPS (the default).
     #[arg(long, overrides_with = "no_tls")]
     tls: bool,
-    /// Serve plain HTTP, with tokens still required.
+    /// Serve plain HTTP (a request with no token is the admin: kubectl
+    /// sends none without TLS).
     #[arg(long, overrides_with = "tls")]
     no_tls: bool,
     /// Another name or address for the server certificate (repeatable).
@@ -149,26 +150,27 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     data::create(&dir)?;
     let tls = !args.no_tls;
 
-    // The identities of the cluster's components, issued once.
-    let mut tokens = TokenFile::open(&dir)?;
-    let mut roles = vec![Role::Admin, Role::Scheduler, Role::ControllerManager];
-    roles.extend((1..=args.nodes).map(|i| Role::Node(format!("node-{i}"))));
-    for role in &roles {
-        tokens.issue(role)?;
-    }
+    let tokens = issue_identities(&dir, args.nodes)?;
     let tls_config = if tls {
         Some(Ca::load_or_create(&dir)?.server_config(&args.tls_sans)?)
     } else {
         None
     };
-
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let addr = listener.local_addr()?;
     let backend = open_store(&args, &dir)?;
-    let guard: Arc<dyn Guard> = Arc::new(TokenGuard::new(tokens));
-    let server = ApiServer::new(backend.store.clone(), guard, Options::default())
+    let guard: Arc<dyn Guard> = if tls {
+        Arc::new(TokenGuard::new(tokens))
+    } else {
+        Arc::new(TokenGuard::insecure(tokens))
+    };
+    let options = Options {
+        advertise_address: addr.to_string(),
+        ..Options::default()
+    };
+    let server = ApiServer::new(backend.store.clone(), guard, options)
         .await
         .map_err(|e| anyhow::anyhow!("starting the API server: {e}"))?;
 
@@ -180,6 +182,12 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     println!("ch05: the API server listens on {url}");
     println!("ch05: store: {}", backend.what);
     println!("export KUBECONFIG={}", admin.display());
+    if !tls {
+        eprintln!(
+            "ch05: plain HTTP: kubectl sends no token over it, so a request \
+             without one is the admin"
+        );
+    }
 
     let compactor = args
         .compact_interval
@@ -192,6 +200,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
             notify.notify_one();
         });
     }
+    // ANCHOR: serve
     let router = server.router();
     let stop = stdin_closed.notified();
     let served = match tls_config {
@@ -206,6 +215,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
             until_signal(serving, stop).await
         }
     };
+    // ANCHOR_END: serve
     if let Some(task) = compactor {
         task.abort();
     }
@@ -213,6 +223,21 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     drop(backend);
     served
 }
+
+// ANCHOR: identities
+/// The tokens of the cluster's components: the admin, the scheduler, the
+/// controller manager and `nodes` node agents, each issued once and kept
+/// in the data directory.
+fn issue_identities(dir: &Path, nodes: u32) -> anyhow::Result<TokenFile> {
+    let mut tokens = TokenFile::open(dir)?;
+    let mut roles = vec![Role::Admin, Role::Scheduler, Role::ControllerManager];
+    roles.extend((1..=nodes).map(|i| Role::Node(format!("node-{i}"))));
+    for role in &roles {
+        tokens.issue(role)?;
+    }
+    Ok(tokens)
+}
+// ANCHOR_END: identities
 
 /// Runs the server until SIGINT or SIGTERM (or `stop`).
 async fn until_signal<F, S>(server: F, stop: S) -> anyhow::Result<()>
