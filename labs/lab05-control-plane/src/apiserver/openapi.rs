@@ -155,12 +155,9 @@ fn query(name: &str, description: &str) -> Value {
 // ANCHOR: patch_operation
 /// The PATCH of one object: the operation kubectl's verifier looks for.
 fn patch_operation(r: &Resource) -> Value {
-    let body = json!({
-        "schema": { "$ref": "#/components/schemas/io.k8s.apimachinery.pkg.apis.meta.v1.Patch" }
-    });
-    let reply = json!({
-        "schema": { "$ref": format!("#/components/schemas/{}", schema_name(r)) }
-    });
+    let schema = |name: &str| json!({ "schema": { "$ref": format!("#/components/schemas/{name}") } });
+    let body = schema("io.k8s.apimachinery.pkg.apis.meta.v1.Patch");
+    let reply = schema(&schema_name(r));
     json!({
         "description": format!("partially update the specified {}", r.kind),
         "operationId": format!("patch{}", r.kind),
