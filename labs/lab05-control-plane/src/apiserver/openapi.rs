@@ -155,7 +155,10 @@ fn query(name: &str, description: &str) -> Value {
 // ANCHOR: patch_operation
 /// The PATCH of one object: the operation kubectl's verifier looks for.
 fn patch_operation(r: &Resource) -> Value {
-    let schema = |name: &str| json!({ "schema": { "$ref": format!("#/components/schemas/{name}") } });
+    let schema = |name: &str| {
+        let reference = format!("#/components/schemas/{name}");
+        json!({ "schema": { "$ref": reference } })
+    };
     let body = schema("io.k8s.apimachinery.pkg.apis.meta.v1.Patch");
     let reply = schema(&schema_name(r));
     json!({
