@@ -92,6 +92,7 @@ fn node_write(
     let r = attrs.resource;
     let target = attrs.name.or_else(|| new.and_then(object_name));
     let deny = |reason: String| Err(forbidden(attrs, target, reason));
+    // ANCHOR: node_rules
     match (r.group, r.plural, attrs.subresource) {
         ("", "nodes", None | Some("status")) => match target {
             Some(name) if name == node => Ok(()),
@@ -118,6 +119,7 @@ fn node_write(
             "node {node:?} can only update pod status for pods with \
              spec.nodeName set to itself"
         )),
+        // ANCHOR_END: node_rules
         ("", "pods", Some("eviction")) if bound_to(old, node) => Ok(()),
         ("coordination.k8s.io", "leases", None) => {
             if attrs.namespace != Some(NODE_LEASE_NAMESPACE) {
