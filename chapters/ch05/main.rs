@@ -9,6 +9,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod apiserver;
+mod bench;
 // Only its `cli` part is used here.
 #[allow(dead_code)]
 #[path = "../common/mod.rs"]
@@ -30,6 +31,9 @@ struct Cli {
 enum Command {
     /// Serve the Kubernetes API until Ctrl-C (or SIGTERM).
     Apiserver(apiserver::Args),
+    /// Measure: `api` is the store's writes (embedded against etcd) and
+    /// the API server under load.
+    Bench(bench::Args),
     /// Write a kubeconfig for one identity (admin, a node, the scheduler,
     /// the controller manager).
     Kubeconfig(kubeconfig::Args),
@@ -40,6 +44,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Apiserver(args) => apiserver::run(args),
         Command::Kubeconfig(args) => kubeconfig::run(args),
+        Command::Bench(args) => bench::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
