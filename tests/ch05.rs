@@ -321,11 +321,15 @@ fn get_watch_prints_a_later_change(s: &Server) {
         }
     });
     let mut seen = String::new();
+    // A whole line (a read may end mid-line) whose first cell is `name`.
+    let has_row = |seen: &str, name: &str| {
+        seen.split_inclusive('\n').any(|l| {
+            l.ends_with('\n') && l.split_whitespace().next() == Some(name)
+        })
+    };
     let wait_for = |name: &str, seen: &mut String| {
         let deadline = Instant::now() + Duration::from_secs(20);
-        while names(&format!("\n{seen}")).iter().all(|n| *n != name)
-            && Instant::now() < deadline
-        {
+        while !has_row(seen, name) && Instant::now() < deadline {
             if let Ok(bytes) = rx.recv_timeout(Duration::from_millis(100)) {
                 seen.push_str(&String::from_utf8_lossy(&bytes));
             }
