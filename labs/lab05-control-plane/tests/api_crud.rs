@@ -184,6 +184,40 @@ async fn service_addresses_and_node_ports_are_taken_once() {
 }
 
 #[tokio::test]
+async fn a_service_turned_node_port_gets_a_port() {
+    let api = api().await;
+    let svcs = "/api/v1/namespaces/default/services";
+    let svc = json!({"apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": "kubia-http"},
+        "spec": {"selector": {"app": "kubia"}, "ports": [{"port": 80,
+                 "targetPort": 8080}]}});
+    let created = api.post(svcs, &svc).await.body;
+    assert!(created["spec"]["ports"][0].get("nodePort").is_none());
+    let mut balanced = created.clone();
+    balanced["spec"]["type"] = json!("LoadBalancer");
+    let updated = api.put(&format!("{svcs}/kubia-http"), &balanced).await;
+    assert_eq!(updated.status, StatusCode::OK, "{}", updated.text);
+    let port = updated.body["spec"]["ports"][0]["nodePort"]
+        .as_u64()
+        .unwrap();
+    assert!((30000..=32767).contains(&port), "{port}");
+    assert_eq!(
+        updated.body["spec"]["clusterIP"],
+        created["spec"]["clusterIP"]
+    );
+    let mut moved = updated.body.clone();
+    moved["spec"]["clusterIP"] = json!("198.19.9.9");
+    moved["spec"]["clusterIPs"] = json!(["198.19.9.9"]);
+    let refused = api.put(&format!("{svcs}/kubia-http"), &moved).await;
+    assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        refused.message().contains("may not change once set"),
+        "{}",
+        refused.message()
+    );
+}
+
+#[tokio::test]
 async fn get_of_a_missing_object_is_not_found() {
     let api = api().await;
     let got = api.get(&format!("{PODS}/x")).await;
