@@ -450,7 +450,7 @@ async fn embedded_slow_watcher_is_dropped() {
 
 /// Write throughput, embedded vs etcd, at 1 and 16 writers: three rounds,
 /// each on fresh stores, the two stores one after the other in each round
-/// (the machine's disk is shared, its fsync time varies: compare within a
+/// (on a shared machine the timings vary with its load: compare within a
 /// round, and the medians):
 /// `cargo test -p lab05 --release --test store -- --ignored bench --nocapture`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
