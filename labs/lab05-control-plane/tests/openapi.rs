@@ -242,4 +242,39 @@ fn kubectl_create_validates_on_the_server_and_explain_finds_the_kind() {
     assert!(ok, "{out}");
     assert!(out.contains("KIND:       Pod"), "{out}");
     assert!(out.contains("VERSION:    v1"), "{out}");
+
+    if cfg!(feature = "explain") {
+        let (ok, out) =
+            kubectl(home.path(), &["explain", "pods.spec.containers.ports"]);
+        assert!(ok, "{out}");
+        assert!(out.contains("containerPort"), "{out}");
+        let (ok, out) = kubectl(home.path(), &["explain", "deploy.spec"]);
+        assert!(ok, "{out}");
+        assert!(out.contains("replicas"), "{out}");
+    }
+}
+
+#[cfg(feature = "explain")]
+#[test]
+fn schemas_carry_the_merge_keys_strategic_merge_uses() {
+    let doc = document("api/v1").unwrap();
+    let schemas = &doc["components"]["schemas"];
+    let spec = &schemas["io.k8s.api.core.v1.PodSpec"]["properties"];
+    assert_eq!(spec["containers"]["x-kubernetes-patch-merge-key"], "name");
+    assert_eq!(spec["containers"]["x-kubernetes-patch-strategy"], "merge");
+    assert!(spec["tolerations"]
+        .get("x-kubernetes-patch-strategy")
+        .is_none());
+    let container = &schemas["io.k8s.api.core.v1.Container"]["properties"];
+    assert_eq!(
+        container["ports"]["x-kubernetes-patch-merge-key"],
+        "containerPort"
+    );
+    let meta = &schemas["io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"]
+        ["properties"];
+    assert_eq!(meta["finalizers"]["x-kubernetes-patch-strategy"], "merge");
+    let apps = document("apis/apps/v1").unwrap();
+    let template = &apps["components"]["schemas"]["io.k8s.api.core.v1.PodSpec"]
+        ["properties"]["containers"];
+    assert_eq!(template["x-kubernetes-patch-merge-key"], "name");
 }

@@ -210,7 +210,7 @@ pub fn status_cell(pod: &Pod) -> String {
 // ANCHOR_END: status_cell
 
 /// Held back from the scheduler by `spec.schedulingGates`.
-fn scheduling_gated(status: &PodStatus) -> bool {
+pub fn scheduling_gated(status: &PodStatus) -> bool {
     status.conditions.iter().flatten().any(|c| {
         c.type_ == "PodScheduled"
             && c.reason.as_deref() == Some("SchedulingGated")
