@@ -595,14 +595,9 @@ fn explain(s: &Server) {
     assert!(text.contains("DESCRIPTION:"), "{text}");
 }
 
-/// `explain` of a field needs the kinds' field schemas in the OpenAPI
-/// documents, which carry each kind's identity only (apiserver/openapi.rs).
-#[test]
-#[ignore = "the OpenAPI documents have no field schemas yet"]
-fn explain_a_field() {
-    let Some(s) = server("embedded") else {
-        return;
-    };
+/// `explain` of a field reads the kinds' schemas in the OpenAPI
+/// documents.
+fn explain_a_field(s: &Server) {
     let out = s.kubectl(&["explain", "pod.spec.containers"]);
     let text = out.out();
     assert!(
@@ -745,6 +740,7 @@ both_stores!(
     describe_pod_node_service,
     create_deployment_and_namespace,
     explain,
+    explain_a_field,
     invalid_manifest,
     wrong_token_is_unauthorized,
     a_node_writes_only_its_own_node,
