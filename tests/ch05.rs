@@ -907,3 +907,60 @@ fn plain_http_and_an_etcd_of_ones_own() {
         assert!(text.contains("/registry/namespaces/kube-system"), "{text}");
     }
 }
+
+/// The book's kubectl session (section 5.9), against a server of its
+/// own so that `default` holds only what the session makes. What varies
+/// from run to run (the port, ages) is redacted; the rest is asserted.
+#[test]
+fn the_books_kubectl_session() {
+    if !require_program("kubectl") {
+        return;
+    }
+    let s = Server::start("embedded", &[]);
+    let steps: &[&[&str]] = &[
+        &["get", "namespaces"],
+        &["create", "-f", &kubia_manual()],
+        &["get", "pods", "-o", "wide"],
+        &["label", "pod", "kubia-manual", "env=debug"],
+        &["get", "pods", "-L", "env"],
+        &["create", "deployment", "kubia", "--image=kubia:v1"],
+        &["scale", "deployment", "kubia", "--replicas=3"],
+        &["get", "deployments"],
+        &[
+            "get",
+            "pod",
+            "kubia-manual",
+            "-o",
+            "jsonpath={.spec.containers[0].imagePullPolicy}",
+        ],
+        &["delete", "pod", "kubia-manual"],
+        &["get", "pods"],
+    ];
+    let mut session = String::new();
+    for args in steps {
+        let shown: Vec<String> = args
+            .iter()
+            .map(|a| {
+                let a = a.replace(&book(""), "");
+                if a.contains('{') {
+                    format!("'{a}'")
+                } else {
+                    a
+                }
+            })
+            .collect();
+        session.push_str(&format!("$ kubectl {}\n", shown.join(" ")));
+        let run = s.kubectl(args);
+        assert!(run.ok, "kubectl {args:?}: {run:?}");
+        session.push_str(&run.stdout);
+        session.push_str(&run.stderr);
+        if !session.ends_with('\n') {
+            session.push('\n');
+        }
+    }
+    let mut settings = insta::Settings::clone_current();
+    // Ages: 3s, 2m5s, 10m.
+    settings.add_filter(r"\b\d+(s|m\d*s?|h\d*m?)\b", "[age]");
+    settings.add_filter(r"/[^\s]*/book/src/", "book/src/");
+    settings.bind(|| insta::assert_snapshot!(session));
+}
