@@ -920,7 +920,7 @@ fn the_books_kubectl_session() {
     let steps: &[&[&str]] = &[
         &["get", "namespaces"],
         &["create", "-f", &kubia_manual()],
-        &["get", "pods", "-o", "wide"],
+        &["get", "pods"],
         &["label", "pod", "kubia-manual", "env=debug"],
         &["get", "pods", "-L", "env"],
         &["create", "deployment", "kubia", "--image=kubia:v1"],
