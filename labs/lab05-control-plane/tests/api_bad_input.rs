@@ -492,3 +492,160 @@ fn a_node_changes_only_pods_bound_to_it() {
     let here: Pod = admin.get(Some(NS), "here").unwrap();
     assert_eq!(here.status.unwrap().phase.as_deref(), Some("Running"));
 }
+
+// ---------------------------------------------------------------------
+// What the real kubectl prints for these Statuses.
+
+/// Runs kubectl with a kubeconfig for `token`; (succeeded, stdout and
+/// stderr).
+fn kubectl(c: &Cluster, token: &str, args: &[&str]) -> (bool, String) {
+    let dir = c.dir.path();
+    let config = dir.join(format!("kubeconfig-{}", token.len()));
+    lab05::auth::kubeconfig::Kubeconfig {
+        server: &c.url,
+        ca_pem: Some(&c.ca_pem),
+        user: "u",
+        token,
+    }
+    .write(&config)
+    .unwrap();
+    let home = dir.join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    let out = std::process::Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(&config)
+        .arg("--request-timeout=10s")
+        .args(args)
+        .env("HOME", &home)
+        .env_remove("KUBECONFIG")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned()
+        + &String::from_utf8_lossy(&out.stderr);
+    (out.status.success(), text.trim().to_string())
+}
+
+/// Writes `object` as a file for `kubectl create -f`.
+fn manifest(c: &Cluster, name: &str, object: &Value) -> String {
+    let path = c.dir.path().join(name);
+    std::fs::write(&path, object.to_string()).unwrap();
+    path.display().to_string()
+}
+
+#[test]
+fn kubectl_prints_these_statuses() {
+    if !kubelings_probe::require_program("kubectl") {
+        return;
+    }
+    let c = cluster();
+    let admin = c.tokens.admin.clone();
+    let started = Instant::now();
+
+    let big = json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "big"},
+        "data": {"a": "x".repeat(1536 * 1024 + 1)},
+    });
+    let file = manifest(&c, "big.json", &big);
+    let (ok, out) = kubectl(&c, &admin, &["create", "-f", &file]);
+    assert!(!ok);
+    assert_eq!(
+        out,
+        format!(
+            "Error from server (RequestEntityTooLarge): error when creating \
+             \"{file}\": Request entity too large: limit is 1572864"
+        )
+    );
+
+    let (ok, out) = kubectl(&c, "not-a-token", &["get", "pods"]);
+    assert!(!ok);
+    assert_eq!(
+        out,
+        "error: You must be logged in to the server (Unauthorized)"
+    );
+
+    let file = manifest(&c, "node-2.json", &node("node-2"));
+    let (ok, out) = kubectl(&c, &c.tokens.node1, &["create", "-f", &file]);
+    assert!(!ok);
+    assert_eq!(
+        out,
+        format!(
+            "Error from server (Forbidden): error when creating \"{file}\": \
+             nodes \"node-2\" is forbidden: node \"node-1\" is not allowed \
+             to modify node \"node-2\""
+        )
+    );
+    let file = manifest(&c, "node-1.json", &node("node-1"));
+    let (ok, out) = kubectl(&c, &c.tokens.node1, &["create", "-f", &file]);
+    assert!(ok, "{out}");
+    assert_eq!(out, "node/node-1 created");
+
+    one_config_map(&c.admin());
+    let ops = r#"[{"op":"test","path":"/data/a","value":"2"}]"#;
+    let (ok, out) = kubectl(
+        &c,
+        &admin,
+        &["patch", "configmap", "cm", "--type=json", "-p", ops],
+    );
+    assert!(!ok);
+    // A 422 without a kind in its details.
+    assert!(out.starts_with("The request is invalid: "), "{out}");
+    let (ok, out) = kubectl(
+        &c,
+        &admin,
+        &[
+            "patch",
+            "configmap",
+            "cm",
+            "--type=merge",
+            "-p",
+            "{\"data\":",
+        ],
+    );
+    assert!(!ok);
+    assert!(out.starts_with("Error from server (BadRequest): "), "{out}");
+
+    let file = manifest(&c, "foo.json", &pod_with_foo());
+    let (ok, out) = kubectl(&c, &admin, &["create", "-f", &file]);
+    assert!(!ok);
+    assert!(
+        out.starts_with(&format!(
+            "Error from server (BadRequest): error when creating \"{file}\": "
+        )),
+        "{out}"
+    );
+    assert!(
+        out.ends_with("strict decoding error: unknown field \"spec.foo\""),
+        "{out}"
+    );
+    no_pods(&c.admin(), "x");
+    eprintln!("kubectl runs: {:?}", started.elapsed());
+}
+
+/// kubectl prints a 422's causes as `field: message`, so a cause's
+/// message must not carry its field again (Go's `ErrorBody`).
+#[test]
+#[ignore = "server bug: a cause's message repeats its field, so kubectl \
+            prints `metadata.name: metadata.name: Invalid value: ...`"]
+fn kubectl_prints_an_invalid_name_as_kube_apiserver_words_it() {
+    if !kubelings_probe::require_program("kubectl") {
+        return;
+    }
+    let c = cluster();
+    let bad_name = json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "Bad_Name"},
+    });
+    let file = manifest(&c, "bad-name.json", &bad_name);
+    let (ok, out) = kubectl(&c, &c.tokens.admin, &["create", "-f", &file]);
+    assert!(!ok);
+    assert_eq!(
+        out,
+        "The ConfigMap \"Bad_Name\" is invalid: metadata.name: Invalid \
+         value: \"Bad_Name\": a lowercase RFC 1123 subdomain must consist \
+         of lower case alphanumeric characters, '-' or '.', and must start \
+         and end with an alphanumeric character (e.g. 'example.com', regex \
+         used for validation is \
+         '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')"
+    );
+}
