@@ -25,8 +25,8 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, WatchEvent};
-use lab05::client::Client;
-use lab05::store::EmbeddedStore;
+use lab05::client::{Client, ClientError};
+use lab05::store::{EmbeddedStore, ListOptions, Store};
 use support_rel::{client, Backend, Cluster};
 
 const NS: &str = "default";
@@ -219,6 +219,8 @@ struct Seen {
     events: BTreeSet<(String, i64)>,
     relisted: BTreeMap<String, i64>,
     last_rv: i64,
+    /// Events at or before one already seen: a replay that overlaps.
+    out_of_order: usize,
     resumed: usize,
     relists: usize,
 }
@@ -230,89 +232,134 @@ impl Seen {
     }
 }
 
-/// Watches config maps from `from`, at whatever URL `url` holds now,
-/// again from the last resourceVersion whenever a watch breaks; relists
-/// on 410. Runs until `stop`.
-fn watcher(
+/// One watcher: where it watches, how, and what it has seen.
+#[derive(Clone)]
+struct Watcher {
+    /// The server's URL now (it changes at the restart).
     url: Arc<Mutex<String>>,
     ca: String,
     token: String,
-    from: i64,
-    seen: Arc<Mutex<Seen>>,
+    /// How long it takes over each event.
+    slow: Duration,
+    /// While set, it is disconnected: it drops its watch and waits.
+    hold: Arc<AtomicBool>,
     stop: Arc<AtomicBool>,
-) {
-    seen.lock().unwrap().last_rv = from;
-    let mut relist = false;
-    let mut first = true;
-    while !stop.load(Ordering::Relaxed) {
-        let c = client(&url.lock().unwrap(), &ca, Some(&token));
-        if relist {
-            match c.list::<ConfigMap>(Some(NS), "") {
-                Ok(list) => {
-                    let mut s = seen.lock().unwrap();
-                    for cm in &list.items {
-                        let name = cm.metadata.name.clone().unwrap();
-                        s.relisted.insert(name, rv(&cm.metadata));
-                    }
-                    s.last_rv = list.resource_version.parse().unwrap();
-                    s.relists += 1;
-                    relist = false;
-                }
-                Err(_) => {
-                    std::thread::sleep(Duration::from_millis(50));
+    seen: Arc<Mutex<Seen>>,
+}
+
+impl Watcher {
+    fn new(url: &Arc<Mutex<String>>, ca: &str, token: &str, from: i64) -> Self {
+        let seen = Seen {
+            last_rv: from,
+            ..Seen::default()
+        };
+        Watcher {
+            url: url.clone(),
+            ca: ca.to_string(),
+            token: token.to_string(),
+            slow: Duration::ZERO,
+            hold: Arc::new(AtomicBool::new(false)),
+            stop: Arc::new(AtomicBool::new(false)),
+            seen: Arc::new(Mutex::new(seen)),
+        }
+    }
+
+    fn set(flag: &AtomicBool, on: bool) {
+        flag.store(on, Ordering::Relaxed);
+    }
+
+    fn held(&self) -> bool {
+        self.hold.load(Ordering::Relaxed) && !self.stop.load(Ordering::Relaxed)
+    }
+
+    /// Relists; false if the server did not answer.
+    fn relist(&self, c: &Client) -> bool {
+        let Ok(list) = c.list::<ConfigMap>(Some(NS), "") else {
+            return false;
+        };
+        let mut s = self.seen.lock().unwrap();
+        for cm in &list.items {
+            let name = cm.metadata.name.clone().unwrap();
+            s.relisted.insert(name, rv(&cm.metadata));
+        }
+        s.last_rv = list.resource_version.parse().unwrap();
+        s.relists += 1;
+        true
+    }
+
+    /// Watches config maps from its last resourceVersion, at whatever
+    /// URL holds now, again whenever a watch breaks; relists on 410.
+    /// Runs until `stop`.
+    fn run(self) {
+        let mut relist = false;
+        let mut first = true;
+        while !self.stop.load(Ordering::Relaxed) {
+            let c =
+                client(&self.url.lock().unwrap(), &self.ca, Some(&self.token));
+            if self.held() || (relist && !self.relist(&c)) {
+                std::thread::sleep(Duration::from_millis(20));
+                continue;
+            }
+            relist = false;
+            let from = self.seen.lock().unwrap().last_rv;
+            let query = format!(
+                "resourceVersion={from}&allowWatchBookmarks=true&\
+                 timeoutSeconds=3"
+            );
+            let events = match c.watch::<ConfigMap>(Some(NS), &query) {
+                Ok(events) => events,
+                Err(e) if e.code() == Some(410) => {
+                    relist = true;
                     continue;
                 }
-            }
-        }
-        let from = seen.lock().unwrap().last_rv;
-        let query = format!(
-            "resourceVersion={from}&allowWatchBookmarks=true&timeoutSeconds=3"
-        );
-        let events = match c.watch::<ConfigMap>(Some(NS), &query) {
-            Ok(events) => events,
-            Err(e) if e.code() == Some(410) => {
-                relist = true;
-                continue;
-            }
-            Err(_) => {
-                // The server is down: try again soon.
-                std::thread::sleep(Duration::from_millis(50));
-                continue;
-            }
-        };
-        if !first {
-            seen.lock().unwrap().resumed += 1;
-        }
-        first = false;
-        for event in events {
-            let mut s = seen.lock().unwrap();
-            match event {
-                Ok(WatchEvent::Added(cm))
-                | Ok(WatchEvent::Modified(cm))
-                | Ok(WatchEvent::Deleted(cm)) => {
-                    let (name, rv) =
-                        (cm.metadata.name.clone().unwrap(), rv(&cm.metadata));
-                    assert!(
-                        rv > s.last_rv,
-                        "{name} at {rv} after {}",
-                        s.last_rv
-                    );
-                    s.last_rv = rv;
-                    s.events.insert((name, rv));
+                Err(_) => {
+                    // The server is down: try again soon.
+                    std::thread::sleep(Duration::from_millis(20));
+                    continue;
                 }
-                Ok(WatchEvent::Bookmark {
-                    resource_version, ..
-                }) => s.last_rv = resource_version.parse().unwrap(),
-                Ok(WatchEvent::ErrorStatus(status))
-                    if status.code == Some(410) =>
-                {
-                    relist = true;
+            };
+            if !first {
+                self.seen.lock().unwrap().resumed += 1;
+            }
+            first = false;
+            for event in events {
+                if self.held() {
                     break;
                 }
-                Ok(other) => panic!("unexpected watch event {other:?}"),
-                // The server went away in the middle of the stream.
-                Err(_) => break,
+                std::thread::sleep(self.slow);
+                match event {
+                    Ok(WatchEvent::ErrorStatus(status))
+                        if status.code == Some(410) =>
+                    {
+                        relist = true;
+                        break;
+                    }
+                    Ok(event) => self.record(event),
+                    // The server went away in the middle of the stream.
+                    Err(_) => break,
+                }
             }
+        }
+    }
+
+    fn record(&self, event: WatchEvent<ConfigMap>) {
+        let mut s = self.seen.lock().unwrap();
+        match event {
+            WatchEvent::Added(cm)
+            | WatchEvent::Modified(cm)
+            | WatchEvent::Deleted(cm) => {
+                let (name, rv) =
+                    (cm.metadata.name.clone().unwrap(), rv(&cm.metadata));
+                if rv <= s.last_rv {
+                    s.out_of_order += 1;
+                }
+                s.last_rv = rv;
+                s.events.insert((name, rv));
+            }
+            WatchEvent::Bookmark {
+                resource_version, ..
+            } => s.last_rv = resource_version.parse().unwrap(),
+            other => panic!("unexpected watch event {other:?}"),
         }
     }
 }
@@ -333,8 +380,9 @@ fn writer(
         let name = format!("w{w}-{i}");
         let data = [("writer", w.to_string()), ("i", i.to_string())];
         let mut cm = config_map(&name, &data);
-        let Ok(created) = c.create(Some(NS), &cm) else {
-            return;
+        let created = match c.create(Some(NS), &cm) {
+            Ok(created) => created,
+            Err(e) => return fail_unless_killed(&name, e),
         };
         acked
             .lock()
@@ -345,11 +393,18 @@ fn writer(
             .as_mut()
             .unwrap()
             .insert("updated".into(), "yes".into());
-        let Ok(updated) = c.replace(Some(NS), &name, &cm) else {
-            return;
+        let updated = match c.replace(Some(NS), &name, &cm) {
+            Ok(updated) => updated,
+            Err(e) => return fail_unless_killed(&name, e),
         };
         acked.lock().unwrap().push((name, rv(&updated.metadata)));
     }
+}
+
+/// A write failed: fine if the server is gone (no answer), a bug if it
+/// answered with an error.
+fn fail_unless_killed(name: &str, e: ClientError) {
+    assert!(e.code().is_none(), "writing {name}: {e}");
 }
 
 /// Waits up to `limit` for `done`, polling.
@@ -378,16 +433,20 @@ fn acknowledged_writes_and_watches_survive_kill_9() {
     let url = Arc::new(Mutex::new(server.url()));
     let admin = || client(&url.lock().unwrap(), &ca, Some(&tokens.admin));
 
-    // The watcher starts from a list, as an informer does.
+    // Two watchers start from a list, as informers do: one slow (the
+    // kill leaves events it has not read yet), one disconnected from the
+    // middle of the stream until after the restart (it must get all it
+    // missed from the new server's history).
     let from = admin().list::<ConfigMap>(Some(NS), "").unwrap();
     let from: i64 = from.resource_version.parse().unwrap();
-    let seen = Arc::new(Mutex::new(Seen::default()));
-    let stop_watch = Arc::new(AtomicBool::new(false));
-    {
-        let (url, ca, token) = (url.clone(), ca.clone(), tokens.admin.clone());
-        let (seen, stop) = (seen.clone(), stop_watch.clone());
-        // Not joined: it ends when the last server dies with the test.
-        std::thread::spawn(move || watcher(url, ca, token, from, seen, stop));
+    let mut slow = Watcher::new(&url, &ca, &tokens.admin, from);
+    slow.slow = Duration::from_millis(2);
+    let away = Watcher::new(&url, &ca, &tokens.admin, from);
+    let watchers = [slow, away];
+    for w in &watchers {
+        // Not joined: they end when the last server dies with the test.
+        let w = w.clone();
+        std::thread::spawn(move || w.run());
     }
 
     let acked = Arc::new(Mutex::new(Vec::new()));
@@ -399,9 +458,12 @@ fn acknowledged_writes_and_watches_survive_kill_9() {
             std::thread::spawn(move || writer(c, w, acked, stop))
         })
         .collect();
-    let enough = wait_for(Duration::from_secs(30), || {
-        acked.lock().unwrap().len() >= BEFORE_KILL
-    });
+    let acked_len = || acked.lock().unwrap().len();
+    let enough =
+        wait_for(Duration::from_secs(30), || acked_len() >= BEFORE_KILL / 3);
+    Watcher::set(&watchers[1].hold, true);
+    let enough = enough
+        && wait_for(Duration::from_secs(30), || acked_len() >= BEFORE_KILL);
     assert!(enough, "the writers are too slow");
     server.kill_9();
     stop_writing.store(true, Ordering::Relaxed);
@@ -410,10 +472,14 @@ fn acknowledged_writes_and_watches_survive_kill_9() {
         w.join().unwrap();
     }
     let acked = std::mem::take(&mut *acked.lock().unwrap());
-    let before_restart = seen.lock().unwrap().events.len();
+    let seen_before: Vec<usize> = watchers
+        .iter()
+        .map(|w| w.seen.lock().unwrap().events.len())
+        .collect();
 
     let server = ServerChild::spawn(dir.path());
     *url.lock().unwrap() = server.url();
+    Watcher::set(&watchers[1].hold, false);
     let admin = admin();
 
     // Every acknowledged write is there, at its revision or later.
@@ -448,40 +514,60 @@ fn acknowledged_writes_and_watches_survive_kill_9() {
     assert!(rv(&fresh.metadata) > old_max);
     assert!(all.resource_version.parse::<i64>().unwrap() >= old_max);
 
-    // The watcher has seen every acknowledged write, and the new one.
+    // Each watcher has seen every acknowledged write, and the new one.
     let fresh_rv = rv(&fresh.metadata);
-    let complete = wait_for(Duration::from_secs(20), || {
-        let s = seen.lock().unwrap();
-        acked.iter().all(|(n, rv)| s.covers(n, *rv))
-            && s.covers("after-restart", fresh_rv)
-    });
-    stop_watch.store(true, Ordering::Relaxed);
-    let s = seen.lock().unwrap();
-    let missed: Vec<_> = acked
-        .iter()
-        .filter(|(n, rv)| !s.covers(n, *rv))
-        .take(5)
-        .collect();
-    assert!(
-        complete,
-        "the watcher missed {missed:?}; it saw {} events, relisted {} \
-         times, resumed {} times",
-        s.events.len(),
-        s.relists,
-        s.resumed
-    );
-    assert!(
-        s.resumed + s.relists >= 1,
-        "the watch went on after the kill"
-    );
+    let mut after_restart = Vec::new();
+    for (w, before) in watchers.iter().zip(seen_before) {
+        let complete = wait_for(Duration::from_secs(20), || {
+            let s = w.seen.lock().unwrap();
+            acked.iter().all(|(n, rv)| s.covers(n, *rv))
+                && s.covers("after-restart", fresh_rv)
+        });
+        Watcher::set(&w.stop, true);
+        let s = w.seen.lock().unwrap();
+        let missed: Vec<_> = acked
+            .iter()
+            .filter(|(n, rv)| !s.covers(n, *rv))
+            .take(5)
+            .collect();
+        let after = s.events.len() - before;
+        let what = format!(
+            "{before} events before the restart, {after} after; resumed {} \
+             times, relisted {} times, {} events out of order",
+            s.resumed, s.relists, s.out_of_order
+        );
+        assert!(complete, "a watcher missed {missed:?}; it saw {what}");
+        assert!(s.resumed + s.relists >= 1, "it went on after the kill");
+        assert_eq!(s.out_of_order, 0, "{what}");
+        eprintln!("watcher (slow {:?}): {what}", w.slow);
+        after_restart.push(after);
+    }
+    // The disconnected one got what it missed (the writes from a third
+    // of the way to the kill) from the new server's history.
+    assert!(after_restart[1] >= BEFORE_KILL / 2, "{after_restart:?}");
     eprintln!(
-        "{} acknowledged writes, {before_restart} events before the \
-         restart, {} after; resumed {} times, relisted {} times; {:?}",
+        "{} acknowledged writes; {:?}",
         acked.len(),
-        s.events.len() - before_restart,
-        s.resumed,
-        s.relists,
         started.elapsed()
     );
+    // Below the API: every value in the store is whole JSON.
     drop(server);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let check = async {
+            let store = EmbeddedStore::open(&dir.path().join("store")).unwrap();
+            let all = store
+                .list("/registry/", &ListOptions::default())
+                .await
+                .unwrap();
+            for kv in &all.kvs {
+                let value = serde_json::from_slice::<serde_json::Value>;
+                value(&kv.value).unwrap_or_else(|e| panic!("{kv:?}: {e}"));
+            }
+            assert!(all.kvs.len() >= latest.len());
+        };
+        tokio::time::timeout(Duration::from_secs(20), check)
+            .await
+            .expect("reading the store took too long");
+    });
 }
