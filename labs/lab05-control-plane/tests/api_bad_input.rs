@@ -337,15 +337,18 @@ fn no_token_or_a_wrong_token_is_401() {
     let c = cluster();
     let admin = c.admin();
     let body = bytes(&pod("x"));
-    for client in [c.client(None), c.client(Some("not-a-token"))] {
+    for token in [None, Some("not-a-token")] {
         for (method, path) in [("GET", "/api"), ("GET", PODS), ("POST", PODS)] {
-            let (code, reason, message) = refused(
-                &client,
-                method,
-                path,
-                "application/json",
-                body.clone(),
-            );
+            let body = if method == "POST" {
+                body.clone()
+            } else {
+                vec![]
+            };
+            // A client each: a refused body breaks its connection (see
+            // a_refused_body_does_not_break_the_next_request).
+            let client = c.client(token);
+            let (code, reason, message) =
+                refused(&client, method, path, "application/json", body);
             assert_eq!(
                 (code, reason.as_str(), message.as_str()),
                 (401, "Unauthorized", "Unauthorized"),
@@ -354,6 +357,41 @@ fn no_token_or_a_wrong_token_is_401() {
         }
     }
     no_pods(&admin, "x");
+}
+
+/// A request refused before its body is read (a 401) must not break the
+/// client: Go's server reads and drops up to 256 KiB of such a body, so
+/// the client sees the answer, and the connection stays usable; ours
+/// closes it unannounced (the next request on it gets no answer) and,
+/// while the client is still sending, resets it (EPIPE, no answer).
+#[test]
+#[ignore = "server bug: a 401 leaves the body unread and closes the \
+            connection without `Connection: close`"]
+fn a_refused_body_does_not_break_the_next_request() {
+    let c = cluster();
+    let anonymous = c.client(None);
+    let big = vec![b' '; 64 * 1024];
+    let mut broken = 0;
+    for _ in 0..20 {
+        let answer = anonymous.request(
+            "POST",
+            PODS,
+            Some(("application/json", big.clone())),
+        );
+        if let Err(e) = answer.as_ref() {
+            if e.code().is_none() {
+                eprintln!("POST: {e}");
+                broken += 1;
+            }
+        }
+        if anonymous
+            .request("GET", "/api", None)
+            .is_err_and(|e| e.code().is_none())
+        {
+            broken += 1;
+        }
+    }
+    assert_eq!(broken, 0, "requests that got no answer");
 }
 
 fn node(name: &str) -> Value {
@@ -491,6 +529,97 @@ fn a_node_changes_only_pods_bound_to_it() {
     patch_status(&node1, "here").unwrap();
     let here: Pod = admin.get(Some(NS), "here").unwrap();
     assert_eq!(here.status.unwrap().phase.as_deref(), Some("Running"));
+}
+
+#[test]
+fn statuses_are_shaped_as_kube_apiservers() {
+    let c = cluster();
+    let (code, status) = c.raw("GET", &format!("{PODS}/nope"), None);
+    assert_eq!(code, 404);
+    assert_eq!(
+        status,
+        json!({
+            "kind": "Status", "apiVersion": "v1", "metadata": {},
+            "status": "Failure", "message": "pods \"nope\" not found",
+            "reason": "NotFound", "details": {"name": "nope", "kind": "pods"},
+            "code": 404,
+        })
+    );
+    let (code, status) =
+        support_rel::raw(&c.url, &c.ca_pem, None, "GET", PODS, None);
+    assert_eq!(code, 401);
+    assert_eq!(
+        status,
+        json!({
+            "kind": "Status", "apiVersion": "v1", "metadata": {},
+            "status": "Failure", "message": "Unauthorized",
+            "reason": "Unauthorized", "code": 401,
+        })
+    );
+    let body = json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "Bad_Name"},
+    });
+    let (code, status) = c.raw(
+        "POST",
+        CONFIG_MAPS,
+        Some(("application/json", bytes(&body))),
+    );
+    assert_eq!(code, 422);
+    assert_eq!(status["reason"], "Invalid");
+    assert_eq!(
+        (&status["details"]["name"], &status["details"]["kind"]),
+        (&json!("Bad_Name"), &json!("ConfigMap"))
+    );
+    let cause = &status["details"]["causes"][0];
+    assert_eq!(
+        (&cause["reason"], &cause["field"]),
+        (&json!("FieldValueInvalid"), &json!("metadata.name"))
+    );
+}
+
+/// A cause's message is the error without its field (Go's `ErrorBody`):
+/// kubectl prints `field: message`.
+#[test]
+#[ignore = "server bug: a cause's message repeats its field"]
+fn a_causes_message_does_not_repeat_its_field() {
+    let c = cluster();
+    let body = json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "Bad_Name"},
+    });
+    let (_, status) = c.raw(
+        "POST",
+        CONFIG_MAPS,
+        Some(("application/json", bytes(&body))),
+    );
+    let message = status["details"]["causes"][0]["message"].as_str().unwrap();
+    assert!(
+        message
+            .starts_with("Invalid value: \"Bad_Name\": a lowercase RFC 1123"),
+        "{message}"
+    );
+}
+
+#[test]
+fn a_stale_resource_version_is_409_conflict() {
+    let c = cluster();
+    let admin = c.admin();
+    let rv = one_config_map(&admin);
+    let mut cm: ConfigMap = admin.get(Some(NS), "cm").unwrap();
+    cm.data.as_mut().unwrap().insert("a".into(), "2".into());
+    admin.replace(Some(NS), "cm", &cm).unwrap();
+    // The same change again, from the old read.
+    let err = admin.replace(Some(NS), "cm", &cm).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "409 Conflict: Operation cannot be fulfilled on configmaps \"cm\": \
+         the object has been modified; please apply your changes to the \
+         latest version and try again"
+    );
+    let now: ConfigMap = admin.get(Some(NS), "cm").unwrap();
+    assert_ne!(now.metadata.resource_version.as_deref(), Some(rv.as_str()));
+    assert_eq!(now.data.unwrap()["a"], "2");
 }
 
 // ---------------------------------------------------------------------

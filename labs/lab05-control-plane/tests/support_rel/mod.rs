@@ -153,3 +153,67 @@ pub fn client(url: &str, ca_pem: &str, token: Option<&str>) -> Client {
     })
     .unwrap()
 }
+
+/// One request as sent, without lab05's client: the answer's code and
+/// its body as JSON (`Null` if it is not JSON), to check whole Statuses.
+pub fn raw(
+    url: &str,
+    ca_pem: &str,
+    token: Option<&str>,
+    method: &str,
+    path: &str,
+    body: Option<(&str, Vec<u8>)>,
+) -> (u16, serde_json::Value) {
+    use std::io::Read;
+    use ureq::tls::{PemItem, RootCerts, TlsConfig, TlsProvider};
+    let roots: Vec<_> = ureq::tls::parse_pem(ca_pem.as_bytes())
+        .filter_map(|item| match item {
+            Ok(PemItem::Certificate(cert)) => Some(cert),
+            _ => None,
+        })
+        .collect();
+    let tls = TlsConfig::builder()
+        .provider(TlsProvider::Rustls)
+        .unversioned_rustls_crypto_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .root_certs(RootCerts::Specific(Arc::new(roots)))
+        .build();
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .proxy(None)
+        .timeout_global(Some(Duration::from_secs(10)))
+        .tls_config(tls)
+        .build()
+        .into();
+    let mut request = ureq::http::Request::builder()
+        .method(method)
+        .uri(format!("{url}{path}"));
+    if let Some(token) = token {
+        request = request.header("Authorization", format!("Bearer {token}"));
+    }
+    let (media, bytes) = body.unwrap_or(("application/json", Vec::new()));
+    let request = request.header("Content-Type", media).body(bytes).unwrap();
+    let response = agent.run(request).unwrap();
+    let code = response.status().as_u16();
+    let mut text = String::new();
+    response
+        .into_body()
+        .into_reader()
+        .read_to_string(&mut text)
+        .unwrap();
+    (code, serde_json::from_str(&text).unwrap_or_default())
+}
+
+impl Cluster {
+    /// [`raw`] to this cluster, as the admin.
+    pub fn raw(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<(&str, Vec<u8>)>,
+    ) -> (u16, serde_json::Value) {
+        let token = Some(self.tokens.admin.as_str());
+        raw(&self.url, &self.ca_pem, token, method, path, body)
+    }
+}
