@@ -215,6 +215,34 @@ fn pod_with_foo() -> Value {
     body
 }
 
+/// A body well over the limit: the client, still sending when the
+/// server has read enough, must get the 413 all the same (the server
+/// reads on and drops the rest, as Go's lingering close gives it the
+/// time to), and its next request must work.
+#[test]
+#[ignore = "server bug: past the limit the server stops reading and \
+            closes: the client gets EPIPE instead of the 413, and its \
+            pooled connection breaks"]
+fn a_body_well_over_the_limit_gets_its_413() {
+    let c = cluster();
+    let admin = c.admin();
+    let mut broken = Vec::new();
+    for size in [2 << 20, 4 << 20] {
+        for _ in 0..5 {
+            let body = vec![b' '; size];
+            let media = "application/json";
+            match admin.request("POST", CONFIG_MAPS, Some((media, body))) {
+                Err(e) if e.code() == Some(413) => {}
+                other => broken.push(format!("POST of {size}: {other:?}")),
+            }
+            if let Err(e) = admin.request("GET", "/api", None) {
+                broken.push(format!("GET after {size}: {e}"));
+            }
+        }
+    }
+    assert!(broken.is_empty(), "{broken:#?}");
+}
+
 #[test]
 fn unknown_fields_under_strict_validation_are_400() {
     let c = cluster();
