@@ -220,9 +220,6 @@ fn pod_with_foo() -> Value {
 /// reads on and drops the rest, as Go's lingering close gives it the
 /// time to), and its next request must work.
 #[test]
-#[ignore = "server bug: past the limit the server stops reading and \
-            closes: the client gets EPIPE instead of the 413, and its \
-            pooled connection breaks"]
 fn a_body_well_over_the_limit_gets_its_413() {
     let c = cluster();
     let admin = c.admin();
@@ -393,8 +390,6 @@ fn no_token_or_a_wrong_token_is_401() {
 /// closes it unannounced (the next request on it gets no answer) and,
 /// while the client is still sending, resets it (EPIPE, no answer).
 #[test]
-#[ignore = "server bug: a 401 leaves the body unread and closes the \
-            connection without `Connection: close`"]
 fn a_refused_body_does_not_break_the_next_request() {
     let c = cluster();
     let anonymous = c.client(None);
@@ -609,7 +604,6 @@ fn statuses_are_shaped_as_kube_apiservers() {
 /// A cause's message is the error without its field (Go's `ErrorBody`):
 /// kubectl prints `field: message`.
 #[test]
-#[ignore = "server bug: a cause's message repeats its field"]
 fn a_causes_message_does_not_repeat_its_field() {
     let c = cluster();
     let body = json!({
@@ -782,8 +776,6 @@ fn kubectl_prints_these_statuses() {
 /// kubectl prints a 422's causes as `field: message`, so a cause's
 /// message must not carry its field again (Go's `ErrorBody`).
 #[test]
-#[ignore = "server bug: a cause's message repeats its field, so kubectl \
-            prints `metadata.name: metadata.name: Invalid value: ...`"]
 fn kubectl_prints_an_invalid_name_as_kube_apiserver_words_it() {
     if !kubelings_probe::require_program("kubectl") {
         return;

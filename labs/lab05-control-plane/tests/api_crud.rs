@@ -355,8 +355,9 @@ async fn unknown_fields_follow_field_validation() {
     assert_eq!(strict.status, StatusCode::BAD_REQUEST);
     assert_eq!(
         strict.message(),
-        "strict decoding error: unknown field \
-         \"spec.containers[0].imagePullPolizy\", unknown field \"spec.foo\""
+        "Pod in version \"v1\" cannot be handled as a Pod: strict decoding \
+         error: unknown field \"spec.containers[0].imagePullPolizy\", \
+         unknown field \"spec.foo\""
     );
     let warn = api
         .post(&format!("{PODS}?fieldValidation=Warn"), &pod)

@@ -157,8 +157,32 @@ async fn authenticate(
             request.extensions_mut().insert(user);
             next.run(request).await
         }
-        Err(e) => e.into_response(),
+        Err(e) => refuse_unread(request, e).await,
     }
+}
+
+/// How much of a refused request's body is read and dropped before the
+/// answer (Go's server drains as much after a handler that did not).
+const DRAIN_UNREAD: usize = 256 * 1024;
+
+/// The answer to a request refused before its body was read. The body
+/// is read first, so the client, still sending, sees the answer instead
+/// of a reset, and the connection stays usable; past [`DRAIN_UNREAD`]
+/// (or a client that stalls), the connection ends with this answer and
+/// says so.
+async fn refuse_unread(request: Request, e: ApiError) -> Response {
+    let body = axum::body::to_bytes(request.into_body(), DRAIN_UNREAD);
+    let drained = tokio::time::timeout(Duration::from_secs(5), body)
+        .await
+        .is_ok_and(|read| read.is_ok());
+    let mut response = e.into_response();
+    if !drained {
+        response.headers_mut().insert(
+            header::CONNECTION,
+            header::HeaderValue::from_static("close"),
+        );
+    }
+    response
 }
 
 /// A JSON answer with status 200.

@@ -187,6 +187,22 @@ pub fn validate(
     })
 }
 
+/// A strict decoding error as the create and update handlers word it:
+/// after the kind the body could not be decoded as (kube-apiserver's
+/// `transformDecodeError`); PATCH words it bare.
+pub fn handled_as(resource: &Resource, e: ApiError) -> ApiError {
+    if !e.message.starts_with("strict decoding error: ") {
+        return e;
+    }
+    let api_version = resource.api_version();
+    let version = api_version.rsplit('/').next().unwrap_or_default();
+    let kind = resource.kind;
+    ApiError::bad_request(format!(
+        "{kind} in version \"{version}\" cannot be handled as a {kind}: {}",
+        e.message
+    ))
+}
+
 // ANCHOR: strict
 /// Decodes a `T` from `tree`, dealing with unknown fields as `mode`
 /// says.

@@ -37,7 +37,8 @@ pub async fn create_from(
     if let Some(ns) = namespace {
         namespace_accepts(&call.server, resource, ns, &tree).await?;
     }
-    let decoded = typed::decode(resource, tree, mode)?;
+    let decoded = typed::decode(resource, tree, mode)
+        .map_err(|e| typed::handled_as(resource, e))?;
     let object = store_new(
         &call.server,
         resource,

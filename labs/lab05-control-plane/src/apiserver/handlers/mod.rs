@@ -15,6 +15,7 @@ pub mod update;
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::{Request, State};
@@ -277,9 +278,7 @@ async fn run(
             ApiError::internal("request was not authenticated")
         })?;
     let limit = server.options().max_body;
-    let body = axum::body::to_bytes(body, limit)
-        .await
-        .map_err(|_| ApiError::too_large(limit))?;
+    let body = read_body(body, limit).await?;
     let query = axum::extract::Query::<HashMap<String, String>>::try_from_uri(
         &parts.uri,
     )
@@ -331,4 +330,39 @@ async fn route_call(call: Call) -> Result<Response, ApiError> {
         }
     };
     Ok(reply.into_response())
+}
+
+/// How much more of a body over the limit is read, and dropped, before
+/// the 413.
+const DRAIN_OVER: usize = 8 * 1024 * 1024;
+
+/// The request body, up to `limit` bytes. The rest of a longer one is
+/// read on (up to [`DRAIN_OVER`] more, for 5 s at most) and dropped
+/// before the 413: a client still sending then gets the answer, not a
+/// reset, and keeps its connection.
+async fn read_body(
+    body: axum::body::Body,
+    limit: usize,
+) -> Result<Bytes, ApiError> {
+    use futures_util::StreamExt;
+    let mut stream = body.into_data_stream();
+    let mut bytes = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| ApiError::bad_request(e.to_string()))?;
+        if bytes.len() + chunk.len() > limit {
+            let mut left = DRAIN_OVER;
+            let drain = async {
+                while let Some(Ok(chunk)) = stream.next().await {
+                    left = left.saturating_sub(chunk.len());
+                    if left == 0 {
+                        break;
+                    }
+                }
+            };
+            let _ = tokio::time::timeout(Duration::from_secs(5), drain).await;
+            return Err(ApiError::too_large(limit));
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    Ok(bytes.into())
 }

@@ -60,7 +60,11 @@ pub async fn change(
                 return Err(conflict(call));
             }
         }
-        let decoded = typed::decode(resource, tree, mode)?;
+        let decoded =
+            typed::decode(resource, tree, mode).map_err(|e| match verb {
+                "update" => typed::handled_as(resource, e),
+                _ => e,
+            })?;
         let mut new = if resource.subresource("status").is_some() {
             split(part, &current, decoded.object)
         } else {
