@@ -543,6 +543,16 @@ mod tests {
     }
 
     #[test]
+    fn a_pod_without_a_status_is_pending_and_a_deleted_one_terminating() {
+        let mut p = pod(vec![], "Running");
+        p.status = None;
+        assert_eq!(pod_row(&p, SystemTime::now()).status, "Pending");
+        let mut p = pod(vec![running("kubia")], "Running");
+        p.metadata.deletion_timestamp = p.metadata.creation_timestamp.clone();
+        assert_eq!(pod_row(&p, SystemTime::now()).status, "Terminating");
+    }
+
+    #[test]
     fn the_table_is_aligned_like_kubectl() {
         let p = pod(vec![running("kubia")], "Running");
         let table = get_pods(&[p], false, SystemTime::now());
