@@ -5,208 +5,36 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use k8s_openapi::api::core::v1::{
     Container, ContainerState, ContainerStatus, Event, Pod, Probe, Volume,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
+use lab03::columns;
+
 use crate::tabwriter::align;
 
-// ANCHOR: human_duration
-/// A duration as kubectl's AGE column shows it (apimachinery's
-/// `duration.HumanDuration`): exact seconds under two minutes, then
-/// minutes and seconds under ten, then ever coarser.
-pub fn human_duration(d: Duration) -> String {
-    let s = d.as_secs();
-    if s < 120 {
-        return format!("{s}s");
-    }
-    let m = s / 60;
-    if m < 10 {
-        return match s % 60 {
-            0 => format!("{m}m"),
-            r => format!("{m}m{r}s"),
-        };
-    }
-    if m < 180 {
-        return format!("{m}m");
-    }
-    let h = s / 3600;
-    if h < 8 {
-        return match m % 60 {
-            0 => format!("{h}h"),
-            r => format!("{h}h{r}m"),
-        };
-    }
-    if h < 48 {
-        return format!("{h}h");
-    }
-    if h < 24 * 8 {
-        return match h % 24 {
-            0 => format!("{}d", h / 24),
-            r => format!("{}d{r}h", h / 24),
-        };
-    }
-    if h < 24 * 365 * 2 {
-        return format!("{}d", h / 24);
-    }
-    if h < 24 * 365 * 8 {
-        return match (h / 24) % 365 {
-            0 => format!("{}y", h / 24 / 365),
-            r => format!("{}y{r}d", h / 24 / 365),
-        };
-    }
-    format!("{}y", h / 24 / 365)
-}
-// ANCHOR_END: human_duration
+/// The pod's cells are chapter 3's lab (lab03's `columns`), the same ones
+/// chapter 5's API server puts in its Tables.
+pub use lab03::columns::PodRow;
 
 /// How long ago `t` was, as kubectl prints it (`<unknown>` without one).
 pub fn since(t: Option<&Time>, now: SystemTime) -> String {
-    match t {
-        None => "<unknown>".into(),
-        Some(t) => {
-            let then = SystemTime::from(t.0);
-            human_duration(now.duration_since(then).unwrap_or_default())
-        }
-    }
+    columns::since(t.map(|t| &t.0), now)
 }
 
-/// One row of `get pods`: NAME READY STATUS RESTARTS AGE, and for
-/// `-o wide` IP NODE NOMINATED NODE READINESS GATES.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PodRow {
-    pub name: String,
-    pub ready: String,
-    pub status: String,
-    pub restarts: String,
-    pub age: String,
-    pub ip: String,
-    pub node: String,
-    pub nominated_node: String,
-    pub readiness_gates: String,
-}
-
-fn last_restart(status: &ContainerStatus, last: &mut Option<SystemTime>) {
-    let finished = status
-        .last_state
-        .as_ref()
-        .and_then(|s| s.terminated.as_ref())
-        .and_then(|t| t.finished_at.as_ref());
-    if let Some(t) = finished {
-        let t = SystemTime::from(t.0);
-        if last.is_none_or(|l| t > l) {
-            *last = Some(t);
-        }
-    }
-}
-
-/// The STATUS column: the phase, unless an init container or a container
-/// says more (the reason it waits or ended), as kubectl's `printPod`.
+/// One row of `get pods`. A pod the node has not reported on yet has no
+/// phase; the API server would have defaulted it to `Pending`.
 pub fn pod_row(pod: &Pod, now: SystemTime) -> PodRow {
-    let spec = pod.spec.clone().unwrap_or_default();
-    let status = pod.status.clone().unwrap_or_default();
-    let mut reason = status.phase.clone().unwrap_or_else(|| "Pending".into());
-    if let Some(r) = status.reason.as_ref().filter(|r| !r.is_empty()) {
-        reason = r.clone();
+    let phase = pod.status.as_ref().and_then(|s| s.phase.as_ref());
+    if phase.is_some() {
+        return columns::pod_row(pod, now);
     }
-    let mut restarts = 0;
-    let mut last = None;
-    let mut initializing = false;
-    let inits = status.init_container_statuses.clone().unwrap_or_default();
-    let n_inits = spec.init_containers.as_ref().map_or(0, Vec::len);
-    for (i, c) in inits.iter().enumerate() {
-        restarts += c.restart_count;
-        last_restart(c, &mut last);
-        let state = c.state.clone().unwrap_or_default();
-        if let Some(t) = &state.terminated {
-            if t.exit_code == 0 {
-                continue;
-            }
-            reason = match (t.reason.as_deref(), t.signal) {
-                (Some(r), _) if !r.is_empty() => format!("Init:{r}"),
-                (_, Some(s)) if s != 0 => format!("Init:Signal:{s}"),
-                _ => format!("Init:ExitCode:{}", t.exit_code),
-            };
-        } else if let Some(r) = state
-            .waiting
-            .as_ref()
-            .and_then(|w| w.reason.clone())
-            .filter(|r| !r.is_empty() && r != "PodInitializing")
-        {
-            reason = format!("Init:{r}");
-        } else {
-            reason = format!("Init:{i}/{n_inits}");
-        }
-        initializing = true;
-        break;
-    }
-    let containers = status.container_statuses.clone().unwrap_or_default();
-    let mut ready = 0;
-    // ANCHOR: status_column
-    if !initializing {
-        let mut has_running = false;
-        for c in containers.iter().rev() {
-            restarts += c.restart_count;
-            last_restart(c, &mut last);
-            let state = c.state.clone().unwrap_or_default();
-            let waiting = state.waiting.as_ref().and_then(|w| w.reason.clone());
-            let terminated = state.terminated.as_ref();
-            if let Some(r) = waiting.filter(|r| !r.is_empty()) {
-                reason = r;
-            } else if let Some(t) = terminated {
-                reason = match (t.reason.as_deref(), t.signal) {
-                    (Some(r), _) if !r.is_empty() => r.to_string(),
-                    (_, Some(s)) if s != 0 => format!("Signal:{s}"),
-                    _ => format!("ExitCode:{}", t.exit_code),
-                };
-            } else if c.ready && state.running.is_some() {
-                has_running = true;
-                ready += 1;
-            }
-        }
-        if reason == "Completed" && has_running {
-            let pod_ready = status
-                .conditions
-                .iter()
-                .flatten()
-                .any(|c| c.type_ == "Ready" && c.status == "True");
-            reason = if pod_ready { "Running" } else { "NotReady" }.into();
-        }
-    }
-    // ANCHOR_END: status_column
-    if pod.metadata.deletion_timestamp.is_some() {
-        reason = "Terminating".into();
-    }
-    let restarts = match last {
-        Some(t) if restarts != 0 => format!(
-            "{restarts} ({} ago)",
-            human_duration(now.duration_since(t).unwrap_or_default())
-        ),
-        _ => restarts.to_string(),
-    };
-    let none = || "<none>".to_string();
-    let gates = spec.readiness_gates.as_ref().map_or(0, Vec::len);
-    PodRow {
-        name: pod.metadata.name.clone().unwrap_or_default(),
-        ready: format!("{ready}/{}", spec.containers.len()),
-        status: reason,
-        restarts,
-        age: since(pod.metadata.creation_timestamp.as_ref(), now),
-        ip: status
-            .pod_ip
-            .clone()
-            .filter(|i| !i.is_empty())
-            .unwrap_or_else(none),
-        node: spec.node_name.clone().unwrap_or_else(none),
-        nominated_node: status.nominated_node_name.clone().unwrap_or_else(none),
-        readiness_gates: if gates == 0 {
-            none()
-        } else {
-            format!("0/{gates}")
-        },
-    }
+    let mut pod = pod.clone();
+    pod.status.get_or_insert_default().phase = Some("Pending".into());
+    columns::pod_row(&pod, now)
 }
 
 /// `kubectl get pods [-o wide]`, aligned as kubectl aligns it.
@@ -617,33 +445,6 @@ mod tests {
         PodSpec, PodStatus,
     };
 
-    #[test]
-    fn human_durations_match_kubectl() {
-        let cases = [
-            (0, "0s"),
-            (59, "59s"),
-            (119, "119s"),
-            (120, "2m"),
-            (125, "2m5s"),
-            (600, "10m"),
-            (3 * 3600 - 1, "179m"),
-            (3 * 3600, "3h"),
-            (3 * 3600 + 60, "3h1m"),
-            (8 * 3600, "8h"),
-            (48 * 3600, "2d"),
-            (49 * 3600, "2d1h"),
-            (8 * 24 * 3600, "8d"),
-            (2 * 365 * 24 * 3600, "2y"),
-        ];
-        for (secs, want) in cases {
-            assert_eq!(
-                human_duration(Duration::from_secs(secs)),
-                want,
-                "{secs}s"
-            );
-        }
-    }
-
     fn pod(statuses: Vec<ContainerStatus>, phase: &str) -> Pod {
         let now =
             chrono::DateTime::<chrono::Utc>::from(std::time::SystemTime::now());
@@ -739,6 +540,16 @@ mod tests {
                 ..Default::default()
             }]);
         assert_eq!(pod_row(&p, SystemTime::now()).status, "Init:0/1");
+    }
+
+    #[test]
+    fn a_pod_without_a_status_is_pending_and_a_deleted_one_terminating() {
+        let mut p = pod(vec![], "Running");
+        p.status = None;
+        assert_eq!(pod_row(&p, SystemTime::now()).status, "Pending");
+        let mut p = pod(vec![running("kubia")], "Running");
+        p.metadata.deletion_timestamp = p.metadata.creation_timestamp.clone();
+        assert_eq!(pod_row(&p, SystemTime::now()).status, "Terminating");
     }
 
     #[test]

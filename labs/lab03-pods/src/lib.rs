@@ -10,12 +10,15 @@
 //!   cgroup settings the kubelet derives from them.
 //! - [`phase`] and [`backoff`]: a pod's phase from its containers' states,
 //!   and the restart back-off.
+//! - [`columns`]: what `kubectl get pods` shows of a pod (READY,
+//!   STATUS, RESTARTS, AGE), shared with chapter 5's API server.
 //! - [`logs`]: the CRI log format.
 //! - [`ipam`]: pod IPs from a node's CIDR, persistent across restarts.
 //! - [`cri`]: the runtime interface the node agent drives, shaped like
 //!   the CRI's RuntimeService and ImageService.
 
 pub mod backoff;
+pub mod columns;
 pub mod cri;
 pub mod ipam;
 pub mod kubelet;

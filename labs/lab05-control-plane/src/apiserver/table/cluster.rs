@@ -32,19 +32,6 @@ pub(super) static NODES: Printer = Printer {
 fn node_cells(o: &Value, now: SystemTime) -> Vec<Value> {
     let node: Node = typed(o);
     let status = node.status.clone().unwrap_or_default();
-    let ready = status
-        .conditions
-        .iter()
-        .flatten()
-        .find(|c| c.type_ == "Ready");
-    let mut state = vec![match ready {
-        Some(c) if c.status == "True" => "Ready",
-        Some(_) => "NotReady",
-        None => "Unknown",
-    }];
-    if node.spec.as_ref().and_then(|s| s.unschedulable) == Some(true) {
-        state.push("SchedulingDisabled");
-    }
     let address = |t: &str| {
         status
             .addresses
@@ -63,7 +50,7 @@ fn node_cells(o: &Value, now: SystemTime) -> Vec<Value> {
     };
     vec![
         name_of(&node.metadata),
-        json!(state.join(",")),
+        json!(node_status(&node)),
         json!(roles(&node)),
         age_of(&node.metadata, now),
         json!(info.kubelet_version),
@@ -74,6 +61,29 @@ fn node_cells(o: &Value, now: SystemTime) -> Vec<Value> {
         json!(unknown(info.container_runtime_version)),
     ]
 }
+
+// ANCHOR: node_status
+/// STATUS: what the node's `Ready` condition says, `Ready`, `NotReady`
+/// (False or Unknown) or `Unknown` (no condition yet: the node agent never
+/// reported), then `,SchedulingDisabled` for a cordoned node.
+pub fn node_status(node: &Node) -> String {
+    // EXERCISE: lab05-table-row
+    let conditions = node.status.as_ref().and_then(|s| s.conditions.as_ref());
+    // printNode keeps the last condition of each type: the last one wins.
+    let ready = conditions
+        .and_then(|all| all.iter().rev().find(|c| c.type_ == "Ready"));
+    let mut state = vec![match ready {
+        Some(c) if c.status == "True" => "Ready",
+        Some(_) => "NotReady",
+        None => "Unknown",
+    }];
+    if node.spec.as_ref().and_then(|s| s.unschedulable) == Some(true) {
+        state.push("SchedulingDisabled");
+    }
+    state.join(",")
+    // EXERCISE_END: lab05-table-row
+}
+// ANCHOR_END: node_status
 
 /// ROLES: `node-role.kubernetes.io/<role>` keys and `kubernetes.io/role`
 /// values, sorted; `<none>` without any.

@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 use super::resources::Resource;
 
 pub mod age;
-mod cluster;
+pub mod cluster;
 mod config;
 pub mod pods;
 mod services;
