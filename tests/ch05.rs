@@ -931,7 +931,7 @@ fn the_books_kubectl_session() {
             "pod",
             "kubia-manual",
             "-o",
-            "jsonpath={.spec.containers[0].imagePullPolicy}",
+            "jsonpath={.spec.restartPolicy}",
         ],
         &["delete", "pod", "kubia-manual"],
         &["get", "pods"],

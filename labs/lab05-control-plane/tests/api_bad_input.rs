@@ -265,8 +265,6 @@ fn unknown_fields_under_strict_validation_are_400() {
 /// `<kind> in version "<version>" cannot be handled as a <kind>: `
 /// (`transformDecodeError`), and kubectl prints all of it.
 #[test]
-#[ignore = "server bug: the strict decoding error lacks the `Pod in \
-            version \"v1\" cannot be handled as a Pod: ` prefix"]
 fn unknown_fields_under_strict_validation_are_worded_as_kubectl_prints() {
     let c = cluster();
     let admin = c.admin();
