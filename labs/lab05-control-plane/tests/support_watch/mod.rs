@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+#[path = "../support/memstore.rs"]
 pub mod memstore;
 
 use std::sync::Arc;
