@@ -228,6 +228,21 @@ impl Client {
         path: &str,
         body: Option<(&str, Vec<u8>)>,
     ) -> Result<Value, ClientError> {
+        let text = self.request_bytes(method, path, body)?;
+        serde_json::from_slice(&text).map_err(|e| ClientError::Decode {
+            url: format!("{}{path}", self.server),
+            reason: e.to_string(),
+        })
+    }
+
+    /// One request; the answer's body as it came, or the Status it failed
+    /// with.
+    pub fn request_bytes(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<(&str, Vec<u8>)>,
+    ) -> Result<Vec<u8>, ClientError> {
         let url = format!("{}{path}", self.server);
         let transport = |reason: String| ClientError::Transport {
             method: method.to_string(),
@@ -253,19 +268,16 @@ impl Client {
             .run(request)
             .map_err(|e| transport(e.to_string()))?;
         let status = response.status().as_u16();
-        let mut text = String::new();
+        let mut text = Vec::new();
         response
             .into_body()
             .into_reader()
-            .read_to_string(&mut text)
+            .read_to_end(&mut text)
             .map_err(|e| transport(e.to_string()))?;
         if status >= 400 {
-            return Err(api_error(status, &text));
+            return Err(api_error(status, &String::from_utf8_lossy(&text)));
         }
-        serde_json::from_str(&text).map_err(|e| ClientError::Decode {
-            url,
-            reason: e.to_string(),
-        })
+        Ok(text)
     }
 
     fn typed<T: DeserializeOwned>(

@@ -30,6 +30,28 @@ impl<T> Watch<T> {
     }
 }
 
+impl<T> Watch<T> {
+    /// The next event's line as it came, not decoded: for a watcher that
+    /// needs one field of a large stream (the benchmarks).
+    pub fn next_line(&mut self) -> Option<Result<String, ClientError>> {
+        loop {
+            self.line.clear();
+            match self.lines.read_line(&mut self.line) {
+                Ok(0) => return None,
+                Ok(_) if self.line.trim().is_empty() => continue,
+                Ok(_) => return Some(Ok(self.line.clone())),
+                Err(e) => {
+                    return Some(Err(ClientError::Transport {
+                        method: "GET".into(),
+                        url: self.url.clone(),
+                        reason: e.to_string(),
+                    }))
+                }
+            }
+        }
+    }
+}
+
 impl<T: DeserializeOwned> Iterator for Watch<T> {
     type Item = Result<WatchEvent<T>, ClientError>;
 
