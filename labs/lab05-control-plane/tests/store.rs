@@ -22,16 +22,9 @@ async fn within<F: std::future::Future<Output = ()>>(test: F) {
         .expect("the test took too long");
 }
 
-/// Generates `embedded_<name>` and `etcd_<name>` for each suite function.
-macro_rules! suite {
-    ($($name:ident => $embedded:ident, $etcd:ident;)*) => {$(
-        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-        async fn $embedded() {
-            let dir = tempfile::tempdir().unwrap();
-            let store = Arc::new(EmbeddedStore::open(dir.path()).unwrap());
-            within($name(store)).await;
-        }
-
+/// The etcd twin of each behaviour test (skipped where etcd is missing).
+macro_rules! on_etcd {
+    ($($name:ident => $etcd:ident;)*) => {$(
         #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
         async fn $etcd() {
             if !kubelings_probe::require_program("etcd") {
@@ -46,20 +39,78 @@ macro_rules! suite {
     )*};
 }
 
-suite! {
-    create_get => embedded_create_get, etcd_create_get;
-    update_compare => embedded_update_compare, etcd_update_compare;
-    delete_compare => embedded_delete_compare, etcd_delete_compare;
-    list_prefix => embedded_list_prefix, etcd_list_prefix;
-    list_past_revision => embedded_list_past_revision,
-        etcd_list_past_revision;
-    list_paged => embedded_list_paged, etcd_list_paged;
-    revisions_grow => embedded_revisions_grow, etcd_revisions_grow;
-    watch_replay_then_live => embedded_watch_replay_then_live,
-        etcd_watch_replay_then_live;
-    compaction => embedded_compaction, etcd_compaction;
-    concurrent_counter => embedded_concurrent_counter,
-        etcd_concurrent_counter;
+on_etcd! {
+    create_get => etcd_create_get;
+    update_compare => etcd_update_compare;
+    delete_compare => etcd_delete_compare;
+    list_prefix => etcd_list_prefix;
+    list_past_revision => etcd_list_past_revision;
+    list_paged => etcd_list_paged;
+    revisions_grow => etcd_revisions_grow;
+    watch_replay_then_live => etcd_watch_replay_then_live;
+    compaction => etcd_compaction;
+    concurrent_counter => etcd_concurrent_counter;
+}
+
+/// Each behaviour test on the embedded store, in a fresh directory.
+async fn on_embedded<F, Fut>(test: F)
+where
+    F: FnOnce(Arc<dyn Store>) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(EmbeddedStore::open(dir.path()).unwrap());
+    within(test(store)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn embedded_create_get() {
+    on_embedded(create_get).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn embedded_update_compare() {
+    on_embedded(update_compare).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn embedded_delete_compare() {
+    on_embedded(delete_compare).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn embedded_list_prefix() {
+    on_embedded(list_prefix).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn embedded_list_past_revision() {
+    on_embedded(list_past_revision).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn embedded_list_paged() {
+    on_embedded(list_paged).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn embedded_revisions_grow() {
+    on_embedded(revisions_grow).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn embedded_watch_replay_then_live() {
+    on_embedded(watch_replay_then_live).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn embedded_compaction() {
+    on_embedded(compaction).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn embedded_concurrent_counter() {
+    on_embedded(concurrent_counter).await;
 }
 
 fn keys(kvs: &[lab05::store::KeyValue]) -> Vec<&str> {
