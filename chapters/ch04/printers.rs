@@ -96,21 +96,8 @@ pub fn get_endpoint_slices(
 ) -> String {
     let mut text = String::from("NAME\tADDRESSTYPE\tPORTS\tENDPOINTS\tAGE\n");
     for s in slices {
-        let ports: Vec<String> = s
-            .ports
-            .iter()
-            .flatten()
-            .map(|p| match (p.port, &p.name) {
-                (Some(n), _) => n.to_string(),
-                (None, Some(name)) => name.clone(),
-                (None, None) => "*".into(),
-            })
-            .collect();
-        let addresses: Vec<String> = s
-            .endpoints
-            .iter()
-            .flat_map(|e| e.addresses.clone())
-            .collect();
+        let ports = lab04::endpoints::slice_ports(s);
+        let addresses = lab04::endpoints::slice_addresses(s);
         let _ = writeln!(
             text,
             "{}\t{}\t{}\t{}\t{}",

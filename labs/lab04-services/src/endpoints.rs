@@ -235,3 +235,27 @@ fn slice(
         ),
     }
 }
+
+/// An EndpointSlice's ports as kubectl lists them: the number, else the
+/// name, else `*` (a slice for every port).
+pub fn slice_ports(slice: &EndpointSlice) -> Vec<String> {
+    slice
+        .ports
+        .iter()
+        .flatten()
+        .map(|p| match (p.port, &p.name) {
+            (Some(n), _) => n.to_string(),
+            (None, Some(name)) => name.clone(),
+            (None, None) => "*".into(),
+        })
+        .collect()
+}
+
+/// Every endpoint address of an EndpointSlice, in order.
+pub fn slice_addresses(slice: &EndpointSlice) -> Vec<String> {
+    slice
+        .endpoints
+        .iter()
+        .flat_map(|e| e.addresses.iter().cloned())
+        .collect()
+}

@@ -5,7 +5,7 @@
 use serde_json::Value;
 
 use super::status::ApiError;
-use crate::store::KeyValue;
+use crate::store::{KeyValue, Revision, Store, StoreError};
 
 /// The object a key holds, with `metadata.resourceVersion` filled from
 /// the store's revision.
@@ -37,5 +37,25 @@ pub fn set_resource_version(object: &mut Value, revision: i64) {
             "resourceVersion".into(),
             Value::String(revision.to_string()),
         );
+    }
+}
+
+/// Writes `object` back over the key read at `expected`, or, when the
+/// last finalizer of an object being deleted is gone (`finalized`),
+/// deletes it: the revision of the write.
+pub async fn write_back(
+    store: &dyn Store,
+    key: &str,
+    expected: Revision,
+    object: &Value,
+    finalized: bool,
+) -> Result<Revision, StoreError> {
+    if finalized {
+        store
+            .delete(key, Some(expected))
+            .await
+            .map(|(revision, _)| revision)
+    } else {
+        store.update(key, Some(expected), encode(object)).await
     }
 }

@@ -277,21 +277,10 @@ pub fn random_token() -> Result<String, AuthError> {
     Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
 }
 
-/// A random UUID (version 4), as Kubernetes' uids look.
+/// A random UUID (version 4), as Kubernetes' uids look: the API
+/// server's own.
 fn random_uid() -> Result<String, AuthError> {
-    let mut b = [0u8; 16];
-    getrandom::fill(&mut b).map_err(|e| AuthError::Random(e.to_string()))?;
-    b[6] = (b[6] & 0x0f) | 0x40;
-    b[8] = (b[8] & 0x3f) | 0x80;
-    let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    Ok(format!(
-        "{}-{}-{}-{}-{}",
-        &hex[0..8],
-        &hex[8..12],
-        &hex[12..16],
-        &hex[16..20],
-        &hex[20..32]
-    ))
+    crate::apiserver::meta::new_uid().map_err(|e| AuthError::Random(e.message))
 }
 
 /// `token,user,uid,"group1,group2"` (the groups column is optional).

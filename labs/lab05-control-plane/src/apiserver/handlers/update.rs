@@ -85,17 +85,15 @@ pub async fn change(
             let shown = if call.dry_run() { new } else { current };
             return Ok(Reply::ok(shown).with_warnings(decoded.warnings));
         }
-        let written = if finalized(&new) {
-            // The last finalizer is gone from an object being deleted.
-            store
-                .delete(&key, Some(kv.mod_revision))
-                .await
-                .map(|(revision, _)| revision)
-        } else {
-            store
-                .update(&key, Some(kv.mod_revision), stored::encode(&new))
-                .await
-        };
+        // The last finalizer gone from an object being deleted deletes it.
+        let written = stored::write_back(
+            store.as_ref(),
+            &key,
+            kv.mod_revision,
+            &new,
+            finalized(&new),
+        )
+        .await;
         match written {
             Ok(revision) => {
                 allocation::release(&call.server, &dropped).await?;

@@ -41,16 +41,14 @@ pub async fn put(call: &Call) -> Result<Reply, ApiError> {
             list => new["spec"]["finalizers"] = list.clone(),
         }
         call.authorize("update", Some(&current), Some(&new))?;
-        let written = if done(&new) {
-            store
-                .delete(&key, Some(kv.mod_revision))
-                .await
-                .map(|(r, _)| r)
-        } else {
-            store
-                .update(&key, Some(kv.mod_revision), stored::encode(&new))
-                .await
-        };
+        let written = stored::write_back(
+            store.as_ref(),
+            &key,
+            kv.mod_revision,
+            &new,
+            done(&new),
+        )
+        .await;
         match written {
             Ok(revision) => {
                 stored::set_resource_version(&mut new, revision);

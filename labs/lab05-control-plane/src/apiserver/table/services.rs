@@ -177,22 +177,9 @@ pub(super) static ENDPOINT_SLICES: Printer = Printer {
     ],
     cells: |o, now| {
         let slice: EndpointSlice = typed(o);
-        let ports: Vec<String> = slice
-            .ports
-            .iter()
-            .flatten()
-            .map(|p| match (p.port, &p.name) {
-                (Some(n), _) => n.to_string(),
-                (None, Some(name)) => name.clone(),
-                (None, None) => "*".into(),
-            })
-            .collect();
+        let ports = lab04::endpoints::slice_ports(&slice);
         let n_ports = ports.len();
-        let addresses: Vec<String> = slice
-            .endpoints
-            .iter()
-            .flat_map(|e| e.addresses.iter().cloned())
-            .collect();
+        let addresses = lab04::endpoints::slice_addresses(&slice);
         let n_addresses = addresses.len();
         vec![
             name_of(&slice.metadata),
