@@ -3,9 +3,10 @@
 //! `fieldValidation=Strict` with no `--validate=false`, and `kubectl
 //! explain` finds the kind.
 
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+
+#[path = "support_kubectl/mod.rs"]
+mod support_kubectl;
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -151,45 +152,11 @@ fn app(seen: Seen) -> Router {
 }
 
 /// A child process killed when the test is done with it, on every path.
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Runs kubectl with a 30 s limit; its stdout and stderr.
+/// Runs kubectl with a 30 s limit; whether it succeeded, and its stdout
+/// and stderr.
 fn kubectl(home: &std::path::Path, args: &[&str]) -> (bool, String) {
-    let child = Command::new("kubectl")
-        .args(args)
-        .env("HOME", home)
-        .env("KUBECONFIG", home.join("kubeconfig"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut child = Killed(child);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while child.0.try_wait().unwrap().is_none() {
-        assert!(Instant::now() < deadline, "kubectl {args:?} hung");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let mut out = String::new();
-    use std::io::Read;
-    for pipe in [
-        child.0.stdout.take().map(|p| Box::new(p) as Box<dyn Read>),
-        child.0.stderr.take().map(|p| Box::new(p) as Box<dyn Read>),
-    ]
-    .into_iter()
-    .flatten()
-    {
-        let mut pipe = pipe;
-        pipe.read_to_string(&mut out).unwrap();
-    }
-    let ok = child.0.wait().unwrap().success();
-    (ok, out)
+    let run = support_kubectl::run(home, args);
+    (run.ok, run.stdout + &run.stderr)
 }
 
 #[test]
@@ -209,13 +176,7 @@ fn kubectl_create_validates_on_the_server_and_explain_finds_the_kind() {
     )));
 
     let home = tempfile::tempdir().unwrap();
-    std::fs::write(
-        home.path().join("kubeconfig"),
-        format!(
-            "apiVersion: v1\nkind: Config\nclusters: [{{name: c, cluster: {{server: \"http://{addr}\"}}}}]\nusers: [{{name: u, user: {{}}}}]\ncontexts: [{{name: x, context: {{cluster: c, user: u, namespace: default}}}}]\ncurrent-context: x\n"
-        ),
-    )
-    .unwrap();
+    support_kubectl::write_kubeconfig(home.path(), addr);
     let pod = home.path().join("pod.yaml");
     std::fs::write(
         &pod,

@@ -451,10 +451,11 @@ fn strategic_set_element_order_places_elements() {
 
 /// The real kubectl's patches, applied by `apply_patch`: a tiny server
 /// holds one pod and answers discovery, OpenAPI, GET, POST and PATCH.
+#[path = "support_kubectl/mod.rs"]
+mod support_kubectl;
+
 mod with_kubectl {
-    use std::process::{Command, Stdio};
     use std::sync::{Arc, Mutex};
-    use std::time::{Duration, Instant};
 
     use axum::body::Bytes;
     use axum::extract::State;
@@ -565,28 +566,11 @@ mod with_kubectl {
             .with_state(pod)
     }
 
+    /// kubectl's stdout and stderr; it must succeed.
     fn kubectl(home: &std::path::Path, args: &[&str]) -> String {
-        let mut child = Command::new("kubectl")
-            .args(args)
-            .env("HOME", home)
-            .env("KUBECONFIG", home.join("kubeconfig"))
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while child.try_wait().unwrap().is_none() {
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("kubectl {args:?} hung");
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let out = child.wait_with_output().unwrap();
-        let text = String::from_utf8_lossy(&out.stdout).to_string()
-            + &String::from_utf8_lossy(&out.stderr);
-        assert!(out.status.success(), "kubectl {args:?}: {text}");
+        let run = super::support_kubectl::run(home, args);
+        let text = run.stdout + &run.stderr;
+        assert!(run.ok, "kubectl {args:?}: {text}");
         text
     }
 
@@ -633,13 +617,7 @@ spec:
         )));
         let home = tempfile::tempdir().unwrap();
         let h = home.path();
-        std::fs::write(
-            h.join("kubeconfig"),
-            format!(
-                "apiVersion: v1\nkind: Config\nclusters: [{{name: c, cluster: {{server: \"http://{addr}\"}}}}]\nusers: [{{name: u, user: {{}}}}]\ncontexts: [{{name: x, context: {{cluster: c, user: u, namespace: default}}}}]\ncurrent-context: x\n"
-            ),
-        )
-        .unwrap();
+        super::support_kubectl::write_kubeconfig(h, addr);
         let file = |name: &str, text: &str| {
             let p = h.join(name);
             std::fs::write(&p, text).unwrap();

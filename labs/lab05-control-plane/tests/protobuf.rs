@@ -5,6 +5,9 @@
 
 use std::path::PathBuf;
 
+#[path = "support_kubectl/mod.rs"]
+mod support_kubectl;
+
 use lab05::apiserver::protobuf::{decode, ProtobufError};
 use serde_json::{json, Value};
 
@@ -109,9 +112,7 @@ fn unknown_fields_with_content_are_refused() {
 /// to what the same command prints with `--dry-run=client -o json`.
 #[test]
 fn live_kubectl_create_bodies_decode() {
-    use std::process::{Command, Stdio};
     use std::sync::{Arc, Mutex};
-    use std::time::{Duration, Instant};
 
     use axum::body::Bytes;
     use axum::http::{header, StatusCode};
@@ -197,35 +198,11 @@ fn live_kubectl_create_bodies_decode() {
     )));
     let home = tempfile::tempdir().unwrap();
     let h = home.path();
-    std::fs::write(
-        h.join("kubeconfig"),
-        format!(
-            "apiVersion: v1\nkind: Config\nclusters: [{{name: c, cluster: {{server: \"http://{addr}\"}}}}]\nusers: [{{name: u, user: {{}}}}]\ncontexts: [{{name: x, context: {{cluster: c, user: u, namespace: default}}}}]\ncurrent-context: x\n"
-        ),
-    )
-    .unwrap();
+    support_kubectl::write_kubeconfig(h, addr);
     let kubectl = |args: &[&str]| -> String {
-        let mut child = Command::new("kubectl")
-            .args(args)
-            .env("HOME", h)
-            .env("KUBECONFIG", h.join("kubeconfig"))
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while child.try_wait().unwrap().is_none() {
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("kubectl {args:?} hung");
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let out = child.wait_with_output().unwrap();
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(out.status.success(), "kubectl {args:?}: {stderr}");
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        let run = support_kubectl::run(h, args);
+        assert!(run.ok, "kubectl {args:?}: {}", run.stderr);
+        run.stdout
     };
     let commands: &[&[&str]] = &[
         &["create", "namespace", "live"],

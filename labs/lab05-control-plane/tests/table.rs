@@ -5,6 +5,9 @@
 use std::time::{Duration, SystemTime};
 
 use k8s_openapi::api::core::v1::Node;
+#[path = "support_kubectl/mod.rs"]
+mod support_kubectl;
+
 use lab05::apiserver::resources::{by_kind, Resource};
 use lab05::apiserver::table::cluster::node_status;
 use lab05::apiserver::table::{to_table, IncludeObject};
@@ -414,7 +417,6 @@ reportingComponent: node-controller
 fn kubectl_prints_our_table() {
     use axum::http::{header, HeaderMap};
     use axum::response::IntoResponse;
-    use std::process::{Command, Stdio};
 
     if !kubelings_probe::require_program("kubectl") {
         return;
@@ -474,37 +476,10 @@ fn kubectl_prints_our_table() {
         listener, app,
     )));
     let home = tempfile::tempdir().unwrap();
-    std::fs::write(
-        home.path().join("kubeconfig"),
-        format!(
-            "apiVersion: v1\nkind: Config\nclusters: [{{name: c, cluster: {{server: \"http://{addr}\"}}}}]\nusers: [{{name: u, user: {{}}}}]\ncontexts: [{{name: x, context: {{cluster: c, user: u, namespace: default}}}}]\ncurrent-context: x\n"
-        ),
-    )
-    .unwrap();
-    let mut child = Command::new("kubectl")
-        .args(["get", "pods", "-o", "wide"])
-        .env("HOME", home.path())
-        .env("KUBECONFIG", home.path().join("kubeconfig"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while child.try_wait().unwrap().is_none() {
-        if std::time::Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("kubectl get pods hung");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let out = child.wait_with_output().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    support_kubectl::write_kubeconfig(home.path(), addr);
+    let run = support_kubectl::run(home.path(), &["get", "pods", "-o", "wide"]);
+    assert!(run.ok, "{}", run.stderr);
+    let stdout = run.stdout;
     // kubectl's tabwriter pads with three spaces too: the same text.
     let table = to_table(
         res("Pod"),
