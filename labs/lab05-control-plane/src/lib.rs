@@ -15,5 +15,6 @@ pub mod bench;
 pub mod client;
 pub mod events;
 pub mod informer;
+pub mod node_proxy;
 pub mod store;
 pub mod workqueue;
