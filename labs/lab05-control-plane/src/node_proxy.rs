@@ -10,7 +10,9 @@
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -78,7 +80,7 @@ pub struct NodeProxyOptions {
 /// A running proxy and DNS server; stopped (and its rules removed) by
 /// [`NodeProxy::stop`] or on drop.
 pub struct NodeProxy {
-    wake: Option<Sender<()>>,
+    stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -87,6 +89,8 @@ const SETTLE: Duration = Duration::from_millis(20);
 /// A sync now and then even with no change (a proxy's rules removed by
 /// hand come back).
 const RESYNC: Duration = Duration::from_secs(30);
+/// How often the loop looks at its stop flag.
+const TICK: Duration = Duration::from_millis(200);
 
 impl NodeProxy {
     pub fn start(
@@ -119,7 +123,9 @@ impl NodeProxy {
         let services = watch::<Service>(&client, &wake);
         let slices = watch::<EndpointSlice>(&client, &wake);
         let pods = watch::<Pod>(&client, &wake);
+        let stop = Arc::new(AtomicBool::new(false));
         let syncer = Syncer {
+            stop: stop.clone(),
             services,
             slices,
             pods,
@@ -131,17 +137,14 @@ impl NodeProxy {
             .name("node-proxy".into())
             .spawn(move || syncer.run(woken))
             .ok();
-        Ok(NodeProxy {
-            wake: Some(wake),
-            thread,
-        })
+        Ok(NodeProxy { stop, thread })
     }
 
     /// Stops syncing and removes the proxy's addresses, listeners and
     /// rules, and the DNS server.
     pub fn stop(&mut self) {
-        // A closed channel ends the sync loop, which shuts everything.
-        self.wake.take();
+        // The sync loop sees it within a tick and shuts everything.
+        self.stop.store(true, Ordering::SeqCst);
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
@@ -175,6 +178,7 @@ fn watch<T: Informable>(
 }
 
 struct Syncer {
+    stop: Arc<AtomicBool>,
     services: (Informer<Service>, Cache<Service>),
     slices: (Informer<EndpointSlice>, Cache<EndpointSlice>),
     pods: (Informer<Pod>, Cache<Pod>),
@@ -193,16 +197,24 @@ fn owned<T: Clone>(cache: &Cache<T>) -> Vec<T> {
 
 impl Syncer {
     fn run(mut self, woken: Receiver<()>) {
-        loop {
-            match woken.recv_timeout(RESYNC) {
+        let mut idle = Duration::ZERO;
+        while !self.stop.load(Ordering::SeqCst) {
+            match woken.recv_timeout(TICK) {
                 Ok(()) => {
                     // Let a burst of changes arrive: one sync for all.
                     std::thread::sleep(SETTLE);
                     while woken.try_recv().is_ok() {}
                 }
-                Err(RecvTimeoutError::Timeout) => self.current = None,
+                Err(RecvTimeoutError::Timeout) => {
+                    idle += TICK;
+                    if idle < RESYNC {
+                        continue;
+                    }
+                    self.current = None;
+                }
                 Err(RecvTimeoutError::Disconnected) => break,
             }
+            idle = Duration::ZERO;
             self.sync();
         }
         self.services.0.stop();
