@@ -6,9 +6,11 @@
 //!   `kubectl` and the Python client use it.
 //! - [`auth`]: who may do what: TLS, bearer tokens, the node rule.
 //! - [`client`]: the API client the control plane's own components use.
+//! - [`scheduler`]: which node each pod runs on.
 
 pub mod apiserver;
 pub mod auth;
 pub mod bench;
 pub mod client;
+pub mod scheduler;
 pub mod store;
