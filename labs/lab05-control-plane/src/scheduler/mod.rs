@@ -9,15 +9,21 @@
 //! - [`feasible`]: percentageOfNodesToScore, the tie-break.
 //! - [`fit_error`]: the FailedScheduling message.
 //! - [`cycle`]: one scheduling cycle over a snapshot of the nodes.
+//! - [`queue`], [`cache`], [`run`]: the running scheduler: the queue of
+//!   pending pods, the nodes with assumed pods, informers and binders.
 
 pub mod affinity;
+pub mod cache;
 pub mod cycle;
 pub mod feasible;
 pub mod filter;
 pub mod fit_error;
 pub mod node_info;
+pub mod queue;
+pub mod run;
 pub mod score;
 
 pub use cycle::{Algorithm, Placement, ScheduleError, Snapshot};
 pub use fit_error::FitError;
 pub use node_info::{NodeInfo, PodInfo};
+pub use run::{Scheduler, SchedulerError, SchedulerOptions};
