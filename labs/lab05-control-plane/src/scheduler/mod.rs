@@ -11,8 +11,11 @@
 //! - [`cycle`]: one scheduling cycle over a snapshot of the nodes.
 //! - [`queue`], [`cache`], [`run`]: the running scheduler: the queue of
 //!   pending pods, the nodes with assumed pods, informers and binders.
+//! - [`bench`]: scheduler_perf's SchedulingBasic, in memory and through
+//!   an API server.
 
 pub mod affinity;
+pub mod bench;
 pub mod cache;
 pub mod cycle;
 pub mod feasible;
