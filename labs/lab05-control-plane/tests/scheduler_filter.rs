@@ -474,3 +474,48 @@ fn no_nodes_at_all() {
     assert_eq!(e.to_string(), "no nodes available to schedule pods");
     assert_eq!(e.condition_reason(), "SchedulerError");
 }
+
+#[test]
+fn failed_scheduling_messages_for_the_book() {
+    // Three clusters of three nodes, three pods that fit none of them.
+    let plain = || (1..=3).map(|i| make_node(&format!("node-{i}"), 1000, 1 << 30)).collect::<Vec<_>>();
+    let mut tainted = plain();
+    tainted[0] = NodeInfo::new(Arc::new(node_with(
+        "node-1",
+        json!({"cpu": "1", "memory": "1Gi", "pods": "110"}),
+        json!({}),
+        json!([{"key": "gpu", "value": "true", "effect": "NoSchedule"}]),
+    )))
+    .unwrap();
+    let big = pod_req("big", &[json!({"cpu": "2"})]);
+    let picky = pod_spec("picky", json!({"containers": [], "nodeSelector": {"disk": "ssd"}}));
+    let text = [
+        message(&big, &cluster(plain())),
+        message(&big, &cluster(tainted)),
+        message(&picky, &cluster(plain())),
+    ]
+    .join("\n\n");
+    insta::assert_snapshot!("failed_scheduling_messages", textwrap(&text));
+}
+
+/// Wraps at 76 columns for the book, on spaces.
+fn textwrap(text: &str) -> String {
+    let mut out = String::new();
+    for para in text.split("\n\n") {
+        let mut line = String::new();
+        for word in para.split(' ') {
+            if !line.is_empty() && line.len() + 1 + word.len() > 76 {
+                out.push_str(&line);
+                out.push('\n');
+                line.clear();
+            }
+            if !line.is_empty() {
+                line.push(' ');
+            }
+            line.push_str(word);
+        }
+        out.push_str(&line);
+        out.push_str("\n\n");
+    }
+    out.trim_end().to_string()
+}

@@ -447,3 +447,19 @@ fn the_cycle_sums_weighted_scores() {
     // small: taint 100*3, fit (75+75)/2=75, balanced 100 → 475.
     assert_eq!(totals, [193, 475]);
 }
+
+#[test]
+fn the_books_worked_example() {
+    // Book 5.10: node A 4 CPU / 8Gi with 1 CPU / 2Gi requested, node B
+    // 2 CPU / 8Gi empty; a pod of 500m / 1Gi.
+    let mut a = node("a", json!({"cpu": "4", "memory": "8Gi", "pods": "110"}));
+    place(&mut a, &pod_req("there", &[cm("1", "2Gi")]));
+    let b = node("b", json!({"cpu": "2", "memory": "8Gi", "pods": "110"}));
+    let pod = pod_req("p", &[cm("500m", "1Gi")]);
+    assert_eq!(least(&pod, &[a.clone(), b.clone()]), [62, 81]);
+    assert_eq!(balanced(&pod, &[a.clone(), b.clone()]), [Some(100), Some(93)]);
+    let snapshot = Snapshot::new(vec![a, b]);
+    let nodes: Vec<&NodeInfo> = snapshot.nodes.iter().collect();
+    let (_, totals) = score::score_nodes(&pod, &nodes, snapshot.image_holders(), 2);
+    assert_eq!(totals, [462, 474]);
+}

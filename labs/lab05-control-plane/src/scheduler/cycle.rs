@@ -200,7 +200,7 @@ pub fn preemption_message(pod: &PodInfo, snapshot: &Snapshot, rejections: &[(Str
         return Some("preemption: not eligible due to preemptionPolicy=Never.".into());
     }
     let mut statuses: Vec<(String, Rejection)> = Vec::new();
-    for (name, r) in rejections.iter().filter(|(_, r)| r.code == Code::Unschedulable) {
+    for (name, _) in rejections.iter().filter(|(_, r)| r.code == Code::Unschedulable) {
         let Some(node) = snapshot.get(name) else {
             continue;
         };
@@ -229,7 +229,6 @@ pub fn preemption_message(pod: &PodInfo, snapshot: &Snapshot, rejections: &[(Str
             Ok(()) => return None,
             Err(still) => statuses.push((name.clone(), still)),
         }
-        let _ = r;
     }
     let error = FitError {
         num_all_nodes: snapshot.nodes.len(),

@@ -173,11 +173,18 @@ impl SchedulingQueue {
                     e.pod = pod;
                 }
             }
-            Some(Place::Backoff) | Some(Place::Unschedulable) => {
+            Some(place) => {
+                // Only a change of the pod itself may make it fit: its
+                // status (our own PodScheduled condition) does not.
+                let changed = s.entries.get(&key).is_none_or(|e| {
+                    e.pod.spec != pod.spec || e.pod.metadata.labels != pod.metadata.labels
+                });
                 if let Some(e) = s.entries.get_mut(&key) {
                     e.pod = pod;
                 }
-                Self::wake(&mut s, &key, now);
+                if changed && place == Place::Unschedulable {
+                    Self::wake(&mut s, &key, now);
+                }
             }
         }
         drop(s);

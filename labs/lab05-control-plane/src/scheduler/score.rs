@@ -193,11 +193,14 @@ pub const WEIGHTS: [(&str, i64); 5] = [
 ];
 // ANCHOR_END: weights
 
+/// Each plugin's scores of the nodes, by plugin name.
+pub type PluginScores = Vec<(&'static str, Vec<i64>)>;
+
 /// Every plugin's score of every node, normalized, and the weighted sum:
 /// `(plugin, scores)` in [`WEIGHTS`]' order (a plugin skipped for this
 /// pod is absent), and the totals.
-pub fn score_nodes(pod: &PodInfo, nodes: &[&NodeInfo], holders: &HashMap<String, usize>, all_nodes: usize) -> (Vec<(&'static str, Vec<i64>)>, Vec<i64>) {
-    let mut plugins: Vec<(&'static str, Vec<i64>)> = Vec::with_capacity(WEIGHTS.len());
+pub fn score_nodes(pod: &PodInfo, nodes: &[&NodeInfo], holders: &HashMap<String, usize>, all_nodes: usize) -> (PluginScores, Vec<i64>) {
+    let mut plugins: PluginScores = Vec::with_capacity(WEIGHTS.len());
     let tolerations = prefer_no_schedule_tolerations(pod);
     let mut taints: Vec<i64> = nodes.iter().map(|n| intolerable_taints(&tolerations, n)).collect();
     default_normalize(&mut taints, true);
