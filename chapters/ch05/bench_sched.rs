@@ -16,7 +16,9 @@ use lab05::apiserver::{ApiServer, Options};
 use lab05::auth::tls::Ca;
 use lab05::auth::{Role, TokenFile, TokenGuard};
 use lab05::client::{Client, ClientConfig};
-use lab05::scheduler::bench::{create_all, in_memory, perf_node, perf_pod, through_api, Throughput};
+use lab05::scheduler::bench::{
+    create_all, in_memory, perf_node, perf_pod, through_api, Throughput,
+};
 use lab05::store::embedded::EmbeddedStore;
 
 /// The figures (smaller ones only to try the command out).
@@ -29,7 +31,11 @@ pub struct Shape {
 const UPSTREAM: f64 = 680.0;
 
 pub fn run(shape: Shape, save: Option<&Path>) -> anyhow::Result<()> {
-    let Shape { nodes, placed, pods } = shape;
+    let Shape {
+        nodes,
+        placed,
+        pods,
+    } = shape;
     let mut table = String::new();
     let mut line = |l: String| {
         println!("{l}");
@@ -60,12 +66,20 @@ pub fn run(shape: Shape, save: Option<&Path>) -> anyhow::Result<()> {
         ca_pem: Some(ca.cert_pem().as_bytes().to_vec()),
         token: Some(admin),
     })?;
-    create_all(&client, None, nodes, 16, |i| perf_node(&format!("node-{i}")))?;
+    create_all(&client, None, nodes, 16, |i| {
+        perf_node(&format!("node-{i}"))
+    })?;
     // Placed pods are created bound, round the nodes.
     create_all(&client, Some("default"), placed, 16, |i| {
-        perf_pod("default", &format!("init-{i}"), Some(&format!("node-{}", i % nodes)))
+        perf_pod(
+            "default",
+            &format!("init-{i}"),
+            Some(&format!("node-{}", i % nodes)),
+        )
     })?;
-    create_all(&client, Some("default"), pods, 16, |i| perf_pod("default", &format!("pod-{i}"), None))?;
+    create_all(&client, Some("default"), pods, 16, |i| {
+        perf_pod("default", &format!("pod-{i}"), None)
+    })?;
     let api = through_api(&client, "default", pods, Duration::from_secs(600))?;
     line(row("through the API server (HTTPS)", &api, pods));
     line(format!(
@@ -76,7 +90,8 @@ pub fn run(shape: Shape, save: Option<&Path>) -> anyhow::Result<()> {
     drop(client);
     runtime.shutdown_timeout(Duration::from_secs(2));
     if let Some(path) = save {
-        std::fs::write(path, &table).with_context(|| format!("writing {}", path.display()))?;
+        std::fs::write(path, &table)
+            .with_context(|| format!("writing {}", path.display()))?;
     }
     Ok(())
 }

@@ -55,7 +55,13 @@ fn start_scheduler(client: Client) -> Running {
     }
 }
 
-fn node(name: &str, cpu: &str, memory: &str, labels: Value, taints: Value) -> Node {
+fn node(
+    name: &str,
+    cpu: &str,
+    memory: &str,
+    labels: Value,
+    taints: Value,
+) -> Node {
     serde_json::from_value(json!({
         "apiVersion": "v1", "kind": "Node",
         "metadata": {"name": name, "labels": labels},
@@ -75,7 +81,11 @@ fn add_node(client: &Client, node: &Node) {
     let mut with_status = created;
     with_status.status = node.status.clone();
     client
-        .replace_status(None, with_status.metadata.name.as_deref().unwrap(), &with_status)
+        .replace_status(
+            None,
+            with_status.metadata.name.as_deref().unwrap(),
+            &with_status,
+        )
         .unwrap();
 }
 
@@ -98,7 +108,11 @@ fn pod(name: &str, cpu: &str, memory: &str, extra: Value) -> Pod {
 }
 
 /// Waits (at most `secs`) until `check` gives a value.
-fn wait_for<T>(secs: u64, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+fn wait_for<T>(
+    secs: u64,
+    what: &str,
+    mut check: impl FnMut() -> Option<T>,
+) -> T {
     let deadline = Instant::now() + Duration::from_secs(secs);
     loop {
         if let Some(v) = check() {
@@ -125,7 +139,10 @@ fn events(client: &Client, reason: &str) -> Vec<Event> {
 
 fn three_nodes(client: &Client) {
     for i in 1..=3 {
-        add_node(client, &node(&format!("node-{i}"), "4", "8Gi", json!({}), json!([])));
+        add_node(
+            client,
+            &node(&format!("node-{i}"), "4", "8Gi", json!({}), json!([])),
+        );
     }
 }
 
@@ -136,17 +153,30 @@ fn six_pods_spread_as_least_allocated_says() {
     three_nodes(&client);
     let _scheduler = start_scheduler(client.clone());
     for i in 0..6 {
-        client.create(Some("default"), &pod(&format!("kubia-{i}"), "1", "1Gi", json!({}))).unwrap();
+        client
+            .create(
+                Some("default"),
+                &pod(&format!("kubia-{i}"), "1", "1Gi", json!({})),
+            )
+            .unwrap();
     }
     let placed: Vec<String> = (0..6)
-        .map(|i| wait_for(20, "a binding", || node_of(&client, &format!("kubia-{i}"))))
+        .map(|i| {
+            wait_for(20, "a binding", || {
+                node_of(&client, &format!("kubia-{i}"))
+            })
+        })
         .collect();
     let mut per_node: BTreeMap<&str, usize> = BTreeMap::new();
     for n in &placed {
         *per_node.entry(n.as_str()).or_default() += 1;
     }
     // Each pod goes where the most is free: two on each node.
-    assert_eq!(per_node.values().copied().collect::<Vec<_>>(), [2, 2, 2], "{placed:?}");
+    assert_eq!(
+        per_node.values().copied().collect::<Vec<_>>(),
+        [2, 2, 2],
+        "{placed:?}"
+    );
     let scheduled = wait_for(10, "6 Scheduled events", || {
         let e = events(&client, "Scheduled");
         (e.len() >= 6).then_some(e)
@@ -165,7 +195,9 @@ fn six_pods_spread_as_least_allocated_says() {
     // The binding set PodScheduled.
     let p: Pod = client.get(Some("default"), "kubia-0").unwrap();
     let conditions = p.status.and_then(|s| s.conditions).unwrap_or_default();
-    assert!(conditions.iter().any(|c| c.type_ == "PodScheduled" && c.status == "True"));
+    assert!(conditions
+        .iter()
+        .any(|c| c.type_ == "PodScheduled" && c.status == "True"));
 }
 
 #[test]
@@ -174,15 +206,23 @@ fn a_pod_too_big_waits_with_failed_scheduling_then_lands_on_a_new_node() {
     let client = cluster.admin();
     three_nodes(&client);
     let _scheduler = start_scheduler(client.clone());
-    client.create(Some("default"), &pod("big", "10", "1Gi", json!({}))).unwrap();
-    let failed = wait_for(20, "FailedScheduling", || events(&client, "FailedScheduling").pop());
+    client
+        .create(Some("default"), &pod("big", "10", "1Gi", json!({})))
+        .unwrap();
+    let failed = wait_for(20, "FailedScheduling", || {
+        events(&client, "FailedScheduling").pop()
+    });
     let message = "0/3 nodes are available: 3 Insufficient cpu. preemption: 0/3 nodes are \
                    available: 3 No preemption victims found for incoming pod.";
     assert_eq!(failed.message.as_deref(), Some(message));
     assert_eq!(failed.type_.as_deref(), Some("Warning"));
     let condition = wait_for(10, "PodScheduled False", || {
         let p: Pod = client.get(Some("default"), "big").ok()?;
-        let c = p.status?.conditions?.into_iter().find(|c| c.type_ == "PodScheduled")?;
+        let c = p
+            .status?
+            .conditions?
+            .into_iter()
+            .find(|c| c.type_ == "PodScheduled")?;
         (c.status == "False").then_some(c)
     });
     assert_eq!(condition.reason.as_deref(), Some("Unschedulable"));
@@ -190,7 +230,8 @@ fn a_pod_too_big_waits_with_failed_scheduling_then_lands_on_a_new_node() {
     assert_eq!(node_of(&client, "big"), None);
     // A node with room: the pod is placed as soon as it is there.
     add_node(&client, &node("node-4", "16", "32Gi", json!({}), json!([])));
-    let placed = wait_for(20, "the big pod's binding", || node_of(&client, "big"));
+    let placed =
+        wait_for(20, "the big pod's binding", || node_of(&client, "big"));
     assert_eq!(placed, "node-4");
 }
 
@@ -199,29 +240,51 @@ fn a_node_selector_picks_the_labelled_node() {
     let cluster = Cluster::start(Backend::Embedded).unwrap();
     let client = cluster.admin();
     for i in 1..=3 {
-        let labels = if i == 2 { json!({"disk": "ssd"}) } else { json!({}) };
-        add_node(&client, &node(&format!("node-{i}"), "4", "8Gi", labels, json!([])));
+        let labels = if i == 2 {
+            json!({"disk": "ssd"})
+        } else {
+            json!({})
+        };
+        add_node(
+            &client,
+            &node(&format!("node-{i}"), "4", "8Gi", labels, json!([])),
+        );
     }
     let _scheduler = start_scheduler(client.clone());
-    let selective = pod("ssd", "100m", "64Mi", json!({"nodeSelector": {"disk": "ssd"}}));
+    let selective = pod(
+        "ssd",
+        "100m",
+        "64Mi",
+        json!({"nodeSelector": {"disk": "ssd"}}),
+    );
     client.create(Some("default"), &selective).unwrap();
-    assert_eq!(wait_for(20, "a binding", || node_of(&client, "ssd")), "node-2");
+    assert_eq!(
+        wait_for(20, "a binding", || node_of(&client, "ssd")),
+        "node-2"
+    );
 }
 
 #[test]
 fn a_tainted_node_is_avoided() {
     let cluster = Cluster::start(Backend::Embedded).unwrap();
     let client = cluster.admin();
-    let taint = json!([{"key": "dedicated", "value": "infra", "effect": "NoSchedule"}]);
+    let taint =
+        json!([{"key": "dedicated", "value": "infra", "effect": "NoSchedule"}]);
     add_node(&client, &node("node-1", "64", "128Gi", json!({}), taint));
     add_node(&client, &node("node-2", "4", "8Gi", json!({}), json!([])));
     add_node(&client, &node("node-3", "4", "8Gi", json!({}), json!([])));
     let _scheduler = start_scheduler(client.clone());
     for i in 0..4 {
-        client.create(Some("default"), &pod(&format!("p-{i}"), "500m", "256Mi", json!({}))).unwrap();
+        client
+            .create(
+                Some("default"),
+                &pod(&format!("p-{i}"), "500m", "256Mi", json!({})),
+            )
+            .unwrap();
     }
     for i in 0..4 {
-        let n = wait_for(20, "a binding", || node_of(&client, &format!("p-{i}")));
+        let n =
+            wait_for(20, "a binding", || node_of(&client, &format!("p-{i}")));
         assert_ne!(n, "node-1", "p-{i} went to the tainted node");
     }
     // A pod that tolerates the taint may go there (it is the emptiest).
@@ -233,5 +296,8 @@ fn a_tainted_node_is_avoided() {
                                  "effect": "NoSchedule"}]}),
     );
     client.create(Some("default"), &tolerant).unwrap();
-    assert_eq!(wait_for(20, "a binding", || node_of(&client, "infra")), "node-1");
+    assert_eq!(
+        wait_for(20, "a binding", || node_of(&client, "infra")),
+        "node-1"
+    );
 }

@@ -28,7 +28,10 @@ fn cm(cpu: i64, memory: i64) -> Value {
     json!({"cpu": format!("{cpu}m"), "memory": memory.to_string()})
 }
 
-fn insufficient(pod: &lab05::scheduler::PodInfo, node: &NodeInfo) -> Vec<String> {
+fn insufficient(
+    pod: &lab05::scheduler::PodInfo,
+    node: &NodeInfo,
+) -> Vec<String> {
     filter::insufficient_resources(&pod.requests, node)
 }
 
@@ -55,16 +58,28 @@ fn fit_too_many_resources_fails() {
 fn fit_init_containers_count_by_the_largest() {
     // "too many resources fails due to init container cpu"
     let pod = pod_init("p", &[cm(1, 1)], &[cm(3, 1)]);
-    assert_eq!(insufficient(&pod, &fit_node(cm(8, 19))), ["Insufficient cpu"]);
+    assert_eq!(
+        insufficient(&pod, &fit_node(cm(8, 19))),
+        ["Insufficient cpu"]
+    );
     // "too many resources fails due to highest init container cpu"
     let pod = pod_init("p", &[cm(1, 1)], &[cm(3, 1), cm(2, 1)]);
-    assert_eq!(insufficient(&pod, &fit_node(cm(8, 19))), ["Insufficient cpu"]);
+    assert_eq!(
+        insufficient(&pod, &fit_node(cm(8, 19))),
+        ["Insufficient cpu"]
+    );
     // "too many resources fails due to init container memory"
     let pod = pod_init("p", &[cm(1, 1)], &[cm(1, 3)]);
-    assert_eq!(insufficient(&pod, &fit_node(cm(9, 19))), ["Insufficient memory"]);
+    assert_eq!(
+        insufficient(&pod, &fit_node(cm(9, 19))),
+        ["Insufficient memory"]
+    );
     // "too many resources fails due to highest init container memory"
     let pod = pod_init("p", &[cm(1, 1)], &[cm(1, 3), cm(1, 2)]);
-    assert_eq!(insufficient(&pod, &fit_node(cm(9, 19))), ["Insufficient memory"]);
+    assert_eq!(
+        insufficient(&pod, &fit_node(cm(9, 19))),
+        ["Insufficient memory"]
+    );
     // "init container fits because it's the max, not sum, of containers
     // and init containers"
     let pod = pod_init("p", &[cm(1, 1)], &[cm(1, 1)]);
@@ -78,7 +93,10 @@ fn fit_init_containers_count_by_the_largest() {
 #[test]
 fn fit_one_resource_short_names_only_that_one() {
     // "both resources fit"
-    assert!(insufficient(&pod_req("p", &[cm(1, 1)]), &fit_node(cm(5, 5))).is_empty());
+    assert!(
+        insufficient(&pod_req("p", &[cm(1, 1)]), &fit_node(cm(5, 5)))
+            .is_empty()
+    );
     // "one resource memory fits"
     assert_eq!(
         insufficient(&pod_req("p", &[cm(2, 1)]), &fit_node(cm(9, 5))),
@@ -90,7 +108,10 @@ fn fit_one_resource_short_names_only_that_one() {
         ["Insufficient memory"]
     );
     // "equal edge case"
-    assert!(insufficient(&pod_req("p", &[cm(5, 1)]), &fit_node(cm(5, 19))).is_empty());
+    assert!(
+        insufficient(&pod_req("p", &[cm(5, 1)]), &fit_node(cm(5, 19)))
+            .is_empty()
+    );
     // "equal edge case for init container"
     let pod = pod_init("p", &[cm(4, 1)], &[cm(5, 1)]);
     assert!(insufficient(&pod, &fit_node(cm(5, 19))).is_empty());
@@ -102,19 +123,28 @@ fn fit_extended_resources() {
     let pod = pod_req("p", &[json!({"example.com/aaa": "1"})]);
     assert!(insufficient(&pod, &fit_node(json!({}))).is_empty());
     // "extended resource capacity enforced"
-    let pod = pod_req("p", &[json!({"cpu": "1m", "memory": "1", "example.com/aaa": "10"})]);
+    let pod = pod_req(
+        "p",
+        &[json!({"cpu": "1m", "memory": "1", "example.com/aaa": "10"})],
+    );
     assert_eq!(
         insufficient(&pod, &fit_node(json!({"example.com/aaa": "0"}))),
         ["Insufficient example.com/aaa"]
     );
     // "extended resource allocatable enforced"
-    let pod = pod_req("p", &[json!({"cpu": "1m", "memory": "1", "example.com/aaa": "1"})]);
+    let pod = pod_req(
+        "p",
+        &[json!({"cpu": "1m", "memory": "1", "example.com/aaa": "1"})],
+    );
     assert_eq!(
         insufficient(&pod, &fit_node(json!({"example.com/aaa": "5"}))),
         ["Insufficient example.com/aaa"]
     );
     // "extended resource allocatable enforced for unknown resource"
-    let pod = pod_req("p", &[json!({"cpu": "1m", "memory": "1", "example.com/bbb": "1"})]);
+    let pod = pod_req(
+        "p",
+        &[json!({"cpu": "1m", "memory": "1", "example.com/bbb": "1"})],
+    );
     assert_eq!(
         insufficient(&pod, &fit_node(json!({}))),
         ["Insufficient example.com/bbb"]
@@ -126,7 +156,10 @@ fn fit_pod_overhead_counts() {
     // "resources + pod overhead fits"
     let mut spec = json!({"containers": [container(cm(1, 1))],
                           "overhead": {"cpu": "3m", "memory": "13"}});
-    assert!(insufficient(&pod_spec("p", spec.clone()), &fit_node(cm(5, 5))).is_empty());
+    assert!(
+        insufficient(&pod_spec("p", spec.clone()), &fit_node(cm(5, 5)))
+            .is_empty()
+    );
     // "requests + overhead does not fit for memory"
     spec["overhead"] = json!({"cpu": "1m", "memory": "15"});
     assert_eq!(
@@ -139,7 +172,10 @@ fn fit_pod_overhead_counts() {
 fn fit_too_many_pods() {
     // TestPredicateNoEnoughPods (fit_test.go): allocatable pods 1, one
     // pod there already.
-    let mut n = node("machine1", json!({"cpu": "10m", "memory": "20", "pods": "1"}));
+    let mut n = node(
+        "machine1",
+        json!({"cpu": "10m", "memory": "20", "pods": "1"}),
+    );
     place(&mut n, &pod_req("existing", &[cm(10, 20)]));
     // "even without specified resources, predicate fails when there's no
     // space for additional pod"
@@ -147,9 +183,15 @@ fn fit_too_many_pods() {
     assert_eq!(insufficient(&none, &n), ["Too many pods"]);
     // "even if both resources fit, predicate fails when there's no space
     // for additional pod"
-    let mut roomy = node("machine1", json!({"cpu": "10m", "memory": "20", "pods": "1"}));
+    let mut roomy = node(
+        "machine1",
+        json!({"cpu": "10m", "memory": "20", "pods": "1"}),
+    );
     place(&mut roomy, &pod_req("existing", &[cm(5, 5)]));
-    assert_eq!(insufficient(&pod_req("p", &[cm(1, 1)]), &roomy), ["Too many pods"]);
+    assert_eq!(
+        insufficient(&pod_req("p", &[cm(1, 1)]), &roomy),
+        ["Too many pods"]
+    );
     // Every reason is kept, pods first.
     assert_eq!(
         insufficient(&pod_req("p", &[cm(1, 1)]), &n),
@@ -160,7 +202,8 @@ fn fit_too_many_pods() {
 #[test]
 fn fit_filter_is_resolvable_by_preemption() {
     let pod = pod_req("p", &[cm(1, 1)]);
-    let r = filter::node_resources_fit(&pod, &fit_node(cm(10, 20))).unwrap_err();
+    let r =
+        filter::node_resources_fit(&pod, &fit_node(cm(10, 20))).unwrap_err();
     assert_eq!(r.code, Code::Unschedulable);
     assert_eq!(r.plugin, "NodeResourcesFit");
 }
@@ -168,11 +211,15 @@ fn fit_filter_is_resolvable_by_preemption() {
 // taint_toleration_test.go TestTaintTolerationFilter --------------------
 
 fn tainted(taints: Value) -> NodeInfo {
-    NodeInfo::new(Arc::new(node_with("nodeA", json!({}), json!({}), taints))).unwrap()
+    NodeInfo::new(Arc::new(node_with("nodeA", json!({}), json!({}), taints)))
+        .unwrap()
 }
 
 fn tolerating(tolerations: Value) -> lab05::scheduler::PodInfo {
-    pod_spec("pod1", json!({"containers": [], "tolerations": tolerations}))
+    pod_spec(
+        "pod1",
+        json!({"containers": [], "tolerations": tolerations}),
+    )
 }
 
 fn taint_reasons(pod: Value, node: Value) -> Option<Vec<String>> {
@@ -183,7 +230,8 @@ fn taint_reasons(pod: Value, node: Value) -> Option<Vec<String>> {
 
 #[test]
 fn taints_untolerated_noschedule_rejects() {
-    let user1 = json!([{"key": "dedicated", "value": "user1", "effect": "NoSchedule"}]);
+    let user1 =
+        json!([{"key": "dedicated", "value": "user1", "effect": "NoSchedule"}]);
     // "A pod having no tolerations can't be scheduled onto a node with
     // nonempty taints" (1.32 names the taint; later versions say
     // "node(s) had untolerated taint(s)")
@@ -202,7 +250,8 @@ fn taints_untolerated_noschedule_rejects() {
     // "A pod can be scheduled onto the node, with a toleration uses
     // operator Exists that tolerates the taints on the node"
     let foo = json!([{"key": "foo", "value": "bar", "effect": "NoSchedule"}]);
-    let exists = json!([{"key": "foo", "operator": "Exists", "effect": "NoSchedule"}]);
+    let exists =
+        json!([{"key": "foo", "operator": "Exists", "effect": "NoSchedule"}]);
     assert_eq!(taint_reasons(exists, foo.clone()), None);
     // "A pod has multiple tolerations, node has multiple taints, all the
     // taints are tolerated, pod can be scheduled onto the node"
@@ -249,7 +298,8 @@ fn taints_effect_and_prefer_no_schedule() {
 // node_affinity_test.go TestNodeAffinity -------------------------------
 
 fn labelled(name: &str, labels: Value) -> NodeInfo {
-    NodeInfo::new(Arc::new(node_with(name, json!({}), labels, json!([])))).unwrap()
+    NodeInfo::new(Arc::new(node_with(name, json!({}), labels, json!([]))))
+        .unwrap()
 }
 
 fn required(expressions: Value) -> Value {
@@ -277,9 +327,15 @@ fn affinity_node_selector() {
     // "missing labels"
     assert!(!fits(selector.clone(), &labelled("n", json!({}))));
     // "same labels"
-    assert!(fits(selector.clone(), &labelled("n", json!({"foo": "bar"}))));
+    assert!(fits(
+        selector.clone(),
+        &labelled("n", json!({"foo": "bar"}))
+    ));
     // "node labels are superset"
-    assert!(fits(selector, &labelled("n", json!({"foo": "bar", "baz": "blah"}))));
+    assert!(fits(
+        selector,
+        &labelled("n", json!({"foo": "bar", "baz": "blah"}))
+    ));
     // "node labels are subset"
     let two = json!({"nodeSelector": {"foo": "bar", "baz": "blah"}});
     assert!(!fits(two, &labelled("n", json!({"foo": "bar"}))));
@@ -290,30 +346,54 @@ fn affinity_operators() {
     let n = |labels| labelled("n", labels);
     // "Pod with matchExpressions using In operator that matches the
     // existing node"
-    let r = required(json!([{"key": "foo", "operator": "In", "values": ["bar", "value2"]}]));
+    let r = required(
+        json!([{"key": "foo", "operator": "In", "values": ["bar", "value2"]}]),
+    );
     assert!(fits(json!({"affinity": r}), &n(json!({"foo": "bar"}))));
     // "Pod with matchExpressions using Gt operator that matches the
     // existing node"
-    let r = required(json!([{"key": "kernel-version", "operator": "Gt", "values": ["0204"]}]));
-    assert!(fits(json!({"affinity": r}), &n(json!({"kernel-version": "0206"}))));
+    let r = required(
+        json!([{"key": "kernel-version", "operator": "Gt", "values": ["0204"]}]),
+    );
+    assert!(fits(
+        json!({"affinity": r}),
+        &n(json!({"kernel-version": "0206"}))
+    ));
     // "Pod with matchExpressions using NotIn operator that matches the
     // existing node"
-    let r = required(json!([{"key": "mem-type", "operator": "NotIn", "values": ["DDR", "DDR2"]}]));
-    assert!(fits(json!({"affinity": r}), &n(json!({"mem-type": "DDR3"}))));
+    let r = required(
+        json!([{"key": "mem-type", "operator": "NotIn", "values": ["DDR", "DDR2"]}]),
+    );
+    assert!(fits(
+        json!({"affinity": r}),
+        &n(json!({"mem-type": "DDR3"}))
+    ));
     // "Pod with matchExpressions using Exists operator that matches the
     // existing node"
     let r = required(json!([{"key": "GPU", "operator": "Exists"}]));
-    assert!(fits(json!({"affinity": r}), &n(json!({"GPU": "NVIDIA-GRID-K1"}))));
+    assert!(fits(
+        json!({"affinity": r}),
+        &n(json!({"GPU": "NVIDIA-GRID-K1"}))
+    ));
     // "Pod with affinity that don't match node's labels won't schedule
     // onto the node"
-    let r = required(json!([{"key": "foo", "operator": "In", "values": ["value1", "value2"]}]));
+    let r = required(
+        json!([{"key": "foo", "operator": "In", "values": ["value1", "value2"]}]),
+    );
     assert!(!fits(json!({"affinity": r}), &n(json!({"foo": "bar"}))));
     // Lt, and DoesNotExist.
-    let r = required(json!([{"key": "rank", "operator": "Lt", "values": ["10"]}]));
-    assert!(fits(json!({"affinity": r.clone()}), &n(json!({"rank": "9"}))));
+    let r =
+        required(json!([{"key": "rank", "operator": "Lt", "values": ["10"]}]));
+    assert!(fits(
+        json!({"affinity": r.clone()}),
+        &n(json!({"rank": "9"}))
+    ));
     assert!(!fits(json!({"affinity": r}), &n(json!({"rank": "x"}))));
     let r = required(json!([{"key": "GPU", "operator": "DoesNotExist"}]));
-    assert!(!fits(json!({"affinity": r.clone()}), &n(json!({"GPU": "yes"}))));
+    assert!(!fits(
+        json!({"affinity": r.clone()}),
+        &n(json!({"GPU": "yes"}))
+    ));
     assert!(fits(json!({"affinity": r}), &n(json!({}))));
 }
 
@@ -322,14 +402,20 @@ fn affinity_terms_and_fields() {
     let n = |labels| labelled("n", labels);
     // "Pod with empty MatchExpressions is not a valid value will match no
     // objects and won't schedule onto the node"
-    assert!(!fits(json!({"affinity": required(json!([]))}), &n(json!({"foo": "bar"}))));
+    assert!(!fits(
+        json!({"affinity": required(json!([]))}),
+        &n(json!({"foo": "bar"}))
+    ));
     // "Pod with no Affinity will schedule onto a node"
     assert!(fits(json!({}), &n(json!({"foo": "bar"}))));
     // "Pod with multiple matchExpressions ANDed that doesn't match the
     // existing node"
     let r = required(json!([{"key": "GPU", "operator": "Exists"},
                             {"key": "GPU", "operator": "In", "values": ["AMD", "INTER"]}]));
-    assert!(!fits(json!({"affinity": r}), &n(json!({"GPU": "NVIDIA-GRID-K1"}))));
+    assert!(!fits(
+        json!({"affinity": r}),
+        &n(json!({"GPU": "NVIDIA-GRID-K1"}))
+    ));
     // "Pod with multiple NodeSelectorTerms ORed in affinity, matches the
     // node's labels and will schedule onto the node"
     let ored = json!({"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution":
@@ -353,30 +439,42 @@ fn affinity_terms_and_fields() {
     let fields = json!({"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution":
         {"nodeSelectorTerms": [{"matchFields":
             [{"key": "metadata.name", "operator": "In", "values": ["node1"]}]}]}}});
-    assert!(fits(json!({"affinity": fields.clone()}), &labelled("node1", json!({}))));
-    assert!(!fits(json!({"affinity": fields}), &labelled("node2", json!({}))));
+    assert!(fits(
+        json!({"affinity": fields.clone()}),
+        &labelled("node1", json!({}))
+    ));
+    assert!(!fits(
+        json!({"affinity": fields}),
+        &labelled("node2", json!({}))
+    ));
     // "Pod with two terms: matchFields does not match, but
     // matchExpressions matches"
     let two = json!({"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution":
         {"nodeSelectorTerms": [
             {"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["node1"]}]},
             {"matchExpressions": [{"key": "foo", "operator": "In", "values": ["bar"]}]}]}}});
-    assert!(fits(json!({"affinity": two}), &labelled("node2", json!({"foo": "bar"}))));
+    assert!(fits(
+        json!({"affinity": two}),
+        &labelled("node2", json!({"foo": "bar"}))
+    ));
 }
 
 // node_unschedulable_test.go, node_name_test.go, node_ports_test.go ----
 
 #[test]
 fn unschedulable_name_and_ports() {
-    let cordoned: k8s_openapi::api::core::v1::Node = serde_json::from_value(json!({
-        "metadata": {"name": "n"}, "spec": {"unschedulable": true}})).unwrap();
+    let cordoned: k8s_openapi::api::core::v1::Node =
+        serde_json::from_value(json!({
+        "metadata": {"name": "n"}, "spec": {"unschedulable": true}}))
+        .unwrap();
     let cordoned = NodeInfo::new(Arc::new(cordoned)).unwrap();
     // TestNodeUnschedulable: "a pod that tolerates the unschedulable
     // taint is allowed", others are not.
     let plain = pod_spec("p", json!({"containers": []}));
     let r = filter::node_unschedulable(&plain, &cordoned).unwrap_err();
     assert_eq!(r.reasons, ["node(s) were unschedulable"]);
-    let tolerant = tolerating(json!([{"key": "node.kubernetes.io/unschedulable",
+    let tolerant =
+        tolerating(json!([{"key": "node.kubernetes.io/unschedulable",
                                       "effect": "NoSchedule"}]));
     assert!(filter::node_unschedulable(&tolerant, &cordoned).is_ok());
     // TestNodeName: "node name does not match".
@@ -385,8 +483,11 @@ fn unschedulable_name_and_ports() {
     assert_eq!(r.reasons, ["node(s) didn't match the requested node name"]);
     // TestNodePorts: "same udp port", "different host ip, same port".
     let port = |ip: &str, proto: &str| {
-        pod_spec("p", json!({"containers": [{"name": "c", "ports": [
-            {"containerPort": 8080, "hostPort": 8080, "hostIP": ip, "protocol": proto}]}]}))
+        pod_spec(
+            "p",
+            json!({"containers": [{"name": "c", "ports": [
+            {"containerPort": 8080, "hostPort": 8080, "hostIP": ip, "protocol": proto}]}]}),
+        )
     };
     let mut n = labelled("n", json!({}));
     place(&mut n, &port("127.0.0.1", "UDP"));
@@ -414,7 +515,9 @@ fn message(pod: &lab05::scheduler::PodInfo, snapshot: &Snapshot) -> String {
 
 #[test]
 fn fit_error_message_as_kube_scheduler_words_it() {
-    let nodes = (1..=3).map(|i| make_node(&format!("node-{i}"), 1000, 1 << 30)).collect();
+    let nodes = (1..=3)
+        .map(|i| make_node(&format!("node-{i}"), 1000, 1 << 30))
+        .collect();
     let big = pod_req("big", &[json!({"cpu": "2"})]);
     assert_eq!(
         message(&big, &cluster(nodes)),
@@ -432,7 +535,11 @@ fn fit_error_counts_and_sorts_mixed_reasons() {
         json!([{"key": "machine-check-exception", "value": "memory", "effect": "NoSchedule"}]),
     )))
     .unwrap();
-    let nodes = vec![tainted, make_node("node-2", 1000, 1 << 30), make_node("node-3", 1000, 1 << 30)];
+    let nodes = vec![
+        tainted,
+        make_node("node-2", 1000, 1 << 30),
+        make_node("node-3", 1000, 1 << 30),
+    ];
     let big = pod_req("big", &[json!({"cpu": "2"})]);
     assert_eq!(
         message(&big, &cluster(nodes)),
@@ -442,8 +549,13 @@ fn fit_error_counts_and_sorts_mixed_reasons() {
          preemption victims found for incoming pod."
     );
     // Unresolvable everywhere: preemption is no help anywhere.
-    let nodes = (1..=3).map(|i| make_node(&format!("node-{i}"), 1000, 1 << 30)).collect();
-    let picky = pod_spec("p", json!({"containers": [], "nodeSelector": {"disk": "ssd"}}));
+    let nodes = (1..=3)
+        .map(|i| make_node(&format!("node-{i}"), 1000, 1 << 30))
+        .collect();
+    let picky = pod_spec(
+        "p",
+        json!({"containers": [], "nodeSelector": {"disk": "ssd"}}),
+    );
     assert_eq!(
         message(&picky, &cluster(nodes)),
         "0/3 nodes are available: 3 node(s) didn't match Pod's node affinity/selector. \
@@ -454,9 +566,14 @@ fn fit_error_counts_and_sorts_mixed_reasons() {
 #[test]
 fn fit_error_sorts_counts_as_text() {
     // sort.Strings: "10 Too many pods" comes before "2 Insufficient cpu".
-    let mut nodes: Vec<NodeInfo> = (0..2).map(|i| make_node(&format!("a-{i}"), 1000, 1 << 30)).collect();
+    let mut nodes: Vec<NodeInfo> = (0..2)
+        .map(|i| make_node(&format!("a-{i}"), 1000, 1 << 30))
+        .collect();
     for i in 0..10 {
-        nodes.push(node(&format!("b-{i}"), json!({"cpu": "4", "memory": "1Gi", "pods": "0"})));
+        nodes.push(node(
+            &format!("b-{i}"),
+            json!({"cpu": "4", "memory": "1Gi", "pods": "0"}),
+        ));
     }
     let spec = json!({"containers": [container(json!({"cpu": "2"}))],
                       "preemptionPolicy": "Never"});
@@ -470,7 +587,9 @@ fn fit_error_sorts_counts_as_text() {
 #[test]
 fn no_nodes_at_all() {
     let pod = pod_spec("p", json!({"containers": []}));
-    let e = Algorithm::new(0, Rng::seeded(1)).schedule(&pod, &Snapshot::default()).unwrap_err();
+    let e = Algorithm::new(0, Rng::seeded(1))
+        .schedule(&pod, &Snapshot::default())
+        .unwrap_err();
     assert_eq!(e.to_string(), "no nodes available to schedule pods");
     assert_eq!(e.condition_reason(), "SchedulerError");
 }
@@ -478,7 +597,11 @@ fn no_nodes_at_all() {
 #[test]
 fn failed_scheduling_messages_for_the_book() {
     // Three clusters of three nodes, three pods that fit none of them.
-    let plain = || (1..=3).map(|i| make_node(&format!("node-{i}"), 1000, 1 << 30)).collect::<Vec<_>>();
+    let plain = || {
+        (1..=3)
+            .map(|i| make_node(&format!("node-{i}"), 1000, 1 << 30))
+            .collect::<Vec<_>>()
+    };
     let mut tainted = plain();
     tainted[0] = NodeInfo::new(Arc::new(node_with(
         "node-1",
@@ -488,7 +611,10 @@ fn failed_scheduling_messages_for_the_book() {
     )))
     .unwrap();
     let big = pod_req("big", &[json!({"cpu": "2"})]);
-    let picky = pod_spec("picky", json!({"containers": [], "nodeSelector": {"disk": "ssd"}}));
+    let picky = pod_spec(
+        "picky",
+        json!({"containers": [], "nodeSelector": {"disk": "ssd"}}),
+    );
     let text = [
         message(&big, &cluster(plain())),
         message(&big, &cluster(tainted)),

@@ -8,7 +8,9 @@ mod scheduler_support;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use lab05::scheduler::feasible::{num_feasible_nodes_to_find, select_host, Rng};
+use lab05::scheduler::feasible::{
+    num_feasible_nodes_to_find, select_host, Rng,
+};
 use lab05::scheduler::score::{self, default_normalize};
 use lab05::scheduler::{Algorithm, NodeInfo, PodInfo, Snapshot};
 use scheduler_support::*;
@@ -25,7 +27,10 @@ fn cap_node(name: &str, cpu: &str, memory: &str) -> NodeInfo {
 }
 
 fn least(pod: &PodInfo, nodes: &[NodeInfo]) -> Vec<i64> {
-    nodes.iter().map(|n| score::node_resources_fit_score(pod, n)).collect()
+    nodes
+        .iter()
+        .map(|n| score::node_resources_fit_score(pod, n))
+        .collect()
 }
 
 fn two_containers() -> PodInfo {
@@ -37,18 +42,27 @@ fn two_containers() -> PodInfo {
 #[test]
 fn least_allocated_nothing_scheduled() {
     // "nothing scheduled, nothing requested"
-    let nodes = [cap_node("node1", "4000", "10000"), cap_node("node2", "4000", "10000")];
+    let nodes = [
+        cap_node("node1", "4000", "10000"),
+        cap_node("node2", "4000", "10000"),
+    ];
     let empty = pod_spec("p", json!({"containers": []}));
     assert_eq!(least(&empty, &nodes), [100, 100]);
     // "nothing scheduled, resources requested, differently sized nodes"
-    let nodes = [cap_node("node1", "4000", "10000"), cap_node("node2", "6000", "10000")];
+    let nodes = [
+        cap_node("node1", "4000", "10000"),
+        cap_node("node2", "6000", "10000"),
+    ];
     assert_eq!(least(&two_containers(), &nodes), [37, 50]);
 }
 
 #[test]
 fn least_allocated_pods_scheduled() {
     // "no resources requested, pods scheduled"
-    let mut nodes = [cap_node("node1", "4000", "10000"), cap_node("node2", "4000", "10000")];
+    let mut nodes = [
+        cap_node("node1", "4000", "10000"),
+        cap_node("node2", "4000", "10000"),
+    ];
     for n in nodes.iter_mut() {
         for i in 0..2 {
             place(n, &pod_spec(&format!("e{i}"), json!({"containers": []})));
@@ -57,7 +71,10 @@ fn least_allocated_pods_scheduled() {
     let empty = pod_spec("p", json!({"containers": []}));
     assert_eq!(least(&empty, &nodes), [100, 100]);
     // "no resources requested, pods scheduled with resources"
-    let mut nodes = [cap_node("node1", "10000", "20000"), cap_node("node2", "10000", "20000")];
+    let mut nodes = [
+        cap_node("node1", "10000", "20000"),
+        cap_node("node2", "10000", "20000"),
+    ];
     place(&mut nodes[0], &pod_req("a", &[cm("3000", "0")]));
     place(&mut nodes[0], &pod_req("b", &[cm("3000", "0")]));
     place(&mut nodes[1], &pod_req("c", &[cm("3000", "0")]));
@@ -68,18 +85,27 @@ fn least_allocated_pods_scheduled() {
 #[test]
 fn least_allocated_resources_requested() {
     // "resources requested, pods scheduled with resources"
-    let mut nodes = [cap_node("node1", "10000", "20000"), cap_node("node2", "10000", "20000")];
+    let mut nodes = [
+        cap_node("node1", "10000", "20000"),
+        cap_node("node2", "10000", "20000"),
+    ];
     place(&mut nodes[0], &pod_req("a", &[cm("3000", "0")]));
     place(&mut nodes[1], &pod_req("b", &[cm("3000", "5000")]));
     assert_eq!(least(&two_containers(), &nodes), [57, 45]);
     // "resources requested, pods scheduled with resources, differently
     // sized nodes"
-    let mut nodes = [cap_node("node1", "10000", "20000"), cap_node("node2", "10000", "50000")];
+    let mut nodes = [
+        cap_node("node1", "10000", "20000"),
+        cap_node("node2", "10000", "50000"),
+    ];
     place(&mut nodes[0], &pod_req("a", &[cm("3000", "0")]));
     place(&mut nodes[1], &pod_req("b", &[cm("3000", "5000")]));
     assert_eq!(least(&two_containers(), &nodes), [57, 60]);
     // "requested resources exceed node capacity"
-    let mut nodes = [cap_node("node1", "4000", "10000"), cap_node("node2", "4000", "10000")];
+    let mut nodes = [
+        cap_node("node1", "4000", "10000"),
+        cap_node("node2", "4000", "10000"),
+    ];
     place(&mut nodes[0], &pod_req("a", &[cm("3000", "0")]));
     place(&mut nodes[1], &pod_req("b", &[cm("3000", "5000")]));
     assert_eq!(least(&pod_req("p", &[cm("3000", "0")]), &nodes), [50, 25]);
@@ -87,7 +113,10 @@ fn least_allocated_resources_requested() {
     let mut nodes = [node("node1", json!({})), node("node2", json!({}))];
     place(&mut nodes[0], &pod_req("a", &[cm("3000", "0")]));
     place(&mut nodes[1], &pod_req("b", &[cm("3000", "5000")]));
-    assert_eq!(least(&pod_spec("p", json!({"containers": []})), &nodes), [0, 0]);
+    assert_eq!(
+        least(&pod_spec("p", json!({"containers": []})), &nodes),
+        [0, 0]
+    );
 }
 
 #[test]
@@ -95,10 +124,19 @@ fn least_allocated_weights() {
     // "nothing scheduled, resources requested with different weight on
     // CPU and memory, differently sized nodes": memory weight 2, cpu 1.
     // node1: cpu (4000-3000)*100/4000 = 25, memory 50 → (25+100)/3 = 41.
-    assert_eq!(score::least_allocated(&[3000, 5000], &[4000, 10000], &[1, 2]), 41);
-    assert_eq!(score::least_allocated(&[3000, 5000], &[6000, 10000], &[1, 2]), 50);
+    assert_eq!(
+        score::least_allocated(&[3000, 5000], &[4000, 10000], &[1, 2]),
+        41
+    );
+    assert_eq!(
+        score::least_allocated(&[3000, 5000], &[6000, 10000], &[1, 2]),
+        50
+    );
     // A resource the node has none of is left out.
-    assert_eq!(score::least_allocated(&[3000, 5000], &[0, 10000], &[1, 1]), 50);
+    assert_eq!(
+        score::least_allocated(&[3000, 5000], &[0, 10000], &[1, 1]),
+        50
+    );
     assert_eq!(score::least_allocated(&[1, 1], &[0, 0], &[1, 1]), 0);
 }
 
@@ -121,17 +159,26 @@ fn cpu_only() -> PodInfo {
 }
 
 fn cpu_and_memory() -> PodInfo {
-    pod_req("cpu-and-memory", &[cm("1000m", "2000"), cm("2000m", "3000")])
+    pod_req(
+        "cpu-and-memory",
+        &[cm("1000m", "2000"), cm("2000m", "3000")],
+    )
 }
 
 fn balanced(pod: &PodInfo, nodes: &[NodeInfo]) -> Vec<Option<i64>> {
-    nodes.iter().map(|n| score::balanced_allocation_score(pod, n)).collect()
+    nodes
+        .iter()
+        .map(|n| score::balanced_allocation_score(pod, n))
+        .collect()
 }
 
 #[test]
 fn balanced_best_effort_is_skipped() {
     // "nothing scheduled, nothing requested, skip in PreScore"
-    let nodes = [make_node("node1", 4000, 10000), make_node("node2", 4000, 10000)];
+    let nodes = [
+        make_node("node1", 4000, 10000),
+        make_node("node2", 4000, 10000),
+    ];
     let empty = pod_spec("p", json!({"containers": []}));
     assert_eq!(balanced(&empty, &nodes), [None, None]);
 }
@@ -139,25 +186,37 @@ fn balanced_best_effort_is_skipped() {
 #[test]
 fn balanced_differently_sized_nodes() {
     // "nothing scheduled, resources requested, differently sized nodes"
-    let nodes = [make_node("node1", 4000, 10000), make_node("node2", 6000, 10000)];
+    let nodes = [
+        make_node("node1", 4000, 10000),
+        make_node("node2", 6000, 10000),
+    ];
     assert_eq!(balanced(&cpu_and_memory(), &nodes), [Some(87), Some(100)]);
 }
 
 #[test]
 fn balanced_pods_scheduled_with_resources() {
     // "resources requested, pods scheduled with resources"
-    let mut nodes = [make_node("node1", 10000, 20000), make_node("node2", 10000, 20000)];
+    let mut nodes = [
+        make_node("node1", 10000, 20000),
+        make_node("node2", 10000, 20000),
+    ];
     place(&mut nodes[0], &cpu_only());
     place(&mut nodes[1], &cpu_and_memory());
     assert_eq!(balanced(&cpu_and_memory(), &nodes), [Some(82), Some(95)]);
     // "resources requested, pods scheduled with resources, differently
     // sized nodes"
-    let mut nodes = [make_node("node1", 10000, 20000), make_node("node2", 10000, 50000)];
+    let mut nodes = [
+        make_node("node1", 10000, 20000),
+        make_node("node2", 10000, 50000),
+    ];
     place(&mut nodes[0], &cpu_only());
     place(&mut nodes[1], &cpu_and_memory());
     assert_eq!(balanced(&cpu_and_memory(), &nodes), [Some(82), Some(80)]);
     // "requested resources at node capacity"
-    let mut nodes = [make_node("node1", 6000, 10000), make_node("node2", 6000, 10000)];
+    let mut nodes = [
+        make_node("node1", 6000, 10000),
+        make_node("node2", 6000, 10000),
+    ];
     place(&mut nodes[0], &cpu_only());
     place(&mut nodes[1], &cpu_and_memory());
     assert_eq!(balanced(&cpu_only(), &nodes), [Some(50), Some(75)]);
@@ -167,10 +226,19 @@ fn balanced_pods_scheduled_with_resources() {
 fn balanced_more_than_two_resources() {
     // "include scalar resource on a node for balanced resource
     // allocation": cpu, memory and nvidia.com/gpu; population deviation.
-    assert_eq!(score::balanced_allocation(&[3000, 5000, 4], &[3500, 40000, 8]), 70);
-    assert_eq!(score::balanced_allocation(&[3000, 5000, 1], &[3500, 40000, 8]), 65);
+    assert_eq!(
+        score::balanced_allocation(&[3000, 5000, 4], &[3500, 40000, 8]),
+        70
+    );
+    assert_eq!(
+        score::balanced_allocation(&[3000, 5000, 1], &[3500, 40000, 8]),
+        65
+    );
     // "node without the scalar resource should skip the scalar resource"
-    assert_eq!(score::balanced_allocation(&[3000, 5000, 0], &[3500, 40000, 0]), 63);
+    assert_eq!(
+        score::balanced_allocation(&[3000, 5000, 0], &[3500, 40000, 0]),
+        63
+    );
     // A fraction above 1 counts as 1.
     assert_eq!(score::balanced_allocation(&[9000, 0], &[6000, 10000]), 50);
 }
@@ -178,16 +246,23 @@ fn balanced_more_than_two_resources() {
 // taint_toleration_test.go TestTaintTolerationScore --------------------
 
 fn taint_scores(tolerations: Value, nodes: &[Value]) -> Vec<i64> {
-    let pod = pod_spec("pod1", json!({"containers": [], "tolerations": tolerations}));
+    let pod = pod_spec(
+        "pod1",
+        json!({"containers": [], "tolerations": tolerations}),
+    );
     let infos: Vec<NodeInfo> = nodes
         .iter()
         .enumerate()
         .map(|(i, t)| {
-            let n = node_with(&format!("node{i}"), json!({}), json!({}), t.clone());
+            let n =
+                node_with(&format!("node{i}"), json!({}), json!({}), t.clone());
             NodeInfo::new(Arc::new(n)).unwrap()
         })
         .collect();
-    let mut scores: Vec<i64> = infos.iter().map(|n| score::taint_toleration_score(&pod, n)).collect();
+    let mut scores: Vec<i64> = infos
+        .iter()
+        .map(|n| score::taint_toleration_score(&pod, n))
+        .collect();
     default_normalize(&mut scores, true);
     scores
 }
@@ -202,7 +277,13 @@ fn taint_score_cases() {
     // "node with taints tolerated by the pod, gets a higher score than
     // those node with intolerable taints"
     assert_eq!(
-        taint_scores(foo.clone(), &[json!([prefer("foo", "bar")]), json!([prefer("foo", "blah")])]),
+        taint_scores(
+            foo.clone(),
+            &[
+                json!([prefer("foo", "bar")]),
+                json!([prefer("foo", "blah")])
+            ]
+        ),
         [100, 0]
     );
     // "the nodes that all of their taints are tolerated by the pod, get
@@ -231,7 +312,13 @@ fn taint_score_cases() {
     assert_eq!(taint_scores(hard, &nodes), [100, 100, 0]);
     // "Default behaviour No taints and tolerations, lands on node with no
     // taints"
-    assert_eq!(taint_scores(json!([]), &[json!([]), json!([prefer("cpu-type", "arm64")])]), [100, 0]);
+    assert_eq!(
+        taint_scores(
+            json!([]),
+            &[json!([]), json!([prefer("cpu-type", "arm64")])]
+        ),
+        [100, 0]
+    );
 }
 
 // node_affinity_test.go TestNodeAffinityPriority -----------------------
@@ -251,7 +338,13 @@ fn affinity_scores(preferred: Value, nodes: &[(&str, Value)]) -> Vec<i64> {
     let mut scores: Vec<i64> = nodes
         .iter()
         .map(|(name, labels)| {
-            let n = NodeInfo::new(Arc::new(node_with(name, json!({}), labels.clone(), json!([])))).unwrap();
+            let n = NodeInfo::new(Arc::new(node_with(
+                name,
+                json!({}),
+                labels.clone(),
+                json!([]),
+            )))
+            .unwrap();
             score::node_affinity_score(&pod, &n)
         })
         .collect();
@@ -270,14 +363,25 @@ fn node_affinity_score_cases() {
     let affinity2 = json!([
         term(2, json!([is("foo", "bar")])),
         term(4, json!([is("key", "value")])),
-        term(5, json!([is("foo", "bar"), is("key", "value"), is("az", "az1")])),
+        term(
+            5,
+            json!([is("foo", "bar"), is("key", "value"), is("az", "az1")])
+        ),
     ]);
     // "no node matches preferred scheduling requirements in NodeAffinity
     // of pod so all nodes' priority is zero"
-    let nodes = [("node1", label4), ("node2", label2.clone()), ("node3", label3.clone())];
+    let nodes = [
+        ("node1", label4),
+        ("node2", label2.clone()),
+        ("node3", label3.clone()),
+    ];
     assert_eq!(affinity_scores(affinity1.clone(), &nodes), [0, 0, 0]);
     // "only node1 matches the preferred scheduling requirements of pod"
-    let nodes = [("node1", label1.clone()), ("node2", label2.clone()), ("node3", label3)];
+    let nodes = [
+        ("node1", label1.clone()),
+        ("node2", label2.clone()),
+        ("node3", label3),
+    ];
     assert_eq!(affinity_scores(affinity1, &nodes), [100, 0, 0]);
     // "all nodes matches the preferred scheduling requirements of pod but
     // with different priorities "
@@ -294,60 +398,120 @@ fn image_node(name: &str, images: &[(&[&str], i64)]) -> NodeInfo {
         .iter()
         .map(|(names, mb)| json!({"names": names, "sizeBytes": mb * MB}))
         .collect();
-    let n: k8s_openapi::api::core::v1::Node =
-        serde_json::from_value(json!({"metadata": {"name": name}, "status": {"images": images}})).unwrap();
+    let n: k8s_openapi::api::core::v1::Node = serde_json::from_value(
+        json!({"metadata": {"name": name}, "status": {"images": images}}),
+    )
+    .unwrap();
     NodeInfo::new(Arc::new(n)).unwrap()
 }
 
 fn image_pod(images: &[&str]) -> PodInfo {
-    let containers: Vec<Value> = images.iter().map(|i| json!({"name": "c", "image": i})).collect();
+    let containers: Vec<Value> = images
+        .iter()
+        .map(|i| json!({"name": "c", "image": i}))
+        .collect();
     pod_spec("p", json!({"containers": containers}))
 }
 
 fn image_scores(pod: &PodInfo, nodes: &[NodeInfo]) -> Vec<i64> {
     let snapshot = Snapshot::new(nodes.to_vec());
     let holders: &HashMap<String, usize> = snapshot.image_holders();
-    nodes.iter().map(|n| score::image_locality_score(pod, n, holders, nodes.len())).collect()
+    nodes
+        .iter()
+        .map(|n| score::image_locality_score(pod, n, holders, nodes.len()))
+        .collect()
 }
 
 #[test]
 fn image_locality_cases() {
     let node403002000 = || {
-        image_node("node1", &[
-            (&["gcr.io/40:latest", "gcr.io/40:v1", "gcr.io/40:v1"], 40),
-            (&["gcr.io/300:latest", "gcr.io/300:v1"], 300),
-            (&["gcr.io/2000:latest"], 2000),
-        ])
+        image_node(
+            "node1",
+            &[
+                (&["gcr.io/40:latest", "gcr.io/40:v1", "gcr.io/40:v1"], 40),
+                (&["gcr.io/300:latest", "gcr.io/300:v1"], 300),
+                (&["gcr.io/2000:latest"], 2000),
+            ],
+        )
     };
-    let node25010 = || image_node("node2", &[(&["gcr.io/250:latest"], 250), (&["gcr.io/10:latest", "gcr.io/10:v1"], 10)]);
-    let node400030 = |name| image_node(name, &[(&["gcr.io/4000:latest"], 4000), (&["gcr.io/30:latest"], 30)]);
+    let node25010 = || {
+        image_node(
+            "node2",
+            &[
+                (&["gcr.io/250:latest"], 250),
+                (&["gcr.io/10:latest", "gcr.io/10:v1"], 10),
+            ],
+        )
+    };
+    let node400030 = |name| {
+        image_node(
+            name,
+            &[(&["gcr.io/4000:latest"], 4000), (&["gcr.io/30:latest"], 30)],
+        )
+    };
     let none = || image_node("node3", &[]);
     // "two images spread on two nodes, prefer the larger image one":
     // 100 * (250M/2 - 23M) / (1000M * 2 - 23M) = 5
     let nodes = [node403002000(), node25010()];
-    assert_eq!(image_scores(&image_pod(&["gcr.io/40", "gcr.io/250"]), &nodes), [0, 5]);
+    assert_eq!(
+        image_scores(&image_pod(&["gcr.io/40", "gcr.io/250"]), &nodes),
+        [0, 5]
+    );
     // "two images on one node, prefer this node"
-    assert_eq!(image_scores(&image_pod(&["gcr.io/40", "gcr.io/300"]), &nodes), [7, 0]);
+    assert_eq!(
+        image_scores(&image_pod(&["gcr.io/40", "gcr.io/300"]), &nodes),
+        [7, 0]
+    );
     // "if exceed limit, use limit"
     let nodes = [node400030("node1"), node25010()];
-    assert_eq!(image_scores(&image_pod(&["gcr.io/10", "gcr.io/4000"]), &nodes), [100, 0]);
+    assert_eq!(
+        image_scores(&image_pod(&["gcr.io/10", "gcr.io/4000"]), &nodes),
+        [100, 0]
+    );
     // "if exceed limit, use limit (with node which has no images present)"
     let nodes = [node400030("node1"), node25010(), none()];
-    assert_eq!(image_scores(&image_pod(&["gcr.io/10", "gcr.io/4000"]), &nodes), [66, 0, 0]);
+    assert_eq!(
+        image_scores(&image_pod(&["gcr.io/10", "gcr.io/4000"]), &nodes),
+        [66, 0, 0]
+    );
     // "pod with multiple large images, node2 is preferred"
     let nodes = [
-        image_node("node1", &[(&["gcr.io/600:latest"], 600), (&["gcr.io/40:latest"], 40), (&["gcr.io/900:latest"], 900)]),
-        image_node("node2", &[(&["gcr.io/300:latest"], 300), (&["gcr.io/600:latest"], 600), (&["gcr.io/900:latest"], 900)]),
+        image_node(
+            "node1",
+            &[
+                (&["gcr.io/600:latest"], 600),
+                (&["gcr.io/40:latest"], 40),
+                (&["gcr.io/900:latest"], 900),
+            ],
+        ),
+        image_node(
+            "node2",
+            &[
+                (&["gcr.io/300:latest"], 300),
+                (&["gcr.io/600:latest"], 600),
+                (&["gcr.io/900:latest"], 900),
+            ],
+        ),
         none(),
     ];
     let pod = image_pod(&["gcr.io/300", "gcr.io/600", "gcr.io/900"]);
     assert_eq!(image_scores(&pod, &nodes), [32, 36, 0]);
     // "pod with multiple small images"
     let nodes = [
-        image_node("node1", &[(&["gcr.io/20:latest"], 20), (&["gcr.io/30:latest"], 30), (&["gcr.io/40:latest"], 40)]),
+        image_node(
+            "node1",
+            &[
+                (&["gcr.io/20:latest"], 20),
+                (&["gcr.io/30:latest"], 30),
+                (&["gcr.io/40:latest"], 40),
+            ],
+        ),
         node400030("node2"),
     ];
-    assert_eq!(image_scores(&image_pod(&["gcr.io/30", "gcr.io/40"]), &nodes), [1, 0]);
+    assert_eq!(
+        image_scores(&image_pod(&["gcr.io/30", "gcr.io/40"]), &nodes),
+        [1, 0]
+    );
 }
 
 #[test]
@@ -355,7 +519,10 @@ fn image_names_are_normalized() {
     // TestNormalizedImageName
     use lab05::scheduler::node_info::normalized_image;
     assert_eq!(normalized_image("root"), "root:latest");
-    assert_eq!(normalized_image("gcr.io:5000/root"), "gcr.io:5000/root:latest");
+    assert_eq!(
+        normalized_image("gcr.io:5000/root"),
+        "gcr.io:5000/root:latest"
+    );
     assert_eq!(normalized_image("root:tag"), "root:tag");
     assert_eq!(normalized_image("root@sha256:abc"), "root@sha256:abc");
 }
@@ -391,7 +558,13 @@ fn num_feasible_nodes_cases() {
     assert_eq!(num_feasible_nodes_to_find(0, 6000), 300);
     // "set percentageOfNodesToScore and nodes number more than 50*125"
     assert_eq!(num_feasible_nodes_to_find(40, 6000), 2400);
-    for (n, want) in [(100, 100), (500, 230), (3000, 780), (5000, 500), (15000, 750)] {
+    for (n, want) in [
+        (100, 100),
+        (500, 230),
+        (3000, 780),
+        (5000, 500),
+        (15000, 750),
+    ] {
         assert_eq!(num_feasible_nodes_to_find(0, n), want, "{n} nodes");
     }
 }
@@ -412,7 +585,9 @@ fn select_host_breaks_ties_at_random() {
 #[test]
 fn the_search_starts_where_the_last_stopped() {
     // 200 nodes, percentage 50: 100 nodes a cycle, then the next 100.
-    let nodes: Vec<NodeInfo> = (0..200).map(|i| make_node(&format!("n{i:03}"), 1000, 1 << 30)).collect();
+    let nodes: Vec<NodeInfo> = (0..200)
+        .map(|i| make_node(&format!("n{i:03}"), 1000, 1 << 30))
+        .collect();
     let snapshot = Snapshot::new(nodes);
     let mut algorithm = Algorithm::new(50, Rng::seeded(3));
     let pod = pod_req("p", &[cm("100m", "1Mi")]);
@@ -437,12 +612,23 @@ fn the_cycle_sums_weighted_scores() {
     let small = make_node("small", 2000, 4 << 30);
     let snapshot = Snapshot::new(vec![tainted, small]);
     let pod = pod_req("p", &[cm("500m", "1Gi")]);
-    let placed = Algorithm::new(0, Rng::seeded(1)).schedule(&pod, &snapshot).unwrap();
+    let placed = Algorithm::new(0, Rng::seeded(1))
+        .schedule(&pod, &snapshot)
+        .unwrap();
     assert_eq!(placed.node, "small");
     let nodes: Vec<&NodeInfo> = snapshot.nodes.iter().collect();
-    let (plugins, totals) = score::score_nodes(&pod, &nodes, snapshot.image_holders(), 2);
+    let (plugins, totals) =
+        score::score_nodes(&pod, &nodes, snapshot.image_holders(), 2);
     let names: Vec<&str> = plugins.iter().map(|(n, _)| *n).collect();
-    assert_eq!(names, ["TaintToleration", "NodeResourcesFit", "NodeResourcesBalancedAllocation", "ImageLocality"]);
+    assert_eq!(
+        names,
+        [
+            "TaintToleration",
+            "NodeResourcesFit",
+            "NodeResourcesBalancedAllocation",
+            "ImageLocality"
+        ]
+    );
     // big: taint 0*3, fit (93+93)/2=93, balanced 100 → 193;
     // small: taint 100*3, fit (75+75)/2=75, balanced 100 → 475.
     assert_eq!(totals, [193, 475]);
@@ -457,9 +643,13 @@ fn the_books_worked_example() {
     let b = node("b", json!({"cpu": "2", "memory": "8Gi", "pods": "110"}));
     let pod = pod_req("p", &[cm("500m", "1Gi")]);
     assert_eq!(least(&pod, &[a.clone(), b.clone()]), [62, 81]);
-    assert_eq!(balanced(&pod, &[a.clone(), b.clone()]), [Some(100), Some(93)]);
+    assert_eq!(
+        balanced(&pod, &[a.clone(), b.clone()]),
+        [Some(100), Some(93)]
+    );
     let snapshot = Snapshot::new(vec![a, b]);
     let nodes: Vec<&NodeInfo> = snapshot.nodes.iter().collect();
-    let (_, totals) = score::score_nodes(&pod, &nodes, snapshot.image_holders(), 2);
+    let (_, totals) =
+        score::score_nodes(&pod, &nodes, snapshot.image_holders(), 2);
     assert_eq!(totals, [462, 474]);
 }

@@ -9,7 +9,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use k8s_openapi::api::core::v1::{NodeSelectorRequirement, NodeSelectorTerm, Pod};
+use k8s_openapi::api::core::v1::{
+    NodeSelectorRequirement, NodeSelectorTerm, Pod,
+};
 use lab03::validate::{label_key_messages, label_value_message};
 use lab04::selector::{Operator, Requirement, Selector};
 
@@ -27,10 +29,13 @@ enum LabelRequirement {
 
 impl LabelRequirement {
     fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
-        let number = |k: &String| labels.get(k).and_then(|v| v.parse::<i64>().ok());
+        let number =
+            |k: &String| labels.get(k).and_then(|v| v.parse::<i64>().ok());
         match self {
             LabelRequirement::Set(r) => r.matches(labels),
-            LabelRequirement::Greater(k, n) => number(k).is_some_and(|v| v > *n),
+            LabelRequirement::Greater(k, n) => {
+                number(k).is_some_and(|v| v > *n)
+            }
             LabelRequirement::Less(k, n) => number(k).is_some_and(|v| v < *n),
         }
     }
@@ -50,7 +55,9 @@ pub struct Term {
     fields: Vec<FieldRequirement>,
 }
 
-fn parse_label_requirement(r: &NodeSelectorRequirement) -> Option<LabelRequirement> {
+fn parse_label_requirement(
+    r: &NodeSelectorRequirement,
+) -> Option<LabelRequirement> {
     if !label_key_messages(&r.key).is_empty() {
         return None;
     }
@@ -83,7 +90,9 @@ fn parse_label_requirement(r: &NodeSelectorRequirement) -> Option<LabelRequireme
     }
 }
 
-fn parse_field_requirement(r: &NodeSelectorRequirement) -> Option<FieldRequirement> {
+fn parse_field_requirement(
+    r: &NodeSelectorRequirement,
+) -> Option<FieldRequirement> {
     let values = r.values.as_deref().unwrap_or_default();
     match (r.key.as_str(), r.operator.as_str(), values) {
         ("metadata.name", "In", [v]) => Some(FieldRequirement {
@@ -146,16 +155,27 @@ impl NodeAffinity {
             return NodeAffinity::default();
         };
         let selector = spec.node_selector.as_ref().map(Selector::from_map);
-        let affinity = spec.affinity.as_ref().and_then(|a| a.node_affinity.as_ref());
+        let affinity = spec
+            .affinity
+            .as_ref()
+            .and_then(|a| a.node_affinity.as_ref());
         let required = affinity
-            .and_then(|a| a.required_during_scheduling_ignored_during_execution.as_ref())
+            .and_then(|a| {
+                a.required_during_scheduling_ignored_during_execution
+                    .as_ref()
+            })
             .map(|s| s.node_selector_terms.iter().map(Term::parse).collect());
         let preferred = affinity
-            .and_then(|a| a.preferred_during_scheduling_ignored_during_execution.as_ref())
+            .and_then(|a| {
+                a.preferred_during_scheduling_ignored_during_execution
+                    .as_ref()
+            })
             .into_iter()
             .flatten()
             .filter(|p| p.weight != 0)
-            .filter_map(|p| Term::parse(&p.preference).map(|t| (i64::from(p.weight), t)))
+            .filter_map(|p| {
+                Term::parse(&p.preference).map(|t| (i64::from(p.weight), t))
+            })
             .collect();
         NodeAffinity {
             selector,

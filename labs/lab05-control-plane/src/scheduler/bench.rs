@@ -66,7 +66,11 @@ impl Throughput {
 /// The algorithm alone: `nodes` nodes, `placed` pods scheduled first
 /// (untimed), then `pods` pods, each scheduled and assumed; the time
 /// excludes building the objects.
-pub fn in_memory(nodes: usize, placed: usize, pods: usize) -> Result<Throughput, InfoError> {
+pub fn in_memory(
+    nodes: usize,
+    placed: usize,
+    pods: usize,
+) -> Result<Throughput, InfoError> {
     let infos = (0..nodes)
         .map(|i| NodeInfo::new(Arc::new(perf_node(&format!("node-{i}")))))
         .collect::<Result<Vec<_>, _>>()?;
@@ -74,7 +78,13 @@ pub fn in_memory(nodes: usize, placed: usize, pods: usize) -> Result<Throughput,
     let mut algorithm = Algorithm::new(0, Rng::seeded(1));
     let build = |prefix: &str, n: usize| {
         (0..n)
-            .map(|i| PodInfo::new(Arc::new(perf_pod("sched", &format!("{prefix}-{i}"), None))))
+            .map(|i| {
+                PodInfo::new(Arc::new(perf_pod(
+                    "sched",
+                    &format!("{prefix}-{i}"),
+                    None,
+                )))
+            })
             .collect::<Result<Vec<_>, _>>()
     };
     let mut place = |pods: &[PodInfo], snapshot: &mut Snapshot| -> usize {
@@ -101,7 +111,13 @@ pub fn in_memory(nodes: usize, placed: usize, pods: usize) -> Result<Throughput,
 }
 
 /// Creates `objects` with `clients` threads; `make(i)` is the i-th.
-pub fn create_all<T, F>(client: &Client, namespace: Option<&str>, objects: usize, clients: usize, make: F) -> Result<(), ClientError>
+pub fn create_all<T, F>(
+    client: &Client,
+    namespace: Option<&str>,
+    objects: usize,
+    clients: usize,
+    make: F,
+) -> Result<(), ClientError>
 where
     T: k8s_openapi::Resource + serde::Serialize + serde::de::DeserializeOwned,
     F: Fn(usize) -> T + Sync,
@@ -136,7 +152,12 @@ where
 /// Through an API server: nodes and pods already created (`pods`
 /// pending in `namespace`), the scheduler started, timed until a watch
 /// has seen every one of them bound.
-pub fn through_api(client: &Client, namespace: &str, pods: usize, timeout: Duration) -> Result<Throughput, ClientError> {
+pub fn through_api(
+    client: &Client,
+    namespace: &str,
+    pods: usize,
+    timeout: Duration,
+) -> Result<Throughput, ClientError> {
     let listed = client.list::<Pod>(Some(namespace), "limit=1")?;
     let mut watch = client.watch::<Pod>(
         Some(namespace),
@@ -158,7 +179,9 @@ pub fn through_api(client: &Client, namespace: &str, pods: usize, timeout: Durat
         while bound < pods && Instant::now() < deadline {
             match watch.next_line() {
                 Some(Ok(line)) => {
-                    if line.contains("\"MODIFIED\"") && line.contains("\"nodeName\"") {
+                    if line.contains("\"MODIFIED\"")
+                        && line.contains("\"nodeName\"")
+                    {
                         bound += 1;
                     }
                 }

@@ -75,7 +75,11 @@ impl SchedulerCache {
     /// A pod with a node, as the API server has it: counted there (its
     /// assumption, if any, confirmed).
     pub fn set_pod(&mut self, pod: Arc<Pod>) -> Result<(), InfoError> {
-        let node = pod.spec.as_ref().and_then(|s| s.node_name.clone()).unwrap_or_default();
+        let node = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.node_name.clone())
+            .unwrap_or_default();
         let info = PodInfo::new(pod)?;
         self.assumed.remove(&info.key);
         self.unplace(&info.key);

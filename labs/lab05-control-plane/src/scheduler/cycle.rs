@@ -142,7 +142,11 @@ impl Algorithm {
 
     // ANCHOR: schedule
     /// One scheduling cycle: the node for `pod`, or why there is none.
-    pub fn schedule(&mut self, pod: &PodInfo, snapshot: &Snapshot) -> Result<Placement, ScheduleError> {
+    pub fn schedule(
+        &mut self,
+        pod: &PodInfo,
+        snapshot: &Snapshot,
+    ) -> Result<Placement, ScheduleError> {
         let nodes = &snapshot.nodes;
         if nodes.is_empty() {
             return Err(ScheduleError::NoNodes);
@@ -176,7 +180,12 @@ impl Algorithm {
         let chosen = if feasible.len() == 1 {
             0
         } else {
-            let (_, totals) = score_nodes(pod, &feasible, snapshot.image_holders(), nodes.len());
+            let (_, totals) = score_nodes(
+                pod,
+                &feasible,
+                snapshot.image_holders(),
+                nodes.len(),
+            );
             select_host(&totals, &mut self.rng).unwrap_or(0)
         };
         Ok(Placement {
@@ -194,13 +203,26 @@ impl Algorithm {
 /// victims", and one that still rejects the pod without those pods keeps
 /// its reasons. If some node would take the pod after evictions, upstream
 /// would preempt and say nothing: so do we (`None`).
-pub fn preemption_message(pod: &PodInfo, snapshot: &Snapshot, rejections: &[(String, Rejection)]) -> Option<String> {
-    let policy = pod.pod.spec.as_ref().and_then(|s| s.preemption_policy.as_deref());
+pub fn preemption_message(
+    pod: &PodInfo,
+    snapshot: &Snapshot,
+    rejections: &[(String, Rejection)],
+) -> Option<String> {
+    let policy = pod
+        .pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.preemption_policy.as_deref());
     if policy == Some("Never") {
-        return Some("preemption: not eligible due to preemptionPolicy=Never.".into());
+        return Some(
+            "preemption: not eligible due to preemptionPolicy=Never.".into(),
+        );
     }
     let mut statuses: Vec<(String, Rejection)> = Vec::new();
-    for (name, _) in rejections.iter().filter(|(_, r)| r.code == Code::Unschedulable) {
+    for (name, _) in rejections
+        .iter()
+        .filter(|(_, r)| r.code == Code::Unschedulable)
+    {
         let Some(node) = snapshot.get(name) else {
             continue;
         };

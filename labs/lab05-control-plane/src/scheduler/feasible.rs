@@ -20,7 +20,9 @@ pub fn num_feasible_nodes_to_find(percentage: u32, all: usize) -> usize {
     }
     let mut pct = percentage as usize;
     if pct == 0 {
-        pct = 50usize.saturating_sub(all / 125).max(MIN_FEASIBLE_NODES_PERCENTAGE);
+        pct = 50usize
+            .saturating_sub(all / 125)
+            .max(MIN_FEASIBLE_NODES_PERCENTAGE);
     }
     let wanted = all * pct.min(100) / 100;
     wanted.max(MIN_FEASIBLE_NODES_TO_FIND)

@@ -15,9 +15,11 @@ pub const UNSCHEDULABLE: &str = "node(s) were unschedulable";
 /// NodeName's.
 pub const NODE_NAME: &str = "node(s) didn't match the requested node name";
 /// NodeAffinity's (ErrReasonPod).
-pub const NODE_AFFINITY: &str = "node(s) didn't match Pod's node affinity/selector";
+pub const NODE_AFFINITY: &str =
+    "node(s) didn't match Pod's node affinity/selector";
 /// NodePorts'.
-pub const NODE_PORTS: &str = "node(s) didn't have free ports for the requested pod ports";
+pub const NODE_PORTS: &str =
+    "node(s) didn't have free ports for the requested pod ports";
 
 /// How final a rejection is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,7 +38,11 @@ pub struct Rejection {
     pub reasons: Vec<String>,
 }
 
-fn reject(plugin: &'static str, code: Code, reason: impl Into<String>) -> Rejection {
+fn reject(
+    plugin: &'static str,
+    code: Code,
+    reason: impl Into<String>,
+) -> Rejection {
     Rejection {
         plugin,
         code,
@@ -73,7 +79,10 @@ pub fn tolerated(tolerations: &[Toleration], taint: &Taint) -> bool {
 
 /// NodeUnschedulable: a cordoned node takes only pods that tolerate the
 /// `node.kubernetes.io/unschedulable:NoSchedule` taint.
-pub fn node_unschedulable(pod: &PodInfo, node: &NodeInfo) -> Result<(), Rejection> {
+pub fn node_unschedulable(
+    pod: &PodInfo,
+    node: &NodeInfo,
+) -> Result<(), Rejection> {
     if !node.unschedulable() {
         return Ok(());
     }
@@ -107,9 +116,13 @@ pub fn node_name(pod: &PodInfo, node: &NodeInfo) -> Result<(), Rejection> {
 
 /// TaintToleration: the node's first NoSchedule or NoExecute taint that
 /// the pod does not tolerate keeps it off, and is named in the reason.
-pub fn taint_toleration(pod: &PodInfo, node: &NodeInfo) -> Result<(), Rejection> {
+pub fn taint_toleration(
+    pod: &PodInfo,
+    node: &NodeInfo,
+) -> Result<(), Rejection> {
     let untolerated = node.taints().iter().find(|t| {
-        (t.effect == "NoSchedule" || t.effect == "NoExecute") && !tolerated(pod.tolerations(), t)
+        (t.effect == "NoSchedule" || t.effect == "NoExecute")
+            && !tolerated(pod.tolerations(), t)
     });
     match untolerated {
         None => Ok(()),
@@ -159,13 +172,17 @@ pub fn node_ports(pod: &PodInfo, node: &NodeInfo) -> Result<(), Rejection> {
 /// "Insufficient <name>" for each scalar resource (by name) the pod
 /// requests more of than the node has left (allocatable − requested).
 /// A resource the pod requests none of never lacks.
-pub fn insufficient_resources(request: &Resources, node: &NodeInfo) -> Vec<String> {
+pub fn insufficient_resources(
+    request: &Resources,
+    node: &NodeInfo,
+) -> Vec<String> {
     // EXERCISE: lab05-fit-filter
     let mut reasons = Vec::new();
     if node.pods.len() as i64 + 1 > node.allowed_pods {
         reasons.push("Too many pods".to_string());
     }
-    let left = |name: &str| node.allocatable.get(name) - node.requested.get(name);
+    let left =
+        |name: &str| node.allocatable.get(name) - node.requested.get(name);
     let fixed = [
         ("cpu", request.milli_cpu),
         ("memory", request.memory),
@@ -183,7 +200,10 @@ pub fn insufficient_resources(request: &Resources, node: &NodeInfo) -> Vec<Strin
 // ANCHOR_END: insufficient_resources
 
 /// NodeResourcesFit's filter, on the pod's actual requests.
-pub fn node_resources_fit(pod: &PodInfo, node: &NodeInfo) -> Result<(), Rejection> {
+pub fn node_resources_fit(
+    pod: &PodInfo,
+    node: &NodeInfo,
+) -> Result<(), Rejection> {
     let reasons = insufficient_resources(&pod.requests, node);
     if reasons.is_empty() {
         return Ok(());

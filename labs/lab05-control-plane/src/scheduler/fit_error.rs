@@ -17,7 +17,8 @@ use super::filter::Rejection;
 
 /// The reason preemption gives a node it would not look at (its
 /// rejection cannot be undone by evicting pods).
-pub const PREEMPTION_NOT_HELPFUL: &str = "Preemption is not helpful for scheduling";
+pub const PREEMPTION_NOT_HELPFUL: &str =
+    "Preemption is not helpful for scheduling";
 /// The reason for a node with no pod of lower priority to evict.
 pub const NO_VICTIMS: &str = "No preemption victims found for incoming pod";
 
@@ -50,7 +51,8 @@ impl FitError {
                 *counts.entry(reason).or_default() += absent;
             }
         }
-        let mut lines: Vec<String> = counts.iter().map(|(r, n)| format!("{n} {r}")).collect();
+        let mut lines: Vec<String> =
+            counts.iter().map(|(r, n)| format!("{n} {r}")).collect();
         lines.sort();
         lines
     }

@@ -51,7 +51,9 @@ impl Resources {
         match name {
             "cpu" => self.milli_cpu = saturate(amount.milli()),
             "memory" => self.memory = saturate(amount.value()),
-            "ephemeral-storage" => self.ephemeral_storage = saturate(amount.value()),
+            "ephemeral-storage" => {
+                self.ephemeral_storage = saturate(amount.value())
+            }
             n if is_scalar(n) => {
                 self.scalar.insert(n.to_string(), saturate(amount.value()));
             }
@@ -82,7 +84,8 @@ impl Resources {
     pub fn max_with(&mut self, other: &Resources) {
         self.milli_cpu = self.milli_cpu.max(other.milli_cpu);
         self.memory = self.memory.max(other.memory);
-        self.ephemeral_storage = self.ephemeral_storage.max(other.ephemeral_storage);
+        self.ephemeral_storage =
+            self.ephemeral_storage.max(other.ephemeral_storage);
         for (k, v) in &other.scalar {
             let e = self.scalar.entry(k.clone()).or_default();
             *e = (*e).max(*v);
@@ -111,7 +114,10 @@ impl Resources {
 /// request, as kube-apiserver's defaulting has made it by the time
 /// kube-scheduler reads the pod. With `non_zero`, a missing cpu or memory
 /// request counts as the defaults above (an explicit "0" stays 0).
-fn container_requests(c: &Container, non_zero: bool) -> Result<Resources, ResourceError> {
+fn container_requests(
+    c: &Container,
+    non_zero: bool,
+) -> Result<Resources, ResourceError> {
     let mut names: Vec<&str> = Vec::new();
     if let Some(r) = &c.resources {
         for map in [&r.requests, &r.limits].into_iter().flatten() {
@@ -154,7 +160,10 @@ fn container_requests(c: &Container, non_zero: bool) -> Result<Resources, Resour
 /// the sum; sidecars (init containers with restartPolicy Always) keep
 /// running, so they add up, to the pod and under each later init
 /// container. Then the pod's overhead.
-pub fn pod_requests(pod: &Pod, non_zero: bool) -> Result<Resources, ResourceError> {
+pub fn pod_requests(
+    pod: &Pod,
+    non_zero: bool,
+) -> Result<Resources, ResourceError> {
     let mut total = Resources::default();
     let Some(spec) = &pod.spec else {
         return Ok(total);
@@ -179,11 +188,12 @@ pub fn pod_requests(pod: &Pod, non_zero: bool) -> Result<Resources, ResourceErro
     }
     total.max_with(&init_max);
     for (name, Quantity(text)) in spec.overhead.iter().flatten() {
-        let amount = parse_quantity(text).map_err(|error| ResourceError::Quantity {
-            map: "overhead",
-            name: name.clone(),
-            error,
-        })?;
+        let amount =
+            parse_quantity(text).map_err(|error| ResourceError::Quantity {
+                map: "overhead",
+                name: name.clone(),
+                error,
+            })?;
         let mut one = Resources::default();
         one.set(name, amount);
         total.add(&one);
@@ -206,7 +216,9 @@ impl HostPort {
     pub fn conflicts(&self, other: &HostPort) -> bool {
         self.protocol == other.protocol
             && self.port == other.port
-            && (self.ip == other.ip || self.ip == "0.0.0.0" || other.ip == "0.0.0.0")
+            && (self.ip == other.ip
+                || self.ip == "0.0.0.0"
+                || other.ip == "0.0.0.0")
     }
 }
 
@@ -215,7 +227,10 @@ impl HostPort {
 pub fn host_ports(pod: &Pod) -> Vec<HostPort> {
     let mut out = Vec::new();
     let Some(spec) = &pod.spec else { return out };
-    let containers = spec.containers.iter().chain(spec.init_containers.iter().flatten());
+    let containers = spec
+        .containers
+        .iter()
+        .chain(spec.init_containers.iter().flatten());
     for c in containers {
         for p in c.ports.iter().flatten() {
             let Some(port) = p.host_port.filter(|p| *p > 0) else {
@@ -296,7 +311,9 @@ impl PodInfo {
             .map(|s| {
                 let init = s.init_containers.iter().flatten();
                 init.chain(s.containers.iter())
-                    .map(|c| normalized_image(c.image.as_deref().unwrap_or_default()))
+                    .map(|c| {
+                        normalized_image(c.image.as_deref().unwrap_or_default())
+                    })
                     .collect()
             })
             .unwrap_or_default();
@@ -368,13 +385,15 @@ impl NodeInfo {
         let mut allocatable = Resources::default();
         let mut allowed_pods = 0;
         let status = node.status.as_ref();
-        let list = status.and_then(|s| s.allocatable.as_ref().or(s.capacity.as_ref()));
+        let list =
+            status.and_then(|s| s.allocatable.as_ref().or(s.capacity.as_ref()));
         for (k, Quantity(text)) in list.into_iter().flatten() {
-            let amount = parse_quantity(text).map_err(|error| InfoError::Node {
-                node: name.clone(),
-                name: k.clone(),
-                error,
-            })?;
+            let amount =
+                parse_quantity(text).map_err(|error| InfoError::Node {
+                    node: name.clone(),
+                    name: k.clone(),
+                    error,
+                })?;
             if k == "pods" {
                 allowed_pods = saturate(amount.value());
             } else {
@@ -382,7 +401,9 @@ impl NodeInfo {
             }
         }
         let mut images = HashMap::new();
-        for image in status.and_then(|s| s.images.as_ref()).into_iter().flatten() {
+        for image in
+            status.and_then(|s| s.images.as_ref()).into_iter().flatten()
+        {
             for n in image.names.iter().flatten() {
                 images.insert(n.clone(), image.size_bytes.unwrap_or(0));
             }

@@ -177,7 +177,8 @@ impl SchedulingQueue {
                 // Only a change of the pod itself may make it fit: its
                 // status (our own PodScheduled condition) does not.
                 let changed = s.entries.get(&key).is_none_or(|e| {
-                    e.pod.spec != pod.spec || e.pod.metadata.labels != pod.metadata.labels
+                    e.pod.spec != pod.spec
+                        || e.pod.metadata.labels != pod.metadata.labels
                 });
                 if let Some(e) = s.entries.get_mut(&key) {
                     e.pod = pod;
@@ -247,7 +248,9 @@ impl SchedulingQueue {
             .filter_map(|k| s.place.get(k).map(|p| (k.clone(), *p)))
             .collect();
         for (key, place) in keys {
-            let Some(e) = s.entries.get(&key) else { continue };
+            let Some(e) = s.entries.get(&key) else {
+                continue;
+            };
             let due = match place {
                 Place::Backoff => e.backoff_until.unwrap_or(now),
                 _ => e.since + self.times.max_unschedulable,
@@ -350,7 +353,11 @@ impl SchedulingQueue {
     pub fn lengths(&self) -> (usize, usize, usize) {
         let s = self.lock();
         let count = |p| s.place.values().filter(|x| **x == p).count();
-        (count(Place::Active), count(Place::Backoff), count(Place::Unschedulable))
+        (
+            count(Place::Active),
+            count(Place::Backoff),
+            count(Place::Unschedulable),
+        )
     }
 
     /// Ends every wait.

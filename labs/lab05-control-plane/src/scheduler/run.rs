@@ -92,7 +92,8 @@ struct Bind {
 
 impl Scheduler {
     pub fn new(client: Client, options: SchedulerOptions) -> Scheduler {
-        let recorder = Recorder::new(client.clone(), &options.scheduler_name, None);
+        let recorder =
+            Recorder::new(client.clone(), &options.scheduler_name, None);
         Scheduler {
             queue: Arc::new(SchedulingQueue::new(options.queue)),
             cache: Arc::new(Mutex::new(SchedulerCache::default())),
@@ -130,7 +131,8 @@ impl Scheduler {
                 self.options.seed.map_or_else(Rng::from_time, Rng::seeded),
             );
             while !stop.load(Ordering::SeqCst) {
-                if let Some(queued) = self.queue.pop(Duration::from_millis(100)) {
+                if let Some(queued) = self.queue.pop(Duration::from_millis(100))
+                {
                     self.schedule_one(&mut algorithm, queued.pod, &to_binders);
                 }
             }
@@ -145,18 +147,25 @@ impl Scheduler {
     fn node_informer(&self) -> Informer<Node> {
         let cache = self.cache.clone();
         let queue = self.queue.clone();
-        Informer::start(self.client.clone(), None, "", move |change: &Change<Node>| match change {
-            Change::Added(n) | Change::Modified { new: n, .. } => {
-                if let Err(e) = lock(&cache).set_node(n.clone()) {
-                    eprintln!("scheduler: {e}");
+        Informer::start(
+            self.client.clone(),
+            None,
+            "",
+            move |change: &Change<Node>| match change {
+                Change::Added(n) | Change::Modified { new: n, .. } => {
+                    if let Err(e) = lock(&cache).set_node(n.clone()) {
+                        eprintln!("scheduler: {e}");
+                    }
+                    queue.move_all();
                 }
-                queue.move_all();
-            }
-            Change::Deleted(n) => {
-                lock(&cache).remove_node(n.metadata.name.as_deref().unwrap_or_default());
-            }
-            Change::Synced => {}
-        })
+                Change::Deleted(n) => {
+                    lock(&cache).remove_node(
+                        n.metadata.name.as_deref().unwrap_or_default(),
+                    );
+                }
+                Change::Synced => {}
+            },
+        )
     }
 
     fn pod_informer(&self) -> Informer<Pod> {
@@ -165,43 +174,58 @@ impl Scheduler {
         let me = SchedulerRef {
             name: self.options.scheduler_name.clone(),
         };
-        Informer::start(self.client.clone(), None, "", move |change: &Change<Pod>| {
-            let pending = |p: &Pod| {
-                !assigned(p) && !terminal(p) && p.metadata.deletion_timestamp.is_none() && me.ours(p)
-            };
-            match change {
-                Change::Added(p) | Change::Modified { new: p, .. } => {
-                    let key = key_of(&p.metadata);
-                    if assigned(p) {
-                        queue.delete(&key);
-                        if terminal(p) {
+        Informer::start(
+            self.client.clone(),
+            None,
+            "",
+            move |change: &Change<Pod>| {
+                let pending = |p: &Pod| {
+                    !assigned(p)
+                        && !terminal(p)
+                        && p.metadata.deletion_timestamp.is_none()
+                        && me.ours(p)
+                };
+                match change {
+                    Change::Added(p) | Change::Modified { new: p, .. } => {
+                        let key = key_of(&p.metadata);
+                        if assigned(p) {
+                            queue.delete(&key);
+                            if terminal(p) {
+                                lock(&cache).remove_pod(p);
+                                queue.move_all();
+                            } else if let Err(e) =
+                                lock(&cache).set_pod(p.clone())
+                            {
+                                eprintln!("scheduler: {e}");
+                            }
+                        } else if pending(p) {
+                            queue.add(p.clone());
+                        } else {
+                            queue.delete(&key);
+                        }
+                    }
+                    Change::Deleted(p) => {
+                        queue.delete(&key_of(&p.metadata));
+                        if assigned(p) {
                             lock(&cache).remove_pod(p);
                             queue.move_all();
-                        } else if let Err(e) = lock(&cache).set_pod(p.clone()) {
-                            eprintln!("scheduler: {e}");
                         }
-                    } else if pending(p) {
-                        queue.add(p.clone());
-                    } else {
-                        queue.delete(&key);
                     }
+                    Change::Synced => {}
                 }
-                Change::Deleted(p) => {
-                    queue.delete(&key_of(&p.metadata));
-                    if assigned(p) {
-                        lock(&cache).remove_pod(p);
-                        queue.move_all();
-                    }
-                }
-                Change::Synced => {}
-            }
-        })
+            },
+        )
     }
 
     // ANCHOR: schedule_one
     /// One pod through the scheduling cycle: on a fit, assume it and hand
     /// its binding over; on none, say why and let it wait.
-    fn schedule_one(&self, algorithm: &mut Algorithm, pod: Arc<Pod>, binders: &Sender<Bind>) {
+    fn schedule_one(
+        &self,
+        algorithm: &mut Algorithm,
+        pod: Arc<Pod>,
+        binders: &Sender<Bind>,
+    ) {
         let key = key_of(&pod.metadata);
         let info = match PodInfo::new(pod.clone()) {
             Ok(info) => info,
@@ -236,7 +260,12 @@ impl Scheduler {
 
     /// The FailedScheduling event and the PodScheduled condition.
     fn failed(&self, pod: &Pod, reason: &str, message: &str) {
-        self.recorder.event(&reference(pod), "Warning", "FailedScheduling", message);
+        self.recorder.event(
+            &reference(pod),
+            "Warning",
+            "FailedScheduling",
+            message,
+        );
         let current = pod
             .status
             .as_ref()
@@ -259,7 +288,13 @@ impl Scheduler {
             "lastTransitionTime": Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         }]}});
         let ns = pod.metadata.namespace.as_deref();
-        let path = format!("{}/status", object_path::<Pod>(ns, pod.metadata.name.as_deref().unwrap_or_default()));
+        let path = format!(
+            "{}/status",
+            object_path::<Pod>(
+                ns,
+                pod.metadata.name.as_deref().unwrap_or_default()
+            )
+        );
         let body = serde_json::to_vec(&patch).unwrap_or_default();
         if let Err(e) = self.client.request(
             "PATCH",
@@ -267,7 +302,10 @@ impl Scheduler {
             Some(("application/strategic-merge-patch+json", body)),
         ) {
             if !e.is_not_found() {
-                eprintln!("scheduler: PodScheduled of {}: {e}", key_of(&pod.metadata));
+                eprintln!(
+                    "scheduler: PodScheduled of {}: {e}",
+                    key_of(&pod.metadata)
+                );
             }
         }
     }
@@ -275,7 +313,8 @@ impl Scheduler {
     /// A binder: writes bindings until the loop ends.
     fn binder(&self, from_loop: &Mutex<Receiver<Bind>>) {
         loop {
-            let next = from_loop.lock().unwrap_or_else(|p| p.into_inner()).recv();
+            let next =
+                from_loop.lock().unwrap_or_else(|p| p.into_inner()).recv();
             let Ok(bind) = next else { return };
             self.bind(bind);
         }
@@ -288,7 +327,11 @@ impl Scheduler {
         let pod = &bind.pod;
         let key = key_of(&pod.metadata);
         let name = pod.metadata.name.clone().unwrap_or_default();
-        let ns = pod.metadata.namespace.clone().unwrap_or_else(|| "default".into());
+        let ns = pod
+            .metadata
+            .namespace
+            .clone()
+            .unwrap_or_else(|| "default".into());
         let binding = json!({
             "apiVersion": "v1",
             "kind": "Binding",
@@ -297,11 +340,23 @@ impl Scheduler {
         });
         let path = format!("{}/binding", object_path::<Pod>(Some(&ns), &name));
         let body = serde_json::to_vec(&binding).unwrap_or_default();
-        match self.client.request("POST", &path, Some(("application/json", body))) {
+        match self.client.request(
+            "POST",
+            &path,
+            Some(("application/json", body)),
+        ) {
             Ok(_) => {
                 self.queue.done(&key);
-                let message = format!("Successfully assigned {ns}/{name} to {}", bind.node);
-                self.recorder.event(&reference(pod.as_ref()), "Normal", "Scheduled", &message);
+                let message = format!(
+                    "Successfully assigned {ns}/{name} to {}",
+                    bind.node
+                );
+                self.recorder.event(
+                    &reference(pod.as_ref()),
+                    "Normal",
+                    "Scheduled",
+                    &message,
+                );
             }
             Err(e) => {
                 lock(&self.cache).forget(&key);

@@ -19,11 +19,17 @@ pub const MAX_NODE_SCORE: i64 = 100;
 /// `requested` exceeds `allocatable`); then their average weighted by
 /// `weights`, also in integers. A resource the node has none of
 /// (allocatable 0) is left out, and a node with none at all scores 0.
-pub fn least_allocated(requested: &[i64], allocatable: &[i64], weights: &[i64]) -> i64 {
+pub fn least_allocated(
+    requested: &[i64],
+    allocatable: &[i64],
+    weights: &[i64],
+) -> i64 {
     // EXERCISE: lab05-least-allocated
     let mut score = 0;
     let mut weight_sum = 0;
-    for ((&req, &alloc), &weight) in requested.iter().zip(allocatable).zip(weights) {
+    for ((&req, &alloc), &weight) in
+        requested.iter().zip(allocatable).zip(weights)
+    {
         if alloc == 0 {
             continue;
         }
@@ -77,7 +83,11 @@ pub const SCORED_RESOURCES: [(&str, i64); 2] = [("cpu", 1), ("memory", 1)];
 
 /// What the node would hold with the pod (`node` the node's sum, `pod`
 /// the pod's), and what it has, for the scored resources.
-fn requested_allocatable(node: &Resources, pod: &Resources, alloc: &Resources) -> ([i64; 2], [i64; 2]) {
+fn requested_allocatable(
+    node: &Resources,
+    pod: &Resources,
+    alloc: &Resources,
+) -> ([i64; 2], [i64; 2]) {
     let mut requested = [0; 2];
     let mut allocatable = [0; 2];
     for (i, (name, _)) in SCORED_RESOURCES.iter().enumerate() {
@@ -90,18 +100,32 @@ fn requested_allocatable(node: &Resources, pod: &Resources, alloc: &Resources) -
 /// NodeResourcesFit's score (strategy LeastAllocated): with the non-zero
 /// requests, so that pods asking nothing still spread.
 pub fn node_resources_fit_score(pod: &PodInfo, node: &NodeInfo) -> i64 {
-    let (req, alloc) = requested_allocatable(&node.non_zero_requested, &pod.non_zero, &node.allocatable);
+    let (req, alloc) = requested_allocatable(
+        &node.non_zero_requested,
+        &pod.non_zero,
+        &node.allocatable,
+    );
     let weights = SCORED_RESOURCES.map(|(_, w)| w);
     least_allocated(&req, &alloc, &weights)
 }
 
 /// BalancedAllocation's score, with the actual requests. Skipped (None)
 /// for a pod that requests nothing: it would pile such pods onto one node.
-pub fn balanced_allocation_score(pod: &PodInfo, node: &NodeInfo) -> Option<i64> {
-    if SCORED_RESOURCES.iter().all(|(n, _)| pod.requests.get(n) == 0) {
+pub fn balanced_allocation_score(
+    pod: &PodInfo,
+    node: &NodeInfo,
+) -> Option<i64> {
+    if SCORED_RESOURCES
+        .iter()
+        .all(|(n, _)| pod.requests.get(n) == 0)
+    {
         return None;
     }
-    let (req, alloc) = requested_allocatable(&node.requested, &pod.requests, &node.allocatable);
+    let (req, alloc) = requested_allocatable(
+        &node.requested,
+        &pod.requests,
+        &node.allocatable,
+    );
     Some(balanced_allocation(&req, &alloc))
 }
 
@@ -117,7 +141,12 @@ pub fn taint_toleration_score(pod: &PodInfo, node: &NodeInfo) -> i64 {
 pub fn prefer_no_schedule_tolerations(pod: &PodInfo) -> Vec<Toleration> {
     pod.tolerations()
         .iter()
-        .filter(|t| matches!(t.effect.as_deref(), None | Some("") | Some("PreferNoSchedule")))
+        .filter(|t| {
+            matches!(
+                t.effect.as_deref(),
+                None | Some("") | Some("PreferNoSchedule")
+            )
+        })
         .cloned()
         .collect()
 }
@@ -146,11 +175,17 @@ pub const IMAGE_MAX_PER_CONTAINER: i64 = 1000 * MB;
 /// by the share of nodes that have it (an image everywhere says little),
 /// clamped and mapped onto 0..100. `holders` counts the nodes holding
 /// each image name, `nodes` is how many nodes there are.
-pub fn image_locality_score(pod: &PodInfo, node: &NodeInfo, holders: &HashMap<String, usize>, nodes: usize) -> i64 {
+pub fn image_locality_score(
+    pod: &PodInfo,
+    node: &NodeInfo,
+    holders: &HashMap<String, usize>,
+    nodes: usize,
+) -> i64 {
     let mut sum: i64 = 0;
     for image in &pod.images {
         if let Some(size) = node.images.get(image) {
-            let spread = holders.get(image).copied().unwrap_or(1) as f64 / nodes.max(1) as f64;
+            let spread = holders.get(image).copied().unwrap_or(1) as f64
+                / nodes.max(1) as f64;
             sum += (*size as f64 * spread) as i64;
         }
     }
@@ -199,26 +234,53 @@ pub type PluginScores = Vec<(&'static str, Vec<i64>)>;
 /// Every plugin's score of every node, normalized, and the weighted sum:
 /// `(plugin, scores)` in [`WEIGHTS`]' order (a plugin skipped for this
 /// pod is absent), and the totals.
-pub fn score_nodes(pod: &PodInfo, nodes: &[&NodeInfo], holders: &HashMap<String, usize>, all_nodes: usize) -> (PluginScores, Vec<i64>) {
+pub fn score_nodes(
+    pod: &PodInfo,
+    nodes: &[&NodeInfo],
+    holders: &HashMap<String, usize>,
+    all_nodes: usize,
+) -> (PluginScores, Vec<i64>) {
     let mut plugins: PluginScores = Vec::with_capacity(WEIGHTS.len());
     let tolerations = prefer_no_schedule_tolerations(pod);
-    let mut taints: Vec<i64> = nodes.iter().map(|n| intolerable_taints(&tolerations, n)).collect();
+    let mut taints: Vec<i64> = nodes
+        .iter()
+        .map(|n| intolerable_taints(&tolerations, n))
+        .collect();
     default_normalize(&mut taints, true);
     plugins.push(("TaintToleration", taints));
     if !pod.affinity.preferred.is_empty() {
-        let mut affinity: Vec<i64> = nodes.iter().map(|n| node_affinity_score(pod, n)).collect();
+        let mut affinity: Vec<i64> =
+            nodes.iter().map(|n| node_affinity_score(pod, n)).collect();
         default_normalize(&mut affinity, false);
         plugins.push(("NodeAffinity", affinity));
     }
-    plugins.push(("NodeResourcesFit", nodes.iter().map(|n| node_resources_fit_score(pod, n)).collect()));
-    let balanced: Option<Vec<i64>> = nodes.iter().map(|n| balanced_allocation_score(pod, n)).collect();
+    plugins.push((
+        "NodeResourcesFit",
+        nodes
+            .iter()
+            .map(|n| node_resources_fit_score(pod, n))
+            .collect(),
+    ));
+    let balanced: Option<Vec<i64>> = nodes
+        .iter()
+        .map(|n| balanced_allocation_score(pod, n))
+        .collect();
     if let Some(balanced) = balanced {
         plugins.push(("NodeResourcesBalancedAllocation", balanced));
     }
-    plugins.push(("ImageLocality", nodes.iter().map(|n| image_locality_score(pod, n, holders, all_nodes)).collect()));
+    plugins.push((
+        "ImageLocality",
+        nodes
+            .iter()
+            .map(|n| image_locality_score(pod, n, holders, all_nodes))
+            .collect(),
+    ));
     let mut totals = vec![0; nodes.len()];
     for (name, scores) in &plugins {
-        let weight = WEIGHTS.iter().find(|(n, _)| n == name).map_or(1, |(_, w)| *w);
+        let weight = WEIGHTS
+            .iter()
+            .find(|(n, _)| n == name)
+            .map_or(1, |(_, w)| *w);
         for (t, s) in totals.iter_mut().zip(scores) {
             *t += s * weight;
         }

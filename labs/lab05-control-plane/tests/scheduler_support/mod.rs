@@ -12,7 +12,12 @@ use serde_json::{json, Value};
 
 /// A node named `name` with `allocatable` (as strings: "4000m",
 /// "10000"), `labels` and `taints` (JSON).
-pub fn node_with(name: &str, allocatable: Value, labels: Value, taints: Value) -> Node {
+pub fn node_with(
+    name: &str,
+    allocatable: Value,
+    labels: Value,
+    taints: Value,
+) -> Node {
     serde_json::from_value(json!({
         "metadata": {"name": name, "labels": labels},
         "spec": {"taints": taints},
@@ -23,13 +28,17 @@ pub fn node_with(name: &str, allocatable: Value, labels: Value, taints: Value) -
 
 /// A NodeInfo of a node with this allocatable, no pods.
 pub fn node(name: &str, allocatable: Value) -> NodeInfo {
-    NodeInfo::new(Arc::new(node_with(name, allocatable, json!({}), json!([])))).unwrap()
+    NodeInfo::new(Arc::new(node_with(name, allocatable, json!({}), json!([]))))
+        .unwrap()
 }
 
 /// upstream's makeNode(name, milliCPU, memory, scalar): cpu in
 /// millicores, memory in bytes.
 pub fn make_node(name: &str, milli_cpu: i64, memory: i64) -> NodeInfo {
-    node(name, json!({"cpu": format!("{milli_cpu}m"), "memory": memory.to_string(), "pods": "110"}))
+    node(
+        name,
+        json!({"cpu": format!("{milli_cpu}m"), "memory": memory.to_string(), "pods": "110"}),
+    )
 }
 
 /// A pod from its spec (JSON), in namespace default.
@@ -49,15 +58,20 @@ pub fn container(requests: Value) -> Value {
 
 /// A pod with one container per requests map (st.MakePod().Req(…)…).
 pub fn pod_req(name: &str, requests: &[Value]) -> PodInfo {
-    let containers: Vec<Value> = requests.iter().cloned().map(container).collect();
+    let containers: Vec<Value> =
+        requests.iter().cloned().map(container).collect();
     pod_spec(name, json!({"containers": containers}))
 }
 
 /// A pod with containers and init containers.
 pub fn pod_init(name: &str, requests: &[Value], init: &[Value]) -> PodInfo {
-    let containers: Vec<Value> = requests.iter().cloned().map(container).collect();
+    let containers: Vec<Value> =
+        requests.iter().cloned().map(container).collect();
     let init: Vec<Value> = init.iter().cloned().map(container).collect();
-    pod_spec(name, json!({"containers": containers, "initContainers": init}))
+    pod_spec(
+        name,
+        json!({"containers": containers, "initContainers": init}),
+    )
 }
 
 /// Puts a pod on a node (as if it ran there).
