@@ -43,7 +43,7 @@ pub fn run(shape: Shape, save: Option<&Path>) -> anyhow::Result<()> {
         table.push('\n');
     };
     line(format!(
-        "scheduler: {nodes} nodes (4 CPU, 32Gi, 110 pods), {placed} placed, {pods} pods of 100m/500Mi"
+        "{nodes} nodes of 4 CPU/32Gi/110 pods, {placed} pods placed, {pods} to place"
     ));
     line(format!("{:<34} {:>10} {:>12}", "", "pods/s", "time"));
     let memory = in_memory(nodes, placed, pods)?;

@@ -140,7 +140,6 @@ impl Algorithm {
         }
     }
 
-    // ANCHOR: schedule
     /// One scheduling cycle: the node for `pod`, or why there is none.
     pub fn schedule(
         &mut self,
@@ -151,6 +150,7 @@ impl Algorithm {
         if nodes.is_empty() {
             return Err(ScheduleError::NoNodes);
         }
+        // ANCHOR: schedule
         let wanted = num_feasible_nodes_to_find(self.percentage, nodes.len());
         let mut feasible: Vec<&NodeInfo> = Vec::with_capacity(wanted);
         let mut rejections: Vec<(String, Rejection)> = Vec::new();
@@ -176,6 +176,7 @@ impl Algorithm {
                 post_filter,
             }));
         }
+        // ANCHOR_END: schedule
         // One feasible node needs no scores.
         let chosen = if feasible.len() == 1 {
             0
@@ -194,7 +195,6 @@ impl Algorithm {
             feasible: feasible.len(),
         })
     }
-    // ANCHOR_END: schedule
 }
 
 /// What DefaultPreemption's dry run would say, without evicting anyone

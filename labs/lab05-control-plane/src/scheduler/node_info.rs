@@ -153,13 +153,13 @@ fn container_requests(
     Ok(out)
 }
 
-// ANCHOR: pod_requests
 /// What a pod requests (component-helpers' PodRequests): the sum of its
 /// containers, or more if an init container needs more while it runs.
 /// Init containers run one at a time, so they count by the largest, not
 /// the sum; sidecars (init containers with restartPolicy Always) keep
 /// running, so they add up, to the pod and under each later init
 /// container. Then the pod's overhead.
+// ANCHOR: pod_requests
 pub fn pod_requests(
     pod: &Pod,
     non_zero: bool,
