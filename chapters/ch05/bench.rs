@@ -22,12 +22,16 @@ use lab05::store::{EtcdProcess, EtcdStore, Store};
 
 use crate::data;
 
+#[path = "bench_sched.rs"]
+mod sched;
+
 #[derive(clap::Args)]
 pub struct Args {
     /// What to measure.
     #[arg(value_enum, default_value = "api")]
     what: What,
-    /// Pods to create (the figure: 10,000).
+    /// Pods to create (the figure: 10,000); for `sched`, pods to
+    /// schedule.
     #[arg(long, default_value_t = 10_000)]
     pods: usize,
     /// Concurrent clients creating them.
@@ -42,6 +46,10 @@ pub struct Args {
     /// Leave etcd out (where it is not installed).
     #[arg(long)]
     no_etcd: bool,
+    /// Nodes for `sched` (scheduler_perf's figure: 5000; the placed pods
+    /// are a fifth of --pods).
+    #[arg(long, default_value_t = 5000, hide = true)]
+    nodes: usize,
     /// Also write the table to FILE (the book's copy).
     #[arg(long, value_name = "FILE")]
     save: Option<PathBuf>,
@@ -51,10 +59,20 @@ pub struct Args {
 enum What {
     /// The store and the API server.
     Api,
+    /// The scheduler: scheduler_perf's SchedulingBasic shape, in memory
+    /// and through the API server.
+    Sched,
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let What::Api = args.what;
+    if args.what == What::Sched {
+        let shape = sched::Shape {
+            nodes: args.nodes,
+            placed: args.pods / 10,
+            pods: args.pods,
+        };
+        return sched::run(shape, args.save.as_deref());
+    }
     let scratch = tempfile::Builder::new()
         .prefix("ch05-bench-")
         .tempdir()

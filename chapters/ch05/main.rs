@@ -16,6 +16,7 @@ mod bench;
 mod common;
 mod data;
 mod kubeconfig;
+mod scheduler;
 
 #[derive(Parser)]
 #[command(
@@ -37,6 +38,9 @@ enum Command {
     /// Write a kubeconfig for one identity (admin, a node, the scheduler,
     /// the controller manager).
     Kubeconfig(kubeconfig::Args),
+    /// Schedule pods onto nodes through the API server until Ctrl-C (or
+    /// SIGTERM).
+    Scheduler(scheduler::Args),
 }
 
 fn main() -> ExitCode {
@@ -45,6 +49,7 @@ fn main() -> ExitCode {
         Command::Apiserver(args) => apiserver::run(args),
         Command::Kubeconfig(args) => kubeconfig::run(args),
         Command::Bench(args) => bench::run(args),
+        Command::Scheduler(args) => scheduler::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -8,6 +8,7 @@
 //! - [`client`]: the API client the control plane's own components use.
 //! - [`informer`], [`workqueue`], [`events`]: how those components read
 //!   the cluster, queue their work and tell people what they did.
+//! - [`scheduler`]: which node each pod runs on.
 
 pub mod apiserver;
 pub mod auth;
@@ -16,5 +17,6 @@ pub mod client;
 pub mod events;
 pub mod informer;
 pub mod node_proxy;
+pub mod scheduler;
 pub mod store;
 pub mod workqueue;
