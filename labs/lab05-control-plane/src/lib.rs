@@ -6,9 +6,13 @@
 //!   `kubectl` and the Python client use it.
 //! - [`auth`]: who may do what: TLS, bearer tokens, the node rule.
 //! - [`client`]: the API client the control plane's own components use.
+//! - [`leader`]: leader election through a Lease.
+//! - [`controllers`]: the controller manager's reconcile loops.
 
 pub mod apiserver;
 pub mod auth;
 pub mod bench;
 pub mod client;
+pub mod controllers;
+pub mod leader;
 pub mod store;
