@@ -6,6 +6,8 @@
 //!   `kubectl` and the Python client use it.
 //! - [`auth`]: who may do what: TLS, bearer tokens, the node rule.
 //! - [`client`]: the API client the control plane's own components use.
+//! - [`informer`], [`workqueue`], [`events`]: how those components read
+//!   the cluster, queue their work and tell people what they did.
 //! - [`leader`]: leader election through a Lease.
 //! - [`controllers`]: the controller manager's reconcile loops.
 
@@ -14,5 +16,8 @@ pub mod auth;
 pub mod bench;
 pub mod client;
 pub mod controllers;
+pub mod events;
+pub mod informer;
 pub mod leader;
 pub mod store;
+pub mod workqueue;
