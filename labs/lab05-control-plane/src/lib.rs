@@ -19,5 +19,6 @@ pub mod controllers;
 pub mod events;
 pub mod informer;
 pub mod leader;
+pub mod node_proxy;
 pub mod store;
 pub mod workqueue;
