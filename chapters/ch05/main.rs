@@ -14,6 +14,7 @@ mod bench;
 #[allow(dead_code)]
 #[path = "../common/mod.rs"]
 mod common;
+mod controller_manager;
 mod data;
 mod kubeconfig;
 
@@ -31,6 +32,9 @@ struct Cli {
 enum Command {
     /// Serve the Kubernetes API until Ctrl-C (or SIGTERM).
     Apiserver(apiserver::Args),
+    /// Run the controllers (ReplicaSet, Deployment, EndpointSlice, node
+    /// lifecycle, garbage collector) with leader election, until Ctrl-C.
+    ControllerManager(controller_manager::Args),
     /// Measure: `api` is the store's writes (embedded against etcd) and
     /// the API server under load.
     Bench(bench::Args),
@@ -45,6 +49,7 @@ fn main() -> ExitCode {
         Command::Apiserver(args) => apiserver::run(args),
         Command::Kubeconfig(args) => kubeconfig::run(args),
         Command::Bench(args) => bench::run(args),
+        Command::ControllerManager(args) => controller_manager::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
