@@ -433,6 +433,7 @@ impl LeaderElector {
         Some(result)
     }
 
+    // ANCHOR: renew
     /// Renews every retry period; a renewal that has not succeeded
     /// within the renew deadline since the last good one ends the
     /// leadership.
@@ -477,6 +478,7 @@ impl LeaderElector {
             }
         }
     }
+    // ANCHOR_END: renew
 }
 
 /// A number in [0, 1) for the jitter.

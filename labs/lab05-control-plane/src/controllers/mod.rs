@@ -51,6 +51,7 @@ pub fn split_key(key: &str) -> (Option<&str>, &str) {
     }
 }
 
+// ANCHOR: worker
 /// A worker: takes keys from `queue` and syncs them until `stop`.
 /// Errors are logged and the key retried with back-off, as
 /// client-go's `processNextWorkItem`.
@@ -74,3 +75,4 @@ pub fn run_worker(
         queue.done(&key);
     }
 }
+// ANCHOR_END: worker

@@ -325,6 +325,7 @@ fn owner_key<T: ReplicaOwner>(owners: &Cache<T>, pod: &Pod) -> Option<String> {
     (owner.metadata().uid.as_deref() == Some(r.uid.as_str())).then_some(key)
 }
 
+// ANCHOR: pod_handler
 /// The pod informer's handler for this controller: observe
 /// expectations and queue the owners concerned (upstream's addPod,
 /// updatePod, deletePod).
@@ -383,6 +384,8 @@ pub fn on_pod_change<T: ReplicaOwner>(
         Change::Synced => {}
     }
 }
+
+// ANCHOR_END: pod_handler
 
 /// The owner informer's handler: every change of an owner syncs it.
 pub fn on_owner_change<T: ReplicaOwner>(queue: &WorkQueue<String>, change: &Change<T>) {
