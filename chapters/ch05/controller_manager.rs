@@ -55,7 +55,9 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         return Err(bad());
     }
     while !rest.is_empty() {
-        let digits = rest.find(|c: char| !c.is_ascii_digit() && c != '.').ok_or_else(bad)?;
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit() && c != '.')
+            .ok_or_else(bad)?;
         let number: f64 = rest[..digits].parse().map_err(|_| bad())?;
         let unit_end = rest[digits..]
             .find(|c: char| c.is_ascii_digit())
@@ -79,17 +81,23 @@ fn default_identity() -> String {
         .map(|h| h.trim().to_string())
         .unwrap_or_else(|_| "localhost".into());
     // The API server's UUID maker, as upstream's uuid.NewUUID().
-    let suffix = lab05::apiserver::meta::new_uid().unwrap_or_else(|_| std::process::id().to_string());
+    let suffix = lab05::apiserver::meta::new_uid()
+        .unwrap_or_else(|_| std::process::id().to_string());
     format!("{host}_{suffix}")
 }
 
 /// Raises `stop` on SIGINT or SIGTERM.
 fn stop_on_signal(stop: Arc<AtomicBool>) -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     std::thread::spawn(move || {
         runtime.block_on(async {
             use tokio::signal::unix::{signal, SignalKind};
-            let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+            let (Ok(mut term), Ok(mut int)) = (
+                signal(SignalKind::terminate()),
+                signal(SignalKind::interrupt()),
+            ) else {
                 return;
             };
             tokio::select! {
@@ -123,7 +131,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     };
     let stop = Arc::new(AtomicBool::new(false));
     stop_on_signal(stop.clone())?;
-    eprintln!("ch05 controller-manager: {identity} against {}", client.server());
+    eprintln!(
+        "ch05 controller-manager: {identity} against {}",
+        client.server()
+    );
     match manager::run(client, &options, &stop)? {
         Outcome::Stopped => {
             eprintln!("ch05 controller-manager: stopping");

@@ -433,10 +433,10 @@ impl LeaderElector {
         Some(result)
     }
 
-    // ANCHOR: renew
     /// Renews every retry period; a renewal that has not succeeded
     /// within the renew deadline since the last good one ends the
     /// leadership.
+    // ANCHOR: renew
     fn renew_loop(
         &self,
         stop: &AtomicBool,
@@ -464,12 +464,14 @@ impl LeaderElector {
                         self.identity
                     );
                     if renewed.elapsed() >= self.timings.renew_deadline {
+                        let lease = format!(
+                            "{}/{}",
+                            self.lease.namespace, self.lease.name
+                        );
                         eprintln!(
-                            "leader election ({}): failed to renew lease {}/{} within {:?}: leading lost",
-                            self.identity,
-                            self.lease.namespace,
-                            self.lease.name,
-                            self.timings.renew_deadline
+                            "leader election ({}): failed to renew lease \
+                             {lease} within {:?}: leading lost",
+                            self.identity, self.timings.renew_deadline
                         );
                         leading.lose();
                         return;

@@ -11,10 +11,13 @@ use std::sync::Arc;
 
 use chrono::Utc;
 use k8s_openapi::api::apps::v1::{
-    Deployment, DeploymentCondition, DeploymentStatus, ReplicaSet, ReplicaSetSpec,
+    Deployment, DeploymentCondition, DeploymentStatus, ReplicaSet,
+    ReplicaSetSpec,
 };
 use k8s_openapi::api::core::v1::PodTemplateSpec;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
+    LabelSelector, ObjectMeta, Time,
+};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use lab04::selector::Selector;
 use serde_json::json;
@@ -42,11 +45,19 @@ const NOT_COPIED: [&str; 5] = [
 
 /// An int-or-percent of `total`: a percentage rounds up for maxSurge,
 /// down for maxUnavailable.
-pub fn scaled_value(value: Option<&IntOrString>, total: i32, round_up: bool) -> i32 {
+pub fn scaled_value(
+    value: Option<&IntOrString>,
+    total: i32,
+    round_up: bool,
+) -> i32 {
     match value {
         None => {
             // The default: 25%.
-            scaled_value(Some(&IntOrString::String("25%".into())), total, round_up)
+            scaled_value(
+                Some(&IntOrString::String("25%".into())),
+                total,
+                round_up,
+            )
         }
         Some(IntOrString::Int(n)) => *n,
         Some(IntOrString::String(s)) => {
@@ -66,9 +77,13 @@ pub fn scaled_value(value: Option<&IntOrString>, total: i32, round_up: bool) -> 
 pub fn fenceposts(d: &Deployment) -> (i32, i32) {
     let spec = d.spec.clone().unwrap_or_default();
     let desired = spec.replicas.unwrap_or(1);
-    let rolling = spec.strategy.and_then(|s| s.rolling_update).unwrap_or_default();
+    let rolling = spec
+        .strategy
+        .and_then(|s| s.rolling_update)
+        .unwrap_or_default();
     let surge = scaled_value(rolling.max_surge.as_ref(), desired, true);
-    let unavailable = scaled_value(rolling.max_unavailable.as_ref(), desired, false);
+    let unavailable =
+        scaled_value(rolling.max_unavailable.as_ref(), desired, false);
     if surge == 0 && unavailable == 0 {
         (0, 1)
     } else {
@@ -116,15 +131,22 @@ pub fn rolling_step(
     };
     let mut sizes: Vec<i32> = old.iter().map(|r| r.replicas).collect();
     if old_total == 0 {
-        return Step { new: new_replicas, old: sizes };
+        return Step {
+            new: new_replicas,
+            old: sizes,
+        };
     }
     // Down: never below desired - unavailable available pods, counting
     // the new pods not yet available as missing.
     let min_available = desired - max_unavailable;
     let new_unavailable = new_replicas - new.available;
-    let max_scaled_down = new_replicas + old_total - min_available - new_unavailable;
+    let max_scaled_down =
+        new_replicas + old_total - min_available - new_unavailable;
     if max_scaled_down <= 0 {
-        return Step { new: new_replicas, old: sizes };
+        return Step {
+            new: new_replicas,
+            old: sizes,
+        };
     }
     // First the old pods that are not available anyway.
     let mut cleaned = 0;
@@ -141,7 +163,8 @@ pub fn rolling_step(
         cleaned += down;
     }
     // Then available ones, down to the minimum.
-    let available: i32 = new.available + old.iter().map(|r| r.available).sum::<i32>();
+    let available: i32 =
+        new.available + old.iter().map(|r| r.available).sum::<i32>();
     if available > min_available {
         let mut left = available - min_available;
         for size in sizes.iter_mut() {
@@ -153,7 +176,10 @@ pub fn rolling_step(
             left -= down;
         }
     }
-    Step { new: new_replicas, old: sizes }
+    Step {
+        new: new_replicas,
+        old: sizes,
+    }
     // EXERCISE_END: lab05-rolling-step
 }
 // ANCHOR_END: rolling_step
@@ -164,7 +190,10 @@ pub fn rolling_step(
 /// digits that make no words (`SafeEncodeString`). Upstream hashes Go's
 /// dump of the template struct; we hash its JSON, so the values differ
 /// from a real cluster's, while the scheme is the same.
-pub fn compute_hash(template: &PodTemplateSpec, collision_count: Option<i32>) -> String {
+pub fn compute_hash(
+    template: &PodTemplateSpec,
+    collision_count: Option<i32>,
+) -> String {
     const ALPHANUMS: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
     let mut hash: u32 = 0x811c_9dc5;
     let mut feed = |bytes: &[u8]| {
@@ -209,12 +238,19 @@ fn revision_of(meta: &ObjectMeta) -> i64 {
 fn rs_size(rs: &ReplicaSet) -> RsSize {
     RsSize {
         replicas: rs.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0),
-        available: rs.status.as_ref().and_then(|s| s.available_replicas).unwrap_or(0),
+        available: rs
+            .status
+            .as_ref()
+            .and_then(|s| s.available_replicas)
+            .unwrap_or(0),
     }
 }
 
 /// The deployment informer's handler.
-pub fn on_deployment_change(queue: &WorkQueue<String>, change: &Change<Deployment>) {
+pub fn on_deployment_change(
+    queue: &WorkQueue<String>,
+    change: &Change<Deployment>,
+) {
     match change {
         Change::Added(d) | Change::Deleted(d) => queue.add(key_of(&d.metadata)),
         Change::Modified { new, .. } => queue.add(key_of(&new.metadata)),
@@ -223,11 +259,18 @@ pub fn on_deployment_change(queue: &WorkQueue<String>, change: &Change<Deploymen
 }
 
 /// The ReplicaSet informer's handler for deployments: the owner syncs.
-pub fn on_replica_set_change(queue: &WorkQueue<String>, change: &Change<ReplicaSet>) {
+pub fn on_replica_set_change(
+    queue: &WorkQueue<String>,
+    change: &Change<ReplicaSet>,
+) {
     let owner = |rs: &ReplicaSet| {
         let r = controller_ref(&rs.metadata)?;
         (r.kind == "Deployment").then(|| {
-            format!("{}/{}", rs.metadata.namespace.as_deref().unwrap_or_default(), r.name)
+            format!(
+                "{}/{}",
+                rs.metadata.namespace.as_deref().unwrap_or_default(),
+                r.name
+            )
         })
     };
     match change {
@@ -258,8 +301,9 @@ impl DeploymentController {
     fn claim(&self, d: &Deployment) -> Result<Vec<Arc<ReplicaSet>>, SyncError> {
         let uid = d.metadata.uid.clone().unwrap_or_default();
         let spec = d.spec.clone().unwrap_or_default();
-        let selector = Selector::from_label_selector(&spec.selector, "spec.selector")
-            .map_err(|_| SyncError::Invalid("invalid selector".into()))?;
+        let selector =
+            Selector::from_label_selector(&spec.selector, "spec.selector")
+                .map_err(|_| SyncError::Invalid("invalid selector".into()))?;
         let mut owned = Vec::new();
         for rs in self.replica_sets.list() {
             if rs.metadata.namespace != d.metadata.namespace {
@@ -270,17 +314,35 @@ impl DeploymentController {
                 Some(_) => {}
                 None => {
                     let matches = selector.matches(&pods::labels(&rs.metadata));
-                    if !matches || d.metadata.deletion_timestamp.is_some() || rs.metadata.deletion_timestamp.is_some() {
+                    if !matches
+                        || d.metadata.deletion_timestamp.is_some()
+                        || rs.metadata.deletion_timestamp.is_some()
+                    {
                         continue;
                     }
-                    let mut refs = rs.metadata.owner_references.clone().unwrap_or_default();
-                    refs.push(pods::owner_ref("apps/v1", "Deployment", &d.metadata));
+                    let mut refs = rs
+                        .metadata
+                        .owner_references
+                        .clone()
+                        .unwrap_or_default();
+                    refs.push(pods::owner_ref(
+                        "apps/v1",
+                        "Deployment",
+                        &d.metadata,
+                    ));
                     let body = json!({"metadata": {"ownerReferences": refs, "uid": rs.metadata.uid}});
                     let name = rs.metadata.name.clone().unwrap_or_default();
                     let adopted: ReplicaSet = self
                         .client
-                        .patch(rs.metadata.namespace.as_deref(), &name, Patch::Merge, &body)
-                        .map_err(SyncError::api(format!("adopt replicaset {name}")))?;
+                        .patch(
+                            rs.metadata.namespace.as_deref(),
+                            &name,
+                            Patch::Merge,
+                            &body,
+                        )
+                        .map_err(SyncError::api(format!(
+                            "adopt replicaset {name}"
+                        )))?;
                     owned.push(Arc::new(adopted));
                 }
             }
@@ -289,10 +351,17 @@ impl DeploymentController {
     }
 
     /// Writes `rs` with `replicas` and the deployment's size annotations.
-    fn scale(&self, d: &Deployment, rs: &ReplicaSet, replicas: i32, surge: i32) -> Result<ReplicaSet, SyncError> {
+    fn scale(
+        &self,
+        d: &Deployment,
+        rs: &ReplicaSet,
+        replicas: i32,
+        surge: i32,
+    ) -> Result<ReplicaSet, SyncError> {
         let desired = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
         let mut next = rs.clone();
-        let annotations = next.metadata.annotations.get_or_insert_with(BTreeMap::new);
+        let annotations =
+            next.metadata.annotations.get_or_insert_with(BTreeMap::new);
         annotations.insert(DESIRED_REPLICAS.into(), desired.to_string());
         annotations.insert(MAX_REPLICAS.into(), (desired + surge).to_string());
         let old = rs.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0);
@@ -313,7 +382,9 @@ impl DeploymentController {
                 &reference(d),
                 "Normal",
                 "ScalingReplicaSet",
-                &format!("Scaled {verb} replica set {name} from {old} to {replicas}"),
+                &format!(
+                    "Scaled {verb} replica set {name} from {old} to {replicas}"
+                ),
             );
         }
         Ok(written)
@@ -332,22 +403,40 @@ impl DeploymentController {
         let template = without_hash(&spec.template);
         let mut matching: Vec<&Arc<ReplicaSet>> = owned
             .iter()
-            .filter(|rs| rs.spec.as_ref().and_then(|s| s.template.as_ref()).map(without_hash) == Some(template.clone()))
+            .filter(|rs| {
+                rs.spec
+                    .as_ref()
+                    .and_then(|s| s.template.as_ref())
+                    .map(without_hash)
+                    == Some(template.clone())
+            })
             .collect();
-        matching.sort_by_key(|rs| rs.metadata.creation_timestamp.clone().map(|t| t.0));
+        matching.sort_by_key(|rs| {
+            rs.metadata.creation_timestamp.clone().map(|t| t.0)
+        });
         let others: Vec<&Arc<ReplicaSet>> = owned
             .iter()
-            .filter(|rs| !matching.first().is_some_and(|m| m.metadata.uid == rs.metadata.uid))
+            .filter(|rs| {
+                !matching
+                    .first()
+                    .is_some_and(|m| m.metadata.uid == rs.metadata.uid)
+            })
             .collect();
-        let max_old = others.iter().map(|rs| revision_of(&rs.metadata)).max().unwrap_or(0);
+        let max_old = others
+            .iter()
+            .map(|rs| revision_of(&rs.metadata))
+            .max()
+            .unwrap_or(0);
         let next_revision = (max_old + 1).to_string();
         let ns = d.metadata.namespace.clone();
         if let Some(existing) = matching.first() {
             // A rollback: an old template is new again, with a new revision.
             if revision_of(&existing.metadata) <= max_old {
                 let mut next = (***existing).clone();
-                let annotations = next.metadata.annotations.get_or_insert_with(BTreeMap::new);
-                let old = annotations.insert(REVISION.into(), next_revision.clone());
+                let annotations =
+                    next.metadata.annotations.get_or_insert_with(BTreeMap::new);
+                let old =
+                    annotations.insert(REVISION.into(), next_revision.clone());
                 if let Some(old) = old {
                     let history = match annotations.get(REVISION_HISTORY) {
                         Some(h) if !h.is_empty() => format!("{h},{old}"),
@@ -359,18 +448,29 @@ impl DeploymentController {
                 return self
                     .client
                     .replace(ns.as_deref(), &name, &next)
-                    .map_err(SyncError::api(format!("update revision of replicaset {name}")));
+                    .map_err(SyncError::api(format!(
+                        "update revision of replicaset {name}"
+                    )));
             }
             return Ok((***existing).clone());
         }
         let collisions = d.status.as_ref().and_then(|s| s.collision_count);
         let hash = compute_hash(&spec.template, collisions);
-        let name = format!("{}-{hash}", d.metadata.name.as_deref().unwrap_or_default());
+        let name = format!(
+            "{}-{hash}",
+            d.metadata.name.as_deref().unwrap_or_default()
+        );
         let mut template = spec.template.clone();
         let tmeta = template.metadata.get_or_insert_with(Default::default);
-        tmeta.labels.get_or_insert_with(BTreeMap::new).insert(POD_TEMPLATE_HASH.into(), hash.clone());
+        tmeta
+            .labels
+            .get_or_insert_with(BTreeMap::new)
+            .insert(POD_TEMPLATE_HASH.into(), hash.clone());
         let mut selector = spec.selector.clone();
-        selector.match_labels.get_or_insert_with(BTreeMap::new).insert(POD_TEMPLATE_HASH.into(), hash.clone());
+        selector
+            .match_labels
+            .get_or_insert_with(BTreeMap::new)
+            .insert(POD_TEMPLATE_HASH.into(), hash.clone());
         let mut annotations: BTreeMap<String, String> = d
             .metadata
             .annotations
@@ -390,7 +490,11 @@ impl DeploymentController {
                 namespace: ns.clone(),
                 labels: tmeta.labels.clone(),
                 annotations: Some(annotations),
-                owner_references: Some(vec![pods::owner_ref("apps/v1", "Deployment", &d.metadata)]),
+                owner_references: Some(vec![pods::owner_ref(
+                    "apps/v1",
+                    "Deployment",
+                    &d.metadata,
+                )]),
                 ..Default::default()
             },
             spec: Some(ReplicaSetSpec {
@@ -406,12 +510,15 @@ impl DeploymentController {
         };
         match self.client.create(ns.as_deref(), &rs) {
             Ok(created) => {
-                let replicas = rs.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0);
+                let replicas =
+                    rs.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0);
                 self.recorder.event(
                     &reference(d),
                     "Normal",
                     "ScalingReplicaSet",
-                    &format!("Scaled up replica set {name} from 0 to {replicas}"),
+                    &format!(
+                        "Scaled up replica set {name} from 0 to {replicas}"
+                    ),
                 );
                 Ok(created)
             }
@@ -420,14 +527,19 @@ impl DeploymentController {
                 // again with one more collision.
                 let mut next = d.clone();
                 let status = next.status.get_or_insert_with(Default::default);
-                status.collision_count = Some(status.collision_count.unwrap_or(0) + 1);
+                status.collision_count =
+                    Some(status.collision_count.unwrap_or(0) + 1);
                 let dname = d.metadata.name.clone().unwrap_or_default();
                 self.client
                     .replace_status(ns.as_deref(), &dname, &next)
                     .map_err(SyncError::api("update collisionCount"))?;
-                Err(SyncError::Invalid(format!("hash collision on replicaset {name}")))
+                Err(SyncError::Invalid(format!(
+                    "hash collision on replicaset {name}"
+                )))
             }
-            Err(e) => Err(SyncError::api(format!("create replicaset {name}"))(e)),
+            Err(e) => {
+                Err(SyncError::api(format!("create replicaset {name}"))(e))
+            }
         }
     }
 
@@ -439,30 +551,56 @@ impl DeploymentController {
         let (_, _) = split_key(key);
         let owned = self.claim(&d)?;
         let spec = d.spec.clone().unwrap_or_default();
-        if d.metadata.deletion_timestamp.is_some() || spec.paused == Some(true) {
+        if d.metadata.deletion_timestamp.is_some() || spec.paused == Some(true)
+        {
             return self.write_status(&d, &owned, None);
         }
         let desired = spec.replicas.unwrap_or(1);
         let (surge, unavailable) = fenceposts(&d);
-        let recreate = spec.strategy.as_ref().and_then(|s| s.type_.as_deref()) == Some("Recreate");
+        let recreate = spec.strategy.as_ref().and_then(|s| s.type_.as_deref())
+            == Some("Recreate");
         let size_of = |rs: &[Arc<ReplicaSet>]| -> i32 {
             if recreate {
-                let old_pods: i32 = rs.iter().map(|r| rs_size(r).replicas).sum();
-                if old_pods > 0 { 0 } else { desired }
+                let old_pods: i32 =
+                    rs.iter().map(|r| rs_size(r).replicas).sum();
+                if old_pods > 0 {
+                    0
+                } else {
+                    desired
+                }
             } else {
                 let old: Vec<RsSize> = rs.iter().map(|r| rs_size(r)).collect();
-                rolling_step(desired, surge, unavailable, RsSize { replicas: 0, available: 0 }, &old).new
+                rolling_step(
+                    desired,
+                    surge,
+                    unavailable,
+                    RsSize {
+                        replicas: 0,
+                        available: 0,
+                    },
+                    &old,
+                )
+                .new
             }
         };
         let new_rs = self.new_replica_set(&d, &owned, size_of)?;
-        let mut old: Vec<Arc<ReplicaSet>> = owned.iter().filter(|rs| rs.metadata.uid != new_rs.metadata.uid).cloned().collect();
-        old.sort_by_key(|rs| rs.metadata.creation_timestamp.clone().map(|t| t.0));
+        let mut old: Vec<Arc<ReplicaSet>> = owned
+            .iter()
+            .filter(|rs| rs.metadata.uid != new_rs.metadata.uid)
+            .cloned()
+            .collect();
+        old.sort_by_key(|rs| {
+            rs.metadata.creation_timestamp.clone().map(|t| t.0)
+        });
         let old_sizes: Vec<RsSize> = old.iter().map(|r| rs_size(r)).collect();
         let new_size = rs_size(&new_rs);
         let mut new_rs = new_rs;
 
         if recreate {
-            let old_running: i32 = old.iter().map(|rs| rs.status.as_ref().map(|s| s.replicas).unwrap_or(0)).sum();
+            let old_running: i32 = old
+                .iter()
+                .map(|rs| rs.status.as_ref().map(|s| s.replicas).unwrap_or(0))
+                .sum();
             if old_sizes.iter().any(|s| s.replicas > 0) {
                 for rs in &old {
                     self.scale(&d, rs, 0, surge)?;
@@ -476,7 +614,8 @@ impl DeploymentController {
                 new_rs = self.scale(&d, &new_rs, desired, surge)?;
             }
         } else {
-            let step = rolling_step(desired, surge, unavailable, new_size, &old_sizes);
+            let step =
+                rolling_step(desired, surge, unavailable, new_size, &old_sizes);
             if step.new != new_size.replicas {
                 new_rs = self.scale(&d, &new_rs, step.new, surge)?;
             }
@@ -487,7 +626,11 @@ impl DeploymentController {
             }
         }
         self.set_revision(&d, &new_rs)?;
-        let all: Vec<Arc<ReplicaSet>> = old.iter().cloned().chain(std::iter::once(Arc::new(new_rs.clone()))).collect();
+        let all: Vec<Arc<ReplicaSet>> = old
+            .iter()
+            .cloned()
+            .chain(std::iter::once(Arc::new(new_rs.clone())))
+            .collect();
         self.write_status(&d, &all, Some(&new_rs))?;
         self.cleanup(&d, &old)
     }
@@ -495,27 +638,55 @@ impl DeploymentController {
     /// The deployment's own revision annotation: the new ReplicaSet's
     /// (kubectl rollout undo replaces the deployment's annotations, so
     /// they must exist).
-    fn set_revision(&self, d: &Deployment, new_rs: &ReplicaSet) -> Result<(), SyncError> {
+    fn set_revision(
+        &self,
+        d: &Deployment,
+        new_rs: &ReplicaSet,
+    ) -> Result<(), SyncError> {
         let revision = revision_of(&new_rs.metadata).to_string();
-        let current = d.metadata.annotations.as_ref().and_then(|a| a.get(REVISION));
+        let current = d
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(REVISION));
         if current == Some(&revision) {
             return Ok(());
         }
         let body = json!({"metadata": {"annotations": {REVISION: revision}}});
         let name = d.metadata.name.clone().unwrap_or_default();
         self.client
-            .patch::<Deployment>(d.metadata.namespace.as_deref(), &name, Patch::Merge, &body)
+            .patch::<Deployment>(
+                d.metadata.namespace.as_deref(),
+                &name,
+                Patch::Merge,
+                &body,
+            )
             .map(|_| ())
-            .map_err(SyncError::api(format!("set revision of deployment {name}")))
+            .map_err(SyncError::api(format!(
+                "set revision of deployment {name}"
+            )))
     }
 
     /// Old ReplicaSets beyond revisionHistoryLimit (10), empty ones,
     /// oldest revision first.
-    fn cleanup(&self, d: &Deployment, old: &[Arc<ReplicaSet>]) -> Result<(), SyncError> {
-        let limit = usize::try_from(d.spec.as_ref().and_then(|s| s.revision_history_limit).unwrap_or(10)).unwrap_or(0);
+    fn cleanup(
+        &self,
+        d: &Deployment,
+        old: &[Arc<ReplicaSet>],
+    ) -> Result<(), SyncError> {
+        let limit = usize::try_from(
+            d.spec
+                .as_ref()
+                .and_then(|s| s.revision_history_limit)
+                .unwrap_or(10),
+        )
+        .unwrap_or(0);
         let mut empty: Vec<&Arc<ReplicaSet>> = old
             .iter()
-            .filter(|rs| rs_size(rs).replicas == 0 && rs.status.as_ref().map(|s| s.replicas).unwrap_or(0) == 0)
+            .filter(|rs| {
+                rs_size(rs).replicas == 0
+                    && rs.status.as_ref().map(|s| s.replicas).unwrap_or(0) == 0
+            })
             .filter(|rs| rs.metadata.deletion_timestamp.is_none())
             .collect();
         if old.len() <= limit {
@@ -524,16 +695,29 @@ impl DeploymentController {
         empty.sort_by_key(|rs| revision_of(&rs.metadata));
         for rs in empty.into_iter().take(old.len() - limit) {
             let name = rs.metadata.name.clone().unwrap_or_default();
-            match self.client.delete::<ReplicaSet>(rs.metadata.namespace.as_deref(), &name, None) {
+            match self.client.delete::<ReplicaSet>(
+                rs.metadata.namespace.as_deref(),
+                &name,
+                None,
+            ) {
                 Ok(_) => {}
                 Err(e) if e.is_not_found() => {}
-                Err(e) => return Err(SyncError::api(format!("delete old replicaset {name}"))(e)),
+                Err(e) => {
+                    return Err(SyncError::api(format!(
+                        "delete old replicaset {name}"
+                    ))(e))
+                }
             }
         }
         Ok(())
     }
 
-    fn write_status(&self, d: &Deployment, all: &[Arc<ReplicaSet>], new_rs: Option<&ReplicaSet>) -> Result<(), SyncError> {
+    fn write_status(
+        &self,
+        d: &Deployment,
+        all: &[Arc<ReplicaSet>],
+        new_rs: Option<&ReplicaSet>,
+    ) -> Result<(), SyncError> {
         let status = calculate_status(d, all, new_rs);
         if d.status.as_ref() == Some(&status) {
             return Ok(());
@@ -544,7 +728,9 @@ impl DeploymentController {
         self.client
             .replace_status(d.metadata.namespace.as_deref(), &name, &next)
             .map(|_| ())
-            .map_err(SyncError::api(format!("update status of deployment {name}")))
+            .map_err(SyncError::api(format!(
+                "update status of deployment {name}"
+            )))
     }
 }
 
@@ -558,7 +744,10 @@ fn condition(
     let now = Time(Utc::now());
     // Unchanged: keep the times, so the status does not change forever.
     if let Some(o) = old {
-        if o.status == status && o.reason.as_deref() == Some(reason) && o.message.as_deref() == Some(message.as_str()) {
+        if o.status == status
+            && o.reason.as_deref() == Some(reason)
+            && o.message.as_deref() == Some(message.as_str())
+        {
             return o.clone();
         }
     }
@@ -578,14 +767,34 @@ fn condition(
 
 /// The status the ReplicaSets make, with the Available and Progressing
 /// conditions kubectl rollout status reads.
-pub fn calculate_status(d: &Deployment, all: &[Arc<ReplicaSet>], new_rs: Option<&ReplicaSet>) -> DeploymentStatus {
+pub fn calculate_status(
+    d: &Deployment,
+    all: &[Arc<ReplicaSet>],
+    new_rs: Option<&ReplicaSet>,
+) -> DeploymentStatus {
     let spec = d.spec.clone().unwrap_or_default();
     let desired = spec.replicas.unwrap_or(1);
-    let sum = |f: &dyn Fn(&ReplicaSet) -> i32| all.iter().map(|rs| f(rs)).sum::<i32>();
-    let replicas = sum(&|rs| rs.status.as_ref().map(|s| s.replicas).unwrap_or(0));
-    let ready = sum(&|rs| rs.status.as_ref().and_then(|s| s.ready_replicas).unwrap_or(0));
-    let available = sum(&|rs| rs.status.as_ref().and_then(|s| s.available_replicas).unwrap_or(0));
-    let updated = new_rs.and_then(|rs| rs.status.as_ref()).map(|s| s.replicas).unwrap_or(0);
+    let sum = |f: &dyn Fn(&ReplicaSet) -> i32| {
+        all.iter().map(|rs| f(rs)).sum::<i32>()
+    };
+    let replicas =
+        sum(&|rs| rs.status.as_ref().map(|s| s.replicas).unwrap_or(0));
+    let ready = sum(&|rs| {
+        rs.status
+            .as_ref()
+            .and_then(|s| s.ready_replicas)
+            .unwrap_or(0)
+    });
+    let available = sum(&|rs| {
+        rs.status
+            .as_ref()
+            .and_then(|s| s.available_replicas)
+            .unwrap_or(0)
+    });
+    let updated = new_rs
+        .and_then(|rs| rs.status.as_ref())
+        .map(|s| s.replicas)
+        .unwrap_or(0);
     let old = d.status.clone().unwrap_or_default();
     let old_conditions = old.conditions.clone().unwrap_or_default();
     let find = |t: &str| old_conditions.iter().find(|c| c.type_ == t);
@@ -593,20 +802,53 @@ pub fn calculate_status(d: &Deployment, all: &[Arc<ReplicaSet>], new_rs: Option<
     let mut conditions = Vec::new();
     let min_available = desired - unavailable;
     conditions.push(if available >= min_available {
-        condition(find("Available"), "Available", "True", "MinimumReplicasAvailable", "Deployment has minimum availability.".into())
+        condition(
+            find("Available"),
+            "Available",
+            "True",
+            "MinimumReplicasAvailable",
+            "Deployment has minimum availability.".into(),
+        )
     } else {
-        condition(find("Available"), "Available", "False", "MinimumReplicasUnavailable", "Deployment does not have minimum availability.".into())
+        condition(
+            find("Available"),
+            "Available",
+            "False",
+            "MinimumReplicasUnavailable",
+            "Deployment does not have minimum availability.".into(),
+        )
     });
     if let Some(rs) = new_rs {
         let name = rs.metadata.name.clone().unwrap_or_default();
         let new_status = rs.status.clone().unwrap_or_default();
-        let complete = updated == desired && replicas == desired && available == desired;
-        let progressing = if complete && new_status.available_replicas.unwrap_or(0) == desired {
-            condition(find("Progressing"), "Progressing", "True", "NewReplicaSetAvailable", format!("ReplicaSet \"{name}\" has successfully progressed."))
+        let complete =
+            updated == desired && replicas == desired && available == desired;
+        let progressing = if complete
+            && new_status.available_replicas.unwrap_or(0) == desired
+        {
+            condition(
+                find("Progressing"),
+                "Progressing",
+                "True",
+                "NewReplicaSetAvailable",
+                format!("ReplicaSet \"{name}\" has successfully progressed."),
+            )
         } else if find("Progressing").is_none() {
-            condition(None, "Progressing", "True", "NewReplicaSetCreated", format!("Created new replica set \"{name}\""))
+            condition(
+                None,
+                "Progressing",
+                "True",
+                "NewReplicaSetCreated",
+                format!("Created new replica set \"{name}\""),
+            )
         } else {
-            condition(find("Progressing"), "Progressing", "True", "ReplicaSetUpdated", format!("ReplicaSet \"{name}\" is progressing."))
+            condition(
+                find("Progressing"),
+                "Progressing",
+                "True",
+                "ReplicaSetUpdated",
+                format!("ReplicaSet \"{name}\" is progressing."),
+            )
         };
         conditions.push(progressing);
     } else if let Some(c) = find("Progressing") {

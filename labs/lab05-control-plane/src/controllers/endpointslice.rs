@@ -7,7 +7,10 @@ use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
-use lab04::endpoints::{endpoint_slices, service_selector, MANAGED_BY, MANAGED_BY_LABEL, SERVICE_NAME_LABEL};
+use lab04::endpoints::{
+    endpoint_slices, service_selector, MANAGED_BY, MANAGED_BY_LABEL,
+    SERVICE_NAME_LABEL,
+};
 
 use super::{pods, split_key, SyncError};
 use crate::client::Client;
@@ -28,7 +31,11 @@ pub fn on_service_change(queue: &WorkQueue<String>, change: &Change<Service>) {
 
 /// The pod informer's handler: the services that select the pod, before
 /// and after.
-pub fn on_pod_change(queue: &WorkQueue<String>, services: &Cache<Service>, change: &Change<Pod>) {
+pub fn on_pod_change(
+    queue: &WorkQueue<String>,
+    services: &Cache<Service>,
+    change: &Change<Pod>,
+) {
     let enqueue = |pod: &Pod| {
         let labels = pods::labels(&pod.metadata);
         for s in services.list() {
@@ -54,9 +61,17 @@ pub fn on_pod_change(queue: &WorkQueue<String>, services: &Cache<Service>, chang
 
 /// The slice informer's handler: a slice changed by someone else is put
 /// back.
-pub fn on_slice_change(queue: &WorkQueue<String>, change: &Change<EndpointSlice>) {
+pub fn on_slice_change(
+    queue: &WorkQueue<String>,
+    change: &Change<EndpointSlice>,
+) {
     let enqueue = |s: &EndpointSlice| {
-        if let Some(service) = s.metadata.labels.as_ref().and_then(|l| l.get(SERVICE_NAME_LABEL)) {
+        if let Some(service) = s
+            .metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(SERVICE_NAME_LABEL))
+        {
             let ns = s.metadata.namespace.as_deref().unwrap_or_default();
             queue.add(format!("{ns}/{service}"));
         }
@@ -77,8 +92,20 @@ pub struct EndpointSliceController {
 }
 
 /// What a slice says, its name and version aside.
-fn content(s: &EndpointSlice) -> (String, &Vec<k8s_openapi::api::discovery::v1::Endpoint>, Option<&Vec<k8s_openapi::api::discovery::v1::EndpointPort>>, Option<&std::collections::BTreeMap<String, String>>) {
-    (s.address_type.clone(), &s.endpoints, s.ports.as_ref(), s.metadata.labels.as_ref())
+fn content(
+    s: &EndpointSlice,
+) -> (
+    String,
+    &Vec<k8s_openapi::api::discovery::v1::Endpoint>,
+    Option<&Vec<k8s_openapi::api::discovery::v1::EndpointPort>>,
+    Option<&std::collections::BTreeMap<String, String>>,
+) {
+    (
+        s.address_type.clone(),
+        &s.endpoints,
+        s.ports.as_ref(),
+        s.metadata.labels.as_ref(),
+    )
 }
 
 impl EndpointSliceController {
@@ -107,7 +134,8 @@ impl EndpointSliceController {
             .filter(|s| {
                 let labels = s.metadata.labels.clone().unwrap_or_default();
                 labels.get(SERVICE_NAME_LABEL).map(String::as_str) == Some(name)
-                    && labels.get(MANAGED_BY_LABEL).map(String::as_str) == Some(MANAGED_BY)
+                    && labels.get(MANAGED_BY_LABEL).map(String::as_str)
+                        == Some(MANAGED_BY)
             })
             .collect();
         existing.sort_by_key(|s| s.metadata.name.clone());
@@ -121,20 +149,32 @@ impl EndpointSliceController {
                     let mut next = want.clone();
                     next.metadata.name = have.metadata.name.clone();
                     next.metadata.generate_name = None;
-                    next.metadata.resource_version = have.metadata.resource_version.clone();
-                    let slice_name = have.metadata.name.clone().unwrap_or_default();
-                    c.replace(ns, &slice_name, &next)
-                        .map_err(SyncError::api(format!("update endpointslice {slice_name}")))?;
+                    next.metadata.resource_version =
+                        have.metadata.resource_version.clone();
+                    let slice_name =
+                        have.metadata.name.clone().unwrap_or_default();
+                    c.replace(ns, &slice_name, &next).map_err(
+                        SyncError::api(format!(
+                            "update endpointslice {slice_name}"
+                        )),
+                    )?;
                 }
                 (Some(want), None) => {
-                    c.create(ns, want).map_err(SyncError::api(format!("create endpointslice for {key}")))?;
+                    c.create(ns, want).map_err(SyncError::api(format!(
+                        "create endpointslice for {key}"
+                    )))?;
                 }
                 (None, Some(have)) => {
-                    let slice_name = have.metadata.name.clone().unwrap_or_default();
+                    let slice_name =
+                        have.metadata.name.clone().unwrap_or_default();
                     match c.delete::<EndpointSlice>(ns, &slice_name, None) {
                         Ok(_) => {}
                         Err(e) if e.is_not_found() => {}
-                        Err(e) => return Err(SyncError::api(format!("delete endpointslice {slice_name}"))(e)),
+                        Err(e) => {
+                            return Err(SyncError::api(format!(
+                                "delete endpointslice {slice_name}"
+                            ))(e))
+                        }
                     }
                 }
                 (None, None) => {}

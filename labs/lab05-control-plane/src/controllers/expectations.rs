@@ -34,7 +34,10 @@ impl Expectations {
         Expectations::default()
     }
 
-    fn with<R>(&self, f: impl FnOnce(&mut HashMap<String, Expected>) -> R) -> R {
+    fn with<R>(
+        &self,
+        f: impl FnOnce(&mut HashMap<String, Expected>) -> R,
+    ) -> R {
         let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
         f(&mut map)
     }
@@ -75,7 +78,8 @@ impl Expectations {
         self.with(|m| match m.get(key) {
             None => true,
             Some(e) => {
-                (e.adds <= 0 && e.dels.is_empty()) || e.set.elapsed() > EXPECTATIONS_TIMEOUT
+                (e.adds <= 0 && e.dels.is_empty())
+                    || e.set.elapsed() > EXPECTATIONS_TIMEOUT
             }
         })
     }
@@ -105,7 +109,11 @@ mod tests {
     #[test]
     fn one_pod_seen_deleted_twice_is_one_delete() {
         let e = Expectations::new();
-        e.expect("default/kubia", 0, &["default/a".into(), "default/b".into()]);
+        e.expect(
+            "default/kubia",
+            0,
+            &["default/a".into(), "default/b".into()],
+        );
         e.deletion_observed("default/kubia", "default/a");
         e.deletion_observed("default/kubia", "default/a");
         assert!(!e.satisfied("default/kubia"));

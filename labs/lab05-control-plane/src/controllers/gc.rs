@@ -18,7 +18,9 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::{Pod, ReplicationController, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
+    ObjectMeta, OwnerReference,
+};
 use serde_json::json;
 
 use super::SyncError;
@@ -48,7 +50,10 @@ struct Deleting {
     policy: &'static str,
 }
 
-fn deleting_of<T: Informable>(cache: &Cache<T>, out: &mut HashMap<String, Deleting>) {
+fn deleting_of<T: Informable>(
+    cache: &Cache<T>,
+    out: &mut HashMap<String, Deleting>,
+) {
     for o in cache.list() {
         let meta = o.metadata();
         if meta.deletion_timestamp.is_none() {
@@ -63,7 +68,14 @@ fn deleting_of<T: Informable>(cache: &Cache<T>, out: &mut HashMap<String, Deleti
             continue;
         };
         if let Some(uid) = meta.uid.clone() {
-            out.insert(uid, Deleting { kind: T::KIND, meta: meta.clone(), policy });
+            out.insert(
+                uid,
+                Deleting {
+                    kind: T::KIND,
+                    meta: meta.clone(),
+                    policy,
+                },
+            );
         }
     }
 }
@@ -79,7 +91,9 @@ impl GarbageCollector {
             if let Err(e) = self.collect() {
                 eprintln!("garbage-collector: {e}");
             }
-            while !stop.load(Ordering::SeqCst) && started.elapsed() < self.period {
+            while !stop.load(Ordering::SeqCst)
+                && started.elapsed() < self.period
+            {
                 std::thread::sleep(Duration::from_millis(50));
             }
         }
@@ -88,10 +102,20 @@ impl GarbageCollector {
     /// Whether the owner `r` names exists, asked of the API server (the
     /// caches may not show a new owner yet); `None` for a kind it does
     /// not know or an error, when nothing is done.
-    fn owner_exists(&self, ns: Option<&str>, r: &OwnerReference) -> Option<bool> {
-        fn check<T: Informable>(c: &Client, ns: Option<&str>, r: &OwnerReference) -> Option<bool> {
+    fn owner_exists(
+        &self,
+        ns: Option<&str>,
+        r: &OwnerReference,
+    ) -> Option<bool> {
+        fn check<T: Informable>(
+            c: &Client,
+            ns: Option<&str>,
+            r: &OwnerReference,
+        ) -> Option<bool> {
             match c.get::<T>(ns, &r.name) {
-                Ok(o) => Some(o.metadata().uid.as_deref() == Some(r.uid.as_str())),
+                Ok(o) => {
+                    Some(o.metadata().uid.as_deref() == Some(r.uid.as_str()))
+                }
                 Err(e) if e.is_not_found() => Some(false),
                 Err(_) => None,
             }
@@ -128,7 +152,13 @@ impl GarbageCollector {
             }
         };
         self.dependents(&self.pods, &deleting, &known, &mut held, &mut note);
-        self.dependents(&self.replica_sets, &deleting, &known, &mut held, &mut note);
+        self.dependents(
+            &self.replica_sets,
+            &deleting,
+            &known,
+            &mut held,
+            &mut note,
+        );
         self.dependents(&self.slices, &deleting, &known, &mut held, &mut note);
         for (uid, owner) in &deleting {
             if held.contains(uid) {
@@ -142,16 +172,34 @@ impl GarbageCollector {
                 .into_iter()
                 .filter(|f| f != owner.policy)
                 .collect();
-            let body = json!({"metadata": {"finalizers": finalizers, "uid": uid}});
+            let body =
+                json!({"metadata": {"finalizers": finalizers, "uid": uid}});
             let ns = owner.meta.namespace.as_deref();
             let name = owner.meta.name.clone().unwrap_or_default();
             let c = &self.client;
             let r = match owner.kind {
-                "Deployment" => c.patch::<Deployment>(ns, &name, Patch::Merge, &body).map(|_| ()),
-                "ReplicaSet" => c.patch::<ReplicaSet>(ns, &name, Patch::Merge, &body).map(|_| ()),
-                _ => c.patch::<ReplicationController>(ns, &name, Patch::Merge, &body).map(|_| ()),
+                "Deployment" => c
+                    .patch::<Deployment>(ns, &name, Patch::Merge, &body)
+                    .map(|_| ()),
+                "ReplicaSet" => c
+                    .patch::<ReplicaSet>(ns, &name, Patch::Merge, &body)
+                    .map(|_| ()),
+                _ => c
+                    .patch::<ReplicationController>(
+                        ns,
+                        &name,
+                        Patch::Merge,
+                        &body,
+                    )
+                    .map(|_| ()),
             };
-            note(r, format!("remove finalizer {} of {} {name}", owner.policy, owner.kind));
+            note(
+                r,
+                format!(
+                    "remove finalizer {} of {} {name}",
+                    owner.policy, owner.kind
+                ),
+            );
         }
         first_error.map_or(Ok(()), Err)
     }
@@ -166,7 +214,9 @@ impl GarbageCollector {
     ) {
         for dependent in cache.list() {
             let meta = dependent.metadata();
-            let Some(refs) = meta.owner_references.clone().filter(|r| !r.is_empty()) else {
+            let Some(refs) =
+                meta.owner_references.clone().filter(|r| !r.is_empty())
+            else {
                 continue;
             };
             let ns = meta.namespace.as_deref();
@@ -176,22 +226,32 @@ impl GarbageCollector {
             // Orphan: drop the references to owners being orphaned.
             let kept: Vec<OwnerReference> = refs
                 .iter()
-                .filter(|r| deleting.get(&r.uid).is_none_or(|d| d.policy != ORPHAN))
+                .filter(|r| {
+                    deleting.get(&r.uid).is_none_or(|d| d.policy != ORPHAN)
+                })
                 .cloned()
                 .collect();
             if kept.len() != refs.len() {
                 for r in &refs {
-                    if deleting.get(&r.uid).is_some_and(|d| d.policy == ORPHAN) {
+                    if deleting.get(&r.uid).is_some_and(|d| d.policy == ORPHAN)
+                    {
                         held.insert(r.uid.clone());
                     }
                 }
                 let body = json!({"metadata": {"ownerReferences": kept, "uid": meta.uid}});
-                note(c.patch::<T>(ns, &name, Patch::Merge, &body).map(|_| ()), format!("orphan {what}"));
+                note(
+                    c.patch::<T>(ns, &name, Patch::Merge, &body).map(|_| ()),
+                    format!("orphan {what}"),
+                );
                 continue;
             }
             // Foreground: the dependents go first.
-            let foreground: Vec<&OwnerReference> =
-                refs.iter().filter(|r| deleting.get(&r.uid).is_some_and(|d| d.policy == FOREGROUND)).collect();
+            let foreground: Vec<&OwnerReference> = refs
+                .iter()
+                .filter(|r| {
+                    deleting.get(&r.uid).is_some_and(|d| d.policy == FOREGROUND)
+                })
+                .collect();
             if !foreground.is_empty() {
                 for r in &foreground {
                     if r.block_owner_deletion == Some(true) {
@@ -200,7 +260,10 @@ impl GarbageCollector {
                 }
                 if meta.deletion_timestamp.is_none() {
                     let options = json!({"propagationPolicy": "Foreground"});
-                    note(c.delete::<T>(ns, &name, Some(&options)).map(|_| ()), format!("delete {what}"));
+                    note(
+                        c.delete::<T>(ns, &name, Some(&options)).map(|_| ()),
+                        format!("delete {what}"),
+                    );
                 }
                 continue;
             }
@@ -222,7 +285,10 @@ impl GarbageCollector {
             }
             if all_gone {
                 let options = json!({"propagationPolicy": "Background"});
-                note(c.delete::<T>(ns, &name, Some(&options)).map(|_| ()), format!("delete {what}"));
+                note(
+                    c.delete::<T>(ns, &name, Some(&options)).map(|_| ()),
+                    format!("delete {what}"),
+                );
             }
         }
     }

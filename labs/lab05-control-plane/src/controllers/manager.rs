@@ -17,7 +17,9 @@ use super::deployment::{self, DeploymentController};
 use super::endpointslice::{self, EndpointSliceController};
 use super::expectations::Expectations;
 use super::gc::GarbageCollector;
-use super::nodelifecycle::{NodeLifecycleController, NodeLifecycleOptions, NODE_LEASE_NAMESPACE};
+use super::nodelifecycle::{
+    NodeLifecycleController, NodeLifecycleOptions, NODE_LEASE_NAMESPACE,
+};
 use super::replicaset::{self, ReplicaSetController};
 use super::run_worker;
 use crate::client::Client;
@@ -75,16 +77,22 @@ pub fn lease() -> LeaseRef {
 
 /// Runs every controller until `stop` (or, with leader election, until
 /// leadership is lost); blocks.
-pub fn run(client: Client, options: &ManagerOptions, stop: &AtomicBool) -> Result<Outcome, ManagerError> {
+pub fn run(
+    client: Client,
+    options: &ManagerOptions,
+    stop: &AtomicBool,
+) -> Result<Outcome, ManagerError> {
     let Some((identity, timings)) = options.leader_election.clone() else {
         run_controllers(client, options, stop)?;
         return Ok(Outcome::Stopped);
     };
-    let elector = LeaderElector::new(client.clone(), lease(), &identity, timings)?;
+    let elector =
+        LeaderElector::new(client.clone(), lease(), &identity, timings)?;
     let led = elector.run(stop, |leading| {
         let halt = AtomicBool::new(false);
         std::thread::scope(|s| {
-            let worker = s.spawn(|| run_controllers(client.clone(), options, &halt));
+            let worker =
+                s.spawn(|| run_controllers(client.clone(), options, &halt));
             while leading.sleep(Duration::from_millis(100)) {}
             halt.store(true, Ordering::SeqCst);
             worker.join().unwrap_or(Ok(()))
@@ -105,8 +113,13 @@ pub fn run(client: Client, options: &ManagerOptions, stop: &AtomicBool) -> Resul
 
 /// The controllers themselves, no election: informers, queues,
 /// workers, until `stop`.
-pub fn run_controllers(client: Client, options: &ManagerOptions, stop: &AtomicBool) -> Result<(), ManagerError> {
-    let recorder = Recorder::new(client.clone(), "kube-controller-manager", None);
+pub fn run_controllers(
+    client: Client,
+    options: &ManagerOptions,
+    stop: &AtomicBool,
+) -> Result<(), ManagerError> {
+    let recorder =
+        Recorder::new(client.clone(), "kube-controller-manager", None);
     let rs_queue: WorkQueue<String> = WorkQueue::new();
     let rc_queue: WorkQueue<String> = WorkQueue::new();
     let d_queue: WorkQueue<String> = WorkQueue::new();
@@ -124,26 +137,44 @@ pub fn run_controllers(client: Client, options: &ManagerOptions, stop: &AtomicBo
     };
     let rcs = {
         let q = rc_queue.clone();
-        Informer::<ReplicationController>::start(client.clone(), None, "", move |c| replicaset::on_owner_change(&q, c))
+        Informer::<ReplicationController>::start(
+            client.clone(),
+            None,
+            "",
+            move |c| replicaset::on_owner_change(&q, c),
+        )
     };
     let deployments = {
         let q = d_queue.clone();
-        Informer::<Deployment>::start(client.clone(), None, "", move |c| deployment::on_deployment_change(&q, c))
+        Informer::<Deployment>::start(client.clone(), None, "", move |c| {
+            deployment::on_deployment_change(&q, c)
+        })
     };
     let services = {
         let q = svc_queue.clone();
-        Informer::<Service>::start(client.clone(), None, "", move |c| endpointslice::on_service_change(&q, c))
+        Informer::<Service>::start(client.clone(), None, "", move |c| {
+            endpointslice::on_service_change(&q, c)
+        })
     };
     let slices = {
         let q = svc_queue.clone();
-        Informer::<EndpointSlice>::start(client.clone(), None, "", move |c| endpointslice::on_slice_change(&q, c))
+        Informer::<EndpointSlice>::start(client.clone(), None, "", move |c| {
+            endpointslice::on_slice_change(&q, c)
+        })
     };
     let nodes = Informer::<Node>::start(client.clone(), None, "", |_| {});
-    let leases = Informer::<Lease>::start(client.clone(), Some(NODE_LEASE_NAMESPACE), "", |_| {});
+    let leases = Informer::<Lease>::start(
+        client.clone(),
+        Some(NODE_LEASE_NAMESPACE),
+        "",
+        |_| {},
+    );
     let pods = {
-        let (rsq, rcq, sq) = (rs_queue.clone(), rc_queue.clone(), svc_queue.clone());
+        let (rsq, rcq, sq) =
+            (rs_queue.clone(), rc_queue.clone(), svc_queue.clone());
         let (rse, rce) = (rs_expect.clone(), rc_expect.clone());
-        let (rs_cache, rc_cache, svc_cache) = (rss.cache(), rcs.cache(), services.cache());
+        let (rs_cache, rc_cache, svc_cache) =
+            (rss.cache(), rcs.cache(), services.cache());
         Informer::<Pod>::start(client.clone(), None, "", move |c| {
             replicaset::on_pod_change(&rsq, &rse, &rs_cache, c);
             replicaset::on_pod_change(&rcq, &rce, &rc_cache, c);
@@ -225,10 +256,29 @@ pub fn run_controllers(client: Client, options: &ManagerOptions, stop: &AtomicBo
     }
 
     std::thread::scope(|s| {
-        s.spawn(|| run_worker("replicaset-controller", &rs_queue, stop, |k| rs_controller.sync(k)));
-        s.spawn(|| run_worker("replicationcontroller-controller", &rc_queue, stop, |k| rc_controller.sync(k)));
-        s.spawn(|| run_worker("deployment-controller", &d_queue, stop, |k| d_controller.sync(k)));
-        s.spawn(|| run_worker("endpointslice-controller", &svc_queue, stop, |k| slice_controller.sync(k)));
+        s.spawn(|| {
+            run_worker("replicaset-controller", &rs_queue, stop, |k| {
+                rs_controller.sync(k)
+            })
+        });
+        s.spawn(|| {
+            run_worker(
+                "replicationcontroller-controller",
+                &rc_queue,
+                stop,
+                |k| rc_controller.sync(k),
+            )
+        });
+        s.spawn(|| {
+            run_worker("deployment-controller", &d_queue, stop, |k| {
+                d_controller.sync(k)
+            })
+        });
+        s.spawn(|| {
+            run_worker("endpointslice-controller", &svc_queue, stop, |k| {
+                slice_controller.sync(k)
+            })
+        });
         s.spawn(|| node_controller.run(stop));
         s.spawn(|| gc.run(stop));
         while !stop.load(Ordering::SeqCst) {
@@ -238,7 +288,16 @@ pub fn run_controllers(client: Client, options: &ManagerOptions, stop: &AtomicBo
             q.shut_down();
         }
     });
-    for i in [&rss as &dyn Stoppable, &rcs, &deployments, &services, &slices, &nodes, &leases, &pods] {
+    for i in [
+        &rss as &dyn Stoppable,
+        &rcs,
+        &deployments,
+        &services,
+        &slices,
+        &nodes,
+        &leases,
+        &pods,
+    ] {
         i.stop_informer();
     }
     Ok(())

@@ -37,7 +37,9 @@ pub enum SyncError {
 }
 
 impl SyncError {
-    pub(crate) fn api(what: impl Into<String>) -> impl FnOnce(ClientError) -> SyncError {
+    pub(crate) fn api(
+        what: impl Into<String>,
+    ) -> impl FnOnce(ClientError) -> SyncError {
         let what = what.into();
         move |source| SyncError::Api { what, source }
     }

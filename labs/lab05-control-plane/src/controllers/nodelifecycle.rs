@@ -86,11 +86,15 @@ pub fn node_verdict(
     grace: Duration,
 ) -> NodeVerdict {
     // EXERCISE: lab05-node-lifecycle
-    let heartbeat = ready.and_then(|c| c.last_heartbeat_time.as_ref()).map(|t| t.0);
+    let heartbeat = ready
+        .and_then(|c| c.last_heartbeat_time.as_ref())
+        .map(|t| t.0);
     let last = renewed.max(heartbeat);
-    let grace = chrono::Duration::from_std(grace).unwrap_or(chrono::Duration::MAX);
+    let grace =
+        chrono::Duration::from_std(grace).unwrap_or(chrono::Duration::MAX);
     let status = ready.map(|c| c.status.as_str()).unwrap_or("Unknown");
-    let unreachable = vec![(UNREACHABLE, "NoSchedule"), (UNREACHABLE, "NoExecute")];
+    let unreachable =
+        vec![(UNREACHABLE, "NoSchedule"), (UNREACHABLE, "NoExecute")];
     let stale = match last {
         Some(t) => t + grace < now,
         None => true,
@@ -132,7 +136,10 @@ pub fn tolerates(toleration: &Toleration, taint: &Taint) -> bool {
     }
     match toleration.operator.as_deref().unwrap_or("Equal") {
         "Exists" => true,
-        _ => toleration.value.as_deref().unwrap_or_default() == taint.value.as_deref().unwrap_or_default(),
+        _ => {
+            toleration.value.as_deref().unwrap_or_default()
+                == taint.value.as_deref().unwrap_or_default()
+        }
     }
 }
 
@@ -142,12 +149,22 @@ pub fn tolerates(toleration: &Toleration, taint: &Taint) -> bool {
 /// ones, which it tolerates `default` long (DefaultTolerationSeconds);
 /// otherwise the shortest tolerationSeconds counts, from when the taint
 /// was added.
-pub fn eviction_time(pod: &Pod, taints: &[Taint], default: Duration, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
-    let tolerations = pod.spec.as_ref().and_then(|s| s.tolerations.clone()).unwrap_or_default();
+pub fn eviction_time(
+    pod: &Pod,
+    taints: &[Taint],
+    default: Duration,
+    now: DateTime<Utc>,
+) -> Option<DateTime<Utc>> {
+    let tolerations = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.tolerations.clone())
+        .unwrap_or_default();
     let mut at: Option<DateTime<Utc>> = None;
     for taint in taints.iter().filter(|t| t.effect == "NoExecute") {
         let added = taint.time_added.as_ref().map(|t| t.0).unwrap_or(now);
-        let matching: Vec<&Toleration> = tolerations.iter().filter(|t| tolerates(t, taint)).collect();
+        let matching: Vec<&Toleration> =
+            tolerations.iter().filter(|t| tolerates(t, taint)).collect();
         let seconds = if matching.is_empty() {
             if taint.key == UNREACHABLE || taint.key == NOT_READY {
                 Some(i64::try_from(default.as_secs()).unwrap_or(i64::MAX))
@@ -187,7 +204,9 @@ impl NodeLifecycleController {
             if let Err(e) = self.monitor(Utc::now()) {
                 eprintln!("node-lifecycle-controller: {e}");
             }
-            while !stop.load(Ordering::SeqCst) && started.elapsed() < self.options.monitor_period {
+            while !stop.load(Ordering::SeqCst)
+                && started.elapsed() < self.options.monitor_period
+            {
                 std::thread::sleep(Duration::from_millis(50));
             }
         }
@@ -197,7 +216,9 @@ impl NodeLifecycleController {
     pub fn monitor(&self, now: DateTime<Utc>) -> Result<(), SyncError> {
         let mut first_error = None;
         for node in self.nodes.list() {
-            let result = self.monitor_node(&node, now).and_then(|taints| self.evict(&node, &taints, now));
+            let result = self
+                .monitor_node(&node, now)
+                .and_then(|taints| self.evict(&node, &taints, now));
             if let Err(e) = result {
                 first_error.get_or_insert(e);
             }
@@ -207,16 +228,27 @@ impl NodeLifecycleController {
 
     /// Marks and taints `node` as its verdict says; the taints it has
     /// afterwards.
-    fn monitor_node(&self, node: &Node, now: DateTime<Utc>) -> Result<Vec<Taint>, SyncError> {
+    fn monitor_node(
+        &self,
+        node: &Node,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Taint>, SyncError> {
         let name = node.metadata.name.clone().unwrap_or_default();
         let lease_key = format!("{NODE_LEASE_NAMESPACE}/{name}");
-        let renewed = self
-            .leases
-            .get(&lease_key)
-            .and_then(|l| l.spec.as_ref().and_then(|s| s.renew_time.as_ref()).map(|t| t.0));
-        let conditions = node.status.as_ref().and_then(|s| s.conditions.clone()).unwrap_or_default();
+        let renewed = self.leases.get(&lease_key).and_then(|l| {
+            l.spec
+                .as_ref()
+                .and_then(|s| s.renew_time.as_ref())
+                .map(|t| t.0)
+        });
+        let conditions = node
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.clone())
+            .unwrap_or_default();
         let ready = conditions.iter().find(|c| c.type_ == "Ready");
-        let verdict = node_verdict(renewed, ready, now, self.options.grace_period);
+        let verdict =
+            node_verdict(renewed, ready, now, self.options.grace_period);
         if verdict.health == Health::MarkUnknown {
             self.mark_unknown(node, now)?;
             self.recorder.event(
@@ -226,11 +258,21 @@ impl NodeLifecycleController {
                 &format!("Node {name} status is now: NodeNotReady"),
             );
         }
-        let current = node.spec.as_ref().and_then(|s| s.taints.clone()).unwrap_or_default();
+        let current = node
+            .spec
+            .as_ref()
+            .and_then(|s| s.taints.clone())
+            .unwrap_or_default();
         // Ours that should go, the others kept, ours that should come.
         let mut next: Vec<Taint> = current
             .iter()
-            .filter(|t| !is_managed(&t.key) || verdict.taints.iter().any(|(k, e)| t.key == *k && t.effect == *e))
+            .filter(|t| {
+                !is_managed(&t.key)
+                    || verdict
+                        .taints
+                        .iter()
+                        .any(|(k, e)| t.key == *k && t.effect == *e)
+            })
             .cloned()
             .collect();
         for (key, effect) in &verdict.taints {
@@ -254,18 +296,24 @@ impl NodeLifecycleController {
 
     /// Ready, MemoryPressure, DiskPressure and PIDPressure become
     /// Unknown: nobody knows any more.
-    fn mark_unknown(&self, node: &Node, now: DateTime<Utc>) -> Result<(), SyncError> {
+    fn mark_unknown(
+        &self,
+        node: &Node,
+        now: DateTime<Utc>,
+    ) -> Result<(), SyncError> {
         let name = node.metadata.name.clone().unwrap_or_default();
         let mut next = node.clone();
         let status = next.status.get_or_insert_with(Default::default);
         let conditions = status.conditions.get_or_insert_with(Vec::new);
-        for type_ in ["Ready", "MemoryPressure", "DiskPressure", "PIDPressure"] {
+        for type_ in ["Ready", "MemoryPressure", "DiskPressure", "PIDPressure"]
+        {
             match conditions.iter_mut().find(|c| c.type_ == type_) {
                 Some(c) => {
                     if c.status != "Unknown" {
                         c.status = "Unknown".into();
                         c.reason = Some("NodeStatusUnknown".into());
-                        c.message = Some("Kubelet stopped posting node status.".into());
+                        c.message =
+                            Some("Kubelet stopped posting node status.".into());
                         c.last_transition_time = Some(Time(now));
                     }
                 }
@@ -287,17 +335,26 @@ impl NodeLifecycleController {
 
     /// Deletes the pods of `node` whose toleration of its NoExecute
     /// taints has run out.
-    fn evict(&self, node: &Node, taints: &[Taint], now: DateTime<Utc>) -> Result<(), SyncError> {
+    fn evict(
+        &self,
+        node: &Node,
+        taints: &[Taint],
+        now: DateTime<Utc>,
+    ) -> Result<(), SyncError> {
         if !taints.iter().any(|t| t.effect == "NoExecute") {
             return Ok(());
         }
         let name = node.metadata.name.as_deref().unwrap_or_default();
         for pod in self.pods.list() {
-            let on_node = pod.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(name);
+            let on_node =
+                pod.spec.as_ref().and_then(|s| s.node_name.as_deref())
+                    == Some(name);
             if !on_node || pod.metadata.deletion_timestamp.is_some() {
                 continue;
             }
-            let Some(at) = eviction_time(&pod, taints, self.options.eviction_timeout, now) else {
+            let Some(at) =
+                eviction_time(&pod, taints, self.options.eviction_timeout, now)
+            else {
                 continue;
             };
             if at > now {
@@ -310,10 +367,17 @@ impl NodeLifecycleController {
                     &reference(&*pod),
                     "Normal",
                     "TaintManagerEviction",
-                    &format!("Marking for deletion Pod {}/{pod_name}", ns.unwrap_or_default()),
+                    &format!(
+                        "Marking for deletion Pod {}/{pod_name}",
+                        ns.unwrap_or_default()
+                    ),
                 ),
                 Err(e) if e.is_not_found() => {}
-                Err(e) => return Err(SyncError::api(format!("evict pod {pod_name}"))(e)),
+                Err(e) => {
+                    return Err(
+                        SyncError::api(format!("evict pod {pod_name}"))(e),
+                    )
+                }
             }
         }
         Ok(())

@@ -5,14 +5,17 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
+    ObjectMeta, OwnerReference,
+};
 
 pub use lab04::endpoints::pod_ready as is_ready;
 
 /// Not Succeeded or Failed, and not being deleted: a pod that counts.
 pub fn is_active(pod: &Pod) -> bool {
     let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
-    !matches!(phase, Some("Succeeded" | "Failed")) && pod.metadata.deletion_timestamp.is_none()
+    !matches!(phase, Some("Succeeded" | "Failed"))
+        && pod.metadata.deletion_timestamp.is_none()
 }
 
 /// The owner reference with `controller: true`, if any.
@@ -35,7 +38,11 @@ pub fn ready_since(pod: &Pod) -> Option<DateTime<Utc>> {
 }
 
 /// Ready for at least `min_ready_seconds` at `now`: available.
-pub fn is_available(pod: &Pod, min_ready_seconds: i32, now: DateTime<Utc>) -> bool {
+pub fn is_available(
+    pod: &Pod,
+    min_ready_seconds: i32,
+    now: DateTime<Utc>,
+) -> bool {
     if !is_ready(pod) {
         return false;
     }
@@ -43,13 +50,19 @@ pub fn is_available(pod: &Pod, min_ready_seconds: i32, now: DateTime<Utc>) -> bo
         return true;
     }
     match ready_since(pod) {
-        Some(t) => t + chrono::Duration::seconds(i64::from(min_ready_seconds)) <= now,
+        Some(t) => {
+            t + chrono::Duration::seconds(i64::from(min_ready_seconds)) <= now
+        }
         None => false,
     }
 }
 
 /// The reference a controller puts on what it makes.
-pub fn owner_ref(api_version: &str, kind: &str, meta: &ObjectMeta) -> OwnerReference {
+pub fn owner_ref(
+    api_version: &str,
+    kind: &str,
+    meta: &ObjectMeta,
+) -> OwnerReference {
     OwnerReference {
         api_version: api_version.to_string(),
         kind: kind.to_string(),

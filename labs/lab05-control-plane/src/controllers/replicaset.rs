@@ -15,7 +15,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use k8s_openapi::api::apps::v1::{ReplicaSet, ReplicaSetSpec, ReplicaSetStatus};
+use k8s_openapi::api::apps::v1::{
+    ReplicaSet, ReplicaSetSpec, ReplicaSetStatus,
+};
 use k8s_openapi::api::core::v1::{Pod, ReplicationController};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use lab04::selector::Selector;
@@ -36,7 +38,8 @@ pub const BURST_REPLICAS: usize = 500;
 /// The first batch of creates is one pod (`SlowStartInitialBatchSize`).
 pub const SLOW_START_INITIAL_BATCH: usize = 1;
 /// Pods with a lower cost are deleted first.
-pub const POD_DELETION_COST: &str = "controller.kubernetes.io/pod-deletion-cost";
+pub const POD_DELETION_COST: &str =
+    "controller.kubernetes.io/pod-deletion-cost";
 
 /// What one sync does about the number of pods.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -166,7 +169,8 @@ pub fn deletion_order(a: &Ranked, b: &Ranked, now: DateTime<Utc>) -> Ordering {
         .then_with(|| b.colocated.cmp(&a.colocated))
         .then_with(|| {
             if is_ready(a.pod) && is_ready(b.pod) {
-                let (ra, rb) = (pods::ready_since(a.pod), pods::ready_since(b.pod));
+                let (ra, rb) =
+                    (pods::ready_since(a.pod), pods::ready_since(b.pod));
                 newer_first(ra, rb, uids, now)
             } else {
                 Ordering::Equal
@@ -174,7 +178,8 @@ pub fn deletion_order(a: &Ranked, b: &Ranked, now: DateTime<Utc>) -> Ordering {
         })
         .then_with(|| max_restarts(b.pod).cmp(&max_restarts(a.pod)))
         .then_with(|| {
-            let created = |p: &Pod| p.metadata.creation_timestamp.as_ref().map(|t| t.0);
+            let created =
+                |p: &Pod| p.metadata.creation_timestamp.as_ref().map(|t| t.0);
             newer_first(created(a.pod), created(b.pod), uids, now)
         })
     // EXERCISE_END: lab05-deletion-rank
@@ -199,12 +204,17 @@ pub fn pods_to_delete(
     let mut ranked: Vec<(Ranked, &Arc<Pod>)> = active
         .iter()
         .map(|p| {
-            let colocated = node(p).and_then(|n| on_node.get(&n).copied()).unwrap_or(0);
+            let colocated =
+                node(p).and_then(|n| on_node.get(&n).copied()).unwrap_or(0);
             (Ranked { pod: p, colocated }, p)
         })
         .collect();
     ranked.sort_by(|a, b| deletion_order(&a.0, &b.0, now));
-    ranked.into_iter().take(count).map(|(_, p)| p.clone()).collect()
+    ranked
+        .into_iter()
+        .take(count)
+        .map(|(_, p)| p.clone())
+        .collect()
 }
 
 /// A kind this controller runs: ReplicaSet, or ReplicationController
@@ -213,7 +223,11 @@ pub trait ReplicaOwner: Informable + Clone + Serialize {
     /// The object as a ReplicaSet (same metadata, spec and status).
     fn to_replica_set(&self) -> ReplicaSet;
     /// Writes `status` through the kind's own status subresource.
-    fn write_status(&self, client: &Client, status: &ReplicaSetStatus) -> Result<(), ClientError>;
+    fn write_status(
+        &self,
+        client: &Client,
+        status: &ReplicaSetStatus,
+    ) -> Result<(), ClientError>;
 }
 
 fn write_status_of<T: ReplicaOwner>(
@@ -223,7 +237,10 @@ fn write_status_of<T: ReplicaOwner>(
     set: impl Fn(&mut T, &ReplicaSetStatus),
 ) -> Result<(), ClientError> {
     let meta = object.metadata();
-    let (ns, name) = (meta.namespace.as_deref(), meta.name.as_deref().unwrap_or_default());
+    let (ns, name) = (
+        meta.namespace.as_deref(),
+        meta.name.as_deref().unwrap_or_default(),
+    );
     let mut next = object.clone();
     set(&mut next, status);
     match client.replace_status(ns, name, &next) {
@@ -242,8 +259,14 @@ impl ReplicaOwner for ReplicaSet {
         self.clone()
     }
 
-    fn write_status(&self, client: &Client, status: &ReplicaSetStatus) -> Result<(), ClientError> {
-        write_status_of(client, self, status, |rs, s| rs.status = Some(s.clone()))
+    fn write_status(
+        &self,
+        client: &Client,
+        status: &ReplicaSetStatus,
+    ) -> Result<(), ClientError> {
+        write_status_of(client, self, status, |rs, s| {
+            rs.status = Some(s.clone())
+        })
     }
 }
 
@@ -257,7 +280,8 @@ impl ReplicaOwner for ReplicationController {
             .and_then(|t| t.metadata.as_ref())
             .and_then(|m| m.labels.clone());
         // An RC without a selector selects its template's labels.
-        let selector = spec.selector.filter(|s| !s.is_empty()).or(template_labels);
+        let selector =
+            spec.selector.filter(|s| !s.is_empty()).or(template_labels);
         ReplicaSet {
             metadata: self.metadata.clone(),
             spec: Some(ReplicaSetSpec {
@@ -279,11 +303,17 @@ impl ReplicaOwner for ReplicationController {
     }
     // ANCHOR_END: rc_as_rs
 
-    fn write_status(&self, client: &Client, status: &ReplicaSetStatus) -> Result<(), ClientError> {
+    fn write_status(
+        &self,
+        client: &Client,
+        status: &ReplicaSetStatus,
+    ) -> Result<(), ClientError> {
         let converted = serde_json::to_value(status)
             .ok()
             .and_then(|v| serde_json::from_value(v).ok());
-        write_status_of(client, self, status, |rc, _| rc.status = converted.clone())
+        write_status_of(client, self, status, |rc, _| {
+            rc.status = converted.clone()
+        })
     }
 }
 
@@ -300,7 +330,10 @@ fn same_namespace(pod: &Pod, ns: Option<&str>) -> bool {
 
 /// The keys of the owners in `owners` whose selector matches `pod` and
 /// that could adopt it (an orphan's candidate owners).
-fn matching_owners<T: ReplicaOwner>(owners: &Cache<T>, pod: &Pod) -> Vec<String> {
+fn matching_owners<T: ReplicaOwner>(
+    owners: &Cache<T>,
+    pod: &Pod,
+) -> Vec<String> {
     let labels = pods::labels(&pod.metadata);
     owners
         .list()
@@ -325,7 +358,6 @@ fn owner_key<T: ReplicaOwner>(owners: &Cache<T>, pod: &Pod) -> Option<String> {
     (owner.metadata().uid.as_deref() == Some(r.uid.as_str())).then_some(key)
 }
 
-// ANCHOR: pod_handler
 /// The pod informer's handler for this controller: observe
 /// expectations and queue the owners concerned (upstream's addPod,
 /// updatePod, deletePod).
@@ -335,6 +367,7 @@ pub fn on_pod_change<T: ReplicaOwner>(
     owners: &Cache<T>,
     change: &Change<Pod>,
 ) {
+    // ANCHOR: pod_handler
     let deleted = |pod: &Pod| {
         if let Some(key) = owner_key(owners, pod) {
             expectations.deletion_observed(&key, &key_of(&pod.metadata));
@@ -354,6 +387,7 @@ pub fn on_pod_change<T: ReplicaOwner>(
                 }
             }
         }
+        // ANCHOR_END: pod_handler
         Change::Modified { old, new } => {
             if old.metadata.resource_version == new.metadata.resource_version {
                 return;
@@ -366,7 +400,8 @@ pub fn on_pod_change<T: ReplicaOwner>(
                 }
                 return;
             }
-            let (old_ref, new_ref) = (controller_ref(&old.metadata), controller_ref(&new.metadata));
+            let (old_ref, new_ref) =
+                (controller_ref(&old.metadata), controller_ref(&new.metadata));
             if old_ref != new_ref {
                 if let Some(key) = owner_key(owners, old) {
                     queue.add(key);
@@ -385,12 +420,15 @@ pub fn on_pod_change<T: ReplicaOwner>(
     }
 }
 
-// ANCHOR_END: pod_handler
-
 /// The owner informer's handler: every change of an owner syncs it.
-pub fn on_owner_change<T: ReplicaOwner>(queue: &WorkQueue<String>, change: &Change<T>) {
+pub fn on_owner_change<T: ReplicaOwner>(
+    queue: &WorkQueue<String>,
+    change: &Change<T>,
+) {
     match change {
-        Change::Added(o) | Change::Deleted(o) => queue.add(key_of(o.metadata())),
+        Change::Added(o) | Change::Deleted(o) => {
+            queue.add(key_of(o.metadata()))
+        }
         Change::Modified { new, .. } => queue.add(key_of(new.metadata())),
         Change::Synced => {}
     }
@@ -408,7 +446,11 @@ pub struct ReplicaSetController<T> {
 }
 
 /// The status the pods make: upstream's `calculateStatus`.
-pub fn calculate_status(rs: &ReplicaSet, active: &[Arc<Pod>], now: DateTime<Utc>) -> ReplicaSetStatus {
+pub fn calculate_status(
+    rs: &ReplicaSet,
+    active: &[Arc<Pod>],
+    now: DateTime<Utc>,
+) -> ReplicaSetStatus {
     let spec = rs.spec.clone().unwrap_or_default();
     let template_labels = spec
         .template
@@ -417,17 +459,24 @@ pub fn calculate_status(rs: &ReplicaSet, active: &[Arc<Pod>], now: DateTime<Utc>
         .and_then(|m| m.labels.clone())
         .unwrap_or_default();
     let min_ready = spec.min_ready_seconds.unwrap_or(0);
-    let count = |f: &dyn Fn(&Pod) -> bool| i32::try_from(active.iter().filter(|p| f(p)).count()).unwrap_or(i32::MAX);
+    let count = |f: &dyn Fn(&Pod) -> bool| {
+        i32::try_from(active.iter().filter(|p| f(p)).count())
+            .unwrap_or(i32::MAX)
+    };
     let fully = count(&|p: &Pod| {
         let labels = pods::labels(&p.metadata);
-        template_labels.iter().all(|(k, v)| labels.get(k) == Some(v))
+        template_labels
+            .iter()
+            .all(|(k, v)| labels.get(k) == Some(v))
     });
     let old = rs.status.clone().unwrap_or_default();
     ReplicaSetStatus {
         replicas: count(&|_| true),
         fully_labeled_replicas: Some(fully),
         ready_replicas: Some(count(&|p: &Pod| is_ready(p))),
-        available_replicas: Some(count(&|p: &Pod| is_available(p, min_ready, now))),
+        available_replicas: Some(count(&|p: &Pod| {
+            is_available(p, min_ready, now)
+        })),
         observed_generation: rs.metadata.generation,
         conditions: old.conditions,
     }
@@ -455,7 +504,13 @@ impl<T: ReplicaOwner> ReplicaSetController<T> {
         }
     }
 
-    fn patch_pod(&self, pod: &Pod, refs: Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference>) -> Result<(), ClientError> {
+    fn patch_pod(
+        &self,
+        pod: &Pod,
+        refs: Vec<
+            k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference,
+        >,
+    ) -> Result<(), ClientError> {
         let body = json!({"metadata": {
             "ownerReferences": refs,
             // The patch applies only to the pod the cache showed.
@@ -463,13 +518,23 @@ impl<T: ReplicaOwner> ReplicaSetController<T> {
         }});
         let name = pod.metadata.name.as_deref().unwrap_or_default();
         self.client
-            .patch::<Pod>(pod.metadata.namespace.as_deref(), name, Patch::Merge, &body)
+            .patch::<Pod>(
+                pod.metadata.namespace.as_deref(),
+                name,
+                Patch::Merge,
+                &body,
+            )
             .map(|_| ())
     }
 
     /// Adopts matching orphans and releases owned pods that no longer
     /// match; the active pods the owner controls afterwards.
-    fn claim(&self, rs: &ReplicaSet, selector: &Selector, active: Vec<Arc<Pod>>) -> Result<Vec<Arc<Pod>>, SyncError> {
+    fn claim(
+        &self,
+        rs: &ReplicaSet,
+        selector: &Selector,
+        active: Vec<Arc<Pod>>,
+    ) -> Result<Vec<Arc<Pod>>, SyncError> {
         let uid = rs.metadata.uid.clone().unwrap_or_default();
         let owner = pods::owner_ref(T::API_VERSION, T::KIND, &rs.metadata);
         let deleting = rs.metadata.deletion_timestamp.is_some();
@@ -478,7 +543,8 @@ impl<T: ReplicaOwner> ReplicaSetController<T> {
         for pod in active {
             let labels = pods::labels(&pod.metadata);
             let matches = selector.matches(&labels);
-            let refs = pod.metadata.owner_references.clone().unwrap_or_default();
+            let refs =
+                pod.metadata.owner_references.clone().unwrap_or_default();
             match controller_ref(&pod.metadata) {
                 Some(r) if r.uid != uid => {}
                 Some(_) if matches => claimed.push(pod),
@@ -486,23 +552,42 @@ impl<T: ReplicaOwner> ReplicaSetController<T> {
                     if deleting {
                         continue;
                     }
-                    let kept = refs.into_iter().filter(|r| r.uid != uid).collect();
+                    let kept =
+                        refs.into_iter().filter(|r| r.uid != uid).collect();
                     match self.patch_pod(&pod, kept) {
                         Ok(()) => {}
                         Err(e) if e.is_not_found() => {}
-                        Err(e) => return Err(SyncError::api(format!("release pod {}", key_of(&pod.metadata)))(e)),
+                        Err(e) => {
+                            return Err(SyncError::api(format!(
+                                "release pod {}",
+                                key_of(&pod.metadata)
+                            ))(e))
+                        }
                     }
                 }
                 None => {
-                    if !matches || deleting || pod.metadata.deletion_timestamp.is_some() {
+                    if !matches
+                        || deleting
+                        || pod.metadata.deletion_timestamp.is_some()
+                    {
                         continue;
                     }
                     // Recheck the owner itself before adopting: the
                     // cache may show one that is gone or going.
                     let allowed = *can_adopt.get_or_insert_with(|| {
-                        let (ns, name) = (rs.metadata.namespace.as_deref(), rs.metadata.name.as_deref().unwrap_or_default());
+                        let (ns, name) = (
+                            rs.metadata.namespace.as_deref(),
+                            rs.metadata.name.as_deref().unwrap_or_default(),
+                        );
                         match self.client.get::<T>(ns, name) {
-                            Ok(fresh) => fresh.metadata().uid.as_deref() == Some(uid.as_str()) && fresh.metadata().deletion_timestamp.is_none(),
+                            Ok(fresh) => {
+                                fresh.metadata().uid.as_deref()
+                                    == Some(uid.as_str())
+                                    && fresh
+                                        .metadata()
+                                        .deletion_timestamp
+                                        .is_none()
+                            }
                             Err(_) => false,
                         }
                     });
@@ -514,7 +599,12 @@ impl<T: ReplicaOwner> ReplicaSetController<T> {
                     match self.patch_pod(&pod, next) {
                         Ok(()) => claimed.push(pod),
                         Err(e) if e.is_not_found() => {}
-                        Err(e) => return Err(SyncError::api(format!("adopt pod {}", key_of(&pod.metadata)))(e)),
+                        Err(e) => {
+                            return Err(SyncError::api(format!(
+                                "adopt pod {}",
+                                key_of(&pod.metadata)
+                            ))(e))
+                        }
                     }
                 }
             }
@@ -530,12 +620,22 @@ impl<T: ReplicaOwner> ReplicaSetController<T> {
         };
         let rs = owner.to_replica_set();
         let Some(selector) = selector_of(&rs) else {
-            return Err(SyncError::Invalid(format!("{} {key}: invalid selector", T::KIND)));
+            return Err(SyncError::Invalid(format!(
+                "{} {key}: invalid selector",
+                T::KIND
+            )));
         };
         let (ns, _) = split_key(key);
-        let needs_sync = self.expectations.satisfied(key) && rs.metadata.deletion_timestamp.is_none();
-        let all: Vec<Arc<Pod>> = self.pods.list().into_iter().filter(|p| same_namespace(p, ns)).collect();
-        let active: Vec<Arc<Pod>> = all.iter().filter(|p| is_active(p)).cloned().collect();
+        let needs_sync = self.expectations.satisfied(key)
+            && rs.metadata.deletion_timestamp.is_none();
+        let all: Vec<Arc<Pod>> = self
+            .pods
+            .list()
+            .into_iter()
+            .filter(|p| same_namespace(p, ns))
+            .collect();
+        let active: Vec<Arc<Pod>> =
+            all.iter().filter(|p| is_active(p)).cloned().collect();
         let claimed = self.claim(&rs, &selector, active)?;
         let mut result = Ok(());
         if needs_sync {
@@ -544,48 +644,101 @@ impl<T: ReplicaOwner> ReplicaSetController<T> {
         let now = Utc::now();
         let status = calculate_status(&rs, &claimed, now);
         if rs.status.as_ref() != Some(&status) {
-            owner
-                .write_status(&self.client, &status)
-                .map_err(SyncError::api(format!("update status of {} {key}", T::KIND)))?;
+            owner.write_status(&self.client, &status).map_err(
+                SyncError::api(format!("update status of {} {key}", T::KIND)),
+            )?;
         }
         // Pods become available minReadySeconds after they are ready.
-        let min_ready = rs.spec.as_ref().and_then(|s| s.min_ready_seconds).unwrap_or(0);
+        let min_ready = rs
+            .spec
+            .as_ref()
+            .and_then(|s| s.min_ready_seconds)
+            .unwrap_or(0);
         if min_ready > 0 && status.ready_replicas != status.available_replicas {
-            self.queue.add_after(key.to_string(), std::time::Duration::from_secs(u64::try_from(min_ready).unwrap_or(0)));
+            self.queue.add_after(
+                key.to_string(),
+                std::time::Duration::from_secs(
+                    u64::try_from(min_ready).unwrap_or(0),
+                ),
+            );
         }
         result
     }
 
-    fn manage(&self, key: &str, rs: &ReplicaSet, owner: &T, claimed: &[Arc<Pod>]) -> Result<(), SyncError> {
+    fn manage(
+        &self,
+        key: &str,
+        rs: &ReplicaSet,
+        owner: &T,
+        claimed: &[Arc<Pod>],
+    ) -> Result<(), SyncError> {
         let spec = rs.spec.clone().unwrap_or_default();
         let replicas = spec.replicas.unwrap_or(1);
-        let ns = rs.metadata.namespace.clone().unwrap_or_else(|| "default".into());
+        let ns = rs
+            .metadata
+            .namespace
+            .clone()
+            .unwrap_or_else(|| "default".into());
         let event_ref = reference(owner);
         match replica_diff(claimed.len(), replicas, self.burst) {
             Scale::Steady => Ok(()),
             Scale::Create(n) => {
                 let Some(template) = spec.template.as_ref() else {
-                    return Err(SyncError::Invalid(format!("{} {key} has no pod template", T::KIND)));
+                    return Err(SyncError::Invalid(format!(
+                        "{} {key} has no pod template",
+                        T::KIND
+                    )));
                 };
                 self.expectations.expect(key, n, &[]);
-                let pod = pods::pod_from_template(template, &ns, pods::owner_ref(T::API_VERSION, T::KIND, &rs.metadata));
+                let pod = pods::pod_from_template(
+                    template,
+                    &ns,
+                    pods::owner_ref(T::API_VERSION, T::KIND, &rs.metadata),
+                );
                 let mut done = 0;
                 for batch in slow_start_batches(n, SLOW_START_INITIAL_BATCH) {
-                    let results: Vec<Result<Pod, ClientError>> = std::thread::scope(|s| {
-                        let handles: Vec<_> = (0..batch).map(|_| s.spawn(|| self.client.create(Some(&ns), &pod))).collect();
-                        handles.into_iter().map(|h| h.join().unwrap_or_else(|_| Err(ClientError::Config("create thread panicked".into())))).collect()
-                    });
+                    let results: Vec<Result<Pod, ClientError>> =
+                        std::thread::scope(|s| {
+                            let handles: Vec<_> = (0..batch)
+                                .map(|_| {
+                                    s.spawn(|| {
+                                        self.client.create(Some(&ns), &pod)
+                                    })
+                                })
+                                .collect();
+                            handles
+                                .into_iter()
+                                .map(|h| {
+                                    h.join().unwrap_or_else(|_| {
+                                        Err(ClientError::Config(
+                                            "create thread panicked".into(),
+                                        ))
+                                    })
+                                })
+                                .collect()
+                        });
                     let mut failed = None;
                     for r in results {
                         match r {
                             Ok(created) => {
-                                let name = created.metadata.name.unwrap_or_default();
-                                self.recorder.event(&event_ref, "Normal", "SuccessfulCreate", &format!("Created pod: {name}"));
+                                let name =
+                                    created.metadata.name.unwrap_or_default();
+                                self.recorder.event(
+                                    &event_ref,
+                                    "Normal",
+                                    "SuccessfulCreate",
+                                    &format!("Created pod: {name}"),
+                                );
                             }
                             Err(e) => {
                                 // Never to be seen: lower the expectation.
                                 self.expectations.creation_observed(key);
-                                self.recorder.event(&event_ref, "Warning", "FailedCreate", &format!("Error creating: {e}"));
+                                self.recorder.event(
+                                    &event_ref,
+                                    "Warning",
+                                    "FailedCreate",
+                                    &format!("Error creating: {e}"),
+                                );
                                 failed = Some(e);
                             }
                         }
@@ -595,43 +748,75 @@ impl<T: ReplicaOwner> ReplicaSetController<T> {
                         for _ in done..n {
                             self.expectations.creation_observed(key);
                         }
-                        return Err(SyncError::api(format!("create pods for {} {key}", T::KIND))(e));
+                        return Err(SyncError::api(format!(
+                            "create pods for {} {key}",
+                            T::KIND
+                        ))(e));
                     }
                 }
                 Ok(())
             }
             Scale::Delete(n) => {
                 let victims = pods_to_delete(claimed, claimed, n, Utc::now());
-                let keys: Vec<String> = victims.iter().map(|p| key_of(&p.metadata)).collect();
+                let keys: Vec<String> =
+                    victims.iter().map(|p| key_of(&p.metadata)).collect();
                 self.expectations.expect(key, 0, &keys);
-                let results: Vec<(String, Result<_, ClientError>)> = std::thread::scope(|s| {
-                    let handles: Vec<_> = victims
-                        .iter()
-                        .map(|p| {
-                            s.spawn(move || {
-                                let name = p.metadata.name.clone().unwrap_or_default();
-                                let r = self.client.delete::<Pod>(p.metadata.namespace.as_deref(), &name, None);
-                                (name, r)
+                let results: Vec<(String, Result<_, ClientError>)> =
+                    std::thread::scope(|s| {
+                        let handles: Vec<_> = victims
+                            .iter()
+                            .map(|p| {
+                                s.spawn(move || {
+                                    let name = p
+                                        .metadata
+                                        .name
+                                        .clone()
+                                        .unwrap_or_default();
+                                    let r = self.client.delete::<Pod>(
+                                        p.metadata.namespace.as_deref(),
+                                        &name,
+                                        None,
+                                    );
+                                    (name, r)
+                                })
                             })
-                        })
-                        .collect();
-                    handles.into_iter().filter_map(|h| h.join().ok()).collect()
-                });
+                            .collect();
+                        handles
+                            .into_iter()
+                            .filter_map(|h| h.join().ok())
+                            .collect()
+                    });
                 let mut failed = None;
                 for (name, r) in results {
                     match r {
-                        Ok(_) => self.recorder.event(&event_ref, "Normal", "SuccessfulDelete", &format!("Deleted pod: {name}")),
+                        Ok(_) => self.recorder.event(
+                            &event_ref,
+                            "Normal",
+                            "SuccessfulDelete",
+                            &format!("Deleted pod: {name}"),
+                        ),
                         Err(e) => {
-                            self.expectations.deletion_observed(key, &format!("{ns}/{name}"));
+                            self.expectations.deletion_observed(
+                                key,
+                                &format!("{ns}/{name}"),
+                            );
                             if !e.is_not_found() {
-                                self.recorder.event(&event_ref, "Warning", "FailedDelete", &format!("Error deleting: {e}"));
+                                self.recorder.event(
+                                    &event_ref,
+                                    "Warning",
+                                    "FailedDelete",
+                                    &format!("Error deleting: {e}"),
+                                );
                                 failed = Some(e);
                             }
                         }
                     }
                 }
                 match failed {
-                    Some(e) => Err(SyncError::api(format!("delete pods of {} {key}", T::KIND))(e)),
+                    Some(e) => Err(SyncError::api(format!(
+                        "delete pods of {} {key}",
+                        T::KIND
+                    ))(e)),
                     None => Ok(()),
                 }
             }
