@@ -29,10 +29,6 @@ pub struct Args {
     /// No renewal for this long and the node is unreachable.
     #[arg(long, default_value = "50s", value_parser = parse_duration)]
     node_monitor_grace_period: Duration,
-    /// How long a pod that does not say tolerates an unreachable or
-    /// not-ready node (DefaultTolerationSeconds' 300 s).
-    #[arg(long, default_value = "300s", value_parser = parse_duration)]
-    pod_eviction_timeout: Duration,
     /// Run only while holding the kube-system/kube-controller-manager
     /// Lease.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
@@ -124,7 +120,6 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         node_lifecycle: NodeLifecycleOptions {
             monitor_period: args.node_monitor_period,
             grace_period: args.node_monitor_grace_period,
-            eviction_timeout: args.pod_eviction_timeout,
         },
         leader_election: args.leader_elect.then(|| (identity.clone(), timings)),
         ..Default::default()

@@ -221,7 +221,9 @@ fn without_hash(template: &PodTemplateSpec) -> serde_json::Value {
     if let Some(labels) = t.metadata.as_mut().and_then(|m| m.labels.as_mut()) {
         labels.remove(POD_TEMPLATE_HASH);
         if labels.is_empty() {
-            t.metadata.as_mut().map(|m| m.labels = None);
+            if let Some(m) = t.metadata.as_mut() {
+                m.labels = None;
+            }
         }
     }
     serde_json::to_value(t).unwrap_or_default()
@@ -417,9 +419,9 @@ impl DeploymentController {
         let others: Vec<&Arc<ReplicaSet>> = owned
             .iter()
             .filter(|rs| {
-                !matching
+                matching
                     .first()
-                    .is_some_and(|m| m.metadata.uid == rs.metadata.uid)
+                    .is_none_or(|m| m.metadata.uid != rs.metadata.uid)
             })
             .collect();
         let max_old = others

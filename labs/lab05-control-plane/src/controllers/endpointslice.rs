@@ -92,20 +92,8 @@ pub struct EndpointSliceController {
 }
 
 /// What a slice says, its name and version aside.
-fn content(
-    s: &EndpointSlice,
-) -> (
-    String,
-    &Vec<k8s_openapi::api::discovery::v1::Endpoint>,
-    Option<&Vec<k8s_openapi::api::discovery::v1::EndpointPort>>,
-    Option<&std::collections::BTreeMap<String, String>>,
-) {
-    (
-        s.address_type.clone(),
-        &s.endpoints,
-        s.ports.as_ref(),
-        s.metadata.labels.as_ref(),
-    )
+fn content(s: &EndpointSlice) -> serde_json::Value {
+    serde_json::json!([s.address_type, s.endpoints, s.ports, s.metadata.labels])
 }
 
 impl EndpointSliceController {

@@ -8,7 +8,8 @@
 //! node's conditions become Unknown and it gets the
 //! `node.kubernetes.io/unreachable` taints: NoSchedule keeps new pods
 //! away, NoExecute evicts the pods there once their toleration of it
-//! runs out (300 s by default).
+//! runs out (300 s for the tolerations the API server's
+//! DefaultTolerationSeconds admission gives every pod).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -35,12 +36,6 @@ pub struct NodeLifecycleOptions {
     pub monitor_period: Duration,
     /// `--node-monitor-grace-period`, 50 s since 1.32 (40 s before).
     pub grace_period: Duration,
-    /// The tolerationSeconds of the default tolerations of the
-    /// not-ready and unreachable taints, 300 s: kube-apiserver's
-    /// DefaultTolerationSeconds admission adds them to every pod; ours
-    /// has no such admission, so this controller applies them to pods
-    /// that do not say.
-    pub eviction_timeout: Duration,
 }
 
 impl Default for NodeLifecycleOptions {
@@ -48,7 +43,6 @@ impl Default for NodeLifecycleOptions {
         NodeLifecycleOptions {
             monitor_period: Duration::from_secs(5),
             grace_period: Duration::from_secs(50),
-            eviction_timeout: Duration::from_secs(300),
         }
     }
 }
@@ -144,15 +138,12 @@ pub fn tolerates(toleration: &Toleration, taint: &Taint) -> bool {
 }
 
 /// When `pod`, on a node with `taints`, is to be evicted: `None` never
-/// (every NoExecute taint tolerated for ever). A NoExecute taint it does
-/// not tolerate evicts it at once, except the not-ready and unreachable
-/// ones, which it tolerates `default` long (DefaultTolerationSeconds);
-/// otherwise the shortest tolerationSeconds counts, from when the taint
-/// was added.
+/// (every NoExecute taint tolerated for ever), now if it does not
+/// tolerate one of them, else when the shortest tolerationSeconds of
+/// the tolerations that apply has passed since its taint was added.
 pub fn eviction_time(
     pod: &Pod,
     taints: &[Taint],
-    default: Duration,
     now: DateTime<Utc>,
 ) -> Option<DateTime<Utc>> {
     let tolerations = pod
@@ -165,16 +156,12 @@ pub fn eviction_time(
         let added = taint.time_added.as_ref().map(|t| t.0).unwrap_or(now);
         let matching: Vec<&Toleration> =
             tolerations.iter().filter(|t| tolerates(t, taint)).collect();
-        let seconds = if matching.is_empty() {
-            if taint.key == UNREACHABLE || taint.key == NOT_READY {
-                Some(i64::try_from(default.as_secs()).unwrap_or(i64::MAX))
-            } else {
-                return Some(now);
-            }
-        } else {
-            // For ever unless one of them says how long.
-            matching.iter().filter_map(|t| t.toleration_seconds).min()
-        };
+        if matching.is_empty() {
+            return Some(now);
+        }
+        // For ever unless one of them says how long.
+        let seconds =
+            matching.iter().filter_map(|t| t.toleration_seconds).min();
         if let Some(s) = seconds {
             let when = added + chrono::Duration::seconds(s.max(0));
             at = Some(at.map_or(when, |a| a.min(when)));
@@ -280,7 +267,7 @@ impl NodeLifecycleController {
                 next.push(Taint {
                     key: key.to_string(),
                     effect: effect.to_string(),
-                    time_added: (*effect == "NoExecute").then(|| Time(now)),
+                    time_added: (*effect == "NoExecute").then_some(Time(now)),
                     value: None,
                 });
             }
@@ -352,9 +339,7 @@ impl NodeLifecycleController {
             if !on_node || pod.metadata.deletion_timestamp.is_some() {
                 continue;
             }
-            let Some(at) =
-                eviction_time(&pod, taints, self.options.eviction_timeout, now)
-            else {
+            let Some(at) = eviction_time(&pod, taints, now) else {
                 continue;
             };
             if at > now {
