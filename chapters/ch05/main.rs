@@ -14,6 +14,7 @@ mod bench;
 #[allow(dead_code)]
 #[path = "../common/mod.rs"]
 mod common;
+mod controller_manager;
 mod data;
 mod kubeconfig;
 mod scheduler;
@@ -32,6 +33,9 @@ struct Cli {
 enum Command {
     /// Serve the Kubernetes API until Ctrl-C (or SIGTERM).
     Apiserver(apiserver::Args),
+    /// Run the controllers (ReplicaSet, Deployment, EndpointSlice, node
+    /// lifecycle, garbage collector) with leader election, until Ctrl-C.
+    ControllerManager(controller_manager::Args),
     /// Measure: `api` is the store's writes (embedded against etcd) and
     /// the API server under load.
     Bench(bench::Args),
@@ -50,6 +54,7 @@ fn main() -> ExitCode {
         Command::Kubeconfig(args) => kubeconfig::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Scheduler(args) => scheduler::run(args),
+        Command::ControllerManager(args) => controller_manager::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -9,13 +9,17 @@
 //! - [`informer`], [`workqueue`], [`events`]: how those components read
 //!   the cluster, queue their work and tell people what they did.
 //! - [`scheduler`]: which node each pod runs on.
+//! - [`leader`]: leader election through a Lease.
+//! - [`controllers`]: the controller manager's reconcile loops.
 
 pub mod apiserver;
 pub mod auth;
 pub mod bench;
 pub mod client;
+pub mod controllers;
 pub mod events;
 pub mod informer;
+pub mod leader;
 pub mod node_proxy;
 pub mod scheduler;
 pub mod store;
