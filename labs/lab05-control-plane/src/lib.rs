@@ -6,9 +6,11 @@
 //!   `kubectl` and the Python client use it.
 //! - [`auth`]: who may do what: TLS, bearer tokens, the node rule.
 //! - [`client`]: the API client the control plane's own components use.
+//! - [`kubelet`]: the node agent, driving lab03's pod workers from the API.
 
 pub mod apiserver;
 pub mod auth;
 pub mod bench;
 pub mod client;
+pub mod kubelet;
 pub mod store;
