@@ -6,11 +6,16 @@
 //!   `kubectl` and the Python client use it.
 //! - [`auth`]: who may do what: TLS, bearer tokens, the node rule.
 //! - [`client`]: the API client the control plane's own components use.
+//! - [`informer`], [`workqueue`], [`events`]: how those components read
+//!   the cluster, queue their work and tell people what they did.
 //! - [`kubelet`]: the node agent, driving lab03's pod workers from the API.
 
 pub mod apiserver;
 pub mod auth;
 pub mod bench;
 pub mod client;
+pub mod events;
+pub mod informer;
 pub mod kubelet;
 pub mod store;
+pub mod workqueue;
