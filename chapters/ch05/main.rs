@@ -16,6 +16,7 @@ mod bench;
 mod common;
 mod data;
 mod kubeconfig;
+mod node_agent;
 
 #[derive(Parser)]
 #[command(
@@ -37,6 +38,9 @@ enum Command {
     /// Write a kubeconfig for one identity (admin, a node, the scheduler,
     /// the controller manager).
     Kubeconfig(kubeconfig::Args),
+    /// Run one node's agent (the kubelet) against the API server, in
+    /// this network namespace, until Ctrl-C (or SIGTERM).
+    NodeAgent(node_agent::Args),
 }
 
 fn main() -> ExitCode {
@@ -45,6 +49,7 @@ fn main() -> ExitCode {
         Command::Apiserver(args) => apiserver::run(args),
         Command::Kubeconfig(args) => kubeconfig::run(args),
         Command::Bench(args) => bench::run(args),
+        Command::NodeAgent(args) => node_agent::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

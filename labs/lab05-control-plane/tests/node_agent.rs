@@ -46,7 +46,9 @@ fn setup(manifests: Option<&Path>) -> Setup {
     let cluster = Cluster::start(Backend::Embedded).expect("the embedded store needs nothing");
     let admin = cluster.admin();
     let runtime = FakeRuntime::new(Arc::new(SystemClock));
-    runtime.add_image("kubia");
+    // The API server defaults an untagged image's pull policy to Always:
+    // the agent pulls before every start.
+    runtime.add_pullable("kubia");
     let data = tempfile::tempdir().unwrap();
     let node_client = cluster.client(Some(&cluster.tokens.node1));
     let agent = NodeAgent::start(
@@ -290,6 +292,41 @@ fn a_static_pod_shows_as_a_mirror_pod() {
         }
     });
     assert_eq!(s.runtime.counts(), (0, 0));
+}
+
+#[test]
+fn a_missing_image_is_err_image_pull_then_image_pull_back_off() {
+    let s = setup(None);
+    let mut pod = pod_on("nothere", "node-1");
+    pod.spec.as_mut().unwrap().containers[0].image = Some("registry.local/nothere:1".into());
+    s.admin.create(Some("default"), &pod).unwrap();
+    let waiting = |reason: &'static str| {
+        wait(reason, || {
+            let p: Pod = s.admin.get(Some("default"), "nothere").ok()?;
+            let c = p.status?.container_statuses?.into_iter().next()?;
+            let w = c.state?.waiting?;
+            (w.reason.as_deref() == Some(reason)).then_some(w.message.unwrap_or_default())
+        })
+    };
+    let pulled = waiting("ErrImagePull");
+    assert!(pulled.contains("registry.local/nothere:1"), "{pulled}");
+    assert_eq!(
+        waiting("ImagePullBackOff"),
+        "Back-off pulling image \"registry.local/nothere:1\""
+    );
+    let policy = s.admin.get::<Pod>(Some("default"), "nothere").unwrap();
+    let policy = policy.spec.unwrap().containers[0].image_pull_policy.clone();
+    assert_eq!(policy.as_deref(), Some("IfNotPresent"));
+}
+
+#[test]
+fn pull_policy_always_pulls_though_the_image_is_there() {
+    let s = setup(None);
+    s.runtime.add_image("kubia");
+    s.admin.create(Some("default"), &pod_on("kubia", "node-1")).unwrap();
+    running(&s.admin, "kubia");
+    let calls = s.runtime.calls();
+    assert!(calls.iter().any(|c| c == "pull_image kubia"), "{calls:?}");
 }
 
 #[test]
