@@ -383,6 +383,39 @@ fn pods_log_through_the_api_server_reads_the_nodes_file() {
 }
 
 #[test]
+fn pods_log_follow_streams_until_the_container_stops() {
+    let s = setup(None);
+    s.admin.create(Some("default"), &pod_on("kubia", "node-1")).unwrap();
+    let pod = running(&s.admin, "kubia");
+    let uid = pod.metadata.uid.unwrap();
+    let dir = s
+        .data
+        .path()
+        .join(format!("kubelet/logs/default_kubia_{uid}/kubia"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("0.log");
+    std::fs::write(&file, "2026-12-03T06:00:00Z stdout F one\n").unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let admin = s.admin.clone();
+    std::thread::spawn(move || {
+        let path = "/api/v1/namespaces/default/pods/kubia/log?follow=true";
+        let _ = tx.send(admin.request_bytes("GET", path, None));
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new().append(true).open(&file).unwrap();
+    f.write_all(b"2026-12-03T06:00:02Z stderr F two\n").unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    // The container ends (and restarts): the follow ends with it.
+    s.runtime.exit("kubia", lab03::kubelet::fake::Exit::Code(0));
+    let text = rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the follow ends once the container stopped")
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&text), "one\ntwo\n");
+}
+
+#[test]
 fn ready_condition_words_what_the_node_knows() {
     let ok = ready_condition(&Health::default());
     assert_eq!(
