@@ -173,7 +173,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     );
     config.port = args.port;
     config.manifests = args.manifests.clone();
-    config.renew_interval = Duration::from_secs(args.lease_renew_interval.max(1));
+    config.renew_interval =
+        Duration::from_secs(args.lease_renew_interval.max(1));
     config.lease_duration = config.renew_interval * 4;
     config.file_check_frequency =
         Duration::from_secs(args.file_check_frequency.max(1));

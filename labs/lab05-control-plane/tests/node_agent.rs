@@ -33,7 +33,12 @@ struct Setup {
 }
 
 fn config(data: &Path, manifests: Option<&Path>) -> AgentConfig {
-    let mut c = AgentConfig::new("node-1", Ipv4Addr::LOCALHOST, "198.18.1.0/24", data.to_path_buf());
+    let mut c = AgentConfig::new(
+        "node-1",
+        Ipv4Addr::LOCALHOST,
+        "198.18.1.0/24",
+        data.to_path_buf(),
+    );
     c.port = 0;
     c.renew_interval = Duration::from_millis(200);
     c.status_update_frequency = Duration::from_millis(200);
@@ -43,7 +48,8 @@ fn config(data: &Path, manifests: Option<&Path>) -> AgentConfig {
 }
 
 fn setup(manifests: Option<&Path>) -> Setup {
-    let cluster = Cluster::start(Backend::Embedded).expect("the embedded store needs nothing");
+    let cluster = Cluster::start(Backend::Embedded)
+        .expect("the embedded store needs nothing");
     let admin = cluster.admin();
     let runtime = FakeRuntime::new(Arc::new(SystemClock));
     // The API server defaults an untagged image's pull policy to Always:
@@ -129,7 +135,12 @@ fn conditions(node: &Node) -> String {
 fn the_node_registers_with_its_conditions_and_renews_its_lease() {
     let s = setup(None);
     let node: Node = wait("the Node", || s.admin.get(None, "node-1").ok());
-    let port = s.agent.as_ref().and_then(NodeAgent::server_addr).unwrap().port();
+    let port = s
+        .agent
+        .as_ref()
+        .and_then(NodeAgent::server_addr)
+        .unwrap()
+        .port();
     let status = node.status.clone().unwrap();
     let spec = node.spec.clone().unwrap();
     assert_eq!(spec.pod_cidr.as_deref(), Some("198.18.1.0/24"));
@@ -157,12 +168,17 @@ fn the_node_registers_with_its_conditions_and_renews_its_lease() {
     assert_eq!(info.operating_system, "linux");
     insta::assert_snapshot!("node_conditions", conditions(&node));
 
-    let lease: Lease = wait("the Lease", || s.admin.get(Some("kube-node-lease"), "node-1").ok());
+    let lease: Lease = wait("the Lease", || {
+        s.admin.get(Some("kube-node-lease"), "node-1").ok()
+    });
     let spec = lease.spec.clone().unwrap();
     assert_eq!(spec.holder_identity.as_deref(), Some("node-1"));
     assert_eq!(spec.lease_duration_seconds, Some(40));
     let owner = &lease.metadata.owner_references.as_ref().unwrap()[0];
-    assert_eq!((owner.kind.as_str(), owner.uid.as_str()), ("Node", node.metadata.uid.as_deref().unwrap()));
+    assert_eq!(
+        (owner.kind.as_str(), owner.uid.as_str()),
+        ("Node", node.metadata.uid.as_deref().unwrap())
+    );
     let first = spec.renew_time.unwrap();
     wait("a renewal", || {
         let l: Lease = s.admin.get(Some("kube-node-lease"), "node-1").ok()?;
@@ -188,15 +204,21 @@ fn a_node_takes_over_its_existing_node_object() {
     .unwrap();
     let node: Node = admin.get(None, "node-1").unwrap();
     assert_eq!(node.metadata.uid, made.metadata.uid);
-    assert_eq!(node.spec.unwrap().pod_cidr.as_deref(), Some("198.18.1.0/24"));
-    assert!(conditions(&admin.get(None, "node-1").unwrap()).contains("KubeletReady"));
+    assert_eq!(
+        node.spec.unwrap().pod_cidr.as_deref(),
+        Some("198.18.1.0/24")
+    );
+    assert!(conditions(&admin.get(None, "node-1").unwrap())
+        .contains("KubeletReady"));
     agent.stop(Duration::from_secs(5)).unwrap();
 }
 
 #[test]
 fn a_pod_bound_to_the_node_runs_and_gets_its_status() {
     let s = setup(None);
-    s.admin.create(Some("default"), &pod_on("kubia", "node-1")).unwrap();
+    s.admin
+        .create(Some("default"), &pod_on("kubia", "node-1"))
+        .unwrap();
     let pod = running(&s.admin, "kubia");
     let status = pod.status.unwrap();
     let ip: Ipv4Addr = status.pod_ip.as_deref().unwrap().parse().unwrap();
@@ -205,9 +227,16 @@ fn a_pod_bound_to_the_node_runs_and_gets_its_status() {
     assert_eq!(status.host_ip.as_deref(), Some("127.0.0.1"));
     assert!(status.start_time.is_some());
     let c = &status.container_statuses.unwrap()[0];
-    assert_eq!((c.name.as_str(), c.image.as_str(), c.restart_count), ("kubia", "kubia", 0));
+    assert_eq!(
+        (c.name.as_str(), c.image.as_str(), c.restart_count),
+        ("kubia", "kubia", 0)
+    );
     assert!(c.image_id.starts_with("sha256:"));
-    assert!(c.container_id.as_deref().unwrap().starts_with("kubelings://"));
+    assert!(c
+        .container_id
+        .as_deref()
+        .unwrap()
+        .starts_with("kubelings://"));
     assert!(c.state.as_ref().unwrap().running.is_some());
     let ready: Vec<(String, String)> = status
         .conditions
@@ -215,7 +244,10 @@ fn a_pod_bound_to_the_node_runs_and_gets_its_status() {
         .into_iter()
         .map(|c| (c.type_, c.status))
         .collect();
-    assert!(ready.contains(&("Ready".into(), "True".into())), "{ready:?}");
+    assert!(
+        ready.contains(&("Ready".into(), "True".into())),
+        "{ready:?}"
+    );
     // The events went to the API, from the kubelet on node-1.
     let events = wait("the Started event", || {
         let v = s
@@ -231,16 +263,25 @@ fn a_pod_bound_to_the_node_runs_and_gets_its_status() {
     let started = events.iter().find(|e| e["reason"] == "Started").unwrap();
     assert_eq!(started["source"]["component"], "kubelet");
     assert_eq!(started["source"]["host"], "node-1");
-    assert_eq!(started["involvedObject"]["fieldPath"], "spec.containers{kubia}");
+    assert_eq!(
+        started["involvedObject"]["fieldPath"],
+        "spec.containers{kubia}"
+    );
 }
 
 #[test]
 fn a_deleted_pod_is_stopped_with_its_grace_period_then_gone() {
     let s = setup(None);
-    s.admin.create(Some("default"), &pod_on("kubia", "node-1")).unwrap();
+    s.admin
+        .create(Some("default"), &pod_on("kubia", "node-1"))
+        .unwrap();
     running(&s.admin, "kubia");
     s.admin
-        .delete::<Pod>(Some("default"), "kubia", Some(&json!({"gracePeriodSeconds": 7})))
+        .delete::<Pod>(
+            Some("default"),
+            "kubia",
+            Some(&json!({"gracePeriodSeconds": 7})),
+        )
         .unwrap();
     wait("the pod gone from the API", || {
         match s.admin.get::<Pod>(Some("default"), "kubia") {
@@ -249,8 +290,14 @@ fn a_deleted_pod_is_stopped_with_its_grace_period_then_gone() {
         }
     });
     let calls = s.runtime.calls();
-    assert!(calls.iter().any(|c| c == "stop_container kubia#0 7s"), "{calls:?}");
-    assert!(calls.iter().any(|c| c == "remove_pod_sandbox kubia"), "{calls:?}");
+    assert!(
+        calls.iter().any(|c| c == "stop_container kubia#0 7s"),
+        "{calls:?}"
+    );
+    assert!(
+        calls.iter().any(|c| c == "remove_pod_sandbox kubia"),
+        "{calls:?}"
+    );
     assert_eq!(s.runtime.counts(), (0, 0));
 }
 
@@ -269,11 +316,18 @@ fn a_static_pod_shows_as_a_mirror_pod() {
     assert_eq!(&annotations["kubernetes.io/config.hash"], hash);
     assert_ne!(mirror.metadata.uid.as_ref(), Some(hash));
     let owner = &mirror.metadata.owner_references.clone().unwrap()[0];
-    assert_eq!((owner.kind.as_str(), owner.name.as_str()), ("Node", "node-1"));
+    assert_eq!(
+        (owner.kind.as_str(), owner.name.as_str()),
+        ("Node", "node-1")
+    );
     assert_eq!(owner.controller, Some(true));
     // Deleted by hand, it comes back; its static pod never stopped.
     s.admin
-        .delete::<Pod>(Some("default"), "web-node-1", Some(&json!({"gracePeriodSeconds": 0})))
+        .delete::<Pod>(
+            Some("default"),
+            "web-node-1",
+            Some(&json!({"gracePeriodSeconds": 0})),
+        )
         .unwrap();
     let again = wait("the mirror pod again", || {
         s.admin
@@ -281,8 +335,15 @@ fn a_static_pod_shows_as_a_mirror_pod() {
             .ok()
             .filter(|p| p.metadata.uid != mirror.metadata.uid)
     });
-    assert_eq!(again.metadata.annotations.unwrap()["kubernetes.io/config.mirror"], *hash);
-    assert!(!s.runtime.calls().iter().any(|c| c.starts_with("stop_container")));
+    assert_eq!(
+        again.metadata.annotations.unwrap()["kubernetes.io/config.mirror"],
+        *hash
+    );
+    assert!(!s
+        .runtime
+        .calls()
+        .iter()
+        .any(|c| c.starts_with("stop_container")));
     // Its file removed, the pod stops and the mirror pod goes.
     std::fs::remove_file(manifests.path().join("web.yaml")).unwrap();
     wait("the mirror pod gone", || {
@@ -298,14 +359,16 @@ fn a_static_pod_shows_as_a_mirror_pod() {
 fn a_missing_image_is_err_image_pull_then_image_pull_back_off() {
     let s = setup(None);
     let mut pod = pod_on("nothere", "node-1");
-    pod.spec.as_mut().unwrap().containers[0].image = Some("registry.local/nothere:1".into());
+    pod.spec.as_mut().unwrap().containers[0].image =
+        Some("registry.local/nothere:1".into());
     s.admin.create(Some("default"), &pod).unwrap();
     let waiting = |reason: &'static str| {
         wait(reason, || {
             let p: Pod = s.admin.get(Some("default"), "nothere").ok()?;
             let c = p.status?.container_statuses?.into_iter().next()?;
             let w = c.state?.waiting?;
-            (w.reason.as_deref() == Some(reason)).then_some(w.message.unwrap_or_default())
+            (w.reason.as_deref() == Some(reason))
+                .then_some(w.message.unwrap_or_default())
         })
     };
     let pulled = waiting("ErrImagePull");
@@ -323,7 +386,9 @@ fn a_missing_image_is_err_image_pull_then_image_pull_back_off() {
 fn pull_policy_always_pulls_though_the_image_is_there() {
     let s = setup(None);
     s.runtime.add_image("kubia");
-    s.admin.create(Some("default"), &pod_on("kubia", "node-1")).unwrap();
+    s.admin
+        .create(Some("default"), &pod_on("kubia", "node-1"))
+        .unwrap();
     running(&s.admin, "kubia");
     let calls = s.runtime.calls();
     assert!(calls.iter().any(|c| c == "pull_image kubia"), "{calls:?}");
@@ -332,8 +397,12 @@ fn pull_policy_always_pulls_though_the_image_is_there() {
 #[test]
 fn a_pod_of_another_node_is_left_alone() {
     let s = setup(None);
-    s.admin.create(Some("default"), &pod_on("elsewhere", "node-2")).unwrap();
-    s.admin.create(Some("default"), &pod_on("here", "node-1")).unwrap();
+    s.admin
+        .create(Some("default"), &pod_on("elsewhere", "node-2"))
+        .unwrap();
+    s.admin
+        .create(Some("default"), &pod_on("here", "node-1"))
+        .unwrap();
     running(&s.admin, "here");
     let other: Pod = s.admin.get(Some("default"), "elsewhere").unwrap();
     let statuses = other.status.and_then(|s| s.container_statuses);
@@ -345,7 +414,9 @@ fn a_pod_of_another_node_is_left_alone() {
 #[test]
 fn pods_log_through_the_api_server_reads_the_nodes_file() {
     let s = setup(None);
-    s.admin.create(Some("default"), &pod_on("kubia", "node-1")).unwrap();
+    s.admin
+        .create(Some("default"), &pod_on("kubia", "node-1"))
+        .unwrap();
     let pod = running(&s.admin, "kubia");
     // The fake runs no process: write what the runtime's log pump would.
     let uid = pod.metadata.uid.unwrap();
@@ -365,7 +436,11 @@ fn pods_log_through_the_api_server_reads_the_nodes_file() {
     insta::assert_snapshot!("pod_log", String::from_utf8_lossy(&text));
     let tail = s
         .admin
-        .request_bytes("GET", &format!("{path}?tailLines=1&timestamps=true"), None)
+        .request_bytes(
+            "GET",
+            &format!("{path}?tailLines=1&timestamps=true"),
+            None,
+        )
         .unwrap();
     assert_eq!(
         String::from_utf8_lossy(&tail),
@@ -385,7 +460,9 @@ fn pods_log_through_the_api_server_reads_the_nodes_file() {
 #[test]
 fn pods_log_follow_streams_until_the_container_stops() {
     let s = setup(None);
-    s.admin.create(Some("default"), &pod_on("kubia", "node-1")).unwrap();
+    s.admin
+        .create(Some("default"), &pod_on("kubia", "node-1"))
+        .unwrap();
     let pod = running(&s.admin, "kubia");
     let uid = pod.metadata.uid.unwrap();
     let dir = s
@@ -403,7 +480,10 @@ fn pods_log_follow_streams_until_the_container_stops() {
     });
     std::thread::sleep(Duration::from_millis(300));
     use std::io::Write;
-    let mut f = std::fs::OpenOptions::new().append(true).open(&file).unwrap();
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&file)
+        .unwrap();
     f.write_all(b"2026-12-03T06:00:02Z stderr F two\n").unwrap();
     std::thread::sleep(Duration::from_millis(300));
     // The container ends (and restarts): the follow ends with it.

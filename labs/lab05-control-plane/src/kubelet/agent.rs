@@ -21,9 +21,13 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
-use k8s_openapi::api::core::v1::{Node, NodeStatus, ObjectReference, Pod, PodStatus};
+use k8s_openapi::api::core::v1::{
+    Node, NodeStatus, ObjectReference, Pod, PodStatus,
+};
 use lab03::backoff::BackoffPolicy;
-use lab03::cri::{ContainerEvent, ImageService, PodSandboxFilter, RuntimeService};
+use lab03::cri::{
+    ContainerEvent, ImageService, PodSandboxFilter, RuntimeService,
+};
 use lab03::kubelet::{NodeLayout, PodWorker, WorkerOptions, Workers};
 use serde_json::{json, Value};
 
@@ -83,7 +87,12 @@ pub struct AgentConfig {
 
 impl AgentConfig {
     /// The kubelet's defaults, on port 10250.
-    pub fn new(name: &str, node_ip: Ipv4Addr, pod_cidr: &str, data_dir: PathBuf) -> AgentConfig {
+    pub fn new(
+        name: &str,
+        node_ip: Ipv4Addr,
+        pod_cidr: &str,
+        data_dir: PathBuf,
+    ) -> AgentConfig {
         AgentConfig {
             name: name.to_string(),
             node_ip,
@@ -163,7 +172,11 @@ impl NodeAgent {
     // ANCHOR: start
     /// Registers the node (or takes over the Node of its name), starts
     /// the heartbeat, the log server, the pods informer and the sync loop.
-    pub fn start(client: Client, config: AgentConfig, cri: Cri) -> Result<NodeAgent, AgentError> {
+    pub fn start(
+        client: Client,
+        config: AgentConfig,
+        cri: Cri,
+    ) -> Result<NodeAgent, AgentError> {
         let name = config.name.clone();
         let io = |what: &'static str| {
             let node = name.clone();
@@ -173,14 +186,18 @@ impl NodeAgent {
                 source,
             }
         };
-        std::fs::create_dir_all(&config.data_dir).map_err(io("making its data directory"))?;
+        std::fs::create_dir_all(&config.data_dir)
+            .map_err(io("making its data directory"))?;
         let index = LogIndex::default();
         let addr = SocketAddr::from((config.node_ip, config.port));
-        let server = LogServer::start(addr, index.clone()).map_err(|source| AgentError::Serve {
-            node: name.clone(),
-            addr,
-            source,
-        })?;
+        let server =
+            LogServer::start(addr, index.clone()).map_err(|source| {
+                AgentError::Serve {
+                    node: name.clone(),
+                    addr,
+                    source,
+                }
+            })?;
         let id = Identity {
             name: name.clone(),
             node_ip: config.node_ip,
@@ -193,12 +210,13 @@ impl NodeAgent {
         };
         let resources = Resources::measure(&config.data_dir);
         let health = health_of(&cri);
-        let node = register(&client, &id, &resources, &health).map_err(|source| {
-            AgentError::Register {
-                node: name.clone(),
-                source,
-            }
-        })?;
+        let node =
+            register(&client, &id, &resources, &health).map_err(|source| {
+                AgentError::Register {
+                    node: name.clone(),
+                    source,
+                }
+            })?;
         let node = Arc::new(node);
         let (beat_stop, beat_rx) = channel();
         let heartbeat = Heartbeat {
@@ -231,9 +249,14 @@ impl NodeAgent {
         );
         let tx = wake.clone();
         let query = format!("fieldSelector=spec.nodeName%3D{name}");
-        let informer = Informer::<Pod>::start(client.clone(), None, &query, move |_: &Change<Pod>| {
-            let _ = tx.send(Wake::Api);
-        });
+        let informer = Informer::<Pod>::start(
+            client.clone(),
+            None,
+            &query,
+            move |_: &Change<Pod>| {
+                let _ = tx.send(Wake::Api);
+            },
+        );
         let mut options = WorkerOptions::new(config.layout());
         options.backoff = config.backoff;
         options.host_ip = Some(config.node_ip);
@@ -297,7 +320,9 @@ impl NodeAgent {
     pub fn stop(mut self, within: Duration) -> Result<(), AgentError> {
         let (tx, rx) = channel();
         let left = match self.wake.send(Wake::Stop(within, tx)) {
-            Ok(()) => rx.recv_timeout(within + Duration::from_secs(5)).unwrap_or(0),
+            Ok(()) => rx
+                .recv_timeout(within + Duration::from_secs(5))
+                .unwrap_or(0),
             Err(_) => 0,
         };
         self.shut();
@@ -369,7 +394,12 @@ fn register(
             let spec_cidr = old.spec.as_ref().and_then(|s| s.pod_cidr.clone());
             if spec_cidr.is_none() {
                 let patch = json!({"spec": {"podCIDR": id.pod_cidr, "podCIDRs": [id.pod_cidr]}});
-                client.patch::<Node>(None, &id.name, crate::client::Patch::Merge, &patch)?;
+                client.patch::<Node>(
+                    None,
+                    &id.name,
+                    crate::client::Patch::Merge,
+                    &patch,
+                )?;
             }
             old
         }
@@ -387,7 +417,11 @@ fn register(
 
 /// A strategic merge patch of the node's status (conditions and
 /// addresses merge by their type, as the kubelet's patches do).
-fn patch_node_status(client: &Client, name: &str, status: &NodeStatus) -> Result<Node, ClientError> {
+fn patch_node_status(
+    client: &Client,
+    name: &str,
+    status: &NodeStatus,
+) -> Result<Node, ClientError> {
     let body = serde_json::to_vec(&json!({ "status": status }))
         .map_err(|e| ClientError::Config(e.to_string()))?;
     let path = format!("/api/v1/nodes/{name}/status");
@@ -416,7 +450,8 @@ struct Heartbeat {
 impl Heartbeat {
     // ANCHOR: heartbeat
     fn run(mut self, stop: Receiver<()>) {
-        let (mut next_renew, mut next_status) = (Instant::now(), Instant::now());
+        let (mut next_renew, mut next_status) =
+            (Instant::now(), Instant::now());
         let mut last_report = Instant::now();
         loop {
             let now = Instant::now();
@@ -435,21 +470,36 @@ impl Heartbeat {
             if now >= next_status {
                 let old = self.last.conditions.clone().unwrap_or_default();
                 let health = health_of(&self.cri);
-                let status =
-                    node::status(&self.id, &self.resources, &health, &old, SystemTime::now());
-                let due = last_report.elapsed() >= self.config.status_report_frequency;
+                let status = node::status(
+                    &self.id,
+                    &self.resources,
+                    &health,
+                    &old,
+                    SystemTime::now(),
+                );
+                let due = last_report.elapsed()
+                    >= self.config.status_report_frequency;
                 if node::changed(&self.last, &status) || due {
-                    match patch_node_status(&self.client, &self.id.name, &status) {
+                    match patch_node_status(
+                        &self.client,
+                        &self.id.name,
+                        &status,
+                    ) {
                         Ok(_) => {
                             self.last = status;
                             last_report = Instant::now();
                         }
-                        Err(e) => eprintln!("node {}: updating its status: {e}", self.id.name),
+                        Err(e) => eprintln!(
+                            "node {}: updating its status: {e}",
+                            self.id.name
+                        ),
                     }
                 }
                 next_status = now + self.config.status_update_frequency;
             }
-            let wait = next_renew.min(next_status).saturating_duration_since(Instant::now());
+            let wait = next_renew
+                .min(next_status)
+                .saturating_duration_since(Instant::now());
             match stop.recv_timeout(wait) {
                 Err(RecvTimeoutError::Timeout) => {}
                 _ => return,
@@ -500,7 +550,10 @@ fn is_terminal(pod: &Pod) -> bool {
 
 fn ns_name(pod: &Pod) -> (String, String) {
     (
-        pod.metadata.namespace.clone().unwrap_or_else(|| "default".into()),
+        pod.metadata
+            .namespace
+            .clone()
+            .unwrap_or_else(|| "default".into()),
         pod.metadata.name.clone().unwrap_or_default(),
     )
 }
@@ -605,10 +658,16 @@ impl SyncLoop {
             .workers
             .iter()
             .map(|w| w.uid().to_string())
-            .filter(|uid| !seen.contains(uid) && !self.statics.contains_key(uid))
+            .filter(|uid| {
+                !seen.contains(uid) && !self.statics.contains_key(uid)
+            })
             .collect();
         for uid in orphans {
-            if !self.workers.get(&uid).is_some_and(PodWorker::is_terminating) {
+            if !self
+                .workers
+                .get(&uid)
+                .is_some_and(PodWorker::is_terminating)
+            {
                 self.workers.terminate(&uid, None);
             }
         }
@@ -625,7 +684,8 @@ impl SyncLoop {
             return;
         }
         let (ns, name) = ns_name(pod);
-        let options = json!({"gracePeriodSeconds": 0, "preconditions": {"uid": uid}});
+        let options =
+            json!({"gracePeriodSeconds": 0, "preconditions": {"uid": uid}});
         match self.client.delete::<Pod>(Some(&ns), &name, Some(&options)) {
             Ok(_) => {}
             Err(e) if e.is_not_found() || e.is_conflict() => {}
@@ -680,7 +740,11 @@ impl SyncLoop {
             return;
         }
         let key = format!("{ns}/{name}");
-        if let Some(pod) = self.pods.get(&key).filter(|p| p.metadata.uid.as_deref() == Some(&uid)) {
+        if let Some(pod) = self
+            .pods
+            .get(&key)
+            .filter(|p| p.metadata.uid.as_deref() == Some(&uid))
+        {
             // Its last status (a terminal phase), then the last delete.
             let status = done.status();
             self.write_status(&pod, &uid, &status);
@@ -698,7 +762,8 @@ impl SyncLoop {
     }
 
     fn publish_all(&mut self) {
-        let uids: Vec<String> = self.workers.iter().map(|w| w.uid().to_string()).collect();
+        let uids: Vec<String> =
+            self.workers.iter().map(|w| w.uid().to_string()).collect();
         for uid in uids {
             self.publish(&uid);
         }
@@ -711,7 +776,11 @@ impl SyncLoop {
         };
         let status = w.status();
         let (ns, name) = ns_name(w.pod());
-        self.index.set(&ns, &name, Some(pod_logs(&self.options.layout, &ns, &name, uid, &status)));
+        self.index.set(
+            &ns,
+            &name,
+            Some(pod_logs(&self.options.layout, &ns, &name, uid, &status)),
+        );
         let target = if self.statics.contains_key(uid) {
             match self.mirror(&ns, &name, uid) {
                 Some(m) => Some(m),
@@ -756,7 +825,10 @@ impl SyncLoop {
         let mirror = static_pods::mirror_pod(pod, &self.node);
         if let Err(e) = self.client.create(Some(&ns), &mirror) {
             if e.code() != Some(409) {
-                eprintln!("node {}: creating mirror pod {ns}/{name}: {e}", self.name);
+                eprintln!(
+                    "node {}: creating mirror pod {ns}/{name}: {e}",
+                    self.name
+                );
             }
         }
     }
@@ -773,30 +845,37 @@ impl SyncLoop {
             return;
         }
         let mut patch = new.clone();
-        let old = self
-            .written
-            .get(uid)
-            .cloned()
-            .or_else(|| pod.status.as_ref().and_then(|s| serde_json::to_value(s).ok()));
-        if let (Some(Value::Object(old)), Value::Object(p)) = (old, &mut patch) {
+        let old = self.written.get(uid).cloned().or_else(|| {
+            pod.status
+                .as_ref()
+                .and_then(|s| serde_json::to_value(s).ok())
+        });
+        if let (Some(Value::Object(old)), Value::Object(p)) = (old, &mut patch)
+        {
             for key in old.keys() {
                 p.entry(key.clone()).or_insert(Value::Null);
             }
         }
         let (ns, name) = ns_name(pod);
-        let body = json!({"metadata": {"uid": pod.metadata.uid}, "status": patch});
+        let body =
+            json!({"metadata": {"uid": pod.metadata.uid}, "status": patch});
         let path = format!("/api/v1/namespaces/{ns}/pods/{name}/status");
         let sent = self.client.request(
             "PATCH",
             &path,
-            Some(("application/merge-patch+json", body.to_string().into_bytes())),
+            Some((
+                "application/merge-patch+json",
+                body.to_string().into_bytes(),
+            )),
         );
         match sent {
             Ok(_) => {
                 self.written.insert(uid.to_string(), new);
             }
             Err(e) if e.is_not_found() => {}
-            Err(e) => eprintln!("node {}: status of pod {ns}/{name}: {e}", self.name),
+            Err(e) => {
+                eprintln!("node {}: status of pod {ns}/{name}: {e}", self.name)
+            }
         }
     }
     // ANCHOR_END: write_status
@@ -819,8 +898,12 @@ impl SyncLoop {
                 field_path: e.field_path.clone(),
                 ..ObjectReference::default()
             };
-            self.recorder
-                .event(&reference, e.type_.as_str(), &e.reason, &e.message);
+            self.recorder.event(
+                &reference,
+                e.type_.as_str(),
+                &e.reason,
+                &e.message,
+            );
             newest = newest.max(e.seq);
         }
         self.posted.insert(uid.to_string(), newest);
@@ -829,7 +912,8 @@ impl SyncLoop {
     /// Stops every pod, each with its grace period, waiting `within` at
     /// most; answers how many were still stopping.
     fn stop_all(&mut self, within: Duration) -> usize {
-        let uids: Vec<String> = self.workers.iter().map(|w| w.uid().to_string()).collect();
+        let uids: Vec<String> =
+            self.workers.iter().map(|w| w.uid().to_string()).collect();
         for uid in &uids {
             self.workers.terminate(uid, None);
         }
@@ -847,7 +931,13 @@ impl SyncLoop {
 
 /// What the log server needs of a pod: its directory and each
 /// container's restart count and state.
-fn pod_logs(layout: &NodeLayout, ns: &str, name: &str, uid: &str, status: &PodStatus) -> PodLogs {
+fn pod_logs(
+    layout: &NodeLayout,
+    ns: &str,
+    name: &str,
+    uid: &str,
+    status: &PodStatus,
+) -> PodLogs {
     let containers = status
         .init_container_statuses
         .iter()
@@ -863,7 +953,8 @@ fn pod_logs(layout: &NodeLayout, ns: &str, name: &str, uid: &str, status: &PodSt
                     waiting: state
                         .and_then(|s| s.waiting.as_ref())
                         .and_then(|w| w.reason.clone()),
-                    started_once: c.container_id.is_some() || c.restart_count > 0,
+                    started_once: c.container_id.is_some()
+                        || c.restart_count > 0,
                 },
             )
         })

@@ -10,7 +10,9 @@ use std::time::{Duration, SystemTime};
 
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::api::core::v1::Node;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta, OwnerReference};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
+    MicroTime, ObjectMeta, OwnerReference,
+};
 
 use crate::auth::restriction::NODE_LEASE_NAMESPACE;
 use crate::client::{Client, ClientError};
@@ -22,7 +24,12 @@ pub const RENEW_INTERVAL: Duration = Duration::from_secs(10);
 
 /// The node's Lease as it should be after a renewal at `now`: held by
 /// the node, owned by its Node (so it goes when the Node goes).
-pub fn renewed(old: Option<Lease>, node: &Node, duration: Duration, now: SystemTime) -> Lease {
+pub fn renewed(
+    old: Option<Lease>,
+    node: &Node,
+    duration: Duration,
+    now: SystemTime,
+) -> Lease {
     let name = node.metadata.name.clone().unwrap_or_default();
     let mut lease = old.unwrap_or_else(|| Lease {
         metadata: ObjectMeta {
@@ -59,8 +66,12 @@ pub fn renew(
     let name = node.metadata.name.clone().unwrap_or_default();
     let ns = Some(NODE_LEASE_NAMESPACE);
     match client.get::<Lease>(ns, &name) {
-        Ok(old) => client.replace(ns, &name, &renewed(Some(old), node, duration, now)),
-        Err(e) if e.is_not_found() => client.create(ns, &renewed(None, node, duration, now)),
+        Ok(old) => {
+            client.replace(ns, &name, &renewed(Some(old), node, duration, now))
+        }
+        Err(e) if e.is_not_found() => {
+            client.create(ns, &renewed(None, node, duration, now))
+        }
         Err(e) => Err(e),
     }
 }

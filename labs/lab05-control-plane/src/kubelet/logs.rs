@@ -94,7 +94,8 @@ pub struct Refusal {
 
 impl IntoResponse for Refusal {
     fn into_response(self) -> Response {
-        let code = StatusCode::from_u16(self.code).unwrap_or(StatusCode::BAD_REQUEST);
+        let code =
+            StatusCode::from_u16(self.code).unwrap_or(StatusCode::BAD_REQUEST);
         (code, self.message).into_response()
     }
 }
@@ -113,9 +114,14 @@ pub fn log_file(
     container: &str,
     previous: bool,
 ) -> Result<PathBuf, Refusal> {
-    let logs = index
-        .get(ns, pod)
-        .ok_or_else(|| refuse(404, format!("pod \"{pod}\" in namespace \"{ns}\" not found on this node")))?;
+    let logs = index.get(ns, pod).ok_or_else(|| {
+        refuse(
+            404,
+            format!(
+                "pod \"{pod}\" in namespace \"{ns}\" not found on this node"
+            ),
+        )
+    })?;
     let c = logs.containers.get(container).ok_or_else(|| {
         refuse(
             400,
@@ -131,7 +137,10 @@ pub fn log_file(
         });
     }
     if !c.started_once {
-        let why = c.waiting.clone().unwrap_or_else(|| "ContainerCreating".into());
+        let why = c
+            .waiting
+            .clone()
+            .unwrap_or_else(|| "ContainerCreating".into());
         return Err(refuse(
             400,
             format!("container \"{container}\" in pod \"{pod}\" is waiting to start: {why}"),
@@ -159,9 +168,9 @@ async fn container_logs(
     };
     let options = LogOptions {
         tail: q.tail_lines.and_then(|n| usize::try_from(n).ok()),
-        since: q
-            .since_seconds
-            .and_then(|s| SystemTime::now().checked_sub(Duration::from_secs(s))),
+        since: q.since_seconds.and_then(|s| {
+            SystemTime::now().checked_sub(Duration::from_secs(s))
+        }),
         timestamps: flag(&q.timestamps),
         ..LogOptions::default()
     };
@@ -184,7 +193,16 @@ async fn container_logs(
     let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(16);
     let first = Bytes::from(text.into_bytes());
     let (index, timestamps) = (served.index.clone(), options.timestamps);
-    std::thread::spawn(move || follow(&path, &index, (&ns, &pod, &container), timestamps, first, tx));
+    std::thread::spawn(move || {
+        follow(
+            &path,
+            &index,
+            (&ns, &pod, &container),
+            timestamps,
+            first,
+            tx,
+        )
+    });
     let stream = futures_util::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|b| (Ok::<_, std::io::Error>(b), rx))
     });
@@ -218,7 +236,8 @@ fn follow(
                 let text = String::from_utf8_lossy(&new[..=end]);
                 if let Ok(records) = logs::parse_log(&text) {
                     let out = logs::render(&logs::join(&records), timestamps);
-                    if tx.blocking_send(Bytes::from(out.into_bytes())).is_err() {
+                    if tx.blocking_send(Bytes::from(out.into_bytes())).is_err()
+                    {
                         return;
                     }
                 }
@@ -259,7 +278,10 @@ pub struct LogServer {
 
 impl LogServer {
     /// Binds `addr` (port 0: any free one) and serves.
-    pub fn start(addr: SocketAddr, index: LogIndex) -> std::io::Result<LogServer> {
+    pub fn start(
+        addr: SocketAddr,
+        index: LogIndex,
+    ) -> std::io::Result<LogServer> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("kubelet-server")

@@ -9,8 +9,8 @@ use std::path::Path;
 use std::time::SystemTime;
 
 use k8s_openapi::api::core::v1::{
-    DaemonEndpoint, Node, NodeAddress, NodeCondition, NodeDaemonEndpoints, NodeSpec, NodeStatus,
-    NodeSystemInfo,
+    DaemonEndpoint, Node, NodeAddress, NodeCondition, NodeDaemonEndpoints,
+    NodeSpec, NodeStatus, NodeSystemInfo,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
@@ -39,14 +39,15 @@ pub struct Resources {
 impl Resources {
     /// This machine's CPUs and memory, and the filesystem under `data`.
     pub fn measure(data: &Path) -> Resources {
-        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
+        let cpus =
+            std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
         let memory_bytes = std::fs::read_to_string("/proc/meminfo")
             .ok()
             .and_then(|t| mem_total(&t))
             .unwrap_or(0);
         let ephemeral_bytes = nix::sys::statvfs::statvfs(data)
             .ok()
-            .map(|s| s.blocks() as u64 * s.fragment_size() as u64);
+            .map(|s| s.blocks().saturating_mul(s.fragment_size()));
         Resources {
             cpus,
             memory_bytes,
@@ -70,7 +71,11 @@ impl Resources {
         self.quantities(EVICTION_MEMORY, disk)
     }
 
-    fn quantities(&self, less_memory: u64, less_disk: u64) -> BTreeMap<String, Quantity> {
+    fn quantities(
+        &self,
+        less_memory: u64,
+        less_disk: u64,
+    ) -> BTreeMap<String, Quantity> {
         let mut out = BTreeMap::from([
             ("cpu".to_string(), Quantity(self.cpus.to_string())),
             (
@@ -84,7 +89,10 @@ impl Resources {
         ]);
         if let Some(bytes) = self.ephemeral_bytes {
             let left = bytes.saturating_sub(less_disk);
-            out.insert("ephemeral-storage".into(), Quantity(format!("{}Ki", left / 1024)));
+            out.insert(
+                "ephemeral-storage".into(),
+                Quantity(format!("{}Ki", left / 1024)),
+            );
         }
         out
     }
@@ -176,8 +184,14 @@ pub fn pressure_conditions(health: &Health) -> [(&'static str, Verdict); 3] {
             "MemoryPressure",
             v(
                 health.memory_pressure,
-                ("KubeletHasInsufficientMemory", "kubelet has insufficient memory available"),
-                ("KubeletHasSufficientMemory", "kubelet has sufficient memory available"),
+                (
+                    "KubeletHasInsufficientMemory",
+                    "kubelet has insufficient memory available",
+                ),
+                (
+                    "KubeletHasSufficientMemory",
+                    "kubelet has sufficient memory available",
+                ),
             ),
         ),
         (
@@ -192,8 +206,14 @@ pub fn pressure_conditions(health: &Health) -> [(&'static str, Verdict); 3] {
             "PIDPressure",
             v(
                 health.pid_pressure,
-                ("KubeletHasInsufficientPID", "kubelet has insufficient PID available"),
-                ("KubeletHasSufficientPID", "kubelet has sufficient PID available"),
+                (
+                    "KubeletHasInsufficientPID",
+                    "kubelet has insufficient PID available",
+                ),
+                (
+                    "KubeletHasSufficientPID",
+                    "kubelet has sufficient PID available",
+                ),
             ),
         ),
     ]
@@ -202,9 +222,14 @@ pub fn pressure_conditions(health: &Health) -> [(&'static str, Verdict); 3] {
 /// The node's conditions now: the pressures, then Ready last (as the
 /// kubelet orders them). `old` keeps each `lastTransitionTime` while a
 /// condition's status stays; every heartbeat time is `now`.
-pub fn conditions(health: &Health, old: &[NodeCondition], now: SystemTime) -> Vec<NodeCondition> {
+pub fn conditions(
+    health: &Health,
+    old: &[NodeCondition],
+    now: SystemTime,
+) -> Vec<NodeCondition> {
     let now = Time(now.into());
-    let mut list: Vec<(&'static str, Verdict)> = pressure_conditions(health).into();
+    let mut list: Vec<(&'static str, Verdict)> =
+        pressure_conditions(health).into();
     list.push(("Ready", ready_condition(health)));
     list.into_iter()
         .map(|(type_, v)| {
@@ -326,7 +351,12 @@ pub fn status(
 }
 
 /// The Node the agent registers.
-pub fn node(id: &Identity, resources: &Resources, health: &Health, now: SystemTime) -> Node {
+pub fn node(
+    id: &Identity,
+    resources: &Resources,
+    health: &Health,
+    now: SystemTime,
+) -> Node {
     Node {
         metadata: ObjectMeta {
             name: Some(id.name.clone()),

@@ -39,12 +39,21 @@ pub enum StaticPodError {
 }
 
 /// The pod a manifest becomes on node `node`.
-pub fn static_pod(text: &str, node: &str, path: &Path) -> Result<Pod, StaticPodError> {
-    let mut pod = lab03::manifest::parse_pod(text).map_err(|e| StaticPodError::Manifest {
-        path: path.to_path_buf(),
-        message: e.to_string(),
+pub fn static_pod(
+    text: &str,
+    node: &str,
+    path: &Path,
+) -> Result<Pod, StaticPodError> {
+    let mut pod = lab03::manifest::parse_pod(text).map_err(|e| {
+        StaticPodError::Manifest {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        }
     })?;
-    let hash = hex(&Sha256::digest(format!("{text}\nhost:{node}\nfile:{}", path.display())));
+    let hash = hex(&Sha256::digest(format!(
+        "{text}\nhost:{node}\nfile:{}",
+        path.display()
+    )));
     let uid = uuid_of(&hash);
     let meta = &mut pod.metadata;
     let name = meta.name.clone().unwrap_or_default();
@@ -58,18 +67,23 @@ pub fn static_pod(text: &str, node: &str, path: &Path) -> Result<Pod, StaticPodE
         spec.node_name = Some(node.to_string());
         // A static pod tolerates every NoExecute taint: nobody could
         // evict it anyway.
-        spec.tolerations.get_or_insert_with(Vec::new).push(Toleration {
-            effect: Some("NoExecute".into()),
-            operator: Some("Exists".into()),
-            ..Toleration::default()
-        });
+        spec.tolerations
+            .get_or_insert_with(Vec::new)
+            .push(Toleration {
+                effect: Some("NoExecute".into()),
+                operator: Some("Exists".into()),
+                ..Toleration::default()
+            });
     }
     Ok(pod)
 }
 
 /// The static pods of `dir`, by uid; and the files that are not pods.
 /// Dot files are skipped, as the kubelet skips them.
-pub fn read_dir(dir: &Path, node: &str) -> (BTreeMap<String, Pod>, Vec<StaticPodError>) {
+pub fn read_dir(
+    dir: &Path,
+    node: &str,
+) -> (BTreeMap<String, Pod>, Vec<StaticPodError>) {
     let mut pods = BTreeMap::new();
     let mut problems = Vec::new();
     let entries = match std::fs::read_dir(dir) {
@@ -82,17 +96,21 @@ pub fn read_dir(dir: &Path, node: &str) -> (BTreeMap<String, Pod>, Vec<StaticPod
             return (pods, problems);
         }
     };
-    let mut paths: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+    let mut paths: Vec<PathBuf> =
+        entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
     paths.sort();
     for path in paths {
         let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-        let wanted = [".yaml", ".yml", ".json"].iter().any(|e| name.ends_with(e));
+        let wanted =
+            [".yaml", ".yml", ".json"].iter().any(|e| name.ends_with(e));
         if name.starts_with('.') || !wanted {
             continue;
         }
-        let read = std::fs::read_to_string(&path).map_err(|source| StaticPodError::Read {
-            path: path.clone(),
-            source,
+        let read = std::fs::read_to_string(&path).map_err(|source| {
+            StaticPodError::Read {
+                path: path.clone(),
+                source,
+            }
         });
         match read.and_then(|text| static_pod(&text, node, &path)) {
             Ok(pod) => {
@@ -187,6 +205,9 @@ mod tests {
         assert_eq!(m.metadata.uid, None);
         assert_eq!(mirror_of(&m), pod.metadata.uid.as_deref());
         let owner = &m.metadata.owner_references.as_ref().unwrap()[0];
-        assert_eq!((owner.kind.as_str(), owner.uid.as_str()), ("Node", "n-uid"));
+        assert_eq!(
+            (owner.kind.as_str(), owner.uid.as_str()),
+            ("Node", "n-uid")
+        );
     }
 }

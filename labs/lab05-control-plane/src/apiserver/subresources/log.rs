@@ -35,7 +35,11 @@ const PASSED: &[&str] = &[
 // ANCHOR: log_location
 /// Which container the request is for: `?container=`, or the pod's only
 /// one (kube-apiserver's `LogLocation`).
-pub fn container_of(pod: &Value, asked: Option<&str>, name: &str) -> Result<String, ApiError> {
+pub fn container_of(
+    pod: &Value,
+    asked: Option<&str>,
+    name: &str,
+) -> Result<String, ApiError> {
     let names = |list: &str| -> Vec<String> {
         pod["spec"][list]
             .as_array()
@@ -46,7 +50,9 @@ pub fn container_of(pod: &Value, asked: Option<&str>, name: &str) -> Result<Stri
     };
     let (apps, inits) = (names("containers"), names("initContainers"));
     match asked.filter(|c| !c.is_empty()) {
-        Some(c) if apps.iter().chain(&inits).any(|n| n == c) => Ok(c.to_string()),
+        Some(c) if apps.iter().chain(&inits).any(|n| n == c) => {
+            Ok(c.to_string())
+        }
         Some(c) => Err(ApiError::bad_request(format!(
             "container {c} is not valid for pod {name}"
         ))),
@@ -57,7 +63,10 @@ pub fn container_of(pod: &Value, asked: Option<&str>, name: &str) -> Result<Stri
                 apps.join(" ")
             );
             if !inits.is_empty() {
-                message += &format!(" or one of the init containers: [{}]", inits.join(" "));
+                message += &format!(
+                    " or one of the init containers: [{}]",
+                    inits.join(" ")
+                );
             }
             Err(ApiError::bad_request(message))
         }
@@ -72,7 +81,8 @@ pub fn node_endpoint(node: &Value) -> Option<(String, u16)> {
         .find(|a| a["type"] == "InternalIP")?["address"]
         .as_str()?
         .to_string();
-    let port = node["status"]["daemonEndpoints"]["kubeletEndpoint"]["Port"].as_u64()?;
+    let port = node["status"]["daemonEndpoints"]["kubeletEndpoint"]["Port"]
+        .as_u64()?;
     Some((ip, u16::try_from(port).ok()?))
 }
 // ANCHOR_END: log_location
@@ -82,7 +92,10 @@ pub async fn get(call: &Call) -> Result<Response, ApiError> {
     call.authorize("get", None, None)?;
     let pod = get_one::read(call).await?;
     let name = call.name().to_string();
-    let node_name = pod["spec"]["nodeName"].as_str().unwrap_or_default().to_string();
+    let node_name = pod["spec"]["nodeName"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
     if node_name.is_empty() {
         return Err(ApiError::bad_request(format!(
             "pod {name} does not have a host assigned"
@@ -91,7 +104,8 @@ pub async fn get(call: &Call) -> Result<Response, ApiError> {
     let container = container_of(&pod, call.param("container"), &name)?;
     let nodes = resources::find("", "v1", "nodes")
         .ok_or_else(|| ApiError::internal("no resource nodes"))?;
-    let node = match call.server.store().get(&nodes.key("", &node_name)).await? {
+    let node = match call.server.store().get(&nodes.key("", &node_name)).await?
+    {
         Some(kv) => stored::decode(&kv)?,
         None => {
             return Err(ApiError::not_found("", "nodes", &node_name));
@@ -103,7 +117,8 @@ pub async fn get(call: &Call) -> Result<Response, ApiError> {
         ))
     })?;
     let ns = call.namespace().unwrap_or("default");
-    let mut url = format!("http://{ip}:{port}/containerLogs/{ns}/{name}/{container}");
+    let mut url =
+        format!("http://{ip}:{port}/containerLogs/{ns}/{name}/{container}");
     let query: Vec<String> = PASSED
         .iter()
         .filter_map(|k| call.param(k).map(|v| format!("{k}={v}")))
@@ -117,7 +132,8 @@ pub async fn get(call: &Call) -> Result<Response, ApiError> {
 /// The node's answer, streamed: a thread reads it (ureq blocks) and
 /// hands its chunks over until it ends or the reader goes away.
 async fn proxy(url: String) -> Result<Response, ApiError> {
-    let (head_tx, head_rx) = tokio::sync::oneshot::channel::<Result<(), ApiError>>();
+    let (head_tx, head_rx) =
+        tokio::sync::oneshot::channel::<Result<(), ApiError>>();
     let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(16);
     std::thread::spawn(move || {
         let agent: ureq::Agent = ureq::Agent::config_builder()
@@ -145,7 +161,11 @@ async fn proxy(url: String) -> Result<Response, ApiError> {
                 400 => "BadRequest",
                 _ => "InternalError",
             };
-            let _ = head_tx.send(Err(ApiError::new(code, reason, text.trim().to_string())));
+            let _ = head_tx.send(Err(ApiError::new(
+                code,
+                reason,
+                text.trim().to_string(),
+            )));
             return;
         }
         if head_tx.send(Ok(())).is_err() {
@@ -156,7 +176,10 @@ async fn proxy(url: String) -> Result<Response, ApiError> {
             match body.read(&mut buf) {
                 Ok(0) | Err(_) => return,
                 Ok(n) => {
-                    if tx.blocking_send(Bytes::copy_from_slice(&buf[..n])).is_err() {
+                    if tx
+                        .blocking_send(Bytes::copy_from_slice(&buf[..n]))
+                        .is_err()
+                    {
                         return;
                     }
                 }
@@ -188,7 +211,8 @@ mod tests {
     fn the_container_is_asked_for_or_the_only_one() {
         let one = json!({"spec": {"containers": [{"name": "kubia"}]}});
         assert_eq!(container_of(&one, None, "p").unwrap(), "kubia");
-        let two = json!({"spec": {"containers": [{"name": "a"}, {"name": "b"}]}});
+        let two =
+            json!({"spec": {"containers": [{"name": "a"}, {"name": "b"}]}});
         assert_eq!(
             container_of(&two, None, "p").unwrap_err().message,
             "a container name must be specified for pod p, choose one of: [a b]"
