@@ -114,14 +114,14 @@ fn running(admin: &Client, name: &str) -> Pod {
     })
 }
 
-/// The node's conditions as `describe node` lists them.
+/// The node's conditions: type, status and reason, then the message.
 fn conditions(node: &Node) -> String {
     let list = node.status.as_ref().and_then(|s| s.conditions.as_ref());
     list.into_iter()
         .flatten()
         .map(|c| {
             format!(
-                "{:<15} {:<6} {:<28} {}\n",
+                "{:<15} {:<6} {}\n    {}\n",
                 c.type_,
                 c.status,
                 c.reason.as_deref().unwrap_or(""),

@@ -393,7 +393,9 @@ fn register(
             let old: Node = client.get(None, &id.name)?;
             let spec_cidr = old.spec.as_ref().and_then(|s| s.pod_cidr.clone());
             if spec_cidr.is_none() {
-                let patch = json!({"spec": {"podCIDR": id.pod_cidr, "podCIDRs": [id.pod_cidr]}});
+                let cidr = &id.pod_cidr;
+                let patch =
+                    json!({"spec": {"podCIDR": cidr, "podCIDRs": [cidr]}});
                 client.patch::<Node>(
                     None,
                     &id.name,
@@ -448,7 +450,6 @@ struct Heartbeat {
 }
 
 impl Heartbeat {
-    // ANCHOR: heartbeat
     fn run(mut self, stop: Receiver<()>) {
         let (mut next_renew, mut next_status) =
             (Instant::now(), Instant::now());
@@ -468,33 +469,7 @@ impl Heartbeat {
                 next_renew = now + self.config.renew_interval;
             }
             if now >= next_status {
-                let old = self.last.conditions.clone().unwrap_or_default();
-                let health = health_of(&self.cri);
-                let status = node::status(
-                    &self.id,
-                    &self.resources,
-                    &health,
-                    &old,
-                    SystemTime::now(),
-                );
-                let due = last_report.elapsed()
-                    >= self.config.status_report_frequency;
-                if node::changed(&self.last, &status) || due {
-                    match patch_node_status(
-                        &self.client,
-                        &self.id.name,
-                        &status,
-                    ) {
-                        Ok(_) => {
-                            self.last = status;
-                            last_report = Instant::now();
-                        }
-                        Err(e) => eprintln!(
-                            "node {}: updating its status: {e}",
-                            self.id.name
-                        ),
-                    }
-                }
+                self.report(&mut last_report);
                 next_status = now + self.config.status_update_frequency;
             }
             let wait = next_renew
@@ -503,6 +478,31 @@ impl Heartbeat {
             match stop.recv_timeout(wait) {
                 Err(RecvTimeoutError::Timeout) => {}
                 _ => return,
+            }
+        }
+    }
+
+    // ANCHOR: heartbeat
+    /// The node's status now; written if it changed since the last write
+    /// (heartbeat times aside), or if the last write is older than
+    /// `status_report_frequency`.
+    fn report(&mut self, last_report: &mut Instant) {
+        let old = self.last.conditions.clone().unwrap_or_default();
+        let health = health_of(&self.cri);
+        let now = SystemTime::now();
+        let status =
+            node::status(&self.id, &self.resources, &health, &old, now);
+        let due = last_report.elapsed() >= self.config.status_report_frequency;
+        if !node::changed(&self.last, &status) && !due {
+            return;
+        }
+        match patch_node_status(&self.client, &self.id.name, &status) {
+            Ok(_) => {
+                self.last = status;
+                *last_report = Instant::now();
+            }
+            Err(e) => {
+                eprintln!("node {}: updating its status: {e}", self.id.name)
             }
         }
     }
@@ -559,7 +559,6 @@ fn ns_name(pod: &Pod) -> (String, String) {
 }
 
 impl SyncLoop {
-    // ANCHOR: sync_loop
     fn run(mut self, rx: Receiver<Wake>) {
         const RELIST: Duration = Duration::from_secs(1);
         let mut last_all = Instant::now();
@@ -578,6 +577,7 @@ impl SyncLoop {
                 Err(RecvTimeoutError::Disconnected) => return,
             };
             wakes.extend(rx.try_iter());
+            // ANCHOR: sync_loop
             let mut api = false;
             for w in wakes {
                 match w {
@@ -605,9 +605,9 @@ impl SyncLoop {
                 self.finish(&done);
             }
             self.publish_all();
+            // ANCHOR_END: sync_loop
         }
     }
-    // ANCHOR_END: sync_loop
 
     fn new_worker(&mut self, pod: Pod) {
         let uid = pod.metadata.uid.clone().unwrap_or_default();
@@ -654,6 +654,7 @@ impl SyncLoop {
                 Some(_) => {}
             }
         }
+        // ANCHOR_END: reconcile
         let orphans: Vec<String> = self
             .workers
             .iter()
@@ -672,7 +673,6 @@ impl SyncLoop {
             }
         }
     }
-    // ANCHOR_END: reconcile
 
     /// The last delete of a pod the node is done with: grace 0, and only
     /// that pod (a new one of the same name is another uid).

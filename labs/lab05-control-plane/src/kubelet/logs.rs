@@ -122,29 +122,20 @@ pub fn log_file(
             ),
         )
     })?;
-    let c = logs.containers.get(container).ok_or_else(|| {
-        refuse(
-            400,
-            format!("container \"{container}\" in pod \"{pod}\" is not valid"),
-        )
-    })?;
+    let what = format!("container \"{container}\" in pod \"{pod}\"");
+    let c = logs
+        .containers
+        .get(container)
+        .ok_or_else(|| refuse(400, format!("{what} is not valid")))?;
     if previous {
-        return logs::previous_log_path(&logs.dir, container, c.restarts).ok_or_else(|| {
-            refuse(
-                400,
-                format!("previous terminated container \"{container}\" in pod \"{pod}\" not found"),
-            )
-        });
+        let path = logs::previous_log_path(&logs.dir, container, c.restarts);
+        let missing = format!("previous terminated {what} not found");
+        return path.ok_or_else(|| refuse(400, missing));
     }
     if !c.started_once {
-        let why = c
-            .waiting
-            .clone()
-            .unwrap_or_else(|| "ContainerCreating".into());
-        return Err(refuse(
-            400,
-            format!("container \"{container}\" in pod \"{pod}\" is waiting to start: {why}"),
-        ));
+        let why = c.waiting.as_deref().unwrap_or("ContainerCreating");
+        let message = format!("{what} is waiting to start: {why}");
+        return Err(refuse(400, message));
     }
     Ok(logs::log_path(&logs.dir, container, c.restarts))
 }
