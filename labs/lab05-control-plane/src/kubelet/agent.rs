@@ -28,7 +28,9 @@ use lab03::backoff::BackoffPolicy;
 use lab03::cri::{
     ContainerEvent, ImageService, PodSandboxFilter, RuntimeService,
 };
-use lab03::kubelet::{NodeLayout, PodWorker, WorkerOptions, Workers};
+use lab03::kubelet::{
+    NodeLayout, PodEnvironment, PodWorker, WorkerOptions, Workers,
+};
 use serde_json::{json, Value};
 
 use super::logs::{ContainerLogs, LogIndex, LogServer, PodLogs};
@@ -56,7 +58,7 @@ impl Cri {
 }
 
 /// How a node agent runs.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct AgentConfig {
     pub name: String,
     /// The node's address on the cluster network: its InternalIP, where
@@ -83,6 +85,24 @@ pub struct AgentConfig {
     pub file_check_frequency: Duration,
     /// The containers' restart back-off.
     pub backoff: BackoffPolicy,
+    /// What pods learn of the cluster: Services' variables and the
+    /// cluster DNS in their resolv.conf (lab04's, fed by the node's
+    /// informers); `None`: neither.
+    pub environment: Option<Arc<dyn PodEnvironment>>,
+}
+
+impl std::fmt::Debug for AgentConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AgentConfig")
+            .field("name", &self.name)
+            .field("node_ip", &self.node_ip)
+            .field("pod_cidr", &self.pod_cidr)
+            .field("data_dir", &self.data_dir)
+            .field("manifests", &self.manifests)
+            .field("port", &self.port)
+            .field("environment", &self.environment.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl AgentConfig {
@@ -106,6 +126,7 @@ impl AgentConfig {
             status_report_frequency: Duration::from_secs(300),
             file_check_frequency: Duration::from_secs(20),
             backoff: BackoffPolicy::KUBELET,
+            environment: None,
         }
     }
 
@@ -260,6 +281,7 @@ impl NodeAgent {
         let mut options = WorkerOptions::new(config.layout());
         options.backoff = config.backoff;
         options.host_ip = Some(config.node_ip);
+        options.environment = config.environment.clone();
         let tx = wake.clone();
         options.waker = Arc::new(move |uid: &str| {
             let _ = tx.send(Wake::Job(uid.to_string()));
