@@ -99,33 +99,41 @@ pub fn run() -> Result<ExitCode> {
     })
 }
 
-/// The main job (`cargo run --release`): the workbook's state, then the
-/// demo of the latest chapter, the host and a container side by side.
-/// False if the demo did not run.
+/// The main job (`cargo run --release`): the workbook's state, then, as
+/// root, chapter 5's tour (a cluster of your own runs, scales and heals
+/// kubia); without root it says what the tour needs and runs what it
+/// can, chapter 1's host and container side by side. False if the demo
+/// did not run.
 fn overview(ws: &Workspace) -> Result<bool> {
     list(ws)?;
+    // Subprocesses: the CLI links no lab, so a lab that does not build
+    // stops the demo, never the workbook.
+    let host = kubelings_probe::probe();
+    if host.is_root {
+        println!(
+            "\nChapter 5's tour (`ch05 tour`): your own cluster runs, scales and heals kubia.\n"
+        );
+        let ran = release_bin(ws, "ch05", "tour");
+        if !ran {
+            println!(
+                "The tour could not run here (see above).\n`kubelings doctor` says what this machine can do."
+            );
+        }
+        return Ok(ran);
+    }
+    println!(
+        "\nThe main job ends with chapter 5's tour, a cluster of your own, which needs root\n\
+         (network namespaces, cgroups, containers): `cargo build --release --bins`, then\n\
+         `sudo -E ./target/release/ch05 tour`. What runs here without root:"
+    );
     println!(
         "\nChapter 1's demo (`ch01 compare`): the same script on the host and in a container.\n"
     );
-    // A subprocess: the CLI links no lab, so a lab that does not build
-    // stops the demo, never the workbook. cargo runs as the user; without
-    // root the demo uses a user namespace, and where the kernel allows none
-    // only the built demo runs as root, through sudo.
-    let host = kubelings_probe::probe();
-    let ran = if host.is_root || host.userns || !crate::runner::have_program("sudo") {
-        std::process::Command::new(crate::runner::cargo())
-            .args([
-                "run",
-                "--quiet",
-                "--release",
-                "--bin",
-                "ch01",
-                "--",
-                "compare",
-            ])
-            .current_dir(&ws.root)
-            .status()
-            .is_ok_and(|s| s.success())
+    // cargo runs as the user; without root the demo uses a user
+    // namespace, and where the kernel allows none only the built demo
+    // runs as root, through sudo.
+    let ran = if host.userns || !crate::runner::have_program("sudo") {
+        release_bin(ws, "ch01", "compare")
     } else {
         println!("(no user namespaces here: running the demo as root, through sudo)\n");
         match crate::runner::build_bin(&ws.root, "ch01") {
@@ -146,6 +154,15 @@ fn overview(ws: &Workspace) -> Result<bool> {
         );
     }
     Ok(ran)
+}
+
+/// `cargo run --release --bin BIN -- COMMAND`; true if it succeeded.
+fn release_bin(ws: &Workspace, bin: &str, command: &str) -> bool {
+    std::process::Command::new(crate::runner::cargo())
+        .args(["run", "--quiet", "--release", "--bin", bin, "--", command])
+        .current_dir(&ws.root)
+        .status()
+        .is_ok_and(|s| s.success())
 }
 
 /// Loads the progress file; a corrupt one is reported and ignored, since it

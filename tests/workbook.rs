@@ -113,25 +113,33 @@ fn list_shows_exercises_and_what_to_do_next() {
 #[test]
 fn no_command_means_list_then_the_demo() {
     let fx = Fixture::new(FIXTURE_LIB);
+    let root = kubelings_probe::probe().is_root;
     let assert = fx.kubelings().assert().success();
     let out = String::from_utf8_lossy(&assert.get_output().stdout).into_owned();
-    // The list, then the demo (`cargo run --release --bin ch01 -- compare`)
-    // and what it printed.
+    // The list, then the demo and what it printed: as root chapter 5's
+    // tour (`cargo run --release --bin ch05 -- tour`), else what the tour
+    // needs and chapter 1's demo (`… --bin ch01 -- compare`).
     let list = out.find("Next: Double a number (labx-double)");
-    let demo = out.find("Chapter 1's demo");
-    let printed = out.find("demo: compare ran");
+    let (title, printed, bin) = if root {
+        ("Chapter 5's tour", "demo: tour ran", "ch05")
+    } else {
+        assert!(out.contains("needs root"), "{out}");
+        ("Chapter 1's demo", "demo: compare ran", "ch01")
+    };
+    let demo = out.find(title);
+    let printed = out.find(printed);
     assert!(list.is_some() && list < demo && demo < printed, "{out}");
 
     // A demo that fails says so, and so does the exit status.
     std::fs::write(
-        fx.dir().join("labs/labx/src/bin/ch01.rs"),
+        fx.dir().join(format!("labs/labx/src/bin/{bin}.rs")),
         "fn main() { eprintln!(\"no containers today\"); std::process::exit(3) }\n",
     )
     .unwrap();
     fx.kubelings()
         .assert()
         .failure()
-        .stdout(predicate::str::contains("The demo could not run here"))
+        .stdout(predicate::str::contains("could not run here"))
         .stdout(predicate::str::contains("kubelings doctor"))
         .stderr(predicate::str::contains("no containers today"));
 }
@@ -571,6 +579,11 @@ impl Fixture {
                     "labs/labx/src/bin/ch01.rs",
                     "fn main() { assert_eq!(std::env::args().nth(1).as_deref(), Some(\"compare\")); \
                      println!(\"demo: compare ran\"); }\n",
+                ),
+                (
+                    "labs/labx/src/bin/ch05.rs",
+                    "fn main() { assert_eq!(std::env::args().nth(1).as_deref(), Some(\"tour\")); \
+                     println!(\"demo: tour ran\"); }\n",
                 ),
                 ("labs/labx/tests/t.rs", FIXTURE_TESTS),
                 (

@@ -17,5 +17,6 @@ pub mod client;
 pub mod events;
 pub mod informer;
 pub mod kubelet;
+pub mod node_proxy;
 pub mod store;
 pub mod workqueue;
