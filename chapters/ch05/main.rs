@@ -18,6 +18,7 @@ mod controller_manager;
 mod data;
 mod kubeconfig;
 mod scheduler;
+mod node_agent;
 
 #[derive(Parser)]
 #[command(
@@ -45,6 +46,9 @@ enum Command {
     /// Schedule pods onto nodes through the API server until Ctrl-C (or
     /// SIGTERM).
     Scheduler(scheduler::Args),
+    /// Run one node's agent (the kubelet) against the API server, in
+    /// this network namespace, until Ctrl-C (or SIGTERM).
+    NodeAgent(node_agent::Args),
 }
 
 fn main() -> ExitCode {
@@ -55,6 +59,7 @@ fn main() -> ExitCode {
         Command::Bench(args) => bench::run(args),
         Command::Scheduler(args) => scheduler::run(args),
         Command::ControllerManager(args) => controller_manager::run(args),
+        Command::NodeAgent(args) => node_agent::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

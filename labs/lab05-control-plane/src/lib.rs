@@ -11,6 +11,7 @@
 //! - [`scheduler`]: which node each pod runs on.
 //! - [`leader`]: leader election through a Lease.
 //! - [`controllers`]: the controller manager's reconcile loops.
+//! - [`kubelet`]: the node agent, driving lab03's pod workers from the API.
 
 pub mod apiserver;
 pub mod auth;
@@ -20,6 +21,7 @@ pub mod controllers;
 pub mod events;
 pub mod informer;
 pub mod leader;
+pub mod kubelet;
 pub mod node_proxy;
 pub mod scheduler;
 pub mod store;

@@ -662,8 +662,12 @@ impl PodWorker {
                 }
             }
         }
+        // `Always` pulls before every start, even with the image present
+        // (the registry may have a newer one under the same tag).
+        let policy = self.ctrs[i].spec.image_pull_policy.as_deref();
+        let always = policy == Some("Always");
         match self.images.image_status(&image) {
-            Ok(Some(found)) => {
+            Ok(Some(found)) if !always => {
                 self.event(
                     EventType::Normal,
                     "Pulled",
@@ -673,7 +677,7 @@ impl PodWorker {
                 self.image_present(i, found.id);
                 None
             }
-            Ok(None) if self.ctrs[i].spec.image_pull_policy.as_deref() == Some("Never") => {
+            Ok(None) if policy == Some("Never") => {
                 let message =
                     format!("Container image \"{image}\" is not present with pull policy of Never");
                 self.ctrs[i].waiting = Some(Waiting {
@@ -684,7 +688,7 @@ impl PodWorker {
                 // Only a new image in the store can change this.
                 Some(Some(plus(now, Duration::from_secs(10))))
             }
-            Ok(None) => {
+            Ok(_) => {
                 let key = self.backoff_key(i, "/pull");
                 if let Some(failed) = self.ctrs[i].pull_failed_at {
                     if self.backoff.in_backoff_since(&key, failed) {

@@ -28,6 +28,9 @@ pub(crate) enum Target<'a> {
     Join(BorrowedFd<'a>),
     /// A new namespace, bind-mounted at this (new) file first.
     New(&'a Path),
+    /// The namespace this process is in, bind-mounted at this (new) file
+    /// first: a node that is a network namespace already.
+    Current(&'a Path),
 }
 
 /// Runs `f` with an rtnetlink handle whose socket is in the namespace
@@ -107,6 +110,7 @@ fn on_thread<T: Send>(
                             .map_err(|e| netns_error("entering", path)(e.into()))?;
                     }
                     Target::New(at) => make_bound(at)?,
+                    Target::Current(at) => bind_current(at)?,
                 }
                 f()
             })
@@ -140,6 +144,34 @@ fn make_bound(at: &Path) -> Result<(), NetworkError> {
     Ok(())
 }
 // ANCHOR_END: make_bound
+
+/// Bind-mounts this process's network namespace at `at` (a new file),
+/// refusing the root one: a node's bridge and veths never go there.
+fn bind_current(at: &Path) -> Result<(), NetworkError> {
+    let id = |p: &str| std::fs::metadata(p).map(|m| (m.dev(), m.ino()));
+    let (ours, root) = (id("/proc/self/ns/net"), id("/proc/1/ns/net"));
+    let ours = ours.map_err(netns_error("inspecting", Path::new("/proc/self/ns/net")))?;
+    if root.is_ok_and(|r| r == ours) {
+        return Err(netns_error("using", at)(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            "this process is in the root network namespace: start the node \
+             in a network namespace of its own",
+        )));
+    }
+    File::create_new(at).map_err(netns_error("creating the file for", at))?;
+    let bound = mount(
+        Some("/proc/self/ns/net"),
+        at,
+        None::<&str>,
+        MsFlags::MS_BIND,
+        None::<&str>,
+    );
+    if let Err(e) = bound {
+        let _ = std::fs::remove_file(at);
+        return Err(netns_error("binding", at)(e.into()));
+    }
+    Ok(())
+}
 
 /// Unmounts a namespace's bind mount and removes its file. Missing is
 /// fine; the namespace itself goes once nothing else holds it.

@@ -70,12 +70,32 @@ pub struct PodEntry {
 }
 
 impl NodeNetwork {
-    // ANCHOR: create
     /// Makes the network of node `name` in `state_dir`: a new network
     /// namespace with loopback up and the bridge [`BRIDGE`] holding the
     /// gateway of `cidr` (which must lie in 198.18.0.0/15). Refuses if one
     /// is there already; on failure leaves nothing behind.
     pub fn create(state_dir: &Path, name: &str, cidr: Cidr) -> Result<NodeNetwork, NetworkError> {
+        NodeNetwork::create_with(state_dir, name, cidr, false)
+    }
+
+    /// As [`NodeNetwork::create`], in the network namespace this process
+    /// is in (never the root one): chapter 5's node agents run inside
+    /// their node's namespace, whose `eth0` is on the cluster network.
+    pub fn create_here(
+        state_dir: &Path,
+        name: &str,
+        cidr: Cidr,
+    ) -> Result<NodeNetwork, NetworkError> {
+        NodeNetwork::create_with(state_dir, name, cidr, true)
+    }
+
+    // ANCHOR: create
+    fn create_with(
+        state_dir: &Path,
+        name: &str,
+        cidr: Cidr,
+        here: bool,
+    ) -> Result<NodeNetwork, NetworkError> {
         check_name(name)?;
         let dir = state_dir.join(NETWORK_DIR);
         let netns_path = dir.join(NETNS_FILE);
@@ -90,7 +110,12 @@ impl NodeNetwork {
         }));
         let ipam = Ipam::open(&dir, cidr, Range::BenchmarkOnly)?;
         let at = netns_path.as_path();
-        with_netlink(Target::New(at), at, |handle| async move {
+        let target = if here {
+            Target::Current(at)
+        } else {
+            Target::New(at)
+        };
+        with_netlink(target, at, |handle| async move {
             let failed = |what: String| failed(what, at);
             loopback_up(&handle)
                 .await
@@ -441,7 +466,9 @@ impl NodeNetwork {
 async fn delete_all(handle: &Handle) -> Result<(), rtnetlink::Error> {
     let listing = dump(handle).await?;
     for link in &listing.links {
-        if link.kind == "veth" || link.name == BRIDGE {
+        // Only the pods' veths: a node's own eth0 may be a veth too.
+        let pods = link.name.starts_with("veth") || link.name.starts_with("vpod");
+        if (link.kind == "veth" && pods) || link.name == BRIDGE {
             delete_link(handle, &link.name).await?;
         }
     }
