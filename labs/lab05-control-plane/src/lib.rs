@@ -6,9 +6,13 @@
 //!   `kubectl` and the Python client use it.
 //! - [`auth`]: who may do what: TLS, bearer tokens, the node rule.
 //! - [`client`]: the API client the control plane's own components use.
+//! - [`cluster`]: a cluster on one machine: the cluster network of the
+//!   nodes' network namespaces, and the state `ch05 up` keeps.
 
 pub mod apiserver;
 pub mod auth;
 pub mod bench;
 pub mod client;
+#[cfg(target_os = "linux")]
+pub mod cluster;
 pub mod store;
