@@ -90,6 +90,12 @@ pub struct ClusterState {
     /// Whether `up` finished (the nodes were Ready).
     #[serde(default)]
     pub ready: bool,
+    /// How long from the supervisor's start to the nodes Ready.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub took_ms: Option<u64>,
+    /// Why the cluster did not come up (whole).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// Why the state file could not be read or written.
