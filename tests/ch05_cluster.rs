@@ -26,7 +26,10 @@ fn run(program: &Path, args: &[&str], home: &Path, limit: Duration) -> Output {
     let mut child = Command::new(program)
         .args(args)
         .env("KUBELINGS_HOME", home)
-        .env("KUBECONFIG", home.join("cluster/control-plane/admin.kubeconfig"))
+        .env(
+            "KUBECONFIG",
+            home.join("cluster/control-plane/admin.kubeconfig"),
+        )
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -53,7 +56,10 @@ fn run(program: &Path, args: &[&str], home: &Path, limit: Duration) -> Output {
         if Instant::now() > deadline {
             let _ = child.kill();
             let _ = child.wait();
-            panic!("{} {args:?} did not finish within {limit:?}", program.display());
+            panic!(
+                "{} {args:?} did not finish within {limit:?}",
+                program.display()
+            );
         }
         std::thread::sleep(Duration::from_millis(20));
     };
@@ -76,7 +82,8 @@ fn text(o: &Output) -> String {
 fn recorded(home: &Path) -> Vec<(u32, u64)> {
     let path = home.join("cluster/state.json");
     let text = std::fs::read_to_string(&path).expect("the state file");
-    let state: serde_json::Value = serde_json::from_str(&text).expect("its JSON");
+    let state: serde_json::Value =
+        serde_json::from_str(&text).expect("its JSON");
     let id = |v: &serde_json::Value| {
         (
             v["pid"].as_u64().expect("pid") as u32,
@@ -97,7 +104,8 @@ fn alive((pid, start): (u32, u64)) -> bool {
     };
     let rest = &stat[stat.rfind(')').map_or(0, |i| i + 1)..];
     let fields: Vec<&str> = rest.split_whitespace().collect();
-    fields.first() != Some(&"Z") && fields.get(19).and_then(|s| s.parse().ok()) == Some(start)
+    fields.first() != Some(&"Z")
+        && fields.get(19).and_then(|s| s.parse().ok()) == Some(start)
 }
 
 /// The cgroup directories beneath this process's own, in every hierarchy
@@ -118,7 +126,8 @@ fn cgroups_beneath_ours() -> BTreeSet<PathBuf> {
         }
         let mount = match controllers {
             "" => PathBuf::from("/sys/fs/cgroup"),
-            c => PathBuf::from("/sys/fs/cgroup").join(c.trim_start_matches("name=")),
+            c => PathBuf::from("/sys/fs/cgroup")
+                .join(c.trim_start_matches("name=")),
         };
         let mut stack = vec![mount.join(path.trim_start_matches('/'))];
         while let Some(dir) = stack.pop() {
@@ -148,9 +157,14 @@ fn up_kubectl_nodes_ssh_stop_start_down() {
     let home = tempfile::tempdir().expect("tempdir");
     let home = home.path();
     let ch05 = ch05();
-    let has_agent = run(&ch05, &["node-agent", "--help"], home, Duration::from_secs(10))
-        .status
-        .success();
+    let has_agent = run(
+        &ch05,
+        &["node-agent", "--help"],
+        home,
+        Duration::from_secs(10),
+    )
+    .status
+    .success();
     if !has_agent {
         eprintln!("ch05 has no node-agent yet: the nodes cannot become Ready, only the rest is checked");
     }
@@ -163,21 +177,35 @@ fn up_kubectl_nodes_ssh_stop_start_down() {
         Duration::from_secs(180),
     );
     let ids = recorded(home);
-    let url = std::fs::read_to_string(home.join("cluster/control-plane/server-url"))
-        .expect("the server's URL");
-    let port: u16 = url.trim().rsplit(':').next().and_then(|p| p.parse().ok()).expect("a port");
+    let url =
+        std::fs::read_to_string(home.join("cluster/control-plane/server-url"))
+            .expect("the server's URL");
+    let port: u16 = url
+        .trim()
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("a port");
     let kubectl = Path::new("kubectl");
     if has_agent {
         assert!(up.status.success(), "ch05 up: {}", text(&up));
         assert!(text(&up).contains("export KUBECONFIG="), "{}", text(&up));
-        let nodes = run(kubectl, &["get", "nodes"], home, Duration::from_secs(30));
+        let nodes =
+            run(kubectl, &["get", "nodes"], home, Duration::from_secs(30));
         let table = text(&nodes);
         for node in ["node-1", "node-2"] {
-            let row = table.lines().find(|l| l.starts_with(node)).unwrap_or_else(|| panic!("{table}"));
+            let row = table
+                .lines()
+                .find(|l| l.starts_with(node))
+                .unwrap_or_else(|| panic!("{table}"));
             assert_eq!(row.split_whitespace().nth(1), Some("Ready"), "{table}");
         }
     } else {
-        assert!(!up.status.success(), "ch05 up without node agents: {}", text(&up));
+        assert!(
+            !up.status.success(),
+            "ch05 up without node agents: {}",
+            text(&up)
+        );
     }
     let info = run(kubectl, &["cluster-info"], home, Duration::from_secs(30));
     assert!(
@@ -191,29 +219,75 @@ fn up_kubectl_nodes_ssh_stop_start_down() {
     let node_config = node_config.to_str().expect("utf-8");
     let from_node = run(
         &ch05,
-        &["ssh", "node-1", "--", "kubectl", "--kubeconfig", node_config, "get", "--raw", "/version"],
+        &[
+            "ssh",
+            "node-1",
+            "--",
+            "kubectl",
+            "--kubeconfig",
+            node_config,
+            "get",
+            "--raw",
+            "/version",
+        ],
         home,
         Duration::from_secs(30),
     );
     assert!(from_node.status.success(), "{}", text(&from_node));
-    assert!(text(&from_node).contains("gitVersion"), "{}", text(&from_node));
-    let config = std::fs::read_to_string(node_config).expect("node-1's kubeconfig");
+    assert!(
+        text(&from_node).contains("gitVersion"),
+        "{}",
+        text(&from_node)
+    );
+    let config =
+        std::fs::read_to_string(node_config).expect("node-1's kubeconfig");
     assert!(config.contains("https://198.18.0.254:6443"), "{config}");
     // stop-node takes node-2 off the network, start-node brings it back.
-    let stop = run(&ch05, &["stop-node", "node-2"], home, Duration::from_secs(60));
+    let stop = run(
+        &ch05,
+        &["stop-node", "node-2"],
+        home,
+        Duration::from_secs(60),
+    );
     assert!(stop.status.success(), "{}", text(&stop));
-    let ssh = run(&ch05, &["ssh", "node-2", "--", "true"], home, Duration::from_secs(10));
+    let ssh = run(
+        &ch05,
+        &["ssh", "node-2", "--", "true"],
+        home,
+        Duration::from_secs(10),
+    );
     assert!(!ssh.status.success(), "node-2 is stopped: {}", text(&ssh));
-    let start = run(&ch05, &["start-node", "node-2"], home, Duration::from_secs(60));
+    let start = run(
+        &ch05,
+        &["start-node", "node-2"],
+        home,
+        Duration::from_secs(60),
+    );
     assert!(start.status.success(), "{}", text(&start));
-    let ssh = run(&ch05, &["ssh", "node-2", "--", "true"], home, Duration::from_secs(10));
+    let ssh = run(
+        &ch05,
+        &["ssh", "node-2", "--", "true"],
+        home,
+        Duration::from_secs(10),
+    );
     assert!(ssh.status.success(), "{}", text(&ssh));
     let status = run(&ch05, &["status"], home, Duration::from_secs(30));
     let shown = text(&status);
     assert!(shown.contains("apiserver"), "{shown}");
-    assert!(shown.lines().any(|l| l.starts_with("node-2") && l.contains("running")) || !has_agent, "{shown}");
-    let logs = run(&ch05, &["logs", "apiserver"], home, Duration::from_secs(10));
-    assert!(text(&logs).contains("the API server listens on"), "{}", text(&logs));
+    assert!(
+        shown
+            .lines()
+            .any(|l| l.starts_with("node-2") && l.contains("running"))
+            || !has_agent,
+        "{shown}"
+    );
+    let logs =
+        run(&ch05, &["logs", "apiserver"], home, Duration::from_secs(10));
+    assert!(
+        text(&logs).contains("the API server listens on"),
+        "{}",
+        text(&logs)
+    );
     let ids_now = recorded(home);
 
     let down = run(&ch05, &["down"], home, Duration::from_secs(120));
@@ -221,15 +295,27 @@ fn up_kubectl_nodes_ssh_stop_start_down() {
     for id in ids.iter().chain(&ids_now) {
         assert!(!alive(*id), "process {} outlived ch05 down", id.0);
     }
-    assert_eq!(nsfs_mounts_under(home), Vec::<PathBuf>::new(), "namespaces left");
+    assert_eq!(
+        nsfs_mounts_under(home),
+        Vec::<PathBuf>::new(),
+        "namespaces left"
+    );
     assert!(!home.join("cluster/network").exists());
     assert!(
-        TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(500)).is_err(),
+        TcpStream::connect_timeout(
+            &([127, 0, 0, 1], port).into(),
+            Duration::from_millis(500)
+        )
+        .is_err(),
         "something still listens on 127.0.0.1:{port}"
     );
     let cgroups_after = cgroups_beneath_ours();
     let left: Vec<_> = cgroups_after.difference(&cgroups_before).collect();
     assert!(left.is_empty(), "cgroups left: {left:?}");
     let again = run(&ch05, &["status"], home, Duration::from_secs(10));
-    assert!(text(&again).contains("no cluster is up"), "{}", text(&again));
+    assert!(
+        text(&again).contains("no cluster is up"),
+        "{}",
+        text(&again)
+    );
 }

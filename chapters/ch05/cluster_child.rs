@@ -19,7 +19,12 @@ use nix::unistd::Pid;
 /// appended to `log`, inside the network namespace `netns` if given. It
 /// gets SIGTERM when the thread that started it dies (PR_SET_PDEATHSIG),
 /// so a supervisor that is killed takes its children with it.
-pub fn spawn(name: &str, args: &[String], netns: Option<&Path>, log: &Path) -> anyhow::Result<Child> {
+pub fn spawn(
+    name: &str,
+    args: &[String],
+    netns: Option<&Path>,
+    log: &Path,
+) -> anyhow::Result<Child> {
     let exe = std::env::current_exe().context("finding this program")?;
     let mut command = Command::new(exe);
     command.args(args);
@@ -41,7 +46,10 @@ pub fn spawn_command(
         .with_context(|| format!("opening {}", log.display()))?;
     let err = out.try_clone()?;
     let netns = match netns {
-        Some(path) => Some(File::open(path).with_context(|| format!("opening {}", path.display()))?),
+        Some(path) => Some(
+            File::open(path)
+                .with_context(|| format!("opening {}", path.display()))?,
+        ),
         None => None,
     };
     let fd = netns.as_ref().map(|f| f.as_raw_fd());
@@ -70,7 +78,9 @@ pub fn spawn_command(
             Ok(())
         });
     }
-    let child = command.spawn().with_context(|| format!("starting {name}"))?;
+    let child = command
+        .spawn()
+        .with_context(|| format!("starting {name}"))?;
     drop(netns);
     Ok(child)
 }

@@ -9,7 +9,7 @@
 //! control plane's data (store, CA, tokens, kubeconfigs), the nodes'
 //! data, the network's namespaces.
 
-use std::io::{BufRead, BufReader, Read, Seek, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
@@ -177,7 +177,10 @@ pub fn up(args: UpArgs) -> anyhow::Result<()> {
         t0.elapsed().as_secs_f64(),
         state.store
     );
-    println!("ch05: the admin's kubeconfig is {}", state.kubeconfig.display());
+    println!(
+        "ch05: the admin's kubeconfig is {}",
+        state.kubeconfig.display()
+    );
     println!("export KUBECONFIG={}", state.kubeconfig.display());
     Ok(())
 }
@@ -185,7 +188,10 @@ pub fn up(args: UpArgs) -> anyhow::Result<()> {
 
 /// The supervisor, in a session of its own (Ctrl-C in this terminal is
 /// not for it), its output in `logs/supervisor.log`.
-fn start_supervisor(paths: &Paths, args: &UpArgs) -> anyhow::Result<std::process::Child> {
+fn start_supervisor(
+    paths: &Paths,
+    args: &UpArgs,
+) -> anyhow::Result<std::process::Child> {
     let log = std::fs::File::create(paths.log("supervisor"))?;
     let exe = std::env::current_exe().context("finding this program")?;
     let mut command = Command::new(exe);
@@ -235,7 +241,10 @@ fn clean_up(paths: &Paths) -> anyhow::Result<()> {
         components.reverse();
         for c in &components {
             if c.process.is_alive() {
-                eprintln!("ch05: stopping {} (pid {}), left running", c.name, c.process.pid);
+                eprintln!(
+                    "ch05: stopping {} (pid {}), left running",
+                    c.name, c.process.pid
+                );
                 stop(c.process, None, Duration::from_secs(5));
             }
         }
@@ -258,14 +267,24 @@ pub fn remove_files(paths: &Paths) -> anyhow::Result<()> {
         match std::fs::remove_file(&file) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e).with_context(|| format!("removing {}", file.display())),
+            Err(e) => {
+                return Err(e)
+                    .with_context(|| format!("removing {}", file.display()))
+            }
         }
     }
-    for dir in [paths.control_plane(), paths.root().join("nodes"), paths.network()] {
+    for dir in [
+        paths.control_plane(),
+        paths.root().join("nodes"),
+        paths.network(),
+    ] {
         match std::fs::remove_dir_all(&dir) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e).with_context(|| format!("removing {}", dir.display())),
+            Err(e) => {
+                return Err(e)
+                    .with_context(|| format!("removing {}", dir.display()))
+            }
         }
     }
     Ok(())
@@ -296,17 +315,28 @@ pub fn status() -> anyhow::Result<()> {
     } else {
         "starting"
     };
-    println!("cluster: {up}, {} node(s), store {}", state.nodes, state.store);
+    println!(
+        "cluster: {up}, {} node(s), store {}",
+        state.nodes, state.store
+    );
     if let Some(e) = &state.error {
         println!("error: {e}");
     }
     println!("{:<20} {:>8}  {:<8} NETNS", "COMPONENT", "PID", "STATUS");
     let alive = |a: bool| if a { "running" } else { "gone" };
     if let Some(sup) = state.supervisor {
-        println!("{:<20} {:>8}  {:<8} -", "supervisor", sup.pid, alive(sup.is_alive()));
+        println!(
+            "{:<20} {:>8}  {:<8} -",
+            "supervisor",
+            sup.pid,
+            alive(sup.is_alive())
+        );
     }
     for c in &state.components {
-        let netns = c.netns.as_ref().map_or("-".to_string(), |p| p.display().to_string());
+        let netns = c
+            .netns
+            .as_ref()
+            .map_or("-".to_string(), |p| p.display().to_string());
         println!(
             "{:<20} {:>8}  {:<8} {netns}",
             c.name,
@@ -314,7 +344,9 @@ pub fn status() -> anyhow::Result<()> {
             alive(c.process.is_alive())
         );
     }
-    match admin_client(&paths).and_then(|c| crate::cluster_supervisor::node_rows(&c)) {
+    match admin_client(&paths)
+        .and_then(|c| crate::cluster_supervisor::node_rows(&c))
+    {
         Ok(rows) => {
             println!("\n{:<12} STATUS", "NODE");
             for (name, status) in rows {
@@ -327,22 +359,32 @@ pub fn status() -> anyhow::Result<()> {
     Ok(())
 }
 
-// ANCHOR: ssh
 /// A shell, or `command`, in the node's network namespace: from there
 /// the node's addresses, its pods and (through its proxy) the services
 /// are what `curl` reaches, as `minikube ssh` gives the node's view.
 pub fn ssh(args: SshArgs) -> anyhow::Result<()> {
     let paths = Paths::from_env();
-    let n = node_index(&args.node).with_context(|| format!("{:?} is not a node name (node-N)", args.node))?;
-    let network = ClusterNetwork::open(&paths.network()).context("no cluster is up: `ch05 up` first")?;
-    let node = network
-        .node(n)
-        .with_context(|| format!("{} is not on the cluster network (stopped? `ch05 start-node {}`)", args.node, args.node))?;
-    let netns = std::fs::File::open(&node.path).with_context(|| format!("opening {}", node.path.display()))?;
+    let n = node_index(&args.node).with_context(|| {
+        format!("{:?} is not a node name (node-N)", args.node)
+    })?;
+    let network = ClusterNetwork::open(&paths.network())
+        .context("no cluster is up: `ch05 up` first")?;
+    let node = network.node(n).with_context(|| {
+        format!(
+            "{} is not on the cluster network (stopped? `ch05 start-node {}`)",
+            args.node, args.node
+        )
+    })?;
+    let netns = std::fs::File::open(&node.path)
+        .with_context(|| format!("opening {}", node.path.display()))?;
     let (program, rest) = match args.command.split_first() {
         Some((p, rest)) => (p.clone(), rest.to_vec()),
-        None => (std::env::var("SHELL").unwrap_or_else(|_| "/bin/sh".into()), Vec::new()),
+        None => (
+            std::env::var("SHELL").unwrap_or_else(|_| "/bin/sh".into()),
+            Vec::new(),
+        ),
     };
+    // ANCHOR: ssh
     let fd = netns.as_raw_fd();
     let mut command = Command::new(&program);
     command
@@ -359,7 +401,10 @@ pub fn ssh(args: SshArgs) -> anyhow::Result<()> {
             Ok(())
         });
     }
-    let status = command.status().with_context(|| format!("running {program} in {}", node.name))?;
+    let status = command
+        .status()
+        .with_context(|| format!("running {program} in {}", node.name))?;
+    // ANCHOR_END: ssh
     drop(netns);
     match status.code() {
         Some(0) => Ok(()),
@@ -367,11 +412,12 @@ pub fn ssh(args: SshArgs) -> anyhow::Result<()> {
         None => bail!("{program} was killed ({status})"),
     }
 }
-// ANCHOR_END: ssh
 
 /// `stop-node` and `start-node`: asks the supervisor.
 pub fn node_command(verb: &str, args: NodeArgs) -> anyhow::Result<()> {
-    node_index(&args.node).with_context(|| format!("{:?} is not a node name (node-N)", args.node))?;
+    node_index(&args.node).with_context(|| {
+        format!("{:?} is not a node name (node-N)", args.node)
+    })?;
     let paths = Paths::from_env();
     let answer = ask(&paths, &format!("{verb} {}", args.node))?;
     match answer.strip_prefix("ok ") {
@@ -386,8 +432,12 @@ pub fn node_command(verb: &str, args: NodeArgs) -> anyhow::Result<()> {
 /// One command to the supervisor, and its answer.
 fn ask(paths: &Paths, line: &str) -> anyhow::Result<String> {
     let socket = paths.socket();
-    let mut conn = UnixStream::connect(&socket)
-        .with_context(|| format!("no supervisor answers on {} (is a cluster up?)", socket.display()))?;
+    let mut conn = UnixStream::connect(&socket).with_context(|| {
+        format!(
+            "no supervisor answers on {} (is a cluster up?)",
+            socket.display()
+        )
+    })?;
     conn.set_read_timeout(Some(Duration::from_secs(60)))?;
     writeln!(conn, "{line}")?;
     let mut answer = String::new();
@@ -413,19 +463,20 @@ pub fn logs(args: LogsArgs) -> anyhow::Result<()> {
     })?;
     let mut out = std::io::stdout().lock();
     std::io::copy(&mut file, &mut out)?;
-    while args.follow {
-        let at = file.stream_position()?;
+    if !args.follow {
+        return Ok(());
+    }
+    // Until Ctrl-C: what is appended, as `tail -f`.
+    loop {
         let mut more = Vec::new();
         file.read_to_end(&mut more)?;
         if more.is_empty() {
-            file.seek(std::io::SeekFrom::Start(at))?;
             std::thread::sleep(Duration::from_millis(200));
         } else {
             out.write_all(&more)?;
             out.flush()?;
         }
     }
-    Ok(())
 }
 
 /// The last `n` lines of a file.

@@ -112,8 +112,14 @@ impl Supervisor {
         Ok(self.state.save(&self.paths.state())?)
     }
 
-    fn record(&mut self, name: &str, child: Child, netns: Option<std::path::PathBuf>) -> anyhow::Result<()> {
-        let process = ProcessId::of(child.id()).with_context(|| format!("{name} exited at once"))?;
+    fn record(
+        &mut self,
+        name: &str,
+        child: Child,
+        netns: Option<std::path::PathBuf>,
+    ) -> anyhow::Result<()> {
+        let process = ProcessId::of(child.id())
+            .with_context(|| format!("{name} exited at once"))?;
         self.state.components.retain(|c| c.name != name);
         self.state.components.push(Component {
             name: name.into(),
@@ -145,15 +151,22 @@ impl Supervisor {
             self.args.nodes.to_string(),
         ];
         if self.args.store == StoreKind::Etcd {
-            let etcd = EtcdProcess::start(&cp.join("etcd")).context("starting etcd")?;
-            let process = ProcessId::of(etcd.pid()).context("etcd exited at once")?;
+            let etcd = EtcdProcess::start(&cp.join("etcd"))
+                .context("starting etcd")?;
+            let process =
+                ProcessId::of(etcd.pid()).context("etcd exited at once")?;
             self.state.components.push(Component {
                 name: "etcd".into(),
                 process,
                 netns: None,
                 log: cp.join("etcd").join("etcd.log"),
             });
-            api_args.extend(["--store".into(), "etcd".into(), "--etcd-endpoints".into(), etcd.endpoint().into()]);
+            api_args.extend([
+                "--store".into(),
+                "etcd".into(),
+                "--etcd-endpoints".into(),
+                etcd.endpoint().into(),
+            ]);
             self.etcd = Some(etcd);
             self.save()?;
         }
@@ -161,15 +174,32 @@ impl Supervisor {
         let child = spawn("apiserver", &api_args, None, &log)?;
         self.record("apiserver", child, None)?;
         let client = self.wait_for_api(Duration::from_secs(30))?;
-        println!("supervisor: the API server answers after {:?}", t0.elapsed());
+        println!(
+            "supervisor: the API server answers after {:?}",
+            t0.elapsed()
+        );
 
         kubeconfig::write(&cp, &Role::Admin, &self.paths.admin_kubeconfig())?;
-        for (name, role) in [("scheduler", Role::Scheduler), ("controller-manager", Role::ControllerManager)] {
+        for (name, role) in [
+            ("scheduler", Role::Scheduler),
+            ("controller-manager", Role::ControllerManager),
+        ] {
             let config = self.paths.kubeconfig(name);
             kubeconfig::write(&cp, &role, &config)?;
-            let mut args = vec![name.to_string(), "--kubeconfig".into(), config.display().to_string(), "--name".into(), format!("{name}-1")];
+            let mut args = vec![
+                name.to_string(),
+                "--kubeconfig".into(),
+                config.display().to_string(),
+                "--name".into(),
+                format!("{name}-1"),
+            ];
             if name == "controller-manager" {
-                args.extend(["--node-monitor-grace-period".into(), "50s".into(), "--pod-eviction-timeout".into(), "300s".into()]);
+                args.extend([
+                    "--node-monitor-grace-period".into(),
+                    "50s".into(),
+                    "--pod-eviction-timeout".into(),
+                    "300s".into(),
+                ]);
             }
             let child = spawn(name, &args, None, &self.paths.log(name))?;
             self.record(name, child, None)?;
@@ -177,7 +207,8 @@ impl Supervisor {
         for n in 1..=self.args.nodes {
             self.start_node(n)?;
         }
-        let ready = self.wait_ready(&client, Duration::from_secs(self.args.wait));
+        let ready =
+            self.wait_ready(&client, Duration::from_secs(self.args.wait));
         match ready {
             Ok(()) => {
                 self.state.ready = true;
@@ -195,9 +226,15 @@ impl Supervisor {
         let cp = self.paths.control_plane();
         let config = self.paths.kubeconfig(&node.name);
         let url = format!("https://{API_ADDRESS}:6443");
-        kubeconfig::write_for(&cp, &Role::Node(node.name.clone()), &config, &url)?;
+        kubeconfig::write_for(
+            &cp,
+            &Role::Node(node.name.clone()),
+            &config,
+            &url,
+        )?;
         let dir = self.paths.node_data(&node.name);
-        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("creating {}", dir.display()))?;
         let args: Vec<String> = vec![
             "node-agent".into(),
             "--name".into(),
@@ -211,7 +248,12 @@ impl Supervisor {
             "--data".into(),
             dir.display().to_string(),
         ];
-        let child = spawn(&node.name, &args, Some(&node.path), &self.paths.log(&node.name))?;
+        let child = spawn(
+            &node.name,
+            &args,
+            Some(&node.path),
+            &self.paths.log(&node.name),
+        )?;
         self.record(&node.name.clone(), child, Some(node.path))
     }
 
@@ -241,7 +283,10 @@ impl Supervisor {
             }
             // The server writes its URL once it listens (port 0 is any).
             let said = self.paths.control_plane().join("server-url").exists();
-            if let Some(client) = said.then(|| crate::cluster_cmds::admin_client(&self.paths).ok()).flatten() {
+            if let Some(client) = said
+                .then(|| crate::cluster_cmds::admin_client(&self.paths).ok())
+                .flatten()
+            {
                 if client.request_bytes("GET", "/readyz", None).is_ok() {
                     return Ok(client);
                 }
@@ -253,12 +298,17 @@ impl Supervisor {
         }
     }
 
-    fn wait_ready(&mut self, client: &Client, limit: Duration) -> anyhow::Result<()> {
+    fn wait_ready(
+        &mut self,
+        client: &Client,
+        limit: Duration,
+    ) -> anyhow::Result<()> {
         let deadline = Instant::now() + limit;
         let want: Vec<String> = (1..=self.args.nodes).map(node_name).collect();
         loop {
             let ready = ready_nodes(client).unwrap_or_default();
-            let missing: Vec<&String> = want.iter().filter(|n| !ready.contains(n)).collect();
+            let missing: Vec<&String> =
+                want.iter().filter(|n| !ready.contains(n)).collect();
             if missing.is_empty() {
                 return Ok(());
             }
@@ -273,7 +323,8 @@ impl Supervisor {
                 }
             }
             if Instant::now() > deadline {
-                let names: Vec<&str> = missing.iter().map(|s| s.as_str()).collect();
+                let names: Vec<&str> =
+                    missing.iter().map(|s| s.as_str()).collect();
                 bail!("not Ready after {limit:?}: {}", names.join(", "));
             }
             std::thread::sleep(Duration::from_millis(100));
@@ -284,7 +335,8 @@ impl Supervisor {
     fn supervise(&mut self) -> anyhow::Result<()> {
         let socket = self.paths.socket();
         let _ = std::fs::remove_file(&socket);
-        let listener = UnixListener::bind(&socket).with_context(|| format!("listening on {}", socket.display()))?;
+        let listener = UnixListener::bind(&socket)
+            .with_context(|| format!("listening on {}", socket.display()))?;
         let (tx, rx) = mpsc::channel::<Request>();
         std::thread::spawn(move || {
             for conn in listener.incoming().flatten() {
@@ -312,7 +364,8 @@ impl Supervisor {
                     eprintln!("supervisor: {name} exited ({status})");
                 }
             }
-            self.children.retain(|_, c| !matches!(c.try_wait(), Ok(Some(_))));
+            self.children
+                .retain(|_, c| !matches!(c.try_wait(), Ok(Some(_))));
         }
     }
 
@@ -329,7 +382,11 @@ impl Supervisor {
                 Err(e) => format!("error: {e:#}"),
             },
             ("start-node", Some(n)) => {
-                if self.state.component(arg).is_some_and(|c| c.process.is_alive()) {
+                if self
+                    .state
+                    .component(arg)
+                    .is_some_and(|c| c.process.is_alive())
+                {
                     format!("error: {arg} is running")
                 } else {
                     let _ = self.stop_node(n);
@@ -339,7 +396,9 @@ impl Supervisor {
                     }
                 }
             }
-            ("stop-node" | "start-node", None) => format!("error: {arg:?} is not a node name (node-N)"),
+            ("stop-node" | "start-node", None) => {
+                format!("error: {arg:?} is not a node name (node-N)")
+            }
             _ => format!("error: unknown command {line:?}"),
         };
         (answer, false)
@@ -350,7 +409,11 @@ impl Supervisor {
         let mut order: Vec<Component> = self.state.components.clone();
         order.reverse();
         for c in &order {
-            let grace = if node_index(&c.name).is_some() { NODE_GRACE } else { GRACE };
+            let grace = if node_index(&c.name).is_some() {
+                NODE_GRACE
+            } else {
+                GRACE
+            };
             if c.name == "etcd" {
                 continue;
             }

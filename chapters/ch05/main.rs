@@ -71,8 +71,12 @@ fn main() -> ExitCode {
         Command::Down => cluster_cmds::down(),
         Command::Status => cluster_cmds::status(),
         Command::Ssh(args) => cluster_cmds::ssh(args),
-        Command::StopNode(args) => cluster_cmds::node_command("stop-node", args),
-        Command::StartNode(args) => cluster_cmds::node_command("start-node", args),
+        Command::StopNode(args) => {
+            cluster_cmds::node_command("stop-node", args)
+        }
+        Command::StartNode(args) => {
+            cluster_cmds::node_command("start-node", args)
+        }
         Command::Logs(args) => cluster_cmds::logs(args),
         Command::ClusterSupervisor(args) => cluster_supervisor::run(args),
     };

@@ -12,10 +12,12 @@ use std::time::Duration;
 use kubelings_probe::{require, Privilege};
 use lab03::network::scratch::ScratchNetns;
 use lab03::network::{
-    configure_pod_end, create_bridge, create_veth_pair, find_leftovers, netlink_in, run_in, show,
-    VethNames, BRIDGE,
+    configure_pod_end, create_bridge, create_veth_pair, find_leftovers,
+    netlink_in, run_in, show, VethNames, BRIDGE,
 };
-use lab05::cluster::network::{node_address, node_mac, pod_cidr, API_ADDRESS, BRIDGE as CLUSTER_BRIDGE};
+use lab05::cluster::network::{
+    node_address, node_mac, pod_cidr, API_ADDRESS, BRIDGE as CLUSTER_BRIDGE,
+};
 use lab05::cluster::ClusterNetwork;
 
 const TIMEOUT: Duration = Duration::from_secs(2);
@@ -23,10 +25,16 @@ const TIMEOUT: Duration = Duration::from_secs(2);
 /// A listener in namespace `server` on `ip`, a client in `client`: the
 /// client connects and sends, the server reads and answers the address
 /// the connection came from.
-fn reach(server: &Path, ip: Ipv4Addr, client: &Path) -> std::io::Result<SocketAddr> {
-    let listener = run_in(server, || TcpListener::bind((ip, 0))).expect("enter")?;
+fn reach(
+    server: &Path,
+    ip: Ipv4Addr,
+    client: &Path,
+) -> std::io::Result<SocketAddr> {
+    let listener =
+        run_in(server, || TcpListener::bind((ip, 0))).expect("enter")?;
     let to = listener.local_addr()?;
-    let mut conn = run_in(client, || TcpStream::connect_timeout(&to, TIMEOUT)).expect("enter")?;
+    let mut conn = run_in(client, || TcpStream::connect_timeout(&to, TIMEOUT))
+        .expect("enter")?;
     // The connection is in the backlog already: accept cannot hang.
     let (mut accepted, from) = listener.accept()?;
     for s in [&conn, &accepted] {
@@ -69,7 +77,14 @@ fn pod_on(netns: &Path, n: u8, pod: &ScratchNetns) -> Ipv4Addr {
     })
     .expect("a veth pair");
     netlink_in(&pod.path(), "configuring the pod", |handle| async move {
-        configure_pod_end(&handle, &names.peer, ip, cidr.prefix(), cidr.gateway()).await
+        configure_pod_end(
+            &handle,
+            &names.peer,
+            ip,
+            cidr.prefix(),
+            cidr.gateway(),
+        )
+        .await
     })
     .expect("the pod's eth0");
     ip
@@ -93,7 +108,8 @@ fn three_nodes_reach_each_other_and_each_others_pods() {
     let dir = tempfile::tempdir().expect("tempdir");
     let at = dir.path().join("network");
     let network = ClusterNetwork::create(&at).expect("the cluster network");
-    let nodes: Vec<_> = (1..=3).map(|n| network.join(n).expect("join")).collect();
+    let nodes: Vec<_> =
+        (1..=3).map(|n| network.join(n).expect("join")).collect();
     assert_eq!(network.nodes(), nodes);
     for node in &nodes {
         pod_bridge(&node.path, node.index);
@@ -108,16 +124,22 @@ fn three_nodes_reach_each_other_and_each_others_pods() {
             if a.index == b.index {
                 continue;
             }
-            let from = reach(&b.path, b.address, &a.path).expect("node to node");
+            let from =
+                reach(&b.path, b.address, &a.path).expect("node to node");
             assert_eq!(from.ip(), std::net::IpAddr::V4(a.address));
-            reach(&b.path, b.pod_cidr.gateway(), &a.path).expect("node to a pod CIDR");
+            reach(&b.path, b.pod_cidr.gateway(), &a.path)
+                .expect("node to a pod CIDR");
         }
         // And the API server's address, from the cluster namespace.
-        reach(network.netns(), API_ADDRESS, &a.path).expect("node to the API server");
+        reach(network.netns(), API_ADDRESS, &a.path)
+            .expect("node to the API server");
     }
     // Pod to pod across nodes, forwarded by both nodes, with no NAT: the
     // server sees the client pod's own address.
-    let (p1, p3) = (ScratchNetns::new().expect("ns"), ScratchNetns::new().expect("ns"));
+    let (p1, p3) = (
+        ScratchNetns::new().expect("ns"),
+        ScratchNetns::new().expect("ns"),
+    );
     let ip1 = pod_on(&nodes[0].path, 1, &p1);
     let ip3 = pod_on(&nodes[2].path, 3, &p3);
     let from = reach(&p3.path(), ip3, &p1.path()).expect("pod to pod");
@@ -126,10 +148,15 @@ fn three_nodes_reach_each_other_and_each_others_pods() {
 
     network.destroy().expect("destroy");
     assert!(!at.exists(), "the network's directory is gone");
-    assert_eq!(find_leftovers(dir.path()).expect("mounts"), Vec::<std::path::PathBuf>::new());
+    assert_eq!(
+        find_leftovers(dir.path()).expect("mounts"),
+        Vec::<std::path::PathBuf>::new()
+    );
     let after = root_links();
     assert_eq!(before, after, "the root namespace's links are as they were");
-    assert!(!after.iter().any(|l| l.starts_with("veth-node") || l == CLUSTER_BRIDGE));
+    assert!(!after
+        .iter()
+        .any(|l| l.starts_with("veth-node") || l == CLUSTER_BRIDGE));
 }
 
 #[test]
@@ -155,10 +182,14 @@ fn a_node_made_again_is_reached_at_once() {
     reach(&two.path, two.address, &one.path).expect("after");
     // node-2 has its route to node-1's pods again, node-1 kept its own.
     pod_bridge(&one.path, 1);
-    reach(&one.path, one.pod_cidr.gateway(), &two.path).expect("to node-1's pod CIDR");
+    reach(&one.path, one.pod_cidr.gateway(), &two.path)
+        .expect("to node-1's pod CIDR");
     assert_eq!(node_mac(2)[5], 2);
     network.destroy().expect("destroy");
-    assert_eq!(find_leftovers(dir.path()).expect("mounts"), Vec::<std::path::PathBuf>::new());
+    assert_eq!(
+        find_leftovers(dir.path()).expect("mounts"),
+        Vec::<std::path::PathBuf>::new()
+    );
 }
 
 #[test]
@@ -182,7 +213,10 @@ fn remove_cleans_up_after_a_crash() {
     assert_eq!(found.nodes().len(), 2);
     assert!(ClusterNetwork::remove(&at).expect("remove"));
     assert!(!ClusterNetwork::remove(&at).expect("again"));
-    assert_eq!(find_leftovers(dir.path()).expect("mounts"), Vec::<std::path::PathBuf>::new());
+    assert_eq!(
+        find_leftovers(dir.path()).expect("mounts"),
+        Vec::<std::path::PathBuf>::new()
+    );
     // And a new one can be made at once.
     let again = ClusterNetwork::create(&at).expect("made again");
     again.destroy().expect("destroy");

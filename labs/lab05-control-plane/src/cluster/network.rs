@@ -44,8 +44,8 @@ use std::path::{Path, PathBuf};
 
 use lab03::ipam::{node_cidr, Cidr};
 use lab03::network::{
-    create_bridge, create_netns, delete_link, find_leftovers, link_index, loopback_up,
-    netlink_in, remove_netns, run_in, NetworkError, VethNames,
+    create_bridge, create_netns, delete_link, find_leftovers, link_index,
+    loopback_up, netlink_in, remove_netns, run_in, NetworkError, VethNames,
 };
 use rtnetlink::{Handle, LinkUnspec, RouteMessageBuilder};
 
@@ -125,7 +125,9 @@ pub enum ClusterNetworkError {
     },
 }
 
-fn net(what: impl Into<String>) -> impl FnOnce(NetworkError) -> ClusterNetworkError {
+fn net(
+    what: impl Into<String>,
+) -> impl FnOnce(NetworkError) -> ClusterNetworkError {
     let what = what.into();
     move |source| ClusterNetworkError::Network { what, source }
 }
@@ -178,25 +180,37 @@ impl ClusterNetwork {
             return Err(ClusterNetworkError::Exists(dir.to_path_buf()));
         }
         let netns_dir = dir.join(NETNS_DIR);
-        std::fs::create_dir_all(&netns_dir).map_err(|source| ClusterNetworkError::Io {
-            what: "creating",
-            path: netns_dir.clone(),
-            source,
+        std::fs::create_dir_all(&netns_dir).map_err(|source| {
+            ClusterNetworkError::Io {
+                what: "creating",
+                path: netns_dir.clone(),
+                source,
+            }
         })?;
-        create_netns(&netns).map_err(net("making the cluster's network namespace"))?;
+        create_netns(&netns)
+            .map_err(net("making the cluster's network namespace"))?;
         let network = ClusterNetwork {
             dir: dir.to_path_buf(),
             netns,
         };
-        let made = netlink_in(&network.netns, "adding the bridge", |handle| async move {
-            loopback_up(&handle).await?;
-            let index = create_bridge(&handle, BRIDGE, API_ADDRESS, NODE_PREFIX).await?;
-            let mac = LinkUnspec::new_with_index(index).address(BRIDGE_MAC.to_vec());
-            handle.link().set(mac.build()).execute().await
-        });
+        let made = netlink_in(
+            &network.netns,
+            "adding the bridge",
+            |handle| async move {
+                loopback_up(&handle).await?;
+                let index =
+                    create_bridge(&handle, BRIDGE, API_ADDRESS, NODE_PREFIX)
+                        .await?;
+                let mac = LinkUnspec::new_with_index(index)
+                    .address(BRIDGE_MAC.to_vec());
+                handle.link().set(mac.build()).execute().await
+            },
+        );
         if let Err(e) = made {
             let _ = ClusterNetwork::remove(dir);
-            return Err(net(format!("setting up {BRIDGE} in the cluster namespace"))(e));
+            return Err(net(format!(
+                "setting up {BRIDGE} in the cluster namespace"
+            ))(e));
         }
         Ok(network)
     }
@@ -222,27 +236,32 @@ impl ClusterNetwork {
         if !dir.exists() {
             return Ok(false);
         }
-        let mut mounts = find_leftovers(dir).map_err(|source| ClusterNetworkError::Io {
-            what: "reading the mount table for",
-            path: dir.to_path_buf(),
-            source,
-        })?;
+        let mut mounts =
+            find_leftovers(dir).map_err(|source| ClusterNetworkError::Io {
+                what: "reading the mount table for",
+                path: dir.to_path_buf(),
+                source,
+            })?;
         // The cluster's own namespace last.
         mounts.sort_by_key(|p| p.ends_with(CLUSTER_NETNS));
         for path in &mounts {
             if !path.ends_with(CLUSTER_NETNS) {
                 // Its eth0 now, not when the kernel frees the namespace
                 // (a process may still be in it).
-                let _ = netlink_in(path, "deleting eth0", |handle| async move {
-                    delete_link(&handle, "eth0").await.map(drop)
-                });
+                let _ =
+                    netlink_in(path, "deleting eth0", |handle| async move {
+                        delete_link(&handle, "eth0").await.map(drop)
+                    });
             }
-            remove_netns(path).map_err(net(format!("removing {}", path.display())))?;
+            remove_netns(path)
+                .map_err(net(format!("removing {}", path.display())))?;
         }
-        std::fs::remove_dir_all(dir).map_err(|source| ClusterNetworkError::Io {
-            what: "removing",
-            path: dir.to_path_buf(),
-            source,
+        std::fs::remove_dir_all(dir).map_err(|source| {
+            ClusterNetworkError::Io {
+                what: "removing",
+                path: dir.to_path_buf(),
+                source,
+            }
         })?;
         Ok(true)
     }
@@ -297,7 +316,8 @@ impl ClusterNetwork {
         let node = NodeNetns::new(&self.dir, n);
         // A file left by a half-made join (not mounted): take it away.
         let _ = remove_netns(&node.path);
-        create_netns(&node.path).map_err(net(format!("making {}'s namespace", node.name)))?;
+        create_netns(&node.path)
+            .map_err(net(format!("making {}'s namespace", node.name)))?;
         match self.plug(&node, &others) {
             Ok(()) => Ok(node),
             Err(e) => {
@@ -309,16 +329,22 @@ impl ClusterNetwork {
     // ANCHOR_END: join
 
     /// The veth pair, the node's side, the routes.
-    fn plug(&self, node: &NodeNetns, others: &[NodeNetns]) -> Result<(), ClusterNetworkError> {
+    fn plug(
+        &self,
+        node: &NodeNetns,
+        others: &[NodeNetns],
+    ) -> Result<(), ClusterNetworkError> {
         let n = node.index;
         let names = VethNames {
             host: format!("veth-node{n}"),
             peer: format!("peer-node{n}"),
         };
-        let node_fd = std::fs::File::open(&node.path).map_err(|source| ClusterNetworkError::Io {
-            what: "opening",
-            path: node.path.clone(),
-            source,
+        let node_fd = std::fs::File::open(&node.path).map_err(|source| {
+            ClusterNetworkError::Io {
+                what: "opening",
+                path: node.path.clone(),
+                source,
+            }
         })?;
         let what = format!("plugging {} into {BRIDGE}", node.name);
         netlink_in(&self.netns, &what, |handle| async move {
@@ -330,7 +356,13 @@ impl ClusterNetwork {
                 .await?
                 .ok_or(rtnetlink::Error::RequestFailed)?;
             use std::os::fd::AsFd;
-            lab03::network::create_veth_pair(&handle, &names, bridge, node_fd.as_fd()).await
+            lab03::network::create_veth_pair(
+                &handle,
+                &names,
+                bridge,
+                node_fd.as_fd(),
+            )
+            .await
         })
         .map_err(net(format!("making {}'s eth0", node.name)))?;
         let peer = format!("peer-node{n}");
@@ -345,13 +377,19 @@ impl ClusterNetwork {
             Ok(())
         })
         .map_err(net(format!("setting up {}'s eth0", node.name)))?;
-        set_forwarding(&node.path).map_err(|source| ClusterNetworkError::Io {
-            what: "turning on forwarding in",
-            path: node.path.clone(),
-            source,
+        set_forwarding(&node.path).map_err(|source| {
+            ClusterNetworkError::Io {
+                what: "turning on forwarding in",
+                path: node.path.clone(),
+                source,
+            }
         })?;
         let route = (node.pod_cidr, node.address);
-        for ns in others.iter().map(|o| o.path.as_path()).chain([self.netns.as_path()]) {
+        for ns in others
+            .iter()
+            .map(|o| o.path.as_path())
+            .chain([self.netns.as_path()])
+        {
             netlink_in(ns, "adding a route", |handle| async move {
                 add_route(&handle, route.0, route.1).await
             })
@@ -373,14 +411,20 @@ impl ClusterNetwork {
         let node = NodeNetns::new(&self.dir, n);
         let was = is_mounted(&self.dir, &node.path);
         if was {
-            let _ = netlink_in(&node.path, "deleting eth0", |handle| async move {
-                delete_link(&handle, "eth0").await.map(drop)
-            });
+            let _ =
+                netlink_in(&node.path, "deleting eth0", |handle| async move {
+                    delete_link(&handle, "eth0").await.map(drop)
+                });
         }
-        remove_netns(&node.path).map_err(net(format!("removing {}'s namespace", node.name)))?;
+        remove_netns(&node.path)
+            .map_err(net(format!("removing {}'s namespace", node.name)))?;
         let (cidr, via) = (node.pod_cidr, node.address);
         let others = self.nodes();
-        for ns in others.iter().map(|o| o.path.as_path()).chain([self.netns.as_path()]) {
+        for ns in others
+            .iter()
+            .map(|o| o.path.as_path())
+            .chain([self.netns.as_path()])
+        {
             netlink_in(ns, "deleting a route", |handle| async move {
                 delete_route(&handle, cidr, via).await
             })
@@ -405,14 +449,18 @@ impl ClusterNetwork {
 fn is_mounted(dir: &Path, path: &Path) -> bool {
     find_leftovers(dir).is_ok_and(|mounts| {
         let want = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
-        mounts.iter().any(|m| *m == want)
+        mounts.contains(&want)
     })
 }
 
 // ANCHOR: eth0
 /// In node `n`'s namespace: renames the veth's end `eth0`, gives it its
 /// fixed MAC and 198.18.0.N/24, brings it and loopback up.
-async fn configure_eth0(handle: &Handle, peer: &str, n: u8) -> Result<(), rtnetlink::Error> {
+async fn configure_eth0(
+    handle: &Handle,
+    peer: &str,
+    n: u8,
+) -> Result<(), rtnetlink::Error> {
     let index = link_index(handle, peer)
         .await?
         .ok_or(rtnetlink::Error::RequestFailed)?;
@@ -433,7 +481,11 @@ async fn configure_eth0(handle: &Handle, peer: &str, n: u8) -> Result<(), rtnetl
 // ANCHOR_END: eth0
 
 /// `cidr via via`, replacing one that is there.
-async fn add_route(handle: &Handle, cidr: Cidr, via: Ipv4Addr) -> Result<(), rtnetlink::Error> {
+async fn add_route(
+    handle: &Handle,
+    cidr: Cidr,
+    via: Ipv4Addr,
+) -> Result<(), rtnetlink::Error> {
     let route = RouteMessageBuilder::<Ipv4Addr>::new()
         .destination_prefix(cidr.network(), cidr.prefix())
         .gateway(via)
@@ -442,7 +494,11 @@ async fn add_route(handle: &Handle, cidr: Cidr, via: Ipv4Addr) -> Result<(), rtn
 }
 
 /// Deletes `cidr via via`; one that is gone is no error.
-async fn delete_route(handle: &Handle, cidr: Cidr, via: Ipv4Addr) -> Result<(), rtnetlink::Error> {
+async fn delete_route(
+    handle: &Handle,
+    cidr: Cidr,
+    via: Ipv4Addr,
+) -> Result<(), rtnetlink::Error> {
     let route = RouteMessageBuilder::<Ipv4Addr>::new()
         .destination_prefix(cidr.network(), cidr.prefix())
         .gateway(via)
@@ -457,8 +513,10 @@ async fn delete_route(handle: &Handle, cidr: Cidr, via: Ipv4Addr) -> Result<(), 
 /// `ip_forward` 1 in the namespace at `netns`: `/proc/sys/net` shows the
 /// namespace of the thread that opens it.
 fn set_forwarding(netns: &Path) -> io::Result<()> {
-    run_in(netns, || std::fs::write("/proc/sys/net/ipv4/ip_forward", "1"))
-        .map_err(io::Error::other)?
+    run_in(netns, || {
+        std::fs::write("/proc/sys/net/ipv4/ip_forward", "1")
+    })
+    .map_err(io::Error::other)?
 }
 
 #[cfg(test)]
@@ -475,7 +533,8 @@ mod tests {
         assert_eq!(node_index("node-254"), None);
         assert_eq!(node_index("nodes-1"), None);
         // The API server's address is on the node network, and no node's.
-        let net = Cidr::new(Ipv4Addr::new(198, 18, 0, 0), NODE_PREFIX).expect("cidr");
+        let net =
+            Cidr::new(Ipv4Addr::new(198, 18, 0, 0), NODE_PREFIX).expect("cidr");
         assert!(net.contains(API_ADDRESS));
         assert!((1..=MAX_NODES).all(|n| node_address(n) != API_ADDRESS));
     }

@@ -33,10 +33,14 @@ impl ProcessId {
     /// Whether this very process still runs (not a zombie, not another
     /// process with its pid).
     pub fn is_alive(&self) -> bool {
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{}/stat", self.pid)) else {
+        let Ok(stat) =
+            std::fs::read_to_string(format!("/proc/{}/stat", self.pid))
+        else {
             return false;
         };
-        parse_stat(&stat).is_some_and(|(state, start)| state != 'Z' && start == self.start_time)
+        parse_stat(&stat).is_some_and(|(state, start)| {
+            state != 'Z' && start == self.start_time
+        })
     }
 }
 
@@ -132,10 +136,12 @@ impl ClusterState {
             path: path.to_path_buf(),
             source,
         };
-        let mut text = serde_json::to_vec_pretty(self).map_err(|e| err("encoding", e.into()))?;
+        let mut text = serde_json::to_vec_pretty(self)
+            .map_err(|e| err("encoding", e.into()))?;
         text.push(b'\n');
         let temp = path.with_extension("json.tmp");
-        let mut file = std::fs::File::create(&temp).map_err(|e| err("creating", e))?;
+        let mut file =
+            std::fs::File::create(&temp).map_err(|e| err("creating", e))?;
         file.write_all(&text).map_err(|e| err("writing", e))?;
         file.sync_all().map_err(|e| err("syncing", e))?;
         std::fs::rename(&temp, path).map_err(|e| err("renaming", e))
