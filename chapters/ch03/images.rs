@@ -19,7 +19,12 @@ const BUSYBOX_DOCKERFILE: &str = "FROM scratch\nCOPY . /\nCMD [\"sh\"]\n";
 const UNHEALTHY_DOCKERFILE: &str = "FROM scratch\nCOPY . /\nEXPOSE 8080\n\
     ENTRYPOINT [\"/kubia\", \"--addr\", \"0.0.0.0:8080\", \"--unhealthy-after\", \"5\"]\n";
 
+/// The book's v2 of kubia, for chapter 5's rolling update.
+const V2_DOCKERFILE: &str = "FROM scratch\nCOPY . /\nEXPOSE 8080\n\
+    ENTRYPOINT [\"/kubia\", \"--addr\", \"0.0.0.0:8080\", \"--v2\"]\n";
+
 pub const KUBIA: &str = "kubia:v1";
+pub const KUBIA_V2: &str = "kubia:v2";
 pub const KUBIA_UNHEALTHY: &str = "kubia-unhealthy:v1";
 pub const BUSYBOX: &str = "busybox:1";
 
@@ -54,6 +59,7 @@ pub fn build_all(home: &Home, work: &Path) -> Result<()> {
         .context("kubia's build context")?;
     build(home, &store, KUBIA_DOCKERFILE, &kubia, KUBIA)?;
     build(home, &store, UNHEALTHY_DOCKERFILE, &kubia, KUBIA_UNHEALTHY)?;
+    build(home, &store, V2_DOCKERFILE, &kubia, KUBIA_V2)?;
     let busybox = work.join("busybox-context");
     RootfsBuilder::new()
         .busybox(true)
@@ -67,13 +73,13 @@ pub fn build_all(home: &Home, work: &Path) -> Result<()> {
     Ok(())
 }
 
-/// `ch03 images`: the three images into `home`'s store.
+/// `ch03 images`: the four images into `home`'s store.
 pub fn build_here(home: &Home) -> Result<u8> {
     let work = tempfile::Builder::new()
         .prefix("kubelings-images-")
         .tempdir()?;
     build_all(home, work.path())?;
-    for tag in [KUBIA, KUBIA_UNHEALTHY, BUSYBOX] {
+    for tag in [KUBIA, KUBIA_UNHEALTHY, KUBIA_V2, BUSYBOX] {
         println!("{tag}");
     }
     Ok(0)

@@ -57,7 +57,7 @@ enum Command {
     /// Stop a pod gracefully and remove it.
     Delete(commands::DeleteArgs),
     /// Build the images the book's manifests name (kubia:v1,
-    /// kubia-unhealthy:v1, busybox:1) into the store.
+    /// kubia-unhealthy:v1, kubia:v2, busybox:1) into the store.
     Images,
     /// Run one pod in the foreground on a throwaway node (Ctrl-C stops it).
     Run(run::Args),

@@ -18,12 +18,7 @@ use lab04::allocator::{
 
 use crate::layout::write_atomically;
 
-/// The cluster DNS server's address: the tenth of the range, where
-/// kubeadm puts the `kube-dns` Service.
-pub fn dns_ip() -> Ipv4Addr {
-    let base = u32::from(service_cidr().network());
-    Ipv4Addr::from(base + 10)
-}
+pub use lab04::dns::dns_ip;
 
 /// One node's Services.
 #[derive(Debug, Clone)]

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use lab05::apiserver::admission::TolerationSeconds;
 use lab05::apiserver::guard::Guard;
 use lab05::apiserver::server::{ApiServer, Options};
 use lab05::auth::tls::Ca;
@@ -68,6 +69,13 @@ pub struct Args {
     /// `ch05 kubeconfig --user node:NAME`, while it runs).
     #[arg(long, default_value_t = 0, value_name = "N")]
     nodes: u32,
+    /// How long new pods tolerate a node that is not ready
+    /// (DefaultTolerationSeconds admission; kube-apiserver's 300).
+    #[arg(long, default_value_t = 300, value_name = "SECONDS")]
+    default_not_ready_toleration_seconds: i64,
+    /// How long new pods tolerate a node that stopped reporting.
+    #[arg(long, default_value_t = 300, value_name = "SECONDS")]
+    default_unreachable_toleration_seconds: i64,
     /// Compact the store every SECONDS, keeping one interval of history
     /// (kube-apiserver: 5 minutes). For tests of 410 Gone.
     #[arg(long, hide = true, value_name = "SECONDS")]
@@ -230,6 +238,10 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     };
     let options = Options {
         advertise_address: addr.to_string(),
+        toleration_seconds: TolerationSeconds {
+            not_ready: args.default_not_ready_toleration_seconds,
+            unreachable: args.default_unreachable_toleration_seconds,
+        },
         ..Options::default()
     };
     let server = ApiServer::new(backend.store.clone(), guard, options)

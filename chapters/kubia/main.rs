@@ -8,7 +8,12 @@
 //! kubia: from its N+1st request on it answers 500, which a liveness probe
 //! notices. `GET /ready` answers 200 while it is ready and 503 once a
 //! `POST /ready` with body `false` made it not ready (`true` makes it ready
-//! again): chapter 4's readiness probe and demo use it.
+//! again): chapter 4's readiness probe and demo use it. `--v2` makes it
+//! the book's second version (`This is v2 running in pod <hostname>`),
+//! for chapter 5's rolling update. With `KUBIA_DRAIN_SECONDS=N` in its
+//! environment it keeps answering for N seconds after SIGTERM before it
+//! exits, long enough for every node's proxy to stop sending it
+//! requests (what a preStop sleep does for apps that cannot wait).
 
 use std::io::Read;
 use std::io::{BufRead, BufReader, Write};
@@ -19,12 +24,52 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 static REQUESTS: AtomicU64 = AtomicU64::new(0);
 /// What `GET /ready` says.
 static READY: AtomicBool = AtomicBool::new(true);
+/// `--v2`: the book's second version.
+static V2: AtomicBool = AtomicBool::new(false);
+/// Set by the SIGTERM handler.
+static TERMINATING: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_sigterm(_: libc::c_int) {
+    // Only an atomic store: async-signal-safe.
+    TERMINATING.store(true, Ordering::SeqCst);
+}
+
+/// With `KUBIA_DRAIN_SECONDS`, SIGTERM starts a drain: kubia answers on
+/// for that long, then exits 0.
+fn drain_on_sigterm() {
+    let Some(seconds) = std::env::var("KUBIA_DRAIN_SECONDS")
+        .ok()
+        .and_then(|s| s.parse::<u64>().ok())
+    else {
+        return;
+    };
+    // SAFETY: the handler only stores to an atomic, which is
+    // async-signal-safe; installed before any other thread starts.
+    unsafe {
+        libc::signal(
+            libc::SIGTERM,
+            on_sigterm as *const () as libc::sighandler_t,
+        );
+    }
+    std::thread::spawn(move || {
+        while !TERMINATING.load(Ordering::SeqCst) {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        println!("Kubia server draining for {seconds} s...");
+        std::thread::sleep(std::time::Duration::from_secs(seconds));
+        std::process::exit(0);
+    });
+}
 
 fn main() {
     let mut addr = "127.0.0.1:8080".to_string();
     let mut healthy_for = u64::MAX;
-    let mut args = std::env::args().skip(1);
+    let mut args = std::env::args().skip(1).peekable();
     while let Some(arg) = args.next() {
+        if arg == "--v2" {
+            V2.store(true, Ordering::SeqCst);
+            continue;
+        }
         match (arg.as_str(), args.next()) {
             ("--addr", Some(value)) => addr = value,
             ("--unhealthy-after", Some(n)) if n.parse::<u64>().is_ok() => {
@@ -32,7 +77,7 @@ fn main() {
             }
             _ => {
                 eprintln!(
-                    "usage: kubia [--addr HOST:PORT] [--unhealthy-after N]"
+                    "usage: kubia [--addr HOST:PORT] [--unhealthy-after N] [--v2]"
                 );
                 std::process::exit(2);
             }
@@ -45,6 +90,7 @@ fn main() {
             std::process::exit(1);
         }
     };
+    drain_on_sigterm();
     println!("Kubia server starting on {addr}...");
     // A thread per connection, and a limit on how long one may keep
     // kubia waiting for its request: a slow or silent client (a probe cut
@@ -57,6 +103,15 @@ fn main() {
                 eprintln!("kubia: {e}");
             }
         });
+    }
+}
+
+/// What a request gets: v1's words or v2's, as the book's two images.
+fn greeting() -> String {
+    if V2.load(Ordering::SeqCst) {
+        format!("This is v2 running in pod {}\n", hostname())
+    } else {
+        format!("You've hit {}\n", hostname())
     }
 }
 
@@ -113,7 +168,7 @@ fn answer(mut stream: TcpStream, healthy_for: u64) -> std::io::Result<()> {
             "I'm not well. Please restart me!\n".into(),
         )
     } else {
-        ("200 OK", format!("You've hit {}\n", hostname()))
+        ("200 OK", greeting())
     };
     write!(
         stream,

@@ -8,6 +8,8 @@
 //! - [`client`]: the API client the control plane's own components use.
 //! - [`cluster`]: a cluster on one machine: the cluster network of the
 //!   nodes' network namespaces, and the state `ch05 up` keeps.
+//! - [`informer`], [`workqueue`], [`events`]: how those components read
+//!   the cluster, queue their work and tell people what they did.
 
 pub mod apiserver;
 pub mod auth;
@@ -15,4 +17,8 @@ pub mod bench;
 pub mod client;
 #[cfg(target_os = "linux")]
 pub mod cluster;
+pub mod events;
+pub mod informer;
+pub mod node_proxy;
 pub mod store;
+pub mod workqueue;

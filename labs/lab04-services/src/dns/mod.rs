@@ -20,6 +20,15 @@ pub mod server;
 pub use records::{Answer, ClusterDns, QueryType, Rcode, Record, RecordData};
 pub use server::DnsServer;
 
+/// The cluster DNS server's address: the tenth of the Service range, by
+/// the convention kube-dns's ClusterIP follows (10.96.0.10 on kubeadm's
+/// range). Here each node serves it itself, as a node-local address, as
+/// NodeLocal DNSCache does.
+pub fn dns_ip() -> std::net::Ipv4Addr {
+    let base = u32::from(crate::allocator::service_cidr().network());
+    std::net::Ipv4Addr::from(base + 10)
+}
+
 /// Why the DNS server could not start or stopped badly.
 #[derive(Debug, thiserror::Error)]
 pub enum DnsError {

@@ -6,6 +6,7 @@
 //! the store, through [`stored`]. [`subresources`] are the paths below
 //! an object; [`discovery`] tells clients what there is.
 
+pub mod admission;
 pub mod allocation;
 pub mod body;
 pub mod bootstrap;

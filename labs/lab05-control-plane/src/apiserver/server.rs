@@ -57,6 +57,9 @@ pub struct Options {
     /// false, a deleted namespace stays Terminating with its
     /// `kubernetes` finalizer until that controller finalizes it.
     pub finalize_namespaces: bool,
+    /// DefaultTolerationSeconds: how long new pods tolerate a node that
+    /// is not ready or unreachable.
+    pub toleration_seconds: super::admission::TolerationSeconds,
 }
 
 impl Default for Options {
@@ -69,6 +72,7 @@ impl Default for Options {
             version: Version::default(),
             advertise_address: "127.0.0.1:6443".into(),
             finalize_namespaces: true,
+            toleration_seconds: Default::default(),
         }
     }
 }

@@ -7,6 +7,7 @@
 //! block (ureq); a watch is an iterator over the events of one
 //! streaming response.
 
+mod kubeconfig;
 mod watch;
 
 use std::io::Read;

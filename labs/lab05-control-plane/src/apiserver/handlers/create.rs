@@ -89,7 +89,11 @@ async fn namespace_accepts(
 /// What a kind's create does to its object before it is checked
 /// (PrepareForCreate): a new object has no status of its own but what
 /// the server says, except a Node, whose agent reports it at once.
-fn prepare(resource: &Resource, object: &mut Value) -> Result<(), ApiError> {
+fn prepare(
+    server: &ApiServer,
+    resource: &Resource,
+    object: &mut Value,
+) -> Result<(), ApiError> {
     match resource.kind {
         "Pod" => {
             let pod = serde_json::from_value(object.clone()).map_err(|e| {
@@ -98,6 +102,10 @@ fn prepare(resource: &Resource, object: &mut Value) -> Result<(), ApiError> {
             let qos = lab03::kubelet::config::qos_of(&pod);
             object["status"] =
                 json!({ "phase": "Pending", "qosClass": qos.to_string() });
+            crate::apiserver::admission::default_toleration_seconds(
+                object,
+                server.options().toleration_seconds,
+            );
         }
         "Namespace" => {
             object["spec"] = json!({ "finalizers": ["kubernetes"] });
@@ -138,7 +146,7 @@ pub async fn store_new(
     } else {
         1
     };
-    prepare(resource, &mut object)?;
+    prepare(server, resource, &mut object)?;
     for _ in 0..tries {
         let name = match (&given, &prefix) {
             (Some(name), _) => name.clone(),
