@@ -104,6 +104,11 @@ pub struct UpArgs {
     /// How long to wait for the nodes to be Ready, in seconds.
     #[arg(long, default_value_t = 60)]
     wait: u64,
+    /// Node-lifecycle timings of seconds, not minutes: a node is
+    /// unreachable after 8 s without a heartbeat (50 s), its pods are
+    /// evicted 4 s later (300 s).
+    #[arg(long)]
+    fast: bool,
 }
 
 #[derive(clap::Args)]
@@ -201,6 +206,7 @@ fn start_supervisor(
         .args(["--store", args.store.name()])
         .args(["--port", &args.port.to_string()])
         .args(["--wait", &args.wait.to_string()])
+        .args(args.fast.then_some("--fast"))
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log);

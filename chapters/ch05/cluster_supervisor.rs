@@ -42,6 +42,60 @@ pub struct Args {
     /// How long to wait for the nodes to be Ready, in seconds.
     #[arg(long, default_value_t = 60)]
     wait: u64,
+    /// Node-lifecycle timings of seconds (see `cluster_cmds::UpArgs`).
+    #[arg(long)]
+    fast: bool,
+}
+
+/// The controller manager's node-lifecycle flags: kube-controller-
+/// manager's defaults, or (`--fast`) seconds, for tours and tests.
+fn lifecycle_flags(fast: bool) -> Vec<String> {
+    let (grace, eviction) = if fast { ("8s", "4s") } else { ("50s", "300s") };
+    vec![
+        "--node-monitor-grace-period".into(),
+        grace.into(),
+        "--pod-eviction-timeout".into(),
+        eviction.into(),
+    ]
+}
+
+/// The API server's DefaultTolerationSeconds: how long new pods stay on
+/// a node that is not ready or unreachable before they are evicted.
+fn toleration_flags(fast: bool) -> Vec<String> {
+    let seconds = if fast { "4" } else { "300" };
+    vec![
+        "--default-not-ready-toleration-seconds".into(),
+        seconds.into(),
+        "--default-unreachable-toleration-seconds".into(),
+        seconds.into(),
+    ]
+}
+
+/// The images the book's pods run (kubia:v1 and v2, the unhealthy kubia,
+/// busybox), built into `$KUBELINGS_HOME`'s store if one is missing: the
+/// node agents find them there.
+fn ensure_images() -> anyhow::Result<()> {
+    use chapters::images::{BUSYBOX, KUBIA, KUBIA_UNHEALTHY, KUBIA_V2};
+    let home = lab02::home::Home::from_env();
+    let store = lab02::layout::ImageStore::open(&home.images())?;
+    let have: Vec<String> =
+        store.images()?.into_iter().map(|(n, _)| n).collect();
+    let missing =
+        [KUBIA, KUBIA_V2, KUBIA_UNHEALTHY, BUSYBOX]
+            .iter()
+            .any(|tag| {
+                !have
+                    .iter()
+                    .any(|n| n == tag || n.ends_with(&format!("/{tag}")))
+            });
+    if missing {
+        let work = tempfile::Builder::new()
+            .prefix("kubelings-images-")
+            .tempdir()?;
+        chapters::images::build_all(&home, work.path())
+            .context("building the book's images")?;
+    }
+    Ok(())
 }
 
 /// The grace a node agent gets to stop its pods.
@@ -150,6 +204,7 @@ impl Supervisor {
             "--nodes".into(),
             self.args.nodes.to_string(),
         ];
+        api_args.extend(toleration_flags(self.args.fast));
         if self.args.store == StoreKind::Etcd {
             let etcd = EtcdProcess::start(&cp.join("etcd"))
                 .context("starting etcd")?;
@@ -194,16 +249,12 @@ impl Supervisor {
                 format!("{name}-1"),
             ];
             if name == "controller-manager" {
-                args.extend([
-                    "--node-monitor-grace-period".into(),
-                    "50s".into(),
-                    "--pod-eviction-timeout".into(),
-                    "300s".into(),
-                ]);
+                args.extend(lifecycle_flags(self.args.fast));
             }
             let child = spawn(name, &args, None, &self.paths.log(name))?;
             self.record(name, child, None)?;
         }
+        ensure_images()?;
         for n in 1..=self.args.nodes {
             self.start_node(n)?;
         }
