@@ -22,6 +22,28 @@ use lab05::cluster::ClusterNetwork;
 
 const TIMEOUT: Duration = Duration::from_secs(2);
 
+/// A directory for a cluster network, whatever is left in it removed
+/// when dropped (a failed assertion included), so that a failing test
+/// leaves no namespace mounted.
+struct Scratch {
+    dir: tempfile::TempDir,
+    at: std::path::PathBuf,
+}
+
+impl Scratch {
+    fn new() -> Scratch {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let at = dir.path().join("network");
+        Scratch { dir, at }
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = ClusterNetwork::remove(&self.at);
+    }
+}
+
 /// A listener in namespace `server` on `ip`, a client in `client`: the
 /// client connects and sends, the server reads and answers the address
 /// the connection came from.
@@ -105,8 +127,8 @@ fn three_nodes_reach_each_other_and_each_others_pods() {
         return;
     }
     let before = root_links();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let at = dir.path().join("network");
+    let scratch = Scratch::new();
+    let (dir, at) = (&scratch.dir, scratch.at.clone());
     let network = ClusterNetwork::create(&at).expect("the cluster network");
     let nodes: Vec<_> =
         (1..=3).map(|n| network.join(n).expect("join")).collect();
@@ -164,8 +186,8 @@ fn a_node_made_again_is_reached_at_once() {
     if !require(Privilege::Root) {
         return;
     }
-    let dir = tempfile::tempdir().expect("tempdir");
-    let at = dir.path().join("network");
+    let scratch = Scratch::new();
+    let (dir, at) = (&scratch.dir, scratch.at.clone());
     let network = ClusterNetwork::create(&at).expect("the cluster network");
     let one = network.join(1).expect("join 1");
     let two = network.join(2).expect("join 2");
@@ -197,8 +219,8 @@ fn remove_cleans_up_after_a_crash() {
     if !require(Privilege::Root) {
         return;
     }
-    let dir = tempfile::tempdir().expect("tempdir");
-    let at = dir.path().join("network");
+    let scratch = Scratch::new();
+    let (dir, at) = (&scratch.dir, scratch.at.clone());
     {
         let network = ClusterNetwork::create(&at).expect("the cluster network");
         network.join(1).expect("join");

@@ -318,13 +318,11 @@ impl ClusterNetwork {
         let _ = remove_netns(&node.path);
         create_netns(&node.path)
             .map_err(net(format!("making {}'s namespace", node.name)))?;
-        match self.plug(&node, &others) {
-            Ok(()) => Ok(node),
-            Err(e) => {
-                let _ = self.leave(n);
-                Err(e)
-            }
-        }
+        // Taken back if plugging fails, or panics.
+        let mut undo = LeaveOnDrop(self, Some(n));
+        self.plug(&node, &others)?;
+        undo.1 = None;
+        Ok(node)
     }
     // ANCHOR_END: join
 
@@ -445,6 +443,19 @@ impl ClusterNetwork {
     }
 }
 
+/// Takes node `.1` off the network when dropped, unless disarmed.
+struct LeaveOnDrop<'a>(&'a ClusterNetwork, Option<u8>);
+
+impl Drop for LeaveOnDrop<'_> {
+    fn drop(&mut self) {
+        if let Some(n) = self.1.take() {
+            // Best effort, and never a panic while one may be unwinding.
+            let network = std::panic::AssertUnwindSafe(self.0);
+            let _ = std::panic::catch_unwind(move || network.leave(n));
+        }
+    }
+}
+
 /// Whether `path` is a namespace bind mount (under `dir`).
 fn is_mounted(dir: &Path, path: &Path) -> bool {
     find_leftovers(dir).is_ok_and(|mounts| {
@@ -461,6 +472,7 @@ async fn configure_eth0(
     peer: &str,
     n: u8,
 ) -> Result<(), rtnetlink::Error> {
+    // EXERCISE: lab05-cluster-eth0
     let index = link_index(handle, peer)
         .await?
         .ok_or(rtnetlink::Error::RequestFailed)?;
@@ -477,6 +489,7 @@ async fn configure_eth0(
     let up = LinkUnspec::new_with_index(index).up();
     handle.link().set(up.build()).execute().await?;
     loopback_up(handle).await
+    // EXERCISE_END: lab05-cluster-eth0
 }
 // ANCHOR_END: eth0
 
