@@ -472,7 +472,7 @@ async fn configure_eth0(
     peer: &str,
     n: u8,
 ) -> Result<(), rtnetlink::Error> {
-    // EXERCISE: lab05-cluster-eth0
+    // EXERCISE: lab05-eth0
     let index = link_index(handle, peer)
         .await?
         .ok_or(rtnetlink::Error::RequestFailed)?;
@@ -489,7 +489,7 @@ async fn configure_eth0(
     let up = LinkUnspec::new_with_index(index).up();
     handle.link().set(up.build()).execute().await?;
     loopback_up(handle).await
-    // EXERCISE_END: lab05-cluster-eth0
+    // EXERCISE_END: lab05-eth0
 }
 // ANCHOR_END: eth0
 
