@@ -49,6 +49,12 @@ pub struct Args {
     /// The loopback address and port to serve (port 0: any free one).
     #[arg(long, default_value = "127.0.0.1:6443", value_parser = loopback)]
     listen: SocketAddr,
+    /// Also serve ADDR:PORT inside the network namespace at PATH (a bind
+    /// mount, or /proc/PID/ns/net), with the same router: the cluster
+    /// network's side (198.18.0.0/15 addresses only). Its address goes
+    /// into the server certificate.
+    #[arg(long, value_name = "PATH=ADDR:PORT", value_parser = netns_listen)]
+    listen_netns: Option<NetnsListen>,
     /// Serve HTTPS (the default).
     #[arg(long, overrides_with = "no_tls")]
     tls: bool,
@@ -95,6 +101,54 @@ fn loopback(text: &str) -> Result<SocketAddr, String> {
     }
     Ok(addr)
 }
+
+/// `--listen-netns PATH=ADDR:PORT`.
+#[derive(Clone, Debug)]
+pub struct NetnsListen {
+    netns: PathBuf,
+    addr: SocketAddr,
+}
+
+fn netns_listen(text: &str) -> Result<NetnsListen, String> {
+    let (path, addr) = text
+        .rsplit_once('=')
+        .ok_or_else(|| "expected PATH=ADDR:PORT".to_string())?;
+    let addr: SocketAddr = addr
+        .parse()
+        .map_err(|_| format!("{addr:?} is not an address:port"))?;
+    let cluster = lab03::ipam::BENCHMARK_BLOCK;
+    match addr.ip() {
+        std::net::IpAddr::V4(ip) if cluster.contains(ip) => {}
+        ip => {
+            return Err(format!(
+                "{ip} is not in {cluster}, the cluster network's block"
+            ))
+        }
+    }
+    Ok(NetnsListen {
+        netns: PathBuf::from(path),
+        addr,
+    })
+}
+
+// ANCHOR: netns_listener
+/// A listening socket made inside another network namespace: a thread
+/// enters it and binds, and the socket stays in that namespace wherever
+/// it is used afterwards, so this process's runtime serves it as it
+/// serves its own.
+fn listen_in(at: &NetnsListen) -> anyhow::Result<tokio::net::TcpListener> {
+    let addr = at.addr;
+    let listener = lab03::network::run_in(&at.netns, move || {
+        std::net::TcpListener::bind(addr)
+    })
+    .with_context(|| format!("entering {}", at.netns.display()))?
+    .with_context(|| {
+        format!("cannot listen on {addr} in {}", at.netns.display())
+    })?;
+    listener.set_nonblocking(true)?;
+    Ok(tokio::net::TcpListener::from_std(listener)?)
+}
+// ANCHOR_END: netns_listener
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -159,8 +213,12 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     let tls = !args.no_tls;
 
     let tokens = issue_identities(&dir, args.nodes)?;
+    let mut sans = args.tls_sans.clone();
+    if let Some(at) = &args.listen_netns {
+        sans.push(at.addr.ip().to_string());
+    }
     let tls_config = if tls {
-        Some(Ca::load_or_create(&dir)?.server_config(&args.tls_sans)?)
+        Some(Ca::load_or_create(&dir)?.server_config(&sans)?)
     } else {
         None
     };
@@ -168,6 +226,10 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let addr = listener.local_addr()?;
+    let second = match &args.listen_netns {
+        Some(at) => Some((listen_in(at)?, at)),
+        None => None,
+    };
     let backend = open_store(&args, &dir)?;
     let guard: Arc<dyn Guard> = if tls {
         Arc::new(TokenGuard::new(tokens))
@@ -192,6 +254,13 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     let admin = dir.join("admin.kubeconfig");
     kubeconfig::write(&dir, &Role::Admin, &admin)?;
     println!("ch05: the API server listens on {url}");
+    if let Some((listener, at)) = &second {
+        println!(
+            "ch05: and on {scheme}://{} in the network namespace {}",
+            listener.local_addr()?,
+            at.netns.display()
+        );
+    }
     println!("ch05: store: {}", backend.what);
     println!("export KUBECONFIG={}", admin.display());
     if !tls {
@@ -213,20 +282,22 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         });
     }
     // ANCHOR: serve
+    // One router, each listener served by it: the same server answers
+    // in both namespaces.
     let router = server.router();
     let stop = stdin_closed.notified();
-    let served = match tls_config {
-        Some(config) => {
-            let listener =
-                lab02::registry::tls::TlsListener::new(listener, config)?;
-            let serving = axum::serve(listener, router).into_future();
-            until_signal(serving, stop).await
-        }
-        None => {
-            let serving = axum::serve(listener, router).into_future();
-            until_signal(serving, stop).await
+    let second = second.map(|(listener, _)| listener);
+    let serving = async {
+        let first = serve_on(listener, router.clone(), tls_config.clone());
+        match second {
+            Some(other) => {
+                let other = serve_on(other, router, tls_config);
+                tokio::try_join!(first, other).map(drop)
+            }
+            None => first.await,
         }
     };
+    let served = until_signal(serving, stop).await;
     // ANCHOR_END: serve
     if let Some(task) = compactor {
         task.abort();
@@ -234,6 +305,22 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     drop(server);
     drop(backend);
     served
+}
+
+/// Serves `router` on `listener`, over TLS with `tls`.
+async fn serve_on(
+    listener: tokio::net::TcpListener,
+    router: axum::Router,
+    tls: Option<Arc<rustls::ServerConfig>>,
+) -> std::io::Result<()> {
+    match tls {
+        Some(config) => {
+            let listener =
+                lab02::registry::tls::TlsListener::new(listener, config)?;
+            axum::serve(listener, router).into_future().await
+        }
+        None => axum::serve(listener, router).into_future().await,
+    }
 }
 
 // ANCHOR: identities

@@ -38,9 +38,19 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 
 /// Writes the kubeconfig of `role` for the server of `dir`.
 pub fn write(dir: &Path, role: &Role, path: &Path) -> anyhow::Result<()> {
+    write_for(dir, role, path, &data::url(dir))
+}
+
+/// Writes the kubeconfig of `role` for the server of `dir` reached at
+/// `url` (a node's view: the API server's cluster-network address).
+pub fn write_for(
+    dir: &Path,
+    role: &Role,
+    path: &Path,
+    url: &str,
+) -> anyhow::Result<()> {
     let mut tokens = TokenFile::open(dir)?;
     let token = tokens.issue(role)?;
-    let url = data::url(dir);
     // A plain-HTTP server has no CA to trust.
     let ca = if url.starts_with("https://") {
         let ca = dir.join(CA_CERT);
@@ -51,7 +61,7 @@ pub fn write(dir: &Path, role: &Role, path: &Path) -> anyhow::Result<()> {
         None
     };
     Kubeconfig {
-        server: &url,
+        server: url,
         ca_pem: ca.as_deref(),
         user: &role.short_name(),
         token: &token,

@@ -10,6 +10,9 @@ use clap::{Parser, Subcommand};
 
 mod apiserver;
 mod bench;
+mod cluster_child;
+mod cluster_cmds;
+mod cluster_supervisor;
 // Only its `cli` part is used here.
 #[allow(dead_code)]
 #[path = "../common/mod.rs"]
@@ -49,6 +52,25 @@ enum Command {
     /// Run one node's agent (the kubelet) against the API server, in
     /// this network namespace, until Ctrl-C (or SIGTERM).
     NodeAgent(node_agent::Args),
+    /// Start a cluster on this machine (root): the control plane and N
+    /// nodes, each node a network namespace; returns once they are Ready.
+    Up(cluster_cmds::UpArgs),
+    /// Stop the cluster and remove everything it made (namespaces,
+    /// processes, files; the logs stay).
+    Down,
+    /// The cluster's processes and nodes.
+    Status,
+    /// A shell (or `-- CMD`) in a node's network namespace.
+    Ssh(cluster_cmds::SshArgs),
+    /// Stop a node's agent (its pods with it) and take it off the network.
+    StopNode(cluster_cmds::NodeArgs),
+    /// Start a stopped node again.
+    StartNode(cluster_cmds::NodeArgs),
+    /// Print a component's log.
+    Logs(cluster_cmds::LogsArgs),
+    /// The process `up` starts to own the cluster (not for you to run).
+    #[command(hide = true)]
+    ClusterSupervisor(cluster_supervisor::Args),
 }
 
 fn main() -> ExitCode {
@@ -60,6 +82,18 @@ fn main() -> ExitCode {
         Command::Scheduler(args) => scheduler::run(args),
         Command::ControllerManager(args) => controller_manager::run(args),
         Command::NodeAgent(args) => node_agent::run(args),
+        Command::Up(args) => cluster_cmds::up(args),
+        Command::Down => cluster_cmds::down(),
+        Command::Status => cluster_cmds::status(),
+        Command::Ssh(args) => cluster_cmds::ssh(args),
+        Command::StopNode(args) => {
+            cluster_cmds::node_command("stop-node", args)
+        }
+        Command::StartNode(args) => {
+            cluster_cmds::node_command("start-node", args)
+        }
+        Command::Logs(args) => cluster_cmds::logs(args),
+        Command::ClusterSupervisor(args) => cluster_supervisor::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -6,6 +6,8 @@
 //!   `kubectl` and the Python client use it.
 //! - [`auth`]: who may do what: TLS, bearer tokens, the node rule.
 //! - [`client`]: the API client the control plane's own components use.
+//! - [`cluster`]: a cluster on one machine: the cluster network of the
+//!   nodes' network namespaces, and the state `ch05 up` keeps.
 //! - [`informer`], [`workqueue`], [`events`]: how those components read
 //!   the cluster, queue their work and tell people what they did.
 //! - [`scheduler`]: which node each pod runs on.
@@ -18,6 +20,8 @@ pub mod auth;
 pub mod bench;
 pub mod client;
 pub mod controllers;
+#[cfg(target_os = "linux")]
+pub mod cluster;
 pub mod events;
 pub mod informer;
 pub mod leader;

@@ -7,7 +7,7 @@ use rtnetlink::{Handle, LinkBridge, LinkUnspec};
 
 /// Brings `lo` up; a new network namespace has it down, and without it
 /// not even 127.0.0.1 answers.
-pub(crate) async fn loopback_up(handle: &Handle) -> Result<(), rtnetlink::Error> {
+pub async fn loopback_up(handle: &Handle) -> Result<(), rtnetlink::Error> {
     handle
         .link()
         .set(LinkUnspec::new_with_name("lo").up().build())
@@ -19,7 +19,7 @@ pub(crate) async fn loopback_up(handle: &Handle) -> Result<(), rtnetlink::Error>
 /// Adds the bridge `name`, gives it the gateway address (which also makes
 /// the route to the pod CIDR through it) and brings it up; answers its
 /// interface index, which the pods' veths are plugged into.
-pub(crate) async fn create_bridge(
+pub async fn create_bridge(
     handle: &Handle,
     name: &str,
     gateway: Ipv4Addr,
@@ -61,7 +61,7 @@ pub(crate) async fn find_link(
 }
 
 /// Deletes the interface `name`; answers false if there was none.
-pub(crate) async fn delete_link(handle: &Handle, name: &str) -> Result<bool, rtnetlink::Error> {
+pub async fn delete_link(handle: &Handle, name: &str) -> Result<bool, rtnetlink::Error> {
     match link_index(handle, name).await? {
         Some(index) => match handle.link().del(index).execute().await {
             Ok(()) => Ok(true),

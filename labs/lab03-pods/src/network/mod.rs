@@ -76,10 +76,10 @@ pub mod scratch;
 mod veth;
 
 #[cfg(target_os = "linux")]
-pub use bridge::{errno, link_index};
+pub use bridge::{create_bridge, delete_link, errno, link_index, loopback_up};
 #[cfg(target_os = "linux")]
 pub use listing::{show, Link, Listing, Route};
-pub use netns::{find_leftovers, netlink_in, run_in};
+pub use netns::{create_netns, find_leftovers, netlink_in, remove_netns, run_in};
 pub use node::io_of;
 #[cfg(target_os = "linux")]
 pub use node::{NodeNetwork, PodEntry, NETNS_FILE, NETWORK_DIR, NODE_FILE};

@@ -94,6 +94,20 @@ pub fn run_in<T: Send>(netns: &Path, f: impl FnOnce() -> T + Send) -> Result<T, 
     on_thread(Target::Join(file.as_fd()), netns, || Ok(f()))
 }
 
+/// Makes a new, empty network namespace bind-mounted at `at` (a new
+/// file), as [`NodeNetwork::create`](super::NodeNetwork::create) makes a
+/// node's: for a later lab's own namespaces (chapter 5's cluster network
+/// and its nodes). [`remove_netns`] takes it away.
+pub fn create_netns(at: &Path) -> Result<(), NetworkError> {
+    on_thread(Target::New(at), at, || Ok(()))
+}
+
+/// Unmounts and removes a namespace file made by [`create_netns`]; a
+/// missing one is no error. The namespace goes once no process is in it.
+pub fn remove_netns(at: &Path) -> Result<(), NetworkError> {
+    unbind(at)
+}
+
 /// The worker thread: enters (or makes) the namespace, then runs `f`.
 fn on_thread<T: Send>(
     target: Target<'_>,

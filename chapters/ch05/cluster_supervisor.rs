@@ -1,0 +1,536 @@
+//! The supervisor of a cluster made by `ch05 up`: a detached process
+//! that makes the cluster network, starts every component as its child,
+//! records them in the state file, and owns them until it is told to stop
+//! (`ch05 down`, or SIGTERM/SIGINT), when it stops them in reverse order
+//! and removes the network. Its children get SIGTERM if it dies, however
+//! it dies; what a SIGKILL of it leaves (namespaces, etcd) the next `up`
+//! or `down` removes from the state file.
+//!
+//! It listens on a Unix socket (`supervisor.sock`) for one-line commands:
+//! `stop-node NAME`, `start-node NAME`, `stop`; each answered with `ok …`
+//! or `error: …`.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::process::Child;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use k8s_openapi::api::core::v1::Node;
+use lab05::auth::Role;
+use lab05::client::Client;
+use lab05::cluster::network::{node_index, node_name, API_ADDRESS};
+use lab05::cluster::state::{ClusterState, Component, ProcessId};
+use lab05::cluster::ClusterNetwork;
+use lab05::store::EtcdProcess;
+
+use crate::cluster_child::{spawn, stop};
+use crate::cluster_cmds::{Paths, StoreKind};
+use crate::{data, kubeconfig};
+
+#[derive(clap::Args)]
+pub struct Args {
+    #[arg(long, default_value_t = 3)]
+    nodes: u8,
+    #[arg(long, value_enum, default_value = "embedded")]
+    store: StoreKind,
+    #[arg(long, default_value_t = 6443)]
+    port: u16,
+    /// How long to wait for the nodes to be Ready, in seconds.
+    #[arg(long, default_value_t = 60)]
+    wait: u64,
+    /// Node-lifecycle timings of seconds (see `cluster_cmds::UpArgs`).
+    #[arg(long)]
+    fast: bool,
+}
+
+/// The controller manager's node-lifecycle flags: kube-controller-
+/// manager's defaults, or (`--fast`) seconds, for tours and tests.
+fn lifecycle_flags(fast: bool) -> Vec<String> {
+    let (grace, eviction) = if fast { ("8s", "4s") } else { ("50s", "300s") };
+    vec![
+        "--node-monitor-grace-period".into(),
+        grace.into(),
+        "--pod-eviction-timeout".into(),
+        eviction.into(),
+    ]
+}
+
+/// The API server's DefaultTolerationSeconds: how long new pods stay on
+/// a node that is not ready or unreachable before they are evicted.
+fn toleration_flags(fast: bool) -> Vec<String> {
+    let seconds = if fast { "4" } else { "300" };
+    vec![
+        "--default-not-ready-toleration-seconds".into(),
+        seconds.into(),
+        "--default-unreachable-toleration-seconds".into(),
+        seconds.into(),
+    ]
+}
+
+/// The images the book's pods run (kubia:v1 and v2, the unhealthy kubia,
+/// busybox), built into `$KUBELINGS_HOME`'s store if one is missing: the
+/// node agents find them there.
+fn ensure_images() -> anyhow::Result<()> {
+    use chapters::images::{BUSYBOX, KUBIA, KUBIA_UNHEALTHY, KUBIA_V2};
+    let home = lab02::home::Home::from_env();
+    let store = lab02::layout::ImageStore::open(&home.images())?;
+    let have: Vec<String> =
+        store.images()?.into_iter().map(|(n, _)| n).collect();
+    let missing =
+        [KUBIA, KUBIA_V2, KUBIA_UNHEALTHY, BUSYBOX]
+            .iter()
+            .any(|tag| {
+                !have
+                    .iter()
+                    .any(|n| n == tag || n.ends_with(&format!("/{tag}")))
+            });
+    if missing {
+        let work = tempfile::Builder::new()
+            .prefix("kubelings-images-")
+            .tempdir()?;
+        chapters::images::build_all(&home, work.path())
+            .context("building the book's images")?;
+    }
+    Ok(())
+}
+
+/// The grace a node agent gets to stop its pods.
+const NODE_GRACE: Duration = Duration::from_secs(15);
+/// The grace of the control plane's processes.
+const GRACE: Duration = Duration::from_secs(5);
+
+static STOP: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    STOP.store(true, Ordering::SeqCst);
+}
+
+/// A command from the socket, and where its answer goes.
+type Request = (String, mpsc::Sender<String>);
+
+/// The children the supervisor owns, by component name.
+struct Supervisor {
+    paths: Paths,
+    state: ClusterState,
+    network: Option<ClusterNetwork>,
+    etcd: Option<EtcdProcess>,
+    children: BTreeMap<String, Child>,
+    args: Args,
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let paths = Paths::from_env();
+    // SAFETY: the handler only stores to an atomic, which is
+    // async-signal-safe.
+    unsafe {
+        let handler = nix::sys::signal::SigHandler::Handler(on_signal);
+        nix::sys::signal::signal(nix::sys::signal::Signal::SIGTERM, handler)?;
+        nix::sys::signal::signal(nix::sys::signal::Signal::SIGINT, handler)?;
+    }
+    let mut sup = Supervisor {
+        state: ClusterState {
+            supervisor: ProcessId::of(std::process::id()),
+            store: args.store.name().into(),
+            nodes: args.nodes,
+            network: paths.network(),
+            kubeconfig: paths.admin_kubeconfig(),
+            ..ClusterState::default()
+        },
+        paths,
+        network: None,
+        etcd: None,
+        children: BTreeMap::new(),
+        args,
+    };
+    sup.save()?;
+    let started = sup.start();
+    let outcome = match started {
+        Ok(()) => sup.supervise(),
+        Err(e) => Err(e),
+    };
+    if let Err(e) = &outcome {
+        eprintln!("supervisor: {e:#}");
+        sup.state.error = Some(format!("{e:#}"));
+        let _ = sup.save();
+    }
+    sup.shut_down();
+    outcome
+}
+
+impl Supervisor {
+    fn save(&self) -> anyhow::Result<()> {
+        Ok(self.state.save(&self.paths.state())?)
+    }
+
+    fn record(
+        &mut self,
+        name: &str,
+        child: Child,
+        netns: Option<std::path::PathBuf>,
+    ) -> anyhow::Result<()> {
+        let process = ProcessId::of(child.id())
+            .with_context(|| format!("{name} exited at once"))?;
+        self.state.components.retain(|c| c.name != name);
+        self.state.components.push(Component {
+            name: name.into(),
+            process,
+            netns,
+            log: self.paths.log(name),
+        });
+        self.children.insert(name.into(), child);
+        self.save()
+    }
+
+    /// Everything, in order; the nodes Ready last.
+    fn start(&mut self) -> anyhow::Result<()> {
+        let t0 = Instant::now();
+        let network = ClusterNetwork::create(&self.paths.network())?;
+        let cluster_netns = network.netns().to_path_buf();
+        self.network = Some(network);
+        let cp = self.paths.control_plane();
+        data::create(&cp)?;
+        let mut api_args: Vec<String> = vec![
+            "apiserver".into(),
+            "--data".into(),
+            cp.display().to_string(),
+            "--listen".into(),
+            format!("127.0.0.1:{}", self.args.port),
+            "--listen-netns".into(),
+            format!("{}={API_ADDRESS}:6443", cluster_netns.display()),
+            "--nodes".into(),
+            self.args.nodes.to_string(),
+        ];
+        api_args.extend(toleration_flags(self.args.fast));
+        if self.args.store == StoreKind::Etcd {
+            let etcd = EtcdProcess::start(&cp.join("etcd"))
+                .context("starting etcd")?;
+            let process =
+                ProcessId::of(etcd.pid()).context("etcd exited at once")?;
+            self.state.components.push(Component {
+                name: "etcd".into(),
+                process,
+                netns: None,
+                log: cp.join("etcd").join("etcd.log"),
+            });
+            api_args.extend([
+                "--store".into(),
+                "etcd".into(),
+                "--etcd-endpoints".into(),
+                etcd.endpoint().into(),
+            ]);
+            self.etcd = Some(etcd);
+            self.save()?;
+        }
+        let log = self.paths.log("apiserver");
+        let child = spawn("apiserver", &api_args, None, &log)?;
+        self.record("apiserver", child, None)?;
+        let client = self.wait_for_api(Duration::from_secs(30))?;
+        println!(
+            "supervisor: the API server answers after {:?}",
+            t0.elapsed()
+        );
+
+        kubeconfig::write(&cp, &Role::Admin, &self.paths.admin_kubeconfig())?;
+        for (name, role) in [
+            ("scheduler", Role::Scheduler),
+            ("controller-manager", Role::ControllerManager),
+        ] {
+            let config = self.paths.kubeconfig(name);
+            kubeconfig::write(&cp, &role, &config)?;
+            let mut args = vec![
+                name.to_string(),
+                "--kubeconfig".into(),
+                config.display().to_string(),
+                "--name".into(),
+                format!("{name}-1"),
+            ];
+            if name == "controller-manager" {
+                args.extend(lifecycle_flags(self.args.fast));
+            }
+            let child = spawn(name, &args, None, &self.paths.log(name))?;
+            self.record(name, child, None)?;
+        }
+        ensure_images()?;
+        for n in 1..=self.args.nodes {
+            self.start_node(n)?;
+        }
+        let ready =
+            self.wait_ready(&client, Duration::from_secs(self.args.wait));
+        match ready {
+            Ok(()) => {
+                self.state.ready = true;
+                self.state.took_ms = Some(t0.elapsed().as_millis() as u64);
+            }
+            Err(e) => self.state.error = Some(format!("{e:#}")),
+        }
+        self.save()
+    }
+
+    /// Node `n`: its namespace on the cluster network, then its agent in it.
+    fn start_node(&mut self, n: u8) -> anyhow::Result<()> {
+        let network = self.network.as_ref().context("no cluster network")?;
+        let node = network.join(n)?;
+        let cp = self.paths.control_plane();
+        let config = self.paths.kubeconfig(&node.name);
+        let url = format!("https://{API_ADDRESS}:6443");
+        kubeconfig::write_for(
+            &cp,
+            &Role::Node(node.name.clone()),
+            &config,
+            &url,
+        )?;
+        let dir = self.paths.node_data(&node.name);
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("creating {}", dir.display()))?;
+        let args: Vec<String> = vec![
+            "node-agent".into(),
+            "--name".into(),
+            node.name.clone(),
+            "--kubeconfig".into(),
+            config.display().to_string(),
+            "--pod-cidr".into(),
+            node.pod_cidr.to_string(),
+            "--node-ip".into(),
+            node.address.to_string(),
+            "--data".into(),
+            dir.display().to_string(),
+        ];
+        let child = spawn(
+            &node.name,
+            &args,
+            Some(&node.path),
+            &self.paths.log(&node.name),
+        )?;
+        self.record(&node.name.clone(), child, Some(node.path))
+    }
+
+    /// Node `n`'s agent stopped (its pods with it), and its namespace.
+    fn stop_node(&mut self, n: u8) -> anyhow::Result<bool> {
+        let name = node_name(n);
+        let ran = match self.state.component(&name).map(|c| c.process) {
+            Some(id) => stop(id, self.children.get_mut(&name), NODE_GRACE),
+            None => false,
+        };
+        self.children.remove(&name);
+        self.state.components.retain(|c| c.name != name);
+        self.save()?;
+        if let Some(network) = &self.network {
+            network.leave(n)?;
+        }
+        Ok(ran)
+    }
+
+    fn wait_for_api(&mut self, limit: Duration) -> anyhow::Result<Client> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(child) = self.children.get_mut("apiserver") {
+                if let Some(status) = child.try_wait()? {
+                    bail!("the API server exited ({status}): see ch05 logs apiserver");
+                }
+            }
+            // The server writes its URL once it listens (port 0 is any).
+            let said = self.paths.control_plane().join("server-url").exists();
+            if let Some(client) = said
+                .then(|| crate::cluster_cmds::admin_client(&self.paths).ok())
+                .flatten()
+            {
+                if client.request_bytes("GET", "/readyz", None).is_ok() {
+                    return Ok(client);
+                }
+            }
+            if Instant::now() > deadline {
+                bail!("the API server did not answer within {limit:?}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn wait_ready(
+        &mut self,
+        client: &Client,
+        limit: Duration,
+    ) -> anyhow::Result<()> {
+        let deadline = Instant::now() + limit;
+        let want: Vec<String> = (1..=self.args.nodes).map(node_name).collect();
+        loop {
+            let ready = ready_nodes(client).unwrap_or_default();
+            let missing: Vec<&String> =
+                want.iter().filter(|n| !ready.contains(n)).collect();
+            if missing.is_empty() {
+                return Ok(());
+            }
+            if STOP.load(Ordering::SeqCst) {
+                bail!("stopped while waiting for the nodes");
+            }
+            for name in &missing {
+                if let Some(child) = self.children.get_mut(name.as_str()) {
+                    if let Some(status) = child.try_wait()? {
+                        bail!("{name}'s agent exited ({status}): see ch05 logs {name}");
+                    }
+                }
+            }
+            if Instant::now() > deadline {
+                let names: Vec<&str> =
+                    missing.iter().map(|s| s.as_str()).collect();
+                bail!("not Ready after {limit:?}: {}", names.join(", "));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Until told to stop: commands from the socket, children that exit.
+    fn supervise(&mut self) -> anyhow::Result<()> {
+        let socket = self.paths.socket();
+        let _ = std::fs::remove_file(&socket);
+        let listener = UnixListener::bind(&socket)
+            .with_context(|| format!("listening on {}", socket.display()))?;
+        let (tx, rx) = mpsc::channel::<Request>();
+        std::thread::spawn(move || {
+            for conn in listener.incoming().flatten() {
+                let tx = tx.clone();
+                std::thread::spawn(move || serve_conn(conn, tx));
+            }
+        });
+        loop {
+            if STOP.load(Ordering::SeqCst) {
+                return Ok(());
+            }
+            match rx.recv_timeout(Duration::from_millis(200)) {
+                Ok((line, reply)) => {
+                    let (answer, stop_now) = self.command(line.trim());
+                    let _ = reply.send(answer);
+                    if stop_now {
+                        return Ok(());
+                    }
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => return Ok(()),
+            }
+            for (name, child) in &mut self.children {
+                if let Ok(Some(status)) = child.try_wait() {
+                    eprintln!("supervisor: {name} exited ({status})");
+                }
+            }
+            self.children
+                .retain(|_, c| !matches!(c.try_wait(), Ok(Some(_))));
+        }
+    }
+
+    fn command(&mut self, line: &str) -> (String, bool) {
+        let mut words = line.split_whitespace();
+        let verb = words.next().unwrap_or_default();
+        let arg = words.next().unwrap_or_default();
+        let node = || node_index(arg).filter(|n| *n <= self.args.nodes.max(*n));
+        let answer = match (verb, node()) {
+            ("stop", _) => return ("ok stopping".into(), true),
+            ("stop-node", Some(n)) => match self.stop_node(n) {
+                Ok(true) => format!("ok {arg} stopped"),
+                Ok(false) => format!("ok {arg} was not running"),
+                Err(e) => format!("error: {e:#}"),
+            },
+            ("start-node", Some(n)) => {
+                if self
+                    .state
+                    .component(arg)
+                    .is_some_and(|c| c.process.is_alive())
+                {
+                    format!("error: {arg} is running")
+                } else {
+                    let _ = self.stop_node(n);
+                    match self.start_node(n) {
+                        Ok(()) => format!("ok {arg} started"),
+                        Err(e) => format!("error: {e:#}"),
+                    }
+                }
+            }
+            ("stop-node" | "start-node", None) => {
+                format!("error: {arg:?} is not a node name (node-N)")
+            }
+            _ => format!("error: unknown command {line:?}"),
+        };
+        (answer, false)
+    }
+
+    /// Everything stopped, in reverse order, and the network removed.
+    fn shut_down(&mut self) {
+        let mut order: Vec<Component> = self.state.components.clone();
+        order.reverse();
+        for c in &order {
+            let grace = if node_index(&c.name).is_some() {
+                NODE_GRACE
+            } else {
+                GRACE
+            };
+            if c.name == "etcd" {
+                continue;
+            }
+            stop(c.process, self.children.get_mut(&c.name), grace);
+        }
+        self.children.clear();
+        drop(self.etcd.take());
+        if let Some(network) = self.network.take() {
+            if let Err(e) = network.destroy() {
+                eprintln!("supervisor: removing the cluster network: {e}");
+            }
+        }
+        let _ = std::fs::remove_file(self.paths.socket());
+        if let Err(e) = crate::cluster_cmds::remove_files(&self.paths) {
+            eprintln!("supervisor: {e:#}");
+        }
+        eprintln!("supervisor: stopped");
+    }
+}
+
+/// Each node's name and Ready condition (`Ready`, `NotReady`, `Unknown`),
+/// as `kubectl get nodes` shows it.
+pub fn node_rows(client: &Client) -> anyhow::Result<Vec<(String, String)>> {
+    let nodes = client.list::<Node>(None, "")?;
+    Ok(nodes
+        .items
+        .into_iter()
+        .map(|n| {
+            let ready = n
+                .status
+                .as_ref()
+                .and_then(|s| s.conditions.as_ref())
+                .and_then(|cs| cs.iter().find(|c| c.type_ == "Ready"))
+                .map(|c| c.status.clone());
+            let status = match ready.as_deref() {
+                Some("True") => "Ready",
+                Some("False") => "NotReady",
+                _ => "Unknown",
+            };
+            (n.metadata.name.unwrap_or_default(), status.to_string())
+        })
+        .collect())
+}
+
+/// The Ready nodes' names.
+pub fn ready_nodes(client: &Client) -> anyhow::Result<Vec<String>> {
+    Ok(node_rows(client)?
+        .into_iter()
+        .filter(|(_, s)| s == "Ready")
+        .map(|(n, _)| n)
+        .collect())
+}
+
+fn serve_conn(conn: UnixStream, tx: mpsc::Sender<Request>) {
+    let _ = conn.set_read_timeout(Some(Duration::from_secs(5)));
+    let Ok(read) = conn.try_clone() else { return };
+    let mut line = String::new();
+    if BufReader::new(read).read_line(&mut line).is_err() {
+        return;
+    }
+    let (reply, answer) = mpsc::channel();
+    if tx.send((line, reply)).is_err() {
+        return;
+    }
+    if let Ok(text) = answer.recv() {
+        let mut conn = conn;
+        let _ = writeln!(conn, "{text}");
+    }
+}
