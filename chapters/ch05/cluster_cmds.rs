@@ -435,6 +435,27 @@ pub fn node_command(verb: &str, args: NodeArgs) -> anyhow::Result<()> {
     }
 }
 
+#[derive(clap::Args)]
+pub struct KillArgs {
+    /// The component: scheduler-1, controller-manager-2, … (`ch05
+    /// status` lists them).
+    component: String,
+}
+
+/// `ch05 kill COMPONENT`: SIGKILL to one of the control plane's
+/// processes, as a crash would do it (not restarted).
+pub fn kill(args: KillArgs) -> anyhow::Result<()> {
+    let paths = Paths::from_env();
+    let answer = ask(&paths, &format!("kill {}", args.component))?;
+    match answer.strip_prefix("ok ") {
+        Some(text) => {
+            println!("ch05: {text}");
+            Ok(())
+        }
+        None => bail!("{}", answer.strip_prefix("error: ").unwrap_or(&answer)),
+    }
+}
+
 /// One command to the supervisor, and its answer.
 fn ask(paths: &Paths, line: &str) -> anyhow::Result<String> {
     let socket = paths.socket();

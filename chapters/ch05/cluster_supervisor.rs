@@ -48,16 +48,39 @@ pub struct Args {
 }
 
 /// The controller manager's node-lifecycle flags: kube-controller-
-/// manager's defaults, or (`--fast`) seconds, for tours and tests.
+/// manager's defaults, or (`--fast`) seconds, for tours and tests. (How
+/// long pods stay on a lost node is the API server's, below.)
 fn lifecycle_flags(fast: bool) -> Vec<String> {
-    let (grace, eviction) = if fast { ("8s", "4s") } else { ("50s", "300s") };
+    let (period, grace) = if fast { ("1s", "8s") } else { ("5s", "50s") };
     vec![
+        "--node-monitor-period".into(),
+        period.into(),
         "--node-monitor-grace-period".into(),
         grace.into(),
-        "--pod-eviction-timeout".into(),
-        eviction.into(),
     ]
 }
+
+/// Leader election's timings: the components' defaults (15 s, 10 s,
+/// 2 s), or (`--fast`) a Lease of 4 s.
+fn leader_flags(fast: bool) -> Vec<String> {
+    let (lease, deadline, retry) = if fast {
+        ("4s", "3s", "1s")
+    } else {
+        ("15s", "10s", "2s")
+    };
+    vec![
+        "--lease-duration".into(),
+        lease.into(),
+        "--renew-deadline".into(),
+        deadline.into(),
+        "--retry-period".into(),
+        retry.into(),
+    ]
+}
+
+/// Replicas of the scheduler and of the controller manager: one acts,
+/// the other waits for its Lease.
+const REPLICAS: u8 = 2;
 
 /// The API server's DefaultTolerationSeconds: how long new pods stay on
 /// a node that is not ready or unreachable before they are evicted.
@@ -235,24 +258,42 @@ impl Supervisor {
         );
 
         kubeconfig::write(&cp, &Role::Admin, &self.paths.admin_kubeconfig())?;
-        for (name, role) in [
-            ("scheduler", Role::Scheduler),
-            ("controller-manager", Role::ControllerManager),
+        for (kind, role, lease) in [
+            ("scheduler", Role::Scheduler, "kube-scheduler"),
+            (
+                "controller-manager",
+                Role::ControllerManager,
+                "kube-controller-manager",
+            ),
         ] {
-            let config = self.paths.kubeconfig(name);
+            let config = self.paths.kubeconfig(kind);
             kubeconfig::write(&cp, &role, &config)?;
-            let mut args = vec![
-                name.to_string(),
-                "--kubeconfig".into(),
-                config.display().to_string(),
-                "--name".into(),
-                format!("{name}-1"),
-            ];
-            if name == "controller-manager" {
-                args.extend(lifecycle_flags(self.args.fast));
+            for replica in 1..=REPLICAS {
+                let name = format!("{kind}-{replica}");
+                let mut args = vec![
+                    kind.to_string(),
+                    "--kubeconfig".into(),
+                    config.display().to_string(),
+                    "--name".into(),
+                    name.clone(),
+                ];
+                args.extend(leader_flags(self.args.fast));
+                if kind == "controller-manager" {
+                    args.extend(lifecycle_flags(self.args.fast));
+                }
+                let child = spawn(&name, &args, None, &self.paths.log(&name))?;
+                self.record(&name, child, None)?;
+                // The first replica leads: the standby starts once it
+                // holds the Lease, so who leads does not depend on luck.
+                if replica == 1 {
+                    wait_for_holder(
+                        &client,
+                        lease,
+                        &name,
+                        Duration::from_secs(30),
+                    )?;
+                }
             }
-            let child = spawn(name, &args, None, &self.paths.log(name))?;
-            self.record(name, child, None)?;
         }
         ensure_images()?;
         for n in 1..=self.args.nodes {
@@ -447,6 +488,22 @@ impl Supervisor {
                     }
                 }
             }
+            ("kill", None) if self.children.contains_key(arg) => {
+                // SIGKILL, as a crash: no cleanup, no Lease released.
+                match self.children.get_mut(arg).map(|c| c.kill()) {
+                    Some(Ok(())) => {
+                        if let Some(mut child) = self.children.remove(arg) {
+                            let _ = child.wait();
+                        }
+                        format!("ok {arg} killed")
+                    }
+                    Some(Err(e)) => format!("error: killing {arg}: {e}"),
+                    None => format!("error: {arg} is not running"),
+                }
+            }
+            ("kill", _) => format!(
+                "error: {arg:?} is not a running component (ch05 status lists them; nodes stop with stop-node)"
+            ),
             ("stop-node" | "start-node", None) => {
                 format!("error: {arg:?} is not a node name (node-N)")
             }
@@ -532,5 +589,30 @@ fn serve_conn(conn: UnixStream, tx: mpsc::Sender<Request>) {
     if let Ok(text) = answer.recv() {
         let mut conn = conn;
         let _ = writeln!(conn, "{text}");
+    }
+}
+
+/// Waits until `name` holds the Lease `kube-system/lease`.
+fn wait_for_holder(
+    client: &Client,
+    lease: &str,
+    name: &str,
+    limit: Duration,
+) -> anyhow::Result<()> {
+    use k8s_openapi::api::coordination::v1::Lease;
+    let deadline = Instant::now() + limit;
+    loop {
+        let holder = client
+            .get::<Lease>(Some("kube-system"), lease)
+            .ok()
+            .and_then(|l| l.spec)
+            .and_then(|s| s.holder_identity);
+        if holder.as_deref() == Some(name) {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("{name} did not take the Lease {lease} within {limit:?}: see ch05 logs {name}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
     }
 }

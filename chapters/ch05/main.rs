@@ -20,8 +20,9 @@ mod common;
 mod controller_manager;
 mod data;
 mod kubeconfig;
-mod scheduler;
 mod node_agent;
+mod scheduler;
+mod tour;
 
 #[derive(Parser)]
 #[command(
@@ -66,6 +67,11 @@ enum Command {
     StopNode(cluster_cmds::NodeArgs),
     /// Start a stopped node again.
     StartNode(cluster_cmds::NodeArgs),
+    /// Kill one of the control plane's processes (SIGKILL, as a crash).
+    Kill(cluster_cmds::KillArgs),
+    /// Chapter 5 in one run: a cluster, kubia deployed, exposed, scaled,
+    /// healed, failed over and updated, with the real kubectl (root).
+    Tour(tour::Args),
     /// Print a component's log.
     Logs(cluster_cmds::LogsArgs),
     /// The process `up` starts to own the cluster (not for you to run).
@@ -93,6 +99,8 @@ fn main() -> ExitCode {
             cluster_cmds::node_command("start-node", args)
         }
         Command::Logs(args) => cluster_cmds::logs(args),
+        Command::Kill(args) => cluster_cmds::kill(args),
+        Command::Tour(args) => tour::run_tour(args),
         Command::ClusterSupervisor(args) => cluster_supervisor::run(args),
     };
     match result {

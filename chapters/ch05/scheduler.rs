@@ -7,13 +7,16 @@
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use lab05::auth::Role;
 use lab05::client::{Client, ClientConfig};
+use lab05::leader::{LeaderElector, LeaseRef, Timings};
 use lab05::scheduler::{Scheduler, SchedulerOptions};
 use tokio::signal::unix::{signal, SignalKind};
 
+use crate::controller_manager::{default_identity, parse_duration};
 use crate::{data, kubeconfig};
 
 #[derive(clap::Args)]
@@ -22,10 +25,23 @@ pub struct Args {
     /// scheduler's kubeconfig in the data directory, written if missing.
     #[arg(long, value_name = "PATH")]
     kubeconfig: Option<PathBuf>,
-    /// Its name: the pods it schedules (spec.schedulerName) and the
-    /// events' source; also its identity for leader election.
+    /// The profile's name: the pods it schedules (spec.schedulerName)
+    /// and the events' source.
     #[arg(long, default_value = "default-scheduler")]
-    name: String,
+    scheduler_name: String,
+    /// This replica's identity in the Lease. Default: <hostname>_<uuid>.
+    #[arg(long)]
+    name: Option<String>,
+    /// Schedule only while holding the kube-system/kube-scheduler Lease,
+    /// so that of several replicas exactly one acts.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    leader_elect: bool,
+    #[arg(long, default_value = "15s", value_parser = parse_duration)]
+    lease_duration: Duration,
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    renew_deadline: Duration,
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    retry_period: Duration,
     /// percentageOfNodesToScore (0: adaptive, as kube-scheduler).
     #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=100))]
     percentage_of_nodes_to_score: u32,
@@ -51,22 +67,57 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let client = Client::new(config)?;
     let stop = Arc::new(AtomicBool::new(false));
     stop_on_signal(stop.clone())?;
-    println!(
-        "ch05: the scheduler {} watches {}",
-        args.name,
-        client.server()
-    );
+    let identity = args.name.clone().unwrap_or_else(default_identity);
+    println!("ch05: the scheduler {identity} watches {}", client.server());
     let options = SchedulerOptions {
-        scheduler_name: args.name,
+        scheduler_name: args.scheduler_name,
         percentage_of_nodes_to_score: args.percentage_of_nodes_to_score,
         ..SchedulerOptions::default()
     };
-    // Leader election goes here: acquire the Lease
-    // kube-system/kube-scheduler as `--name`'s identity, run while it is
-    // held, stop when it is lost.
-    Scheduler::new(client, options).run(&stop)?;
-    eprintln!("ch05: stopping");
-    Ok(())
+    let scheduler = Scheduler::new(client.clone(), options);
+    if !args.leader_elect {
+        scheduler.run(&stop)?;
+        eprintln!("ch05: stopping");
+        return Ok(());
+    }
+    let timings = Timings {
+        lease_duration: args.lease_duration,
+        renew_deadline: args.renew_deadline,
+        retry_period: args.retry_period,
+    };
+    let lease = LeaseRef::new("kube-system", "kube-scheduler");
+    let elector = LeaderElector::new(client, lease, &identity, timings)
+        .context("leader election")?
+        .release_on_cancel(true);
+    // ANCHOR: lead
+    let outcome = elector.run(&stop, |leading| {
+        // The scheduler stops when leadership is lost or we are told to.
+        let halt = AtomicBool::new(false);
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                while !halt.load(Ordering::SeqCst)
+                    && leading.sleep(Duration::from_millis(200))
+                    && !stop.load(Ordering::SeqCst)
+                {}
+                halt.store(true, Ordering::SeqCst);
+            });
+            let result = scheduler.run(&halt);
+            halt.store(true, Ordering::SeqCst);
+            result
+        })
+    });
+    // ANCHOR_END: lead
+    match outcome {
+        None => {}
+        Some(result) => result?,
+    }
+    if stop.load(Ordering::SeqCst) {
+        eprintln!("ch05: stopping");
+        Ok(())
+    } else {
+        // As kube-scheduler: a replica that lost the Lease exits.
+        anyhow::bail!("leaderelection lost")
+    }
 }
 
 /// Sets `stop` on SIGINT or SIGTERM.

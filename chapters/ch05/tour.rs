@@ -38,7 +38,8 @@ pub struct Args {
 
 /// The tour's Deployment: the book's kubia-deployment-v1.yaml.
 const DEPLOYMENT: &str = "book/src/ch05/manifests/kubia-deployment.yaml";
-const DEPLOYMENT_YAML: &str = include_str!("../../book/src/ch05/manifests/kubia-deployment.yaml");
+const DEPLOYMENT_YAML: &str =
+    include_str!("../../book/src/ch05/manifests/kubia-deployment.yaml");
 
 /// How long the slowest step may take on a loaded 2-core machine.
 const PATIENCE: Duration = Duration::from_secs(120);
@@ -91,11 +92,18 @@ fn run(program: &str, args: &[&str], env: &[(&str, &Path)]) -> Result<String> {
 }
 
 /// Waits until `done` says yes (polled), up to `limit`; says how long.
-fn wait_for<T>(what: &str, limit: Duration, mut done: impl FnMut() -> Result<Option<T>>) -> Result<T> {
+fn wait_for<T>(
+    what: &str,
+    limit: Duration,
+    mut done: impl FnMut() -> Result<Option<T>>,
+) -> Result<T> {
     let t0 = Instant::now();
     loop {
         if let Some(v) = done()? {
-            say(&format!("waited {:.1} s until {what}", t0.elapsed().as_secs_f64()));
+            say(&format!(
+                "waited {:.1} s until {what}",
+                t0.elapsed().as_secs_f64()
+            ));
             return Ok(v);
         }
         if t0.elapsed() > limit {
@@ -111,12 +119,15 @@ fn is_ready(pod: &Pod) -> bool {
             .status
             .as_ref()
             .and_then(|s| s.conditions.as_ref())
-            .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+            .is_some_and(|c| {
+                c.iter().any(|c| c.type_ == "Ready" && c.status == "True")
+            })
 }
 
 /// kubia's ready pods, by name, with their nodes.
 fn ready_pods(client: &Client) -> Result<BTreeMap<String, String>> {
-    let pods = client.list::<Pod>(Some("default"), "labelSelector=app%3Dkubia")?;
+    let pods =
+        client.list::<Pod>(Some("default"), "labelSelector=app%3Dkubia")?;
     Ok(pods
         .items
         .iter()
@@ -124,7 +135,10 @@ fn ready_pods(client: &Client) -> Result<BTreeMap<String, String>> {
         .map(|p| {
             (
                 p.metadata.name.clone().unwrap_or_default(),
-                p.spec.as_ref().and_then(|s| s.node_name.clone()).unwrap_or_default(),
+                p.spec
+                    .as_ref()
+                    .and_then(|s| s.node_name.clone())
+                    .unwrap_or_default(),
             )
         })
         .collect())
@@ -176,7 +190,10 @@ fn lease_holder(client: &Client, name: &str) -> Result<Option<String>> {
 fn request(node: &str, url: &str) -> Option<String> {
     let out = run(
         "ch05",
-        &["ssh", node, "--", "busybox", "wget", "-q", "-T", "3", "-O", "-", url],
+        &[
+            "ssh", node, "--", "busybox", "wget", "-q", "-T", "3", "-O", "-",
+            url,
+        ],
         &[],
     )
     .ok()?;
@@ -219,7 +236,9 @@ impl Load {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
-        std::mem::take(&mut *self.seen.lock().unwrap_or_else(|p| p.into_inner()))
+        std::mem::take(
+            &mut *self.seen.lock().unwrap_or_else(|p| p.into_inner()),
+        )
     }
 }
 
@@ -248,7 +267,10 @@ pub fn run_tour(args: Args) -> Result<()> {
         }
     }
     if outcome.is_ok() {
-        say(&format!("the tour took {:.0} s", started.elapsed().as_secs_f64()));
+        say(&format!(
+            "the tour took {:.0} s",
+            started.elapsed().as_secs_f64()
+        ));
     }
     outcome
 }
@@ -270,7 +292,14 @@ fn tour(args: &Args, paths: &Paths, nodes: &str) -> Result<()> {
     );
     show(
         "ch05",
-        &["up", "--nodes", nodes, "--store", args.store.name(), "--fast"],
+        &[
+            "up",
+            "--nodes",
+            nodes,
+            "--store",
+            args.store.name(),
+            "--fast",
+        ],
         &[],
     )?;
     let kubeconfig = paths.admin_kubeconfig();
@@ -291,7 +320,13 @@ fn tour(args: &Args, paths: &Paths, nodes: &str) -> Result<()> {
     say(&format!("pods per node: {}", per_node(&pods)));
 
     step(3, "A Service in front of them, and requests from a node");
-    kubectl(&["expose", "deployment", "kubia", "--port=80", "--target-port=8080"])?;
+    kubectl(&[
+        "expose",
+        "deployment",
+        "kubia",
+        "--port=80",
+        "--target-port=8080",
+    ])?;
     kubectl(&["get", "svc", "kubia"])?;
     let svc = client.get::<Service>(Some("default"), "kubia")?;
     let ip = svc
@@ -331,10 +366,12 @@ fn tour(args: &Args, paths: &Paths, nodes: &str) -> Result<()> {
     step(5, "Self-healing: a pod deleted by hand is replaced");
     let victim = pods.keys().next().context("no pod")?.clone();
     kubectl(&["delete", "pod", &victim])?;
-    let pods = wait_for("5 pods were Ready again, without it", PATIENCE, || {
-        let ready = ready_pods(&client)?;
-        Ok((ready.len() == 5 && !ready.contains_key(&victim)).then_some(ready))
-    })?;
+    let pods =
+        wait_for("5 pods were Ready again, without it", PATIENCE, || {
+            let ready = ready_pods(&client)?;
+            Ok((ready.len() == 5 && !ready.contains_key(&victim))
+                .then_some(ready))
+        })?;
     say(&format!("pods per node: {}", per_node(&pods)));
 
     step(6, "A node fails: node-2's agent stops, its pods move");
@@ -343,15 +380,11 @@ fn tour(args: &Args, paths: &Paths, nodes: &str) -> Result<()> {
         Ok(node_ready(&client, "node-2")?.filter(|s| s != "True"))
     })?;
     kubectl(&["get", "nodes"])?;
-    let pods = wait_for(
-        "5 pods were Ready, none on node-2",
-        PATIENCE,
-        || {
-            let ready = ready_pods(&client)?;
-            let moved = ready.len() == 5 && ready.values().all(|n| n != "node-2");
-            Ok(moved.then_some(ready))
-        },
-    )?;
+    let pods = wait_for("5 pods were Ready, none on node-2", PATIENCE, || {
+        let ready = ready_pods(&client)?;
+        let moved = ready.len() == 5 && ready.values().all(|n| n != "node-2");
+        Ok(moved.then_some(ready))
+    })?;
     say(&format!("pods per node: {}", per_node(&pods)));
     show("ch05", &["start-node", "node-2"], &[])?;
     wait_for("node-2 was Ready again", PATIENCE, || {
@@ -362,7 +395,8 @@ fn tour(args: &Args, paths: &Paths, nodes: &str) -> Result<()> {
     })?;
 
     step(7, "The active scheduler dies: the standby takes over");
-    let holder = lease_holder(&client, "kube-scheduler")?.context("no scheduler holds the Lease")?;
+    let holder = lease_holder(&client, "kube-scheduler")?
+        .context("no scheduler holds the Lease")?;
     kubectl(&[
         "get",
         "lease",
@@ -400,8 +434,16 @@ fn tour(args: &Args, paths: &Paths, nodes: &str) -> Result<()> {
     std::thread::sleep(Duration::from_secs(2));
     let seen = load.finish();
     let failed = seen.iter().filter(|s| s.is_none()).count();
-    let v1_first = seen.iter().flatten().next().is_some_and(|s| s.starts_with("You've hit"));
-    let v2_last = seen.iter().flatten().last().is_some_and(|s| s.starts_with("This is v2"));
+    let v1_first = seen
+        .iter()
+        .flatten()
+        .next()
+        .is_some_and(|s| s.starts_with("You've hit"));
+    let v2_last = seen
+        .iter()
+        .flatten()
+        .last()
+        .is_some_and(|s| s.starts_with("This is v2"));
     say(&format!(
         "{} requests during the rollout, {failed} failed",
         seen.len()

@@ -19,13 +19,13 @@ pub mod apiserver;
 pub mod auth;
 pub mod bench;
 pub mod client;
-pub mod controllers;
 #[cfg(target_os = "linux")]
 pub mod cluster;
+pub mod controllers;
 pub mod events;
 pub mod informer;
-pub mod leader;
 pub mod kubelet;
+pub mod leader;
 pub mod node_proxy;
 pub mod scheduler;
 pub mod store;
