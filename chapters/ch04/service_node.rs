@@ -221,36 +221,14 @@ impl ServiceNode {
 }
 
 impl PodEnvironment for ServiceNode {
-    // ANCHOR: dns_config
-    /// `dnsPolicy: ClusterFirst` (the default): the cluster's DNS server,
-    /// the namespace's search path, ndots:5. `Default`: the node's own.
     fn dns_config(&self, pod: &Pod) -> Option<DnsConfig> {
-        let spec = pod.spec.as_ref()?;
-        let namespace = pod.metadata.namespace.as_deref().unwrap_or("default");
-        match spec.dns_policy.as_deref().unwrap_or("ClusterFirst") {
-            "ClusterFirst" => Some(DnsConfig {
-                servers: vec![dns_ip().to_string()],
-                searches: lab04::env::search_path(namespace, CLUSTER_DOMAIN),
-                options: vec![format!("ndots:{}", lab04::env::NDOTS)],
-            }),
-            _ => None,
-        }
+        lab04::env::pod_dns_config(pod)
     }
-    // ANCHOR_END: dns_config
 
     fn service_env(&self, pod: &Pod) -> Vec<(String, String)> {
-        let namespace = pod.metadata.namespace.as_deref().unwrap_or("default");
-        let links = pod
-            .spec
-            .as_ref()
-            .and_then(|s| s.enable_service_links)
-            .unwrap_or(true);
         // The Services kept now: one made later is not in them.
         let services = self.store.list().unwrap_or_default();
-        lab04::env::service_env(&services, namespace, links)
-            .into_iter()
-            .map(|e| (e.name, e.value.unwrap_or_default()))
-            .collect()
+        lab04::env::pod_service_env(&services, pod)
     }
 }
 

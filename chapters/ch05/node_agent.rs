@@ -24,6 +24,7 @@ use lab03::ipam::Cidr;
 use lab03::kubelet::fake::{fake_digest, FakeRuntime};
 use lab05::client::{Client, ClientConfig};
 use lab05::kubelet::{AgentConfig, Cri, NodeAgent};
+use lab05::node_proxy::{NodeProxy, NodeProxyOptions, ProxyMode};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -58,6 +59,10 @@ pub struct Args {
     /// How often the Lease is renewed, in seconds (its duration is 4x).
     #[arg(long, default_value_t = 10, value_name = "SECONDS")]
     lease_renew_interval: u64,
+    /// The node's Service proxy: nftables (kube-proxy's mode) or
+    /// userspace (the first edition's).
+    #[arg(long, default_value = "nftables")]
+    proxy: ProxyMode,
     /// How often the manifest directory is read, in seconds.
     #[arg(long, default_value_t = 20, value_name = "SECONDS")]
     file_check_frequency: u64,
@@ -105,7 +110,11 @@ impl lab03::runtime::PodNetwork for Plugin {
 fn linux_runtime(
     args: &Args,
     dir: &Path,
-) -> anyhow::Result<(Cri, Arc<lab03::runtime::LinuxRuntime>)> {
+) -> anyhow::Result<(
+    Cri,
+    Arc<lab03::runtime::LinuxRuntime>,
+    Arc<lab03::network::NodeNetwork>,
+)> {
     if !nix::unistd::geteuid().is_root() {
         bail!(
             "the real runtime needs root (namespaces, cgroups, the pod \
@@ -117,15 +126,43 @@ fn linux_runtime(
     NodeNetwork::remove(dir).context("removing the last start's network")?;
     let network = NodeNetwork::create_here(dir, &args.name, args.pod_cidr)
         .context("the node's pod network")?;
+    let network = Arc::new(network);
     let config = lab03::runtime::RuntimeConfig::new(
         dir.join("runtime"),
         Home::from_env(),
     )
-    .network(Arc::new(Plugin(Arc::new(network))));
+    .network(Arc::new(Plugin(network.clone())));
     let runtime = Arc::new(
         lab03::runtime::LinuxRuntime::new(config).context("the runtime")?,
     );
-    Ok((Cri::of(runtime.clone()), runtime))
+    Ok((Cri::of(runtime.clone()), runtime, network))
+}
+
+/// The node's proxy (`--proxy`) and its DNS server on the cluster DNS
+/// address, made one of the node's own.
+fn start_proxy(
+    client: &Client,
+    network: &lab03::network::NodeNetwork,
+    args: &Args,
+) -> anyhow::Result<Arc<NodeProxy>> {
+    let dns = lab04::dns::dns_ip();
+    if let Err(e) = network.add_local_address(dns) {
+        // A node started again after a kill -9 has it already.
+        if !e.to_string().contains("exists") {
+            return Err(e).context("the cluster DNS address");
+        }
+    }
+    let proxy = NodeProxy::start(
+        client.clone(),
+        NodeProxyOptions {
+            mode: args.proxy,
+            netns: network.netns_path().to_path_buf(),
+            node_ip: args.node_ip,
+            dns: Some((dns, 53).into()),
+        },
+    )
+    .context("the node's proxy")?;
+    Ok(Arc::new(proxy))
 }
 
 /// Waits for Ctrl-C or SIGTERM.
@@ -162,8 +199,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         };
         (cri, None, "the fake runtime")
     } else {
-        let (cri, linux) = linux_runtime(&args, &dir)?;
-        (cri, Some(linux), "lab03's runtime")
+        let (cri, linux, network) = linux_runtime(&args, &dir)?;
+        (cri, Some((linux, network)), "lab03's runtime")
     };
     let mut config = AgentConfig::new(
         &args.name,
@@ -178,6 +215,17 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     config.lease_duration = config.renew_interval * 4;
     config.file_check_frequency =
         Duration::from_secs(args.file_check_frequency.max(1));
+    // With real pods, the node's Services too: lab04's proxy and DNS,
+    // fed by the API server, which also give pods their DNS settings
+    // and Service variables.
+    let proxy = match &linux {
+        Some((_, network)) => {
+            let proxy = start_proxy(&client, network, &args)?;
+            config.environment = Some(proxy.clone());
+            Some(proxy)
+        }
+        None => None,
+    };
     let agent = NodeAgent::start(client, config, cri)?;
     let addr = agent
         .server_addr()
@@ -191,8 +239,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     wait_for_signal()?;
     println!("node {}: stopping its pods", args.name);
     let stopped = agent.stop(Duration::from_secs(60));
-    if let Some(runtime) = linux {
+    if let Some(proxy) = proxy {
+        proxy.stop();
+    }
+    if let Some((runtime, network)) = linux {
         drop(runtime);
+        drop(network);
         lab03::network::NodeNetwork::remove(&dir)
             .context("removing the node's pod network")?;
     }

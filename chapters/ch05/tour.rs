@@ -249,8 +249,10 @@ pub fn run_tour(args: Args) -> Result<()> {
              (cargo build --release --bins; sudo ./target/release/ch05 tour)"
         );
     }
-    if which("kubectl").is_none() {
-        bail!("the tour drives the real kubectl, and there is none on PATH");
+    for program in ["kubectl", "curl"] {
+        if which(program).is_none() {
+            bail!("the tour needs {program}, and there is none on PATH");
+        }
     }
     let paths = Paths::from_env();
     let started = Instant::now();
@@ -337,7 +339,7 @@ fn tour(args: &Args, paths: &Paths, nodes: &str) -> Result<()> {
     wait_for("the Service answered from node-1", PATIENCE, || {
         Ok(request("node-1", &url))
     })?;
-    println!("$ ch05 ssh node-1 -- busybox wget -q -O - {url}    # six times");
+    println!("$ ch05 ssh node-1 -- curl -s {url}    # six times");
     let mut hosts = BTreeMap::new();
     let mut failed = 0;
     for _ in 0..6 {

@@ -161,3 +161,46 @@ pub fn resolv_conf(
     out
 }
 // ANCHOR_END: resolv_conf
+
+// ANCHOR: dns_config
+/// A pod's DNS settings as the kubelet gives them: `dnsPolicy:
+/// ClusterFirst` (the default) is the cluster's DNS server, the pod's
+/// namespace's search path and ndots:5; `Default` (or any other policy)
+/// is the node's own resolv.conf (`None`).
+pub fn pod_dns_config(
+    pod: &k8s_openapi::api::core::v1::Pod,
+) -> Option<lab03::cri::DnsConfig> {
+    let spec = pod.spec.as_ref()?;
+    let namespace = pod.metadata.namespace.as_deref().unwrap_or("default");
+    match spec.dns_policy.as_deref().unwrap_or("ClusterFirst") {
+        "ClusterFirst" => Some(lab03::cri::DnsConfig {
+            servers: vec![crate::dns::dns_ip().to_string()],
+            searches: search_path(
+                namespace,
+                crate::dns::records::CLUSTER_DOMAIN,
+            ),
+            options: vec![format!("ndots:{NDOTS}")],
+        }),
+        _ => None,
+    }
+}
+// ANCHOR_END: dns_config
+
+/// The Service variables a pod gets from `services` (those of its
+/// namespace, and the master Service's), unless `enableServiceLinks` is
+/// false, as name and value pairs for the runtime.
+pub fn pod_service_env(
+    services: &[Service],
+    pod: &k8s_openapi::api::core::v1::Pod,
+) -> Vec<(String, String)> {
+    let namespace = pod.metadata.namespace.as_deref().unwrap_or("default");
+    let links = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.enable_service_links)
+        .unwrap_or(true);
+    service_env(services, namespace, links)
+        .into_iter()
+        .map(|e| (e.name, e.value.unwrap_or_default()))
+        .collect()
+}

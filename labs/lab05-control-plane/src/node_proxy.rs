@@ -12,7 +12,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -81,7 +81,8 @@ pub struct NodeProxyOptions {
 /// [`NodeProxy::stop`] or on drop.
 pub struct NodeProxy {
     stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+    services: Cache<Service>,
 }
 
 /// Changes that arrive within this of each other are one sync.
@@ -124,6 +125,7 @@ impl NodeProxy {
         let slices = watch::<EndpointSlice>(&client, &wake);
         let pods = watch::<Pod>(&client, &wake);
         let stop = Arc::new(AtomicBool::new(false));
+        let services_seen = services.1.clone();
         let syncer = Syncer {
             stop: stop.clone(),
             services,
@@ -137,17 +139,35 @@ impl NodeProxy {
             .name("node-proxy".into())
             .spawn(move || syncer.run(woken))
             .ok();
-        Ok(NodeProxy { stop, thread })
+        Ok(NodeProxy {
+            stop,
+            thread: Mutex::new(thread),
+            services: services_seen,
+        })
     }
 
     /// Stops syncing and removes the proxy's addresses, listeners and
     /// rules, and the DNS server.
-    pub fn stop(&mut self) {
+    pub fn stop(&self) {
         // The sync loop sees it within a tick and shuts everything.
         self.stop.store(true, Ordering::SeqCst);
-        if let Some(thread) = self.thread.take() {
+        let thread =
+            self.thread.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(thread) = thread {
             let _ = thread.join();
         }
+    }
+}
+
+/// The node's pods get the cluster's DNS and the Services' variables
+/// (lab04's rules) from what this proxy watches.
+impl lab03::kubelet::PodEnvironment for NodeProxy {
+    fn dns_config(&self, pod: &Pod) -> Option<lab03::cri::DnsConfig> {
+        lab04::env::pod_dns_config(pod)
+    }
+
+    fn service_env(&self, pod: &Pod) -> Vec<(String, String)> {
+        lab04::env::pod_service_env(&owned(&self.services), pod)
     }
 }
 

@@ -96,7 +96,7 @@ fn a_service_written_to_the_api_is_served_by_the_nodes_proxy() {
             &slice(json!([{"addresses": [backend_ip.to_string()], "conditions": {"ready": true}}])),
         )
         .unwrap();
-    let mut proxy = NodeProxy::start(
+    let proxy = NodeProxy::start(
         client.clone(),
         NodeProxyOptions {
             mode: ProxyMode::Userspace,

@@ -230,6 +230,7 @@ pub fn run_controllers(
         pods: pods.cache(),
         recorder: recorder.clone(),
         options: options.node_lifecycle,
+        first_seen: Default::default(),
     };
     let gc = GarbageCollector {
         client: client.clone(),

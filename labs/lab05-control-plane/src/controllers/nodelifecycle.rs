@@ -177,6 +177,12 @@ pub struct NodeLifecycleController {
     pub pods: Cache<Pod>,
     pub recorder: Recorder,
     pub options: NodeLifecycleOptions,
+    /// When this controller first saw each node: a node is given its
+    /// grace period from then, as upstream's probe timestamp, so a node
+    /// that registered before its first Lease (or a controller that just
+    /// took over) does not count as silent.
+    pub first_seen:
+        std::sync::Mutex<std::collections::HashMap<String, DateTime<Utc>>>,
 }
 
 fn is_managed(key: &str) -> bool {
@@ -228,6 +234,13 @@ impl NodeLifecycleController {
                 .and_then(|s| s.renew_time.as_ref())
                 .map(|t| t.0)
         });
+        let seen = *self
+            .first_seen
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(name.clone())
+            .or_insert(now);
+        let renewed = renewed.max(Some(seen));
         let conditions = node
             .status
             .as_ref()

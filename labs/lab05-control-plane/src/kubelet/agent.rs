@@ -509,6 +509,14 @@ impl Heartbeat {
     /// (heartbeat times aside), or if the last write is older than
     /// `status_report_frequency`.
     fn report(&mut self, last_report: &mut Instant) {
+        // Compared with the Node as the server has it, as the kubelet's
+        // tryUpdateNodeStatus does: someone else (the node lifecycle
+        // controller marking it Unknown) may have changed it since.
+        if let Ok(node) = self.client.get::<Node>(None, &self.id.name) {
+            if let Some(status) = node.status {
+                self.last = status;
+            }
+        }
         let old = self.last.conditions.clone().unwrap_or_default();
         let health = health_of(&self.cri);
         let now = SystemTime::now();
