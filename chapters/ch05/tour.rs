@@ -190,10 +190,7 @@ fn lease_holder(client: &Client, name: &str) -> Result<Option<String>> {
 fn request(node: &str, url: &str) -> Option<String> {
     let out = run(
         "ch05",
-        &[
-            "ssh", node, "--", "busybox", "wget", "-q", "-T", "3", "-O", "-",
-            url,
-        ],
+        &["ssh", node, "--", "curl", "-s", "-m", "3", url],
         &[],
     )
     .ok()?;
