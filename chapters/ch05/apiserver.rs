@@ -242,6 +242,8 @@ async fn serve(args: Args) -> anyhow::Result<()> {
             not_ready: args.default_not_ready_toleration_seconds,
             unreachable: args.default_unreachable_toleration_seconds,
         },
+        // Nodes are reached where they are: on the cluster network.
+        node_netns: args.listen_netns.as_ref().map(|at| at.netns.clone()),
         ..Options::default()
     };
     let server = ApiServer::new(backend.store.clone(), guard, options)

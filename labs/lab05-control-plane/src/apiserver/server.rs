@@ -60,6 +60,11 @@ pub struct Options {
     /// DefaultTolerationSeconds: how long new pods tolerate a node that
     /// is not ready or unreachable.
     pub toleration_seconds: super::admission::TolerationSeconds,
+    /// The cluster network's namespace, where nodes' addresses are: the
+    /// API server reaches nodes (their logs) from inside it. `None`:
+    /// nodes are reached from the server's own namespace (tests, on
+    /// loopback).
+    pub node_netns: Option<std::path::PathBuf>,
 }
 
 impl Default for Options {
@@ -73,6 +78,7 @@ impl Default for Options {
             advertise_address: "127.0.0.1:6443".into(),
             finalize_namespaces: true,
             toleration_seconds: Default::default(),
+            node_netns: None,
         }
     }
 }

@@ -126,12 +126,20 @@ pub async fn get(call: &Call) -> Result<Response, ApiError> {
     if !query.is_empty() {
         url = format!("{url}?{}", query.join("&"));
     }
-    proxy(url).await
+    proxy(url, call.server.options().node_netns.clone()).await
 }
 
 /// The node's answer, streamed: a thread reads it (ureq blocks) and
 /// hands its chunks over until it ends or the reader goes away.
-async fn proxy(url: String) -> Result<Response, ApiError> {
+///
+/// Nodes' addresses are on the cluster network, which only its own
+/// namespace reaches: with `netns`, the connection is made from a thread
+/// inside it (a socket stays in the namespace it was made in), never
+/// from the host's, where that address would lead nowhere or out.
+async fn proxy(
+    url: String,
+    netns: Option<std::path::PathBuf>,
+) -> Result<Response, ApiError> {
     let (head_tx, head_rx) =
         tokio::sync::oneshot::channel::<Result<(), ApiError>>();
     let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(16);
@@ -142,7 +150,14 @@ async fn proxy(url: String) -> Result<Response, ApiError> {
             .timeout_connect(Some(Duration::from_secs(10)))
             .build()
             .into();
-        let response = match agent.get(&url).call() {
+        let call = || agent.get(&url).call();
+        let response = match &netns {
+            Some(ns) => lab03::network::run_in(ns, call).unwrap_or_else(|e| {
+                Err(ureq::Error::Io(std::io::Error::other(e.to_string())))
+            }),
+            None => call(),
+        };
+        let response = match response {
             Ok(r) => r,
             Err(e) => {
                 let _ = head_tx.send(Err(ApiError::internal(format!(
