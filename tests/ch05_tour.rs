@@ -82,7 +82,7 @@ fn redact(text: &str, home: &Path) -> String {
         (r"kubia-([0-9a-f]{8,10})-[a-z0-9]{5}\b", "kubia-$1-<id>"),
         (r"198\.19\.\d+\.\d+", "198.19.<ip>"),
         (r"198\.18\.(\d+)\.\d+", "198.18.$1.<ip>"),
-        (r"\b\d+(\.\d+)? s\b", "<t> s"),
+        (r"(waited|Ready after|took) \d+(\.\d+)? s\b", "$1 <t> s"),
         (r"\b\d+(s|m\d*s?|h)\b", "<age>"),
         (r"(\d+) requests during", "<n> requests during"),
         (r"(\d+) pods answered", "<n> pods answered"),
@@ -172,6 +172,7 @@ NAME                     READY   STATUS    RESTARTS   AGE   IP           NODE
 kubia-84987d57b6-zgj7h   1/1     Running   0          12s   198.18.3.2   node-3
 kubia-84987d57b6-abcde   1/1     Running   0          2s    198.18.1.7   node-1
 # waited 1.3 s until 3 kubia pods were Ready
+# a node is unreachable after 8 s
 # pods per node: node-1 1, node-3 1
 export KUBECONFIG=/tmp/h/cluster/control-plane/admin.kubeconfig
 ";
@@ -183,6 +184,7 @@ NAME   READY   STATUS   RESTARTS   AGE   IP   NODE
 kubia-84987d57b6-<id>   1/1   Running   0   <age>   198.18.1.<ip>   node-1
 kubia-84987d57b6-<id>   1/1   Running   0   <age>   198.18.3.<ip>   node-3
 # waited <t> s until 3 kubia pods were Ready
+# a node is unreachable after 8 s
 # pods per node: node-1 <n>, node-3 <n>
 export KUBECONFIG=<home>/cluster/control-plane/admin.kubeconfig
 "

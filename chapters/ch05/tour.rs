@@ -453,8 +453,14 @@ fn tour(args: &Args, paths: &Paths, nodes: &str) -> Result<()> {
     kubectl(&["rollout", "history", "deployment/kubia"])?;
 
     step(9, "A pod's log, through the API server from its node");
-    let pods = ready_pods(&client)?;
-    let pod = pods.keys().next().context("no pod")?;
-    kubectl(&["logs", pod, "--tail=1"])?;
+    // The pod that answered last: its log ends with that request.
+    let last = seen
+        .iter()
+        .flatten()
+        .last()
+        .and_then(|s| s.rsplit(' ').next())
+        .context("no request was answered")?
+        .to_string();
+    kubectl(&["logs", &last, "--tail=1"])?;
     Ok(())
 }

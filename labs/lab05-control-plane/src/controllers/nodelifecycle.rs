@@ -117,25 +117,7 @@ pub fn node_verdict(
 }
 // ANCHOR_END: node_verdict
 
-/// Whether `toleration` tolerates `taint` (the core/v1 rules).
-pub fn tolerates(toleration: &Toleration, taint: &Taint) -> bool {
-    if let Some(effect) = toleration.effect.as_deref() {
-        if !effect.is_empty() && effect != taint.effect {
-            return false;
-        }
-    }
-    let key = toleration.key.as_deref().unwrap_or_default();
-    if !key.is_empty() && key != taint.key {
-        return false;
-    }
-    match toleration.operator.as_deref().unwrap_or("Equal") {
-        "Exists" => true,
-        _ => {
-            toleration.value.as_deref().unwrap_or_default()
-                == taint.value.as_deref().unwrap_or_default()
-        }
-    }
-}
+pub use crate::scheduler::filter::tolerates;
 
 /// When `pod`, on a node with `taints`, is to be evicted: `None` never
 /// (every NoExecute taint tolerated for ever), now if it does not
