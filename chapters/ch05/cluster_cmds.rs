@@ -425,14 +425,7 @@ pub fn node_command(verb: &str, args: NodeArgs) -> anyhow::Result<()> {
         format!("{:?} is not a node name (node-N)", args.node)
     })?;
     let paths = Paths::from_env();
-    let answer = ask(&paths, &format!("{verb} {}", args.node))?;
-    match answer.strip_prefix("ok ") {
-        Some(text) => {
-            println!("ch05: {text}");
-            Ok(())
-        }
-        None => bail!("{}", answer.strip_prefix("error: ").unwrap_or(&answer)),
-    }
+    say_answer(&ask(&paths, &format!("{verb} {}", args.node))?)
 }
 
 #[derive(clap::Args)]
@@ -446,13 +439,17 @@ pub struct KillArgs {
 /// processes, as a crash would do it (not restarted).
 pub fn kill(args: KillArgs) -> anyhow::Result<()> {
     let paths = Paths::from_env();
-    let answer = ask(&paths, &format!("kill {}", args.component))?;
+    say_answer(&ask(&paths, &format!("kill {}", args.component))?)
+}
+
+/// The supervisor's answer: "ok …" said, "error: …" an error.
+fn say_answer(answer: &str) -> anyhow::Result<()> {
     match answer.strip_prefix("ok ") {
         Some(text) => {
             println!("ch05: {text}");
             Ok(())
         }
-        None => bail!("{}", answer.strip_prefix("error: ").unwrap_or(&answer)),
+        None => bail!("{}", answer.strip_prefix("error: ").unwrap_or(answer)),
     }
 }
 

@@ -82,8 +82,8 @@ pub fn default_identity() -> String {
     format!("{host}_{suffix}")
 }
 
-/// Raises `stop` on SIGINT or SIGTERM.
-fn stop_on_signal(stop: Arc<AtomicBool>) -> anyhow::Result<()> {
+/// Raises `stop` on SIGINT or SIGTERM (the scheduler's too).
+pub fn stop_on_signal(stop: Arc<AtomicBool>) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;

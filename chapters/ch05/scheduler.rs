@@ -14,9 +14,10 @@ use lab05::auth::Role;
 use lab05::client::{Client, ClientConfig};
 use lab05::leader::{LeaderElector, LeaseRef, Timings};
 use lab05::scheduler::{Scheduler, SchedulerOptions};
-use tokio::signal::unix::{signal, SignalKind};
 
-use crate::controller_manager::{default_identity, parse_duration};
+use crate::controller_manager::{
+    default_identity, parse_duration, stop_on_signal,
+};
 use crate::{data, kubeconfig};
 
 #[derive(clap::Args)]
@@ -95,10 +96,15 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         let halt = AtomicBool::new(false);
         std::thread::scope(|s| {
             s.spawn(|| {
-                while !halt.load(Ordering::SeqCst)
-                    && leading.sleep(Duration::from_millis(200))
-                    && !stop.load(Ordering::SeqCst)
-                {}
+                // Each turn sleeps (up to 200 ms): not a busy wait.
+                loop {
+                    let go_on = !halt.load(Ordering::SeqCst)
+                        && leading.sleep(Duration::from_millis(200))
+                        && !stop.load(Ordering::SeqCst);
+                    if !go_on {
+                        break;
+                    }
+                }
                 halt.store(true, Ordering::SeqCst);
             });
             let result = scheduler.run(&halt);
@@ -118,28 +124,4 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         // As kube-scheduler: a replica that lost the Lease exits.
         anyhow::bail!("leaderelection lost")
     }
-}
-
-/// Sets `stop` on SIGINT or SIGTERM.
-fn stop_on_signal(stop: Arc<AtomicBool>) -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the signal watcher")?;
-    std::thread::spawn(move || {
-        runtime.block_on(async {
-            let (Ok(mut term), Ok(mut int)) = (
-                signal(SignalKind::terminate()),
-                signal(SignalKind::interrupt()),
-            ) else {
-                return;
-            };
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = int.recv() => {}
-            }
-            stop.store(true, Ordering::SeqCst);
-        });
-    });
-    Ok(())
 }
