@@ -96,7 +96,8 @@ fn redact(text: &str, home: &Path) -> String {
             .replace_all(&out, *with)
             .into_owned();
     }
-    // Columns realigned by other widths: one gap is the shape.
+    // Columns realigned by other widths: one space is the shape (and
+    // keeps the book's 80 columns).
     let spaces = regex::Regex::new(r"  +").unwrap();
     let lines: Vec<String> = out
         .lines()
@@ -104,7 +105,7 @@ fn redact(text: &str, home: &Path) -> String {
             if l.starts_with('#') {
                 l.to_string()
             } else {
-                spaces.replace_all(l, "   ").trim_end().to_string()
+                spaces.replace_all(l, " ").trim_end().to_string()
             }
         })
         .collect();
@@ -180,9 +181,9 @@ export KUBECONFIG=/tmp/h/cluster/control-plane/admin.kubeconfig
         redact(text, home),
         "\
 $ kubectl get pods -o wide
-NAME   READY   STATUS   RESTARTS   AGE   IP   NODE
-kubia-84987d57b6-<id>   1/1   Running   0   <age>   198.18.1.<ip>   node-1
-kubia-84987d57b6-<id>   1/1   Running   0   <age>   198.18.3.<ip>   node-3
+NAME READY STATUS RESTARTS AGE IP NODE
+kubia-84987d57b6-<id> 1/1 Running 0 <age> 198.18.1.<ip> node-1
+kubia-84987d57b6-<id> 1/1 Running 0 <age> 198.18.3.<ip> node-3
 # waited <t> s until 3 kubia pods were Ready
 # a node is unreachable after 8 s
 # pods per node: node-1 <n>, node-3 <n>

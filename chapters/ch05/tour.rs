@@ -396,15 +396,7 @@ fn tour(args: &Args, paths: &Paths, nodes: &str) -> Result<()> {
     step(7, "The active scheduler dies: the standby takes over");
     let holder = lease_holder(&client, "kube-scheduler")?
         .context("no scheduler holds the Lease")?;
-    kubectl(&[
-        "get",
-        "lease",
-        "-n",
-        "kube-system",
-        "kube-scheduler",
-        "-o",
-        "jsonpath={.spec.holderIdentity}{\"\\n\"}",
-    ])?;
+    kubectl(&["get", "lease", "-n", "kube-system", "kube-scheduler"])?;
     show("ch05", &["kill", &holder], &[])?;
     let next = wait_for("another scheduler held the Lease", PATIENCE, || {
         Ok(lease_holder(&client, "kube-scheduler")?.filter(|h| *h != holder))

@@ -181,9 +181,11 @@ async fn logs_need_a_node() {
         &binding("kubia", "node-1"),
     )
     .await;
+    // Bound to a node that does not exist: kube-apiserver looks the node
+    // up to find its kubelet, and says it is not there.
     let bound = api.get(&format!("{PODS}/kubia/log")).await;
-    assert_eq!(bound.status, StatusCode::SERVICE_UNAVAILABLE);
-    assert_eq!(bound.body["reason"], "ServiceUnavailable");
+    assert_eq!(bound.status, StatusCode::NOT_FOUND);
+    assert_eq!(bound.message(), "nodes \"node-1\" not found");
 }
 
 #[tokio::test]
