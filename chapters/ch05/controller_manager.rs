@@ -31,14 +31,34 @@ pub struct Args {
     node_monitor_grace_period: Duration,
     /// Run only while holding the kube-system/kube-controller-manager
     /// Lease.
+    #[command(flatten)]
+    leader: LeaderArgs,
+}
+
+/// Leader election's flags, as kube-scheduler and
+/// kube-controller-manager both take them.
+#[derive(clap::Args)]
+pub struct LeaderArgs {
+    /// Act only while holding the component's Lease, so that of several
+    /// replicas exactly one acts.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
-    leader_elect: bool,
+    pub leader_elect: bool,
     #[arg(long, default_value = "15s", value_parser = parse_duration)]
     lease_duration: Duration,
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     renew_deadline: Duration,
     #[arg(long, default_value = "2s", value_parser = parse_duration)]
     retry_period: Duration,
+}
+
+impl LeaderArgs {
+    pub fn timings(&self) -> Timings {
+        Timings {
+            lease_duration: self.lease_duration,
+            renew_deadline: self.renew_deadline,
+            retry_period: self.retry_period,
+        }
+    }
 }
 
 /// Go's durations as the real flags take them: `300ms`, `5s`, `1m30s`,
@@ -111,17 +131,16 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .with_context(|| format!("reading {}", args.kubeconfig.display()))?;
     let client = Client::new(config).context("the API client")?;
     let identity = args.name.clone().unwrap_or_else(default_identity);
-    let timings = Timings {
-        lease_duration: args.lease_duration,
-        renew_deadline: args.renew_deadline,
-        retry_period: args.retry_period,
-    };
+    let timings = args.leader.timings();
     let options = ManagerOptions {
         node_lifecycle: NodeLifecycleOptions {
             monitor_period: args.node_monitor_period,
             grace_period: args.node_monitor_grace_period,
         },
-        leader_election: args.leader_elect.then(|| (identity.clone(), timings)),
+        leader_election: args
+            .leader
+            .leader_elect
+            .then(|| (identity.clone(), timings)),
         ..Default::default()
     };
     let stop = Arc::new(AtomicBool::new(false));

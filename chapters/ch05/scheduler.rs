@@ -12,12 +12,10 @@ use std::time::Duration;
 use anyhow::Context;
 use lab05::auth::Role;
 use lab05::client::{Client, ClientConfig};
-use lab05::leader::{LeaderElector, LeaseRef, Timings};
+use lab05::leader::{LeaderElector, LeaseRef};
 use lab05::scheduler::{Scheduler, SchedulerOptions};
 
-use crate::controller_manager::{
-    default_identity, parse_duration, stop_on_signal,
-};
+use crate::controller_manager::{default_identity, stop_on_signal, LeaderArgs};
 use crate::{data, kubeconfig};
 
 #[derive(clap::Args)]
@@ -33,16 +31,9 @@ pub struct Args {
     /// This replica's identity in the Lease. Default: <hostname>_<uuid>.
     #[arg(long)]
     name: Option<String>,
-    /// Schedule only while holding the kube-system/kube-scheduler Lease,
-    /// so that of several replicas exactly one acts.
-    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
-    leader_elect: bool,
-    #[arg(long, default_value = "15s", value_parser = parse_duration)]
-    lease_duration: Duration,
-    #[arg(long, default_value = "10s", value_parser = parse_duration)]
-    renew_deadline: Duration,
-    #[arg(long, default_value = "2s", value_parser = parse_duration)]
-    retry_period: Duration,
+    /// Schedule only while holding the kube-system/kube-scheduler Lease.
+    #[command(flatten)]
+    leader: LeaderArgs,
     /// percentageOfNodesToScore (0: adaptive, as kube-scheduler).
     #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=100))]
     percentage_of_nodes_to_score: u32,
@@ -76,16 +67,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         ..SchedulerOptions::default()
     };
     let scheduler = Scheduler::new(client.clone(), options);
-    if !args.leader_elect {
+    if !args.leader.leader_elect {
         scheduler.run(&stop)?;
         eprintln!("ch05: stopping");
         return Ok(());
     }
-    let timings = Timings {
-        lease_duration: args.lease_duration,
-        renew_deadline: args.renew_deadline,
-        retry_period: args.retry_period,
-    };
+    let timings = args.leader.timings();
     let lease = LeaseRef::new("kube-system", "kube-scheduler");
     let elector = LeaderElector::new(client, lease, &identity, timings)
         .context("leader election")?
