@@ -16,9 +16,10 @@ pub async fn loopback_up(handle: &Handle) -> Result<(), rtnetlink::Error> {
 }
 
 // ANCHOR: bridge
-/// Adds the bridge `name`, gives it the gateway address (which also makes
-/// the route to the pod CIDR through it) and brings it up; answers its
-/// interface index, which the pods' veths are plugged into.
+/// Adds the bridge `name` with a fixed MAC address, gives it the gateway
+/// address (which also makes the route to the pod CIDR through it) and
+/// brings it up; answers its interface index, which the pods' veths are
+/// plugged into.
 pub async fn create_bridge(
     handle: &Handle,
     name: &str,
@@ -26,7 +27,10 @@ pub async fn create_bridge(
     prefix: u8,
 ) -> Result<u32, rtnetlink::Error> {
     let link = handle.link();
-    link.add(LinkBridge::new(name).build()).execute().await?;
+    let mac = bridge_mac(gateway).to_vec();
+    link.add(LinkBridge::new(name).address(mac).build())
+        .execute()
+        .await?;
     let index = link_index(handle, name)
         .await?
         .ok_or(rtnetlink::Error::RequestFailed)?;
@@ -41,6 +45,17 @@ pub async fn create_bridge(
     Ok(index)
 }
 // ANCHOR_END: bridge
+
+/// The bridge's MAC address: locally administered (`02:`), then `6b` ("k"),
+/// then the gateway's four octets, so each node's differs. Set once, it
+/// stays: a bridge left to choose takes the lowest MAC among its ports,
+/// which changes when a pod with a lower one is plugged in, and pods
+/// whose ARP cache still names the old address have their packets to
+/// the gateway dropped as "for another host" until the entry expires.
+pub fn bridge_mac(gateway: Ipv4Addr) -> [u8; 6] {
+    let [a, b, c, d] = gateway.octets();
+    [0x02, 0x6b, a, b, c, d]
+}
 
 /// The index of the interface `name`, or None if there is none.
 pub async fn link_index(handle: &Handle, name: &str) -> Result<Option<u32>, rtnetlink::Error> {
@@ -84,4 +99,18 @@ pub fn errno(e: &rtnetlink::Error) -> Option<i32> {
 /// `ENODEV`: no such device.
 pub(crate) fn libc_enodev() -> i32 {
     nix::errno::Errno::ENODEV as i32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_bridge_mac_is_unicast_local_and_per_node() {
+        let one = bridge_mac(Ipv4Addr::new(198, 18, 1, 1));
+        assert_eq!(one, [0x02, 0x6b, 198, 18, 1, 1]);
+        // Bit 0 of the first octet clear: unicast; bit 1 set: local.
+        assert_eq!(one[0] & 0b11, 0b10);
+        assert_ne!(one, bridge_mac(Ipv4Addr::new(198, 18, 2, 1)));
+    }
 }
