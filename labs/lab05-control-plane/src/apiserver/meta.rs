@@ -101,7 +101,25 @@ pub fn on_create(
     ] {
         meta.remove(field);
     }
+    drop_empty(meta);
     Ok(())
+}
+
+/// Go's `omitempty`: an empty list or map of metadata is not written.
+/// (A controller that releases a pod patches its last owner reference
+/// away; the pod then has no `ownerReferences`, not an empty one.)
+fn drop_empty(meta: &mut Map<String, Value>) {
+    for field in ["ownerReferences", "finalizers", "labels", "annotations"] {
+        let empty = match meta.get(field) {
+            Some(Value::Array(a)) => a.is_empty(),
+            Some(Value::Object(o)) => o.is_empty(),
+            Some(Value::Null) => true,
+            _ => false,
+        };
+        if empty {
+            meta.remove(field);
+        }
+    }
 }
 
 // ANCHOR: on_update
@@ -127,6 +145,7 @@ pub fn on_update(old: &Value, new: &mut Value) {
     }
     meta.remove("selfLink");
     meta.remove("managedFields");
+    drop_empty(meta);
     if changed {
         let generation = old_meta["generation"].as_i64().unwrap_or(0) + 1;
         meta.insert("generation".into(), generation.into());
@@ -180,5 +199,19 @@ mod tests {
         on_update(&old, &mut spec);
         assert_eq!(spec["metadata"]["generation"], 2);
         assert_eq!(spec["metadata"]["uid"], "u");
+    }
+
+    #[test]
+    fn empty_metadata_lists_and_maps_are_omitted() {
+        let old = json!({"metadata": {"name": "a", "uid": "u", "generation": 1,
+            "ownerReferences": [{"kind": "ReplicationController"}]}});
+        let mut new = json!({"metadata": {"name": "a", "ownerReferences": [],
+            "finalizers": [], "labels": {"app": "foo"}, "annotations": {}}});
+        on_update(&old, &mut new);
+        let meta = new["metadata"].as_object().unwrap();
+        assert!(!meta.contains_key("ownerReferences"), "{meta:?}");
+        assert!(!meta.contains_key("finalizers"), "{meta:?}");
+        assert!(!meta.contains_key("annotations"), "{meta:?}");
+        assert_eq!(meta["labels"]["app"], "foo");
     }
 }
