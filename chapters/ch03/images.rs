@@ -23,10 +23,33 @@ const UNHEALTHY_DOCKERFILE: &str = "FROM scratch\nCOPY . /\nEXPOSE 8080\n\
 const V2_DOCKERFILE: &str = "FROM scratch\nCOPY . /\nEXPOSE 8080\n\
     ENTRYPOINT [\"/kubia\", \"--addr\", \"0.0.0.0:8080\", \"--v2\"]\n";
 
+/// The book's ssd-monitor (chapter 4's DaemonSet): busybox reporting on
+/// the disk every 5 s.
+const SSD_MONITOR_DOCKERFILE: &str = "FROM scratch\nCOPY . /\n\
+    ENTRYPOINT [\"sh\", \"-c\", \"while true; do echo SSD OK; sleep 5; done\"]\n";
+
+/// The book's batch-job (chapter 4's Job), which works for 120 s; ours
+/// for 3 s, so that a test of completions runs in seconds.
+const BATCH_JOB_DOCKERFILE: &str = "FROM scratch\nCOPY . /\n\
+    ENTRYPOINT [\"sh\", \"-c\", \"echo $(date) Batch job starting; sleep 3; \
+    echo $(date) Finished succesfully\"]\n";
+
 pub const KUBIA: &str = "kubia:v1";
 pub const KUBIA_V2: &str = "kubia:v2";
 pub const KUBIA_UNHEALTHY: &str = "kubia-unhealthy:v1";
 pub const BUSYBOX: &str = "busybox:1";
+pub const SSD_MONITOR: &str = "ssd-monitor:v1";
+pub const BATCH_JOB: &str = "batch-job:v1";
+
+/// Every image [`build_all`] makes.
+pub const ALL: [&str; 6] = [
+    KUBIA,
+    KUBIA_UNHEALTHY,
+    KUBIA_V2,
+    BUSYBOX,
+    SSD_MONITOR,
+    BATCH_JOB,
+];
 
 /// The kubia binary beside this program (cargo builds them together).
 pub fn kubia_binary() -> Result<PathBuf> {
@@ -49,7 +72,8 @@ fn build(
     Ok(())
 }
 
-/// Builds kubia and busybox into `home`'s store (scratch space in `work`).
+/// Builds kubia (three ways) and busybox (three ways) into `home`'s store
+/// (scratch space in `work`).
 pub fn build_all(home: &Home, work: &Path) -> Result<()> {
     let store = ImageStore::open(&home.images())?;
     let kubia = work.join("kubia-context");
@@ -70,16 +94,18 @@ pub fn build_all(home: &Home, work: &Path) -> Result<()> {
         .build(&busybox)
         .context("busybox's build context")?;
     build(home, &store, BUSYBOX_DOCKERFILE, &busybox, BUSYBOX)?;
+    build(home, &store, SSD_MONITOR_DOCKERFILE, &busybox, SSD_MONITOR)?;
+    build(home, &store, BATCH_JOB_DOCKERFILE, &busybox, BATCH_JOB)?;
     Ok(())
 }
 
-/// `ch03 images`: the four images into `home`'s store.
+/// `ch03 images`: the book's images into `home`'s store.
 pub fn build_here(home: &Home) -> Result<u8> {
     let work = tempfile::Builder::new()
         .prefix("kubelings-images-")
         .tempdir()?;
     build_all(home, work.path())?;
-    for tag in [KUBIA, KUBIA_UNHEALTHY, KUBIA_V2, BUSYBOX] {
+    for tag in ALL {
         println!("{tag}");
     }
     Ok(0)

@@ -95,22 +95,18 @@ fn toleration_flags(fast: bool) -> Vec<String> {
 }
 
 /// The images the book's pods run (kubia:v1 and v2, the unhealthy kubia,
-/// busybox), built into `$KUBELINGS_HOME`'s store if one is missing: the
+/// busybox, ssd-monitor, batch-job), built into `$KUBELINGS_HOME`'s store if one is missing: the
 /// node agents find them there.
 fn ensure_images() -> anyhow::Result<()> {
-    use chapters::images::{BUSYBOX, KUBIA, KUBIA_UNHEALTHY, KUBIA_V2};
     let home = lab02::home::Home::from_env();
     let store = lab02::layout::ImageStore::open(&home.images())?;
     let have: Vec<String> =
         store.images()?.into_iter().map(|(n, _)| n).collect();
-    let missing =
-        [KUBIA, KUBIA_V2, KUBIA_UNHEALTHY, BUSYBOX]
+    let missing = chapters::images::ALL.iter().any(|tag| {
+        !have
             .iter()
-            .any(|tag| {
-                !have
-                    .iter()
-                    .any(|n| n == tag || n.ends_with(&format!("/{tag}")))
-            });
+            .any(|n| n == tag || n.ends_with(&format!("/{tag}")))
+    });
     if missing {
         let work = tempfile::Builder::new()
             .prefix("kubelings-images-")

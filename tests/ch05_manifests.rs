@@ -1,0 +1,233 @@
+//! The book's own manifests, unchanged but for the image, applied with the
+//! real kubectl to `ch05 up --nodes 2` as root: the ReplicationController
+//! (a pod deleted is replaced, a pod relabelled is let go and replaced,
+//! scaling), orphaning its pods and a ReplicaSet with matchExpressions
+//! adopting them, the liveness-probe pod restarted with exit code 137.
+#![cfg(target_os = "linux")]
+
+use std::path::Path;
+use std::time::Duration;
+
+use lab01::probe::{require, require_program, Privilege};
+
+#[path = "ch05/cluster.rs"]
+mod cluster;
+use cluster::{
+    cgroups_beneath_ours, ch05, kubectl, nsfs_mounts_under, run, text,
+    wait_until,
+};
+
+const MANIFESTS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../book/src");
+
+fn manifest(path: &str) -> String {
+    format!("{MANIFESTS}/{path}")
+}
+
+/// A pod as these checks see it.
+#[derive(Debug, Clone)]
+struct Pod {
+    name: String,
+    phase: String,
+    owner: String,
+    terminating: bool,
+}
+
+/// The pods `selector` matches, terminating ones marked.
+fn pods(home: &Path, selector: &str) -> Vec<Pod> {
+    let template = "{range .items[*]}{.metadata.name}|{.status.phase}|\
+        {.metadata.ownerReferences[0].kind}/{.metadata.ownerReferences[0].name}|\
+        {.metadata.deletionTimestamp}{\"\\n\"}{end}";
+    let out = kubectl(
+        home,
+        &[
+            "get",
+            "pods",
+            "-l",
+            selector,
+            "-o",
+            &format!("jsonpath={template}"),
+        ],
+    );
+    out.lines()
+        .filter(|l| !l.is_empty())
+        .map(|l| {
+            let f: Vec<&str> = l.split('|').collect();
+            Pod {
+                name: f[0].to_string(),
+                phase: f.get(1).unwrap_or(&"").to_string(),
+                owner: f.get(2).unwrap_or(&"").to_string(),
+                terminating: !f.get(3).unwrap_or(&"").is_empty(),
+            }
+        })
+        .collect()
+}
+
+/// Waits until exactly `n` pods match `selector`, none terminating, all
+/// Running and owned by `owner` (`Kind/name`); answers them.
+fn settle(home: &Path, selector: &str, n: usize, owner: &str) -> Vec<Pod> {
+    wait_until(
+        Duration::from_secs(90),
+        &format!("{n} running pods of {owner} ({selector})"),
+        || {
+            let all = pods(home, selector);
+            let ok = all.len() == n
+                && all.iter().all(|p| {
+                    !p.terminating && p.phase == "Running" && p.owner == owner
+                });
+            if ok {
+                Ok(all)
+            } else {
+                Err(format!("{all:?}"))
+            }
+        },
+    )
+}
+
+#[test]
+fn the_books_manifests_on_a_two_node_cluster() {
+    if !require(Privilege::Root) || !require_program("kubectl") {
+        return;
+    }
+    let home = tempfile::tempdir().expect("tempdir");
+    let home = home.path();
+    let ch05 = ch05();
+    let cgroups_before = cgroups_beneath_ours();
+    let up = run(
+        &ch05,
+        &["up", "--nodes", "2", "--port", "0", "--fast"],
+        home,
+        Duration::from_secs(180),
+    );
+    // Down on every path, a failed assertion included.
+    struct Down<'a>(&'a Path);
+    impl Drop for Down<'_> {
+        fn drop(&mut self) {
+            let down = run(
+                &cluster::ch05(),
+                &["down"],
+                self.0,
+                Duration::from_secs(120),
+            );
+            if !down.status.success() && !std::thread::panicking() {
+                panic!("ch05 down: {}", text(&down));
+            }
+        }
+    }
+    let _down = Down(home);
+    assert!(up.status.success(), "ch05 up: {}", text(&up));
+
+    // The liveness pod first: its restart takes a minute of probes, which
+    // run while the rest is checked.
+    kubectl(
+        home,
+        &[
+            "apply",
+            "-f",
+            &manifest("ch03/manifests/kubia-liveness-probe.yaml"),
+        ],
+    );
+
+    // The ReplicationController makes three pods.
+    let out = kubectl(
+        home,
+        &["apply", "-f", &manifest("ch05/manifests/kubia-rc.yaml")],
+    );
+    assert_eq!(out.trim(), "replicationcontroller/kubia created");
+    let first = settle(home, "app=kubia", 3, "ReplicationController/kubia");
+
+    // A pod deleted by hand is replaced.
+    let victim = &first[0].name;
+    kubectl(home, &["delete", "pod", victim, "--wait=false"]);
+    let now = settle(home, "app=kubia", 3, "ReplicationController/kubia");
+    assert!(now.iter().all(|p| &p.name != victim), "{now:?}");
+
+    // A pod relabelled out of the selector is let go, and replaced.
+    let moved = now[0].name.clone();
+    kubectl(home, &["label", "pod", &moved, "app=foo", "--overwrite"]);
+    let now = settle(home, "app=kubia", 3, "ReplicationController/kubia");
+    assert!(now.iter().all(|p| p.name != moved), "{now:?}");
+    let foo = pods(home, "app=foo");
+    assert_eq!(foo.len(), 1, "{foo:?}");
+    assert_eq!(foo[0].owner, "/", "released, no owner: {foo:?}");
+
+    // Scaling up.
+    kubectl(home, &["scale", "rc", "kubia", "--replicas=5"]);
+    let five = settle(home, "app=kubia", 5, "ReplicationController/kubia");
+
+    // Deleting the RC but orphaning its pods: they keep running, ownerless.
+    kubectl(home, &["delete", "rc", "kubia", "--cascade=orphan"]);
+    let orphans = settle(home, "app=kubia", 5, "/");
+    let mut names: Vec<&str> = five.iter().map(|p| p.name.as_str()).collect();
+    let mut kept: Vec<&str> = orphans.iter().map(|p| p.name.as_str()).collect();
+    names.sort();
+    kept.sort();
+    assert_eq!(names, kept, "the same pods, orphaned");
+
+    // The ReplicaSet's matchExpressions select them: it adopts three of
+    // the five and deletes two, creating none.
+    kubectl(
+        home,
+        &[
+            "apply",
+            "-f",
+            &manifest("ch05/manifests/kubia-replicaset-matchexpressions.yaml"),
+        ],
+    );
+    let adopted = settle(home, "app=kubia", 3, "ReplicaSet/kubia");
+    assert!(
+        adopted.iter().all(|p| names.contains(&p.name.as_str())),
+        "adopted, not new: {adopted:?} of {names:?}"
+    );
+
+    // Deleting the ReplicaSet takes its pods with it (background).
+    kubectl(home, &["delete", "rs", "kubia"]);
+    wait_until(
+        Duration::from_secs(90),
+        "the ReplicaSet's pods gone",
+        || {
+            let left = pods(home, "app=kubia");
+            if left.is_empty() {
+                Ok(())
+            } else {
+                Err(format!("{left:?}"))
+            }
+        },
+    );
+    kubectl(home, &["delete", "pod", &moved, "--wait=false"]);
+
+    // The unhealthy kubia fails its probe from the sixth request on: the
+    // kubelet stops it and starts it again. The book's Node.js app, PID 1
+    // with no handler, ignored the SIGTERM and was killed after its grace
+    // period (137 = 128 + SIGKILL); ours ends on SIGTERM (143).
+    let restarted = wait_until(
+        Duration::from_secs(240),
+        "kubia-liveness restarted",
+        || {
+            let template = "{.status.containerStatuses[0].restartCount} \
+                {.status.containerStatuses[0].lastState.terminated.exitCode}";
+            let out = kubectl(
+                home,
+                &[
+                    "get",
+                    "pod",
+                    "kubia-liveness",
+                    "-o",
+                    &format!("jsonpath={template}"),
+                ],
+            );
+            match out.split_whitespace().collect::<Vec<_>>()[..] {
+                [count, code] if count != "0" => Ok(code.to_string()),
+                _ => Err(out),
+            }
+        },
+    );
+    assert!(["137", "143"].contains(&restarted.as_str()), "{restarted}");
+
+    drop(_down);
+    assert!(nsfs_mounts_under(home).is_empty(), "namespaces left");
+    let left: Vec<_> = cgroups_beneath_ours()
+        .difference(&cgroups_before)
+        .cloned()
+        .collect();
+    assert!(left.is_empty(), "cgroups left: {left:?}");
+}
