@@ -8,36 +8,17 @@
 //! Python is `$KUBELINGS_PYTHON` (a virtualenv's python), else `python3`.
 
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
-use lab01::probe::{ci, require_program};
+use lab01::probe::require_program;
+
+#[path = "ch05/python.rs"]
+mod python;
+use python::python;
 
 #[allow(dead_code)]
 #[path = "ch05/server.rs"]
 mod server;
-
-/// The Python to use, if it has the `kubernetes` package.
-fn python() -> Option<String> {
-    let python = std::env::var("KUBELINGS_PYTHON")
-        .ok()
-        .filter(|p| !p.is_empty())
-        .unwrap_or_else(|| "python3".into());
-    let has = Command::new(&python)
-        .args(["-c", "import kubernetes"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if has {
-        return Some(python);
-    }
-    let why = format!(
-        "{python} cannot import kubernetes (pip install kubernetes, and \
-         KUBELINGS_PYTHON=<that python>)"
-    );
-    assert!(!ci(), "CI=true and this test cannot run here: {why}");
-    eprintln!("SKIP: {why}");
-    None
-}
 
 fn run_client(store: &str) {
     if !require_program("kubectl") {

@@ -4,6 +4,10 @@
 //! rows are sorted after redaction, since kubectl orders pods by their
 //! random names. The tours run one at a time: each cluster's API server
 //! listens on 127.0.0.1:6443.
+//!
+//! Beside each tour, the official Python client watches its pods
+//! (`tests/python/watch_tour.py`), and what it saw is checked: every pod
+//! the tour made, from its first state to its last, in order.
 #![cfg(target_os = "linux")]
 
 use std::io::Read;
@@ -13,6 +17,9 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use lab01::probe::{require, require_program, Privilege};
+
+#[path = "ch05/python.rs"]
+mod python;
 
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
@@ -138,8 +145,13 @@ fn check(store: &str) {
     }
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
     let home = tempfile::tempdir().expect("home");
+    let watcher = python::python().map(|py| Watcher::start(&py, home.path()));
     let (text, ok) = tour(home.path(), store);
+    let seen = watcher.map(Watcher::stop);
     assert!(ok, "the tour failed:\n{text}");
+    if let Some(events) = seen {
+        check_watched(&events, &text);
+    }
     for must in [
         "0 failed",
         "the first answered from v1: true; the last from v2: true",
@@ -151,6 +163,136 @@ fn check(store: &str) {
     insta::assert_snapshot!(
         format!("the_tour_over_{store}"),
         redact(&text, home.path())
+    );
+}
+
+/// The Python client watching the tour's pods, its output read on a
+/// thread so that it never blocks on a full pipe.
+struct Watcher {
+    child: std::process::Child,
+    out: std::thread::JoinHandle<String>,
+}
+
+impl Watcher {
+    fn start(python: &str, home: &Path) -> Watcher {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../tests/python/watch_tour.py");
+        let mut child = Command::new(python)
+            .arg(script)
+            .arg(home.join("cluster/control-plane/admin.kubeconfig"))
+            .env("HOME", home)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("starting the Python watcher");
+        let mut out = child.stdout.take().expect("stdout");
+        let out = std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = out.read_to_string(&mut s);
+            s
+        });
+        Watcher { child, out }
+    }
+
+    /// Ends it (our child, by pid) and answers the events it printed.
+    fn stop(mut self) -> Vec<serde_json::Value> {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let text = self.out.join().unwrap_or_default();
+        text.lines()
+            .map(|l| {
+                serde_json::from_str(l)
+                    .unwrap_or_else(|e| panic!("watcher line {l:?}: {e}"))
+            })
+            .collect()
+    }
+}
+
+/// What the Python client saw must be the tour's story, whole and in
+/// order: it watched from the start; every kubia pod first appears when
+/// it is created, is seen Running and ready, never goes back to Pending,
+/// and is seen no more after it is DELETED; resourceVersions only grow
+/// along the watch; and the pods the tour deleted (the victim, node-2's,
+/// the rolled-out v1 ones) are among the DELETED.
+fn check_watched(events: &[serde_json::Value], tour: &str) {
+    use std::collections::BTreeMap;
+    let start = events
+        .iter()
+        .position(|e| e["type"] == "WATCHING")
+        .unwrap_or_else(|| panic!("the watcher never watched: {events:?}"));
+    let mut last_rv = 0u64;
+    let mut pods: BTreeMap<&str, Vec<&serde_json::Value>> = BTreeMap::new();
+    for e in &events[start + 1..] {
+        let name = e["name"].as_str().expect("name");
+        if e["type"] != "LISTED" {
+            let rv: u64 =
+                e["rv"].as_str().and_then(|r| r.parse().ok()).expect("rv");
+            assert!(rv > last_rv, "resourceVersion went back at {e}");
+            last_rv = rv;
+        }
+        if name.starts_with("kubia-") {
+            pods.entry(name).or_default().push(e);
+        }
+    }
+    assert!(
+        pods.len() >= 10,
+        "only {} kubia pods seen: {pods:?}",
+        pods.len()
+    );
+    let mut deleted = 0;
+    for (name, seen) in &pods {
+        let first = seen[0]["type"].as_str();
+        assert!(
+            matches!(first, Some("ADDED" | "LISTED")),
+            "{name} first seen as {first:?}"
+        );
+        assert!(
+            seen[0]["phase"] == "Pending" || seen[0]["type"] == "LISTED",
+            "{name} was not seen Pending first: {seen:?}"
+        );
+        let mut running = false;
+        for (i, e) in seen.iter().enumerate() {
+            if e["phase"] == "Running" {
+                running = true;
+            }
+            assert!(
+                !(running && e["phase"] == "Pending"),
+                "{name} went back to Pending: {seen:?}"
+            );
+            if e["type"] == "DELETED" {
+                assert_eq!(
+                    i,
+                    seen.len() - 1,
+                    "{name} seen after DELETED: {seen:?}"
+                );
+                deleted += 1;
+            }
+        }
+        assert!(
+            seen.iter()
+                .any(|e| e["phase"] == "Running" && e["ready"] == true)
+                || seen.iter().any(|e| e["deleting"] == true),
+            "{name} was never seen Running and ready: {seen:?}"
+        );
+    }
+    // The pod the tour deletes by hand.
+    let victim = tour
+        .lines()
+        .find_map(|l| l.strip_prefix("$ kubectl delete pod "))
+        .expect("the tour deletes a pod")
+        .trim();
+    assert_eq!(
+        pods.get(victim).and_then(|s| s.last()).map(|e| &e["type"]),
+        Some(&serde_json::Value::from("DELETED")),
+        "the victim {victim}: {:?}",
+        pods.get(victim)
+    );
+    assert!(deleted >= 7, "only {deleted} pods seen DELETED: {pods:?}");
+    eprintln!(
+        "the Python client saw {} events of {} kubia pods, {deleted} deleted",
+        events.len() - start - 1,
+        pods.len()
     );
 }
 
