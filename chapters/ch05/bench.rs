@@ -2,6 +2,8 @@
 //! on the same disk in the same run, then the API server under load:
 //! pods created by concurrent clients, a list of all of them, watchers
 //! that must each see every new pod, and the server's memory.
+//! `ch05 bench sched` (bench_sched.rs): the scheduler; `ch05 bench
+//! cluster` (bench_cluster.rs): a cluster's start and its pods' startup.
 //!
 //! Figures are printed (and saved with `--save`), never asserted.
 
@@ -24,6 +26,9 @@ use crate::data;
 
 #[path = "bench_sched.rs"]
 mod sched;
+
+#[path = "bench_cluster.rs"]
+mod cluster;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -50,6 +55,12 @@ pub struct Args {
     /// are a fifth of --pods).
     #[arg(long, default_value_t = 5000, hide = true)]
     nodes: usize,
+    /// For `cluster`: the nodes of `ch05 up`.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u8).range(1..=9))]
+    cluster_nodes: u8,
+    /// For `cluster`: the pods created at once.
+    #[arg(long, default_value_t = 100)]
+    startup_pods: usize,
     /// Also write the table to FILE (the book's copy).
     #[arg(long, value_name = "FILE")]
     save: Option<PathBuf>,
@@ -62,9 +73,18 @@ enum What {
     /// The scheduler: scheduler_perf's SchedulingBasic shape, in memory
     /// and through the API server.
     Sched,
+    /// A cluster: `ch05 up` until kubia answers, and pod startup latency.
+    Cluster,
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
+    if args.what == What::Cluster {
+        return cluster::run_bench(
+            args.cluster_nodes,
+            args.startup_pods,
+            args.save.as_deref(),
+        );
+    }
     if args.what == What::Sched {
         let shape = sched::Shape {
             nodes: args.nodes,

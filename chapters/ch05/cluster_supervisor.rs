@@ -97,7 +97,7 @@ fn toleration_flags(fast: bool) -> Vec<String> {
 /// The images the book's pods run (kubia:v1 and v2, the unhealthy kubia,
 /// busybox, ssd-monitor, batch-job), built into `$KUBELINGS_HOME`'s store if one is missing: the
 /// node agents find them there.
-fn ensure_images() -> anyhow::Result<()> {
+pub(crate) fn ensure_images() -> anyhow::Result<()> {
     let home = lab02::home::Home::from_env();
     let store = lab02::layout::ImageStore::open(&home.images())?;
     let have: Vec<String> =
