@@ -3,7 +3,9 @@
 //! and the ReplicaSet converges with no pod lost and none duplicated;
 //! then the new leader scales it down, deleting no more than asked. The
 //! dead leader's expectations die with it; the new one starts from what
-//! the API server lists, as upstream.
+//! the API server lists, as upstream. Between the two, the dead one is
+//! started again (`ch05 restart`, as a standby) and so is the API server:
+//! every watcher relists and carries on.
 #![cfg(target_os = "linux")]
 
 use std::path::Path;
@@ -142,7 +144,9 @@ fn a_killed_controller_manager_loses_and_duplicates_nothing() {
     let three = wait_until(limit, "3 replicas", || converged(home, 3));
 
     // Up: the leader dies with creations in flight.
-    kill_leader_after(home, &["scale", "rs", "kubia", "--replicas=8"]);
+    let leader = holder(home);
+    let now_leading =
+        kill_leader_after(home, &["scale", "rs", "kubia", "--replicas=8"]);
     let eight = wait_until(limit, "8 replicas", || converged(home, 8));
     assert!(
         three.iter().all(|p| eight.contains(p)),
@@ -151,6 +155,33 @@ fn a_killed_controller_manager_loses_and_duplicates_nothing() {
     // Settled means settled: nothing more is created or deleted.
     std::thread::sleep(Duration::from_secs(3));
     assert_eq!(converged(home, 8), Ok(eight.clone()), "it did not stay so");
+
+    // The dead one started again, as a standby; then the API server
+    // killed and started again under everybody's watches: they all relist
+    // and carry on.
+    for component in [leader.as_str(), "apiserver"] {
+        let out = run(
+            &ch05(),
+            &["restart", component],
+            home,
+            Duration::from_secs(30),
+        );
+        assert!(out.status.success(), "{}", text(&out));
+    }
+    wait_until(limit, "the API server back", || {
+        let out = run(
+            Path::new("kubectl"),
+            &["get", "--raw", "/readyz"],
+            home,
+            Duration::from_secs(10),
+        );
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(text(&out))
+        }
+    });
+    assert_eq!(holder(home), now_leading, "the leader kept its Lease");
 
     // Down, by the new leader, which knows only what it listed: no
     // more deleted than asked, none made.

@@ -442,6 +442,13 @@ pub fn kill(args: KillArgs) -> anyhow::Result<()> {
     say_answer(&ask(&paths, &format!("kill {}", args.component))?)
 }
 
+/// `ch05 restart COMPONENT`: SIGKILL if it runs, then started again with
+/// the same command, as a supervisor restarts a crashed process.
+pub fn restart(args: KillArgs) -> anyhow::Result<()> {
+    let paths = Paths::from_env();
+    say_answer(&ask(&paths, &format!("restart {}", args.component))?)
+}
+
 /// The supervisor's answer: "ok …" said, "error: …" an error.
 fn say_answer(answer: &str) -> anyhow::Result<()> {
     match answer.strip_prefix("ok ") {

@@ -138,6 +138,8 @@ struct Supervisor {
     network: Option<ClusterNetwork>,
     etcd: Option<EtcdProcess>,
     children: BTreeMap<String, Child>,
+    /// How each control-plane process was started, to start it again.
+    commands: BTreeMap<String, Vec<String>>,
     args: Args,
 }
 
@@ -163,6 +165,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         network: None,
         etcd: None,
         children: BTreeMap::new(),
+        commands: BTreeMap::new(),
         args,
     };
     sup.save()?;
@@ -247,6 +250,7 @@ impl Supervisor {
         let log = self.paths.log("apiserver");
         let child = spawn("apiserver", &api_args, None, &log)?;
         self.record("apiserver", child, None)?;
+        self.commands.insert("apiserver".into(), api_args);
         let client = self.wait_for_api(Duration::from_secs(30))?;
         println!(
             "supervisor: the API server answers after {:?}",
@@ -279,6 +283,7 @@ impl Supervisor {
                 }
                 let child = spawn(&name, &args, None, &self.paths.log(&name))?;
                 self.record(&name, child, None)?;
+                self.commands.insert(name.clone(), args);
                 // The first replica leads: the standby starts once it
                 // holds the Lease, so who leads does not depend on luck.
                 if replica == 1 {
@@ -503,6 +508,15 @@ impl Supervisor {
                     None => format!("error: {arg} is not running"),
                 }
             }
+            ("restart", None) if self.commands.contains_key(arg) => {
+                match self.restart(arg) {
+                    Ok(pid) => format!("ok {arg} restarted (pid {pid})"),
+                    Err(e) => format!("error: restarting {arg}: {e:#}"),
+                }
+            }
+            ("restart", _) => format!(
+                "error: {arg:?} is not a control-plane process (ch05 status lists them; nodes restart with stop-node and start-node)"
+            ),
             ("kill", _) => format!(
                 "error: {arg:?} is not a running component (ch05 status lists them; nodes stop with stop-node)"
             ),
@@ -512,6 +526,33 @@ impl Supervisor {
             _ => format!("error: unknown command {line:?}"),
         };
         (answer, false)
+    }
+
+    /// SIGKILL to `name` if it runs (a crash), then the same command
+    /// again: what a process supervisor does after a crash.
+    fn restart(&mut self, name: &str) -> anyhow::Result<u32> {
+        if let Some(mut child) = self.children.remove(name) {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let mut args = self.commands.get(name).cloned().unwrap_or_default();
+        if name == "apiserver" {
+            // Port 0 found a free port once; the kubeconfigs name that
+            // one, so the server comes back on it.
+            let url = data::url(&self.paths.control_plane());
+            if let (Some(i), Some(addr)) = (
+                args.iter().position(|a| a == "--listen"),
+                url.strip_prefix("https://"),
+            ) {
+                if let Some(listen) = args.get_mut(i + 1) {
+                    *listen = addr.to_string();
+                }
+            }
+        }
+        let child = spawn(name, &args, None, &self.paths.log(name))?;
+        let pid = child.id();
+        self.record(name, child, None)?;
+        Ok(pid)
     }
 
     /// Everything stopped, in reverse order, and the network removed.

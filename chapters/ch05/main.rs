@@ -69,6 +69,8 @@ enum Command {
     StartNode(cluster_cmds::NodeArgs),
     /// Kill one of the control plane's processes (SIGKILL, as a crash).
     Kill(cluster_cmds::KillArgs),
+    /// Kill one of the control plane's processes and start it again.
+    Restart(cluster_cmds::KillArgs),
     /// Chapter 5 in one run: a cluster, kubia deployed, exposed, scaled,
     /// healed, failed over and updated, with the real kubectl (root).
     Tour(tour::Args),
@@ -100,6 +102,7 @@ fn main() -> ExitCode {
         }
         Command::Logs(args) => cluster_cmds::logs(args),
         Command::Kill(args) => cluster_cmds::kill(args),
+        Command::Restart(args) => cluster_cmds::restart(args),
         Command::Tour(args) => tour::run_tour(args),
         Command::ClusterSupervisor(args) => cluster_supervisor::run(args),
     };
