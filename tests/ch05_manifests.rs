@@ -2,7 +2,9 @@
 //! real kubectl to `ch05 up --nodes 2` as root: the ReplicationController
 //! (a pod deleted is replaced, a pod relabelled is let go and replaced,
 //! scaling), orphaning its pods and a ReplicaSet with matchExpressions
-//! adopting them, the liveness-probe pod restarted with exit code 137.
+//! adopting them, the DaemonSet with a nodeSelector following a node's
+//! label, the Jobs (one completion; five, two at a time), and the
+//! liveness-probe pod restarted.
 #![cfg(target_os = "linux")]
 
 use std::path::Path;
@@ -194,6 +196,112 @@ fn the_books_manifests_on_a_two_node_cluster() {
         },
     );
     kubectl(home, &["delete", "pod", &moved, "--wait=false"]);
+
+    // The DaemonSet runs its pod on every node labelled disk=ssd: none
+    // at first, then node-1's, then none again when the label changes.
+    kubectl(
+        home,
+        &[
+            "apply",
+            "-f",
+            &manifest("ch05/manifests/ssd-monitor-daemonset.yaml"),
+        ],
+    );
+    // (node, phase) of each daemon pod not being deleted.
+    let on_nodes = |home: &Path| -> Vec<(String, String)> {
+        let template = "{range .items[*]}{.spec.nodeName}|{.status.phase}|\
+            {.metadata.deletionTimestamp}{\"\\n\"}{end}";
+        kubectl(
+            home,
+            &[
+                "get",
+                "pods",
+                "-l",
+                "app=ssd-monitor",
+                "-o",
+                &format!("jsonpath={template}"),
+            ],
+        )
+        .lines()
+        .filter(|l| !l.is_empty())
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split('|').collect();
+            let deleting = f.get(2).is_some_and(|d| !d.is_empty());
+            (!deleting).then(|| {
+                (f[0].to_string(), f.get(1).unwrap_or(&"").to_string())
+            })
+        })
+        .collect()
+    };
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(on_nodes(home), vec![], "no node has disk=ssd yet");
+    kubectl(home, &["label", "node", "node-1", "disk=ssd"]);
+    wait_until(Duration::from_secs(90), "the daemon pod on node-1", || {
+        let now = on_nodes(home);
+        if now == [("node-1".to_string(), "Running".to_string())] {
+            Ok(())
+        } else {
+            Err(format!("{now:?}"))
+        }
+    });
+    kubectl(
+        home,
+        &["label", "node", "node-1", "disk=hdd", "--overwrite"],
+    );
+    wait_until(Duration::from_secs(90), "the daemon pod gone", || {
+        let now = on_nodes(home);
+        if now.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("{now:?}"))
+        }
+    });
+    kubectl(home, &["delete", "ds", "ssd-monitor"]);
+
+    // The Jobs: one pod to completion; then five, two at a time.
+    for (file, job, completions) in [
+        ("exporter.yaml", "batch-job", 1),
+        (
+            "multi-completion-parallel-batch-job.yaml",
+            "multi-completion-batch-job",
+            5,
+        ),
+    ] {
+        kubectl(
+            home,
+            &["apply", "-f", &manifest(&format!("ch05/manifests/{file}"))],
+        );
+        let template = "{.status.succeeded} \
+            {.status.conditions[?(@.type==\"Complete\")].status}";
+        wait_until(
+            Duration::from_secs(120),
+            &format!("{job} complete"),
+            || {
+                let out = kubectl(
+                    home,
+                    &["get", "job", job, "-o", &format!("jsonpath={template}")],
+                );
+                if out.trim() == format!("{completions} True") {
+                    Ok(())
+                } else {
+                    Err(out)
+                }
+            },
+        );
+    }
+    let done = kubectl(
+        home,
+        &[
+            "get",
+            "pods",
+            "-l",
+            "job-name=multi-completion-batch-job",
+            "-o",
+            "jsonpath={.items[*].status.phase}",
+        ],
+    );
+    let phases: Vec<&str> = done.split_whitespace().collect();
+    assert_eq!(phases, ["Succeeded"; 5], "{done}");
 
     // The unhealthy kubia fails its probe from the sixth request on: the
     // kubelet stops it and starts it again. The book's Node.js app, PID 1
