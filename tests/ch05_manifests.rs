@@ -2,7 +2,8 @@
 //! real kubectl to `ch05 up --nodes 2` as root: the ReplicationController
 //! (a pod deleted is replaced, a pod relabelled is let go and replaced,
 //! scaling), orphaning its pods and a ReplicaSet with matchExpressions
-//! adopting them, the DaemonSet with a nodeSelector following a node's
+//! adopting them, the Deployment rolled to v2 and undone, the DaemonSet
+//! with a nodeSelector following a node's
 //! label, the Jobs (one completion; five, two at a time), and the
 //! liveness-probe pod restarted.
 #![cfg(target_os = "linux")]
@@ -196,6 +197,51 @@ fn the_books_manifests_on_a_two_node_cluster() {
         },
     );
     kubectl(home, &["delete", "pod", &moved, "--wait=false"]);
+
+    // The book's Deployment: to v2 and back with rollout undo, which
+    // makes the old template revision 3 (the history has 2 and 3).
+    let deployment = manifest("ch05/manifests/kubia-deployment.yaml");
+    kubectl(home, &["apply", "-f", &deployment]);
+    let rollout = ["rollout", "status", "deployment/kubia", "--timeout=120s"];
+    kubectl(home, &rollout);
+    kubectl(
+        home,
+        &["set", "image", "deployment/kubia", "nodejs=kubia:v2"],
+    );
+    kubectl(home, &rollout);
+    kubectl(home, &["rollout", "undo", "deployment/kubia"]);
+    kubectl(home, &rollout);
+    let image = kubectl(
+        home,
+        &[
+            "get",
+            "deployment",
+            "kubia",
+            "-o",
+            "jsonpath={.spec.template.spec.containers[0].image}",
+        ],
+    );
+    assert_eq!(image, "kubia:v1");
+    let history = kubectl(home, &["rollout", "history", "deployment/kubia"]);
+    let revisions: Vec<&str> = history
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|w| w.parse::<u32>().is_ok())
+        .collect();
+    assert_eq!(revisions, ["2", "3"], "{history}");
+    kubectl(home, &["delete", "deployment", "kubia"]);
+    wait_until(
+        Duration::from_secs(90),
+        "the Deployment's pods gone",
+        || {
+            let left = pods(home, "app=kubia");
+            if left.is_empty() {
+                Ok(())
+            } else {
+                Err(format!("{left:?}"))
+            }
+        },
+    );
 
     // The DaemonSet runs its pod on every node labelled disk=ssd: none
     // at first, then node-1's, then none again when the label changes.
