@@ -241,11 +241,13 @@ pub trait ReplicaOwner: PodOwner + Serialize {
     ) -> Result<(), ClientError>;
 }
 
-fn write_status_of<T: ReplicaOwner>(
+/// Writes `status` (put into a copy of `object` by `set`) through the
+/// status subresource; on a conflict once more on the fresh object.
+pub(crate) fn write_status_of<T: Informable + Clone + Serialize, S>(
     client: &Client,
     object: &T,
-    status: &ReplicaSetStatus,
-    set: impl Fn(&mut T, &ReplicaSetStatus),
+    status: &S,
+    set: impl Fn(&mut T, &S),
 ) -> Result<(), ClientError> {
     let meta = object.metadata();
     let (ns, name) = (
