@@ -13,6 +13,7 @@ pub mod deployment;
 pub mod endpointslice;
 pub mod expectations;
 pub mod gc;
+pub mod job;
 pub mod manager;
 pub mod nodelifecycle;
 pub mod pods;
