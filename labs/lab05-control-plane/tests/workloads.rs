@@ -410,18 +410,24 @@ fn daemon_set_runs_one_pod_on_each_matching_node() {
         .into_iter()
         .find(|p| target_node(p).as_deref() == Some("n2"))
         .unwrap();
+    let original = extra.metadata.name.clone().unwrap();
     extra.metadata.name = Some("ssd-monitor-extra".into());
     extra.metadata.resource_version = None;
     extra.metadata.uid = None;
     extra.metadata.generate_name = None;
     extra.status = None;
     client.create(Some("default"), &extra).unwrap();
-    wait_until(LIMIT, "the extra pod deleted", || {
-        let names: Vec<String> = live_pods(&client, "ssd-monitor")
-            .into_iter()
-            .filter_map(|p| p.metadata.name)
-            .collect();
-        (!names.contains(&"ssd-monitor-extra".to_string()) && names.len() == 2).then_some(())
+    // One of the two goes (the newer; in the same second, either).
+    wait_until(LIMIT, "one of the two pods on n2 deleted", || {
+        let gone = |name: &str| {
+            client
+                .get::<Pod>(Some("default"), name)
+                .map_or(true, |p| p.metadata.deletion_timestamp.is_some())
+        };
+        (gone(&original) != gone("ssd-monitor-extra")).then_some(())
+    });
+    wait_until(LIMIT, "one pod on n2 again", || {
+        (per_node(&client, "ssd-monitor") == want).then_some(())
     });
 }
 
@@ -496,6 +502,11 @@ fn job_with_three_completions_two_at_a_time_completes() {
         assert_eq!(labels.get("batch.kubernetes.io/job-name").map(String::as_str), Some("batch"));
         assert_eq!(labels.get("batch.kubernetes.io/controller-uid"), Some(&uid));
     }
+    // The Job deleted, the garbage collector takes its pods.
+    client.delete::<Job>(Some("default"), "batch", None).unwrap();
+    wait_until(LIMIT, "the Job's pods collected", || {
+        all_pods(&client, "batch").is_empty().then_some(())
+    });
 }
 
 #[test]

@@ -285,6 +285,8 @@ pub fn run_controllers(
         deployments: deployments.cache(),
         replica_sets: rss.cache(),
         controllers: rcs.cache(),
+        daemon_sets: daemonsets.cache(),
+        jobs: jobs.cache(),
         services: services.cache(),
         pods: pods.cache(),
         slices: slices.cache(),
