@@ -90,7 +90,8 @@ fn daemon_nodes_follow_the_node_selector_and_affinity() {
     assert_eq!(should_run(&pod, &hdd), RUN);
     assert_eq!(should_run(&pod, &bare), RUN);
     // A template naming a node runs on that one only.
-    let pod = daemon_template(json!({"containers": containers, "nodeName": "a"}));
+    let pod =
+        daemon_template(json!({"containers": containers, "nodeName": "a"}));
     assert_eq!(should_run(&pod, &ssd), RUN);
     assert_eq!(should_run(&pod, &hdd), NO);
     // No selector at all: every node.
@@ -100,9 +101,15 @@ fn daemon_nodes_follow_the_node_selector_and_affinity() {
 
 #[test]
 fn daemon_nodes_respect_taints_but_tolerate_the_daemon_ones() {
-    let pod = daemon_template(json!({"containers": [{"name": "c", "image": "fluentd"}]}));
+    let pod = daemon_template(
+        json!({"containers": [{"name": "c", "image": "fluentd"}]}),
+    );
     let taint = |key: &str, effect: &str| {
-        info(node_json("n", json!({}), json!([{"key": key, "effect": effect}])))
+        info(node_json(
+            "n",
+            json!({}),
+            json!([{"key": key, "effect": effect}]),
+        ))
     };
     // A NoSchedule taint: no new pod, the one there stays.
     assert_eq!(should_run(&pod, &taint("gpu", "NoSchedule")), STAY);
@@ -123,7 +130,10 @@ fn daemon_nodes_respect_taints_but_tolerate_the_daemon_ones() {
     }
     // unreachable:NoSchedule is not among them.
     assert_eq!(
-        should_run(&pod, &taint("node.kubernetes.io/unreachable", "NoSchedule")),
+        should_run(
+            &pod,
+            &taint("node.kubernetes.io/unreachable", "NoSchedule")
+        ),
         STAY
     );
     // The template's own toleration.
@@ -150,7 +160,9 @@ fn pod_at(name: &str, created: &str, phase: &str) -> Arc<Pod> {
 #[test]
 fn a_node_keeps_its_oldest_daemon_pod_and_loses_failed_ones() {
     let names = |pods: &[Arc<Pod>]| -> Vec<String> {
-        pods.iter().map(|p| p.metadata.name.clone().unwrap()).collect()
+        pods.iter()
+            .map(|p| p.metadata.name.clone().unwrap())
+            .collect()
     };
     let plan = plan_node(RUN, &[]);
     assert!(plan.create && plan.delete.is_empty());
@@ -271,7 +283,12 @@ fn fake_kubelet(client: Client) -> FakeKubelet {
                     );
                     continue;
                 }
-                if pod.status.as_ref().and_then(|s| s.phase.as_deref()).is_some_and(|p| p != "Pending") {
+                if pod
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.phase.as_deref())
+                    .is_some_and(|p| p != "Pending")
+                {
                     continue;
                 }
                 let outcome = pod
@@ -309,13 +326,20 @@ fn fake_kubelet(client: Client) -> FakeKubelet {
 }
 
 /// Polls `f` every 100 ms for at most `limit`; panics with `what`.
-fn wait_until<T>(limit: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+fn wait_until<T>(
+    limit: Duration,
+    what: &str,
+    mut f: impl FnMut() -> Option<T>,
+) -> T {
     let end = Instant::now() + limit;
     loop {
         if let Some(v) = f() {
             return v;
         }
-        assert!(Instant::now() < end, "timed out after {limit:?} waiting for {what}");
+        assert!(
+            Instant::now() < end,
+            "timed out after {limit:?} waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -344,7 +368,12 @@ fn per_node(client: &Client, app: &str) -> BTreeMap<String, usize> {
 
 fn label_node(client: &Client, name: &str, value: Option<&str>) {
     client
-        .patch::<Node>(None, name, Patch::Merge, &json!({"metadata": {"labels": {"disk": value}}}))
+        .patch::<Node>(
+            None,
+            name,
+            Patch::Merge,
+            &json!({"metadata": {"labels": {"disk": value}}}),
+        )
         .unwrap();
 }
 
@@ -381,11 +410,21 @@ fn daemon_set_runs_one_pod_on_each_matching_node() {
     let pod = live_pods(&client, "ssd-monitor").remove(0);
     let spec = pod.spec.unwrap();
     assert!(spec.node_name.is_none(), "the scheduler binds it");
-    let term = &spec.affinity.unwrap().node_affinity.unwrap()
-        .required_during_scheduling_ignored_during_execution.unwrap()
+    let term = &spec
+        .affinity
+        .unwrap()
+        .node_affinity
+        .unwrap()
+        .required_during_scheduling_ignored_during_execution
+        .unwrap()
         .node_selector_terms[0];
     assert_eq!(term.match_fields.as_ref().unwrap()[0].key, "metadata.name");
-    let keys: Vec<String> = spec.tolerations.unwrap().into_iter().filter_map(|t| t.key).collect();
+    let keys: Vec<String> = spec
+        .tolerations
+        .unwrap()
+        .into_iter()
+        .filter_map(|t| t.key)
+        .collect();
     assert!(keys.contains(&"node.kubernetes.io/unreachable".to_string()));
     let status = wait_until(LIMIT, "status 2/2 ready", || {
         let ds: DaemonSet = client.get(Some("default"), "ssd-monitor").ok()?;
@@ -431,7 +470,13 @@ fn daemon_set_runs_one_pod_on_each_matching_node() {
     });
 }
 
-fn job(name: &str, completions: i32, parallelism: i32, outcome: &str, extra: Value) -> Job {
+fn job(
+    name: &str,
+    completions: i32,
+    parallelism: i32,
+    outcome: &str,
+    extra: Value,
+) -> Job {
     let mut spec = json!({
         "completions": completions, "parallelism": parallelism,
         "template": {"metadata": {"labels": {"app": name, "outcome": outcome}},
@@ -451,11 +496,9 @@ fn job(name: &str, completions: i32, parallelism: i32, outcome: &str, extra: Val
 
 fn condition(client: &Client, name: &str) -> Option<(String, Option<String>)> {
     let job: Job = client.get(Some("default"), name).ok()?;
-    let c = job
-        .status?
-        .conditions?
-        .into_iter()
-        .find(|c| c.status == "True" && (c.type_ == "Complete" || c.type_ == "Failed"))?;
+    let c = job.status?.conditions?.into_iter().find(|c| {
+        c.status == "True" && (c.type_ == "Complete" || c.type_ == "Failed")
+    })?;
     Some((c.type_, c.reason))
 }
 
@@ -499,11 +542,21 @@ fn job_with_three_completions_two_at_a_time_completes() {
     let uid = job.metadata.uid.unwrap();
     for p in &pods {
         let labels = p.metadata.labels.as_ref().unwrap();
-        assert_eq!(labels.get("batch.kubernetes.io/job-name").map(String::as_str), Some("batch"));
-        assert_eq!(labels.get("batch.kubernetes.io/controller-uid"), Some(&uid));
+        assert_eq!(
+            labels
+                .get("batch.kubernetes.io/job-name")
+                .map(String::as_str),
+            Some("batch")
+        );
+        assert_eq!(
+            labels.get("batch.kubernetes.io/controller-uid"),
+            Some(&uid)
+        );
     }
     // The Job deleted, the garbage collector takes its pods.
-    client.delete::<Job>(Some("default"), "batch", None).unwrap();
+    client
+        .delete::<Job>(Some("default"), "batch", None)
+        .unwrap();
     wait_until(LIMIT, "the Job's pods collected", || {
         all_pods(&client, "batch").is_empty().then_some(())
     });
@@ -516,9 +569,13 @@ fn job_past_its_backoff_limit_fails() {
     let _kubelet = fake_kubelet(client.clone());
     let _manager = start_manager(client.clone());
     client
-        .create(Some("default"), &job("flaky", 1, 1, "fail", json!({"backoffLimit": 1})))
+        .create(
+            Some("default"),
+            &job("flaky", 1, 1, "fail", json!({"backoffLimit": 1})),
+        )
         .unwrap();
-    let done = wait_until(LIMIT, "the Job Failed", || condition(&client, "flaky"));
+    let done =
+        wait_until(LIMIT, "the Job Failed", || condition(&client, "flaky"));
     assert_eq!(done, ("Failed".into(), Some("BackoffLimitExceeded".into())));
     // One try and one retry, then no more.
     std::thread::sleep(Duration::from_millis(500));
@@ -542,7 +599,8 @@ fn job_past_its_active_deadline_fails_and_its_pods_go() {
     wait_until(LIMIT, "two pods running", || {
         (live_pods(&client, "slow").len() == 2).then_some(())
     });
-    let done = wait_until(LIMIT, "the Job Failed", || condition(&client, "slow"));
+    let done =
+        wait_until(LIMIT, "the Job Failed", || condition(&client, "slow"));
     assert_eq!(done, ("Failed".into(), Some("DeadlineExceeded".into())));
     wait_until(LIMIT, "its pods deleted", || {
         all_pods(&client, "slow").is_empty().then_some(())

@@ -262,7 +262,8 @@ pub fn plan_node(verdict: NodeVerdict, pods: &[Arc<Pod>]) -> NodePlan {
                 p.metadata.name.clone(),
             )
         });
-        plan.delete.extend(running.iter().skip(1).map(|p| (*p).clone()));
+        plan.delete
+            .extend(running.iter().skip(1).map(|p| (*p).clone()));
     } else if !verdict.should_continue_running {
         plan.delete.extend(pods.iter().cloned());
     }
@@ -329,8 +330,12 @@ impl DaemonSetController {
             .filter(|p| p.metadata.namespace.as_deref() == ns)
             .filter(|p| p.metadata.deletion_timestamp.is_none())
             .collect();
-        let claimed =
-            claim::<DaemonSet>(&self.client, &ds.metadata, &selector, candidates)?;
+        let claimed = claim::<DaemonSet>(
+            &self.client,
+            &ds.metadata,
+            &selector,
+            candidates,
+        )?;
         let mut by_node: HashMap<String, Vec<Arc<Pod>>> = HashMap::new();
         for p in claimed {
             if let Some(n) = target_node(&p) {
@@ -341,7 +346,10 @@ impl DaemonSetController {
         let verdicts: Vec<(String, NodeVerdict)> = nodes
             .iter()
             .map(|n| {
-                (n.metadata.name.clone().unwrap_or_default(), verdict_for(&ds, n))
+                (
+                    n.metadata.name.clone().unwrap_or_default(),
+                    verdict_for(&ds, n),
+                )
             })
             .collect();
         let mut result = Ok(());
@@ -427,11 +435,14 @@ impl DaemonSetController {
         }
         // Creates in slow-start batches; the first failure ends them.
         let mut nodes = create.iter();
-        'batches: for batch in slow_start_batches(create.len(), SLOW_START_INITIAL_BATCH)
+        'batches: for batch in
+            slow_start_batches(create.len(), SLOW_START_INITIAL_BATCH)
         {
             for node in nodes.by_ref().take(batch) {
                 let pod = daemon_pod(ds, node);
-                match self.client.create(pod.metadata.namespace.as_deref(), &pod)
+                match self
+                    .client
+                    .create(pod.metadata.namespace.as_deref(), &pod)
                 {
                     Ok(created) => self.recorder.event(
                         &event_ref,
@@ -460,7 +471,9 @@ impl DaemonSetController {
             self.expectations.creation_observed(key);
         }
         match failed {
-            Some(e) => Err(SyncError::api(format!("manage DaemonSet {key}"))(e)),
+            Some(e) => {
+                Err(SyncError::api(format!("manage DaemonSet {key}"))(e))
+            }
             None => Ok(()),
         }
     }

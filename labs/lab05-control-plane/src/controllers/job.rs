@@ -115,7 +115,9 @@ pub fn is_finished(job: &Job) -> bool {
         .and_then(|s| s.conditions.as_ref())
         .into_iter()
         .flatten()
-        .any(|c| (c.type_ == "Complete" || c.type_ == "Failed") && c.status == "True")
+        .any(|c| {
+            (c.type_ == "Complete" || c.type_ == "Failed") && c.status == "True"
+        })
 }
 
 /// Upstream's `pastBackoffLimitOnFailure`: with restartPolicy OnFailure
@@ -147,7 +149,12 @@ fn restarts_past_limit(job: &Job, active: &[&Arc<Pod>], limit: i32) -> bool {
     }
 }
 
-fn condition(type_: &str, reason: &str, message: &str, now: DateTime<Utc>) -> JobCondition {
+fn condition(
+    type_: &str,
+    reason: &str,
+    message: &str,
+    now: DateTime<Utc>,
+) -> JobCondition {
     JobCondition {
         type_: type_.to_string(),
         status: "True".into(),
@@ -183,7 +190,9 @@ impl JobController {
             return Ok(());
         }
         let Some(selector) = job.pod_selector() else {
-            return Err(SyncError::Invalid(format!("Job {key}: invalid selector")));
+            return Err(SyncError::Invalid(format!(
+                "Job {key}: invalid selector"
+            )));
         };
         let (ns, _) = split_key(key);
         let candidates: Vec<Arc<Pod>> = self
@@ -193,10 +202,18 @@ impl JobController {
             .filter(|p| p.metadata.namespace.as_deref() == ns)
             .filter(|p| p.metadata.deletion_timestamp.is_none())
             .collect();
-        let claimed = claim::<Job>(&self.client, &job.metadata, &selector, candidates)?;
-        let active: Vec<&Arc<Pod>> = claimed.iter().filter(|p| is_active(p)).collect();
-        let succeeded = claimed.iter().filter(|p| phase(p) == Some("Succeeded")).count();
-        let failed = claimed.iter().filter(|p| phase(p) == Some("Failed")).count();
+        let claimed =
+            claim::<Job>(&self.client, &job.metadata, &selector, candidates)?;
+        let active: Vec<&Arc<Pod>> =
+            claimed.iter().filter(|p| is_active(p)).collect();
+        let succeeded = claimed
+            .iter()
+            .filter(|p| phase(p) == Some("Succeeded"))
+            .count();
+        let failed = claimed
+            .iter()
+            .filter(|p| phase(p) == Some("Failed"))
+            .count();
         let spec = job.spec.clone().unwrap_or_default();
         let now = Utc::now();
         let old = job.status.clone().unwrap_or_default();
@@ -210,9 +227,15 @@ impl JobController {
         let failure = if count(failed) > backoff_limit
             || restarts_past_limit(&job, &active, backoff_limit)
         {
-            Some(("BackoffLimitExceeded", "Job has reached the specified backoff limit"))
+            Some((
+                "BackoffLimitExceeded",
+                "Job has reached the specified backoff limit",
+            ))
         } else if deadline.is_some_and(|d| d <= now) {
-            Some(("DeadlineExceeded", "Job was active longer than specified deadline"))
+            Some((
+                "DeadlineExceeded",
+                "Job was active longer than specified deadline",
+            ))
         } else {
             None
         };
@@ -241,14 +264,28 @@ impl JobController {
                 now,
             ));
             completion_time = Some(Time(now));
-            self.recorder.event(&event_ref, "Normal", "Completed", "Job completed");
-        } else if self.expectations.satisfied(key) && job.metadata.deletion_timestamp.is_none() {
+            self.recorder.event(
+                &event_ref,
+                "Normal",
+                "Completed",
+                "Job completed",
+            );
+        } else if self.expectations.satisfied(key)
+            && job.metadata.deletion_timestamp.is_none()
+        {
             let parallelism = spec.parallelism.unwrap_or(1);
-            result = match active_diff(active.len(), succeeded, spec.completions, parallelism, BURST_REPLICAS) {
+            result = match active_diff(
+                active.len(),
+                succeeded,
+                spec.completions,
+                parallelism,
+                BURST_REPLICAS,
+            ) {
                 Scale::Steady => Ok(()),
                 Scale::Create(n) => self.create_pods(key, &job, n),
                 Scale::Delete(n) => {
-                    let owned: Vec<Arc<Pod>> = active.iter().map(|p| (*p).clone()).collect();
+                    let owned: Vec<Arc<Pod>> =
+                        active.iter().map(|p| (*p).clone()).collect();
                     let victims = pods_to_delete(&owned, &owned, n, now);
                     let victims: Vec<&Arc<Pod>> = victims.iter().collect();
                     self.delete_pods(key, &victims)
@@ -274,12 +311,18 @@ impl JobController {
         // Wake up at the deadline, if it is still ahead.
         if let Some(d) = deadline.filter(|_| failure.is_none() && !complete) {
             let left = (d - now).to_std().unwrap_or(Duration::ZERO);
-            self.queue.add_after(key.to_string(), left + Duration::from_millis(10));
+            self.queue
+                .add_after(key.to_string(), left + Duration::from_millis(10));
         }
         result
     }
 
-    fn create_pods(&self, key: &str, job: &Job, n: usize) -> Result<(), SyncError> {
+    fn create_pods(
+        &self,
+        key: &str,
+        job: &Job,
+        n: usize,
+    ) -> Result<(), SyncError> {
         self.expectations.expect(key, n, &[]);
         let pod = job_pod(job);
         let event_ref = reference(job);
@@ -289,38 +332,55 @@ impl JobController {
                     &event_ref,
                     "Normal",
                     "SuccessfulCreate",
-                    &format!("Created pod: {}", created.metadata.name.unwrap_or_default()),
+                    &format!(
+                        "Created pod: {}",
+                        created.metadata.name.unwrap_or_default()
+                    ),
                 ),
                 Err(e) => {
                     // This one and the rest will never be seen.
                     for _ in i..n {
                         self.expectations.creation_observed(key);
                     }
-                    return Err(SyncError::api(format!("create pod for Job {key}"))(e));
+                    return Err(SyncError::api(format!(
+                        "create pod for Job {key}"
+                    ))(e));
                 }
             }
         }
         Ok(())
     }
 
-    fn delete_pods(&self, key: &str, victims: &[&Arc<Pod>]) -> Result<(), SyncError> {
+    fn delete_pods(
+        &self,
+        key: &str,
+        victims: &[&Arc<Pod>],
+    ) -> Result<(), SyncError> {
         if victims.is_empty() {
             return Ok(());
         }
-        let keys: Vec<String> = victims.iter().map(|p| key_of(&p.metadata)).collect();
+        let keys: Vec<String> =
+            victims.iter().map(|p| key_of(&p.metadata)).collect();
         self.expectations.expect(key, 0, &keys);
         let mut failed = None;
         for p in victims {
             let name = p.metadata.name.clone().unwrap_or_default();
-            if let Err(e) = self.client.delete::<Pod>(p.metadata.namespace.as_deref(), &name, None) {
-                self.expectations.deletion_observed(key, &key_of(&p.metadata));
+            if let Err(e) = self.client.delete::<Pod>(
+                p.metadata.namespace.as_deref(),
+                &name,
+                None,
+            ) {
+                self.expectations
+                    .deletion_observed(key, &key_of(&p.metadata));
                 if !e.is_not_found() {
                     failed = Some(e);
                 }
             }
         }
         match failed {
-            Some(e) => Err(SyncError::api(format!("delete pods of Job {key}"))(e)),
+            Some(e) => {
+                Err(SyncError::api(format!("delete pods of Job {key}"))(e))
+            }
             None => Ok(()),
         }
     }

@@ -492,8 +492,7 @@ pub fn claim<T: PodOwner>(
     for pod in active {
         let labels = pods::labels(&pod.metadata);
         let matches = selector.matches(&labels);
-        let refs =
-            pod.metadata.owner_references.clone().unwrap_or_default();
+        let refs = pod.metadata.owner_references.clone().unwrap_or_default();
         match controller_ref(&pod.metadata) {
             Some(r) if r.uid != uid => {}
             Some(_) if matches => claimed.push(pod),
@@ -501,8 +500,7 @@ pub fn claim<T: PodOwner>(
                 if deleting {
                     continue;
                 }
-                let kept =
-                    refs.into_iter().filter(|r| r.uid != uid).collect();
+                let kept = refs.into_iter().filter(|r| r.uid != uid).collect();
                 match patch_pod(client, &pod, kept) {
                     Ok(()) => {}
                     Err(e) if e.is_not_found() => {}
@@ -532,10 +530,7 @@ pub fn claim<T: PodOwner>(
                         Ok(fresh) => {
                             fresh.metadata().uid.as_deref()
                                 == Some(uid.as_str())
-                                && fresh
-                                    .metadata()
-                                    .deletion_timestamp
-                                    .is_none()
+                                && fresh.metadata().deletion_timestamp.is_none()
                         }
                         Err(_) => false,
                     }
