@@ -172,10 +172,10 @@ fn a_node_keeps_its_oldest_daemon_pod_and_loses_failed_ones() {
     let plan = plan_node(RUN, &[new.clone(), old.clone()]);
     assert!(!plan.create);
     assert_eq!(names(&plan.delete), ["new"]);
-    let plan = plan_node(RUN, &[failed.clone()]);
+    let plan = plan_node(RUN, std::slice::from_ref(&failed));
     assert!(plan.create);
     assert_eq!(names(&plan.delete), ["failed"]);
-    let plan = plan_node(STAY, &[old.clone()]);
+    let plan = plan_node(STAY, std::slice::from_ref(&old));
     assert!(!plan.create && plan.delete.is_empty());
     let plan = plan_node(NO, &[old.clone(), new.clone()]);
     assert!(!plan.create);
