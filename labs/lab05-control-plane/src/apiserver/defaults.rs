@@ -232,7 +232,11 @@ impl Defaults for DaemonSet {
 impl Defaults for Job {
     fn set_defaults(&mut self) {
         let Some(spec) = &mut self.spec else { return };
-        set(&mut spec.completions, 1);
+        // Neither set: one pod. Parallelism alone: a work queue, whose
+        // completions stay unset (upstream's SetDefaults_Job).
+        if spec.completions.is_none() && spec.parallelism.is_none() {
+            spec.completions = Some(1);
+        }
         set(&mut spec.parallelism, 1);
         set(&mut spec.backoff_limit, 6);
         text(&mut spec.completion_mode, "NonIndexed");

@@ -15,7 +15,8 @@ use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet};
+use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Pod, ReplicationController, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
@@ -36,6 +37,8 @@ pub struct GarbageCollector {
     pub deployments: Cache<Deployment>,
     pub replica_sets: Cache<ReplicaSet>,
     pub controllers: Cache<ReplicationController>,
+    pub daemon_sets: Cache<DaemonSet>,
+    pub jobs: Cache<Job>,
     pub services: Cache<Service>,
     pub pods: Cache<Pod>,
     pub slices: Cache<EndpointSlice>,
@@ -125,6 +128,8 @@ impl GarbageCollector {
             "Deployment" => check::<Deployment>(c, ns, r),
             "ReplicaSet" => check::<ReplicaSet>(c, ns, r),
             "ReplicationController" => check::<ReplicationController>(c, ns, r),
+            "DaemonSet" => check::<DaemonSet>(c, ns, r),
+            "Job" => check::<Job>(c, ns, r),
             "Service" => check::<Service>(c, ns, r),
             _ => None,
         }
@@ -136,10 +141,14 @@ impl GarbageCollector {
         deleting_of(&self.deployments, &mut deleting);
         deleting_of(&self.replica_sets, &mut deleting);
         deleting_of(&self.controllers, &mut deleting);
+        deleting_of(&self.daemon_sets, &mut deleting);
+        deleting_of(&self.jobs, &mut deleting);
         let mut known = HashSet::new();
         uids_of(&self.deployments, &mut known);
         uids_of(&self.replica_sets, &mut known);
         uids_of(&self.controllers, &mut known);
+        uids_of(&self.daemon_sets, &mut known);
+        uids_of(&self.jobs, &mut known);
         uids_of(&self.services, &mut known);
         // Owners (by uid) that still have dependents holding them back.
         let mut held: HashSet<String> = HashSet::new();
@@ -184,6 +193,12 @@ impl GarbageCollector {
                 "ReplicaSet" => c
                     .patch::<ReplicaSet>(ns, &name, Patch::Merge, &body)
                     .map(|_| ()),
+                "DaemonSet" => c
+                    .patch::<DaemonSet>(ns, &name, Patch::Merge, &body)
+                    .map(|_| ()),
+                "Job" => {
+                    c.patch::<Job>(ns, &name, Patch::Merge, &body).map(|_| ())
+                }
                 _ => c
                     .patch::<ReplicationController>(
                         ns,

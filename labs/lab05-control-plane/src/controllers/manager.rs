@@ -8,15 +8,18 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet};
+use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, Pod, ReplicationController, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 
+use super::daemonset::{self, DaemonSetController};
 use super::deployment::{self, DeploymentController};
 use super::endpointslice::{self, EndpointSliceController};
 use super::expectations::Expectations;
 use super::gc::GarbageCollector;
+use super::job::JobController;
 use super::nodelifecycle::{
     NodeLifecycleController, NodeLifecycleOptions, NODE_LEASE_NAMESPACE,
 };
@@ -124,8 +127,12 @@ pub fn run_controllers(
     let rc_queue: WorkQueue<String> = WorkQueue::new();
     let d_queue: WorkQueue<String> = WorkQueue::new();
     let svc_queue: WorkQueue<String> = WorkQueue::new();
+    let ds_queue: WorkQueue<String> = WorkQueue::new();
+    let job_queue: WorkQueue<String> = WorkQueue::new();
     let rs_expect = Expectations::new();
     let rc_expect = Expectations::new();
+    let ds_expect = Expectations::new();
+    let job_expect = Expectations::new();
 
     // Owners first: the pod informer's handler reads their caches.
     let rss = {
@@ -162,7 +169,24 @@ pub fn run_controllers(
             endpointslice::on_slice_change(&q, c)
         })
     };
-    let nodes = Informer::<Node>::start(client.clone(), None, "", |_| {});
+    let daemonsets = {
+        let q = ds_queue.clone();
+        Informer::<DaemonSet>::start(client.clone(), None, "", move |c| {
+            replicaset::on_owner_change(&q, c)
+        })
+    };
+    let jobs = {
+        let q = job_queue.clone();
+        Informer::<Job>::start(client.clone(), None, "", move |c| {
+            replicaset::on_owner_change(&q, c)
+        })
+    };
+    let nodes = {
+        let (q, ds_cache) = (ds_queue.clone(), daemonsets.cache());
+        Informer::<Node>::start(client.clone(), None, "", move |c| {
+            daemonset::on_node_change(&q, &ds_cache, c)
+        })
+    };
     let leases = Informer::<Lease>::start(
         client.clone(),
         Some(NODE_LEASE_NAMESPACE),
@@ -172,12 +196,17 @@ pub fn run_controllers(
     let pods = {
         let (rsq, rcq, sq) =
             (rs_queue.clone(), rc_queue.clone(), svc_queue.clone());
+        let (dsq, jq) = (ds_queue.clone(), job_queue.clone());
         let (rse, rce) = (rs_expect.clone(), rc_expect.clone());
+        let (dse, je) = (ds_expect.clone(), job_expect.clone());
         let (rs_cache, rc_cache, svc_cache) =
             (rss.cache(), rcs.cache(), services.cache());
+        let (ds_cache, job_cache) = (daemonsets.cache(), jobs.cache());
         Informer::<Pod>::start(client.clone(), None, "", move |c| {
             replicaset::on_pod_change(&rsq, &rse, &rs_cache, c);
             replicaset::on_pod_change(&rcq, &rce, &rc_cache, c);
+            replicaset::on_pod_change(&dsq, &dse, &ds_cache, c);
+            replicaset::on_pod_change(&jq, &je, &job_cache, c);
             endpointslice::on_pod_change(&sq, &svc_cache, c);
         })
     };
@@ -186,6 +215,8 @@ pub fn run_controllers(
         && deployments.wait_synced(options.sync_timeout)
         && services.wait_synced(options.sync_timeout)
         && slices.wait_synced(options.sync_timeout)
+        && daemonsets.wait_synced(options.sync_timeout)
+        && jobs.wait_synced(options.sync_timeout)
         && nodes.wait_synced(options.sync_timeout)
         && leases.wait_synced(options.sync_timeout)
         && pods.wait_synced(options.sync_timeout);
@@ -216,6 +247,23 @@ pub fn run_controllers(
         queue: d_queue.clone(),
         recorder: recorder.clone(),
     };
+    let ds_controller = DaemonSetController {
+        client: client.clone(),
+        daemonsets: daemonsets.cache(),
+        nodes: nodes.cache(),
+        pods: pods.cache(),
+        queue: ds_queue.clone(),
+        expectations: ds_expect,
+        recorder: recorder.clone(),
+    };
+    let job_controller = JobController {
+        client: client.clone(),
+        jobs: jobs.cache(),
+        pods: pods.cache(),
+        queue: job_queue.clone(),
+        expectations: job_expect,
+        recorder: recorder.clone(),
+    };
     let slice_controller = EndpointSliceController {
         client: client.clone(),
         services: services.cache(),
@@ -237,6 +285,8 @@ pub fn run_controllers(
         deployments: deployments.cache(),
         replica_sets: rss.cache(),
         controllers: rcs.cache(),
+        daemon_sets: daemonsets.cache(),
+        jobs: jobs.cache(),
         services: services.cache(),
         pods: pods.cache(),
         slices: slices.cache(),
@@ -251,6 +301,12 @@ pub fn run_controllers(
     }
     for o in deployments.cache().list() {
         d_queue.add(crate::informer::key_of(&o.metadata));
+    }
+    for o in daemonsets.cache().list() {
+        ds_queue.add(crate::informer::key_of(&o.metadata));
+    }
+    for o in jobs.cache().list() {
+        job_queue.add(crate::informer::key_of(&o.metadata));
     }
     for o in services.cache().list() {
         svc_queue.add(crate::informer::key_of(&o.metadata));
@@ -280,12 +336,24 @@ pub fn run_controllers(
                 slice_controller.sync(k)
             })
         });
+        s.spawn(|| {
+            run_worker("daemonset-controller", &ds_queue, stop, |k| {
+                ds_controller.sync(k)
+            })
+        });
+        s.spawn(|| {
+            run_worker("job-controller", &job_queue, stop, |k| {
+                job_controller.sync(k)
+            })
+        });
         s.spawn(|| node_controller.run(stop));
         s.spawn(|| gc.run(stop));
         while !stop.load(Ordering::SeqCst) {
             std::thread::sleep(Duration::from_millis(50));
         }
-        for q in [&rs_queue, &rc_queue, &d_queue, &svc_queue] {
+        for q in [
+            &rs_queue, &rc_queue, &d_queue, &svc_queue, &ds_queue, &job_queue,
+        ] {
             q.shut_down();
         }
     });
@@ -295,6 +363,8 @@ pub fn run_controllers(
         &deployments,
         &services,
         &slices,
+        &daemonsets,
+        &jobs,
         &nodes,
         &leases,
         &pods,

@@ -8,10 +8,12 @@
 //! caches and syncs. A failed sync puts the key back rate-limited; a
 //! key added again while it is being synced is synced once more after.
 
+pub mod daemonset;
 pub mod deployment;
 pub mod endpointslice;
 pub mod expectations;
 pub mod gc;
+pub mod job;
 pub mod manager;
 pub mod nodelifecycle;
 pub mod pods;

@@ -19,7 +19,9 @@ use k8s_openapi::api::apps::v1::{
     ReplicaSet, ReplicaSetSpec, ReplicaSetStatus,
 };
 use k8s_openapi::api::core::v1::{Pod, ReplicationController};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
+    LabelSelector, ObjectMeta, OwnerReference,
+};
 use lab04::selector::Selector;
 use serde::Serialize;
 use serde_json::json;
@@ -217,9 +219,18 @@ pub fn pods_to_delete(
         .collect()
 }
 
+/// A kind whose controller owns pods it selects by label: the
+/// ReplicaSet, ReplicationController, DaemonSet and Job controllers share
+/// the pod handler and the claim below through it.
+pub trait PodOwner: Informable + Clone {
+    /// The selector of the pods it owns; `None` when it cannot be read
+    /// (nothing is matched then).
+    fn pod_selector(&self) -> Option<Selector>;
+}
+
 /// A kind this controller runs: ReplicaSet, or ReplicationController
 /// seen as one.
-pub trait ReplicaOwner: Informable + Clone + Serialize {
+pub trait ReplicaOwner: PodOwner + Serialize {
     /// The object as a ReplicaSet (same metadata, spec and status).
     fn to_replica_set(&self) -> ReplicaSet;
     /// Writes `status` through the kind's own status subresource.
@@ -230,11 +241,13 @@ pub trait ReplicaOwner: Informable + Clone + Serialize {
     ) -> Result<(), ClientError>;
 }
 
-fn write_status_of<T: ReplicaOwner>(
+/// Writes `status` (put into a copy of `object` by `set`) through the
+/// status subresource; on a conflict once more on the fresh object.
+pub(crate) fn write_status_of<T: Informable + Clone + Serialize, S>(
     client: &Client,
     object: &T,
-    status: &ReplicaSetStatus,
-    set: impl Fn(&mut T, &ReplicaSetStatus),
+    status: &S,
+    set: impl Fn(&mut T, &S),
 ) -> Result<(), ClientError> {
     let meta = object.metadata();
     let (ns, name) = (
@@ -324,30 +337,38 @@ fn selector_of(rs: &ReplicaSet) -> Option<Selector> {
     Selector::from_label_selector(&spec.selector, "spec.selector").ok()
 }
 
+impl PodOwner for ReplicaSet {
+    fn pod_selector(&self) -> Option<Selector> {
+        selector_of(self)
+    }
+}
+
+impl PodOwner for ReplicationController {
+    fn pod_selector(&self) -> Option<Selector> {
+        selector_of(&self.to_replica_set())
+    }
+}
+
 fn same_namespace(pod: &Pod, ns: Option<&str>) -> bool {
     pod.metadata.namespace.as_deref() == ns
 }
 
 /// The keys of the owners in `owners` whose selector matches `pod` and
 /// that could adopt it (an orphan's candidate owners).
-fn matching_owners<T: ReplicaOwner>(
-    owners: &Cache<T>,
-    pod: &Pod,
-) -> Vec<String> {
+fn matching_owners<T: PodOwner>(owners: &Cache<T>, pod: &Pod) -> Vec<String> {
     let labels = pods::labels(&pod.metadata);
     owners
         .list()
         .iter()
-        .map(|o| o.to_replica_set())
-        .filter(|rs| rs.metadata.namespace == pod.metadata.namespace)
-        .filter(|rs| selector_of(rs).is_some_and(|s| s.matches(&labels)))
-        .map(|rs| key_of(&rs.metadata))
+        .filter(|o| o.metadata().namespace == pod.metadata.namespace)
+        .filter(|o| o.pod_selector().is_some_and(|s| s.matches(&labels)))
+        .map(|o| key_of(o.metadata()))
         .collect()
 }
 
 /// The key of the owner of kind `T` that controls `pod`, if it is in
 /// the cache with the uid the reference names.
-fn owner_key<T: ReplicaOwner>(owners: &Cache<T>, pod: &Pod) -> Option<String> {
+pub fn owner_key<T: PodOwner>(owners: &Cache<T>, pod: &Pod) -> Option<String> {
     let r = controller_ref(&pod.metadata)?;
     if r.kind != T::KIND {
         return None;
@@ -361,7 +382,7 @@ fn owner_key<T: ReplicaOwner>(owners: &Cache<T>, pod: &Pod) -> Option<String> {
 /// The pod informer's handler for this controller: observe
 /// expectations and queue the owners concerned (upstream's addPod,
 /// updatePod, deletePod).
-pub fn on_pod_change<T: ReplicaOwner>(
+pub fn on_pod_change<T: PodOwner>(
     queue: &WorkQueue<String>,
     expectations: &Expectations,
     owners: &Cache<T>,
@@ -421,7 +442,7 @@ pub fn on_pod_change<T: ReplicaOwner>(
 }
 
 /// The owner informer's handler: every change of an owner syncs it.
-pub fn on_owner_change<T: ReplicaOwner>(
+pub fn on_owner_change<T: Informable>(
     queue: &WorkQueue<String>,
     change: &Change<T>,
 ) {
@@ -432,6 +453,107 @@ pub fn on_owner_change<T: ReplicaOwner>(
         Change::Modified { new, .. } => queue.add(key_of(new.metadata())),
         Change::Synced => {}
     }
+}
+
+fn patch_pod(
+    client: &Client,
+    pod: &Pod,
+    refs: Vec<OwnerReference>,
+) -> Result<(), ClientError> {
+    let body = json!({"metadata": {
+        "ownerReferences": refs,
+        // The patch applies only to the pod the cache showed.
+        "uid": pod.metadata.uid,
+    }});
+    let name = pod.metadata.name.as_deref().unwrap_or_default();
+    client
+        .patch::<Pod>(
+            pod.metadata.namespace.as_deref(),
+            name,
+            Patch::Merge,
+            &body,
+        )
+        .map(|_| ())
+}
+
+/// Adopts matching orphans (of `meta`, a `T`) and releases owned pods that no longer
+/// match; the active pods the owner controls afterwards.
+pub fn claim<T: PodOwner>(
+    client: &Client,
+    meta: &ObjectMeta,
+    selector: &Selector,
+    active: Vec<Arc<Pod>>,
+) -> Result<Vec<Arc<Pod>>, SyncError> {
+    let uid = meta.uid.clone().unwrap_or_default();
+    let owner = pods::owner_ref(T::API_VERSION, T::KIND, meta);
+    let deleting = meta.deletion_timestamp.is_some();
+    let mut can_adopt: Option<bool> = None;
+    let mut claimed = Vec::new();
+    for pod in active {
+        let labels = pods::labels(&pod.metadata);
+        let matches = selector.matches(&labels);
+        let refs = pod.metadata.owner_references.clone().unwrap_or_default();
+        match controller_ref(&pod.metadata) {
+            Some(r) if r.uid != uid => {}
+            Some(_) if matches => claimed.push(pod),
+            Some(_) => {
+                if deleting {
+                    continue;
+                }
+                let kept = refs.into_iter().filter(|r| r.uid != uid).collect();
+                match patch_pod(client, &pod, kept) {
+                    Ok(()) => {}
+                    Err(e) if e.is_not_found() => {}
+                    Err(e) => {
+                        return Err(SyncError::api(format!(
+                            "release pod {}",
+                            key_of(&pod.metadata)
+                        ))(e))
+                    }
+                }
+            }
+            None => {
+                if !matches
+                    || deleting
+                    || pod.metadata.deletion_timestamp.is_some()
+                {
+                    continue;
+                }
+                // Recheck the owner itself before adopting: the
+                // cache may show one that is gone or going.
+                let allowed = *can_adopt.get_or_insert_with(|| {
+                    let (ns, name) = (
+                        meta.namespace.as_deref(),
+                        meta.name.as_deref().unwrap_or_default(),
+                    );
+                    match client.get::<T>(ns, name) {
+                        Ok(fresh) => {
+                            fresh.metadata().uid.as_deref()
+                                == Some(uid.as_str())
+                                && fresh.metadata().deletion_timestamp.is_none()
+                        }
+                        Err(_) => false,
+                    }
+                });
+                if !allowed {
+                    continue;
+                }
+                let mut next = refs;
+                next.push(owner.clone());
+                match patch_pod(client, &pod, next) {
+                    Ok(()) => claimed.push(pod),
+                    Err(e) if e.is_not_found() => {}
+                    Err(e) => {
+                        return Err(SyncError::api(format!(
+                            "adopt pod {}",
+                            key_of(&pod.metadata)
+                        ))(e))
+                    }
+                }
+            }
+        }
+    }
+    Ok(claimed)
 }
 
 /// One controller for the kind `T`.
@@ -504,114 +626,6 @@ impl<T: ReplicaOwner> ReplicaSetController<T> {
         }
     }
 
-    fn patch_pod(
-        &self,
-        pod: &Pod,
-        refs: Vec<
-            k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference,
-        >,
-    ) -> Result<(), ClientError> {
-        let body = json!({"metadata": {
-            "ownerReferences": refs,
-            // The patch applies only to the pod the cache showed.
-            "uid": pod.metadata.uid,
-        }});
-        let name = pod.metadata.name.as_deref().unwrap_or_default();
-        self.client
-            .patch::<Pod>(
-                pod.metadata.namespace.as_deref(),
-                name,
-                Patch::Merge,
-                &body,
-            )
-            .map(|_| ())
-    }
-
-    /// Adopts matching orphans and releases owned pods that no longer
-    /// match; the active pods the owner controls afterwards.
-    fn claim(
-        &self,
-        rs: &ReplicaSet,
-        selector: &Selector,
-        active: Vec<Arc<Pod>>,
-    ) -> Result<Vec<Arc<Pod>>, SyncError> {
-        let uid = rs.metadata.uid.clone().unwrap_or_default();
-        let owner = pods::owner_ref(T::API_VERSION, T::KIND, &rs.metadata);
-        let deleting = rs.metadata.deletion_timestamp.is_some();
-        let mut can_adopt: Option<bool> = None;
-        let mut claimed = Vec::new();
-        for pod in active {
-            let labels = pods::labels(&pod.metadata);
-            let matches = selector.matches(&labels);
-            let refs =
-                pod.metadata.owner_references.clone().unwrap_or_default();
-            match controller_ref(&pod.metadata) {
-                Some(r) if r.uid != uid => {}
-                Some(_) if matches => claimed.push(pod),
-                Some(_) => {
-                    if deleting {
-                        continue;
-                    }
-                    let kept =
-                        refs.into_iter().filter(|r| r.uid != uid).collect();
-                    match self.patch_pod(&pod, kept) {
-                        Ok(()) => {}
-                        Err(e) if e.is_not_found() => {}
-                        Err(e) => {
-                            return Err(SyncError::api(format!(
-                                "release pod {}",
-                                key_of(&pod.metadata)
-                            ))(e))
-                        }
-                    }
-                }
-                None => {
-                    if !matches
-                        || deleting
-                        || pod.metadata.deletion_timestamp.is_some()
-                    {
-                        continue;
-                    }
-                    // Recheck the owner itself before adopting: the
-                    // cache may show one that is gone or going.
-                    let allowed = *can_adopt.get_or_insert_with(|| {
-                        let (ns, name) = (
-                            rs.metadata.namespace.as_deref(),
-                            rs.metadata.name.as_deref().unwrap_or_default(),
-                        );
-                        match self.client.get::<T>(ns, name) {
-                            Ok(fresh) => {
-                                fresh.metadata().uid.as_deref()
-                                    == Some(uid.as_str())
-                                    && fresh
-                                        .metadata()
-                                        .deletion_timestamp
-                                        .is_none()
-                            }
-                            Err(_) => false,
-                        }
-                    });
-                    if !allowed {
-                        continue;
-                    }
-                    let mut next = refs;
-                    next.push(owner.clone());
-                    match self.patch_pod(&pod, next) {
-                        Ok(()) => claimed.push(pod),
-                        Err(e) if e.is_not_found() => {}
-                        Err(e) => {
-                            return Err(SyncError::api(format!(
-                                "adopt pod {}",
-                                key_of(&pod.metadata)
-                            ))(e))
-                        }
-                    }
-                }
-            }
-        }
-        Ok(claimed)
-    }
-
     /// Syncs the owner `key`.
     pub fn sync(&self, key: &str) -> Result<(), SyncError> {
         let Some(owner) = self.owners.get(key) else {
@@ -636,7 +650,8 @@ impl<T: ReplicaOwner> ReplicaSetController<T> {
             .collect();
         let active: Vec<Arc<Pod>> =
             all.iter().filter(|p| is_active(p)).cloned().collect();
-        let claimed = self.claim(&rs, &selector, active)?;
+        let claimed =
+            claim::<T>(&self.client, &rs.metadata, &selector, active)?;
         let mut result = Ok(());
         if needs_sync {
             result = self.manage(key, &rs, &owner, &claimed);
