@@ -2,7 +2,8 @@
 //! invalid manifest gets kube-apiserver's message and changes nothing; a
 //! pod that fits no node stays Pending with kube-scheduler's
 //! FailedScheduling message and is placed as soon as a node frees up; an
-//! image that is nowhere gives ImagePullBackOff naming the reference.
+//! image that is nowhere gives ImagePullBackOff naming the reference, and
+//! a rollout to it exceeds its progress deadline.
 #![cfg(target_os = "linux")]
 
 use std::path::Path;
@@ -199,4 +200,42 @@ fn bad_input_is_named_and_changes_nothing() {
             }
         });
     assert!(waiting.contains("nothere:v1"), "{waiting}");
+
+    // A rollout to that image never progresses: after its deadline,
+    // kubectl rollout status says so and fails.
+    let stuck = "\
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: stuck
+spec:
+  replicas: 1
+  progressDeadlineSeconds: 3
+  selector:
+    matchLabels:
+      app: stuck
+  template:
+    metadata:
+      labels:
+        app: stuck
+    spec:
+      containers:
+      - name: main
+        image: nothere:v1
+";
+    let out = apply(home, "stuck", stuck);
+    assert!(out.status.success(), "{}", text(&out));
+    let status = run(
+        Path::new("kubectl"),
+        &["rollout", "status", "deployment/stuck", "--timeout=60s"],
+        home,
+        Duration::from_secs(90),
+    );
+    assert!(!status.status.success(), "{}", text(&status));
+    assert!(
+        text(&status)
+            .contains("deployment \"stuck\" exceeded its progress deadline"),
+        "{}",
+        text(&status)
+    );
 }

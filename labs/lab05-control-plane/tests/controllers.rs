@@ -801,6 +801,68 @@ fn deployment_rolls_with_surge_and_never_less_available() {
     }
 }
 
+/// A rollout whose new pods never become ready: after its
+/// progressDeadlineSeconds without progress, Progressing turns False with
+/// ProgressDeadlineExceeded, which `kubectl rollout status` reports as
+/// "exceeded its progress deadline"; the old pods keep serving.
+#[test]
+fn a_stuck_rollout_exceeds_its_progress_deadline() {
+    let cluster = Cluster::start(Backend::Embedded).unwrap();
+    let client = cluster.admin();
+    let kubelet = fake_kubelet(client.clone());
+    let _manager =
+        start_manager(client.clone(), NodeLifecycleOptions::default());
+    let d: Deployment = serde_json::from_value(json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "stuck", "namespace": "default"},
+        "spec": {"replicas": 2, "progressDeadlineSeconds": 2,
+                 "selector": {"matchLabels": {"app": "stuck"}},
+                 "template": template("stuck", "kubia:v1")}
+    }))
+    .unwrap();
+    client.create(Some("default"), &d).unwrap();
+    let progressing = |client: &Client| -> Option<(String, String, String)> {
+        let d: Deployment = client.get(Some("default"), "stuck").ok()?;
+        let c = d
+            .status?
+            .conditions?
+            .into_iter()
+            .find(|c| c.type_ == "Progressing")?;
+        Some((c.status, c.reason?, c.message?))
+    };
+    wait_until(LIMIT, "revision 1 available", || {
+        progressing(&client)
+            .filter(|(_, reason, _)| reason == "NewReplicaSetAvailable")
+    });
+    // Revision 2's pods never get ready: the kubelet writes no more.
+    kubelet.paused.store(true, Ordering::SeqCst);
+    let mut d: Deployment = client.get(Some("default"), "stuck").unwrap();
+    d.spec.as_mut().unwrap().template =
+        serde_json::from_value(template("stuck", "kubia:v2")).unwrap();
+    client.replace(Some("default"), "stuck", &d).unwrap();
+    let t0 = Instant::now();
+    let (status, _, message) =
+        wait_until(LIMIT, "the deadline exceeded", || {
+            progressing(&client).filter(|(s, _, _)| s == "False")
+        });
+    let waited = t0.elapsed();
+    assert_eq!(status, "False");
+    assert!(message.ends_with("has timed out progressing."), "{message}");
+    assert!(waited >= Duration::from_secs(2), "too early: {waited:?}");
+    let old_ready = active_pods(&client, "stuck")
+        .iter()
+        .filter(|p| {
+            p.status
+                .as_ref()
+                .and_then(|s| s.conditions.as_ref())
+                .is_some_and(|c| {
+                    c.iter().any(|c| c.type_ == "Ready" && c.status == "True")
+                })
+        })
+        .count();
+    assert!(old_ready >= 1, "the old pods keep serving");
+}
+
 fn node(name: &str) -> Node {
     serde_json::from_value(json!({
         "apiVersion": "v1", "kind": "Node",

@@ -634,7 +634,37 @@ impl DeploymentController {
             .chain(std::iter::once(Arc::new(new_rs.clone())))
             .collect();
         self.write_status(&d, &all, Some(&new_rs))?;
+        self.requeue_stuck(key, &d, &all, &new_rs);
         self.cleanup(&d, &old)
+    }
+
+    /// Upstream's requeueStuckDeployment: a rollout still progressing is
+    /// looked at again when its deadline would pass, in case nothing
+    /// else happens before.
+    fn requeue_stuck(
+        &self,
+        key: &str,
+        d: &Deployment,
+        all: &[Arc<ReplicaSet>],
+        new_rs: &ReplicaSet,
+    ) {
+        let status = calculate_status(d, all, Some(new_rs));
+        let progressing = status
+            .conditions
+            .iter()
+            .flatten()
+            .find(|c| c.type_ == "Progressing");
+        if let Some(c) = progressing.filter(|c| {
+            c.status == "True"
+                && c.reason.as_deref() != Some("NewReplicaSetAvailable")
+        }) {
+            if let Some(left) = deadline_left(d, c) {
+                self.queue.add_after(
+                    key.to_string(),
+                    left + std::time::Duration::from_millis(100),
+                );
+            }
+        }
     }
 
     /// The deployment's own revision annotation: the new ReplicaSet's
@@ -767,6 +797,62 @@ fn condition(
     }
 }
 
+/// Upstream's DeploymentProgressing: more replicas updated, ready or
+/// available than the last status said, or fewer old ones.
+fn progressed(
+    old: &DeploymentStatus,
+    updated: i32,
+    ready: i32,
+    available: i32,
+    old_replicas: i32,
+) -> bool {
+    let was_old = old.replicas.unwrap_or(0) - old.updated_replicas.unwrap_or(0);
+    updated > old.updated_replicas.unwrap_or(0)
+        || ready > old.ready_replicas.unwrap_or(0)
+        || available > old.available_replicas.unwrap_or(0)
+        || old_replicas < was_old
+}
+
+/// Upstream's DeploymentTimedOut: a rollout of `new_rs` that made no
+/// progress for progressDeadlineSeconds since the Progressing
+/// condition's last update (once timed out, it stays so until progress).
+fn timed_out(
+    d: &Deployment,
+    progressing: Option<&DeploymentCondition>,
+    new_rs: &str,
+) -> bool {
+    let Some(c) = progressing else {
+        return false;
+    };
+    if c.reason.as_deref() == Some("ProgressDeadlineExceeded") {
+        return true;
+    }
+    // A finished rollout, or one of another ReplicaSet, has no deadline.
+    let of_this = c
+        .message
+        .as_deref()
+        .is_some_and(|m| m.contains(&format!("\"{new_rs}\"")));
+    if c.reason.as_deref() == Some("NewReplicaSetAvailable") || !of_this {
+        return false;
+    }
+    match (deadline_left(d, c), c.last_update_time.as_ref()) {
+        (Some(left), Some(_)) => left.is_zero(),
+        _ => false,
+    }
+}
+
+/// What is left of the progress deadline counted from `c`'s last update
+/// (zero once past); None when the Deployment has none.
+pub fn deadline_left(
+    d: &Deployment,
+    c: &DeploymentCondition,
+) -> Option<std::time::Duration> {
+    let seconds = d.spec.as_ref()?.progress_deadline_seconds?;
+    let from = c.last_update_time.as_ref()?.0;
+    let end = from + chrono::Duration::seconds(i64::from(seconds));
+    Some((end - Utc::now()).to_std().unwrap_or_default())
+}
+
 /// The status the ReplicaSets make, with the Available and Progressing
 /// conditions kubectl rollout status reads.
 pub fn calculate_status(
@@ -843,13 +929,33 @@ pub fn calculate_status(
                 "NewReplicaSetCreated",
                 format!("Created new replica set \"{name}\""),
             )
-        } else {
-            condition(
+        } else if progressed(
+            &old,
+            updated,
+            ready,
+            available,
+            replicas - updated,
+        ) || !timed_out(d, find("Progressing"), &name)
+        {
+            let mut c = condition(
                 find("Progressing"),
                 "Progressing",
                 "True",
                 "ReplicaSetUpdated",
                 format!("ReplicaSet \"{name}\" is progressing."),
+            );
+            // Progress moves the deadline: it counts from the last one.
+            if progressed(&old, updated, ready, available, replicas - updated) {
+                c.last_update_time = Some(Time(Utc::now()));
+            }
+            c
+        } else {
+            condition(
+                find("Progressing"),
+                "Progressing",
+                "False",
+                "ProgressDeadlineExceeded",
+                format!("ReplicaSet \"{name}\" has timed out progressing."),
             )
         };
         conditions.push(progressing);
