@@ -526,8 +526,16 @@ fn updates_are_seen_live_and_a_deleted_service_is_gone() {
         ["198.18.1.2", "198.18.1.3", "198.18.1.4"]
     );
     server.shutdown().expect("stop the DNS server");
-    // The port is free again: the sockets were closed.
-    std::net::UdpSocket::bind(at).expect("the port is free after shutdown");
+    // The port is free again: the sockets were closed. Another test's
+    // client may take it as its ephemeral port for a moment (a resolver
+    // bound to 0.0.0.0:that port blocks ours), so a few tries; a socket
+    // left open would block every one.
+    let mut tries = 0;
+    while let Err(e) = std::net::UdpSocket::bind(at) {
+        tries += 1;
+        assert!(tries < 30, "the port is not free after shutdown: {e}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
 }
 
 #[test]
