@@ -99,11 +99,21 @@ fn main() {
         std::thread::spawn(move || {
             let _ = stream
                 .set_read_timeout(Some(std::time::Duration::from_secs(5)));
-            if let Err(e) = answer(stream, healthy_for) {
-                eprintln!("kubia: {e}");
+            match answer(stream, healthy_for) {
+                Ok(()) => {}
+                // The client left before the answer (a probe or a request
+                // given up): nothing went wrong here, so nothing is logged.
+                Err(e) if gone(&e) => {}
+                Err(e) => eprintln!("kubia: {e}"),
             }
         });
     }
+}
+
+/// Whether `e` says the other end closed the connection.
+fn gone(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::{BrokenPipe, ConnectionAborted, ConnectionReset};
+    matches!(e.kind(), BrokenPipe | ConnectionReset | ConnectionAborted)
 }
 
 /// What a request gets: v1's words or v2's, as the book's two images.
