@@ -13,7 +13,7 @@ use lab01::probe::{require, require_program, Privilege};
 
 #[path = "ch05/cluster.rs"]
 mod cluster;
-use cluster::{ch05, kubectl, run, text, wait_until};
+use cluster::{kubectl, run, text, wait_until};
 
 /// The selector does not match the template's labels.
 const INVALID: &str = "\
@@ -74,28 +74,7 @@ fn bad_input_is_named_and_changes_nothing() {
     }
     let home = tempfile::tempdir().expect("tempdir");
     let home = home.path();
-    let up = run(
-        &ch05(),
-        &["up", "--nodes", "2", "--port", "0", "--fast"],
-        home,
-        Duration::from_secs(180),
-    );
-    struct Down<'a>(&'a Path);
-    impl Drop for Down<'_> {
-        fn drop(&mut self) {
-            let down = run(
-                &cluster::ch05(),
-                &["down"],
-                self.0,
-                Duration::from_secs(120),
-            );
-            if !down.status.success() && !std::thread::panicking() {
-                panic!("ch05 down: {}", text(&down));
-            }
-        }
-    }
-    let _down = Down(home);
-    assert!(up.status.success(), "ch05 up: {}", text(&up));
+    let _down = cluster::Up::two_nodes(home);
 
     // An invalid manifest: kube-apiserver's words, nothing stored.
     let out = apply(home, "invalid", INVALID);

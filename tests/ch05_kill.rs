@@ -117,28 +117,7 @@ fn a_killed_controller_manager_loses_and_duplicates_nothing() {
     let home = tempfile::tempdir().expect("tempdir");
     let home = home.path();
     let cgroups_before = cgroups_beneath_ours();
-    let up = run(
-        &ch05(),
-        &["up", "--nodes", "2", "--port", "0", "--fast"],
-        home,
-        Duration::from_secs(180),
-    );
-    struct Down<'a>(&'a Path);
-    impl Drop for Down<'_> {
-        fn drop(&mut self) {
-            let down = run(
-                &cluster::ch05(),
-                &["down"],
-                self.0,
-                Duration::from_secs(120),
-            );
-            if !down.status.success() && !std::thread::panicking() {
-                panic!("ch05 down: {}", text(&down));
-            }
-        }
-    }
-    let down = Down(home);
-    assert!(up.status.success(), "ch05 up: {}", text(&up));
+    let down = cluster::Up::two_nodes(home);
     kubectl(home, &["apply", "-f", RS]);
     let limit = Duration::from_secs(120);
     let three = wait_until(limit, "3 replicas", || converged(home, 3));

@@ -15,10 +15,7 @@ use lab01::probe::{require, require_program, Privilege};
 
 #[path = "ch05/cluster.rs"]
 mod cluster;
-use cluster::{
-    cgroups_beneath_ours, ch05, kubectl, nsfs_mounts_under, run, text,
-    wait_until,
-};
+use cluster::{cgroups_beneath_ours, kubectl, nsfs_mounts_under, wait_until};
 
 const MANIFESTS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../book/src");
 
@@ -93,31 +90,8 @@ fn the_books_manifests_on_a_two_node_cluster() {
     }
     let home = tempfile::tempdir().expect("tempdir");
     let home = home.path();
-    let ch05 = ch05();
     let cgroups_before = cgroups_beneath_ours();
-    let up = run(
-        &ch05,
-        &["up", "--nodes", "2", "--port", "0", "--fast"],
-        home,
-        Duration::from_secs(180),
-    );
-    // Down on every path, a failed assertion included.
-    struct Down<'a>(&'a Path);
-    impl Drop for Down<'_> {
-        fn drop(&mut self) {
-            let down = run(
-                &cluster::ch05(),
-                &["down"],
-                self.0,
-                Duration::from_secs(120),
-            );
-            if !down.status.success() && !std::thread::panicking() {
-                panic!("ch05 down: {}", text(&down));
-            }
-        }
-    }
-    let _down = Down(home);
-    assert!(up.status.success(), "ch05 up: {}", text(&up));
+    let _down = cluster::Up::two_nodes(home);
 
     // The liveness pod first: its restart takes a minute of probes, which
     // run while the rest is checked.

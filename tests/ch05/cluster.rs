@@ -173,3 +173,30 @@ pub fn wait_until<T>(
         }
     }
 }
+
+/// `ch05 up --nodes 2 --port 0 --fast` in `home`, taken down again when
+/// dropped: on success and on a failed assertion alike.
+pub struct Up<'a>(&'a Path);
+
+impl<'a> Up<'a> {
+    pub fn two_nodes(home: &'a Path) -> Up<'a> {
+        let up = run(
+            &ch05(),
+            &["up", "--nodes", "2", "--port", "0", "--fast"],
+            home,
+            Duration::from_secs(180),
+        );
+        let guard = Up(home);
+        assert!(up.status.success(), "ch05 up: {}", text(&up));
+        guard
+    }
+}
+
+impl Drop for Up<'_> {
+    fn drop(&mut self) {
+        let down = run(&ch05(), &["down"], self.0, Duration::from_secs(120));
+        if !down.status.success() && !std::thread::panicking() {
+            panic!("ch05 down: {}", text(&down));
+        }
+    }
+}
