@@ -602,8 +602,9 @@ fn a_thousand_connections_at_once_leak_nothing() {
     assert!(per_pod.values().all(|&n| n >= N / 4), "{per_pod:?}");
     eprintln!("{N} concurrent connections through the proxy in {elapsed:?}");
     drop(clients);
+    // Fewer is no leak (a test beside this one closed some of its own).
     let after = settle_descriptors(before);
-    assert_eq!(after, before, "descriptors leaked");
+    assert!(after <= before, "descriptors leaked: {after} > {before}");
 }
 
 #[test]
@@ -803,8 +804,13 @@ fn shutdown_and_drop_leave_nothing_behind() {
         nix::net::if_::if_nametoindex(DEVICE).is_err(),
         "{DEVICE} appeared in the root namespace"
     );
+    // The count is the process's: a test beside this one may have closed
+    // one of its own meanwhile, so fewer is no leak; more is.
     let after = settle_descriptors(fds_before);
-    assert_eq!(after, fds_before, "descriptors leaked");
+    assert!(
+        after <= fds_before,
+        "descriptors leaked: {after} > {fds_before}"
+    );
 }
 
 /// Not a check but a measurement (`--ignored --nocapture`): how long a
