@@ -848,7 +848,9 @@ fn a_stuck_rollout_exceeds_its_progress_deadline() {
     let waited = t0.elapsed();
     assert_eq!(status, "False");
     assert!(message.ends_with("has timed out progressing."), "{message}");
-    assert!(waited >= Duration::from_secs(2), "too early: {waited:?}");
+    // Conditions keep whole seconds, so a 2 s deadline may end up to a
+    // second sooner than 2 s after the change.
+    assert!(waited >= Duration::from_secs(1), "too early: {waited:?}");
     let old_ready = active_pods(&client, "stuck")
         .iter()
         .filter(|p| {

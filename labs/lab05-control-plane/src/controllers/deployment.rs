@@ -215,6 +215,23 @@ pub fn compute_hash(
 }
 // ANCHOR_END: hash
 
+/// Whether `rs` is controlled by `d` and runs `template` (hash aside).
+fn is_ours(
+    rs: &ReplicaSet,
+    d: &Deployment,
+    template: &PodTemplateSpec,
+) -> bool {
+    let controlled = rs.metadata.owner_references.iter().flatten().any(|o| {
+        o.controller == Some(true) && d.metadata.uid.as_ref() == Some(&o.uid)
+    });
+    let same = rs
+        .spec
+        .as_ref()
+        .and_then(|s| s.template.as_ref())
+        .is_some_and(|t| without_hash(t) == without_hash(template));
+    controlled && same
+}
+
 /// The template without its pod-template-hash label, to compare.
 fn without_hash(template: &PodTemplateSpec) -> serde_json::Value {
     let mut t = template.clone();
@@ -525,6 +542,17 @@ impl DeploymentController {
                 Ok(created)
             }
             Err(e) if e.code() == Some(409) => {
+                // Ours already, made by an earlier sync that our cache
+                // has not seen yet (upstream's getNewReplicaSet checks
+                // the same): the same owner and template is no collision.
+                if let Some(existing) = self
+                    .client
+                    .get::<ReplicaSet>(ns.as_deref(), &name)
+                    .ok()
+                    .filter(|rs| is_ours(rs, d, &spec.template))
+                {
+                    return Ok(existing);
+                }
                 // A ReplicaSet of that name with another template: hash
                 // again with one more collision.
                 let mut next = d.clone();
