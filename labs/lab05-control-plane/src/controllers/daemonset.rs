@@ -28,7 +28,7 @@ use lab04::selector::Selector;
 use super::expectations::Expectations;
 use super::pods::{self, is_available, is_ready};
 use super::replicaset::{
-    claim, slow_start_batches, write_status_of, PodOwner,
+    claim, pods_in, slow_start_batches, write_status_of, PodOwner,
     SLOW_START_INITIAL_BATCH,
 };
 use super::{split_key, SyncError};
@@ -323,11 +323,8 @@ impl DaemonSetController {
             )));
         };
         let (ns, _) = split_key(key);
-        let candidates: Vec<Arc<Pod>> = self
-            .pods
-            .list()
+        let candidates: Vec<Arc<Pod>> = pods_in(&self.pods, ns)
             .into_iter()
-            .filter(|p| p.metadata.namespace.as_deref() == ns)
             .filter(|p| p.metadata.deletion_timestamp.is_none())
             .collect();
         let claimed = claim::<DaemonSet>(

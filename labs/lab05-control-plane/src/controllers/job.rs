@@ -23,8 +23,8 @@ use lab04::selector::Selector;
 use super::expectations::Expectations;
 use super::pods::{self, is_active, is_ready};
 use super::replicaset::{
-    claim, pods_to_delete, replica_diff, write_status_of, PodOwner, Scale,
-    BURST_REPLICAS,
+    claim, pods_in, pods_to_delete, replica_diff, write_status_of, PodOwner,
+    Scale, BURST_REPLICAS,
 };
 use super::{split_key, SyncError};
 use crate::client::Client;
@@ -195,11 +195,8 @@ impl JobController {
             )));
         };
         let (ns, _) = split_key(key);
-        let candidates: Vec<Arc<Pod>> = self
-            .pods
-            .list()
+        let candidates: Vec<Arc<Pod>> = pods_in(&self.pods, ns)
             .into_iter()
-            .filter(|p| p.metadata.namespace.as_deref() == ns)
             .filter(|p| p.metadata.deletion_timestamp.is_none())
             .collect();
         let claimed =

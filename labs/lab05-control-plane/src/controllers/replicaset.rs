@@ -349,8 +349,12 @@ impl PodOwner for ReplicationController {
     }
 }
 
-fn same_namespace(pod: &Pod, ns: Option<&str>) -> bool {
-    pod.metadata.namespace.as_deref() == ns
+/// The cached pods of namespace `ns`: those an owner there may claim.
+pub(crate) fn pods_in(pods: &Cache<Pod>, ns: Option<&str>) -> Vec<Arc<Pod>> {
+    pods.list()
+        .into_iter()
+        .filter(|p| p.metadata.namespace.as_deref() == ns)
+        .collect()
 }
 
 /// The keys of the owners in `owners` whose selector matches `pod` and
@@ -642,12 +646,7 @@ impl<T: ReplicaOwner> ReplicaSetController<T> {
         let (ns, _) = split_key(key);
         let needs_sync = self.expectations.satisfied(key)
             && rs.metadata.deletion_timestamp.is_none();
-        let all: Vec<Arc<Pod>> = self
-            .pods
-            .list()
-            .into_iter()
-            .filter(|p| same_namespace(p, ns))
-            .collect();
+        let all = pods_in(&self.pods, ns);
         let active: Vec<Arc<Pod>> =
             all.iter().filter(|p| is_active(p)).cloned().collect();
         let claimed =
