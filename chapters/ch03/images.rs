@@ -77,7 +77,11 @@ fn build(
 pub fn build_all(home: &Home, work: &Path) -> Result<()> {
     let store = ImageStore::open(&home.images())?;
     let kubia = work.join("kubia-context");
-    RootfsBuilder::empty()
+    // A shell and a few tools beside kubia, as the book's node-based
+    // image has: `kubectl exec` and an exec probe need something to run.
+    RootfsBuilder::new()
+        .busybox(true)
+        .programs(["sh", "ls", "touch", "cat", "hostname", "wget"])
         .binary(kubia_binary()?, "/kubia")
         .build(&kubia)
         .context("kubia's build context")?;

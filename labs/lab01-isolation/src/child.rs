@@ -394,6 +394,14 @@ fn become_init(plan: &Plan) {
     // Its own session: the terminal's Ctrl-C goes to the runtime, which
     // forwards it.
     let _ = nix::unistd::setsid();
+    // A terminal as stdin (`kubectl exec -it`) becomes the new session's
+    // controlling terminal, so a shell there has job control. One that
+    // is already another session's (`ch01 run` in the user's terminal)
+    // stays theirs: TIOCSCTTY without force refuses.
+    if nix::unistd::isatty(std::io::stdin()).unwrap_or(false) {
+        // SAFETY: an ioctl on our stdin that reads no memory (arg 0).
+        let _ = unsafe { libc::ioctl(0, libc::TIOCSCTTY, 0) };
+    }
     // Shown by `ps` inside as PID 1, instead of the runtime's own name.
     let _ = nix::sys::prctl::set_name(c"init");
     // Exec may have reset the death signal: set it again, then make sure

@@ -151,6 +151,12 @@ pub static RESOURCES: &[Resource] = &[
                 verbs: &["get"],
             },
             Subresource {
+                name: "exec",
+                kind: "PodExecOptions",
+                group_version: None,
+                verbs: &["create", "get"],
+            },
+            Subresource {
                 name: "eviction",
                 kind: "Eviction",
                 group_version: Some(("policy", "v1")),

@@ -33,8 +33,9 @@ use lab03::kubelet::{
 };
 use serde_json::{json, Value};
 
-use super::logs::{ContainerLogs, LogIndex, LogServer, PodLogs};
+use super::logs::{ContainerLogs, LogIndex, PodLogs};
 use super::node::{self, Health, Identity, Resources};
+use super::server::{AgentServer, Served};
 use super::{lease, static_pods};
 use crate::client::{Client, ClientError};
 use crate::events::Recorder;
@@ -186,7 +187,7 @@ pub struct NodeAgent {
     beat_stop: Sender<()>,
     threads: Vec<JoinHandle<()>>,
     informer: Option<Informer<Pod>>,
-    server: Option<LogServer>,
+    server: Option<AgentServer>,
 }
 
 impl NodeAgent {
@@ -211,14 +212,17 @@ impl NodeAgent {
             .map_err(io("making its data directory"))?;
         let index = LogIndex::default();
         let addr = SocketAddr::from((config.node_ip, config.port));
-        let server =
-            LogServer::start(addr, index.clone()).map_err(|source| {
-                AgentError::Serve {
-                    node: name.clone(),
-                    addr,
-                    source,
-                }
-            })?;
+        let served = Served {
+            index: index.clone(),
+            runtime: cri.runtime.clone(),
+        };
+        let server = AgentServer::start(addr, served).map_err(|source| {
+            AgentError::Serve {
+                node: name.clone(),
+                addr,
+                source,
+            }
+        })?;
         let id = Identity {
             name: name.clone(),
             node_ip: config.node_ip,
@@ -333,7 +337,7 @@ impl NodeAgent {
 
     /// Where the log server listens.
     pub fn server_addr(&self) -> Option<SocketAddr> {
-        self.server.as_ref().map(LogServer::addr)
+        self.server.as_ref().map(AgentServer::addr)
     }
 
     /// Stops every pod (each with its grace period, `within` at most),
@@ -985,6 +989,13 @@ fn pod_logs(
                         .and_then(|w| w.reason.clone()),
                     started_once: c.container_id.is_some()
                         || c.restart_count > 0,
+                    id: c
+                        .container_id
+                        .as_deref()
+                        .and_then(|id| {
+                            id.strip_prefix(lab03::kubelet::status::ID_PREFIX)
+                        })
+                        .map(str::to_string),
                 },
             )
         })

@@ -10,8 +10,6 @@
 //! calling; that is left out here, and the book says so).
 
 use std::collections::BTreeMap;
-use std::future::IntoFuture;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
@@ -20,10 +18,10 @@ use axum::body::{Body, Bytes};
 use axum::extract::{Path as UrlPath, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::Router;
 use lab03::logs::{self, LogOptions};
 use serde::Deserialize;
+
+use super::server::Served;
 
 /// What the agent knows of one container's logs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,6 +32,8 @@ pub struct ContainerLogs {
     pub waiting: Option<String>,
     /// Whether any instance was made (a log file may exist).
     pub started_once: bool,
+    /// The runtime's id of the running instance (what exec runs in).
+    pub id: Option<String>,
 }
 
 /// One pod's log directory and containers.
@@ -141,13 +141,8 @@ pub fn log_file(
 }
 // ANCHOR_END: log_file
 
-/// The log server's state.
-#[derive(Clone)]
-struct Served {
-    index: LogIndex,
-}
-
-async fn container_logs(
+/// GET /containerLogs/<ns>/<pod>/<container>.
+pub async fn container_logs(
     State(served): State<Served>,
     UrlPath((ns, pod, container)): UrlPath<(String, String, String)>,
     Query(q): Query<LogQuery>,
@@ -250,52 +245,5 @@ fn follow(
             last_round = !same;
         }
         std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// The router of the node agent's server.
-pub fn router(index: LogIndex) -> Router {
-    Router::new()
-        .route("/containerLogs/{ns}/{pod}/{container}", get(container_logs))
-        .route("/healthz", get(|| async { "ok" }))
-        .with_state(Served { index })
-}
-
-/// The server, on a runtime of its own; stopped when dropped.
-pub struct LogServer {
-    addr: SocketAddr,
-    runtime: Option<tokio::runtime::Runtime>,
-}
-
-impl LogServer {
-    /// Binds `addr` (port 0: any free one) and serves.
-    pub fn start(
-        addr: SocketAddr,
-        index: LogIndex,
-    ) -> std::io::Result<LogServer> {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .thread_name("kubelet-server")
-            .enable_all()
-            .build()?;
-        let listener = runtime.block_on(tokio::net::TcpListener::bind(addr))?;
-        let addr = listener.local_addr()?;
-        runtime.spawn(axum::serve(listener, router(index)).into_future());
-        Ok(LogServer {
-            addr,
-            runtime: Some(runtime),
-        })
-    }
-
-    pub fn addr(&self) -> SocketAddr {
-        self.addr
-    }
-}
-
-impl Drop for LogServer {
-    fn drop(&mut self) {
-        if let Some(rt) = self.runtime.take() {
-            rt.shutdown_background();
-        }
     }
 }

@@ -11,12 +11,17 @@
 //!   once they are gone from the node;
 //! - [`static_pods`]: pods from a manifest directory, shown as mirror
 //!   pods;
-//! - [`logs`]: container logs served for the API server's `pods/log`.
+//! - [`logs`]: container logs served for the API server's `pods/log`;
+//! - [`exec`]: commands run in a container for `pods/exec`, over a
+//!   WebSocket;
+//! - [`server`]: the agent's own HTTP server, which serves those two.
 
 pub mod agent;
+pub mod exec;
 pub mod lease;
 pub mod logs;
 pub mod node;
+pub mod server;
 pub mod static_pods;
 
 pub use agent::{AgentConfig, AgentError, Cri, NodeAgent};

@@ -336,6 +336,7 @@ pub async fn collection(call: &Call) -> Result<Reply, ApiError> {
             query: call.query.clone(),
             headers: call.headers.clone(),
             body: axum::body::Bytes::new(),
+            upgrade: None,
         };
         match delete_object(&one, &opts, call.dry_run()).await {
             Ok(object) => deleted.push(object),

@@ -43,6 +43,9 @@ pub struct Call {
     pub query: HashMap<String, String>,
     pub headers: HeaderMap,
     pub body: Bytes,
+    /// The connection, once the answer has switched protocols
+    /// (`pods/exec`); `None` where the server cannot upgrade.
+    pub upgrade: Option<hyper::upgrade::OnUpgrade>,
 }
 
 /// Where a media type asks for a Table.
@@ -270,7 +273,8 @@ async fn run(
     server: Arc<ApiServer>,
     request: Request,
 ) -> Result<Response, ApiError> {
-    let (parts, body) = request.into_parts();
+    let (mut parts, body) = request.into_parts();
+    let upgrade = parts.extensions.remove::<hyper::upgrade::OnUpgrade>();
     let path =
         route::parse(parts.uri.path()).ok_or_else(ApiError::no_such_path)?;
     let user =
@@ -293,6 +297,7 @@ async fn run(
         query,
         headers: parts.headers,
         body,
+        upgrade,
     };
     route_call(call).await
 }

@@ -87,6 +87,27 @@ pub fn node_endpoint(node: &Value) -> Option<(String, u16)> {
 }
 // ANCHOR_END: log_location
 
+/// The node agent that runs a pod bound to `node_name`: its Node's
+/// InternalIP and kubelet port.
+pub async fn kubelet_of(
+    call: &Call,
+    node_name: &str,
+) -> Result<(String, u16), ApiError> {
+    let nodes = resources::find("", "v1", "nodes")
+        .ok_or_else(|| ApiError::internal("no resource nodes"))?;
+    let node = match call.server.store().get(&nodes.key("", node_name)).await? {
+        Some(kv) => stored::decode(&kv)?,
+        None => {
+            return Err(ApiError::not_found("", "nodes", node_name));
+        }
+    };
+    node_endpoint(&node).ok_or_else(|| {
+        ApiError::bad_request(format!(
+            "node {node_name} has no InternalIP and kubelet port to reach it by"
+        ))
+    })
+}
+
 /// GET …/pods/<name>/log.
 pub async fn get(call: &Call) -> Result<Response, ApiError> {
     call.authorize("get", None, None)?;
@@ -102,20 +123,7 @@ pub async fn get(call: &Call) -> Result<Response, ApiError> {
         )));
     }
     let container = container_of(&pod, call.param("container"), &name)?;
-    let nodes = resources::find("", "v1", "nodes")
-        .ok_or_else(|| ApiError::internal("no resource nodes"))?;
-    let node = match call.server.store().get(&nodes.key("", &node_name)).await?
-    {
-        Some(kv) => stored::decode(&kv)?,
-        None => {
-            return Err(ApiError::not_found("", "nodes", &node_name));
-        }
-    };
-    let (ip, port) = node_endpoint(&node).ok_or_else(|| {
-        ApiError::bad_request(format!(
-            "node {node_name} has no InternalIP and kubelet port to reach it by"
-        ))
-    })?;
+    let (ip, port) = kubelet_of(call, &node_name).await?;
     let ns = call.namespace().unwrap_or("default");
     let mut url =
         format!("http://{ip}:{port}/containerLogs/{ns}/{name}/{container}");

@@ -6,9 +6,11 @@
 //! - [`eviction`]: a polite delete of a pod
 //! - [`finalize`]: the namespace controller's last word on a namespace
 //! - [`log`]: a pod's logs (the node agent's, in the second half)
+//! - [`exec`]: a command in a pod's container, over a WebSocket
 
 pub mod binding;
 pub mod eviction;
+pub mod exec;
 pub mod finalize;
 pub mod log;
 pub mod scale;
@@ -34,6 +36,9 @@ pub async fn dispatch(call: Call, sub: &str) -> Result<Response, ApiError> {
         ("eviction", &Method::POST) => eviction::create(&call).await?,
         ("finalize", &Method::PUT) => finalize::put(&call).await?,
         ("log", &Method::GET) => return log::get(&call).await,
+        ("exec", &Method::GET | &Method::POST) => {
+            return exec::connect(&call).await
+        }
         _ => {
             let r = call.resource();
             return Err(ApiError::method_not_allowed(
