@@ -4,18 +4,27 @@
 //! scaling), orphaning its pods and a ReplicaSet with matchExpressions
 //! adopting them, the Deployment rolled to v2 and undone, the DaemonSet
 //! with a nodeSelector following a node's
-//! label, the Jobs (one completion; five, two at a time), and the
-//! liveness-probe pod restarted.
+//! label, the Jobs (one completion; five, two at a time), the RC with a
+//! readiness probe behind its Service (made ready by `kubectl exec`,
+//! which is also checked on its own and through the Python client), and
+//! the liveness-probe pod restarted.
 #![cfg(target_os = "linux")]
 
 use std::path::Path;
 use std::time::Duration;
 
+use std::io::Write;
+use std::process::{Command, Stdio};
+
 use lab01::probe::{require, require_program, Privilege};
 
 #[path = "ch05/cluster.rs"]
 mod cluster;
-use cluster::{cgroups_beneath_ours, kubectl, nsfs_mounts_under, wait_until};
+use cluster::{
+    cgroups_beneath_ours, kubectl, nsfs_mounts_under, run, text, wait_until,
+};
+#[path = "ch05/python.rs"]
+mod python;
 
 const MANIFESTS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../book/src");
 
@@ -323,6 +332,8 @@ fn the_books_manifests_on_a_two_node_cluster() {
     let phases: Vec<&str> = done.split_whitespace().collect();
     assert_eq!(phases, ["Succeeded"; 5], "{done}");
 
+    readiness_behind_the_service(home);
+
     // The unhealthy kubia fails its probe from the sixth request on: the
     // kubelet stops it and starts it again. The book's Node.js app, PID 1
     // with no handler, ignored the SIGTERM and was killed after its grace
@@ -358,4 +369,187 @@ fn the_books_manifests_on_a_two_node_cluster() {
         .cloned()
         .collect();
     assert!(left.is_empty(), "cgroups left: {left:?}");
+}
+
+/// Each pod's readiness by name, as its container status says.
+fn readiness(home: &Path) -> Vec<(String, String)> {
+    let template = "{range .items[*]}{.metadata.name}|\
+        {.status.containerStatuses[0].ready}{\"\\n\"}{end}";
+    kubectl(
+        home,
+        &[
+            "get",
+            "pods",
+            "-l",
+            "app=kubia",
+            "-o",
+            &format!("jsonpath={template}"),
+        ],
+    )
+    .lines()
+    .filter_map(|l| l.split_once('|'))
+    .map(|(n, r)| (n.to_string(), r.to_string()))
+    .collect()
+}
+
+/// The book's RC with a readiness probe (`ls /var/ready`) behind the
+/// book's Service: no pod is ready, so the Service has no ready endpoint;
+/// `kubectl exec … -- touch /var/ready` makes one ready, and every request
+/// through the Service then reaches that one. kubectl exec is checked on
+/// the way: exit codes, stderr, stdin; and the Python client's exec.
+fn readiness_behind_the_service(home: &Path) {
+    kubectl(
+        home,
+        &["apply", "-f", &manifest("ch05/manifests/kubia-svc.yaml")],
+    );
+    kubectl(
+        home,
+        &[
+            "apply",
+            "-f",
+            &manifest("ch05/manifests/kubia-rc-readinessprobe.yaml"),
+        ],
+    );
+    let made = settle(home, "app=kubia", 3, "ReplicationController/kubia");
+    let names: Vec<String> = made.iter().map(|p| p.name.clone()).collect();
+    let first = names[0].clone();
+    // The probe has failed once on each (its first run is at start).
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(
+        readiness(home).iter().all(|(_, r)| r == "false"),
+        "{:?}",
+        readiness(home)
+    );
+
+    // kubectl exec: a command's output and exit code, and stdin.
+    let kubectl_path = Path::new("kubectl");
+    let failing = run(
+        kubectl_path,
+        &[
+            "exec",
+            &first,
+            "--",
+            "sh",
+            "-c",
+            "echo out; echo err >&2; exit 3",
+        ],
+        home,
+        Duration::from_secs(60),
+    );
+    assert_eq!(failing.status.code(), Some(3), "{}", text(&failing));
+    assert_eq!(String::from_utf8_lossy(&failing.stdout), "out\n");
+    let stderr = String::from_utf8_lossy(&failing.stderr);
+    assert!(stderr.starts_with("err\n"), "{stderr}");
+    assert!(
+        stderr.contains("command terminated with exit code 3"),
+        "{stderr}"
+    );
+    let mut cat = Command::new("kubectl")
+        .args(["exec", "-i", &first, "--", "cat"])
+        .env(
+            "KUBECONFIG",
+            home.join("cluster/control-plane/admin.kubeconfig"),
+        )
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("kubectl exec -i");
+    let mut input = cat.stdin.take().expect("stdin");
+    input.write_all(b"typed into cat\n").expect("stdin");
+    // Closed: v5's CLOSE of stdin reaches cat as its end of input.
+    drop(input);
+    let echoed =
+        wait_until(Duration::from_secs(30), "kubectl exec -i ending", || {
+            cat.try_wait()
+                .expect("wait")
+                .ok_or_else(|| "running".to_string())
+        });
+    let out = cat.wait_with_output().expect("output");
+    assert!(echoed.success(), "{}", text(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "typed into cat\n");
+    if let Some(py) = python::python() {
+        let script =
+            concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/python/exec.py");
+        let kubeconfig = home.join("cluster/control-plane/admin.kubeconfig");
+        let seen = run(
+            Path::new(&py),
+            &[script, &kubeconfig.to_string_lossy(), &first],
+            home,
+            Duration::from_secs(60),
+        );
+        assert!(seen.status.success(), "{}", text(&seen));
+        let seen: serde_json::Value =
+            serde_json::from_slice(&seen.stdout).expect("the script's JSON");
+        assert_eq!(
+            seen,
+            serde_json::json!({
+                "hostname": format!("{first}\n"),
+                "stdout": "out\n",
+                "stderr": "err\n",
+                "code": 3,
+            })
+        );
+    }
+
+    // The service has three endpoints, none ready.
+    let ready_ips = |home: &Path| {
+        kubectl(
+            home,
+            &[
+                "get",
+                "endpointslices",
+                "-l",
+                "kubernetes.io/service-name=kubia",
+                "-o",
+                "jsonpath={range .items[*].endpoints[*]}{.addresses[0]}={.conditions.ready} {end}",
+            ],
+        )
+    };
+    let before = ready_ips(home);
+    assert_eq!(before.matches("=false").count(), 3, "{before}");
+
+    // The book's trick: create the file the probe looks for, in one pod.
+    kubectl(home, &["exec", &first, "--", "touch", "/var/ready"]);
+    wait_until(Duration::from_secs(30), "one pod ready", || {
+        let now = readiness(home);
+        let ready: Vec<&str> = now
+            .iter()
+            .filter(|(_, r)| r == "true")
+            .map(|(n, _)| n.as_str())
+            .collect();
+        if ready == [first.as_str()] {
+            Ok(())
+        } else {
+            Err(format!("{now:?}"))
+        }
+    });
+    wait_until(Duration::from_secs(30), "one ready endpoint", || {
+        let now = ready_ips(home);
+        if now.matches("=true").count() == 1 {
+            Ok(())
+        } else {
+            Err(now)
+        }
+    });
+    // Requests through the Service, from another pod, as the book does
+    // with curl: only the ready pod answers.
+    let other = &names[1];
+    for _ in 0..5 {
+        let answer = kubectl(
+            home,
+            &["exec", other, "--", "wget", "-qO-", "http://kubia"],
+        );
+        assert_eq!(answer.trim(), format!("You've hit {first}"));
+    }
+    kubectl(home, &["delete", "rc", "kubia"]);
+    kubectl(home, &["delete", "service", "kubia"]);
+    wait_until(Duration::from_secs(90), "the RC's pods gone", || {
+        let left = pods(home, "app=kubia");
+        if left.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("{left:?}"))
+        }
+    });
 }

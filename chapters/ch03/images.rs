@@ -85,6 +85,8 @@ pub fn build_all(home: &Home, work: &Path) -> Result<()> {
         .binary(kubia_binary()?, "/kubia")
         .build(&kubia)
         .context("kubia's build context")?;
+    // Where the book's readiness probe looks for its file (/var/ready).
+    std::fs::create_dir_all(kubia.join("var")).context("kubia's /var")?;
     build(home, &store, KUBIA_DOCKERFILE, &kubia, KUBIA)?;
     build(home, &store, UNHEALTHY_DOCKERFILE, &kubia, KUBIA_UNHEALTHY)?;
     build(home, &store, V2_DOCKERFILE, &kubia, KUBIA_V2)?;

@@ -444,7 +444,7 @@ fn tour(args: &Args, paths: &Paths, nodes: &str) -> Result<()> {
     ));
     kubectl(&["rollout", "history", "deployment/kubia"])?;
 
-    step(9, "A pod's log, through the API server from its node");
+    step(9, "A pod's log and a command in it, through the API server");
     // The pod that answered last: its log ends with that request.
     let last = seen
         .iter()
@@ -454,5 +454,9 @@ fn tour(args: &Args, paths: &Paths, nodes: &str) -> Result<()> {
         .context("no request was answered")?
         .to_string();
     kubectl(&["logs", &last, "--tail=1"])?;
+    // The same way in, upgraded to a WebSocket: a command in the pod's
+    // container, here a request through the Service by its DNS name.
+    kubectl(&["exec", &last, "--", "hostname"])?;
+    kubectl(&["exec", &last, "--", "wget", "-qO-", "http://kubia"])?;
     Ok(())
 }

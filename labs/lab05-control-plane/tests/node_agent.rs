@@ -3,7 +3,8 @@
 //! registers its Node and renews its Lease, runs the pods bound to it
 //! and writes their status, stops and deletes the deleted ones, shows
 //! its static pods as mirror pods, leaves other nodes' pods alone, and
-//! serves `pods/log` through the API server.
+//! serves `pods/log` and (to the real kubectl) `pods/exec` through the
+//! API server.
 
 mod support_rel;
 
@@ -493,6 +494,113 @@ fn pods_log_follow_streams_until_the_container_stops() {
         .expect("the follow ends once the container stopped")
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&text), "one\ntwo\n");
+}
+
+/// Runs kubectl with `home`'s kubeconfig and `input` on its stdin:
+/// (exit code, stdout, stderr), or a failed test after 30 s.
+fn kubectl_with(
+    home: &Path,
+    args: &[&str],
+    input: &[u8],
+) -> (i32, String, String) {
+    use std::io::{Read, Write};
+    use std::process::{Command, Stdio};
+    let mut child = Command::new("kubectl")
+        .args(args)
+        .env("KUBECONFIG", home.join("kubeconfig"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let input = input.to_vec();
+    std::thread::spawn(move || {
+        let _ = stdin.write_all(&input);
+    });
+    let read = |mut pipe: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = pipe.read_to_string(&mut text);
+            text
+        })
+    };
+    let out = read(Box::new(child.stdout.take().unwrap()));
+    let err = read(Box::new(child.stderr.take().unwrap()));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("kubectl {args:?} hung");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    (
+        status.code().unwrap_or(-1),
+        out.join().unwrap(),
+        err.join().unwrap(),
+    )
+}
+
+#[test]
+fn kubectl_exec_reaches_the_container_through_the_api_server() {
+    if !kubelings_probe::require_program("kubectl") {
+        return;
+    }
+    let s = setup(None);
+    s.admin
+        .create(Some("default"), &pod_on("kubia", "node-1"))
+        .unwrap();
+    running(&s.admin, "kubia");
+    let home = tempfile::tempdir().unwrap();
+    let ca = home.path().join("ca.crt");
+    std::fs::write(&ca, &s.cluster.ca_pem).unwrap();
+    std::fs::write(
+        home.path().join("kubeconfig"),
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters: [{{name: c, cluster: \
+             {{server: \"{}\", certificate-authority: \"{}\"}}}}]\n\
+             users: [{{name: u, user: {{token: \"{}\"}}}}]\n\
+             contexts: [{{name: x, context: {{cluster: c, user: u, \
+             namespace: default}}}}]\ncurrent-context: x\n",
+            s.cluster.url,
+            ca.display(),
+            s.cluster.tokens.admin
+        ),
+    )
+    .unwrap();
+    let exec = |args: &[&str], input: &[u8]| {
+        let mut all = vec!["exec"];
+        all.extend_from_slice(args);
+        kubectl_with(home.path(), &all, input)
+    };
+    // The fake runtime runs the command on the host: the streams and the
+    // exit code are what is under test here.
+    let (code, out, err) = exec(
+        &["kubia", "--", "sh", "-c", "echo out; echo err >&2; exit 3"],
+        b"",
+    );
+    assert_eq!((code, out.as_str()), (3, "out\n"), "{err}");
+    assert_eq!(err, "err\ncommand terminated with exit code 3\n");
+    let (code, out, err) = exec(&["-i", "kubia", "--", "cat"], b"typed in\n");
+    assert_eq!((code, out.as_str()), (0, "typed in\n"), "{err}");
+    let (code, _, err) = exec(&["kubia", "-c", "nope", "--", "true"], b"");
+    assert_eq!(code, 1);
+    assert_eq!(
+        err,
+        "Error from server (BadRequest): container nope is not valid for pod kubia\n"
+    );
+    let calls = s.runtime.calls();
+    assert!(
+        calls
+            .iter()
+            .any(|c| c.starts_with("exec kubia#") && c.ends_with(" cat")),
+        "{calls:?}"
+    );
 }
 
 #[test]

@@ -11,6 +11,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::net::Ipv4Addr;
+use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -531,10 +532,63 @@ impl RuntimeService for FakeRuntime {
         }
     }
 
-    fn exec(&self, id: &str, _request: &ExecRequest) -> CriResult<ExecSession> {
-        Err(CriError::InvalidArgument(format!(
-            "container {id:?}: the fake runtime runs no processes to attach to"
-        )))
+    /// Runs the command on the host, in no container at all: a stand-in
+    /// that lets the streams of `kubectl exec` be tested without root.
+    fn exec(&self, id: &str, request: &ExecRequest) -> CriResult<ExecSession> {
+        use std::os::unix::process::ExitStatusExt;
+        use std::process::{Command, Stdio};
+        {
+            let mut s = self.tick();
+            let c = s
+                .containers
+                .get(id)
+                .ok_or_else(|| not_found("container", id))?;
+            if c.state != ContainerState::Running {
+                return Err(CriError::WrongState {
+                    kind: "container",
+                    id: id.to_string(),
+                    state: format!("{:?}", c.state),
+                    wanted: "Running",
+                });
+            }
+            let line = format!("exec {} {}", name_of(c), request.cmd.join(" "));
+            s.calls.push(line);
+        }
+        if request.tty {
+            return Err(CriError::InvalidArgument(
+                "the fake runtime has no terminals".into(),
+            ));
+        }
+        let (program, args) = request
+            .cmd
+            .split_first()
+            .ok_or_else(|| CriError::InvalidArgument("an empty command".into()))?;
+        let piped = |wanted: bool| {
+            if wanted {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            }
+        };
+        let mut child = Command::new(program)
+            .args(args)
+            .stdin(piped(request.stdin))
+            .stdout(piped(request.stdout))
+            .stderr(piped(request.stderr))
+            .spawn()
+            .map_err(|e| CriError::InvalidArgument(format!("{program}: {e}")))?;
+        Ok(ExecSession {
+            pid: child.id() as i32,
+            stdin: child.stdin.take().map(OwnedFd::from),
+            stdout: child.stdout.take().map(OwnedFd::from),
+            stderr: child.stderr.take().map(OwnedFd::from),
+            wait: Box::new(move || {
+                let status = child.wait()?;
+                Ok(status
+                    .code()
+                    .unwrap_or_else(|| 128 + status.signal().unwrap_or(0)))
+            }),
+        })
     }
 
     fn events(&self) -> Receiver<ContainerEvent> {
