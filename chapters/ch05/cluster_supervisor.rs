@@ -22,7 +22,9 @@ use anyhow::{bail, Context};
 use k8s_openapi::api::core::v1::Node;
 use lab05::auth::Role;
 use lab05::client::Client;
-use lab05::cluster::network::{node_index, node_name, API_ADDRESS};
+use lab05::cluster::network::{
+    node_index, node_name, API_ADDRESS, REGISTRY_PORT,
+};
 use lab05::cluster::state::{ClusterState, Component, ProcessId};
 use lab05::cluster::ClusterNetwork;
 use lab05::store::EtcdProcess;
@@ -113,6 +115,35 @@ pub(crate) fn ensure_images() -> anyhow::Result<()> {
             .tempdir()?;
         chapters::images::build_all(&home, work.path())
             .context("building the book's images")?;
+    }
+    Ok(())
+}
+
+/// Pushes every image the book's pods run to the registry at `addr`,
+/// once it answers.
+fn push_all(
+    store: &lab02::layout::ImageStore,
+    addr: &str,
+) -> anyhow::Result<()> {
+    let tls = lab02::client::TlsOptions {
+        insecure: vec![addr.to_string()],
+        ..Default::default()
+    };
+    let client = lab02::client::Client::new(None).quiet(true).tls(tls);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while client.login_check(addr).is_err() {
+        if Instant::now() > deadline {
+            bail!("the cluster's registry on {addr} does not answer");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    for tag in chapters::images::ALL {
+        let target: lab02::reference::Reference = format!("{addr}/{tag}")
+            .parse()
+            .with_context(|| format!("{addr}/{tag}"))?;
+        client
+            .push(store, tag, &target)
+            .with_context(|| format!("pushing {tag} to {addr}"))?;
     }
     Ok(())
 }
@@ -297,6 +328,7 @@ impl Supervisor {
             }
         }
         ensure_images()?;
+        self.start_registry(&cluster_netns)?;
         for n in 1..=self.args.nodes {
             self.start_node(n)?;
         }
@@ -311,6 +343,39 @@ impl Supervisor {
         }
         self.save()
     }
+
+    // ANCHOR: registry
+    /// The cluster's registry, in the cluster network's namespace beside
+    /// the API server, with the book's images pushed from
+    /// `$KUBELINGS_HOME`'s store: the nodes pull from it.
+    fn start_registry(
+        &mut self,
+        netns: &std::path::Path,
+    ) -> anyhow::Result<()> {
+        let addr = format!("{API_ADDRESS}:{REGISTRY_PORT}");
+        let args: Vec<String> = vec![
+            "registry".into(),
+            "--addr".into(),
+            addr.clone(),
+            "--root".into(),
+            self.paths
+                .control_plane()
+                .join("registry")
+                .display()
+                .to_string(),
+        ];
+        let child =
+            spawn("registry", &args, Some(netns), &self.paths.log("registry"))?;
+        self.record("registry", child, Some(netns.to_path_buf()))?;
+        self.commands.insert("registry".into(), args);
+        let home = lab02::home::Home::from_env();
+        let store = lab02::layout::ImageStore::open(&home.images())?;
+        // Pushed from a thread in that namespace: only it reaches the
+        // registry's address.
+        lab03::network::run_in(netns, || push_all(&store, &addr))
+            .context("entering the cluster network")?
+    }
+    // ANCHOR_END: registry
 
     /// Node `n`: its namespace on the cluster network, then its agent in it.
     fn start_node(&mut self, n: u8) -> anyhow::Result<()> {
@@ -340,6 +405,8 @@ impl Supervisor {
             node.address.to_string(),
             "--data".into(),
             dir.display().to_string(),
+            "--registry".into(),
+            format!("{API_ADDRESS}:{REGISTRY_PORT}"),
         ];
         // The kubelet renews every quarter of the Lease (10 s of 40):
         // with --fast's 8 s of grace, every 2 s.

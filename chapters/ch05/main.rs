@@ -21,6 +21,7 @@ mod controller_manager;
 mod data;
 mod kubeconfig;
 mod node_agent;
+mod registry;
 mod scheduler;
 mod tour;
 
@@ -53,6 +54,9 @@ enum Command {
     /// Run one node's agent (the kubelet) against the API server, in
     /// this network namespace, until Ctrl-C (or SIGTERM).
     NodeAgent(node_agent::Args),
+    /// Serve the cluster's image registry (lab02's) until Ctrl-C (or
+    /// SIGTERM).
+    Registry(registry::Args),
     /// Start a cluster on this machine (root): the control plane and N
     /// nodes, each node a network namespace; returns once they are Ready.
     Up(cluster_cmds::UpArgs),
@@ -90,6 +94,7 @@ fn main() -> ExitCode {
         Command::Scheduler(args) => scheduler::run(args),
         Command::ControllerManager(args) => controller_manager::run(args),
         Command::NodeAgent(args) => node_agent::run(args),
+        Command::Registry(args) => registry::run(args),
         Command::Up(args) => cluster_cmds::up(args),
         Command::Down => cluster_cmds::down(),
         Command::Status => cluster_cmds::status(),

@@ -66,6 +66,11 @@ pub struct Args {
     /// How often the manifest directory is read, in seconds.
     #[arg(long, default_value_t = 20, value_name = "SECONDS")]
     file_check_frequency: u64,
+    /// The cluster's registry (HOST:PORT): images named without one
+    /// (`kubia:v1`) are pulled from it into the node's own store,
+    /// DATA/images. Without it, images come from $KUBELINGS_HOME's store.
+    #[arg(long, value_name = "HOST:PORT")]
+    registry: Option<String>,
 }
 
 /// The fake runtime's images, where every pull finds what it asks for.
@@ -105,8 +110,9 @@ impl lab03::runtime::PodNetwork for Plugin {
 }
 
 /// The real runtime on this node: the pod bridge in this namespace, the
-/// runtime's state in DIR/runtime, images from $KUBELINGS_HOME's store
-/// (pulled from a registry by their reference when missing).
+/// runtime's state in DIR/runtime; with `--registry`, images pulled from
+/// it into DIR/images, as a node of a real cluster pulls; else from
+/// $KUBELINGS_HOME's store (pulled by their reference when missing).
 fn linux_runtime(
     args: &Args,
     dir: &Path,
@@ -127,11 +133,16 @@ fn linux_runtime(
     let network = NodeNetwork::create_here(dir, &args.name, args.pod_cidr)
         .context("the node's pod network")?;
     let network = Arc::new(network);
-    let config = lab03::runtime::RuntimeConfig::new(
-        dir.join("runtime"),
-        Home::from_env(),
-    )
-    .network(Arc::new(Plugin(network.clone())));
+    let images = match &args.registry {
+        Some(_) => Home::at(dir.join("images")),
+        None => Home::from_env(),
+    };
+    let mut config =
+        lab03::runtime::RuntimeConfig::new(dir.join("runtime"), images)
+            .network(Arc::new(Plugin(network.clone())));
+    if let Some(registry) = &args.registry {
+        config = config.mirror(registry.clone());
+    }
     let runtime = Arc::new(
         lab03::runtime::LinuxRuntime::new(config).context("the runtime")?,
     );

@@ -224,20 +224,32 @@ impl Client {
         store: &ImageStore,
         source: &Reference,
     ) -> Result<PullReport, ClientError> {
-        let conn = self.connect(source)?;
         let local_name = match source.registry.as_deref() {
             Some(crate::reference::DOCKER_HUB) => {
                 source.familiar().local_name()
             }
             _ => source.local_name(),
         };
+        self.pull_as(store, source, &local_name)
+    }
+
+    /// Pulls `source` into `store` named `local_name`: a mirror's copy of
+    /// a short name (`kubia:v1` from a cluster's registry) keeps the
+    /// short name, as the pod that asked for it wrote it.
+    pub fn pull_as(
+        &self,
+        store: &ImageStore,
+        source: &Reference,
+        local_name: &str,
+    ) -> Result<PullReport, ClientError> {
+        let conn = self.connect(source)?;
         pull::pull(
             &conn,
             &progress::Progress::new(self.quiet),
             store,
             source,
             &self.platform,
-            &local_name,
+            local_name,
         )
     }
 

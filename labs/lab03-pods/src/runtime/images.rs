@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use lab02::client::{Client, Credentials};
+use lab02::client::{Client, Credentials, TlsOptions};
 use lab02::layout::StoreError;
 use lab02::reference::Reference;
 use oci_spec::image::Descriptor;
@@ -64,7 +64,16 @@ impl ImageService for LinuxRuntime {
     }
 
     fn pull_image(&self, image: &str) -> CriResult<String> {
-        let reference: Reference = image.parse().map_err(|e| image_error(image, e))?;
+        let mut reference: Reference = image.parse().map_err(|e| image_error(image, e))?;
+        // A short name comes from the mirror, and keeps its short name.
+        let mirrored = match (&reference.registry, &self.config().mirror) {
+            (None, Some(mirror)) => {
+                let local_name = reference.local_name();
+                reference.registry = Some(mirror.clone());
+                Some(local_name)
+            }
+            _ => None,
+        };
         let home = &self.config().images;
         // The credentials `ch02 login` saved for that registry, if any.
         let creds = match &reference.registry {
@@ -72,10 +81,19 @@ impl ImageService for LinuxRuntime {
                 .map_err(|e| image_error(image, e))?,
             None => None,
         };
-        let report = Client::new(creds)
-            .quiet(true)
-            .pull(&self.inner().store, &reference)
-            .map_err(|e| image_error(image, e))?;
+        // The mirror is the cluster's own registry, plain HTTP on the
+        // cluster network: an insecure registry, as containerd is told.
+        let tls = TlsOptions {
+            insecure: self.config().mirror.iter().cloned().collect(),
+            ..TlsOptions::default()
+        };
+        let client = Client::new(creds).quiet(true).tls(tls);
+        let store = &self.inner().store;
+        let report = match &mirrored {
+            Some(local_name) => client.pull_as(store, &reference, local_name),
+            None => client.pull(store, &reference),
+        }
+        .map_err(|e| image_error(image, e))?;
         Ok(report.manifest.to_string())
     }
 

@@ -34,6 +34,10 @@ pub struct RuntimeConfig {
     pub cgroup_name: String,
     /// The pod network; without one, pods have loopback only and no IP.
     pub network: Option<Arc<dyn PodNetwork>>,
+    /// Where an image named without a registry (`kubia:v1`) is pulled
+    /// from (`198.18.0.254:5000`): a cluster's registry, as containerd's
+    /// mirror for Docker Hub. `None`: such an image must be in the store.
+    pub mirror: Option<String>,
 }
 
 impl RuntimeConfig {
@@ -50,11 +54,17 @@ impl RuntimeConfig {
             images,
             cgroup_name,
             network: None,
+            mirror: None,
         }
     }
 
     pub fn network(mut self, network: Arc<dyn PodNetwork>) -> RuntimeConfig {
         self.network = Some(network);
+        self
+    }
+
+    pub fn mirror(mut self, registry: impl Into<String>) -> RuntimeConfig {
+        self.mirror = Some(registry.into());
         self
     }
 
@@ -71,6 +81,7 @@ impl std::fmt::Debug for RuntimeConfig {
             .field("images", &self.images.root())
             .field("cgroup_name", &self.cgroup_name)
             .field("network", &self.network.is_some())
+            .field("mirror", &self.mirror)
             .finish()
     }
 }

@@ -53,6 +53,9 @@ use rtnetlink::{Handle, LinkUnspec, RouteMessageBuilder};
 pub const BRIDGE: &str = "cluster0";
 /// The bridge's address: where the API server listens for the nodes.
 pub const API_ADDRESS: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 254);
+/// The port of the cluster's image registry, beside the API server on
+/// [`API_ADDRESS`].
+pub const REGISTRY_PORT: u16 = 5000;
 /// The prefix length of the node network, 198.18.0.0/24.
 pub const NODE_PREFIX: u8 = 24;
 /// The highest node index (198.18.0.253; .254 is the API server's).
