@@ -1,5 +1,6 @@
 //! The book's own manifests, unchanged but for the image, applied with the
-//! real kubectl to `ch05 up --nodes 2` as root: the ReplicationController
+//! real kubectl to `ch05 up --nodes 2` as root, over each store (embedded
+//! and etcd): the ReplicationController
 //! (a pod deleted is replaced, a pod relabelled is let go and replaced,
 //! scaling), orphaning its pods and a ReplicaSet with matchExpressions
 //! adopting them, the Deployment rolled to v2 and undone, the DaemonSet
@@ -92,15 +93,31 @@ fn settle(home: &Path, selector: &str, n: usize, owner: &str) -> Vec<Pod> {
     )
 }
 
+/// One cluster at a time: the cgroup check counts every cluster's.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 #[test]
-fn the_books_manifests_on_a_two_node_cluster() {
+fn the_books_manifests_over_embedded() {
+    the_books_manifests_on_a_two_node_cluster("embedded");
+}
+
+#[test]
+fn the_books_manifests_over_etcd() {
+    if !require_program("etcd") {
+        return;
+    }
+    the_books_manifests_on_a_two_node_cluster("etcd");
+}
+
+fn the_books_manifests_on_a_two_node_cluster(store: &str) {
     if !require(Privilege::Root) || !require_program("kubectl") {
         return;
     }
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
     let home = tempfile::tempdir().expect("tempdir");
     let home = home.path();
     let cgroups_before = cgroups_beneath_ours();
-    let _down = cluster::Up::two_nodes(home);
+    let _down = cluster::Up::two_nodes_on(home, store);
 
     // The liveness pod first: its restart takes a minute of probes, which
     // run while the rest is checked.

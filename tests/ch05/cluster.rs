@@ -180,9 +180,16 @@ pub struct Up<'a>(&'a Path);
 
 impl<'a> Up<'a> {
     pub fn two_nodes(home: &'a Path) -> Up<'a> {
+        Up::two_nodes_on(home, "embedded")
+    }
+
+    /// The same over `store`: `embedded` or `etcd`.
+    pub fn two_nodes_on(home: &'a Path, store: &str) -> Up<'a> {
         let up = run(
             &ch05(),
-            &["up", "--nodes", "2", "--port", "0", "--fast"],
+            &[
+                "up", "--nodes", "2", "--port", "0", "--fast", "--store", store,
+            ],
             home,
             Duration::from_secs(180),
         );
