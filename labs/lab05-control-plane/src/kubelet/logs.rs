@@ -1,13 +1,9 @@
-//! Container logs, served by the node agent on its own port as the
-//! kubelet serves them on 10250: `GET /containerLogs/<ns>/<pod>/<container>`
+//! Container logs, served by the node agent's server ([`super::server`])
+//! as the kubelet serves them on 10250: `GET /containerLogs/<ns>/<pod>/<container>`
 //! with `follow`, `previous`, `tailLines`, `timestamps`, `sinceSeconds`
 //! and `limitBytes`. The API server's `pods/log` proxies here, so
 //! `kubectl logs [-f] [-p]` reads the files lab03's runtime writes in
 //! the CRI log format, through lab03's reader.
-//!
-//! Plain HTTP on the node's address: the cluster network is the only way
-//! in (a real kubelet serves HTTPS and asks the API server who is
-//! calling; that is left out here, and the book says so).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
