@@ -102,6 +102,36 @@ pub fn build_all(home: &Home, work: &Path) -> Result<()> {
     build(home, &store, BUSYBOX_DOCKERFILE, &busybox, BUSYBOX)?;
     build(home, &store, SSD_MONITOR_DOCKERFILE, &busybox, SSD_MONITOR)?;
     build(home, &store, BATCH_JOB_DOCKERFILE, &busybox, BATCH_JOB)?;
+    std::fs::write(recipe_file(home), RECIPE)
+        .context("recording the images' recipe")?;
+    Ok(())
+}
+
+/// What the images are made of, recorded beside the store when they are
+/// built: a home whose record differs (built by an older kubelings, say
+/// before kubia carried a shell) gets them built again.
+const RECIPE: &str =
+    "2: kubia with busybox's sh, ls, touch, cat, hostname, wget and /var\n";
+
+fn recipe_file(home: &Home) -> PathBuf {
+    home.root().join("book-images.recipe")
+}
+
+/// The book's images in `home`'s store, built unless every one is there
+/// from the current recipe.
+pub fn ensure(home: &Home) -> Result<()> {
+    let store = ImageStore::open(&home.images())?;
+    let have: Vec<String> =
+        store.images()?.into_iter().map(|(n, _)| n).collect();
+    let missing = ALL.iter().any(|tag| !have.iter().any(|n| n == tag));
+    let current =
+        std::fs::read_to_string(recipe_file(home)).is_ok_and(|r| r == RECIPE);
+    if missing || !current {
+        let work = tempfile::Builder::new()
+            .prefix("kubelings-images-")
+            .tempdir()?;
+        build_all(home, work.path()).context("building the book's images")?;
+    }
     Ok(())
 }
 

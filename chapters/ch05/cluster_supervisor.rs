@@ -97,26 +97,10 @@ fn toleration_flags(fast: bool) -> Vec<String> {
 }
 
 /// The images the book's pods run (kubia:v1 and v2, the unhealthy kubia,
-/// busybox, ssd-monitor, batch-job), built into `$KUBELINGS_HOME`'s store if one is missing: the
-/// node agents find them there.
+/// busybox, ssd-monitor, batch-job), built into `$KUBELINGS_HOME`'s store
+/// if one is missing or out of date: the registry gets them from there.
 pub(crate) fn ensure_images() -> anyhow::Result<()> {
-    let home = lab02::home::Home::from_env();
-    let store = lab02::layout::ImageStore::open(&home.images())?;
-    let have: Vec<String> =
-        store.images()?.into_iter().map(|(n, _)| n).collect();
-    let missing = chapters::images::ALL.iter().any(|tag| {
-        !have
-            .iter()
-            .any(|n| n == tag || n.ends_with(&format!("/{tag}")))
-    });
-    if missing {
-        let work = tempfile::Builder::new()
-            .prefix("kubelings-images-")
-            .tempdir()?;
-        chapters::images::build_all(&home, work.path())
-            .context("building the book's images")?;
-    }
-    Ok(())
+    chapters::images::ensure(&lab02::home::Home::from_env())
 }
 
 /// Pushes every image the book's pods run to the registry at `addr`,
