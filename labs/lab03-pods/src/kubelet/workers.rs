@@ -80,11 +80,25 @@ impl Workers {
     /// `all`, as a periodic resync does), drops the ones that are
     /// terminated, and returns them.
     pub fn tick(&mut self, now: SystemTime, all: bool) -> Vec<PodWorker> {
-        for (w, wake) in self.pods.values_mut() {
-            if all || wake.is_some_and(|t| t <= now) {
-                *wake = w.sync();
-            }
+        for uid in self.due(now, all) {
+            self.sync(&uid);
         }
+        self.take_terminated()
+    }
+
+    /// The pods whose wake time has come (every pod with `all`): what
+    /// [`tick`](Self::tick) syncs, for a caller that reports each pod as
+    /// soon as it is synced.
+    pub fn due(&self, now: SystemTime, all: bool) -> Vec<String> {
+        self.pods
+            .iter()
+            .filter(|(_, (_, wake))| all || wake.is_some_and(|t| t <= now))
+            .map(|(uid, _)| uid.clone())
+            .collect()
+    }
+
+    /// Drops the workers whose pods are terminated, and returns them.
+    pub fn take_terminated(&mut self) -> Vec<PodWorker> {
         let done: Vec<String> = self
             .pods
             .iter()

@@ -635,7 +635,14 @@ impl SyncLoop {
             if all {
                 last_all = Instant::now();
             }
-            for done in self.workers.tick(SystemTime::now(), all) {
+            // Each pod's status goes out as soon as its worker has
+            // synced, as the kubelet's status manager does: a burst of
+            // new pods shows them started one by one, not all at the end.
+            for uid in self.workers.due(SystemTime::now(), all) {
+                self.workers.sync(&uid);
+                self.publish(&uid);
+            }
+            for done in self.workers.take_terminated() {
                 self.finish(&done);
             }
             self.publish_all();
