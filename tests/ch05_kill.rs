@@ -27,26 +27,13 @@ const RS: &str = concat!(
 
 /// Every pod of app=kubia: (name, terminating).
 fn pods(home: &Path) -> Vec<(String, bool)> {
-    let template = "{range .items[*]}{.metadata.name} \
-        {.metadata.deletionTimestamp}{\"\\n\"}{end}";
-    kubectl(
+    cluster::pod_rows(
         home,
-        &[
-            "get",
-            "pods",
-            "-l",
-            "app=kubia",
-            "-o",
-            &format!("jsonpath={template}"),
-        ],
+        "app=kubia",
+        "{.metadata.name}|{.metadata.deletionTimestamp}",
     )
-    .lines()
-    .filter(|l| !l.trim().is_empty())
-    .map(|l| {
-        let mut f = l.split_whitespace();
-        let name = f.next().unwrap_or_default().to_string();
-        (name, f.next().is_some())
-    })
+    .into_iter()
+    .map(|f| (f[0].clone(), f.get(1).is_some_and(|d| !d.is_empty())))
     .collect()
 }
 

@@ -44,29 +44,18 @@ struct Pod {
 
 /// The pods `selector` matches, terminating ones marked.
 fn pods(home: &Path, selector: &str) -> Vec<Pod> {
-    let template = "{range .items[*]}{.metadata.name}|{.status.phase}|\
+    let template = "{.metadata.name}|{.status.phase}|\
         {.metadata.ownerReferences[0].kind}/{.metadata.ownerReferences[0].name}|\
-        {.metadata.deletionTimestamp}{\"\\n\"}{end}";
-    let out = kubectl(
-        home,
-        &[
-            "get",
-            "pods",
-            "-l",
-            selector,
-            "-o",
-            &format!("jsonpath={template}"),
-        ],
-    );
-    out.lines()
-        .filter(|l| !l.is_empty())
-        .map(|l| {
-            let f: Vec<&str> = l.split('|').collect();
+        {.metadata.deletionTimestamp}";
+    cluster::pod_rows(home, selector, template)
+        .into_iter()
+        .map(|f| {
+            let field = |i: usize| f.get(i).cloned().unwrap_or_default();
             Pod {
-                name: f[0].to_string(),
-                phase: f.get(1).unwrap_or(&"").to_string(),
-                owner: f.get(2).unwrap_or(&"").to_string(),
-                terminating: !f.get(3).unwrap_or(&"").is_empty(),
+                name: field(0),
+                phase: field(1),
+                owner: field(2),
+                terminating: !field(3).is_empty(),
             }
         })
         .collect()
@@ -255,29 +244,13 @@ fn the_books_manifests_on_a_two_node_cluster(store: &str) {
     );
     // (node, phase) of each daemon pod not being deleted.
     let on_nodes = |home: &Path| -> Vec<(String, String)> {
-        let template = "{range .items[*]}{.spec.nodeName}|{.status.phase}|\
-            {.metadata.deletionTimestamp}{\"\\n\"}{end}";
-        kubectl(
-            home,
-            &[
-                "get",
-                "pods",
-                "-l",
-                "app=ssd-monitor",
-                "-o",
-                &format!("jsonpath={template}"),
-            ],
-        )
-        .lines()
-        .filter(|l| !l.is_empty())
-        .filter_map(|l| {
-            let f: Vec<&str> = l.split('|').collect();
-            let deleting = f.get(2).is_some_and(|d| !d.is_empty());
-            (!deleting).then(|| {
-                (f[0].to_string(), f.get(1).unwrap_or(&"").to_string())
-            })
-        })
-        .collect()
+        let template =
+            "{.spec.nodeName}|{.status.phase}|{.metadata.deletionTimestamp}";
+        cluster::pod_rows(home, "app=ssd-monitor", template)
+            .into_iter()
+            .filter(|f| f.get(2).is_none_or(|d| d.is_empty()))
+            .map(|f| (f[0].clone(), f.get(1).cloned().unwrap_or_default()))
+            .collect()
     };
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(on_nodes(home), vec![], "no node has disk=ssd yet");
@@ -390,23 +363,11 @@ fn the_books_manifests_on_a_two_node_cluster(store: &str) {
 
 /// Each pod's readiness by name, as its container status says.
 fn readiness(home: &Path) -> Vec<(String, String)> {
-    let template = "{range .items[*]}{.metadata.name}|\
-        {.status.containerStatuses[0].ready}{\"\\n\"}{end}";
-    kubectl(
-        home,
-        &[
-            "get",
-            "pods",
-            "-l",
-            "app=kubia",
-            "-o",
-            &format!("jsonpath={template}"),
-        ],
-    )
-    .lines()
-    .filter_map(|l| l.split_once('|'))
-    .map(|(n, r)| (n.to_string(), r.to_string()))
-    .collect()
+    let template = "{.metadata.name}|{.status.containerStatuses[0].ready}";
+    cluster::pod_rows(home, "app=kubia", template)
+        .into_iter()
+        .map(|f| (f[0].clone(), f.get(1).cloned().unwrap_or_default()))
+        .collect()
 }
 
 /// The book's RC with a readiness probe (`ls /var/ready`) behind the

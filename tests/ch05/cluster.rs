@@ -155,6 +155,31 @@ pub fn kubectl(home: &Path, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// `kubectl get pods -l selector` through a jsonpath `template` of one
+/// line per pod: the fields of each line, split at `|`.
+pub fn pod_rows(
+    home: &Path,
+    selector: &str,
+    template: &str,
+) -> Vec<Vec<String>> {
+    let template = format!("{{range .items[*]}}{template}{{\"\\n\"}}{{end}}");
+    kubectl(
+        home,
+        &[
+            "get",
+            "pods",
+            "-l",
+            selector,
+            "-o",
+            &format!("jsonpath={template}"),
+        ],
+    )
+    .lines()
+    .filter(|l| !l.trim().is_empty())
+    .map(|l| l.split('|').map(str::to_string).collect())
+    .collect()
+}
+
 /// Polls `check` every 200 ms until it answers `Some`, or panics naming
 /// `what` and the last thing seen after `limit`.
 pub fn wait_until<T>(

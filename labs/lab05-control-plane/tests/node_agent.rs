@@ -6,6 +6,7 @@
 //! serves `pods/log` and (to the real kubectl) `pods/exec` through the
 //! API server.
 
+mod support_kubectl;
 mod support_rel;
 
 use std::net::Ipv4Addr;
@@ -496,56 +497,6 @@ fn pods_log_follow_streams_until_the_container_stops() {
     assert_eq!(String::from_utf8_lossy(&text), "one\ntwo\n");
 }
 
-/// Runs kubectl with `home`'s kubeconfig and `input` on its stdin:
-/// (exit code, stdout, stderr), or a failed test after 30 s.
-fn kubectl_with(
-    home: &Path,
-    args: &[&str],
-    input: &[u8],
-) -> (i32, String, String) {
-    use std::io::{Read, Write};
-    use std::process::{Command, Stdio};
-    let mut child = Command::new("kubectl")
-        .args(args)
-        .env("KUBECONFIG", home.join("kubeconfig"))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    let input = input.to_vec();
-    std::thread::spawn(move || {
-        let _ = stdin.write_all(&input);
-    });
-    let read = |mut pipe: Box<dyn Read + Send>| {
-        std::thread::spawn(move || {
-            let mut text = String::new();
-            let _ = pipe.read_to_string(&mut text);
-            text
-        })
-    };
-    let out = read(Box::new(child.stdout.take().unwrap()));
-    let err = read(Box::new(child.stderr.take().unwrap()));
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("kubectl {args:?} hung");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    (
-        status.code().unwrap_or(-1),
-        out.join().unwrap(),
-        err.join().unwrap(),
-    )
-}
-
 #[test]
 fn kubectl_exec_reaches_the_container_through_the_api_server() {
     if !kubelings_probe::require_program("kubectl") {
@@ -576,7 +527,9 @@ fn kubectl_exec_reaches_the_container_through_the_api_server() {
     let exec = |args: &[&str], input: &[u8]| {
         let mut all = vec!["exec"];
         all.extend_from_slice(args);
-        kubectl_with(home.path(), &all, input)
+        let (run, code) =
+            support_kubectl::run_with_input(home.path(), &all, Some(input));
+        (code, run.stdout, run.stderr)
     };
     // The fake runtime runs the command on the host: the streams and the
     // exit code are what is under test here.

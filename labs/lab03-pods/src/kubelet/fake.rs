@@ -192,6 +192,23 @@ impl FakeRuntime {
     }
 }
 
+/// Container `id`, which exec needs running.
+fn running<'a>(s: &'a State, id: &str) -> CriResult<&'a FakeContainer> {
+    let c = s
+        .containers
+        .get(id)
+        .ok_or_else(|| not_found("container", id))?;
+    if c.state != ContainerState::Running {
+        return Err(CriError::WrongState {
+            kind: "container",
+            id: id.to_string(),
+            state: format!("{:?}", c.state),
+            wanted: "Running",
+        });
+    }
+    Ok(c)
+}
+
 fn name_of(c: &FakeContainer) -> String {
     format!("{}#{}", c.config.metadata.name, c.config.metadata.attempt)
 }
@@ -504,18 +521,7 @@ impl RuntimeService for FakeRuntime {
     ) -> CriResult<ExecSyncResponse> {
         let f = {
             let mut s = self.tick();
-            let c = s
-                .containers
-                .get(id)
-                .ok_or_else(|| not_found("container", id))?;
-            if c.state != ContainerState::Running {
-                return Err(CriError::WrongState {
-                    kind: "container",
-                    id: id.to_string(),
-                    state: format!("{:?}", c.state),
-                    wanted: "Running",
-                });
-            }
+            let c = running(&s, id)?;
             let name = c.config.metadata.name.clone();
             let line = format!("exec_sync {} {}", name_of(c), cmd.join(" "));
             s.calls.push(line);
@@ -539,18 +545,7 @@ impl RuntimeService for FakeRuntime {
         use std::process::{Command, Stdio};
         {
             let mut s = self.tick();
-            let c = s
-                .containers
-                .get(id)
-                .ok_or_else(|| not_found("container", id))?;
-            if c.state != ContainerState::Running {
-                return Err(CriError::WrongState {
-                    kind: "container",
-                    id: id.to_string(),
-                    state: format!("{:?}", c.state),
-                    wanted: "Running",
-                });
-            }
+            let c = running(&s, id)?;
             let line = format!("exec {} {}", name_of(c), request.cmd.join(" "));
             s.calls.push(line);
         }

@@ -3,7 +3,7 @@
 
 #![allow(dead_code)]
 
-use std::io::Read;
+use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -47,14 +47,35 @@ fn drain(
 /// after 30 s. Its pipes are read while it runs, so a long answer never
 /// blocks it.
 pub fn run(home: &Path, args: &[&str]) -> Run {
+    run_with_input(home, args, None).0
+}
+
+/// [`run`] with `input` written to kubectl's stdin (then closed), and
+/// its exit code beside what it printed.
+pub fn run_with_input(
+    home: &Path,
+    args: &[&str],
+    input: Option<&[u8]>,
+) -> (Run, i32) {
     let mut child = Command::new("kubectl")
         .args(args)
         .env("HOME", home)
         .env("KUBECONFIG", home.join("kubeconfig"))
+        .stdin(if input.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::inherit()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    if let (Some(mut stdin), Some(input)) = (child.stdin.take(), input) {
+        let input = input.to_vec();
+        std::thread::spawn(move || {
+            let _ = stdin.write_all(&input);
+        });
+    }
     let stdout = drain(child.stdout.take());
     let stderr = drain(child.stderr.take());
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -69,9 +90,10 @@ pub fn run(home: &Path, args: &[&str]) -> Run {
         }
         std::thread::sleep(Duration::from_millis(50));
     };
-    Run {
+    let run = Run {
         ok: status.success(),
         stdout: stdout.join().unwrap(),
         stderr: stderr.join().unwrap(),
-    }
+    };
+    (run, status.code().unwrap_or(-1))
 }
