@@ -29,6 +29,18 @@ pub struct Args {
     /// No renewal for this long and the node is unreachable.
     #[arg(long, default_value = "50s", value_parser = parse_duration)]
     node_monitor_grace_period: Duration,
+    /// Nodes per second given their NoExecute taint in a healthy zone.
+    #[arg(long, default_value_t = 0.1)]
+    node_eviction_rate: f64,
+    /// The rate in a large zone that is partly disrupted.
+    #[arg(long, default_value_t = 0.01)]
+    secondary_node_eviction_rate: f64,
+    /// The share of not-ready nodes that makes a zone partly disrupted.
+    #[arg(long, default_value_t = 0.55)]
+    unhealthy_zone_threshold: f64,
+    /// A partly disrupted zone of at most this many nodes evicts nothing.
+    #[arg(long, default_value_t = 50)]
+    large_cluster_size_threshold: usize,
     /// Run only while holding the kube-system/kube-controller-manager
     /// Lease.
     #[command(flatten)]
@@ -136,6 +148,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         node_lifecycle: NodeLifecycleOptions {
             monitor_period: args.node_monitor_period,
             grace_period: args.node_monitor_grace_period,
+            eviction_rate: args.node_eviction_rate,
+            secondary_eviction_rate: args.secondary_node_eviction_rate,
+            unhealthy_zone_threshold: args.unhealthy_zone_threshold,
+            large_cluster_size_threshold: args.large_cluster_size_threshold,
         },
         leader_election: args
             .leader

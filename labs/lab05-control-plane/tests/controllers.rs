@@ -23,7 +23,8 @@ use lab05::controllers::deployment::{
 };
 use lab05::controllers::manager::{self, ManagerOptions};
 use lab05::controllers::nodelifecycle::{
-    node_verdict, Health, NodeLifecycleOptions, NOT_READY, UNREACHABLE,
+    node_verdict, zone_rate, zone_state, Health, NodeLifecycleOptions,
+    TokenBucket, ZoneState, NOT_READY, UNREACHABLE,
 };
 use lab05::controllers::replicaset::{
     deletion_order, pods_to_delete, replica_diff, slow_start_batches, Ranked,
@@ -902,6 +903,142 @@ fn renew(client: &Client, name: &str) {
     }
 }
 
+/// Renews a node's Lease every 300 ms until dropped.
+struct KeepRenewing(Arc<AtomicBool>, Option<std::thread::JoinHandle<()>>);
+
+impl KeepRenewing {
+    fn start(client: Client, name: &str) -> KeepRenewing {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let name = name.to_string();
+        let thread = std::thread::spawn(move || {
+            while !flag.load(Ordering::SeqCst) {
+                renew(&client, &name);
+                std::thread::sleep(Duration::from_millis(300));
+            }
+        });
+        KeepRenewing(stop, Some(thread))
+    }
+}
+
+impl Drop for KeepRenewing {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+        if let Some(t) = self.1.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+#[test]
+fn zone_states_and_rates_are_kube_controller_managers() {
+    let t = 0.55;
+    assert_eq!(zone_state(0, 1, t), ZoneState::FullDisruption);
+    assert_eq!(zone_state(0, 0, t), ZoneState::Normal, "an empty zone");
+    assert_eq!(
+        zone_state(1, 2, t),
+        ZoneState::Normal,
+        "two are never enough"
+    );
+    assert_eq!(zone_state(2, 3, t), ZoneState::PartialDisruption);
+    assert_eq!(zone_state(3, 3, t), ZoneState::Normal, "half is below 0.55");
+    assert_eq!(
+        zone_state(9, 11, t),
+        ZoneState::PartialDisruption,
+        "exactly 0.55"
+    );
+    let o = NodeLifecycleOptions::default();
+    assert_eq!(zone_rate(ZoneState::Normal, 3, &o), 0.1);
+    assert_eq!(zone_rate(ZoneState::PartialDisruption, 50, &o), 0.0);
+    assert_eq!(zone_rate(ZoneState::PartialDisruption, 51, &o), 0.01);
+    assert_eq!(zone_rate(ZoneState::FullDisruption, 3, &o), 0.1);
+    let start = Instant::now();
+    let mut bucket = TokenBucket::new(0.5, start);
+    assert!(bucket.try_take(start), "a new bucket is full");
+    assert!(!bucket.try_take(start + Duration::from_secs(1)));
+    assert!(bucket.try_take(start + Duration::from_secs(2)));
+    assert!(
+        !TokenBucket::new(0.0, start).try_take(start),
+        "rate 0: never"
+    );
+}
+
+#[test]
+fn every_node_down_evicts_nothing_and_a_zone_taints_at_its_rate() {
+    let cluster = Cluster::start(Backend::Embedded).unwrap();
+    let client = cluster.admin();
+    let _ = client.create(
+        None,
+        &serde_json::from_value::<k8s_openapi::api::core::v1::Namespace>(
+            json!({"metadata": {"name": "kube-node-lease"}}),
+        )
+        .unwrap(),
+    );
+    for name in ["node-a", "node-b"] {
+        client.create(None, &node(name)).unwrap();
+        renew(&client, name);
+    }
+    let pod: Pod = serde_json::from_value(json!({
+        "metadata": {"name": "brief", "namespace": "default"},
+        "spec": {"nodeName": "node-a", "containers": [{"name": "c", "image": "luksa/kubia"}],
+                 "tolerations": [{"key": UNREACHABLE, "operator": "Exists",
+                                  "effect": "NoExecute", "tolerationSeconds": 0}]}
+    }))
+    .unwrap();
+    client.create(Some("default"), &pod).unwrap();
+    let options = NodeLifecycleOptions {
+        monitor_period: Duration::from_millis(200),
+        grace_period: Duration::from_secs(1),
+        eviction_rate: 0.5,
+        ..Default::default()
+    };
+    let _manager = start_manager(client.clone(), options);
+    let no_execute = |name: &str| {
+        taints(&client, name)
+            .contains(&(UNREACHABLE.into(), "NoExecute".into()))
+    };
+    // Both silent: the only zone is fully disrupted, so is every zone.
+    for name in ["node-a", "node-b"] {
+        wait_until(LIMIT, "NoSchedule on a silent node", || {
+            taints(&client, name)
+                .contains(&(UNREACHABLE.into(), "NoSchedule".into()))
+                .then_some(())
+        });
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(!no_execute("node-a") && !no_execute("node-b"));
+    let brief: Pod = client.get(Some("default"), "brief").unwrap();
+    assert!(
+        brief.metadata.deletion_timestamp.is_none(),
+        "nothing evicted"
+    );
+
+    // A healthy node joins the zone: two of three down is Normal, and
+    // the two get their NoExecute taints one at a time, 2 s apart.
+    client.create(None, &node("node-c")).unwrap();
+    let _node_c = KeepRenewing::start(client.clone(), "node-c");
+    let first = wait_until(LIMIT, "the first NoExecute taint", || {
+        ["node-a", "node-b"].into_iter().find(|n| no_execute(n))
+    });
+    let other = if first == "node-a" {
+        "node-b"
+    } else {
+        "node-a"
+    };
+    assert!(!no_execute(other), "one token, one node");
+    wait_until(LIMIT, "the second NoExecute taint", || {
+        no_execute(other).then_some(())
+    });
+    wait_until(LIMIT, "brief evicted", || {
+        match client.get::<Pod>(Some("default"), "brief") {
+            Ok(p) => p.metadata.deletion_timestamp.is_some(),
+            Err(e) => e.is_not_found(),
+        }
+        .then_some(())
+    });
+    assert!(!no_execute("node-c"));
+}
+
 fn taints(client: &Client, name: &str) -> Vec<(String, String)> {
     let n: Node = client.get(None, name).unwrap();
     n.spec
@@ -926,6 +1063,10 @@ fn a_silent_node_is_tainted_and_its_pods_evicted_after_their_toleration() {
     );
     client.create(None, &node("node-1")).unwrap();
     renew(&client, "node-1");
+    // A healthy node beside it: with every node down, nothing would be
+    // evicted (the next test).
+    client.create(None, &node("node-2")).unwrap();
+    let _node_2 = KeepRenewing::start(client.clone(), "node-2");
     // One pod tolerates unreachability 1 s, one 3 s, one for ever, and
     // one says nothing: the API server's DefaultTolerationSeconds gives
     // it 300 s.
@@ -953,6 +1094,7 @@ fn a_silent_node_is_tainted_and_its_pods_evicted_after_their_toleration() {
     let options = NodeLifecycleOptions {
         monitor_period: Duration::from_millis(200),
         grace_period: Duration::from_secs(2),
+        ..Default::default()
     };
     let _manager = start_manager(client.clone(), options);
     let started = Instant::now();

@@ -232,6 +232,7 @@ fn start_manager(client: Client) -> Running {
         node_lifecycle: NodeLifecycleOptions {
             monitor_period: Duration::from_secs(5),
             grace_period: Duration::from_secs(3600),
+            ..Default::default()
         },
         gc_period: Duration::from_millis(200),
         ..Default::default()

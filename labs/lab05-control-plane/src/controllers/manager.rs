@@ -279,6 +279,7 @@ pub fn run_controllers(
         recorder: recorder.clone(),
         options: options.node_lifecycle,
         first_seen: Default::default(),
+        zones: Default::default(),
     };
     let gc = GarbageCollector {
         client: client.clone(),

@@ -29,13 +29,25 @@ pub const UNREACHABLE: &str = "node.kubernetes.io/unreachable";
 pub const NOT_READY: &str = "node.kubernetes.io/not-ready";
 pub const NODE_LEASE_NAMESPACE: &str = "kube-node-lease";
 
-/// The durations, kube-controller-manager's flags.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The durations and rates, kube-controller-manager's flags.
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct NodeLifecycleOptions {
     /// `--node-monitor-period`, 5 s.
     pub monitor_period: Duration,
     /// `--node-monitor-grace-period`, 50 s since 1.32 (40 s before).
     pub grace_period: Duration,
+    /// `--node-eviction-rate`: nodes per second of a healthy zone given
+    /// their NoExecute taint, 0.1.
+    pub eviction_rate: f64,
+    /// `--secondary-node-eviction-rate`, 0.01: a large zone's rate once
+    /// it is partly disrupted.
+    pub secondary_eviction_rate: f64,
+    /// `--unhealthy-zone-threshold`, 0.55: the share of not-ready nodes
+    /// (more than two) that makes a zone partly disrupted.
+    pub unhealthy_zone_threshold: f64,
+    /// `--large-cluster-size-threshold`, 50: a partly disrupted zone of at
+    /// most this many nodes stops evicting altogether.
+    pub large_cluster_size_threshold: usize,
 }
 
 impl Default for NodeLifecycleOptions {
@@ -43,6 +55,106 @@ impl Default for NodeLifecycleOptions {
         NodeLifecycleOptions {
             monitor_period: Duration::from_secs(5),
             grace_period: Duration::from_secs(50),
+            eviction_rate: 0.1,
+            secondary_eviction_rate: 0.01,
+            unhealthy_zone_threshold: 0.55,
+            large_cluster_size_threshold: 50,
+        }
+    }
+}
+
+/// A zone's health, as upstream's ZoneState.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ZoneState {
+    Normal,
+    PartialDisruption,
+    FullDisruption,
+}
+
+// ANCHOR: zone_state
+/// A zone of `ready` and `not_ready` nodes: fully disrupted when none is
+/// ready, partly when more than two are not and they are at least
+/// `threshold` of it (kube-controller-manager's ComputeZoneState).
+pub fn zone_state(ready: usize, not_ready: usize, threshold: f64) -> ZoneState {
+    let share = not_ready as f64 / (ready + not_ready).max(1) as f64;
+    if ready == 0 && not_ready > 0 {
+        ZoneState::FullDisruption
+    } else if not_ready > 2 && share >= threshold {
+        ZoneState::PartialDisruption
+    } else {
+        ZoneState::Normal
+    }
+}
+
+/// How many of a zone's nodes per second get their NoExecute taint: the
+/// full rate normally; a partly disrupted zone slows to the secondary
+/// rate if it is large and stops if it is not (the trouble is more likely
+/// the zone's network than its nodes); a fully disrupted zone goes on at
+/// the full rate, unless every zone is (see [`NodeLifecycleController`]).
+pub fn zone_rate(
+    state: ZoneState,
+    size: usize,
+    o: &NodeLifecycleOptions,
+) -> f64 {
+    match state {
+        ZoneState::Normal | ZoneState::FullDisruption => o.eviction_rate,
+        ZoneState::PartialDisruption
+            if size > o.large_cluster_size_threshold =>
+        {
+            o.secondary_eviction_rate
+        }
+        ZoneState::PartialDisruption => 0.0,
+    }
+}
+// ANCHOR_END: zone_state
+
+/// A node's zone: its region and zone labels, as upstream's zone key.
+pub fn zone_of(node: &Node) -> String {
+    let labels = node.metadata.labels.as_ref();
+    let label =
+        |k: &str| labels.and_then(|l| l.get(k)).cloned().unwrap_or_default();
+    format!(
+        "{}:\u{0}:{}",
+        label("topology.kubernetes.io/region"),
+        label("topology.kubernetes.io/zone")
+    )
+}
+
+/// client-go's token bucket with a burst of one: a zone's NoExecute
+/// taints come at most `qps` per second; a new rate starts full.
+#[derive(Debug, Clone)]
+pub struct TokenBucket {
+    qps: f64,
+    tokens: f64,
+    last: Instant,
+}
+
+impl TokenBucket {
+    pub fn new(qps: f64, now: Instant) -> TokenBucket {
+        TokenBucket {
+            qps,
+            tokens: 1.0,
+            last: now,
+        }
+    }
+
+    pub fn qps(&self) -> f64 {
+        self.qps
+    }
+
+    /// Takes a token if there is one (never, at a rate of 0).
+    pub fn try_take(&mut self, now: Instant) -> bool {
+        if self.qps <= 0.0 {
+            return false;
+        }
+        let waited = now.saturating_duration_since(self.last).as_secs_f64();
+        self.tokens = (self.tokens + waited * self.qps).min(1.0);
+        self.last = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
         }
     }
 }
@@ -165,6 +277,18 @@ pub struct NodeLifecycleController {
     /// took over) does not count as silent.
     pub first_seen:
         std::sync::Mutex<std::collections::HashMap<String, DateTime<Utc>>>,
+    /// Each zone's state and NoExecute tainter, by zone key.
+    pub zones: std::sync::Mutex<
+        std::collections::HashMap<String, (ZoneState, TokenBucket)>,
+    >,
+}
+
+/// Whether `node` has the NoExecute taint `key` already.
+fn has_no_execute(node: &Node, key: &str) -> bool {
+    let taints = node.spec.as_ref().and_then(|s| s.taints.as_ref());
+    taints.is_some_and(|t| {
+        t.iter().any(|t| t.key == key && t.effect == "NoExecute")
+    })
 }
 
 fn is_managed(key: &str) -> bool {
@@ -187,12 +311,37 @@ impl NodeLifecycleController {
         }
     }
 
-    /// One look at every node, and the evictions due.
+    // ANCHOR: monitor
+    /// One look at every node: each one's verdict, its zone's state, its
+    /// taints (NoExecute ones at the zone's rate), and the evictions due.
     pub fn monitor(&self, now: DateTime<Utc>) -> Result<(), SyncError> {
         let mut first_error = None;
-        for node in self.nodes.list() {
+        let nodes = self.nodes.list();
+        let mut verdicts = Vec::new();
+        for node in &nodes {
+            match self.verdict(node, now) {
+                Ok(v) => verdicts.push((node.clone(), v)),
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        let full = self.update_zones(&verdicts);
+        let mut zones = self.zones.lock().unwrap_or_else(|p| p.into_inner());
+        for (node, mut verdict) in verdicts {
+            // Every zone down (the control plane's own network, most
+            // likely): no NoExecute taint. Else a new one waits for its
+            // zone's token.
+            verdict.taints.retain(|(key, effect)| {
+                *effect != "NoExecute"
+                    || (!full
+                        && (has_no_execute(&node, key)
+                            || zones.get_mut(&zone_of(&node)).is_some_and(
+                                |(_, b)| b.try_take(Instant::now()),
+                            )))
+            });
             let result = self
-                .monitor_node(&node, now)
+                .apply(&node, &verdict, now)
                 .and_then(|taints| self.evict(&node, &taints, now));
             if let Err(e) = result {
                 first_error.get_or_insert(e);
@@ -200,14 +349,58 @@ impl NodeLifecycleController {
         }
         first_error.map_or(Ok(()), Err)
     }
+    // ANCHOR_END: monitor
 
-    /// Marks and taints `node` as its verdict says; the taints it has
-    /// afterwards.
-    fn monitor_node(
+    /// Each zone's state from the nodes' Ready conditions, its tainter's
+    /// rate swapped when the state changes; whether every zone is fully
+    /// disrupted (upstream's "master disruption mode").
+    fn update_zones(
+        &self,
+        verdicts: &[(std::sync::Arc<Node>, NodeVerdict)],
+    ) -> bool {
+        let mut counts: std::collections::HashMap<String, (usize, usize)> =
+            std::collections::HashMap::new();
+        for (node, verdict) in verdicts {
+            let ready =
+                verdict.health == Health::Healthy && verdict.taints.is_empty();
+            let entry = counts.entry(zone_of(node)).or_default();
+            if ready {
+                entry.0 += 1;
+            } else {
+                entry.1 += 1;
+            }
+        }
+        let mut zones = self.zones.lock().unwrap_or_else(|p| p.into_inner());
+        zones.retain(|zone, _| counts.contains_key(zone));
+        for (zone, (ready, not_ready)) in &counts {
+            let state = zone_state(
+                *ready,
+                *not_ready,
+                self.options.unhealthy_zone_threshold,
+            );
+            let rate = zone_rate(state, ready + not_ready, &self.options);
+            let entry = zones.entry(zone.clone()).or_insert_with(|| {
+                (state, TokenBucket::new(rate, Instant::now()))
+            });
+            if entry.0 != state {
+                eprintln!(
+                    "node-lifecycle-controller: zone {:?} is now {state:?} ({not_ready} of {} not ready)",
+                    zone.replace('\u{0}', ""),
+                    ready + not_ready
+                );
+                *entry = (state, TokenBucket::new(rate, Instant::now()));
+            }
+        }
+        !zones.is_empty()
+            && zones.values().all(|(s, _)| *s == ZoneState::FullDisruption)
+    }
+
+    /// `node`'s verdict, its conditions marked Unknown if it says so.
+    fn verdict(
         &self,
         node: &Node,
         now: DateTime<Utc>,
-    ) -> Result<Vec<Taint>, SyncError> {
+    ) -> Result<NodeVerdict, SyncError> {
         let name = node.metadata.name.clone().unwrap_or_default();
         let lease_key = format!("{NODE_LEASE_NAMESPACE}/{name}");
         let renewed = self.leases.get(&lease_key).and_then(|l| {
@@ -240,6 +433,18 @@ impl NodeLifecycleController {
                 &format!("Node {name} status is now: NodeNotReady"),
             );
         }
+        Ok(verdict)
+    }
+
+    /// Gives `node` the taints of `verdict` (ours only; others' stay);
+    /// the taints it has afterwards.
+    fn apply(
+        &self,
+        node: &Node,
+        verdict: &NodeVerdict,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Taint>, SyncError> {
+        let name = node.metadata.name.clone().unwrap_or_default();
         let current = node
             .spec
             .as_ref()

@@ -96,15 +96,18 @@ pub fn outcome(command: &[String], code: i32) -> Value {
     if code == 0 {
         return json!({"metadata": {}, "status": "Success"});
     }
+    let message = format!(
+        "command terminated with non-zero exit code: \
+         command [{}] exited with {code}",
+        command.join(" ")
+    );
+    let cause = json!({"reason": "ExitCode", "message": code.to_string()});
     json!({
         "metadata": {},
         "status": "Failure",
-        "message": format!(
-            "command terminated with non-zero exit code: command [{}] exited with {code}",
-            command.join(" ")
-        ),
+        "message": message,
         "reason": "NonZeroExitCode",
-        "details": {"causes": [{"reason": "ExitCode", "message": code.to_string()}]},
+        "details": {"causes": [cause]},
     })
 }
 // ANCHOR_END: outcome

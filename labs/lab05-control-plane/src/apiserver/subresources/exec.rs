@@ -57,7 +57,6 @@ fn is_websocket(headers: &HeaderMap) -> bool {
     has(header::UPGRADE, "websocket") && has(header::CONNECTION, "upgrade")
 }
 
-// ANCHOR: connect
 /// GET (or POST) …/pods/<name>/exec.
 pub async fn connect(call: &Call) -> Result<Response, ApiError> {
     call.authorize("create", None, None)?;
@@ -77,6 +76,7 @@ pub async fn connect(call: &Call) -> Result<Response, ApiError> {
              v4.channel.k8s.io); this request asked for no WebSocket upgrade",
         ));
     }
+    // ANCHOR: connect
     let upgrade = call.upgrade.clone().ok_or_else(|| {
         ApiError::internal("this connection cannot be upgraded")
     })?;
@@ -84,8 +84,53 @@ pub async fn connect(call: &Call) -> Result<Response, ApiError> {
     let ns = call.namespace().unwrap_or("default");
     let query = call.uri.query().unwrap_or_default();
     let target = format!("/exec/{ns}/{name}/{container}?{query}");
+    let (mut node, answer) = upgrade_at_node(call, &ip, port, &target).await?;
+    if answer.code != 101 {
+        return Err(refused(answer));
+    }
+    let response = switching_protocols(&answer.headers);
+    let early = answer.rest;
+    tokio::spawn(async move {
+        let Ok(client) = upgrade.await else {
+            return;
+        };
+        let mut client = TokioIo::new(client);
+        if !early.is_empty() && client.write_all(&early).await.is_err() {
+            return;
+        }
+        let _ = tokio::io::copy_bidirectional(&mut client, &mut node).await;
+    });
+    Ok(response)
+    // ANCHOR_END: connect
+}
+
+/// kubectl's 101, with the node's WebSocket answer headers.
+fn switching_protocols(headers: &[(String, String)]) -> Response {
+    let mut response = Response::new(Body::empty());
+    *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    for (k, v) in headers {
+        if ANSWER.contains(&k.to_ascii_lowercase().as_str()) {
+            if let (Ok(k), Ok(v)) = (
+                header::HeaderName::from_bytes(k.as_bytes()),
+                HeaderValue::from_str(v),
+            ) {
+                response.headers_mut().append(k, v);
+            }
+        }
+    }
+    response
+}
+
+/// Sends the node agent the upgrade request kubectl sent (its WebSocket
+/// headers passed on), and reads the agent's answer.
+async fn upgrade_at_node(
+    call: &Call,
+    ip: &str,
+    port: u16,
+    target: &str,
+) -> Result<(TcpStream, Answer), ApiError> {
     let netns = call.server.options().node_netns.clone();
-    let mut node = dial(&ip, port, netns).await?;
+    let mut node = dial(ip, port, netns).await?;
     let mut head = format!(
         "GET {target} HTTP/1.1\r\nHost: {ip}:{port}\r\n\
          Upgrade: websocket\r\nConnection: Upgrade\r\n"
@@ -103,37 +148,10 @@ pub async fn connect(call: &Call) -> Result<Response, ApiError> {
         read_head(&mut node).await
     })
     .await
-    .map_err(|_| node_error(&ip, port, "no answer to the upgrade"))?
-    .map_err(|e| node_error(&ip, port, &e.to_string()))?;
-    if answer.code != 101 {
-        return Err(refused(answer));
-    }
-    let mut response = Response::new(Body::empty());
-    *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
-    for (k, v) in &answer.headers {
-        if ANSWER.contains(&k.to_ascii_lowercase().as_str()) {
-            if let (Ok(k), Ok(v)) = (
-                header::HeaderName::from_bytes(k.as_bytes()),
-                HeaderValue::from_str(v),
-            ) {
-                response.headers_mut().append(k, v);
-            }
-        }
-    }
-    let early = answer.rest;
-    tokio::spawn(async move {
-        let Ok(client) = upgrade.await else {
-            return;
-        };
-        let mut client = TokioIo::new(client);
-        if !early.is_empty() && client.write_all(&early).await.is_err() {
-            return;
-        }
-        let _ = tokio::io::copy_bidirectional(&mut client, &mut node).await;
-    });
-    Ok(response)
+    .map_err(|_| node_error(ip, port, "no answer to the upgrade"))?
+    .map_err(|e| node_error(ip, port, &e.to_string()))?;
+    Ok((node, answer))
 }
-// ANCHOR_END: connect
 
 /// A connection to the node agent, made from inside the cluster
 /// network's namespace when there is one (see `pods/log`).
