@@ -138,9 +138,12 @@ fn the_books_manifests_on_a_two_node_cluster(store: &str) {
     kubectl(home, &["label", "pod", &moved, "app=foo", "--overwrite"]);
     let now = settle(home, "app=kubia", 3, "ReplicationController/kubia");
     assert!(now.iter().all(|p| p.name != moved), "{now:?}");
-    let foo = pods(home, "app=foo");
-    assert_eq!(foo.len(), 1, "{foo:?}");
-    assert_eq!(foo[0].owner, "/", "released, no owner: {foo:?}");
+    let relabelled = pods(home, "app=foo");
+    assert_eq!(relabelled.len(), 1, "{relabelled:?}");
+    assert_eq!(
+        relabelled[0].owner, "/",
+        "released, no owner: {relabelled:?}"
+    );
 
     // Scaling up.
     kubectl(home, &["scale", "rc", "kubia", "--replicas=5"]);
