@@ -191,7 +191,11 @@ pub fn image_locality_score(
     let mut sum: i64 = 0;
     // A node that lists no images (most, in a fresh cluster) needs no
     // lookups: its sum is 0.
-    let images = if node.images.is_empty() { &[][..] } else { &pod.images[..] };
+    let images = if node.images.is_empty() {
+        &[][..]
+    } else {
+        &pod.images[..]
+    };
     for image in images {
         if let Some(size) = node.images.get(image) {
             let spread = holders.get(image).copied().unwrap_or(1) as f64
