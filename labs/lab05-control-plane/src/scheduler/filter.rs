@@ -181,16 +181,25 @@ pub fn insufficient_resources(
     if node.pods.len() as i64 + 1 > node.allowed_pods {
         reasons.push("Too many pods".to_string());
     }
-    let left =
-        |name: &str| node.allocatable.get(name) - node.requested.get(name);
+    // (name, wanted, left): the fixed resources read as fields, not by
+    // name, since this runs for every node a pod is tried on.
+    let (alloc, used) = (&node.allocatable, &node.requested);
     let fixed = [
-        ("cpu", request.milli_cpu),
-        ("memory", request.memory),
-        ("ephemeral-storage", request.ephemeral_storage),
+        ("cpu", request.milli_cpu, alloc.milli_cpu - used.milli_cpu),
+        ("memory", request.memory, alloc.memory - used.memory),
+        (
+            "ephemeral-storage",
+            request.ephemeral_storage,
+            alloc.ephemeral_storage - used.ephemeral_storage,
+        ),
     ];
-    let scalar = request.scalar.iter().map(|(k, v)| (k.as_str(), *v));
-    for (name, wanted) in fixed.into_iter().chain(scalar) {
-        if wanted > 0 && wanted > left(name) {
+    for (name, wanted, left) in fixed {
+        if wanted > 0 && wanted > left {
+            reasons.push(format!("Insufficient {name}"));
+        }
+    }
+    for (name, &wanted) in &request.scalar {
+        if wanted > 0 && wanted > alloc.get(name) - used.get(name) {
             reasons.push(format!("Insufficient {name}"));
         }
     }

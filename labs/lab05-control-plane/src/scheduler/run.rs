@@ -34,7 +34,9 @@ pub struct SchedulerOptions {
     /// percentageOfNodesToScore; 0 is the adaptive default.
     pub percentage_of_nodes_to_score: u32,
     pub queue: QueueTimes,
-    /// Bindings written at once.
+    /// Bindings written at once. kube-scheduler binds each pod in a
+    /// goroutine of its own; 32 threads keep as many bindings in flight,
+    /// enough for the store to commit them in groups.
     pub binders: usize,
     /// A fixed seed for the tie-break (tests); the clock otherwise.
     pub seed: Option<u64>,
@@ -46,7 +48,7 @@ impl Default for SchedulerOptions {
             scheduler_name: "default-scheduler".into(),
             percentage_of_nodes_to_score: 0,
             queue: QueueTimes::default(),
-            binders: 8,
+            binders: 32,
             seed: None,
         }
     }

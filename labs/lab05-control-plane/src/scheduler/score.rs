@@ -57,19 +57,26 @@ pub fn least_allocated(
 /// deviation); the score `(1 - std) * 100`, truncated to an integer.
 pub fn balanced_allocation(requested: &[i64], allocatable: &[i64]) -> i64 {
     // EXERCISE: lab05-balanced-allocation
-    let fractions: Vec<f64> = requested
-        .iter()
-        .zip(allocatable)
-        .filter(|(_, &alloc)| alloc != 0)
-        .map(|(&req, &alloc)| (req as f64 / alloc as f64).min(1.0))
-        .collect();
-    let std = match fractions.as_slice() {
-        [a, b] => ((a - b) / 2.0).abs(),
-        [] | [_] => 0.0,
-        many => {
-            let mean = many.iter().sum::<f64>() / many.len() as f64;
-            let sum: f64 = many.iter().map(|f| (f - mean) * (f - mean)).sum();
-            (sum / many.len() as f64).sqrt()
+    // The fractions are walked, not collected: this runs for every node
+    // of every cycle, and a Vec each time would cost more than the sums.
+    let fractions = || {
+        requested
+            .iter()
+            .zip(allocatable)
+            .filter(|(_, &alloc)| alloc != 0)
+            .map(|(&req, &alloc)| (req as f64 / alloc as f64).min(1.0))
+    };
+    let std = match fractions().count() {
+        0 | 1 => 0.0,
+        2 => {
+            let mut two = fractions();
+            let (a, b) = (two.next().unwrap_or(0.0), two.next().unwrap_or(0.0));
+            ((a - b) / 2.0).abs()
+        }
+        n => {
+            let mean = fractions().sum::<f64>() / n as f64;
+            let sum: f64 = fractions().map(|f| (f - mean) * (f - mean)).sum();
+            (sum / n as f64).sqrt()
         }
     };
     ((1.0 - std) * MAX_NODE_SCORE as f64) as i64
@@ -182,7 +189,14 @@ pub fn image_locality_score(
     nodes: usize,
 ) -> i64 {
     let mut sum: i64 = 0;
-    for image in &pod.images {
+    // A node that lists no images (most, in a fresh cluster) needs no
+    // lookups: its sum is 0.
+    let images = if node.images.is_empty() {
+        &[][..]
+    } else {
+        &pod.images[..]
+    };
+    for image in images {
         if let Some(size) = node.images.get(image) {
             let spread = holders.get(image).copied().unwrap_or(1) as f64
                 / nodes.max(1) as f64;
