@@ -660,7 +660,10 @@ impl SyncLoop {
         );
         match made {
             Ok(w) => {
+                // Added is synced once: its status goes out now, before
+                // the next new pod is started.
                 self.workers.add(w);
+                self.publish(&uid);
             }
             Err(e) => eprintln!("node {}: pod {uid}: {e}", self.name),
         }
