@@ -965,15 +965,7 @@ fn zone_states_and_rates_are_kube_controller_managers() {
 
 #[test]
 fn every_node_down_evicts_nothing_and_a_zone_taints_at_its_rate() {
-    let cluster = Cluster::start(Backend::Embedded).unwrap();
-    let client = cluster.admin();
-    let _ = client.create(
-        None,
-        &serde_json::from_value::<k8s_openapi::api::core::v1::Namespace>(
-            json!({"metadata": {"name": "kube-node-lease"}}),
-        )
-        .unwrap(),
-    );
+    let (_cluster, client) = lease_cluster();
     for name in ["node-a", "node-b"] {
         client.create(None, &node(name)).unwrap();
         renew(&client, name);
@@ -1039,6 +1031,21 @@ fn every_node_down_evicts_nothing_and_a_zone_taints_at_its_rate() {
     assert!(!no_execute("node-c"));
 }
 
+/// A server with the `kube-node-lease` namespace, and its admin.
+fn lease_cluster() -> (Cluster, Client) {
+    let cluster = Cluster::start(Backend::Embedded).unwrap();
+    let client = cluster.admin();
+    // The API server may have made it already.
+    let _ = client.create(
+        None,
+        &serde_json::from_value::<k8s_openapi::api::core::v1::Namespace>(
+            json!({"metadata": {"name": "kube-node-lease"}}),
+        )
+        .unwrap(),
+    );
+    (cluster, client)
+}
+
 fn taints(client: &Client, name: &str) -> Vec<(String, String)> {
     let n: Node = client.get(None, name).unwrap();
     n.spec
@@ -1051,16 +1058,7 @@ fn taints(client: &Client, name: &str) -> Vec<(String, String)> {
 
 #[test]
 fn a_silent_node_is_tainted_and_its_pods_evicted_after_their_toleration() {
-    let cluster = Cluster::start(Backend::Embedded).unwrap();
-    let client = cluster.admin();
-    // The API server may have made it already.
-    let _ = client.create(
-        None,
-        &serde_json::from_value::<k8s_openapi::api::core::v1::Namespace>(
-            json!({"metadata": {"name": "kube-node-lease"}}),
-        )
-        .unwrap(),
-    );
+    let (_cluster, client) = lease_cluster();
     client.create(None, &node("node-1")).unwrap();
     renew(&client, "node-1");
     // A healthy node beside it: with every node down, nothing would be
