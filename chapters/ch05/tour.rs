@@ -186,16 +186,20 @@ fn lease_holder(client: &Client, name: &str) -> Result<Option<String>> {
     }
 }
 
-/// What one request from `node` to `url` got: the pod's words, or None.
-fn request(node: &str, url: &str) -> Option<String> {
+/// What one request from `node` to `url` got: the pod's words, or why
+/// there were none.
+fn request(node: &str, url: &str) -> Result<String, String> {
     let out = run(
         "ch05",
-        &["ssh", node, "--", "curl", "-s", "-m", "3", url],
+        &["ssh", node, "--", "curl", "-sS", "-m", "3", url],
         &[],
     )
-    .ok()?;
-    let line = out.lines().next()?.trim().to_string();
-    (!line.is_empty()).then_some(line)
+    .map_err(|e| format!("{e:#}"))?;
+    let line = out.lines().next().unwrap_or_default().trim().to_string();
+    if line.is_empty() {
+        return Err("an empty answer".into());
+    }
+    Ok(line)
 }
 
 /// Requests every 100 ms from `node` until told to stop: what answered,
@@ -215,7 +219,17 @@ impl Load {
             let (stop, seen) = (stop.clone(), seen.clone());
             std::thread::spawn(move || {
                 while !stop.load(Ordering::SeqCst) {
+                    let started = Instant::now();
                     let got = request(&node, &url);
+                    if let Err(why) = &got {
+                        // Beside the tour's output, for whoever looks.
+                        eprintln!(
+                            "tour: a request failed after {:?}: {}",
+                            started.elapsed(),
+                            why.trim()
+                        );
+                    }
+                    let got = got.ok();
                     seen.lock().unwrap_or_else(|p| p.into_inner()).push(got);
                     std::thread::sleep(Duration::from_millis(100));
                 }
@@ -334,18 +348,21 @@ fn tour(args: &Args, paths: &Paths, nodes: &str) -> Result<()> {
         .context("the Service has no ClusterIP")?;
     let url = format!("http://{ip}");
     wait_for("the Service answered from node-1", PATIENCE, || {
-        Ok(request("node-1", &url))
+        Ok(request("node-1", &url).ok())
     })?;
     println!("$ ch05 ssh node-1 -- curl -s {url}    # six times");
     let mut hosts = BTreeMap::new();
     let mut failed = 0;
     for _ in 0..6 {
         match request("node-1", &url) {
-            Some(line) => {
+            Ok(line) => {
                 println!("{line}");
                 *hosts.entry(line).or_insert(0) += 1;
             }
-            None => failed += 1,
+            Err(why) => {
+                eprintln!("tour: a request failed: {}", why.trim());
+                failed += 1;
+            }
         }
     }
     say(&format!(
