@@ -28,7 +28,7 @@ use super::params::ListParams;
 use super::resources::Resource;
 use super::status::ApiError;
 use super::stored;
-use crate::store::{ListOptions, Revision, Store, StoreError};
+use crate::store::{KeyValue, ListOptions, Revision, Store, StoreError};
 
 /// A list's answer before it is wrapped as `<Kind>List` or a Table.
 #[derive(Debug, Clone, PartialEq)]
@@ -145,6 +145,26 @@ pub async fn list(
     namespace: Option<&str>,
     params: &ListParams,
 ) -> Result<Listed, ApiError> {
+    read(store, resource, namespace, params).await?.listed()
+}
+
+/// A list's read of the store, before its objects are filtered: what
+/// [`Page::listed`] decodes, or [`Page::json`] sends as it is stored.
+pub struct Page {
+    resource: &'static Resource,
+    filter: Filter,
+    kvs: Vec<KeyValue>,
+    resource_version: String,
+    continue_token: Option<String>,
+}
+
+/// Read the page of `resource` in `namespace` that `params` ask for.
+pub async fn read(
+    store: &dyn Store,
+    resource: &'static Resource,
+    namespace: Option<&str>,
+    params: &ListParams,
+) -> Result<Page, ApiError> {
     params.validate_list()?;
     let filter = Filter::from_params(resource, params)?;
     let prefix = resource.prefix(namespace);
@@ -201,15 +221,6 @@ pub async fn list(
         }
         Err(e) => return Err(e.into()),
     };
-    // Filtering after the read, as kube-apiserver does: a page may hold
-    // fewer items than `limit` and still have a next page.
-    let mut items = Vec::with_capacity(result.kvs.len());
-    for kv in &result.kvs {
-        let object = stored::decode(kv)?;
-        if filter.matches(&object) {
-            items.push(object);
-        }
-    }
     let continue_token = match (result.more, result.kvs.last()) {
         (true, Some(last)) => Some(
             continue_token::encode(&last.key, &prefix, result.revision)
@@ -217,13 +228,76 @@ pub async fn list(
         ),
         _ => None,
     };
-    Ok(Listed {
-        items,
+    Ok(Page {
+        resource,
+        filter,
+        kvs: result.kvs,
         resource_version: result.revision.to_string(),
         continue_token,
-        remaining: None,
     })
     // ANCHOR_END: list
+}
+
+impl Page {
+    /// The objects that pass the selectors, parsed.
+    pub fn listed(self) -> Result<Listed, ApiError> {
+        // Filtering after the read, as kube-apiserver does: a page may
+        // hold fewer items than `limit` and still have a next page.
+        let mut items = Vec::with_capacity(self.kvs.len());
+        for kv in &self.kvs {
+            let object = stored::decode(kv)?;
+            if self.filter.matches(&object) {
+                items.push(object);
+            }
+        }
+        Ok(Listed {
+            items,
+            resource_version: self.resource_version,
+            continue_token: self.continue_token,
+            remaining: None,
+        })
+    }
+
+    /// The `<Kind>List` as JSON, each item's bytes as stored with its
+    /// resourceVersion spliced in: the bytes [`list_object`] would
+    /// serialize to, without a tree of ten thousand objects in between.
+    /// Objects are parsed only when a selector must look at them.
+    pub fn json(self) -> Result<Vec<u8>, ApiError> {
+        let resource = self.resource;
+        let everything = self.filter.is_everything();
+        let size: usize = self.kvs.iter().map(|kv| kv.value.len() + 48).sum();
+        let mut out = Vec::with_capacity(size + 256);
+        let text = |v: &str| Value::String(v.to_string()).to_string();
+        out.extend_from_slice(b"{\"apiVersion\":");
+        out.extend_from_slice(text(&resource.api_version()).as_bytes());
+        out.extend_from_slice(b",\"items\":[");
+        let mut first = true;
+        for kv in &self.kvs {
+            if !everything && !self.filter.matches(&stored::decode(kv)?) {
+                continue;
+            }
+            if !first {
+                out.push(b',');
+            }
+            first = false;
+            out.extend_from_slice(&stored::render(kv)?);
+        }
+        out.extend_from_slice(b"],\"kind\":");
+        out.extend_from_slice(
+            text(&format!("{}List", resource.kind)).as_bytes(),
+        );
+        out.extend_from_slice(b",\"metadata\":");
+        let listed = Listed {
+            items: Vec::new(),
+            resource_version: self.resource_version,
+            continue_token: self.continue_token,
+            remaining: None,
+        };
+        let meta = list_object(resource, &listed)["metadata"].to_string();
+        out.extend_from_slice(meta.as_bytes());
+        out.push(b'}');
+        Ok(out)
+    }
 }
 
 /// The `<Kind>List` object of a list answer.

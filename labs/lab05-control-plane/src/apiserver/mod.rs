@@ -26,6 +26,7 @@ pub mod protobuf;
 pub mod resources;
 pub mod route;
 pub mod server;
+pub mod splice;
 pub mod status;
 pub mod stored;
 pub mod subresources;

@@ -4,6 +4,7 @@
 
 use serde_json::Value;
 
+use super::splice;
 use super::status::ApiError;
 use crate::store::{KeyValue, Revision, Store, StoreError};
 
@@ -15,6 +16,23 @@ pub fn decode(kv: &KeyValue) -> Result<Value, ApiError> {
     })?;
     set_resource_version(&mut object, kv.mod_revision);
     Ok(object)
+}
+
+/// The JSON of the object a key holds, with its resourceVersion: the same
+/// bytes as serializing [`decode`]'s answer, most often without parsing.
+pub fn render(kv: &KeyValue) -> Result<Vec<u8>, ApiError> {
+    render_at(kv, kv.mod_revision)
+}
+
+/// [`render`] with resourceVersion `revision` (a deleted object is sent
+/// at its deletion's revision).
+pub fn render_at(kv: &KeyValue, revision: i64) -> Result<Vec<u8>, ApiError> {
+    if let Some(bytes) = splice::with_resource_version(&kv.value, revision) {
+        return Ok(bytes);
+    }
+    let mut object = decode(kv)?;
+    set_resource_version(&mut object, revision);
+    Ok(object.to_string().into_bytes())
 }
 
 /// The bytes to store for `object`: its JSON without resourceVersion.

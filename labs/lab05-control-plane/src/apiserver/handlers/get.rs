@@ -3,6 +3,7 @@
 
 use std::time::SystemTime;
 
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 
@@ -82,9 +83,20 @@ pub async fn collection(call: &Call) -> Result<Response, ApiError> {
     }
     call.authorize("list", None, None)?;
     let store = call.server.store();
-    let listed =
-        list::list(store.as_ref(), resource, namespace.as_deref(), &params)
+    let page =
+        list::read(store.as_ref(), resource, namespace.as_deref(), &params)
             .await?;
+    if !call.wants_table() {
+        // The stored bytes, spliced: no tree of every object in between.
+        let json = page.json()?;
+        return Ok((
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "application/json")],
+            json,
+        )
+            .into_response());
+    }
+    let listed = page.listed()?;
     let whole = list::list_object(resource, &listed);
     let mut reply =
         answer(call, &listed.items, &listed.resource_version, whole);
