@@ -196,6 +196,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         &rate,
     ));
     line(delivery_row(&delivery));
+    line(format!(
+        "{:<28} {:>10} {:>10} {:>10}",
+        "  the same, from each ack",
+        "",
+        format!("p50 {}", ms(delivery.after_ack_p50)),
+        format!("p99 {}", ms(delivery.after_ack_p99))
+    ));
     let (rss, hwm) = lab05::bench::memory_kib(server.pid()).unwrap_or((0, 0));
     line(format!(
         "{:<28} {:>10} {:>10}",

@@ -4,7 +4,7 @@
 //! asserted by tests.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -45,6 +45,11 @@ pub struct Delivery {
     /// watcher, over every (watcher, event).
     pub p50: Duration,
     pub p99: Duration,
+    /// From the creation's answer reaching its client to the event at a
+    /// watcher (zero when the event came first): the delivery alone,
+    /// without the creation's own wait.
+    pub after_ack_p50: Duration,
+    pub after_ack_p99: Duration,
 }
 
 impl Delivery {
@@ -102,13 +107,26 @@ pub fn create_pods(
     total: usize,
     clients: usize,
 ) -> Result<Rate, ClientError> {
+    create_pods_noting(client, namespace, prefix, total, clients, None)
+}
+
+/// [`create_pods`], noting in `acked[i]` when pod `i`'s creation was
+/// answered (nanoseconds since the epoch).
+fn create_pods_noting(
+    client: &Client,
+    namespace: &str,
+    prefix: &str,
+    total: usize,
+    clients: usize,
+    acked: Option<Arc<Vec<AtomicU64>>>,
+) -> Result<Rate, ClientError> {
     let clients = clients.max(1);
     let next = Arc::new(AtomicUsize::new(0));
     let start = Arc::new(Barrier::new(clients + 1));
     let mut handles = Vec::new();
     for _ in 0..clients {
-        let (client, next, start) =
-            (client.clone(), next.clone(), start.clone());
+        let (client, next, start, acked) =
+            (client.clone(), next.clone(), start.clone(), acked.clone());
         let (namespace, prefix) = (namespace.to_string(), prefix.to_string());
         handles.push(thread::spawn(move || {
             start.wait();
@@ -122,6 +140,9 @@ pub fn create_pods(
                 let t0 = Instant::now();
                 client.create(Some(&namespace), &pod)?;
                 latencies.push(t0.elapsed());
+                if let Some(at) = acked.as_ref().and_then(|a| a.get(i)) {
+                    at.store(now_ns() as u64, Ordering::Relaxed);
+                }
             }
         }));
     }
@@ -190,6 +211,14 @@ fn sent_at(line: &str) -> Option<u128> {
     line[start..end].parse().ok()
 }
 
+/// The `i` of the pod `<prefix>-<i>` an event's line names, found after
+/// `key` (`"name":"<prefix>-`).
+fn index_of(line: &str, key: &str) -> Option<usize> {
+    let start = line.find(key)? + key.len();
+    let digits = line[start..].split('"').next()?;
+    digits.parse().ok()
+}
+
 /// `watchers` watches of the namespace's pods from its current
 /// revision, then `total` pods created by `clients` threads; each
 /// watcher must see all of them ADDED within `deadline`.
@@ -206,6 +235,9 @@ pub fn watch_delivery(
         .list::<Pod>(Some(namespace), "limit=1")?
         .resource_version;
     let timeout = deadline.as_secs().max(1);
+    let acked: Arc<Vec<AtomicU64>> =
+        Arc::new((0..total).map(|_| AtomicU64::new(0)).collect());
+    let name_key = format!("\"name\":\"{prefix}-");
     let mut handles = Vec::new();
     let ready = Arc::new(Barrier::new(watchers + 1));
     for _ in 0..watchers {
@@ -214,31 +246,50 @@ pub fn watch_delivery(
             &format!("resourceVersion={from}&timeoutSeconds={timeout}"),
         )?;
         let ready = ready.clone();
+        let name_key = name_key.clone();
         handles.push(thread::spawn(move || {
             ready.wait();
             let mut latencies = Vec::with_capacity(total);
+            let mut seen = Vec::with_capacity(total);
             let started = Instant::now();
             while let Some(Ok(line)) = watch.next_line() {
                 if let Some(sent) = sent_at(&line) {
-                    let ns = now_ns().saturating_sub(sent);
+                    let now = now_ns();
+                    let ns = now.saturating_sub(sent);
                     latencies.push(Duration::from_nanos(ns as u64));
+                    if let Some(i) = index_of(&line, &name_key) {
+                        seen.push((i, now as u64));
+                    }
                 }
                 if latencies.len() >= total || started.elapsed() > deadline {
                     break;
                 }
             }
-            latencies
+            (latencies, seen)
         }));
     }
     ready.wait();
-    let rate = create_pods(client, namespace, prefix, total, clients)?;
+    let rate = create_pods_noting(
+        client,
+        namespace,
+        prefix,
+        total,
+        clients,
+        Some(acked.clone()),
+    )?;
     let mut all = Vec::with_capacity(watchers * total);
+    let mut after_ack = Vec::with_capacity(watchers * total);
     for h in handles {
-        if let Ok(l) = h.join() {
+        if let Ok((l, seen)) = h.join() {
             all.extend(l);
+            for (i, at) in seen {
+                let ack = acked.get(i).map_or(0, |a| a.load(Ordering::Relaxed));
+                after_ack.push(Duration::from_nanos(at.saturating_sub(ack)));
+            }
         }
     }
     all.sort();
+    after_ack.sort();
     Ok((
         rate,
         Delivery {
@@ -247,6 +298,8 @@ pub fn watch_delivery(
             received: all.len(),
             p50: quantile(&all, 0.5),
             p99: quantile(&all, 0.99),
+            after_ack_p50: quantile(&after_ack, 0.5),
+            after_ack_p99: quantile(&after_ack, 0.99),
         },
     ))
 }
