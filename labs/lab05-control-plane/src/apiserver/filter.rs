@@ -10,6 +10,8 @@ use super::fields::FieldSelector;
 use super::params::ListParams;
 use super::resources::Resource;
 use super::status::ApiError;
+use super::stored;
+use crate::store::KeyValue;
 
 /// Which objects of one resource a request wants.
 #[derive(Debug, Clone)]
@@ -55,6 +57,20 @@ impl Filter {
     /// skips decoding the previous value.
     pub fn is_everything(&self) -> bool {
         self.labels.is_everything() && self.fields.is_everything()
+    }
+
+    /// Whether the object `kv` holds passes, parsed only when a selector
+    /// must look at it: `None` if it does not pass, else `Some` of the
+    /// parsed object (`None` inside when there was no need to parse).
+    pub fn admit(
+        &self,
+        kv: &KeyValue,
+    ) -> Result<Option<Option<Value>>, ApiError> {
+        if self.is_everything() {
+            return Ok(Some(None));
+        }
+        let object = stored::decode(kv)?;
+        Ok(self.matches(&object).then_some(Some(object)))
     }
 
     /// Whether `object` passes both selectors.

@@ -264,7 +264,6 @@ impl Page {
     /// Objects are parsed only when a selector must look at them.
     pub fn json(self) -> Result<Vec<u8>, ApiError> {
         let resource = self.resource;
-        let everything = self.filter.is_everything();
         let size: usize = self.kvs.iter().map(|kv| kv.value.len() + 48).sum();
         let mut out = Vec::with_capacity(size + 256);
         let text = |v: &str| Value::String(v.to_string()).to_string();
@@ -273,28 +272,26 @@ impl Page {
         out.extend_from_slice(b",\"items\":[");
         let mut first = true;
         for kv in &self.kvs {
-            if !everything && !self.filter.matches(&stored::decode(kv)?) {
+            if self.filter.admit(kv)?.is_none() {
                 continue;
             }
             if !first {
                 out.push(b',');
             }
             first = false;
-            out.extend_from_slice(&stored::render(kv)?);
+            stored::render_into(&mut out, kv, kv.mod_revision)?;
         }
         out.extend_from_slice(b"],\"kind\":");
         out.extend_from_slice(
             text(&format!("{}List", resource.kind)).as_bytes(),
         );
         out.extend_from_slice(b",\"metadata\":");
-        let listed = Listed {
-            items: Vec::new(),
-            resource_version: self.resource_version,
-            continue_token: self.continue_token,
-            remaining: None,
-        };
-        let meta = list_object(resource, &listed)["metadata"].to_string();
-        out.extend_from_slice(meta.as_bytes());
+        let meta = list_metadata(
+            &self.resource_version,
+            self.continue_token.as_deref(),
+            None,
+        );
+        out.extend_from_slice(meta.to_string().as_bytes());
         out.push(b'}');
         Ok(out)
     }
@@ -302,18 +299,30 @@ impl Page {
 
 /// The `<Kind>List` object of a list answer.
 pub fn list_object(resource: &Resource, listed: &Listed) -> Value {
-    let mut metadata =
-        serde_json::json!({ "resourceVersion": listed.resource_version });
-    if let Some(c) = &listed.continue_token {
-        metadata["continue"] = Value::String(c.clone());
-    }
-    if let Some(n) = listed.remaining {
-        metadata["remainingItemCount"] = Value::from(n);
-    }
     serde_json::json!({
         "kind": format!("{}List", resource.kind),
         "apiVersion": resource.api_version(),
-        "metadata": metadata,
+        "metadata": list_metadata(
+            &listed.resource_version,
+            listed.continue_token.as_deref(),
+            listed.remaining,
+        ),
         "items": listed.items,
     })
+}
+
+/// A list's ListMeta.
+fn list_metadata(
+    rv: &str,
+    continue_token: Option<&str>,
+    remaining: Option<i64>,
+) -> Value {
+    let mut metadata = serde_json::json!({ "resourceVersion": rv });
+    if let Some(c) = continue_token {
+        metadata["continue"] = Value::String(c.to_string());
+    }
+    if let Some(n) = remaining {
+        metadata["remainingItemCount"] = Value::from(n);
+    }
+    metadata
 }

@@ -10,13 +10,20 @@
 //! with `"resourceVersion":"N"` inserted into `metadata` where a sort
 //! would put it: byte for byte what parsing and serializing would give.
 
-/// `stored` (a JSON object) with `metadata.resourceVersion` set to
-/// `revision`, or `None` when it is not shaped as expected (no
-/// `metadata` object, a resourceVersion already there, not JSON): the
-/// caller then takes the slow path through a parsed tree.
-pub fn with_resource_version(stored: &[u8], revision: i64) -> Option<Vec<u8>> {
-    let at = insertion_point(stored)?;
-    let mut out = Vec::with_capacity(stored.len() + 40);
+/// Appends `stored` (a JSON object) to `out` with
+/// `metadata.resourceVersion` set to `revision`; false, with `out` as it
+/// was, when it is not shaped as expected (no `metadata` object, a
+/// resourceVersion already there, not JSON): the caller then takes the
+/// slow path through a parsed tree.
+pub fn append_with_resource_version(
+    out: &mut Vec<u8>,
+    stored: &[u8],
+    revision: i64,
+) -> bool {
+    let Some(at) = insertion_point(stored) else {
+        return false;
+    };
+    out.reserve(stored.len() + 40);
     out.extend_from_slice(&stored[..at.offset]);
     if at.comma_before {
         out.push(b',');
@@ -28,7 +35,7 @@ pub fn with_resource_version(stored: &[u8], revision: i64) -> Option<Vec<u8>> {
         out.push(b',');
     }
     out.extend_from_slice(&stored[at.offset..]);
-    Some(out)
+    true
 }
 
 /// Where the new member goes in the top-level `metadata` object.
@@ -193,6 +200,16 @@ impl<'a> Reader<'a> {
 mod tests {
     use super::*;
     use serde_json::{json, Value};
+
+    fn with_resource_version(stored: &[u8], revision: i64) -> Option<Vec<u8>> {
+        let mut out = b"before".to_vec();
+        let placed = append_with_resource_version(&mut out, stored, revision);
+        if !placed {
+            assert_eq!(out, b"before", "left as it was");
+            return None;
+        }
+        Some(out.split_off(b"before".len()))
+    }
 
     /// What parsing, setting and serializing gives: the splice must give
     /// the very same bytes.

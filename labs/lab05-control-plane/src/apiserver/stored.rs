@@ -18,21 +18,21 @@ pub fn decode(kv: &KeyValue) -> Result<Value, ApiError> {
     Ok(object)
 }
 
-/// The JSON of the object a key holds, with its resourceVersion: the same
-/// bytes as serializing [`decode`]'s answer, most often without parsing.
-pub fn render(kv: &KeyValue) -> Result<Vec<u8>, ApiError> {
-    render_at(kv, kv.mod_revision)
-}
-
-/// [`render`] with resourceVersion `revision` (a deleted object is sent
-/// at its deletion's revision).
-pub fn render_at(kv: &KeyValue, revision: i64) -> Result<Vec<u8>, ApiError> {
-    if let Some(bytes) = splice::with_resource_version(&kv.value, revision) {
-        return Ok(bytes);
+/// Appends the JSON of the object a key holds, with resourceVersion
+/// `revision` (its own, or a deletion's), to `out`: the same bytes as
+/// serializing [`decode`]'s answer, most often without parsing.
+pub fn render_into(
+    out: &mut Vec<u8>,
+    kv: &KeyValue,
+    revision: i64,
+) -> Result<(), ApiError> {
+    if splice::append_with_resource_version(out, &kv.value, revision) {
+        return Ok(());
     }
     let mut object = decode(kv)?;
     set_resource_version(&mut object, revision);
-    Ok(object.to_string().into_bytes())
+    serde_json::to_writer(&mut *out, &object)
+        .map_err(|e| ApiError::internal(format!("object at {}: {e}", kv.key)))
 }
 
 /// The bytes to store for `object`: its JSON without resourceVersion.

@@ -237,13 +237,9 @@ impl Watcher {
                 let listed =
                     store.list(prefix, &ListOptions::default()).await?;
                 for kv in &listed.kvs {
-                    let object = match self.filter.is_everything() {
-                        true => None,
-                        false => Some(stored::decode(kv)?),
-                    };
-                    if object.as_ref().is_none_or(|o| self.filter.matches(o)) {
+                    if let Some(parsed) = self.filter.admit(kv)? {
                         let l =
-                            self.send("ADDED", kv, kv.mod_revision, object)?;
+                            self.send("ADDED", kv, kv.mod_revision, parsed)?;
                         self.pending.push_back(l);
                     }
                 }
@@ -335,11 +331,10 @@ impl Watcher {
 
     /// The event this watcher sees for one store event, if any.
     fn convert(&self, event: Event) -> Result<Option<Bytes>, ApiError> {
-        let everything = self.filter.is_everything();
         match event {
             // No selector: every write is the watcher's, and nothing
             // needs parsing.
-            Event::Put { kv, prev } if everything => {
+            Event::Put { kv, prev } if self.filter.is_everything() => {
                 let existed =
                     prev.is_some() || kv.create_revision != kv.mod_revision;
                 let kind = if existed { "MODIFIED" } else { "ADDED" };
@@ -347,13 +342,9 @@ impl Watcher {
             }
             Event::Put { kv, prev } => self.put_through_filter(&kv, prev),
             Event::Delete { prev, revision } => {
-                let old = match everything {
-                    true => None,
-                    false => Some(stored::decode(&prev)?),
-                };
-                if old.as_ref().is_some_and(|o| !self.filter.matches(o)) {
+                let Some(old) = self.filter.admit(&prev)? else {
                     return Ok(None);
-                }
+                };
                 Ok(Some(self.send("DELETED", &prev, revision, old)?))
             }
         }
@@ -409,8 +400,15 @@ impl Watcher {
         parsed: Option<Value>,
     ) -> Result<Bytes, ApiError> {
         if self.output == WatchOutput::Object {
-            let object = stored::render_at(kv, revision)?;
-            return Ok(raw_line(kind, &object));
+            // `{"type":…,"object":…}` as `line` writes it, around the
+            // stored bytes.
+            let mut out = Vec::with_capacity(kv.value.len() + 64);
+            out.extend_from_slice(b"{\"type\":\"");
+            out.extend_from_slice(kind.as_bytes());
+            out.extend_from_slice(b"\",\"object\":");
+            stored::render_into(&mut out, kv, revision)?;
+            out.extend_from_slice(b"}\n");
+            return Ok(Bytes::from(out));
         }
         let mut object = match parsed {
             Some(object) => object,
@@ -485,18 +483,6 @@ struct Line<'a> {
     #[serde(rename = "type")]
     kind: &'a str,
     object: &'a Value,
-}
-
-/// `{"type":…,"object":…}` and a newline, the object already JSON: the
-/// same bytes as [`line`] gives.
-fn raw_line(kind: &str, object: &[u8]) -> Bytes {
-    let mut out = Vec::with_capacity(object.len() + 32);
-    out.extend_from_slice(b"{\"type\":\"");
-    out.extend_from_slice(kind.as_bytes());
-    out.extend_from_slice(b"\",\"object\":");
-    out.extend_from_slice(object);
-    out.extend_from_slice(b"}\n");
-    Bytes::from(out)
 }
 
 /// `{"type":…,"object":…}` and a newline.

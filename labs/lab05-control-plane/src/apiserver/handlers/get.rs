@@ -38,6 +38,11 @@ fn answer(call: &Call, objects: &[Value], rv: &str, whole: Value) -> Reply {
     if !call.wants_table() {
         return Reply::ok(whole);
     }
+    table_reply(call, objects, rv)
+}
+
+/// `objects` as a Table.
+fn table_reply(call: &Call, objects: &[Value], rv: &str) -> Reply {
     let t = table::to_table(
         call.resource(),
         objects,
@@ -97,12 +102,10 @@ pub async fn collection(call: &Call) -> Result<Response, ApiError> {
             .into_response());
     }
     let listed = page.listed()?;
-    let whole = list::list_object(resource, &listed);
-    let mut reply =
-        answer(call, &listed.items, &listed.resource_version, whole);
+    let mut reply = table_reply(call, &listed.items, &listed.resource_version);
     // A Table's ListMeta carries the page's continue token too: kubectl
     // pages through Tables (`--chunk-size`).
-    if let (true, Some(c)) = (reply.table, &listed.continue_token) {
+    if let Some(c) = &listed.continue_token {
         reply.body["metadata"]["continue"] = Value::String(c.clone());
     }
     Ok(reply.into_response())
